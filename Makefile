@@ -1,0 +1,78 @@
+# shmbus: GNU Makefile.
+#
+#   make               build everything (library, classic clients, tools, tests, bench)
+#   make demo          build and run the seed's three-client exchange (classic/start.sh)
+#   make check         build and run the whole test suite (under 10 minutes on 2 cores)
+#   make check SAN=address,undefined   the same suite under ASan+UBSan (own build dir)
+#   make tsan          the threaded harness under ThreadSanitizer
+#   make bench         the benchmark (shmbus bench)
+#   make install PREFIX=/usr/local
+#   make DEBUG=1       classic clients that trace every semaphore operation
+#
+# Each part of the tree adds its own rules in <dir>/module.mk; this file holds what they share.
+
+.DEFAULT_GOAL := all
+.DELETE_ON_ERROR:
+.SUFFIXES:
+
+CC      ?= cc
+PREFIX  ?= /usr/local
+BUILD   ?= build
+SAN     ?=
+DEBUG   ?= 0
+comma   := ,
+
+ifneq ($(SAN),)
+BUILD   := build/san-$(subst $(comma),-,$(SAN))
+SANFLAGS := -fsanitize=$(SAN) -fno-omit-frame-pointer -fno-sanitize-recover=all
+endif
+
+CPPFLAGS += -D_GNU_SOURCE -Iinclude -MMD -MP
+CFLAGS   ?= -O2 -g
+CFLAGS   += -std=c11 -Wall -Wextra -Werror -fPIC $(SANFLAGS)
+LDFLAGS  += $(SANFLAGS)
+LDLIBS   += -pthread -lrt
+
+# Filled in by the module.mk files.
+ALL_TARGETS  :=
+TEST_BINS    :=
+TEST_SCRIPTS :=
+CHECK_DEPS   :=
+CLEAN_FILES  :=
+
+DEPS := scripts/deps.sh
+
+include src/module.mk
+include classic/module.mk
+include tools/module.mk
+include bench/module.mk
+include tests/module.mk
+-include examples/module.mk
+
+.PHONY: all deps check demo tsan bench install uninstall clean format
+
+all: deps $(ALL_TARGETS)
+
+# Every build starts by making sure the Debian packages it needs are here.
+deps:
+	@$(DEPS) build test monitor bench
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<
+
+demo: 
+	@$(DEPS) build
+	$(MAKE) --no-print-directory classic
+	CLIENT_DIR=$(BUILD)/classic ./classic/start.sh
+
+check: all $(TEST_BINS) $(CHECK_DEPS)
+	BUILD=$(BUILD) SAN=$(SAN) tests/run.sh $(TEST_BINS) $(TEST_SCRIPTS)
+
+format:
+	clang-format -i $$(git ls-files '*.c' '*.h')
+
+clean:
+	rm -rf build $(CLEAN_FILES)
+
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

@@ -1,0 +1,65 @@
+#!/bin/sh
+# Install the Debian packages a make target needs.
+#
+#   scripts/deps.sh GROUP...     groups: build, test, monitor, bench, fuzz, browser
+#
+# Each group names Debian 12 packages. Packages already installed cost one dpkg-query.
+# As root, missing packages are installed with apt-get; otherwise the exact command is
+# printed and the script exits 1, so make stops before a confusing compiler error.
+set -eu
+
+pkgs_build="gcc make pkg-config libc6-dev"
+pkgs_test="libcmocka-dev valgrind spin procps util-linux"
+pkgs_monitor="libmicrohttpd-dev"
+pkgs_bench="libzmq3-dev libiceoryx-binding-c-dev iceoryx"
+pkgs_fuzz="clang libclang-rt-14-dev"
+pkgs_browser="chromium nodejs npm"
+
+want=""
+for group in "$@"; do
+    case "$group" in
+    build) want="$want $pkgs_build" ;;
+    test) want="$want $pkgs_test" ;;
+    monitor) want="$want $pkgs_monitor" ;;
+    bench) want="$want $pkgs_bench" ;;
+    fuzz) want="$want $pkgs_fuzz" ;;
+    browser) want="$want $pkgs_browser" ;;
+    *)
+        echo "deps.sh: unknown group '$group'" >&2
+        exit 2
+        ;;
+    esac
+done
+
+missing=""
+for p in $want; do
+    # npm ships inside nodesource's nodejs package on some machines; accept either.
+    if [ "$p" = npm ] && command -v npm >/dev/null 2>&1; then
+        continue
+    fi
+    if [ "$p" = nodejs ] && command -v node >/dev/null 2>&1; then
+        continue
+    fi
+    status=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
+    case "$status" in
+    *"install ok installed"*) ;;
+    *) missing="$missing $p" ;;
+    esac
+done
+
+[ -z "$missing" ] && exit 0
+
+if [ "$(id -u)" -ne 0 ]; then
+    echo "shmbus: missing Debian packages:$missing" >&2
+    echo "shmbus: run this, then make again:" >&2
+    echo "    sudo apt-get update && sudo apt-get install -y$missing" >&2
+    exit 1
+fi
+
+echo "shmbus: installing Debian packages:$missing" >&2
+export DEBIAN_FRONTEND=noninteractive
+# A fresh machine has no package lists; refresh them once if a lookup fails.
+if ! apt-get install -y --no-install-recommends $missing >/dev/null 2>&1; then
+    apt-get update >/dev/null
+    apt-get install -y --no-install-recommends $missing
+fi

@@ -1,0 +1,78 @@
+#include "helpers.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+const char *th_name(const char *tag)
+{
+    static char buf[64];
+    snprintf(buf, sizeof(buf), "t-%s-%d", tag, (int)getpid());
+    return buf;
+}
+
+pid_t th_fork(int (*fn)(void *), void *arg)
+{
+    pid_t parent = getpid();
+    fflush(NULL);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (getppid() != parent)
+            _exit(99);
+        _exit(fn(arg) & 0xff);
+    }
+    return pid;
+}
+
+uint64_t th_now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+int th_wait(pid_t pid, int timeout_ms)
+{
+    uint64_t deadline = th_now_ns() + (uint64_t)timeout_ms * 1000000u;
+    for (;;) {
+        int status;
+        pid_t r = waitpid(pid, &status, WNOHANG);
+        if (r == pid) {
+            if (WIFEXITED(status))
+                return WEXITSTATUS(status);
+            return 128 + WTERMSIG(status);
+        }
+        if (r < 0 && errno != EINTR)
+            return -1;
+        if (th_now_ns() > deadline) {
+            kill(pid, SIGKILL);
+            waitpid(pid, &status, 0);
+            return -1;
+        }
+        /* Polling a child's exit is the one place a short sleep is right: waitpid has no
+         * timeout, and this is not synchronising with the child's work. */
+        struct timespec ts = {0, 1000000};
+        nanosleep(&ts, NULL);
+    }
+}
+
+uint64_t th_cpu_ns(void)
+{
+    struct rusage self, kids;
+    getrusage(RUSAGE_SELF, &self);
+    getrusage(RUSAGE_CHILDREN, &kids);
+    uint64_t us = 0;
+    us += (uint64_t)self.ru_utime.tv_sec * 1000000u + (uint64_t)self.ru_utime.tv_usec;
+    us += (uint64_t)self.ru_stime.tv_sec * 1000000u + (uint64_t)self.ru_stime.tv_usec;
+    us += (uint64_t)kids.ru_utime.tv_sec * 1000000u + (uint64_t)kids.ru_utime.tv_usec;
+    us += (uint64_t)kids.ru_stime.tv_sec * 1000000u + (uint64_t)kids.ru_stime.tv_usec;
+    return us * 1000u;
+}

@@ -1,0 +1,36 @@
+/*
+ * Test helpers shared by the cmocka binaries in tests/.
+ *
+ * Multi-process tests fork inside their own binary (libuv style). Every child gets
+ * PR_SET_PDEATHSIG so it dies with the test, every wait has a timeout, and every bus name
+ * is unique to the test process, so parallel or repeated runs never meet.
+ */
+#ifndef SHMBUS_TESTS_HELPERS_H
+#define SHMBUS_TESTS_HELPERS_H
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <cmocka.h>
+
+/* A bus name unique to this process and tag: "t-<tag>-<pid>". Static storage, one per call
+ * site is enough: the next call overwrites it. */
+const char *th_name(const char *tag);
+
+/* Fork a child that runs fn(arg) and exits with its return value (0..255). The child dies
+ * with SIGKILL if the test process dies. Returns the child's pid; fails the test on error. */
+pid_t th_fork(int (*fn)(void *), void *arg);
+
+/* Wait for pid up to timeout_ms. Returns its exit status (0..255), 128+signal if it was
+ * killed, or -1 after killing it because the time ran out. */
+int th_wait(pid_t pid, int timeout_ms);
+
+/* Monotonic time in nanoseconds. */
+uint64_t th_now_ns(void);
+
+/* CPU time (user + system) of this process and its waited-for children, in nanoseconds. */
+uint64_t th_cpu_ns(void);
+
+#endif

@@ -1,0 +1,3 @@
+# The shmbus command.
+.PHONY: tools
+tools:
