@@ -1,0 +1,377 @@
+/*
+ * shmbus.h - a local message bus for Linux processes over System V shared memory.
+ *
+ * A *bus* is one System V shared memory segment, found by name through a key file in a
+ * runtime directory. Processes attach to it with shmbus_bus_open() and *join* it as
+ * clients with shmbus_join(). Every client owns a mailbox: a circular buffer in the
+ * segment that many senders write into and its owner reads from. There is no daemon.
+ *
+ * Conventions (the same for every function below):
+ *   - Calls return 0 or a count on success and a negative errno value on failure; they never
+ *     set errno for the caller and never return -1 with errno. shmbus_strerror() gives text.
+ *   - Timeouts are in milliseconds: -1 waits forever, 0 never waits.
+ *   - The library installs no signal handler, never exits the process and never prints.
+ *   - Handles are opaque. A shmbus_bus may be used from several threads at once. A
+ *     shmbus_client may send from several threads at once; it must receive from one thread
+ *     at a time (a mailbox has one consumer).
+ *   - Anything read from the segment is treated as hostile: a peer that scribbles over the
+ *     segment can make calls fail (-EBADMSG), never crash or hang the caller.
+ *
+ * Client ids are plain integers 1..max_clients, as in the classic clients ("client 3"),
+ * because users type them on command lines; 0 means "choose for me" where it is accepted.
+ */
+#ifndef SHMBUS_H
+#define SHMBUS_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define SHMBUS_VERSION_MAJOR 0
+#define SHMBUS_VERSION_MINOR 1
+#define SHMBUS_VERSION_PATCH 0
+#define SHMBUS_VERSION_STRING "0.1.0"
+
+/* Limits. */
+#define SHMBUS_NAME_MAX 31          /* bus and client names: [A-Za-z0-9._-], not "." or ".." */
+#define SHMBUS_MAX_CLIENTS 4096     /* upper bound of shmbus_bus_opts.max_clients */
+#define SHMBUS_MAX_MSG_SIZE 1048576 /* upper bound of shmbus_bus_opts.msg_size */
+#define SHMBUS_PRIO_LEVELS 8        /* priorities 0 (normal, lowest) .. 7 (highest) */
+#define SHMBUS_LAT_BUCKETS 128      /* latency histogram buckets, see shmbus_hist_value() */
+
+/* Defaults applied where shmbus_bus_opts holds 0. */
+#define SHMBUS_DEFAULT_MAX_CLIENTS 64
+#define SHMBUS_DEFAULT_SLOTS 256
+#define SHMBUS_DEFAULT_MSG_SIZE 1024
+#define SHMBUS_DEFAULT_MODE 0600
+
+typedef struct shmbus_bus shmbus_bus;
+typedef struct shmbus_client shmbus_client;
+
+/* ------------------------------------------------------------------------------------------
+ * Errors
+ * ------------------------------------------------------------------------------------------
+ * Besides the usual ones (-EINVAL bad argument, -ENOMEM, -EACCES/-EPERM permission), the
+ * library uses these codes with a specific meaning:
+ *   -ENOENT        no bus of that name (shmbus_bus_open without SHMBUS_CREATE)
+ *   -EEXIST        the bus exists (SHMBUS_CREATE | SHMBUS_EXCL), or the client id is taken
+ *   -EPROTO        the segment under the key is not a shmbus bus (foreign); left untouched
+ *   -EPROTONOSUPPORT  a shmbus bus of an incompatible layout version
+ *   -EADDRINUSE    the key file's key collides with another bus's segment; left untouched
+ *   -EBADMSG       the segment's contents are corrupt (a peer wrote garbage)
+ *   -EIDRM         the bus was destroyed while attached
+ *   -EHOSTUNREACH  no client with that id or name is on the bus
+ *   -ECONNRESET    the destination client died (it is cleaned up shortly after)
+ *   -EMSGSIZE      message larger than the bus's msg_size (send), or buffer too small (recv)
+ *   -EAGAIN        would block (mailbox full / empty, or SHMBUS_NONBLOCK)
+ *   -ETIMEDOUT     the timeout passed
+ *   -EUSERS        the bus has no free client slot
+ */
+
+/* Text for a negative (or positive) errno value as returned by this library. Never NULL;
+ * the string is static. Thread-safe. */
+const char *shmbus_strerror(int err);
+
+/* Library version as "MAJOR.MINOR.PATCH". Static string. */
+const char *shmbus_version(void);
+
+/* ------------------------------------------------------------------------------------------
+ * Buses
+ * ------------------------------------------------------------------------------------------ */
+
+/* Options fixed when a bus is created. A zero field takes its default. */
+struct shmbus_bus_opts {
+    uint32_t max_clients; /* client ids are 1..max_clients; default 64, at most 4096 */
+    uint32_t slots;       /* mailbox capacity in messages, a power of two >= 2; default 256 */
+    uint32_t msg_size;    /* largest payload in bytes; default 1024 (the seed's BUF_LEN) */
+    uint32_t mode;        /* permission bits of the segment and key file: 0600 (default) or
+                           * 0660 for group access; other bits are refused (-EINVAL) */
+};
+
+/* Flags of shmbus_bus_open(). */
+#define SHMBUS_CREATE 0x1u /* create the bus if it does not exist */
+#define SHMBUS_EXCL 0x2u   /* with SHMBUS_CREATE: fail with -EEXIST if it exists */
+#define SHMBUS_RDONLY 0x4u /* attach read-only (monitors): join and send are refused */
+
+/*
+ * Attach to the bus called `name`, creating it if flags has SHMBUS_CREATE.
+ *
+ * The key file is <dir>/<name>.bus where dir is $SHMBUS_DIR, else $XDG_RUNTIME_DIR/shmbus,
+ * else /tmp/shmbus-<uid>; the directory is created 0700 and must belong to the caller.
+ * `opts` (may be NULL for defaults) is used only when the bus is created. An existing bus is
+ * never deleted or reset by this call; a bus whose creator died before it finished setting
+ * it up is recognised as stale and replaced. The segment's owner and mode are checked
+ * after attaching (-EACCES if another user owns it, or if it grants access to others).
+ *
+ * On success *out is a handle the caller frees with shmbus_bus_close(). Blocks only while
+ * another process is creating the same bus (at most about one second). Thread-safe.
+ * Errors: -EINVAL (bad name/opts/NULL), -ENOENT, -EEXIST, -EPROTO, -EPROTONOSUPPORT,
+ * -EADDRINUSE, -EBADMSG, -EACCES, -ENOMEM/-ENOSPC (segment too large for the system).
+ */
+int shmbus_bus_open(const char *name, const struct shmbus_bus_opts *opts, unsigned flags,
+                    shmbus_bus **out);
+
+/* Detach from the bus and free the handle. Clients joined through this handle must have
+ * left first (otherwise they are made to leave). The bus itself stays. NULL is a no-op. */
+void shmbus_bus_close(shmbus_bus *bus);
+
+/* Remove the bus called `name`: its segment and key file. Processes still attached keep
+ * their mapping until they close it; their calls then fail with -EIDRM. Does not block.
+ * Errors: -ENOENT, -EPROTO/-EADDRINUSE (what is there is not this bus: left alone), -EACCES. */
+int shmbus_bus_destroy(const char *name);
+
+/* What a bus is, for tools. Filled by shmbus_bus_info(). */
+struct shmbus_bus_info {
+    char name[SHMBUS_NAME_MAX + 1];
+    uint32_t max_clients, slots, msg_size, mode;
+    uint32_t layout_version;
+    uid_t creator_uid;
+    pid_t creator_pid;
+    int shmid;
+    size_t segment_size;  /* bytes */
+    uint32_t attached;    /* processes attached now (the kernel's shm_nattch) */
+    uint32_t live_clients;
+    uint64_t created_ns;  /* CLOCK_REALTIME at creation */
+    uint64_t nonce;       /* random, chosen at creation: tells two incarnations apart */
+};
+
+/* Fill *info. Does not block. Thread-safe. Errors: -EINVAL, -EIDRM. */
+int shmbus_bus_info(shmbus_bus *bus, struct shmbus_bus_info *info);
+
+/* The directory holding the key files (see shmbus_bus_open), written into buf. Returns the
+ * length, or -ENAMETOOLONG. Does not create it. */
+int shmbus_runtime_dir(char *buf, size_t size);
+
+/* Size in bytes of a bus created with these options, without creating it (-EINVAL if the
+ * options are out of range). */
+ssize_t shmbus_bus_size(const struct shmbus_bus_opts *opts);
+
+/*
+ * The names of the buses that have a key file in the runtime directory, written to
+ * names[0..n-1] (sorted). Returns how many there are (may exceed n). Does not attach to them:
+ * a name may belong to a bus whose segment is gone (shmbus_clean() removes such files).
+ */
+int shmbus_bus_names(char (*names)[SHMBUS_NAME_MAX + 1], size_t n);
+
+/* Called by shmbus_clean() once for each stale object: `kind` is "segment", "key file" or
+ * "client", `what` names it (bus name, path, shmid) and `why` says why it is stale. */
+typedef void (*shmbus_clean_fn)(const char *kind, const char *what, const char *why, void *arg);
+
+/*
+ * Remove the current user's stale shmbus objects: buses no process is attached to that
+ * still list clients, all of them dead (a crashed application); segments whose creator died
+ * while creating them; key files whose segment is gone; and dead clients of buses in use.
+ * An idle bus (nobody attached, no client listed) is not stale: it was made to last. With
+ * dry_run nothing is changed. Never touches a segment that is not a shmbus bus or that
+ * belongs to another user. Returns the number of objects found stale (removed unless
+ * dry_run). cb may be NULL. Thread-safe; may take a few ms per bus.
+ */
+int shmbus_clean(int dry_run, shmbus_clean_fn cb, void *arg);
+
+/* ------------------------------------------------------------------------------------------
+ * Clients
+ * ------------------------------------------------------------------------------------------ */
+
+/*
+ * Join the bus as client `id` (1..max_clients), or as the lowest free id if id is 0, with an
+ * optional `name` (NULL for none; unique on the bus). The new client's mailbox starts empty.
+ * A slot held by a client whose process died is reclaimed first.
+ *
+ * On success *out is a handle freed by shmbus_leave(). Does not block. Thread-safe.
+ * Errors: -EINVAL (id out of range, bad name), -EEXIST (id or name taken by a live client),
+ * -EUSERS (no free id), -EROFS (bus opened SHMBUS_RDONLY), -EIDRM.
+ */
+int shmbus_join(shmbus_bus *bus, uint32_t id, const char *name, shmbus_client **out);
+
+/* Leave the bus: the id becomes free, messages still in the mailbox are discarded, senders
+ * get -EHOSTUNREACH from then on. Frees the handle. NULL is a no-op. Must not race with
+ * other calls on the same client. */
+void shmbus_leave(shmbus_client *c);
+
+/* The client's id (1..max_clients). */
+uint32_t shmbus_client_id(const shmbus_client *c);
+
+/* The bus a client belongs to. */
+shmbus_bus *shmbus_client_bus(const shmbus_client *c);
+
+/* Spin for up to `usec` microseconds in shmbus_recv() before sleeping (default 0: sleep at
+ * once). Spinning trades a core for latency; useful only with a core to spare. */
+void shmbus_client_set_spin(shmbus_client *c, unsigned usec);
+
+/* The id of the live client called `name`, or -EHOSTUNREACH. Does not block. Thread-safe. */
+int shmbus_lookup(shmbus_bus *bus, const char *name);
+
+/* Per-client counters, kept in the segment. Updated with relaxed atomics: each is exact,
+ * but a snapshot of several is not taken at one instant. */
+struct shmbus_counters {
+    uint64_t sent;           /* messages this client sent (broadcast counts each copy) */
+    uint64_t received;       /* messages this client took from its mailbox */
+    uint64_t bytes_sent;
+    uint64_t bytes_received;
+    uint64_t full_waits;     /* times a send found the destination mailbox full and waited */
+    uint64_t wakeups;        /* times this client's recv slept and was woken */
+    uint64_t spins;          /* recv calls that found a message while spinning */
+    uint64_t dropped;        /* messages discarded: torn by a dead sender, or meant for a
+                              * previous owner of this id */
+    uint64_t lat_hist[SHMBUS_LAT_BUCKETS]; /* send-to-receive latency of sampled messages */
+};
+
+/* Client states reported by shmbus_list(). */
+enum shmbus_client_state {
+    SHMBUS_CLIENT_LIVE = 1,    /* joined, its process is alive */
+    SHMBUS_CLIENT_DEAD = 2,    /* joined, its process is gone; not yet cleaned up */
+    SHMBUS_CLIENT_JOINING = 3, /* in the middle of shmbus_join() */
+};
+
+struct shmbus_client_info {
+    uint32_t id;
+    enum shmbus_client_state state;
+    char name[SHMBUS_NAME_MAX + 1];
+    pid_t pid;
+    uint32_t depth;    /* messages in its mailbox now */
+    uint32_t capacity; /* mailbox capacity */
+    uint64_t joined_ns; /* CLOCK_REALTIME when it joined */
+    struct shmbus_counters counters;
+};
+
+/*
+ * List the clients of the bus (live, dead not yet cleaned, joining) into out[0..n-1] in id
+ * order. Returns how many there are, which may exceed n (then only n were written); pass
+ * n = 0 to count. Checks each client's process (one /proc read each) and reports dead ones
+ * as SHMBUS_CLIENT_DEAD without cleaning them. Does not block. Thread-safe.
+ */
+int shmbus_list(shmbus_bus *bus, struct shmbus_client_info *out, size_t n);
+
+/* Clean up every client whose process has died: reclaim its id, discard its mailbox, skip
+ * slots it reserved but never filled. Returns how many were cleaned. Exactly one process
+ * cleans a given client; one that dies while cleaning leaves it for the next. The library
+ * also does this by itself about once a second from blocked calls. Thread-safe. */
+int shmbus_reap(shmbus_bus *bus);
+
+/* ------------------------------------------------------------------------------------------
+ * Messages
+ * ------------------------------------------------------------------------------------------ */
+
+/* Flags of the send calls. */
+#define SHMBUS_NONBLOCK 0x1u /* fail with -EAGAIN at once if the mailbox is full */
+#define SHMBUS_ACK 0x2u      /* return only once the receiver has taken the message */
+
+/* Flags carried by a received message (shmbus_msg.flags). */
+#define SHMBUS_MSG_ACK 0x1u       /* the sender waits for this message to be taken */
+#define SHMBUS_MSG_REQUEST 0x2u   /* a request: answer it with shmbus_reply() */
+#define SHMBUS_MSG_REPLY 0x4u     /* a reply; corr is the request's seq */
+#define SHMBUS_MSG_BROADCAST 0x8u /* sent with shmbus_broadcast() */
+
+/* The header of a received message. */
+struct shmbus_msg {
+    uint32_t src;     /* sender's client id */
+    uint32_t dst;     /* receiver's client id */
+    uint64_t seq;     /* sender's sequence number: 1, 2, ... per sending client */
+    uint64_t corr;    /* for a reply, the seq of the request it answers; else 0 */
+    uint64_t sent_ns; /* CLOCK_MONOTONIC time of the send */
+    uint32_t len;     /* payload length in bytes */
+    uint8_t prio;     /* 0..7 */
+    uint8_t flags;    /* SHMBUS_MSG_* */
+};
+
+/*
+ * Send len bytes to client `dst` at priority `prio` (0..7; higher is taken first).
+ *
+ * The payload is copied into the destination's mailbox. If the mailbox is full the call
+ * waits up to timeout_ms for room (never drops): with SHMBUS_NONBLOCK it fails at once with
+ * -EAGAIN. With SHMBUS_ACK it then also waits, within the same timeout, until the receiver
+ * has taken the message (-ETIMEDOUT if it did not; the message may still be taken later).
+ * ACK sends from one client must not run in several threads at once.
+ *
+ * Sending to yourself is allowed. The fast path (room in the mailbox, receiver not asleep)
+ * makes no system call. Thread-safe for several senders on one client.
+ * Errors: -EINVAL (NULL, prio > 7), -EMSGSIZE, -EHOSTUNREACH, -ECONNRESET, -EAGAIN,
+ * -ETIMEDOUT, -EIDRM.
+ */
+int shmbus_send(shmbus_client *c, uint32_t dst, const void *data, size_t len, unsigned prio,
+                unsigned flags, int timeout_ms);
+
+/* One message of a batch. */
+struct shmbus_iov {
+    const void *data;
+    size_t len;
+};
+
+/*
+ * Send n messages to `dst` at one priority, reserving mailbox room for as many as fit at
+ * once: one atomic operation and at most one wake-up per batch instead of per message.
+ * Returns how many were sent (1..n), in order; waits as shmbus_send() only when none fit.
+ * SHMBUS_ACK is not accepted here (-EINVAL). Errors as shmbus_send().
+ */
+int shmbus_send_batch(shmbus_client *c, uint32_t dst, const struct shmbus_iov *msgs, size_t n,
+                      unsigned prio, unsigned flags, int timeout_ms);
+
+/*
+ * Send one copy to every live client except the sender. Returns how many got it. A receiver
+ * whose mailbox stays full for timeout_ms (or at once with SHMBUS_NONBLOCK) is skipped and
+ * not counted: compare with the number of live clients to see who missed it.
+ */
+int shmbus_broadcast(shmbus_client *c, const void *data, size_t len, unsigned prio,
+                     unsigned flags, int timeout_ms);
+
+/*
+ * Take the next message from the client's own mailbox: the highest priority pending, first
+ * in first out within a priority (and per sender). Copies the payload into buf and the header
+ * into *hdr (hdr may be NULL). Returns the payload length.
+ *
+ * Waits up to timeout_ms for a message (-1 forever, 0 not at all: -EAGAIN). While waiting it
+ * spins for the client's spin budget, then sleeps on a semaphore: a blocked receiver costs
+ * no CPU (it wakes a few times a second to check for dead senders).
+ * If cap is smaller than the message, fails with -EMSGSIZE and leaves the message in place
+ * (hdr->len says how much room it needs); a buffer of the bus's msg_size always suffices.
+ * One thread at a time per client. Errors: -EINVAL, -EAGAIN, -ETIMEDOUT, -EMSGSIZE, -EIDRM.
+ */
+int shmbus_recv(shmbus_client *c, struct shmbus_msg *hdr, void *buf, size_t cap, int timeout_ms);
+
+/*
+ * Take up to n messages at once: message k's payload goes to bufs + k * stride (stride
+ * bytes of room each) and its header to hdrs[k]. Returns how many (>= 1); waits as
+ * shmbus_recv() only while there are none.
+ */
+int shmbus_recv_batch(shmbus_client *c, struct shmbus_msg *hdrs, void *bufs, size_t stride,
+                      size_t n, int timeout_ms);
+
+/*
+ * Send a request to `dst` and wait up to timeout_ms for its reply, matched by sequence
+ * number. Other messages that arrive meanwhile stay in the mailbox, in order, for
+ * shmbus_recv(). Returns the reply's payload length; the reply's header goes to *rhdr (may be
+ * NULL). Uses the receive side: not concurrently with shmbus_recv() on the same client.
+ */
+int shmbus_request(shmbus_client *c, uint32_t dst, const void *req, size_t len,
+                   struct shmbus_msg *rhdr, void *rbuf, size_t cap, int timeout_ms);
+
+/* Answer the request `req` (as received) with len bytes, at the request's priority. Does not
+ * wait for room longer than timeout_ms. Errors as shmbus_send(), and -EINVAL if req is not
+ * a request. */
+int shmbus_reply(shmbus_client *c, const struct shmbus_msg *req, const void *data, size_t len,
+                 int timeout_ms);
+
+/* ------------------------------------------------------------------------------------------
+ * Latency histograms
+ * ------------------------------------------------------------------------------------------
+ * shmbus_counters.lat_hist is log-linear: 4 buckets per power of two of nanoseconds.
+ * Bucket b covers [shmbus_hist_value(b), shmbus_hist_value(b + 1)). */
+
+/* Lower bound in nanoseconds of bucket b. */
+uint64_t shmbus_hist_value(unsigned b);
+
+/* The bucket of a latency in nanoseconds. */
+unsigned shmbus_hist_bucket(uint64_t ns);
+
+/* The p-th percentile (0 < p <= 100) of a histogram, in nanoseconds (0 if it is empty). */
+uint64_t shmbus_hist_percentile(const uint64_t *hist, double p);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* SHMBUS_H */
