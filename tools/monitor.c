@@ -1,12 +1,453 @@
-/* Placeholder until the web monitor lands: keeps the shmbus command linking. */
+/*
+ * monitor.c - `shmbus monitor BUS`: a live web view of a bus.
+ *
+ * Design notes
+ * ------------
+ * Order of events: parse the options (bad usage: exit 2, before touching anything), attach
+ * to the bus read-only (no bus: exit 1), take the first sample, bind the listening socket
+ * ourselves (so a busy port gives a plain "Address already in use" and port 0 can be
+ * reported), start the HTTP server, print "listening on http://ADDR:PORT/", then sample
+ * every interval until SIGINT or SIGTERM (exit 0).
+ *
+ * Signals are blocked in every thread (the HTTP threads inherit the mask from this one) and
+ * taken synchronously by sigtimedwait(), which is also the sampling loop's sleep: no handler,
+ * no flag, no race between checking a flag and going to sleep.
+ *
+ * If the bus is destroyed while we watch (-EIDRM), the page says so and the monitor tries
+ * to attach again by name at every interval, so it follows a bus that is re-created.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <getopt.h>
+#include <netinet/in.h>
+#include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "monitor.h"
 
 int sb_monitor_main(int argc, char **argv);
 
+static const char usage_text[] =
+    "usage: shmbus monitor BUS [--listen ADDR:PORT] [--interval MS] [--allow-remote]\n"
+    "\n"
+    "Serve a live web view of BUS, attached read-only: nothing it serves can change the bus.\n"
+    "  --listen ADDR:PORT  where to listen (default 127.0.0.1:8080); port 0 picks a free\n"
+    "                      port. ADDR is an IPv4 address, [IPv6 address] or localhost\n"
+    "  --interval MS       how often to sample the bus, 50..10000 (default 1000)\n"
+    "  --allow-remote      allow a non-loopback ADDR: anyone who reaches it sees the bus\n"
+    "Pages: / (the live view), /events (server-sent events), /api/bus (JSON),\n"
+    "/metrics (Prometheus text format). Stops on SIGINT or SIGTERM.\n";
+
+struct options {
+    const char *bus;
+    const char *listen;
+    unsigned interval_ms;
+    int allow_remote;
+};
+
+static int bad_usage(const char *fmt, const char *arg)
+{
+    fprintf(stderr, "shmbus: monitor: ");
+    fprintf(stderr, fmt, arg);
+    fprintf(stderr, "\n%s", usage_text);
+    return 2;
+}
+
+/* 0, 1 (--help given: exit 0) or 2 (bad usage, already reported). */
+static int parse_options(int argc, char **argv, struct options *o)
+{
+    static const struct option longopts[] = {
+        {"listen", required_argument, NULL, 'l'},
+        {"interval", required_argument, NULL, 'i'},
+        {"allow-remote", no_argument, NULL, 'r'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    o->listen = "127.0.0.1:8080";
+    o->interval_ms = 1000;
+    optind = 0; /* glibc: full re-initialisation, whatever parsed argv before us */
+    opterr = 0;
+    int c;
+    while ((c = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
+        switch (c) {
+        case 'l':
+            o->listen = optarg;
+            break;
+        case 'i': {
+            char *end;
+            errno = 0;
+            unsigned long v = strtoul(optarg, &end, 10);
+            if (errno || end == optarg || *end || optarg[0] == '-' || v < 50 || v > 10000)
+                return bad_usage("--interval: '%s' is not a number of ms in 50..10000", optarg);
+            o->interval_ms = (unsigned)v;
+            break;
+        }
+        case 'r':
+            o->allow_remote = 1;
+            break;
+        case 'h':
+            fputs(usage_text, stdout);
+            return 1;
+        case ':':
+            return bad_usage("%s needs a value", argv[optind - 1]);
+        default:
+            return bad_usage("unknown option '%s'", argv[optind - 1]);
+        }
+    }
+    if (optind >= argc)
+        return bad_usage("%s", "which bus? (give its name)");
+    if (optind + 1 < argc)
+        return bad_usage("unexpected argument '%s'", argv[optind + 1]);
+    o->bus = argv[optind];
+    return 0;
+}
+
+/* Parse ADDR:PORT into ss. Returns 0, or -1 if it is not one. */
+static int parse_listen(const char *s, struct sockaddr_storage *ss, socklen_t *len)
+{
+    char host[64];
+    const char *colon;
+    if (s[0] == '[') {
+        const char *close = strchr(s, ']');
+        if (!close || close[1] != ':' || (size_t)(close - s - 1) >= sizeof(host))
+            return -1;
+        memcpy(host, s + 1, (size_t)(close - s - 1));
+        host[close - s - 1] = '\0';
+        colon = close + 1;
+    } else {
+        colon = strrchr(s, ':');
+        if (!colon || (size_t)(colon - s) >= sizeof(host))
+            return -1;
+        memcpy(host, s, (size_t)(colon - s));
+        host[colon - s] = '\0';
+    }
+    char *end;
+    errno = 0;
+    unsigned long port = strtoul(colon + 1, &end, 10);
+    if (errno || end == colon + 1 || *end || colon[1] == '-' || port > 65535)
+        return -1;
+    memset(ss, 0, sizeof(*ss));
+    if (strcmp(host, "localhost") == 0)
+        strcpy(host, "127.0.0.1");
+    struct sockaddr_in *v4 = (struct sockaddr_in *)ss;
+    struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)ss;
+    if (s[0] != '[' && inet_pton(AF_INET, host, &v4->sin_addr) == 1) {
+        v4->sin_family = AF_INET;
+        v4->sin_port = htons((uint16_t)port);
+        *len = sizeof(*v4);
+        return 0;
+    }
+    if (s[0] == '[' && inet_pton(AF_INET6, host, &v6->sin6_addr) == 1) {
+        v6->sin6_family = AF_INET6;
+        v6->sin6_port = htons((uint16_t)port);
+        *len = sizeof(*v6);
+        return 0;
+    }
+    return -1;
+}
+
+static int is_loopback(const struct sockaddr_storage *ss)
+{
+    if (ss->ss_family == AF_INET) {
+        const struct sockaddr_in *v4 = (const struct sockaddr_in *)ss;
+        return (ntohl(v4->sin_addr.s_addr) >> 24) == 127;
+    }
+    const struct sockaddr_in6 *v6 = (const struct sockaddr_in6 *)ss;
+    if (IN6_IS_ADDR_LOOPBACK(&v6->sin6_addr))
+        return 1;
+    return IN6_IS_ADDR_V4MAPPED(&v6->sin6_addr) && v6->sin6_addr.s6_addr[12] == 127;
+}
+
+/* Bind and listen; the bound address (with the real port) is left in *ss. -errno on error. */
+static int open_listener(struct sockaddr_storage *ss, socklen_t len)
+{
+    int fd = socket(ss->ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -errno;
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (ss->ss_family == AF_INET6)
+        setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+    socklen_t sl = sizeof(*ss);
+    if (bind(fd, (struct sockaddr *)ss, len) < 0 || listen(fd, 64) < 0 ||
+        getsockname(fd, (struct sockaddr *)ss, &sl) < 0) {
+        int err = -errno;
+        close(fd);
+        return err;
+    }
+    return fd;
+}
+
+static void print_url(const struct sockaddr_storage *ss)
+{
+    char host[INET6_ADDRSTRLEN];
+    if (ss->ss_family == AF_INET) {
+        const struct sockaddr_in *v4 = (const struct sockaddr_in *)ss;
+        inet_ntop(AF_INET, &v4->sin_addr, host, sizeof(host));
+        printf("listening on http://%s:%u/\n", host, ntohs(v4->sin_port));
+    } else {
+        const struct sockaddr_in6 *v6 = (const struct sockaddr_in6 *)ss;
+        inet_ntop(AF_INET6, &v6->sin6_addr, host, sizeof(host));
+        printf("listening on http://[%s]:%u/\n", host, ntohs(v6->sin6_port));
+    }
+    fflush(stdout);
+}
+
+/* ---- sampling --------------------------------------------------------------------------- */
+
+static uint64_t now_ns(clockid_t clk)
+{
+    struct timespec ts;
+    clock_gettime(clk, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static double rate(uint64_t now, uint64_t before, double dt)
+{
+    return dt > 0 && now >= before ? (double)(now - before) / dt : 0;
+}
+
+/* Fill the rates of `next` from `prev` (both in id order). A client is the same one only if
+ * its id, pid and join time all match: an id reused by a new process starts from zero. */
+static void derive(struct sb_mon_snap *next, const struct sb_mon_snap *prev)
+{
+    size_t j = 0;
+    for (size_t i = 0; i < next->n; i++) {
+        struct sb_mon_client *c = &next->clients[i];
+        const struct shmbus_counters *k = &c->info.counters;
+        c->p50 = shmbus_hist_percentile(k->lat_hist, 50);
+        c->p90 = shmbus_hist_percentile(k->lat_hist, 90);
+        c->p99 = shmbus_hist_percentile(k->lat_hist, 99);
+        for (unsigned b = 0; b < SHMBUS_LAT_BUCKETS; b++)
+            next->hist[b] += k->lat_hist[b];
+        next->sent += k->sent;
+        next->received += k->received;
+        while (j < prev->n && prev->clients[j].info.id < c->info.id)
+            j++;
+        if (j < prev->n && prev->clients[j].info.id == c->info.id &&
+            prev->clients[j].info.pid == c->info.pid &&
+            prev->clients[j].info.joined_ns == c->info.joined_ns) {
+            const struct shmbus_counters *o = &prev->clients[j].info.counters;
+            c->sent_rate = rate(k->sent, o->sent, next->dt);
+            c->recv_rate = rate(k->received, o->received, next->dt);
+        }
+        next->sent_rate += c->sent_rate;
+        next->recv_rate += c->recv_rate;
+    }
+    next->p50 = shmbus_hist_percentile(next->hist, 50);
+    next->p90 = shmbus_hist_percentile(next->hist, 90);
+    next->p99 = shmbus_hist_percentile(next->hist, 99);
+}
+
+/* Take one sample of the bus into *next. Returns 0 or a negative errno (also kept in
+ * next->err). */
+static int sample(shmbus_bus *bus, struct sb_mon_snap *next)
+{
+    int err = shmbus_bus_info(bus, &next->bus);
+    if (err < 0)
+        return next->err = err;
+    size_t cap = next->bus.max_clients ? next->bus.max_clients : 64;
+    for (int tries = 0; tries < 4; tries++) {
+        struct sb_mon_client *cs = calloc(cap, sizeof(*cs));
+        struct shmbus_client_info *infos = calloc(cap, sizeof(*infos));
+        if (!cs || !infos) {
+            free(cs);
+            free(infos);
+            return next->err = -ENOMEM;
+        }
+        int n = shmbus_list(bus, infos, cap);
+        if (n < 0) {
+            free(cs);
+            free(infos);
+            return next->err = n;
+        }
+        if ((size_t)n > cap) { /* clients joined meanwhile: more room, again */
+            free(cs);
+            free(infos);
+            cap = (size_t)n + 16;
+            continue;
+        }
+        for (int i = 0; i < n; i++)
+            cs[i].info = infos[i];
+        free(infos);
+        next->clients = cs;
+        next->n = (size_t)n;
+        return 0;
+    }
+    return next->err = -EAGAIN;
+}
+
+struct monitor {
+    struct options opt;
+    shmbus_bus *bus;
+    int lost; /* the bus went away: reported once, attach again each interval */
+    uint64_t last_ns, seq;
+    struct sb_mon_state st;
+};
+
+/* Sample, derive, render and publish one snapshot. */
+static void tick(struct monitor *m)
+{
+    struct sb_mon_snap next = {0};
+    uint64_t t = now_ns(CLOCK_MONOTONIC);
+    next.seq = ++m->seq;
+    next.time_ms = now_ns(CLOCK_REALTIME) / 1000000;
+    next.interval_ms = m->opt.interval_ms;
+    next.dt = m->last_ns ? (double)(t - m->last_ns) / 1e9 : 0;
+    m->last_ns = t;
+
+    if (!m->bus) {
+        int err = shmbus_bus_open(m->opt.bus, NULL, SHMBUS_RDONLY, &m->bus);
+        if (err < 0) {
+            m->bus = NULL;
+            next.err = err;
+        } else {
+            fprintf(stderr, "shmbus: monitor: %s: attached again\n", m->opt.bus);
+            m->lost = 0;
+        }
+    }
+    if (m->bus && sample(m->bus, &next) == -EIDRM) {
+        shmbus_bus_close(m->bus);
+        m->bus = NULL;
+    }
+    if (next.err && !m->lost) {
+        fprintf(stderr, "shmbus: monitor: %s: %s (retrying every interval)\n", m->opt.bus,
+                shmbus_strerror(next.err));
+        m->lost = 1;
+    }
+    if (next.err) /* keep the name on the page while the bus is away */
+        snprintf(next.bus.name, sizeof(next.bus.name), "%s", m->opt.bus);
+
+    /* Only this thread writes st.snap, so reading the previous one needs no lock. */
+    derive(&next, &m->st.snap);
+    struct sb_mon_buf json = {0};
+    sb_mon_render_json(&next, &json);
+
+    pthread_mutex_lock(&m->st.lock);
+    struct sb_mon_snap old = m->st.snap;
+    char *old_json = m->st.json;
+    m->st.snap = next;
+    if (!json.oom) {
+        m->st.json = json.p;
+        m->st.json_len = json.len;
+        json.p = NULL;
+    } else {
+        old_json = NULL; /* keep serving the previous JSON */
+    }
+    m->st.gen++;
+    pthread_cond_broadcast(&m->st.cond); /* wakes the /events streams (next_event) */
+    pthread_mutex_unlock(&m->st.lock);
+
+    free(old.clients);
+    free(old_json);
+    sb_mon_buf_free(&json);
+}
+
+static int state_init(struct sb_mon_state *st)
+{
+    pthread_condattr_t ca;
+    if (pthread_condattr_init(&ca) != 0)
+        return -ENOMEM;
+    /* The streams wait with CLOCK_MONOTONIC deadlines (monitor_http.c). */
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    int err = pthread_cond_init(&st->cond, &ca);
+    pthread_condattr_destroy(&ca);
+    if (err)
+        return -err;
+    pthread_mutex_init(&st->lock, NULL);
+    return 0;
+}
+
+/* Sleep until the next tick or a stop signal: returns 1 on a stop signal. */
+static int wait_tick(const sigset_t *stopset, uint64_t deadline)
+{
+    for (;;) {
+        uint64_t now = now_ns(CLOCK_MONOTONIC);
+        if (now >= deadline)
+            return 0;
+        uint64_t left = deadline - now;
+        struct timespec ts = {(time_t)(left / 1000000000ull), (long)(left % 1000000000ull)};
+        int sig = sigtimedwait(stopset, NULL, &ts);
+        if (sig > 0)
+            return 1;
+        if (errno != EINTR && errno != EAGAIN)
+            return 1;
+    }
+}
+
 int sb_monitor_main(int argc, char **argv)
 {
-    (void)argc;
-    (void)argv;
-    fprintf(stderr, "shmbus: monitor: not built yet\n");
-    return 1;
+    struct monitor m = {0};
+    int rc = parse_options(argc, argv, &m.opt);
+    if (rc)
+        return rc == 1 ? 0 : 2;
+
+    struct sockaddr_storage ss;
+    socklen_t sl;
+    if (parse_listen(m.opt.listen, &ss, &sl) < 0)
+        return bad_usage("--listen: '%s' is not ADDR:PORT (e.g. 127.0.0.1:8080, [::1]:0)",
+                         m.opt.listen);
+    if (!is_loopback(&ss) && !m.opt.allow_remote) {
+        fprintf(stderr,
+                "shmbus: monitor: --listen %s: not a loopback address; anyone who can reach "
+                "it would see the bus. Add --allow-remote if that is what you want.\n",
+                m.opt.listen);
+        return 2;
+    }
+    m.st.allow_remote = m.opt.allow_remote;
+
+    int err = shmbus_bus_open(m.opt.bus, NULL, SHMBUS_RDONLY, &m.bus);
+    if (err < 0) {
+        fprintf(stderr, "shmbus: monitor: %s: %s\n", m.opt.bus, shmbus_strerror(err));
+        return 1;
+    }
+    if ((err = state_init(&m.st)) < 0) {
+        fprintf(stderr, "shmbus: monitor: %s\n", strerror(-err));
+        shmbus_bus_close(m.bus);
+        return 1;
+    }
+
+    /* Block the stop signals before any thread starts, so every thread inherits the mask and
+     * only wait_tick() takes them. A peer that closes a connection must not kill us. */
+    sigset_t stopset, oldset;
+    sigemptyset(&stopset);
+    sigaddset(&stopset, SIGINT);
+    sigaddset(&stopset, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &stopset, &oldset);
+    signal(SIGPIPE, SIG_IGN);
+
+    tick(&m); /* the first sample exists before anyone can ask for it */
+    rc = 1;
+    int fd = open_listener(&ss, sl);
+    struct sb_mon_http *http = NULL;
+    if (fd < 0) {
+        fprintf(stderr, "shmbus: monitor: --listen %s: %s\n", m.opt.listen, strerror(-fd));
+    } else if ((err = sb_mon_http_start(&m.st, fd, &http)) < 0) {
+        fprintf(stderr, "shmbus: monitor: cannot start the HTTP server: %s\n", strerror(-err));
+        close(fd);
+    } else {
+        print_url(&ss);
+        uint64_t deadline = now_ns(CLOCK_MONOTONIC);
+        for (;;) {
+            deadline += (uint64_t)m.opt.interval_ms * 1000000ull;
+            if (wait_tick(&stopset, deadline))
+                break;
+            tick(&m);
+        }
+        rc = 0;
+    }
+
+    sb_mon_http_stop(http);
+    pthread_sigmask(SIG_SETMASK, &oldset, NULL);
+    shmbus_bus_close(m.bus);
+    free(m.st.snap.clients);
+    free(m.st.json);
+    pthread_cond_destroy(&m.st.cond);
+    pthread_mutex_destroy(&m.st.lock);
+    return rc;
 }

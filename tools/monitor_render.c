@@ -1,0 +1,456 @@
+/*
+ * monitor_render.c - a sample of the bus as JSON and as Prometheus text.
+ *
+ * Design notes
+ * ------------
+ * Everything here is a pure function of a struct sb_mon_snap: no locks, no segment access.
+ * Client names come from the segment, which is hostile (STYLE.md rule 4): they are read up
+ * to their fixed size only and escaped byte by byte, so a scribbled name can make the output
+ * ugly but never invalid JSON or an invalid metrics line.
+ *
+ * Edges. The library counts per client (sent, received), not per pair of clients, so who
+ * talks to whom is not known exactly. The monitor estimates it: each sender's rate is split
+ * among the other clients in proportion to their receive rates,
+ *
+ *     rate(s -> r) = sent_rate(s) * recv_rate(r) / sum over r' != s of recv_rate(r')
+ *
+ * This is exact when every sender spreads its messages over the receivers in the same
+ * proportions, as `shmbus ring` and the seed's three clients do (each forwards to the others
+ * in turn), and it is said on the page and in the JSON ("edges_estimated": true).
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "monitor.h"
+
+void sb_mon_buf_put(struct sb_mon_buf *b, const char *s, size_t n)
+{
+    if (b->oom)
+        return;
+    if (b->len + n + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap : 4096;
+        while (cap < b->len + n + 1)
+            cap *= 2;
+        char *p = realloc(b->p, cap);
+        if (!p) {
+            b->oom = 1;
+            return;
+        }
+        b->p = p;
+        b->cap = cap;
+    }
+    memcpy(b->p + b->len, s, n);
+    b->len += n;
+    b->p[b->len] = '\0';
+}
+
+void sb_mon_buf_puts(struct sb_mon_buf *b, const char *s)
+{
+    sb_mon_buf_put(b, s, strlen(s));
+}
+
+void sb_mon_buf_printf(struct sb_mon_buf *b, const char *fmt, ...)
+{
+    char small[256];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(small, sizeof(small), fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        return;
+    if ((size_t)n < sizeof(small)) {
+        sb_mon_buf_put(b, small, (size_t)n);
+        return;
+    }
+    char *big = malloc((size_t)n + 1);
+    if (!big) {
+        b->oom = 1;
+        return;
+    }
+    va_start(ap, fmt);
+    vsnprintf(big, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    sb_mon_buf_put(b, big, (size_t)n);
+    free(big);
+}
+
+void sb_mon_buf_free(struct sb_mon_buf *b)
+{
+    free(b->p);
+    memset(b, 0, sizeof(*b));
+}
+
+/* A fixed-size name field from the segment: its length up to the first NUL, at most size. */
+static size_t field_len(const char *s, size_t size)
+{
+    const char *nul = memchr(s, '\0', size);
+    return nul ? (size_t)(nul - s) : size;
+}
+
+/* s as a JSON string. Anything outside printable ASCII is written as \u00XX: names are
+ * [A-Za-z0-9._-] by contract, so this only ever changes a corrupted one. */
+static void json_str(struct sb_mon_buf *b, const char *s, size_t n)
+{
+    sb_mon_buf_puts(b, "\"");
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c == '"' || c == '\\') {
+            char esc[2] = {'\\', (char)c};
+            sb_mon_buf_put(b, esc, 2);
+        } else if (c < 0x20 || c >= 0x7f) {
+            sb_mon_buf_printf(b, "\\u%04x", c);
+        } else {
+            sb_mon_buf_put(b, (const char *)&c, 1);
+        }
+    }
+    sb_mon_buf_puts(b, "\"");
+}
+
+static const char *state_name(enum shmbus_client_state st)
+{
+    switch (st) {
+    case SHMBUS_CLIENT_LIVE:
+        return "live";
+    case SHMBUS_CLIENT_DEAD:
+        return "dead";
+    case SHMBUS_CLIENT_JOINING:
+        return "joining";
+    }
+    return "unknown";
+}
+
+/* A rate with a sensible number of digits; JSON has no NaN or infinity, so those become 0. */
+static void json_rate(struct sb_mon_buf *b, const char *key, double v)
+{
+    if (!(v >= 0 && v < 1e18))
+        v = 0;
+    sb_mon_buf_printf(b, "\"%s\":%.2f", key, v);
+}
+
+static void json_bus(const struct sb_mon_snap *s, struct sb_mon_buf *b)
+{
+    const struct shmbus_bus_info *bi = &s->bus;
+    sb_mon_buf_puts(b, "\"bus\":{\"name\":");
+    json_str(b, bi->name, field_len(bi->name, sizeof(bi->name)));
+    sb_mon_buf_printf(b,
+                      ",\"max_clients\":%u,\"slots\":%u,\"msg_size\":%u,\"mode\":\"0%o\","
+                      "\"layout_version\":%u,\"creator_uid\":%u,\"creator_pid\":%d,\"shmid\":%d,"
+                      "\"segment_size\":%zu,\"attached\":%u,\"live_clients\":%u,"
+                      "\"created_ns\":%llu}",
+                      bi->max_clients, bi->slots, bi->msg_size, bi->mode, bi->layout_version,
+                      (unsigned)bi->creator_uid, (int)bi->creator_pid, bi->shmid, bi->segment_size,
+                      bi->attached, bi->live_clients, (unsigned long long)bi->created_ns);
+}
+
+static void json_client(const struct sb_mon_client *mc, struct sb_mon_buf *b)
+{
+    const struct shmbus_client_info *ci = &mc->info;
+    const struct shmbus_counters *k = &ci->counters;
+    uint64_t samples = 0;
+    for (unsigned i = 0; i < SHMBUS_LAT_BUCKETS; i++)
+        samples += k->lat_hist[i];
+    sb_mon_buf_printf(b, "{\"id\":%u,\"name\":", ci->id);
+    json_str(b, ci->name, field_len(ci->name, sizeof(ci->name)));
+    sb_mon_buf_printf(b,
+                      ",\"state\":\"%s\",\"pid\":%d,\"depth\":%u,\"capacity\":%u,"
+                      "\"joined_ns\":%llu,\"sent\":%llu,\"received\":%llu,\"bytes_sent\":%llu,"
+                      "\"bytes_received\":%llu,\"full_waits\":%llu,\"wakeups\":%llu,"
+                      "\"spins\":%llu,\"dropped\":%llu,",
+                      state_name(ci->state), (int)ci->pid, ci->depth, ci->capacity,
+                      (unsigned long long)ci->joined_ns, (unsigned long long)k->sent,
+                      (unsigned long long)k->received, (unsigned long long)k->bytes_sent,
+                      (unsigned long long)k->bytes_received, (unsigned long long)k->full_waits,
+                      (unsigned long long)k->wakeups, (unsigned long long)k->spins,
+                      (unsigned long long)k->dropped);
+    json_rate(b, "sent_rate", mc->sent_rate);
+    sb_mon_buf_puts(b, ",");
+    json_rate(b, "recv_rate", mc->recv_rate);
+    sb_mon_buf_printf(b,
+                      ",\"latency_ns\":{\"samples\":%llu,\"p50\":%llu,\"p90\":%llu,\"p99\":%llu}}",
+                      (unsigned long long)samples, (unsigned long long)mc->p50,
+                      (unsigned long long)mc->p90, (unsigned long long)mc->p99);
+}
+
+/* The estimated edges (see the design notes), only those with a rate. */
+static void json_edges(const struct sb_mon_snap *s, struct sb_mon_buf *b)
+{
+    double total_recv = 0;
+    for (size_t i = 0; i < s->n; i++)
+        total_recv += s->clients[i].recv_rate;
+    int first = 1;
+    sb_mon_buf_puts(b, "\"edges\":[");
+    for (size_t i = 0; i < s->n; i++) {
+        const struct sb_mon_client *src = &s->clients[i];
+        double others = total_recv - src->recv_rate;
+        if (src->sent_rate <= 0 || others <= 0)
+            continue;
+        for (size_t j = 0; j < s->n; j++) {
+            const struct sb_mon_client *dst = &s->clients[j];
+            if (j == i || dst->recv_rate <= 0)
+                continue;
+            double rate = src->sent_rate * dst->recv_rate / others;
+            sb_mon_buf_printf(b, "%s{\"from\":%u,\"to\":%u,", first ? "" : ",", src->info.id,
+                              dst->info.id);
+            json_rate(b, "rate", rate);
+            sb_mon_buf_puts(b, "}");
+            first = 0;
+        }
+    }
+    sb_mon_buf_puts(b, "]");
+}
+
+/* The bus-wide histogram, cut after its last non-empty bucket, with each bucket's lower
+ * bound: [[lower_ns, count], ...]. */
+static void json_hist(const struct sb_mon_snap *s, struct sb_mon_buf *b)
+{
+    unsigned last = 0;
+    for (unsigned i = 0; i < SHMBUS_LAT_BUCKETS; i++)
+        if (s->hist[i])
+            last = i + 1;
+    sb_mon_buf_puts(b, "\"latency_hist\":[");
+    for (unsigned i = 0; i < last; i++)
+        sb_mon_buf_printf(b, "%s[%llu,%llu]", i ? "," : "",
+                          (unsigned long long)shmbus_hist_value(i), (unsigned long long)s->hist[i]);
+    sb_mon_buf_puts(b, "]");
+}
+
+void sb_mon_render_json(const struct sb_mon_snap *s, struct sb_mon_buf *b)
+{
+    sb_mon_buf_printf(b, "{\"version\":\"%s\",\"seq\":%llu,\"time_ms\":%llu,\"interval_ms\":%u,",
+                      shmbus_version(), (unsigned long long)s->seq, (unsigned long long)s->time_ms,
+                      s->interval_ms);
+    if (s->err) {
+        sb_mon_buf_puts(b, "\"error\":");
+        const char *why = shmbus_strerror(s->err);
+        json_str(b, why, strlen(why));
+        sb_mon_buf_puts(b, ",");
+    } else {
+        sb_mon_buf_puts(b, "\"error\":null,");
+    }
+    json_bus(s, b);
+    sb_mon_buf_printf(b, ",\"totals\":{\"sent\":%llu,\"received\":%llu,",
+                      (unsigned long long)s->sent, (unsigned long long)s->received);
+    json_rate(b, "sent_rate", s->sent_rate);
+    sb_mon_buf_puts(b, ",");
+    json_rate(b, "recv_rate", s->recv_rate);
+    sb_mon_buf_printf(b, ",\"latency_ns\":{\"p50\":%llu,\"p90\":%llu,\"p99\":%llu}},",
+                      (unsigned long long)s->p50, (unsigned long long)s->p90,
+                      (unsigned long long)s->p99);
+    sb_mon_buf_puts(b, "\"clients\":[");
+    for (size_t i = 0; i < s->n; i++) {
+        if (i)
+            sb_mon_buf_puts(b, ",");
+        json_client(&s->clients[i], b);
+    }
+    sb_mon_buf_puts(b, "],\"edges_estimated\":true,");
+    json_edges(s, b);
+    sb_mon_buf_puts(b, ",");
+    json_hist(s, b);
+    sb_mon_buf_puts(b, "}");
+}
+
+/* ---------------------------------------------------------------------------------------
+ * Prometheus text format 0.0.4: "# HELP name text", "# TYPE name type", then samples
+ * `name{label="value",...} number`. Label values escape \ " and newline; help text escapes
+ * \ and newline. Our help texts are constants without either.
+ * --------------------------------------------------------------------------------------- */
+
+static void prom_label_value(struct sb_mon_buf *b, const char *s, size_t n)
+{
+    sb_mon_buf_puts(b, "\"");
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+        if (c == '\\' || c == '"')
+            sb_mon_buf_puts(b, "\\");
+        if (c == '\n') {
+            sb_mon_buf_puts(b, "\\n");
+            continue;
+        }
+        sb_mon_buf_put(b, &c, 1);
+    }
+    sb_mon_buf_puts(b, "\"");
+}
+
+static void prom_head(struct sb_mon_buf *b, const char *name, const char *type, const char *help)
+{
+    sb_mon_buf_printf(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+/* name{bus="...",client="ID",name="..."<extra>} */
+static void prom_client_labels(struct sb_mon_buf *b, const struct sb_mon_snap *s,
+                               const struct sb_mon_client *mc, const char *name, const char *extra)
+{
+    sb_mon_buf_printf(b, "%s{bus=", name);
+    prom_label_value(b, s->bus.name, field_len(s->bus.name, sizeof(s->bus.name)));
+    sb_mon_buf_printf(b, ",client=\"%u\",name=", mc->info.id);
+    prom_label_value(b, mc->info.name, field_len(mc->info.name, sizeof(mc->info.name)));
+    sb_mon_buf_printf(b, "%s} ", extra ? extra : "");
+}
+
+/* What each per-client metric reads from a client. */
+enum field {
+    F_SENT,
+    F_RECEIVED,
+    F_BYTES_SENT,
+    F_BYTES_RECEIVED,
+    F_FULL_WAITS,
+    F_WAKEUPS,
+    F_SPINS,
+    F_DROPPED,
+    F_DEPTH,
+    F_CAPACITY,
+    F_UP,
+    F_P50,
+    F_P90,
+    F_P99,
+};
+
+static const struct metric {
+    const char *name, *type, *help;
+    enum field field;
+} client_metrics[] = {
+    {"shmbus_client_sent_messages_total", "counter",
+     "Messages the client sent (a broadcast counts each copy).", F_SENT},
+    {"shmbus_client_received_messages_total", "counter",
+     "Messages the client took from its mailbox.", F_RECEIVED},
+    {"shmbus_client_sent_bytes_total", "counter", "Payload bytes the client sent.", F_BYTES_SENT},
+    {"shmbus_client_received_bytes_total", "counter", "Payload bytes the client received.",
+     F_BYTES_RECEIVED},
+    {"shmbus_client_full_waits_total", "counter",
+     "Times a send of the client found the destination mailbox full and waited.", F_FULL_WAITS},
+    {"shmbus_client_wakeups_total", "counter", "Times the client slept in recv and was woken.",
+     F_WAKEUPS},
+    {"shmbus_client_spins_total", "counter", "Receives that found a message while spinning.",
+     F_SPINS},
+    {"shmbus_client_dropped_messages_total", "counter",
+     "Messages discarded: torn by a dead sender, or meant for a previous owner of the id.",
+     F_DROPPED},
+    {"shmbus_client_mailbox_depth", "gauge", "Messages waiting in the client's mailbox.", F_DEPTH},
+    {"shmbus_client_mailbox_capacity", "gauge", "Capacity of the client's mailbox in messages.",
+     F_CAPACITY},
+    {"shmbus_client_up", "gauge", "1 if the client's process is alive, 0 if it is dead.", F_UP},
+    {"shmbus_client_latency_p50_seconds", "gauge",
+     "Median send-to-receive latency of the client's sampled messages since it joined.", F_P50},
+    {"shmbus_client_latency_p90_seconds", "gauge",
+     "90th percentile send-to-receive latency since the client joined.", F_P90},
+    {"shmbus_client_latency_p99_seconds", "gauge",
+     "99th percentile send-to-receive latency since the client joined.", F_P99},
+};
+
+static void prom_value(struct sb_mon_buf *b, const struct sb_mon_client *mc, enum field f)
+{
+    const struct shmbus_counters *k = &mc->info.counters;
+    uint64_t v = 0;
+    switch (f) {
+    case F_SENT:
+        v = k->sent;
+        break;
+    case F_RECEIVED:
+        v = k->received;
+        break;
+    case F_BYTES_SENT:
+        v = k->bytes_sent;
+        break;
+    case F_BYTES_RECEIVED:
+        v = k->bytes_received;
+        break;
+    case F_FULL_WAITS:
+        v = k->full_waits;
+        break;
+    case F_WAKEUPS:
+        v = k->wakeups;
+        break;
+    case F_SPINS:
+        v = k->spins;
+        break;
+    case F_DROPPED:
+        v = k->dropped;
+        break;
+    case F_DEPTH:
+        v = mc->info.depth;
+        break;
+    case F_CAPACITY:
+        v = mc->info.capacity;
+        break;
+    case F_UP:
+        v = mc->info.state == SHMBUS_CLIENT_LIVE;
+        break;
+    case F_P50:
+    case F_P90:
+    case F_P99: {
+        uint64_t ns = f == F_P50 ? mc->p50 : f == F_P90 ? mc->p90 : mc->p99;
+        sb_mon_buf_printf(b, "%.9f\n", (double)ns / 1e9);
+        return;
+    }
+    }
+    sb_mon_buf_printf(b, "%llu\n", (unsigned long long)v);
+}
+
+/* The bus-wide latency histogram as a Prometheus histogram. Its `le` bounds are powers of
+ * two of nanoseconds, which are bucket boundaries of the library's log-linear histogram (4
+ * buckets per power of two), so every count is exact. There is no _sum: the library keeps
+ * bucket counts, not the sum of the latencies, and an invented sum would be a lie. */
+static void prom_hist(struct sb_mon_buf *b, const struct sb_mon_snap *s)
+{
+    const char *name = "shmbus_bus_latency_seconds";
+    prom_head(b, name, "histogram",
+              "Send-to-receive latency of sampled messages, all clients of the bus (no _sum: "
+              "the library keeps bucket counts only).");
+    uint64_t cum = 0;
+    unsigned b_next = 0;
+    for (unsigned edge = 4; edge <= SHMBUS_LAT_BUCKETS; edge += 4) {
+        /* Buckets below `edge` all lie under shmbus_hist_value(edge). */
+        for (; b_next < edge; b_next++)
+            cum += s->hist[b_next];
+        if (edge == SHMBUS_LAT_BUCKETS)
+            break;
+        uint64_t le_ns = shmbus_hist_value(edge);
+        sb_mon_buf_printf(b, "%s_bucket{bus=", name);
+        prom_label_value(b, s->bus.name, field_len(s->bus.name, sizeof(s->bus.name)));
+        sb_mon_buf_printf(b, ",le=\"%.9g\"} %llu\n", (double)le_ns / 1e9, (unsigned long long)cum);
+    }
+    sb_mon_buf_printf(b, "%s_bucket{bus=", name);
+    prom_label_value(b, s->bus.name, field_len(s->bus.name, sizeof(s->bus.name)));
+    sb_mon_buf_printf(b, ",le=\"+Inf\"} %llu\n", (unsigned long long)cum);
+    sb_mon_buf_printf(b, "%s_count{bus=", name);
+    prom_label_value(b, s->bus.name, field_len(s->bus.name, sizeof(s->bus.name)));
+    sb_mon_buf_printf(b, "} %llu\n", (unsigned long long)cum);
+}
+
+static void prom_bus_gauge(struct sb_mon_buf *b, const struct sb_mon_snap *s, const char *name,
+                           const char *help, unsigned long long v)
+{
+    prom_head(b, name, "gauge", help);
+    sb_mon_buf_printf(b, "%s{bus=", name);
+    prom_label_value(b, s->bus.name, field_len(s->bus.name, sizeof(s->bus.name)));
+    sb_mon_buf_printf(b, "} %llu\n", v);
+}
+
+void sb_mon_render_metrics(const struct sb_mon_snap *s, struct sb_mon_buf *b)
+{
+    prom_bus_gauge(b, s, "shmbus_monitor_up",
+                   "1 if the monitor's last look at the bus succeeded, 0 if it failed.",
+                   s->err == 0);
+    if (s->err)
+        return;
+    prom_bus_gauge(b, s, "shmbus_bus_live_clients", "Clients of the bus whose process is alive.",
+                   s->bus.live_clients);
+    prom_bus_gauge(b, s, "shmbus_bus_attached_processes",
+                   "Processes attached to the bus segment (the kernel's shm_nattch).",
+                   s->bus.attached);
+    prom_bus_gauge(b, s, "shmbus_bus_max_clients", "Client ids the bus has room for.",
+                   s->bus.max_clients);
+    prom_bus_gauge(b, s, "shmbus_bus_segment_bytes", "Size of the bus's shared memory segment.",
+                   (unsigned long long)s->bus.segment_size);
+    for (size_t m = 0; m < sizeof(client_metrics) / sizeof(client_metrics[0]); m++) {
+        const struct metric *mt = &client_metrics[m];
+        prom_head(b, mt->name, mt->type, mt->help);
+        for (size_t i = 0; i < s->n; i++) {
+            prom_client_labels(b, s, &s->clients[i], mt->name, NULL);
+            prom_value(b, &s->clients[i], mt->field);
+        }
+    }
+    prom_hist(b, s);
+}
