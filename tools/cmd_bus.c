@@ -1,0 +1,119 @@
+/*
+ * cmd_bus.c - `shmbus create` and `shmbus destroy`: make a bus with chosen sizes, remove one.
+ *
+ * create refuses an existing bus (SHMBUS_CREATE | SHMBUS_EXCL): a script that creates a bus
+ * must know it got a fresh one, not somebody else's with other sizes.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "tools.h"
+
+static const char create_usage[] =
+    "Usage: shmbus create BUS [--clients N] [--slots S] [--msg-size B] [--mode MODE]\n"
+    "Create the bus BUS; fails if it exists.\n"
+    "  -c, --clients N    client ids 1..N (default 64, at most 4096)\n"
+    "  -s, --slots S      mailbox capacity in messages, a power of two >= 2 (default 256)\n"
+    "  -m, --msg-size B   largest message in bytes (default 1024, at most 1048576)\n"
+    "      --mode MODE    0600 (owner only, the default) or 0660 (group too)\n"
+    "  -h, --help         this text\n";
+
+int sb_cmd_create(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"clients", required_argument, NULL, 'c'},  {"slots", required_argument, NULL, 's'},
+        {"msg-size", required_argument, NULL, 'm'}, {"mode", required_argument, NULL, 'M'},
+        {"help", no_argument, NULL, 'h'},           {NULL, 0, NULL, 0},
+    };
+    struct shmbus_bus_opts bo;
+    shmbus_bus *bus;
+    const char *name, *why;
+    char *end;
+    long mode;
+    int c, rc;
+
+    memset(&bo, 0, sizeof(bo));
+    while ((c = getopt_long(argc, argv, ":c:s:m:h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'c':
+            if (sb_parse_u32(optarg, 1, SHMBUS_MAX_CLIENTS, &bo.max_clients) < 0)
+                return sb_bad_usage("create", create_usage, "--clients: 1..%d, not '%s'",
+                                    SHMBUS_MAX_CLIENTS, optarg);
+            break;
+        case 's':
+            if (sb_parse_u32(optarg, 2, 1u << 30, &bo.slots) < 0 ||
+                (bo.slots & (bo.slots - 1)) != 0)
+                return sb_bad_usage("create", create_usage,
+                                    "--slots: a power of two >= 2, not '%s'", optarg);
+            break;
+        case 'm':
+            if (sb_parse_u32(optarg, 1, SHMBUS_MAX_MSG_SIZE, &bo.msg_size) < 0)
+                return sb_bad_usage("create", create_usage, "--msg-size: 1..%d, not '%s'",
+                                    SHMBUS_MAX_MSG_SIZE, optarg);
+            break;
+        case 'M':
+            mode = strtol(optarg, &end, 8);
+            if (*optarg == '\0' || *end != '\0' || (mode != 0600 && mode != 0660))
+                return sb_bad_usage("create", create_usage, "--mode: 0600 or 0660, not '%s'",
+                                    optarg);
+            bo.mode = (uint32_t)mode;
+            break;
+        case 'h':
+            return sb_usage(create_usage, 0);
+        default:
+            return sb_getopt_error("create", create_usage, c, argv);
+        }
+    }
+    if (argc - optind != 1)
+        return sb_bad_usage("create", create_usage,
+                            argc - optind == 0 ? "no bus name given" : "one bus name only");
+    name = argv[optind];
+    if ((why = sb_bad_name(name)) != NULL)
+        return sb_bad_usage("create", create_usage, "'%s': %s", name, why);
+
+    rc = shmbus_bus_open(name, &bo, SHMBUS_CREATE | SHMBUS_EXCL, &bus);
+    if (rc < 0) {
+        sb_errf("create %s", name, "%s", rc == -EEXIST ? "bus exists" : shmbus_strerror(rc));
+        return SB_EXIT_FAIL;
+    }
+    shmbus_bus_close(bus);
+    return SB_EXIT_OK;
+}
+
+static const char destroy_usage[] = "Usage: shmbus destroy BUS...\n"
+                                    "Remove each bus: its segment and key file. Processes still\n"
+                                    "attached keep working on it until they detach; their calls\n"
+                                    "then fail.\n"
+                                    "  -h, --help   this text\n";
+
+int sb_cmd_destroy(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    const char *why;
+    int c, i, rc, status = SB_EXIT_OK;
+
+    while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
+        if (c == 'h')
+            return sb_usage(destroy_usage, 0);
+        return sb_getopt_error("destroy", destroy_usage, c, argv);
+    }
+    if (optind == argc)
+        return sb_bad_usage("destroy", destroy_usage, "no bus name given");
+    for (i = optind; i < argc; i++)
+        if ((why = sb_bad_name(argv[i])) != NULL)
+            return sb_bad_usage("destroy", destroy_usage, "'%s': %s", argv[i], why);
+    for (i = optind; i < argc; i++) {
+        rc = shmbus_bus_destroy(argv[i]);
+        if (rc < 0) {
+            sb_errf("destroy %s", argv[i], "%s",
+                    rc == -ENOENT ? "no such bus" : shmbus_strerror(rc));
+            status = SB_EXIT_FAIL;
+        }
+    }
+    return status;
+}

@@ -1,0 +1,410 @@
+/*
+ * cmd_msg.c - `shmbus send` and `shmbus recv`: drive a bus from the shell.
+ *
+ * Both join the bus for the length of the command and leave before they exit, also on
+ * SIGINT/SIGTERM (the handler only sets a flag; the loops look at it between calls, and recv
+ * waits in slices of at most 200 ms so that it sees the flag soon). Both create the bus with
+ * default options if it does not exist, so `recv ... & send ...` works without `create`.
+ *
+ * --as takes an id (all digits: join with that id) or a name (join with the lowest free id
+ * under that name); --to takes an id, a name, or "all" (a broadcast).
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "tools.h"
+
+/* Longest wait in one shmbus_recv() call, so that a stop signal is seen within it. */
+#define RECV_SLICE_MS 200
+
+/* Check --as / --to values before touching the bus: an id 1..SHMBUS_MAX_CLIENTS or a name. */
+static const char *bad_client(const char *s)
+{
+    uint32_t id;
+
+    if (sb_is_number(s))
+        return sb_parse_u32(s, 1, SHMBUS_MAX_CLIENTS, &id) < 0 ? "an id is 1..4096" : NULL;
+    return sb_bad_name(s);
+}
+
+/* Open (creating with defaults if missing) the bus and join it as `as`. */
+static int open_and_join(const char *cmd, const char *name, const char *as, shmbus_bus **busp,
+                         shmbus_client **clp)
+{
+    char what[64];
+    uint32_t id = 0;
+    int rc;
+
+    snprintf(what, sizeof(what), "%s %s", cmd, name);
+    rc = shmbus_bus_open(name, NULL, SHMBUS_CREATE, busp);
+    if (rc < 0) {
+        sb_err(what, "%s", shmbus_strerror(rc));
+        return -1;
+    }
+    if (sb_is_number(as))
+        sb_parse_u32(as, 1, SHMBUS_MAX_CLIENTS, &id);
+    rc = shmbus_join(*busp, id, id != 0 ? NULL : as, clp);
+    if (rc < 0) {
+        if (rc == -EEXIST)
+            sb_err(what, "client %s%s is already on the bus", id != 0 ? "" : "name ", as);
+        else
+            sb_err(what, "joining as %s: %s", as, shmbus_strerror(rc));
+        shmbus_bus_close(*busp);
+        return -1;
+    }
+    return 0;
+}
+
+/* The id of the live client `to` (an id or a name), or -EHOSTUNREACH. */
+static int find_client(shmbus_bus *bus, const char *to)
+{
+    struct shmbus_client_info *infos;
+    uint32_t id;
+    int n, i, found = -EHOSTUNREACH;
+
+    if (!sb_is_number(to))
+        return shmbus_lookup(bus, to);
+    sb_parse_u32(to, 1, SHMBUS_MAX_CLIENTS, &id);
+    n = shmbus_list(bus, NULL, 0);
+    if (n <= 0)
+        return n < 0 ? n : -EHOSTUNREACH;
+    infos = calloc((size_t)n, sizeof(*infos));
+    if (infos == NULL)
+        return -ENOMEM;
+    n = shmbus_list(bus, infos, (size_t)n);
+    for (i = 0; i < n; i++)
+        if (infos[i].id == id && infos[i].state == SHMBUS_CLIENT_LIVE)
+            found = (int)id;
+    free(infos);
+    return n < 0 ? n : found;
+}
+
+/* Resolve --to, waiting up to wait_ms (polling every 10 ms) for the client to join. */
+static int resolve_dst(shmbus_bus *bus, const char *to, int wait_ms)
+{
+    uint64_t deadline = sb_now_ns() + (uint64_t)(wait_ms < 0 ? 0 : wait_ms) * 1000000u;
+    struct timespec tick = {0, 10 * 1000 * 1000};
+    int rc;
+
+    for (;;) {
+        rc = find_client(bus, to);
+        if (rc != -EHOSTUNREACH || sb_stop)
+            return rc;
+        if (wait_ms >= 0 && sb_now_ns() >= deadline)
+            return rc;
+        nanosleep(&tick, NULL);
+    }
+}
+
+static const char send_usage[] =
+    "Usage: shmbus send BUS --as ID|NAME --to ID|NAME|all [OPTION]... [MESSAGE]...\n"
+    "Join BUS as --as, send each MESSAGE (or, with none, each line of standard input) to\n"
+    "--to, and leave. The bus is created with default options if it does not exist.\n"
+    "  -a, --as ID|NAME     join as this id (digits) or under this name (lowest free id)\n"
+    "  -t, --to ID|NAME|all destination; `all` sends to every other live client\n"
+    "  -p, --prio P         priority 0 (default, lowest) .. 7\n"
+    "  -k, --ack            wait until the receiver has taken each message\n"
+    "  -T, --timeout MS     wait at most MS for room in a full mailbox (and for the ack);\n"
+    "                       -1 (default) waits forever\n"
+    "  -w, --wait MS        wait up to MS for the destination to join (default 0: it must\n"
+    "                       be there); -1 waits forever\n"
+    "  -h, --help           this text\n";
+
+struct send_args {
+    const char *bus, *as, *to;
+    unsigned prio, flags;
+    int timeout, wait;
+};
+
+/* Send one message; returns 0 or -1 after printing why. */
+static int send_one(shmbus_client *cl, const struct send_args *a, int dst, const char *data,
+                    size_t len)
+{
+    int rc;
+
+    if (dst == 0)
+        rc = shmbus_broadcast(cl, data, len, a->prio, a->flags, a->timeout);
+    else
+        rc = shmbus_send(cl, (uint32_t)dst, data, len, a->prio, a->flags, a->timeout);
+    if (rc >= 0)
+        return 0;
+    if (rc == -EHOSTUNREACH)
+        sb_errf("send %s", a->bus, "no client %s on the bus", a->to);
+    else if (rc == -ECONNRESET)
+        sb_errf("send %s", a->bus, "client %s died", a->to);
+    else
+        sb_errf("send %s", a->bus, "%s", shmbus_strerror(rc));
+    return -1;
+}
+
+static int send_messages(shmbus_client *cl, const struct send_args *a, int dst, int nmsg,
+                         char **msgs)
+{
+    char *line = NULL;
+    size_t cap = 0;
+    ssize_t len;
+    int i, status = SB_EXIT_OK;
+
+    if (nmsg > 0) {
+        for (i = 0; i < nmsg && !sb_stop; i++)
+            if (send_one(cl, a, dst, msgs[i], strlen(msgs[i])) < 0)
+                return SB_EXIT_FAIL;
+        return sb_stop ? SB_EXIT_FAIL : SB_EXIT_OK;
+    }
+    while (!sb_stop && (len = getline(&line, &cap, stdin)) >= 0) {
+        if (len > 0 && line[len - 1] == '\n')
+            len--;
+        if (send_one(cl, a, dst, line, (size_t)len) < 0) {
+            status = SB_EXIT_FAIL;
+            break;
+        }
+    }
+    if (status == SB_EXIT_OK && ferror(stdin) && !sb_stop) {
+        sb_errf("send %s", a->bus, "reading standard input: %s", strerror(errno));
+        status = SB_EXIT_FAIL;
+    }
+    free(line);
+    return sb_stop ? SB_EXIT_FAIL : status;
+}
+
+int sb_cmd_send(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"as", required_argument, NULL, 'a'},      {"to", required_argument, NULL, 't'},
+        {"prio", required_argument, NULL, 'p'},    {"ack", no_argument, NULL, 'k'},
+        {"timeout", required_argument, NULL, 'T'}, {"wait", required_argument, NULL, 'w'},
+        {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0},
+    };
+    struct send_args a = {.timeout = -1, .wait = 0};
+    shmbus_bus *bus;
+    shmbus_client *cl;
+    const char *why;
+    int c, dst, status;
+
+    while ((c = getopt_long(argc, argv, ":a:t:p:kT:w:h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'a':
+            a.as = optarg;
+            break;
+        case 't':
+            a.to = optarg;
+            break;
+        case 'p':
+            if (sb_parse_u32(optarg, 0, SHMBUS_PRIO_LEVELS - 1, &a.prio) < 0)
+                return sb_bad_usage("send", send_usage, "--prio: 0..7, not '%s'", optarg);
+            break;
+        case 'k':
+            a.flags |= SHMBUS_ACK;
+            break;
+        case 'T':
+            if (sb_parse_timeout(optarg, &a.timeout) < 0)
+                return sb_bad_usage("send", send_usage, "--timeout: milliseconds or -1, not '%s'",
+                                    optarg);
+            break;
+        case 'w':
+            if (sb_parse_timeout(optarg, &a.wait) < 0)
+                return sb_bad_usage("send", send_usage, "--wait: milliseconds or -1, not '%s'",
+                                    optarg);
+            break;
+        case 'h':
+            return sb_usage(send_usage, 0);
+        default:
+            return sb_getopt_error("send", send_usage, c, argv);
+        }
+    }
+    if (optind >= argc)
+        return sb_bad_usage("send", send_usage, "no bus name given");
+    a.bus = argv[optind++];
+    if ((why = sb_bad_name(a.bus)) != NULL)
+        return sb_bad_usage("send", send_usage, "'%s': %s", a.bus, why);
+    if (a.as == NULL || a.to == NULL)
+        return sb_bad_usage("send", send_usage, "--as and --to are required");
+    if ((why = bad_client(a.as)) != NULL)
+        return sb_bad_usage("send", send_usage, "--as '%s': %s", a.as, why);
+    if (strcmp(a.to, "all") != 0 && (why = bad_client(a.to)) != NULL)
+        return sb_bad_usage("send", send_usage, "--to '%s': %s", a.to, why);
+    if ((a.flags & SHMBUS_ACK) && strcmp(a.to, "all") == 0)
+        return sb_bad_usage("send", send_usage, "--ack needs one destination, not 'all'");
+
+    sb_catch_stop_signals();
+    if (open_and_join("send", a.bus, a.as, &bus, &cl) < 0)
+        return SB_EXIT_FAIL;
+    dst = 0;
+    if (strcmp(a.to, "all") != 0) {
+        dst = resolve_dst(bus, a.to, a.wait);
+        if (dst < 0) {
+            if (dst == -EHOSTUNREACH)
+                sb_errf("send %s", a.bus, "no client %s on the bus", a.to);
+            else
+                sb_errf("send %s", a.bus, "%s", shmbus_strerror(dst));
+        }
+    }
+    status = dst < 0 ? SB_EXIT_FAIL : send_messages(cl, &a, dst, argc - optind, argv + optind);
+    shmbus_leave(cl);
+    shmbus_bus_close(bus);
+    return status;
+}
+
+static const char recv_usage[] =
+    "Usage: shmbus recv BUS --as ID|NAME [--count N] [--timeout MS] [--json]\n"
+    "Join BUS as --as and print each message received, as\n"
+    "    from SRC prio P seq N: PAYLOAD\n"
+    "until N messages (--count), MS milliseconds without a message (--timeout), or\n"
+    "SIGINT/SIGTERM; then leave. The bus is created with default options if it does not\n"
+    "exist. Exits 1 if --count messages did not arrive in time.\n"
+    "  -a, --as ID|NAME   join as this id (digits) or under this name (lowest free id)\n"
+    "  -n, --count N      stop after N messages\n"
+    "  -T, --timeout MS   stop after MS milliseconds without a message (default: never)\n"
+    "  -s, --spin USEC    spin up to USEC microseconds before sleeping (default 0)\n"
+    "  -j, --json         one JSON object per message and line: src, dst, seq, prio, flags,\n"
+    "                     sent_ns, latency_ns, len, data\n"
+    "  -h, --help         this text\n";
+
+static void print_msg(const struct shmbus_msg *h, const char *buf, int len, int json)
+{
+    uint64_t now = sb_now_ns();
+
+    if (json) {
+        printf("{\"src\":%u,\"dst\":%u,\"seq\":%llu,\"prio\":%u,\"flags\":%u,\"sent_ns\":%llu,"
+               "\"latency_ns\":%llu,\"len\":%d,\"data\":",
+               h->src, h->dst, (unsigned long long)h->seq, (unsigned)h->prio, (unsigned)h->flags,
+               (unsigned long long)h->sent_ns,
+               (unsigned long long)(now > h->sent_ns ? now - h->sent_ns : 0), len);
+        sb_json_str(stdout, buf, (size_t)len);
+        fputs("}\n", stdout);
+    } else {
+        printf("from %u prio %u seq %llu: ", h->src, (unsigned)h->prio, (unsigned long long)h->seq);
+        fwrite(buf, 1, (size_t)len, stdout);
+        fputc('\n', stdout);
+    }
+    fflush(stdout);
+}
+
+struct recv_args {
+    const char *bus, *as;
+    uint64_t count; /* 0: no limit */
+    int timeout;    /* idle timeout, -1: none */
+    unsigned spin;
+    int json;
+};
+
+static int recv_loop(shmbus_bus *bus, shmbus_client *cl, const struct recv_args *a)
+{
+    struct shmbus_bus_info info;
+    struct shmbus_msg hdr;
+    uint64_t got = 0, deadline = 0;
+    char *buf;
+    int rc, slice;
+
+    rc = shmbus_bus_info(bus, &info);
+    if (rc < 0) {
+        sb_errf("recv %s", a->bus, "%s", shmbus_strerror(rc));
+        return SB_EXIT_FAIL;
+    }
+    buf = malloc(info.msg_size > 0 ? info.msg_size : 1);
+    if (buf == NULL) {
+        sb_errf("recv %s", a->bus, "%s", strerror(ENOMEM));
+        return SB_EXIT_FAIL;
+    }
+    if (a->timeout >= 0)
+        deadline = sb_now_ns() + (uint64_t)a->timeout * 1000000u;
+    while (!sb_stop && (a->count == 0 || got < a->count)) {
+        slice = RECV_SLICE_MS;
+        if (a->timeout >= 0) {
+            uint64_t now = sb_now_ns();
+
+            if (now >= deadline)
+                break;
+            if ((deadline - now) / 1000000u < (uint64_t)slice)
+                slice = (int)((deadline - now + 999999u) / 1000000u);
+        }
+        rc = shmbus_recv(cl, &hdr, buf, info.msg_size, slice);
+        if (rc == -ETIMEDOUT || rc == -EAGAIN || rc == -EINTR)
+            continue;
+        if (rc < 0) {
+            sb_errf("recv %s", a->bus, "%s", shmbus_strerror(rc));
+            free(buf);
+            return SB_EXIT_FAIL;
+        }
+        print_msg(&hdr, buf, rc, a->json);
+        got++;
+        if (a->timeout >= 0)
+            deadline = sb_now_ns() + (uint64_t)a->timeout * 1000000u;
+    }
+    free(buf);
+    if (a->count != 0 && got < a->count && !sb_stop) {
+        sb_errf("recv %s", a->bus, "timed out after %llu of %llu messages", (unsigned long long)got,
+                (unsigned long long)a->count);
+        return SB_EXIT_FAIL;
+    }
+    return SB_EXIT_OK;
+}
+
+int sb_cmd_recv(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"as", required_argument, NULL, 'a'},
+        {"count", required_argument, NULL, 'n'},
+        {"timeout", required_argument, NULL, 'T'},
+        {"spin", required_argument, NULL, 's'},
+        {"json", no_argument, NULL, 'j'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    struct recv_args a = {.timeout = -1};
+    shmbus_bus *bus;
+    shmbus_client *cl;
+    const char *why;
+    int c, status;
+
+    while ((c = getopt_long(argc, argv, ":a:n:T:s:jh", opts, NULL)) != -1) {
+        switch (c) {
+        case 'a':
+            a.as = optarg;
+            break;
+        case 'n':
+            if (sb_parse_u64(optarg, 1, UINT64_MAX, &a.count) < 0)
+                return sb_bad_usage("recv", recv_usage, "--count: a number >= 1, not '%s'", optarg);
+            break;
+        case 'T':
+            if (sb_parse_timeout(optarg, &a.timeout) < 0)
+                return sb_bad_usage("recv", recv_usage, "--timeout: milliseconds or -1, not '%s'",
+                                    optarg);
+            break;
+        case 's':
+            if (sb_parse_u32(optarg, 0, 10000000, &a.spin) < 0)
+                return sb_bad_usage("recv", recv_usage, "--spin: microseconds, not '%s'", optarg);
+            break;
+        case 'j':
+            a.json = 1;
+            break;
+        case 'h':
+            return sb_usage(recv_usage, 0);
+        default:
+            return sb_getopt_error("recv", recv_usage, c, argv);
+        }
+    }
+    if (argc - optind != 1)
+        return sb_bad_usage("recv", recv_usage,
+                            argc - optind == 0 ? "no bus name given" : "one bus name only");
+    a.bus = argv[optind];
+    if ((why = sb_bad_name(a.bus)) != NULL)
+        return sb_bad_usage("recv", recv_usage, "'%s': %s", a.bus, why);
+    if (a.as == NULL)
+        return sb_bad_usage("recv", recv_usage, "--as is required");
+    if ((why = bad_client(a.as)) != NULL)
+        return sb_bad_usage("recv", recv_usage, "--as '%s': %s", a.as, why);
+
+    sb_catch_stop_signals();
+    if (open_and_join("recv", a.bus, a.as, &bus, &cl) < 0)
+        return SB_EXIT_FAIL;
+    if (a.spin > 0)
+        shmbus_client_set_spin(cl, a.spin);
+    status = recv_loop(bus, cl, &a);
+    shmbus_leave(cl);
+    shmbus_bus_close(bus);
+    return status;
+}

@@ -1,0 +1,97 @@
+/*
+ * shmbus.c - the `shmbus` command: see, drive and clean buses from the shell.
+ *
+ * main() only dispatches: `shmbus <command> ...` runs the command's function with argv
+ * shifted so that argv[0] is the command's name (getopt_long then works as in any program).
+ * Each command parses its own options, prints its own usage and returns the exit status:
+ * 0 success, 1 failure, 2 bad usage (see tools.h).
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "tools.h"
+
+#ifdef HAVE_BENCH
+#include "../bench/bench.h"
+#endif
+
+static int cmd_monitor(int argc, char **argv)
+{
+    return sb_monitor_main(argc, argv);
+}
+
+static int cmd_bench(int argc, char **argv)
+{
+#ifdef HAVE_BENCH
+    return sb_bench_main(argc, argv);
+#else
+    (void)argc;
+    (void)argv;
+    sb_err("bench", "not built (bench/ was not part of this build)");
+    return SB_EXIT_FAIL;
+#endif
+}
+
+struct command {
+    const char *name;
+    int (*run)(int argc, char **argv);
+    const char *summary;
+};
+
+static const struct command commands[] = {
+    {"create", sb_cmd_create, "create a bus"},
+    {"destroy", sb_cmd_destroy, "remove a bus"},
+    {"send", sb_cmd_send, "send messages (arguments or lines of standard input)"},
+    {"recv", sb_cmd_recv, "receive and print messages"},
+    {"ls", sb_cmd_ls, "list buses, their clients and stale objects"},
+    {"stat", sb_cmd_stat, "counters and latency percentiles of a bus"},
+    {"top", sb_cmd_top, "live view of a bus in the terminal"},
+    {"clean", sb_cmd_clean, "remove stale buses, clients and key files"},
+    {"ring", sb_cmd_ring, "run the seed's N-client exchange on a private bus"},
+    {"monitor", cmd_monitor, "serve a live web view of a bus"},
+    {"bench", cmd_bench, "run the benchmark"},
+};
+
+static void usage(FILE *f)
+{
+    size_t i;
+
+    fputs("Usage: shmbus COMMAND [OPTION]... [ARG]...\n"
+          "       shmbus --help | --version\n"
+          "\n"
+          "A local message bus over shared memory. Commands:\n",
+          f);
+    for (i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+        fprintf(f, "  %-9s %s\n", commands[i].name, commands[i].summary);
+    fputs("\n"
+          "`shmbus COMMAND --help` describes a command. Buses live in $SHMBUS_DIR, else\n"
+          "$XDG_RUNTIME_DIR/shmbus, else /tmp/shmbus-<uid>.\n"
+          "Exit status: 0 success, 1 failure, 2 bad usage. See shmbus(1).\n",
+          f);
+}
+
+int main(int argc, char **argv)
+{
+    size_t i;
+
+    if (argc < 2) {
+        fputs("shmbus: no command given\n", stderr);
+        usage(stderr);
+        return SB_EXIT_USAGE;
+    }
+    if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
+        strcmp(argv[1], "help") == 0) {
+        usage(stdout);
+        return SB_EXIT_OK;
+    }
+    if (strcmp(argv[1], "--version") == 0 || strcmp(argv[1], "-V") == 0) {
+        printf("shmbus %s (library %s)\n", SHMBUS_VERSION_STRING, shmbus_version());
+        return SB_EXIT_OK;
+    }
+    for (i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+        if (strcmp(argv[1], commands[i].name) == 0)
+            return commands[i].run(argc - 1, argv + 1);
+    fprintf(stderr, "shmbus: %s: unknown command\n", argv[1]);
+    usage(stderr);
+    return SB_EXIT_USAGE;
+}

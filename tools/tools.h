@@ -1,0 +1,91 @@
+/*
+ * tools.h - what the parts of the `shmbus` command share.
+ *
+ * One file per group of subcommands (cmd_bus.c: create and destroy; cmd_msg.c: send and
+ * recv; cmd_ls.c: ls and stat; cmd_top.c: top; cmd_clean.c: clean; ring.c: ring), each
+ * exporting a `sb_cmd_<name>(argc, argv)` that gets argv[0] = the subcommand's name and
+ * returns the process exit status:
+ *
+ *   SB_EXIT_OK (0) success, SB_EXIT_FAIL (1) failure, SB_EXIT_USAGE (2) bad usage.
+ *
+ * Errors are printed as "shmbus: <what>: <why>" (sb_err); library errors use
+ * shmbus_strerror(). Helpers here never exit: the subcommand decides.
+ */
+#ifndef SHMBUS_TOOLS_H
+#define SHMBUS_TOOLS_H
+
+#include <signal.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "shmbus.h"
+
+enum { SB_EXIT_OK = 0, SB_EXIT_FAIL = 1, SB_EXIT_USAGE = 2 };
+
+/* Subcommands. */
+int sb_cmd_create(int argc, char **argv);
+int sb_cmd_destroy(int argc, char **argv);
+int sb_cmd_send(int argc, char **argv);
+int sb_cmd_recv(int argc, char **argv);
+int sb_cmd_ls(int argc, char **argv);
+int sb_cmd_stat(int argc, char **argv);
+int sb_cmd_top(int argc, char **argv);
+int sb_cmd_clean(int argc, char **argv);
+int sb_cmd_ring(int argc, char **argv);
+
+/* From tools/monitor.c (the web monitor). */
+int sb_monitor_main(int argc, char **argv);
+
+/* "shmbus: <what>: <why>" on stderr; why is printf-style. */
+void sb_err(const char *what, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* The same with what = printf(what_fmt, obj), e.g. sb_errf("send %s", bus, "%s", why). */
+void sb_errf(const char *what_fmt, const char *obj, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* The usage text of a subcommand: with to_stderr == 0 (asked for with --help) on stdout,
+ * returning SB_EXIT_OK; otherwise on stderr after "shmbus: <cmd>: <why>", returning
+ * SB_EXIT_USAGE. */
+int sb_usage(const char *usage, int to_stderr);
+
+/* Bad usage: "shmbus: <cmd>: <why>", the usage text on stderr, and SB_EXIT_USAGE. */
+int sb_bad_usage(const char *cmd, const char *usage, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Parse a whole decimal unsigned number in [min, max]; 0 on success, -1 if it is not one. */
+int sb_parse_u32(const char *s, uint32_t min, uint32_t max, uint32_t *out);
+int sb_parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *out);
+
+/* Parse a timeout in milliseconds: a number >= 0, or -1 for "forever". */
+int sb_parse_timeout(const char *s, int *out);
+
+/* NULL if s is a valid bus or client name ([A-Za-z0-9._-], 1..SHMBUS_NAME_MAX characters,
+ * not "." or ".."), else why it is not. */
+const char *sb_bad_name(const char *s);
+
+/* Report a getopt_long failure (unknown option, missing argument) as bad usage. Call with
+ * the value getopt_long returned ('?' or ':'); optstring must start with ':'. */
+int sb_getopt_error(const char *cmd, const char *usage, int ret, char **argv);
+
+/* Is s a client id (all digits) rather than a name? */
+int sb_is_number(const char *s);
+
+/* Write s (len bytes) as a JSON string, quotes included: control characters, quotes and
+ * backslashes escaped; valid UTF-8 kept; any other byte written as \u00XX. */
+void sb_json_str(FILE *f, const char *s, size_t len);
+
+/* Name of a client state: "live", "dead", "joining" or "unknown". */
+const char *sb_state_name(int state);
+
+/* Monotonic clock in nanoseconds. */
+uint64_t sb_now_ns(void);
+
+/* A latency in nanoseconds as text with a unit ("850 ns", "12.3 us", "4.56 ms") into buf. */
+const char *sb_fmt_ns(uint64_t ns, char *buf, size_t size);
+
+/* SIGINT/SIGTERM/SIGHUP set sb_stop (no SA_RESTART, so blocking reads return EINTR). */
+extern volatile sig_atomic_t sb_stop;
+void sb_catch_stop_signals(void);
+
+#endif

@@ -1,0 +1,263 @@
+/*
+ * util.c - helpers shared by the subcommands of `shmbus`: error and usage messages, number
+ * parsing, JSON strings, time, and the stop-signal flag.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "tools.h"
+
+volatile sig_atomic_t sb_stop;
+
+void sb_err(const char *what, const char *fmt, ...)
+{
+    va_list ap;
+
+    fprintf(stderr, "shmbus: %s: ", what);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+}
+
+void sb_errf(const char *what_fmt, const char *obj, const char *fmt, ...)
+{
+    va_list ap;
+
+    fputs("shmbus: ", stderr);
+    /* what_fmt is always a literal of ours with one %s. */
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wformat-nonliteral"
+    fprintf(stderr, what_fmt, obj);
+#pragma GCC diagnostic pop
+    fputs(": ", stderr);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+}
+
+int sb_usage(const char *usage, int to_stderr)
+{
+    fputs(usage, to_stderr ? stderr : stdout);
+    return to_stderr ? SB_EXIT_USAGE : SB_EXIT_OK;
+}
+
+int sb_bad_usage(const char *cmd, const char *usage, const char *fmt, ...)
+{
+    va_list ap;
+
+    fprintf(stderr, "shmbus: %s: ", cmd);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+    fputs(usage, stderr);
+    return SB_EXIT_USAGE;
+}
+
+int sb_parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *out)
+{
+    char *end;
+    unsigned long long v;
+
+    /* strtoull accepts a sign and leading blanks; a count on a command line has neither. */
+    if (s == NULL || *s < '0' || *s > '9')
+        return -1;
+    errno = 0;
+    v = strtoull(s, &end, 10);
+    if (errno != 0 || *end != '\0' || v < min || v > max)
+        return -1;
+    *out = v;
+    return 0;
+}
+
+int sb_parse_u32(const char *s, uint32_t min, uint32_t max, uint32_t *out)
+{
+    uint64_t v;
+
+    if (sb_parse_u64(s, min, max, &v) < 0)
+        return -1;
+    *out = (uint32_t)v;
+    return 0;
+}
+
+int sb_parse_timeout(const char *s, int *out)
+{
+    uint64_t v;
+
+    if (s != NULL && strcmp(s, "-1") == 0) {
+        *out = -1;
+        return 0;
+    }
+    if (sb_parse_u64(s, 0, INT_MAX, &v) < 0)
+        return -1;
+    *out = (int)v;
+    return 0;
+}
+
+const char *sb_bad_name(const char *s)
+{
+    size_t n = strlen(s);
+
+    if (n == 0)
+        return "empty name";
+    if (n > SHMBUS_NAME_MAX)
+        return "name longer than 31 characters";
+    if (strcmp(s, ".") == 0 || strcmp(s, "..") == 0)
+        return "'.' and '..' are not names";
+    if (strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-") != n)
+        return "names hold only letters, digits, '.', '_' and '-'";
+    return NULL;
+}
+
+int sb_getopt_error(const char *cmd, const char *usage, int ret, char **argv)
+{
+    const char *arg = argv[optind - 1];
+
+    if (ret == ':')
+        return sb_bad_usage(cmd, usage, "option '%s' needs a value", arg);
+    if (optopt != 0 && arg[0] == '-' && arg[1] != '-')
+        return sb_bad_usage(cmd, usage, "unknown option '-%c'", optopt);
+    return sb_bad_usage(cmd, usage, "unknown option '%s'", arg);
+}
+
+int sb_is_number(const char *s)
+{
+    if (*s == '\0')
+        return 0;
+    for (; *s != '\0'; s++)
+        if (*s < '0' || *s > '9')
+            return 0;
+    return 1;
+}
+
+/* Length of the valid UTF-8 sequence at s (at most n bytes), or 0 if there is none. */
+static size_t utf8_len(const unsigned char *s, size_t n)
+{
+    size_t len, i;
+    uint32_t cp;
+
+    if (s[0] < 0x80)
+        return 1;
+    if (s[0] >= 0xc2 && s[0] <= 0xdf) {
+        len = 2;
+        cp = s[0] & 0x1f;
+    } else if (s[0] >= 0xe0 && s[0] <= 0xef) {
+        len = 3;
+        cp = s[0] & 0x0f;
+    } else if (s[0] >= 0xf0 && s[0] <= 0xf4) {
+        len = 4;
+        cp = s[0] & 0x07;
+    } else {
+        return 0;
+    }
+    if (len > n)
+        return 0;
+    for (i = 1; i < len; i++) {
+        if ((s[i] & 0xc0) != 0x80)
+            return 0;
+        cp = (cp << 6) | (s[i] & 0x3f);
+    }
+    /* Overlong forms, surrogates and code points past U+10FFFF are not valid UTF-8. */
+    if ((len == 3 && cp < 0x800) || (len == 4 && (cp < 0x10000 || cp > 0x10ffff)) ||
+        (cp >= 0xd800 && cp <= 0xdfff))
+        return 0;
+    return len;
+}
+
+void sb_json_str(FILE *f, const char *str, size_t len)
+{
+    const unsigned char *s = (const unsigned char *)str;
+    size_t i = 0, n;
+
+    fputc('"', f);
+    while (i < len) {
+        unsigned char c = s[i];
+
+        if (c == '"' || c == '\\') {
+            fputc('\\', f);
+            fputc(c, f);
+            i++;
+        } else if (c == '\n') {
+            fputs("\\n", f);
+            i++;
+        } else if (c == '\t') {
+            fputs("\\t", f);
+            i++;
+        } else if (c == '\r') {
+            fputs("\\r", f);
+            i++;
+        } else if (c < 0x20 || c == 0x7f) {
+            fprintf(f, "\\u%04x", c);
+            i++;
+        } else if ((n = utf8_len(s + i, len - i)) > 0) {
+            fwrite(s + i, 1, n, f);
+            i += n;
+        } else {
+            /* Not UTF-8: keep the byte's value as the code point of the same number. */
+            fprintf(f, "\\u%04x", c);
+            i++;
+        }
+    }
+    fputc('"', f);
+}
+
+const char *sb_state_name(int state)
+{
+    switch (state) {
+    case SHMBUS_CLIENT_LIVE:
+        return "live";
+    case SHMBUS_CLIENT_DEAD:
+        return "dead";
+    case SHMBUS_CLIENT_JOINING:
+        return "joining";
+    default:
+        return "unknown";
+    }
+}
+
+uint64_t sb_now_ns(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+const char *sb_fmt_ns(uint64_t ns, char *buf, size_t size)
+{
+    if (ns < 1000)
+        snprintf(buf, size, "%llu ns", (unsigned long long)ns);
+    else if (ns < 1000000)
+        snprintf(buf, size, "%.1f us", (double)ns / 1e3);
+    else if (ns < 1000000000)
+        snprintf(buf, size, "%.2f ms", (double)ns / 1e6);
+    else
+        snprintf(buf, size, "%.2f s", (double)ns / 1e9);
+    return buf;
+}
+
+static void on_stop_signal(int sig)
+{
+    (void)sig;
+    sb_stop = 1;
+}
+
+void sb_catch_stop_signals(void)
+{
+    struct sigaction sa;
+
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_stop_signal;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = 0; /* no SA_RESTART: a blocked read returns EINTR and the loop sees sb_stop */
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGHUP, &sa, NULL);
+}
