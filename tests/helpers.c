@@ -1,4 +1,7 @@
 #include "helpers.h"
+#include "shmbus.h"
+
+#include <sys/shm.h>
 
 #include <errno.h>
 #include <signal.h>
@@ -75,4 +78,26 @@ uint64_t th_cpu_ns(void)
     us += (uint64_t)kids.ru_utime.tv_sec * 1000000u + (uint64_t)kids.ru_utime.tv_usec;
     us += (uint64_t)kids.ru_stime.tv_sec * 1000000u + (uint64_t)kids.ru_stime.tv_usec;
     return us * 1000u;
+}
+
+static int tracked[64];
+static int ntracked;
+
+void th_track_shmid(int shmid)
+{
+    if (ntracked < 64)
+        tracked[ntracked++] = shmid;
+}
+
+int th_cleanup(void **state)
+{
+    (void)state;
+    char names[256][SHMBUS_NAME_MAX + 1];
+    int n = shmbus_bus_names(names, 256);
+    for (int i = 0; i < n && i < 256; i++)
+        shmbus_bus_destroy(names[i]);
+    for (int i = 0; i < ntracked; i++)
+        shmctl(tracked[i], IPC_RMID, NULL);
+    ntracked = 0;
+    return 0;
 }

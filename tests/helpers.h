@@ -33,4 +33,11 @@ uint64_t th_now_ns(void);
 /* CPU time (user + system) of this process and its waited-for children, in nanoseconds. */
 uint64_t th_cpu_ns(void);
 
+/* Remember a raw segment a test made, so th_cleanup() removes it even if the test fails. */
+void th_track_shmid(int shmid);
+
+/* Group teardown: destroy every bus in this test's SHMBUS_DIR and every tracked segment.
+ * Runs even when tests failed, so a failing test leaves nothing behind. */
+int th_cleanup(void **state);
+
 #endif

@@ -1,0 +1,238 @@
+/*
+ * internal.h - the segment layout and the library's internal interfaces.
+ *
+ * Design notes
+ * ------------
+ * A bus is one System V segment laid out as:
+ *
+ *   offset 0             struct sb_header       (one page: identity, sizes, bus state)
+ *   registry_off         struct sb_entry[max]   (one per client id, id k at index k-1)
+ *   mbox_off             mailbox[max]           (one per client id), each:
+ *                          struct sb_mbox        (indices, wake-up flags, two semaphores)
+ *                          slot[slots]           (struct sb_slot header + payload)
+ *
+ * Every size and offset is computed from (max_clients, slots, msg_size) by sb__layout(); a
+ * process that attaches recomputes them itself and only checks that the header agrees, so
+ * nothing it later dereferences depends on a value a peer could have scribbled over.
+ *
+ * Mailbox protocol (many producers, one consumer; a bounded queue in Vyukov's style):
+ *   - Each slot has a 64-bit `seq`. For position p (a 64-bit counter that never wraps in
+ *     practice) living in slot p & (slots-1):
+ *        seq == p          free for the producer of position p (or reserved, not committed)
+ *        seq == p + 1      committed: holds a message the consumer has not taken
+ *        seq >= p + slots  taken (or skipped): free for position p + slots
+ *   - A producer reserves positions [t, t+k) by CAS on `tail` after checking their slots
+ *     are free, having first written an *intent* (mailbox, t, k) in its own registry entry.
+ *     It fills the slots, then commits each with a release store of seq = p + 1.
+ *   - The consumer takes the highest-priority message among the committed prefix starting
+ *     at `head` (stopping at the first uncommitted position), so per-producer order holds,
+ *     and frees its slot with a release store of seq = p + slots.
+ *   - A producer that died after reserving never commits. Once the consumer (or a cleaner)
+ *     proves it dead (its intent covers the stuck position and its process is gone, and no
+ *     live intent covers it), it skips the position with a CAS seq: p -> p + slots. The CAS
+ *     makes the skip happen once even when two processes try it.
+ *
+ * Registry entries carry a 64-bit state word: kind (FREE, JOINING, LIVE, CLEANING), a
+ * generation that grows at every join, and the pid that owns the current kind. All changes
+ * are CASes on that word, so exactly one process joins, leaves or cleans an entry; a
+ * cleaner that dies leaves CLEANING with a dead pid, which the next cleaner takes over.
+ * Liveness is "the pid exists, is not a zombie, and has the start time recorded at join":
+ * the kernel ends it when the process dies, slowness or SIGSTOP never do.
+ */
+#ifndef SHMBUS_INTERNAL_H
+#define SHMBUS_INTERNAL_H
+
+#include <semaphore.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "shmbus.h"
+
+#define SB_MAGIC          0x3130535542484d53ull /* "SHMBUS01" little-endian */
+#define SB_LAYOUT_VERSION 1u
+#define SB_LINE           64u
+#define SB_HEADER_SIZE    4096u
+#define SB_INTENTS        4u  /* concurrent sending threads per client that can each be tracked */
+#define SB_SLICE_MS       250 /* how often a blocked call wakes to check for dead peers */
+#define SB_REAP_NS        1000000000ull /* at most one automatic reap per bus per second */
+
+/* Bus states (sb_header.state). */
+enum { SB_BUS_INIT = 0, SB_BUS_READY = 1, SB_BUS_DESTROYED = 2 };
+
+struct sb_header {
+    uint64_t magic;
+    uint32_t layout_version;
+    uint32_t header_size;
+    _Atomic uint32_t state;
+    uint32_t mode;
+    uint32_t creator_uid;
+    int32_t creator_pid;
+    uint32_t max_clients;
+    uint32_t slots;
+    uint32_t msg_size;
+    uint32_t slot_size;
+    uint64_t entry_size;
+    uint64_t mbox_size;
+    uint64_t registry_off;
+    uint64_t mbox_off;
+    uint64_t total_size;
+    uint64_t nonce;
+    uint64_t created_ns;
+    char name[SHMBUS_NAME_MAX + 1];
+    _Atomic uint64_t reap_ns; /* CLOCK_MONOTONIC of the last automatic reap */
+    _Atomic uint64_t leader;  /* reserved: leader election */
+    uint64_t reserved[64];    /* reserved: groups, persistence (layout version 1 keeps 0) */
+};
+
+/* Registry entry state word. */
+enum { SB_FREE = 0, SB_JOINING = 1, SB_LIVE = 2, SB_CLEANING = 3 };
+#define SB_ST(kind, gen, pid)                                                                      \
+    (((uint64_t)(kind) << 56) | (((uint64_t)(gen)&0xffffffu) << 32) | (uint32_t)(pid))
+#define SB_ST_KIND(s) ((unsigned)((s) >> 56))
+#define SB_ST_GEN(s)  ((uint32_t)(((s) >> 32) & 0xffffffu))
+#define SB_ST_PID(s)  ((pid_t)(uint32_t)(s))
+
+/* A producer's record of the positions it reserved and has not committed yet. */
+struct sb_intent {
+    _Atomic uint64_t pos;
+    _Atomic uint32_t mbox; /* destination id */
+    _Atomic uint32_t n;    /* 0: no reservation outstanding */
+};
+
+struct sb_entry {
+    /* Identity: written by the owner while JOINING, read by everyone. */
+    _Alignas(SB_LINE) _Atomic uint64_t state;
+    _Atomic uint64_t start_time; /* owner's process start time (clock ticks since boot) */
+    uint64_t joined_ns;
+    char name[SHMBUS_NAME_MAX + 1];
+
+    /* Sender side: written by the owner's sending threads. */
+    _Alignas(SB_LINE) _Atomic uint64_t sent; /* doubles as the per-sender sequence number */
+    _Atomic uint64_t bytes_sent;
+    _Atomic uint64_t full_waits;
+    struct sb_intent intent[SB_INTENTS];
+
+    /* Receiver side: written by the owner's receiving thread. */
+    _Alignas(SB_LINE) _Atomic uint64_t received;
+    _Atomic uint64_t bytes_received;
+    _Atomic uint64_t wakeups;
+    _Atomic uint64_t spins;
+    _Atomic uint64_t dropped;
+
+    /* Acknowledgements: written by receivers of this client's ACK messages. */
+    _Alignas(SB_LINE) _Atomic uint64_t ack_seq;
+    _Atomic uint32_t ack_waiting;
+    sem_t ack_sem;
+
+    _Alignas(SB_LINE) _Atomic uint64_t lat_hist[SHMBUS_LAT_BUCKETS];
+};
+
+struct sb_mbox {
+    /* Producers' line. */
+    _Alignas(SB_LINE) _Atomic uint64_t tail;
+    _Atomic int32_t pending_hi; /* reserved-or-committed messages with prio > 0 */
+    /* Consumer's line. */
+    _Alignas(SB_LINE) _Atomic uint64_t head;
+    _Atomic uint32_t sleeping; /* the consumer is (about to be) asleep on data_sem */
+    /* Blocked producers. */
+    _Alignas(SB_LINE) _Atomic uint32_t space_waiters;
+    sem_t data_sem;  /* posted by a producer that finds the consumer asleep */
+    sem_t space_sem; /* posted by the consumer for producers waiting for room */
+};
+
+struct sb_slot {
+    _Atomic uint64_t seq;
+    uint64_t msg_seq;
+    uint64_t corr;
+    uint64_t sent_ns;
+    uint32_t src;
+    uint32_t src_gen;
+    uint32_t dst_gen;
+    uint32_t len;
+    uint8_t prio;
+    uint8_t flags;
+    uint8_t pad[14];
+    /* payload follows */
+};
+
+_Static_assert(sizeof(struct sb_header) <= SB_HEADER_SIZE, "header fits its page");
+_Static_assert(sizeof(struct sb_slot) == SB_LINE, "slot header is one cache line");
+_Static_assert(sizeof(struct sb_mbox) % SB_LINE == 0, "mailbox header is whole lines");
+
+/* Sizes and offsets, computed locally from the three parameters. */
+struct sb_layout {
+    uint32_t max_clients, slots, msg_size, slot_size;
+    uint64_t entry_size, mbox_size, registry_off, mbox_off, total_size;
+};
+
+struct shmbus_bus {
+    struct sb_header *hdr;
+    uint8_t *base;
+    struct sb_layout lay; /* trusted copy: never re-read from the segment */
+    int shmid;
+    bool rdonly;
+    char name[SHMBUS_NAME_MAX + 1];
+    uid_t uid;
+};
+
+struct shmbus_client {
+    shmbus_bus *bus;
+    struct sb_entry *e;
+    struct sb_mbox *mb;
+    uint32_t id;
+    uint32_t gen;
+    uint64_t spin_ns;
+    uint64_t recv_count;          /* for latency sampling */
+    _Atomic uint32_t intent_busy; /* which of the entry's intent records a thread holds */
+};
+
+/* layout.c */
+int sb__layout(struct sb_layout *lay, uint32_t max_clients, uint32_t slots, uint32_t msg_size);
+bool sb__valid_name(const char *name);
+uint64_t sb__now_ns(void);
+uint64_t sb__realtime_ns(void);
+void sb__abs_deadline(struct timespec *ts, uint64_t ns_from_now);
+
+static inline struct sb_entry *sb__entry(const shmbus_bus *b, uint32_t id)
+{
+    return (struct sb_entry *)(b->base + b->lay.registry_off +
+                               (uint64_t)(id - 1) * b->lay.entry_size);
+}
+
+static inline struct sb_mbox *sb__mbox(const shmbus_bus *b, uint32_t id)
+{
+    return (struct sb_mbox *)(b->base + b->lay.mbox_off + (uint64_t)(id - 1) * b->lay.mbox_size);
+}
+
+static inline struct sb_slot *sb__slot(const shmbus_bus *b, struct sb_mbox *mb, uint64_t pos)
+{
+    uint64_t idx = pos & (uint64_t)(b->lay.slots - 1);
+    return (struct sb_slot *)((uint8_t *)mb + sizeof(struct sb_mbox) + idx * b->lay.slot_size);
+}
+
+static inline bool sb__destroyed(const shmbus_bus *b)
+{
+    return atomic_load_explicit(&b->hdr->state, memory_order_relaxed) != SB_BUS_READY;
+}
+
+/* bus.c */
+int sb__bus_key_status(const char *name, char *path, size_t size, int *shmid);
+
+/* proc.c */
+uint64_t sb__proc_start_time(pid_t pid); /* 0 if unknown or gone */
+bool sb__proc_alive(pid_t pid, uint64_t start_time);
+
+/* registry.c */
+bool sb__entry_alive(const struct sb_entry *e, uint64_t state);
+int sb__dest_state(shmbus_bus *b, uint32_t id, uint32_t *gen);
+int sb__maybe_reap(shmbus_bus *b);
+void sb__note_dropped(struct sb_entry *e, uint64_t n);
+
+/* mailbox.c */
+int sb__mbox_skip_dead(shmbus_bus *b, uint32_t mbox_id, uint64_t pos);
+uint64_t sb__mbox_drain(shmbus_bus *b, struct sb_mbox *mb);
+void sb__mbox_skip_intents(shmbus_bus *b, struct sb_entry *dead);
+
+#endif
