@@ -409,7 +409,13 @@ static void prom_hist(struct sb_mon_buf *b, const struct sb_mon_snap *s)
         uint64_t le_ns = shmbus_hist_value(edge);
         sb_mon_buf_printf(b, "%s_bucket{bus=", name);
         prom_label_value(b, s->bus.name, field_len(s->bus.name, sizeof(s->bus.name)));
-        sb_mon_buf_printf(b, ",le=\"%.9g\"} %llu\n", (double)le_ns / 1e9, (unsigned long long)cum);
+        /* Exact decimal seconds: a rounded bound would not be the bucket's boundary. */
+        char frac[16];
+        snprintf(frac, sizeof(frac), "%09llu", (unsigned long long)(le_ns % 1000000000ull));
+        for (size_t k = strlen(frac); k > 1 && frac[k - 1] == '0'; k--)
+            frac[k - 1] = '\0';
+        sb_mon_buf_printf(b, ",le=\"%llu.%s\"} %llu\n", (unsigned long long)(le_ns / 1000000000ull),
+                          frac, (unsigned long long)cum);
     }
     sb_mon_buf_printf(b, "%s_bucket{bus=", name);
     prom_label_value(b, s->bus.name, field_len(s->bus.name, sizeof(s->bus.name)));
