@@ -52,17 +52,18 @@ function drawGraph(snap) {
   svg.replaceChildren();
   const W = 420, H = 360, cx = W / 2, cy = H / 2, R = 130, NODE = 28;
   const clients = snap.clients;
-  const pos = new Map();
+  const pos = new Map(), above = new Set();
   clients.forEach((c, i) => {
     // Start at the top and go clockwise, so 1, 2, 3 read like a clock face.
     const a = -Math.PI / 2 + (2 * Math.PI * i) / Math.max(clients.length, 1);
     pos.set(c.id, clients.length === 1 ? [cx, cy] : [cx + R * Math.cos(a), cy + R * Math.sin(a)]);
+    if (clients.length > 1 && Math.sin(a) < -0.1) above.add(c.id); // label outside the circle
   });
 
   // One arrowhead; it scales with the stroke width of the line that uses it.
   const defs = el('defs', {});
   const marker = el('marker', { id: 'arrow', viewBox: '0 0 10 10', refX: 8, refY: 5,
-    markerWidth: 4, markerHeight: 4, orient: 'auto-start-reverse' });
+    markerWidth: 2.6, markerHeight: 2.6, orient: 'auto-start-reverse' });
   marker.appendChild(el('path', { d: 'M0,0 L10,5 L0,10 z', fill: '#2f6fdf' }));
   defs.appendChild(marker);
   svg.appendChild(defs);
@@ -98,7 +99,7 @@ function drawGraph(snap) {
         transform: `rotate(-90 ${x} ${y})` }));
     g.appendChild(el('text', { class: 'id', x: x, y: y + 6 }, String(c.id)));
     const below = (c.name ? c.name + ' \u00b7 ' : '') + fmtRate(c.recv_rate) + '/s in';
-    g.appendChild(el('text', { x: x, y: y + NODE + 20 }, below));
+    g.appendChild(el('text', { x: x, y: above.has(c.id) ? y - NODE - 10 : y + NODE + 20 }, below));
     const title = el('title', {}, `client ${c.id}${c.name ? ' (' + c.name + ')' : ''}, pid ` +
       `${c.pid}, ${c.state}; mailbox ${c.depth}/${c.capacity}`);
     g.appendChild(title);
@@ -148,9 +149,10 @@ function drawRates() {
   }
   ctx.textAlign = 'center';
   ctx.fillText('last ' + HISTORY + ' samples \u2192 now', L + pw / 2, h - 4);
-  const line = (key, color) => {
+  const line = (key, color, dash) => {
     ctx.strokeStyle = color;
     ctx.lineWidth = 2;
+    ctx.setLineDash(dash);
     ctx.beginPath();
     rateHistory.forEach((r, i) => {
       const x = L + pw - ((rateHistory.length - 1 - i) * pw) / (HISTORY - 1);
@@ -160,8 +162,10 @@ function drawRates() {
     ctx.stroke();
     ctx.lineWidth = 1;
   };
-  line('sent', '#2f6fdf');
-  line('recv', '#e0782b');
+  // Sent is dashed and on top: on a steady bus both lines coincide and both stay visible.
+  line('recv', '#e0782b', []);
+  line('sent', '#2f6fdf', [6, 5]);
+  ctx.setLineDash([]);
 }
 
 // p-th percentile of [[lower_ns, count], ...]: the lower bound of the bucket it falls in.
