@@ -136,7 +136,7 @@ static void fill_slot(shmbus_bus *b, struct sb_mbox *mb, uint64_t pos, const shm
 static void wake_consumer(struct sb_mbox *mb)
 {
     /* Dekker pair with the consumer's store of sleeping + fence in wait_data(). */
-    atomic_thread_fence(memory_order_seq_cst);
+    sb__full_fence();
     if (atomic_load_explicit(&mb->sleeping, memory_order_relaxed) &&
         atomic_exchange_explicit(&mb->sleeping, 0, memory_order_relaxed))
         sem_post(&mb->data_sem);
@@ -191,7 +191,7 @@ static int wait_space(shmbus_bus *b, struct sb_mbox *mb, uint32_t dst, uint32_t 
 {
     atomic_fetch_add_explicit(&mb->space_waiters, 1, memory_order_relaxed);
     /* Dekker pair with the consumer's free + fence in wake_producers(). */
-    atomic_thread_fence(memory_order_seq_cst);
+    sb__full_fence();
     uint64_t t = atomic_load_explicit(&mb->tail, memory_order_relaxed);
     uint64_t s = atomic_load_explicit(&sb__slot(b, mb, t)->seq, memory_order_acquire);
     if ((int64_t)(s - t) >= 0)
@@ -271,7 +271,7 @@ static int wait_ack(shmbus_client *c, uint32_t dst, uint32_t gen, uint64_t seq, 
             return 0;
         atomic_store_explicit(&e->ack_waiting, 1, memory_order_relaxed);
         /* Dekker pair with the receiver's CAS + fence in ack_sender(). */
-        atomic_thread_fence(memory_order_seq_cst);
+        sb__full_fence();
         if (atomic_load_explicit(&e->ack_seq, memory_order_acquire) >= seq)
             return 0;
         if (sb__now_ns() >= deadline)
@@ -478,7 +478,7 @@ static int find_msg(shmbus_bus *b, struct sb_mbox *mb, const struct want *w, uin
 static void wake_producers(shmbus_bus *b, struct sb_mbox *mb, uint64_t head)
 {
     /* Dekker pair with the producer's add + fence in wait_space(). */
-    atomic_thread_fence(memory_order_seq_cst);
+    sb__full_fence();
     if (atomic_load_explicit(&mb->space_waiters, memory_order_relaxed) == 0)
         return;
     uint64_t tail = atomic_load_explicit(&mb->tail, memory_order_relaxed);
@@ -511,7 +511,7 @@ static void ack_sender(shmbus_bus *b, uint32_t src, uint32_t src_gen, uint64_t s
                             &e->ack_seq, &cur, seq, memory_order_release, memory_order_relaxed))
         ;
     /* Dekker pair with the sender's store of ack_waiting + fence in wait_ack(). */
-    atomic_thread_fence(memory_order_seq_cst);
+    sb__full_fence();
     if (atomic_load_explicit(&e->ack_waiting, memory_order_relaxed) &&
         atomic_exchange_explicit(&e->ack_waiting, 0, memory_order_relaxed))
         sem_post(&e->ack_sem);
@@ -672,7 +672,7 @@ static int recv_common(shmbus_client *c, const struct want *w, struct shmbus_msg
         }
         atomic_store_explicit(&mb->sleeping, 1, memory_order_relaxed);
         /* Dekker pair with the producer's commit + fence in wake_consumer(). */
-        atomic_thread_fence(memory_order_seq_cst);
+        sb__full_fence();
         r = try_take(c, w, hdr, buf, cap, true);
         if (r != -EAGAIN) {
             atomic_store_explicit(&mb->sleeping, 0, memory_order_relaxed);
