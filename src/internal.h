@@ -243,6 +243,25 @@ int sb__dest_state(shmbus_bus *b, uint32_t id, uint32_t *gen);
 int sb__maybe_reap(shmbus_bus *b);
 void sb__note_dropped(struct sb_entry *e, uint64_t n);
 
+/*
+ * Test-only hook. A test binary may define sb__test_point() to stop or kill the process at a
+ * named point inside a critical section (tests/test_crash.c does). In every real program the
+ * weak symbol is undefined: sb__tp() is one compare of its address with NULL, no call.
+ */
+enum {
+    SB_TP_RESERVED = 1,
+    SB_TP_BATCH_PART = 2,
+    SB_TP_JOINING = 3,
+    SB_TP_CLEANING = 4,
+    SB_TP_LEAVING = 5
+};
+void sb__test_point(int where) __attribute__((weak));
+static inline void sb__tp(int where)
+{
+    if (sb__test_point != NULL)
+        sb__test_point(where);
+}
+
 /* mailbox.c */
 int sb__mbox_skip_dead(shmbus_bus *b, uint32_t mbox_id, uint64_t pos);
 uint64_t sb__mbox_drain(shmbus_bus *b, struct sb_mbox *mb);

@@ -302,6 +302,7 @@ static int send_one(shmbus_client *c, uint32_t dst, const void *data, size_t len
     r = reserve_wait(c, dst, gen, 1, flags, deadline, &i, &pos);
     if (r < 0)
         return r;
+    sb__tp(SB_TP_RESERVED); /* test-only: reserved, not yet filled */
     uint64_t seq = atomic_fetch_add_explicit(&c->e->sent, 1, memory_order_relaxed) + 1;
     atomic_fetch_add_explicit(&c->e->bytes_sent, len, memory_order_relaxed);
     if (prio > 0)
@@ -370,6 +371,8 @@ int shmbus_send_batch(shmbus_client *c, uint32_t dst, const struct shmbus_iov *m
         fill_slot(b, mb, pos + (uint64_t)j, c, gen, msgs[j].data, msgs[j].len, prio, 0,
                   seq + 1 + (uint64_t)j, 0, now);
         bytes += msgs[j].len;
+        if (j == 0 && k > 1)
+            sb__tp(SB_TP_BATCH_PART); /* test-only: part of a batch committed */
     }
     atomic_fetch_add_explicit(&c->e->bytes_sent, bytes, memory_order_relaxed);
     finish_send(c, mb, i);

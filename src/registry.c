@@ -58,6 +58,7 @@ static int cleanup_entry(shmbus_bus *b, uint32_t id)
         return 0; /* someone else is on it, or it changed */
 
     sb__mbox_skip_intents(b, e);
+    sb__tp(SB_TP_CLEANING); /* test-only: a cleaner half-way */
     struct sb_mbox *mb = sb__mbox(b, id);
     uint64_t n = sb__mbox_drain(b, mb);
     sb__note_dropped(e, n);
@@ -244,6 +245,7 @@ int shmbus_join(shmbus_bus *b, uint32_t id, const char *name, shmbus_client **ou
 
     struct sb_entry *e = sb__entry(b, id);
     struct sb_mbox *mb = sb__mbox(b, id);
+    sb__tp(SB_TP_JOINING); /* test-only: claimed, not yet LIVE */
     reset_entry(e, name);
     atomic_store_explicit(&mb->sleeping, 0, memory_order_relaxed);
     /* Release: the reset entry is visible to whoever sees LIVE. Pairs with the acquire in
@@ -278,6 +280,7 @@ void shmbus_leave(shmbus_client *c)
     uint64_t mine = SB_ST(SB_CLEANING, c->gen, getpid());
     if (atomic_compare_exchange_strong_explicit(&e->state, &s, mine, memory_order_acq_rel,
                                                 memory_order_relaxed)) {
+        sb__tp(SB_TP_LEAVING); /* test-only: leaving, entry CLEANING */
         sb__mbox_skip_intents(b, e);
         sb__mbox_drain(b, c->mb);
         atomic_store_explicit(&c->mb->sleeping, 0, memory_order_relaxed);
