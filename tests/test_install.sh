@@ -1,0 +1,38 @@
+#!/bin/bash
+# make install into a private prefix, then build the examples against the installed copy
+# through pkg-config, link them to the shared library, and pass a message between them.
+set -eu
+prefix="$TEST_TMPDIR/prefix"
+command -v pkg-config >/dev/null || { echo "skip: pkg-config is not installed"; exit 77; }
+make -s -C "$SHMBUS_TOP" install PREFIX="$prefix" BUILD="${BUILD#$SHMBUS_TOP/}" >/dev/null
+test -f "$prefix/include/shmbus.h"
+test -L "$prefix/lib/libshmbus.so.0"
+soname=$(objdump -p "$prefix/lib/libshmbus.so.0" 2>/dev/null | awk '/SONAME/ {print $2}')
+[ -z "$soname" ] || [ "$soname" = libshmbus.so.0 ]
+export PKG_CONFIG_PATH="$prefix/lib/pkgconfig"
+flags=$(pkg-config --cflags --libs shmbus)
+for ex in sender receiver; do
+    cc -std=c11 -Wall -Werror "$SHMBUS_TOP/examples/$ex.c" $flags -o "$TEST_TMPDIR/$ex"
+done
+export LD_LIBRARY_PATH="$prefix/lib"
+# The shared library, not the static one, is what got linked.
+ldd "$TEST_TMPDIR/sender" | grep -q "libshmbus.so.0 => $prefix/lib/libshmbus.so.0"
+# Remove bus "demo" without the shmbus tool: its key is ftok(key file, 'S').
+destroy_demo() {
+    local f="$SHMBUS_DIR/demo.bus"
+    [ -f "$f" ] || return 0
+    local key=$(( (0x53 << 24) | (($(stat -c %d "$f") & 0xff) << 16) | ($(stat -c %i "$f") & 0xffff) ))
+    ipcrm -M "$key" 2>/dev/null || true
+    rm -f "$f"
+}
+"$TEST_TMPDIR/receiver" > "$TEST_TMPDIR/out" &
+rpid=$!
+trap 'kill $rpid 2>/dev/null || true; destroy_demo' EXIT
+# The sender gets "no such client" until the receiver has joined: retry within a deadline.
+deadline=$((SECONDS + 10))
+until "$TEST_TMPDIR/sender" hello world 2>/dev/null; do
+    [ $SECONDS -lt $deadline ] || { echo "sender never reached the receiver"; exit 1; }
+done
+wait $rpid
+diff <(printf 'from 1: hello\nfrom 1: world\n') "$TEST_TMPDIR/out"
+echo "installed library: header, .a, .so.0 (soname $soname), pkg-config; examples talk"
