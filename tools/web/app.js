@@ -205,9 +205,11 @@ function drawLatency(snap) {
     const bh = (ph * n) / maxN;
     ctx.fillStyle = '#2f6fdf';
     ctx.fillRect(L + i * bw + 1, T + ph - bh, Math.max(bw - 2, 1), bh);
-    if (i % Math.ceil(shown.length / 6) === 0) {
+    // A label every few buckets, starting at its bar's left edge, none cut off at the right.
+    if (i % Math.ceil(shown.length / 6) === 0 && L + i * bw < w - 56) {
       ctx.fillStyle = '#687083';
-      ctx.fillText(fmtNs(lo), L + i * bw + bw / 2, h - 4);
+      ctx.textAlign = 'left';
+      ctx.fillText(fmtNs(lo), L + i * bw, h - 4);
     }
   });
   const p50 = percentile(shown, 50), p99 = percentile(shown, 99);
