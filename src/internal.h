@@ -130,12 +130,13 @@ struct sb_entry {
 };
 
 struct sb_mbox {
-    /* Producers' line. */
+    /* Each word on its own line: tail is written by every send, head by every receive;
+     * pending_hi and sleeping are read on every send or receive but rarely written, so
+     * they must not share a line with a word that is. */
     _Alignas(SB_LINE) _Atomic uint64_t tail;
-    _Atomic int32_t pending_hi; /* reserved-or-committed messages with prio > 0 */
-    /* Consumer's line. */
+    _Alignas(SB_LINE) _Atomic int32_t pending_hi; /* reserved or committed, prio > 0 */
     _Alignas(SB_LINE) _Atomic uint64_t head;
-    _Atomic uint32_t sleeping; /* the consumer is (about to be) asleep on data_sem */
+    _Alignas(SB_LINE) _Atomic uint32_t sleeping; /* the consumer is (about to be) asleep */
     /* Blocked producers. */
     _Alignas(SB_LINE) _Atomic uint32_t space_waiters;
     sem_t data_sem;  /* posted by a producer that finds the consumer asleep */
