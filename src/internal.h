@@ -186,6 +186,7 @@ struct shmbus_client {
     uint32_t gen;
     uint64_t spin_ns;
     uint64_t recv_count;          /* for latency sampling */
+    uint64_t stuck_pos, stuck_ns; /* receiver: head uncommitted since stuck_ns (0: not) */
     _Atomic uint32_t intent_busy; /* which of the entry's intent records a thread holds */
 };
 

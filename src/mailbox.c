@@ -603,16 +603,33 @@ static int try_take(shmbus_client *c, const struct want *w, struct shmbus_msg *h
     return -EAGAIN;
 }
 
-/* A blocked receiver's periodic check: is the message at head held by a dead writer? */
-static void check_stuck(shmbus_client *c)
+/*
+ * A blocked receiver's check: is the message at head held by a dead writer? Asked when a
+ * wait slice times out, and also when woken (woken = true) once head has been stuck for a
+ * whole slice: a slow live sender whose commits keep waking us before the slice ends must
+ * not hide a dead writer in front of them for longer than a slice.
+ */
+static void check_stuck(shmbus_client *c, bool woken)
 {
     shmbus_bus *b = c->bus;
     struct sb_mbox *mb = c->mb;
     uint64_t h = atomic_load_explicit(&mb->head, memory_order_relaxed);
     uint64_t s = atomic_load_explicit(&sb__slot(b, mb, h)->seq, memory_order_acquire);
     uint64_t t = atomic_load_explicit(&mb->tail, memory_order_acquire);
-    if (s == h && t > h)
-        sb__mbox_skip_dead(b, c->id, h);
+    if (s != h || t <= h) {
+        c->stuck_ns = 0;
+        return;
+    }
+    uint64_t now = sb__now_ns();
+    if (c->stuck_ns == 0 || c->stuck_pos != h) {
+        c->stuck_pos = h;
+        c->stuck_ns = now;
+        if (woken)
+            return; /* most likely a live writer about to commit: look again later */
+    } else if (woken && now - c->stuck_ns < (uint64_t)SB_SLICE_MS * 1000000ull) {
+        return;
+    }
+    sb__mbox_skip_dead(b, c->id, h);
 }
 
 /* Sleep until a message may be there. 0 to look again, or an error. */
@@ -626,9 +643,10 @@ static int wait_data(shmbus_client *c, const struct want *w, uint64_t deadline)
         return -EIDRM;
     if (r == 0) {
         add_counter(&c->e->wakeups, 1);
+        check_stuck(c, true);
         return 0;
     }
-    check_stuck(c);
+    check_stuck(c, false);
     sb__maybe_reap(b);
     if (w->reply_only) {
         struct sb_entry *e = sb__entry(b, w->from);
