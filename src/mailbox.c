@@ -715,29 +715,95 @@ int shmbus_recv(shmbus_client *c, struct shmbus_msg *hdr, void *buf, size_t cap,
     return recv_common(c, &w, hdr, buf, cap, timeout_ms);
 }
 
+/*
+ * The fast path of a batch: take the run of committed messages at head, in order, while no
+ * message of a higher priority is pending. One load and one store of head and one update
+ * of each counter per run instead of per message. Stops (leaving the rest to the general
+ * path) at anything unusual: a priority, an ACK, a message larger than `stride`.
+ */
+static size_t take_run(shmbus_client *c, struct shmbus_msg *hdrs, uint8_t *bufs, size_t stride,
+                       size_t n)
+{
+    shmbus_bus *b = c->bus;
+    struct sb_mbox *mb = c->mb;
+    uint32_t slots = b->lay.slots;
+    if (atomic_load_explicit(&mb->pending_hi, memory_order_relaxed) > 0)
+        return 0;
+    uint64_t h = atomic_load_explicit(&mb->head, memory_order_relaxed);
+    uint64_t h0 = h, bytes = 0, dropped = 0;
+    size_t got = 0;
+    while (got < n && h - h0 < slots) {
+        struct sb_slot *sl = sb__slot(b, mb, h);
+        /* Acquire pairs with the producer's release store of seq in fill_slot(). */
+        uint64_t s = atomic_load_explicit(&sl->seq, memory_order_acquire);
+        if (s != h + 1) {
+            if (!seq_taken(s, h, slots))
+                break;
+            h++;
+            continue;
+        }
+        uint32_t len = sl->len;
+        uint8_t flags = sl->flags, prio = sl->prio;
+        if (prio != 0 || (flags & SHMBUS_MSG_ACK) || len > stride)
+            break;
+        if (len > b->lay.msg_size || sl->dst_gen != c->gen) {
+            free_slot(b, mb, h++);
+            dropped++;
+            continue;
+        }
+        struct shmbus_msg *m = &hdrs[got];
+        m->src = sl->src;
+        m->dst = c->id;
+        m->seq = sl->msg_seq;
+        m->corr = sl->corr;
+        m->sent_ns = sl->sent_ns;
+        m->len = len;
+        m->prio = 0;
+        m->flags = flags;
+        memcpy(bufs + got * stride, (uint8_t *)sl + sizeof(*sl), len);
+        free_slot(b, mb, h++);
+        bytes += len;
+        got++;
+    }
+    if (h != h0)
+        atomic_store_explicit(&mb->head, h, memory_order_relaxed);
+    if (got != 0) {
+        add_counter(&c->e->received, got);
+        add_counter(&c->e->bytes_received, bytes);
+    }
+    if (dropped != 0)
+        add_counter(&c->e->dropped, dropped);
+    return got;
+}
+
 int shmbus_recv_batch(shmbus_client *c, struct shmbus_msg *hdrs, void *bufs, size_t stride,
                       size_t n, int timeout_ms)
 {
     if (c == NULL || hdrs == NULL || bufs == NULL || n == 0)
         return -EINVAL;
     struct want w = {0};
-    int r = recv_common(c, &w, &hdrs[0], bufs, stride, timeout_ms);
-    if (r < 0)
-        return r;
-    size_t got = 1;
-    uint64_t head = 0;
+    uint8_t *out = bufs;
+    size_t got = take_run(c, hdrs, out, stride, n);
+    if (got == 0) {
+        /* Nothing ready (or something unusual first): wait for one the general way. */
+        int r = recv_common(c, &w, &hdrs[0], out, stride, timeout_ms);
+        if (r < 0)
+            return r;
+        got = 1;
+        got += take_run(c, hdrs + 1, out + stride, stride, n - 1);
+    }
     while (got < n) {
         uint64_t pos;
         if (find_msg(c->bus, c->mb, &w, &pos) != 0)
             break;
-        r = take_at(c, pos, &hdrs[got], (uint8_t *)bufs + got * stride, stride, false);
+        int r = take_at(c, pos, &hdrs[got], out + got * stride, stride, false);
         if (r == -ENOMSG)
             continue;
         if (r < 0)
             break;
         got++;
     }
-    head = advance_head(c->bus, c->mb);
+    uint64_t head = advance_head(c->bus, c->mb);
     wake_producers(c->bus, c->mb, head);
     return (int)got;
 }
