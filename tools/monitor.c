@@ -434,7 +434,11 @@ int sb_monitor_main(int argc, char **argv)
         print_url(&ss);
         uint64_t deadline = now_ns(CLOCK_MONOTONIC);
         for (;;) {
-            deadline += (uint64_t)m.opt.interval_ms * 1000000ull;
+            uint64_t step = (uint64_t)m.opt.interval_ms * 1000000ull;
+            deadline += step;
+            /* After a stall (suspend, SIGSTOP) do not fire the missed ticks in a burst. */
+            if (deadline + step < now_ns(CLOCK_MONOTONIC))
+                deadline = now_ns(CLOCK_MONOTONIC) + step;
             if (wait_tick(&stopset, deadline))
                 break;
             tick(&m);
