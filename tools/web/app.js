@@ -50,8 +50,10 @@ function el(tag, attrs, text) {
 function drawGraph(snap) {
   const svg = $('graph');
   svg.replaceChildren();
-  const W = 420, H = 360, cx = W / 2, cy = H / 2, R = 130, NODE = 28;
-  const clients = snap.clients;
+  const clients = snap.clients, n = clients.length;
+  // Big buses get smaller nodes and fewer words, so the picture stays readable.
+  const W = 420, H = 360, cx = W / 2, cy = H / 2, R = 130;
+  const NODE = n <= 8 ? 28 : n <= 24 ? 15 : 8, detail = n <= 12;
   const pos = new Map(), above = new Set();
   clients.forEach((c, i) => {
     // Start at the top and go clockwise, so 1, 2, 3 read like a clock face.
@@ -68,8 +70,13 @@ function drawGraph(snap) {
   defs.appendChild(marker);
   svg.appendChild(defs);
 
-  const maxRate = Math.max(1, ...snap.edges.map((e) => e.rate));
-  for (const e of snap.edges) {
+  // Strongest edges last, so they are drawn on top; at most MAX_EDGES of them.
+  const MAX_EDGES = 300;
+  const edges = snap.edges.slice().sort((a, b) => a.rate - b.rate).slice(-MAX_EDGES);
+  const maxRate = Math.max(1, ...edges.map((e) => e.rate));
+  // Many edges share the picture: thinner lines, or the circle fills with ink.
+  const maxWidth = edges.length <= 6 ? 8 : Math.max(0.7, 8 * Math.sqrt(6 / edges.length));
+  for (const e of edges) {
     const p = pos.get(e.from), q = pos.get(e.to);
     if (!p || !q) continue;
     // Bend each arrow to its right, so a->b and b->a are two separate curves.
@@ -78,12 +85,13 @@ function drawGraph(snap) {
     const sx = p[0] + ux * NODE + nx * 8, sy = p[1] + uy * NODE + ny * 8;
     const tx = q[0] - ux * (NODE + 4) + nx * 8, ty = q[1] - uy * (NODE + 4) + ny * 8;
     const mx = (sx + tx) / 2 + nx * bend, my = (sy + ty) / 2 + ny * bend;
-    const width = 1.5 + 7 * Math.sqrt(e.rate / maxRate);
-    svg.appendChild(el('path', { class: 'edge', d: `M${sx},${sy} Q${mx},${my} ${tx},${ty}`,
+    const width = 0.5 + maxWidth * Math.sqrt(e.rate / maxRate);
+    svg.appendChild(el('path', { class: edges.length > 30 ? 'edge many' : 'edge', d: `M${sx},${sy} Q${mx},${my} ${tx},${ty}`,
       'stroke-width': width.toFixed(1), 'marker-end': 'url(#arrow)',
       'data-from': e.from, 'data-to': e.to }));
-    svg.appendChild(el('text', { class: 'edge-label', x: mx + nx * 10, y: my + ny * 10 + 4 },
-      fmtRate(e.rate) + '/s'));
+    if (edges.length <= 12)
+      svg.appendChild(el('text', { class: 'edge-label', x: mx + nx * 10, y: my + ny * 10 + 4 },
+        fmtRate(e.rate) + '/s'));
   }
 
   for (const c of clients) {
@@ -97,9 +105,14 @@ function drawGraph(snap) {
       g.appendChild(el('circle', { class: 'fill', cx: x, cy: y, r: NODE + 5,
         'stroke-dasharray': `${(frac * circ).toFixed(1)} ${circ.toFixed(1)}`,
         transform: `rotate(-90 ${x} ${y})` }));
-    g.appendChild(el('text', { class: 'id', x: x, y: y + 6 }, String(c.id)));
-    const below = (c.name ? c.name + ' \u00b7 ' : '') + fmtRate(c.recv_rate) + '/s in';
-    g.appendChild(el('text', { x: x, y: above.has(c.id) ? y - NODE - 10 : y + NODE + 20 }, below));
+    if (n <= 24)
+      g.appendChild(el('text', { class: detail ? 'id' : 'id small', x: x, y: y + (detail ? 6 : 4) },
+        String(c.id)));
+    if (detail) {
+      const below = (c.name ? c.name + ' \u00b7 ' : '') + fmtRate(c.recv_rate) + '/s in';
+      g.appendChild(el('text', { x: x, y: above.has(c.id) ? y - NODE - 10 : y + NODE + 20 },
+        below));
+    }
     const title = el('title', {}, `client ${c.id}${c.name ? ' (' + c.name + ')' : ''}, pid ` +
       `${c.pid}, ${c.state}; mailbox ${c.depth}/${c.capacity}`);
     g.appendChild(title);
