@@ -1,1 +1,39 @@
-# The benchmark.
+# The benchmark (issue 5). `make bench` builds and runs it in full; the `shmbus` command
+# (tools/) links $(BENCH_A) with $(BENCH_LDLIBS) and calls sb_bench_main() from bench/bench.h.
+BENCH_SRCS := $(filter-out bench/main.c,$(wildcard bench/*.c))
+BENCH_OBJS := $(BENCH_SRCS:%.c=$(BUILD)/%.o)
+BENCH_A    := $(BUILD)/bench/libbench.a
+BENCH_BIN  := $(BUILD)/bench/shmbus-bench
+
+# Peers are found at build time (scripts/deps.sh bench installs them). One that is missing
+# becomes a "skipped: why" line in the report, not a build failure.
+BENCH_ZMQ_H   := $(wildcard /usr/include/zmq.h)
+BENCH_IOX_API := $(firstword $(wildcard /usr/include/iceoryx/*/iceoryx_binding_c/api.h))
+BENCH_CPPFLAGS :=
+BENCH_LDLIBS   :=
+ifneq ($(BENCH_ZMQ_H),)
+BENCH_CPPFLAGS += -DBENCH_HAVE_ZMQ
+BENCH_LDLIBS   += -lzmq
+endif
+ifneq ($(BENCH_IOX_API),)
+BENCH_CPPFLAGS += -DBENCH_HAVE_ICEORYX -I$(patsubst %/iceoryx_binding_c/api.h,%,$(BENCH_IOX_API))
+BENCH_LDLIBS   += -liceoryx_binding_c
+endif
+BENCH_LDLIBS += -lm -pthread -lrt
+
+$(BENCH_OBJS) $(BUILD)/bench/main.o: CPPFLAGS += $(BENCH_CPPFLAGS)
+
+$(BENCH_A): $(BENCH_OBJS)
+	@mkdir -p $(dir $@)
+	rm -f $@
+	$(AR) rcs $@ $^
+
+$(BENCH_BIN): $(BUILD)/bench/main.o $(BENCH_A)
+	$(CC) $(LDFLAGS) -o $@ $^ $(BENCH_LDLIBS) $(LDLIBS)
+
+ALL_TARGETS += $(BENCH_A) $(BENCH_BIN)
+CHECK_DEPS  += $(BENCH_BIN)
+
+# The full run. It also builds the classic clients when they exist, for the exchange row.
+bench: deps $(BENCH_BIN) $(if $(wildcard classic/*.c),$(CLASSIC_BINS))
+	BUILD=$(BUILD) $(BENCH_BIN)

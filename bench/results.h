@@ -1,0 +1,93 @@
+/*
+ * shmbus bench: what one run measured, as the driver (bench.c) collects it and the report
+ * (report.c) prints it.
+ */
+#ifndef SHMBUS_BENCH_RESULTS_H
+#define SHMBUS_BENCH_RESULTS_H
+
+#include "internal.h"
+
+enum bench_what { BENCH_LAT, BENCH_OPEN, BENCH_STREAM, BENCH_FANIN };
+
+/* One measurement: a transport, a kind of run, a message size. */
+struct bench_rec {
+    const struct bench_transport *t;
+    enum bench_what what;
+    size_t size;
+    int nprod;
+    int ok;                               /* measured; else why says why not */
+    char why[BENCH_WHY_LEN];              /* "skipped: ..." or "failed: ..." */
+    uint64_t samples;                     /* round trips timed, or messages received */
+    uint64_t median, p99, p999, max, min; /* ns (latency runs) */
+    double mean;                          /* ns (latency runs) */
+    double seconds;
+    double rate; /* messages per second (streams) */
+};
+
+/* shmbus ring hop latency for one number of clients. */
+struct bench_scale {
+    int clients;
+    int ok;
+    char why[BENCH_WHY_LEN];
+    uint64_t messages;
+    uint64_t hop_median, hop_p99; /* ns */
+    uint64_t segment_bytes;
+    double seconds;
+};
+
+/* The classic three-client exchange. */
+struct bench_classic {
+    int ok;
+    char why[BENCH_WHY_LEN];
+    uint64_t messages;
+    double seconds;
+    double hop_us;    /* wall time per message */
+    double cpu_us;    /* user + system CPU of all clients per message */
+    double sem_op_us; /* measured sem_wait+sem_post pair on one semaphore, uncontended */
+};
+
+struct bench_machine {
+    char cpu[128];
+    char kernel[200];
+    int online; /* CPUs online */
+    int usable; /* CPUs this process may run on */
+    int cpu_a, cpu_b;
+    int pinned;
+    double clock_ns; /* cost of one CLOCK_MONOTONIC read */
+    const char *sanitizers;
+    const char *compiler;
+    char date[64];
+};
+
+#define BENCH_MAX_RECS  128
+#define BENCH_MAX_SCALE 4
+
+struct bench_run {
+    int quick;
+    int json;
+    struct bench_machine m;
+    uint64_t open_rate;    /* round trips per second in the open-loop run */
+    double open_seconds;   /* per open-loop measurement */
+    double lat_seconds;    /* per closed-loop measurement */
+    double stream_seconds; /* per stream measurement */
+    uint64_t warmup;
+    int nrecs;
+    struct bench_rec recs[BENCH_MAX_RECS];
+    int nscale;
+    struct bench_scale scale[BENCH_MAX_SCALE];
+    struct bench_classic classic;
+    double total_seconds;
+};
+
+/* The transport rows in report order, NULL-terminated (bench.c). */
+extern const struct bench_transport *const bench_rows[];
+
+void bench_report_table(FILE *f, const struct bench_run *r);
+void bench_report_json(FILE *f, const struct bench_run *r);
+
+/* Scale and the classic exchange (shmbus.c, classic.c): fill in the results, or why not. */
+void bench_measure_scale(struct bench_run *r, const int *clients, int n,
+                         void (*progress)(const char *));
+void bench_measure_classic(struct bench_run *r);
+
+#endif
