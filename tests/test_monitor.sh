@@ -44,7 +44,7 @@ start_monitor() {
     mon_pid=$!
     mon_pids="$mon_pids $mon_pid"
     for ((i = 0; i < 100; i++)); do
-        url=$(sed -n 's/^listening on \(http:.*\)$/\1/p' "$out")
+        url=$(sed -n 's/^listening on \(http:.*\)$/\1/p' "$out" 2>/dev/null)
         [ -n "$url" ] && return 0
         kill -0 "$mon_pid" 2>/dev/null || break
         sleep 0.1

@@ -75,7 +75,7 @@ done
 mon_pid=$!
 url=""
 for ((i = 0; i < 100; i++)); do
-    url=$(sed -n 's/^listening on \(http:.*\)$/\1/p' "$tmp/mon.out")
+    url=$(sed -n 's/^listening on \(http:.*\)$/\1/p' "$tmp/mon.out" 2>/dev/null)
     [ -n "$url" ] && break
     sleep 0.1
 done
