@@ -257,18 +257,23 @@ void sb_mon_render_json(const struct sb_mon_snap *s, struct sb_mon_buf *b)
  * \ and newline. Our help texts are constants without either.
  * --------------------------------------------------------------------------------------- */
 
+/* A label value. The format has no escape for other bytes and must be UTF-8, so a byte
+ * outside printable ASCII (only ever in a corrupted name) is written as '?'. */
 static void prom_label_value(struct sb_mon_buf *b, const char *s, size_t n)
 {
     sb_mon_buf_puts(b, "\"");
     for (size_t i = 0; i < n; i++) {
-        char c = s[i];
-        if (c == '\\' || c == '"')
-            sb_mon_buf_puts(b, "\\");
-        if (c == '\n') {
+        unsigned char c = (unsigned char)s[i];
+        if (c == '\\' || c == '"') {
+            char esc[2] = {'\\', (char)c};
+            sb_mon_buf_put(b, esc, 2);
+        } else if (c == '\n') {
             sb_mon_buf_puts(b, "\\n");
-            continue;
+        } else if (c < 0x20 || c >= 0x7f) {
+            sb_mon_buf_puts(b, "?");
+        } else {
+            sb_mon_buf_put(b, (const char *)&c, 1);
         }
-        sb_mon_buf_put(b, &c, 1);
     }
     sb_mon_buf_puts(b, "\"");
 }
