@@ -1,0 +1,157 @@
+/*
+ * test_monitor_render: what `shmbus monitor` serves as /api/bus and /metrics, from samples
+ * built by hand - in particular from client names a scribbling peer could have left in the
+ * segment (quotes, backslashes, control bytes, no terminating NUL), which must still give
+ * valid JSON and valid Prometheus lines. The HTTP side is tests/test_monitor.sh.
+ *
+ * The renderer is part of the shmbus command, not of the library, so it is compiled in here.
+ */
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "helpers.h"
+#include "../tools/monitor_render.c"
+
+static struct sb_mon_client clients[3];
+
+/* A sample of three clients; client 1 sends 100/s, 2 and 3 receive 60/s and 40/s. */
+static struct sb_mon_snap make_snap(void)
+{
+    struct sb_mon_snap s = {0};
+    memset(clients, 0, sizeof(clients));
+    s.seq = 7;
+    s.interval_ms = 1000;
+    strcpy(s.bus.name, "demo");
+    s.bus.max_clients = 64;
+    for (unsigned i = 0; i < 3; i++) {
+        clients[i].info.id = i + 1;
+        clients[i].info.state = SHMBUS_CLIENT_LIVE;
+        clients[i].info.capacity = 256;
+    }
+    strcpy(clients[0].info.name, "alpha");
+    clients[0].sent_rate = 100;
+    clients[1].recv_rate = 60;
+    clients[2].recv_rate = 40;
+    clients[1].info.counters.lat_hist[shmbus_hist_bucket(5000)] = 10;
+    s.hist[shmbus_hist_bucket(5000)] = 10;
+    s.clients = clients;
+    s.n = 3;
+    return s;
+}
+
+/* Every byte printable ASCII (or a newline where allowed): no raw control or 8-bit byte. */
+static void assert_clean(const struct sb_mon_buf *b, int newlines)
+{
+    assert_false(b->oom);
+    assert_int_equal(strlen(b->p), b->len);
+    for (size_t i = 0; i < b->len; i++) {
+        unsigned char c = (unsigned char)b->p[i];
+        if (!(c >= 0x20 && c < 0x7f) && !(newlines && c == '\n'))
+            fail_msg("byte 0x%02x at %zu in: %s", c, i, b->p);
+    }
+}
+
+static void test_json_edges(void **state)
+{
+    (void)state;
+    struct sb_mon_snap s = make_snap();
+    struct sb_mon_buf b = {0};
+    sb_mon_render_json(&s, &b);
+    assert_clean(&b, 0);
+    assert_non_null(strstr(b.p, "\"seq\":7,"));
+    assert_non_null(strstr(b.p, "\"error\":null,"));
+    assert_non_null(strstr(b.p, "\"name\":\"alpha\""));
+    assert_non_null(strstr(b.p, "\"edges_estimated\":true"));
+    /* The sender's 100/s split 60:40 by the receivers' rates; nobody else sends. */
+    assert_non_null(strstr(b.p, "\"edges\":[{\"from\":1,\"to\":2,\"rate\":60.00},"
+                                "{\"from\":1,\"to\":3,\"rate\":40.00}]"));
+    assert_non_null(strstr(b.p, "\"latency_hist\":[[0,0],"));
+    sb_mon_buf_free(&b);
+}
+
+static void test_json_hostile_names(void **state)
+{
+    (void)state;
+    struct sb_mon_snap s = make_snap();
+    memcpy(clients[1].info.name, "a\"b\\c\n\xff", 8);
+    memset(clients[2].info.name, 'x', sizeof(clients[2].info.name)); /* no NUL */
+    memset(s.bus.name, 'y', sizeof(s.bus.name));
+    clients[0].sent_rate = NAN;
+    struct sb_mon_buf b = {0};
+    sb_mon_render_json(&s, &b);
+    assert_clean(&b, 0);
+    assert_non_null(strstr(b.p, "\"name\":\"a\\\"b\\\\c\\u000a\\u00ff\""));
+    char want[64];
+    snprintf(want, sizeof(want), "\"name\":\"%.*s\"", (int)sizeof(clients[2].info.name),
+             "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx");
+    assert_non_null(strstr(b.p, want));
+    assert_non_null(strstr(b.p, "\"sent_rate\":0.00")); /* NaN is not JSON */
+    sb_mon_buf_free(&b);
+}
+
+static void test_metrics(void **state)
+{
+    (void)state;
+    struct sb_mon_snap s = make_snap();
+    memcpy(clients[1].info.name, "a\"b\\c\n\xff", 8);
+    clients[0].info.counters.sent = 12345;
+    struct sb_mon_buf b = {0};
+    sb_mon_render_metrics(&s, &b);
+    assert_clean(&b, 1);
+    assert_non_null(strstr(b.p, "# TYPE shmbus_client_sent_messages_total counter\n"));
+    assert_non_null(strstr(
+        b.p,
+        "shmbus_client_sent_messages_total{bus=\"demo\",client=\"1\",name=\"alpha\"} 12345\n"));
+    assert_non_null(strstr(b.p, "client=\"2\",name=\"a\\\"b\\\\c\\n?\"} "));
+    /* The histogram: the 5 us sample is under le=0.000008192 (2^13 ns), not under 2^12. */
+    assert_non_null(
+        strstr(b.p, "shmbus_bus_latency_seconds_bucket{bus=\"demo\",le=\"0.000004096\"} 0\n"));
+    assert_non_null(
+        strstr(b.p, "shmbus_bus_latency_seconds_bucket{bus=\"demo\",le=\"0.000008192\"} 10\n"));
+    assert_non_null(
+        strstr(b.p, "shmbus_bus_latency_seconds_bucket{bus=\"demo\",le=\"+Inf\"} 10\n"));
+    assert_non_null(strstr(b.p, "shmbus_bus_latency_seconds_count{bus=\"demo\"} 10\n"));
+    /* Every line is a comment or ends in a number. */
+    for (char *line = b.p; *line; line = strchr(line, '\n') + 1) {
+        assert_non_null(strchr(line, '\n'));
+        if (line[0] != '#')
+            assert_true(strchr(line, ' ') != NULL);
+    }
+    sb_mon_buf_free(&b);
+}
+
+static void test_bus_gone(void **state)
+{
+    (void)state;
+    struct sb_mon_snap s = {0};
+    strcpy(s.bus.name, "gone");
+    s.err = -EIDRM;
+    struct sb_mon_buf b = {0};
+    sb_mon_render_json(&s, &b);
+    assert_clean(&b, 0);
+    char want[128];
+    snprintf(want, sizeof(want), "\"error\":\"%s\"", shmbus_strerror(-EIDRM));
+    assert_non_null(strstr(b.p, want));
+    assert_non_null(strstr(b.p, "\"clients\":[]"));
+    b.len = 0;
+    sb_mon_render_metrics(&s, &b);
+    assert_string_equal(b.p, "# HELP shmbus_monitor_up 1 if the monitor's last look at the bus "
+                             "succeeded, 0 if it failed.\n"
+                             "# TYPE shmbus_monitor_up gauge\n"
+                             "shmbus_monitor_up{bus=\"gone\"} 0\n");
+    sb_mon_buf_free(&b);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_json_edges),
+        cmocka_unit_test(test_json_hostile_names),
+        cmocka_unit_test(test_metrics),
+        cmocka_unit_test(test_bus_gone),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
