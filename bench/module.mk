@@ -21,6 +21,15 @@ BENCH_LDLIBS   += -liceoryx_binding_c
 endif
 BENCH_LDLIBS += -lm -pthread -lrt
 
+# The shmbus rows need the library; without it they print "skipped: library not ready".
+BENCH_LIB :=
+ifneq ($(wildcard include/shmbus.h),)
+ifneq ($(LIB_SRCS),)
+BENCH_CPPFLAGS += -DBENCH_HAVE_SHMBUS
+BENCH_LIB      := $(LIB_A)
+endif
+endif
+
 $(BENCH_OBJS) $(BUILD)/bench/main.o: CPPFLAGS += $(BENCH_CPPFLAGS)
 
 $(BENCH_A): $(BENCH_OBJS)
@@ -28,7 +37,7 @@ $(BENCH_A): $(BENCH_OBJS)
 	rm -f $@
 	$(AR) rcs $@ $^
 
-$(BENCH_BIN): $(BUILD)/bench/main.o $(BENCH_A)
+$(BENCH_BIN): $(BUILD)/bench/main.o $(BENCH_A) $(BENCH_LIB)
 	$(CC) $(LDFLAGS) -o $@ $^ $(BENCH_LDLIBS) $(LDLIBS)
 
 ALL_TARGETS += $(BENCH_A) $(BENCH_BIN)
