@@ -7,7 +7,7 @@
  * to the bus read-only (no bus: exit 1), take the first sample, bind the listening socket
  * ourselves (so a busy port gives a plain "Address already in use" and port 0 can be
  * reported), start the HTTP server, print "listening on http://ADDR:PORT/", then sample
- * every interval until SIGINT or SIGTERM (exit 0).
+ * every interval until SIGINT, SIGTERM or SIGHUP (exit 0).
  *
  * Signals are blocked in every thread (the HTTP threads inherit the mask from this one) and
  * taken synchronously by sigtimedwait(), which is also the sampling loop's sleep: no handler,
@@ -41,7 +41,7 @@ static const char usage_text[] =
     "  --interval MS       how often to sample the bus, 50..10000 (default 1000)\n"
     "  --allow-remote      allow a non-loopback ADDR: anyone who reaches it sees the bus\n"
     "Pages: / (the live view), /events (server-sent events), /api/bus (JSON),\n"
-    "/metrics (Prometheus text format). Stops on SIGINT or SIGTERM.\n";
+    "/metrics (Prometheus text format). Stops on SIGINT, SIGTERM or SIGHUP.\n";
 
 struct options {
     const char *bus;
@@ -418,6 +418,7 @@ int sb_monitor_main(int argc, char **argv)
     sigemptyset(&stopset);
     sigaddset(&stopset, SIGINT);
     sigaddset(&stopset, SIGTERM);
+    sigaddset(&stopset, SIGHUP); /* the terminal went away: stop as cleanly */
     pthread_sigmask(SIG_BLOCK, &stopset, &oldset);
     signal(SIGPIPE, SIG_IGN);
 
