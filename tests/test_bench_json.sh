@@ -1,0 +1,167 @@
+#!/bin/bash
+# shmbus bench --quick --json: the shape of the report, not the speed.
+#
+# Checks that the JSON document has every section, that every measurement either carries
+# positive numbers or says why it was skipped, that the floors (which need nothing but the
+# kernel) were measured, that the targets are all evaluated to MET / MISSED / NOT MEASURED,
+# and that the run left nothing behind: no System V message queue, no /dev/shm entry, no
+# iox-roudi, no RouDi socket or lock in /tmp. Bad options exit 2.
+set -u
+bin="$BUILD/bench/shmbus-bench"
+tmp="${TEST_TMPDIR:-$(mktemp -d)}"
+if [ ! -x "$bin" ]; then
+    echo "skip: $bin not built"
+    exit 77
+fi
+command -v python3 >/dev/null || {
+    echo "skip: python3 is needed to read the JSON"
+    exit 77
+}
+
+snapshot() {
+    ipcs -q 2>/dev/null | awk '$2 ~ /^[0-9]+$/ {print "msq " $2}'
+    ls /dev/shm 2>/dev/null | sed 's|^|/dev/shm/|'
+    ls -d /tmp/roudi /tmp/roudi.lock /tmp/iox-unique-roudi.lock /tmp/shmbus-bench-* 2>/dev/null
+}
+roudi_count() { pgrep -x iox-roudi 2>/dev/null | wc -l; }
+
+"$bin" --help >/dev/null || { echo "FAIL: --help did not exit 0"; exit 1; }
+"$bin" --no-such-option >/dev/null 2>&1
+[ $? -eq 2 ] || { echo "FAIL: a bad option did not exit 2"; exit 1; }
+
+before=$(snapshot | sort)
+roudi_before=$(roudi_count)
+start=$(date +%s)
+TMPDIR="$tmp" "$bin" --quick --json >"$tmp/bench.json" 2>"$tmp/progress.txt"
+rc=$?
+secs=$(($(date +%s) - start))
+after=$(snapshot | sort)
+roudi_after=$(roudi_count)
+echo "shmbus-bench --quick --json: exit $rc in ${secs}s"
+[ $rc -eq 0 ] || { echo "FAIL: exit $rc"; tail -n 20 "$tmp/progress.txt"; exit 1; }
+
+fail=0
+grep -q '^\[ *[0-9]*/ *[0-9]*\]' "$tmp/progress.txt" || {
+    echo "FAIL: no progress lines on stderr"
+    fail=1
+}
+leaked=$(comm -13 <(echo "$before") <(echo "$after") | sed '/^$/d')
+if [ -n "$leaked" ]; then
+    echo "FAIL: the bench left IPC objects or files behind:"
+    echo "$leaked"
+    fail=1
+fi
+if [ "$roudi_after" -gt "$roudi_before" ]; then
+    echo "FAIL: an iox-roudi is still running after the bench"
+    fail=1
+fi
+if ls -d "$tmp"/shmbus-bench.* >/dev/null 2>&1; then
+    echo "FAIL: the bench left its private directory behind"
+    fail=1
+fi
+
+python3 - "$tmp/bench.json" <<'EOF' || fail=1
+import json, sys
+
+doc = json.load(open(sys.argv[1]))
+errors = []
+
+def need(cond, what):
+    if not cond:
+        errors.append(what)
+
+for key in ("bench", "mode", "date", "total_seconds", "machine", "method", "transports",
+            "latency", "open_loop", "throughput", "fan_in", "scale", "classic", "targets"):
+    need(key in doc, "missing section: " + key)
+if errors:
+    print("\n".join(errors)); sys.exit(1)
+
+need(doc["mode"] == "quick", "mode is not quick")
+m = doc["machine"]
+for key in ("cpu", "kernel", "cpus_online", "cpus_usable", "pinned", "clock_read_ns"):
+    need(key in m, "machine." + key + " missing")
+need(isinstance(m.get("pinned"), bool), "machine.pinned is not a boolean")
+
+# Every number in the document is positive, except the CPU numbers (CPU 0 exists; -1 means
+# not pinned).
+def walk(v, path):
+    if isinstance(v, bool):
+        return
+    if isinstance(v, (int, float)):
+        if path.split(".")[-1] not in ("cpu_a", "cpu_b"):
+            need(v > 0, "not positive: %s = %r" % (path, v))
+    elif isinstance(v, dict):
+        for k, x in v.items():
+            walk(x, path + "." + k)
+    elif isinstance(v, list):
+        for i, x in enumerate(v):
+            walk(x, "%s[%d]" % (path, i))
+    elif v is None:
+        errors.append("null at " + path)
+walk(doc, "$")
+
+names = {t["name"] for t in doc["transports"]}
+for n in ("floor-spin", "floor-sem", "floor-ring", "pipe", "uds", "posix-mq", "sysv-mq",
+          "zmq-ipc", "iceoryx-poll", "iceoryx-wait", "shmbus-spin", "shmbus-sleep",
+          "shmbus-default"):
+    need(n in names, "transport row missing: " + n)
+
+lat_fields = ("samples", "seconds", "median_ns", "p99_ns", "p999_ns", "max_ns", "mean_ns")
+rate_fields = ("samples", "seconds", "msgs_per_s", "bytes_per_s")
+def check(section, fields):
+    rows = doc[section]
+    need(len(rows) > 0, section + " is empty")
+    for r in rows:
+        where = "%s %s %s B" % (section, r.get("transport"), r.get("size"))
+        need(r.get("size", 0) > 0, where + ": no size")
+        if "skipped" in r:
+            why = r["skipped"]
+            need(isinstance(why, str) and (why.startswith("skipped: ") or why.startswith("failed: "))
+                 and len(why) > 10, where + ": a skip without a reason")
+            if why.startswith("failed: "):
+                print("note: %s: %s" % (where, why))
+            continue
+        for f in fields:
+            need(f in r, where + ": missing " + f)
+        if "median_ns" in r:
+            need(r["median_ns"] <= r["p99_ns"] <= r["p999_ns"] <= r["max_ns"],
+                 where + ": percentiles out of order")
+    return rows
+
+lat = check("latency", lat_fields)
+check("open_loop", lat_fields)
+tput = check("throughput", rate_fields)
+check("fan_in", rate_fields)
+
+def measured(rows, t, size):
+    return any(r["transport"] == t and r["size"] == size and "skipped" not in r for r in rows)
+for size in (64, 1024, 65536):
+    for t in ("floor-spin", "floor-sem"):
+        need(measured(lat, t, size), "floor not measured: %s %d B" % (t, size))
+for size in (64, 1024):
+    need(measured(tput, "floor-ring", size), "floor-ring not measured at %d B" % size)
+need({r["size"] for r in lat} >= {64, 1024, 65536}, "latency sizes missing")
+
+need(len(doc["scale"]) == 3 and [s["clients"] for s in doc["scale"]] == [3, 16, 64],
+     "scale must list 3, 16 and 64 clients")
+for s in doc["scale"]:
+    if "skipped" not in s:
+        for f in ("hop_median_ns", "hop_p99_ns", "segment_bytes", "messages"):
+            need(f in s, "scale %d: missing %s" % (s["clients"], f))
+c = doc["classic"]
+need("skipped" in c or ("hop_us" in c and "cpu_us_per_message" in c), "classic: no figures, no reason")
+
+need(len(doc["targets"]) == 8, "there must be 8 targets")
+for t in doc["targets"]:
+    need(t.get("status") in ("MET", "MISSED", "NOT MEASURED"), "bad target status: %r" % t)
+    need(t.get("detail"), "target without detail: %r" % t.get("target"))
+    print("target %-12s %s" % (t["status"], t["target"]))
+
+if errors:
+    print("FAIL:\n  " + "\n  ".join(errors))
+    sys.exit(1)
+print("JSON shape ok: %d latency, %d open-loop, %d throughput, %d fan-in entries"
+      % (len(lat), len(doc["open_loop"]), len(tput), len(doc["fan_in"])))
+EOF
+
+exit $fail
