@@ -1,0 +1,139 @@
+#!/bin/bash
+# shmbus command: --help and --version, usage errors (exit 2) for every subcommand, create
+# and destroy, and the exit 1 with a clear message for a bus that does not exist.
+#
+# Run by tests/run.sh (BUILD and SHMBUS_DIR set); by hand: BUILD=build bash tests/test_cli_basics.sh
+set -u
+top=$(cd "$(dirname "$0")/.." && pwd)
+SHMBUS=${BUILD:-$top/build}/bin/shmbus
+[ -x "$SHMBUS" ] || { echo "skip: $SHMBUS is not built"; exit 77; }
+if [ -z "${SHMBUS_DIR:-}" ]; then
+    SHMBUS_DIR=$(mktemp -d) && export SHMBUS_DIR && own_dir=1
+fi
+work=${TEST_TMPDIR:-$SHMBUS_DIR}
+b1=cli-basics-$$-a
+b2=cli-basics-$$-b
+
+cleanup() {
+    "$SHMBUS" destroy "$b1" >/dev/null 2>&1
+    "$SHMBUS" destroy "$b2" >/dev/null 2>&1
+    [ -n "${own_dir:-}" ] && rm -rf "$SHMBUS_DIR"
+}
+trap cleanup EXIT
+
+fails=0
+fail() {
+    echo "FAIL: $*"
+    fails=$((fails + 1))
+}
+
+# expect RC CMD...: run CMD, keep its output in $work/out and $work/err, check the status.
+expect() {
+    local want=$1
+    shift
+    "$@" >"$work/out" 2>"$work/err"
+    local rc=$?
+    if [ "$rc" -ne "$want" ]; then
+        fail "'$*' exited $rc, expected $want; stderr:"
+        sed 's/^/    /' "$work/err"
+    fi
+}
+
+# err_has TEXT: the last command's stderr holds TEXT.
+err_has() {
+    grep -qF -- "$1" "$work/err" || fail "stderr lacks '$1': $(cat "$work/err")"
+}
+
+out_has() {
+    grep -qF -- "$1" "$work/out" || fail "stdout lacks '$1': $(head -5 "$work/out")"
+}
+
+# The command itself.
+expect 0 "$SHMBUS" --help
+out_has "Usage: shmbus COMMAND"
+for c in create destroy send recv ls stat top clean ring monitor bench; do
+    grep -q "^  $c " "$work/out" || fail "--help does not list $c"
+done
+expect 0 "$SHMBUS" --version
+grep -qE '^shmbus [0-9]+\.[0-9]+\.[0-9]+ ' "$work/out" || fail "--version: $(cat "$work/out")"
+expect 2 "$SHMBUS"
+err_has "no command given"
+expect 2 "$SHMBUS" frobnicate
+err_has "shmbus: frobnicate: unknown command"
+
+# Every subcommand has --help (exit 0, usage on stdout) and refuses an unknown option (2).
+for c in create destroy send recv ls stat top clean ring; do
+    expect 0 "$SHMBUS" "$c" --help
+    out_has "Usage: shmbus $c"
+    expect 2 "$SHMBUS" "$c" --no-such-option
+    err_has "shmbus: $c: unknown option '--no-such-option'"
+    grep -q "Usage: shmbus $c" "$work/err" || fail "$c: no usage after a bad option"
+done
+
+# Bad usage: missing or malformed arguments.
+expect 2 "$SHMBUS" create
+err_has "no bus name given"
+expect 2 "$SHMBUS" create "$b1" "$b2"
+expect 2 "$SHMBUS" create "a/b"
+err_has "names hold only"
+expect 2 "$SHMBUS" create ..
+expect 2 "$SHMBUS" create "$(printf 'x%.0s' $(seq 32))"
+err_has "longer than 31"
+expect 2 "$SHMBUS" create "$b1" --clients 0
+expect 2 "$SHMBUS" create "$b1" --clients 5000
+expect 2 "$SHMBUS" create "$b1" --clients 12x
+expect 2 "$SHMBUS" create "$b1" --slots 3
+expect 2 "$SHMBUS" create "$b1" --msg-size 0
+expect 2 "$SHMBUS" create "$b1" --mode 0666
+expect 2 "$SHMBUS" create "$b1" --clients
+err_has "needs a value"
+expect 2 "$SHMBUS" destroy
+expect 2 "$SHMBUS" send "$b1" --to 2 hello
+err_has "--as and --to are required"
+expect 2 "$SHMBUS" send "$b1" --as 1 hello
+expect 2 "$SHMBUS" send "$b1" --as 0 --to 2 hello
+expect 2 "$SHMBUS" send "$b1" --as 1 --to 2 --prio 8 hello
+expect 2 "$SHMBUS" send "$b1" --as 1 --to all --ack hello
+expect 2 "$SHMBUS" send "$b1" --as 'bad name' --to 2 hello
+expect 2 "$SHMBUS" send --as 1 --to 2
+expect 2 "$SHMBUS" recv "$b1"
+err_has "--as is required"
+expect 2 "$SHMBUS" recv "$b1" --as 2 --count 0
+expect 2 "$SHMBUS" recv "$b1" --as 2 --timeout soon
+expect 2 "$SHMBUS" ls extra
+expect 2 "$SHMBUS" stat
+expect 2 "$SHMBUS" top
+expect 2 "$SHMBUS" top "$b1" --iterations 0
+expect 2 "$SHMBUS" clean extra
+# None of the refusals above created anything.
+[ -z "$(ls -A "$SHMBUS_DIR" 2>/dev/null)" ] || fail "bad usage left files: $(ls -A "$SHMBUS_DIR")"
+
+# A bus that does not exist: exit 1 and "no such bus".
+for c in destroy stat top; do
+    expect 1 "$SHMBUS" "$c" "$b1"
+    err_has "shmbus: $c $b1: no such bus"
+done
+
+# create, then the same again (exit 1, "bus exists"), then destroy (twice: 0 then 1).
+expect 0 "$SHMBUS" create "$b1" --clients 8 --slots 16 --msg-size 100
+expect 1 "$SHMBUS" create "$b1"
+err_has "shmbus: create $b1: bus exists"
+expect 0 "$SHMBUS" stat "$b1" --json
+out_has '"clients":[]'
+expect 0 "$SHMBUS" ls --json
+out_has "\"name\":\"$b1\",\"max_clients\":8,\"slots\":16,\"msg_size\":100,\"mode\":\"0600\""
+expect 0 "$SHMBUS" create "$b2" --mode 0660
+expect 0 "$SHMBUS" ls --json
+out_has "\"name\":\"$b2\",\"max_clients\":64,\"slots\":256,\"msg_size\":1024,\"mode\":\"0660\""
+expect 0 "$SHMBUS" destroy "$b1" "$b2"
+expect 1 "$SHMBUS" destroy "$b1"
+err_has "no such bus"
+expect 0 "$SHMBUS" ls
+out_has "no buses in $SHMBUS_DIR"
+
+# monitor is dispatched to the web monitor.
+expect 0 "$SHMBUS" monitor --help
+out_has "monitor"
+
+[ "$fails" -eq 0 ] || { echo "$fails check(s) failed"; exit 1; }
+echo "all checks passed"

@@ -1,0 +1,152 @@
+#!/bin/bash
+# shmbus ls, stat, top and clean: what they show of a bus in use, and the cleanup of a bus
+# whose only client was killed with SIGKILL.
+set -u
+top=$(cd "$(dirname "$0")/.." && pwd)
+SHMBUS=${BUILD:-$top/build}/bin/shmbus
+[ -x "$SHMBUS" ] || { echo "skip: $SHMBUS is not built"; exit 77; }
+if [ -z "${SHMBUS_DIR:-}" ]; then
+    SHMBUS_DIR=$(mktemp -d) && export SHMBUS_DIR && own_dir=1
+fi
+work=${TEST_TMPDIR:-$SHMBUS_DIR}
+bus=cli-ls-$$
+stale=cli-stale-$$
+pids=()
+
+cleanup() {
+    local p
+    for p in "${pids[@]}"; do kill -KILL "$p" 2>/dev/null; done
+    wait 2>/dev/null
+    for b in "$bus" "$stale"; do "$SHMBUS" destroy "$b" >/dev/null 2>&1; done
+    [ -n "${own_dir:-}" ] && rm -rf "$SHMBUS_DIR"
+}
+trap cleanup EXIT
+
+fails=0
+fail() {
+    echo "FAIL: $*"
+    fails=$((fails + 1))
+}
+
+expect() {
+    local want=$1
+    shift
+    "$@" >"$work/out" 2>"$work/err"
+    local rc=$?
+    if [ "$rc" -ne "$want" ]; then
+        fail "'$*' exited $rc, expected $want; stderr:"
+        sed 's/^/    /' "$work/err"
+    fi
+}
+
+out_has() {
+    grep -qF -- "$1" "$work/out" || fail "stdout lacks '$1': $(head -20 "$work/out")"
+}
+
+json_valid() {
+    if command -v python3 >/dev/null 2>&1; then
+        python3 -c 'import json, sys
+for line in sys.stdin:
+    json.loads(line)' <"$work/out" || fail "not one JSON object per line: $(cat "$work/out")"
+    elif command -v jq >/dev/null 2>&1; then
+        jq -e . <"$work/out" >/dev/null || fail "not JSON: $(cat "$work/out")"
+    fi
+}
+
+# poll_stat BUS REGEX: poll `stat BUS --json` until it matches (deadline 10 s).
+poll_stat() {
+    local i
+    for i in $(seq 1000); do
+        "$SHMBUS" stat "$1" --json 2>/dev/null | grep -qE "$2" && return 0
+        sleep 0.01
+    done
+    fail "stat $1 never matched $2: $("$SHMBUS" stat "$1" --json 2>&1)"
+    return 1
+}
+
+expect 0 "$SHMBUS" create "$bus" --clients 16 --slots 32
+"$SHMBUS" recv "$bus" --as worker >"$work/worker.out" 2>&1 &
+worker=$!
+"$SHMBUS" recv "$bus" --as 3 >"$work/three.out" 2>&1 &
+three=$!
+pids+=("$worker" "$three")
+poll_stat "$bus" '"name":"worker","pid":[0-9]+,"state":"live"'
+poll_stat "$bus" '"id":3,[^}]*"state":"live"'
+expect 0 "$SHMBUS" send "$bus" --as 2 --to 3 one two three four five
+poll_stat "$bus" '"id":3,[^}]*"received":5,'
+
+# ls: the bus with its two clients, their pids, live, mailbox sizes.
+expect 0 "$SHMBUS" ls
+out_has "$bus: 2 live clients (max 16), 32 slots x 1024 B, mode 0600"
+grep -qE "^ +1 +worker +$worker +live +0/32$" "$work/out" || fail "ls: worker row: $(cat "$work/out")"
+grep -qE "^ +3 +- +$three +live +0/32$" "$work/out" || fail "ls: client 3 row: $(cat "$work/out")"
+expect 0 "$SHMBUS" ls --json
+json_valid
+out_has "\"dir\":\"$SHMBUS_DIR\""
+out_has "{\"id\":1,\"name\":\"worker\",\"pid\":$worker,\"state\":\"live\",\"depth\":0,\"capacity\":32,"
+out_has "{\"id\":3,\"name\":\"\",\"pid\":$three,\"state\":\"live\",\"depth\":0,\"capacity\":32,"
+grep -q '"stale":\[[^]]*'"$bus" "$work/out" && fail "ls --json: the bus in use is listed stale"
+
+# stat: per-client counters and percentiles, and the bus total.
+expect 0 "$SHMBUS" stat "$bus"
+grep -qE '^ +ID +NAME +SENT +RECEIVED .* P50 +P99 +P99\.9$' "$work/out" || fail "stat header"
+grep -qE '^ +3 +- +0 +5 ' "$work/out" || fail "stat: client 3 row: $(cat "$work/out")"
+grep -qE '^ +all +\(bus\) ' "$work/out" || fail "stat: no total row"
+expect 0 "$SHMBUS" stat "$bus" --json
+json_valid
+out_has "\"bus\":\"$bus\""
+grep -qE '"id":3,[^}]*"received":5,"bytes_sent":0,"bytes_received":[0-9]+' "$work/out" ||
+    fail "stat --json: client 3: $(cat "$work/out")"
+grep -qE '"total":\{"sent":[0-9]+,"received":5,.*"latency_ns":\{"p50":[0-9]+,"p99":[0-9]+,"p99\.9":[0-9]+\}\}\}$' \
+    "$work/out" || fail "stat --json: total: $(cat "$work/out")"
+
+# top: two screens, each starting with a clear screen, listing both clients.
+expect 0 "$SHMBUS" top "$bus" --iterations 2 --interval 50
+[ "$(grep -c $'\033\[H\033\[2J' "$work/out")" -eq 2 ] || fail "top: expected 2 screens"
+out_has "shmbus top - bus $bus: 2 live clients"
+grep -qE "^ +1 +worker +$worker +live " "$work/out" || fail "top: worker row: $(cat "$work/out")"
+grep -qE '^ +all +\(bus\) ' "$work/out" || fail "top: no total row"
+# top quits on SIGINT too (sent once its first screen shows that it is running).
+"$SHMBUS" top "$bus" --interval 50 >"$work/top.out" 2>&1 </dev/null &
+tpid=$!
+pids+=("$tpid")
+for i in $(seq 1000); do
+    grep -q "shmbus top" "$work/top.out" && break
+    sleep 0.01
+done
+kill -INT "$tpid"
+wait "$tpid" || fail "top after SIGINT exited $?"
+
+kill -INT "$worker" "$three"
+wait "$worker" || fail "worker exited $?"
+wait "$three" || fail "receiver 3 exited $?"
+
+# clean: a bus whose only client was killed is stale; --dry-run lists it and keeps it,
+# clean removes it; a bus in use or idle is left alone. (clean covers every stale object of
+# this user, not only this test's: the checks look only at this test's buses.)
+"$SHMBUS" recv "$stale" --as 1 >/dev/null 2>&1 &
+victim=$!
+pids+=("$victim")
+poll_stat "$stale" '"id":1,[^}]*"state":"live"'
+kill -KILL "$victim"
+wait "$victim" 2>/dev/null
+poll_stat "$stale" '"id":1,[^}]*"state":"dead"'
+expect 0 "$SHMBUS" ls
+grep -qE "^ +1 +- +$victim +dead " "$work/out" || fail "ls: dead client: $(cat "$work/out")"
+grep -q "^stale (remove with \`shmbus clean\`):" "$work/out" || fail "ls: no stale section"
+expect 0 "$SHMBUS" clean --dry-run
+grep -q "^stale .*$stale" "$work/out" || fail "clean --dry-run: $(cat "$work/out")"
+grep -q "$bus" "$work/out" && fail "clean --dry-run lists the idle bus: $(cat "$work/out")"
+expect 0 "$SHMBUS" stat "$stale"
+expect 0 "$SHMBUS" clean --dry-run --json
+json_valid
+out_has '"removed":false'
+expect 0 "$SHMBUS" clean
+grep -q "^removed .*$stale" "$work/out" || fail "clean: $(cat "$work/out")"
+expect 1 "$SHMBUS" stat "$stale"
+expect 0 "$SHMBUS" clean --dry-run
+grep -q "$stale" "$work/out" && fail "still stale after clean: $(cat "$work/out")"
+expect 0 "$SHMBUS" stat "$bus"
+
+[ "$fails" -eq 0 ] || { echo "$fails check(s) failed"; exit 1; }
+echo "all checks passed"

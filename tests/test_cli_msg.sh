@@ -1,0 +1,183 @@
+#!/bin/bash
+# shmbus send and recv: the pipeline from the issue, ids and names, JSON output, broadcast,
+# priorities and acks, missing destinations, timeouts, and SIGINT on a waiting receiver.
+#
+# A receiver is known to be ready when `shmbus stat --json` lists it live: the test polls
+# for that state with a deadline, never sleeps a fixed time to synchronise.
+set -u
+top=$(cd "$(dirname "$0")/.." && pwd)
+SHMBUS=${BUILD:-$top/build}/bin/shmbus
+[ -x "$SHMBUS" ] || { echo "skip: $SHMBUS is not built"; exit 77; }
+if [ -z "${SHMBUS_DIR:-}" ]; then
+    SHMBUS_DIR=$(mktemp -d) && export SHMBUS_DIR && own_dir=1
+fi
+work=${TEST_TMPDIR:-$SHMBUS_DIR}
+demo=demo-$$
+bus=cli-msg-$$
+small=cli-small-$$
+pids=()
+
+cleanup() {
+    local p
+    for p in "${pids[@]}"; do kill -KILL "$p" 2>/dev/null; done
+    wait 2>/dev/null
+    for b in "$demo" "$bus" "$small"; do "$SHMBUS" destroy "$b" >/dev/null 2>&1; done
+    [ -n "${own_dir:-}" ] && rm -rf "$SHMBUS_DIR"
+}
+trap cleanup EXIT
+
+fails=0
+fail() {
+    echo "FAIL: $*"
+    fails=$((fails + 1))
+}
+
+expect() {
+    local want=$1
+    shift
+    "$@" >"$work/out" 2>"$work/err"
+    local rc=$?
+    if [ "$rc" -ne "$want" ]; then
+        fail "'$*' exited $rc, expected $want; stderr:"
+        sed 's/^/    /' "$work/err"
+    fi
+}
+
+err_has() {
+    grep -qF -- "$1" "$work/err" || fail "stderr lacks '$1': $(cat "$work/err")"
+}
+
+# wait_live BUS ID|NAME: poll until the client is listed live (deadline 10 s).
+wait_live() {
+    local pat i
+    if [[ $2 =~ ^[0-9]+$ ]]; then pat="\"id\":$2,"; else pat="\"name\":\"$2\""; fi
+    for i in $(seq 1000); do
+        "$SHMBUS" stat "$1" --json 2>/dev/null | grep -qE "$pat[^}]*\"state\":\"live\"" && return 0
+        sleep 0.01
+    done
+    fail "client $2 never appeared on $1"
+    return 1
+}
+
+# wait_gone BUS ID: poll until the client is no longer listed (deadline 10 s).
+wait_gone() {
+    local i
+    for i in $(seq 1000); do
+        "$SHMBUS" stat "$1" --json 2>/dev/null | grep -q "\"id\":$2," || return 0
+        sleep 0.01
+    done
+    fail "client $2 still on $1"
+    return 1
+}
+
+# finish PID: wait for a background command, return its status.
+finish() {
+    wait "$1"
+}
+
+json_valid() {
+    if command -v python3 >/dev/null 2>&1; then
+        python3 -c 'import json, sys
+for line in sys.stdin:
+    json.loads(line)' <"$1" || fail "$1 is not one JSON object per line"
+    elif command -v jq >/dev/null 2>&1; then
+        jq -e . <"$1" >/dev/null || fail "$1 is not JSON"
+    fi
+}
+
+# 1. The pipeline from the issue, with no `create` first: recv creates the bus.
+"$SHMBUS" recv "$demo" --as 2 --count 3 >"$work/pipe.out" 2>"$work/pipe.err" &
+rpid=$!
+pids+=("$rpid")
+wait_live "$demo" 2
+printf 'a\nb\nc\n' | "$SHMBUS" send "$demo" --as 1 --to 2 || fail "pipeline: send failed"
+finish "$rpid" || fail "pipeline: recv exited $?: $(cat "$work/pipe.err")"
+printf 'from 1 prio 0 seq 1: a\nfrom 1 prio 0 seq 2: b\nfrom 1 prio 0 seq 3: c\n' >"$work/pipe.want"
+diff -u "$work/pipe.want" "$work/pipe.out" || fail "pipeline output differs"
+
+# 2. Names for --as and --to; messages as arguments; --json with escaping.
+"$SHMBUS" recv "$bus" --as alice --count 3 --json >"$work/json.out" 2>"$work/json.err" &
+rpid=$!
+pids+=("$rpid")
+wait_live "$bus" alice
+expect 0 "$SHMBUS" send "$bus" --as bob --to alice 'say "hi"' "$(printf 'tab\there\\')" 'héllo'
+finish "$rpid" || fail "json: recv exited $?: $(cat "$work/json.err")"
+json_valid "$work/json.out"
+[ "$(wc -l <"$work/json.out")" -eq 3 ] || fail "json: expected 3 lines: $(cat "$work/json.out")"
+grep -qF '"data":"say \"hi\""' "$work/json.out" || fail "json: quote not escaped"
+grep -qF '"data":"tab\there\\"' "$work/json.out" || fail "json: tab/backslash not escaped"
+grep -qF '"data":"héllo"' "$work/json.out" || fail "json: UTF-8 not kept"
+grep -q '"seq":1,"prio":0' "$work/json.out" || fail "json: no seq/prio"
+
+# 3. Priority, ack and a timeout on the send side.
+"$SHMBUS" recv "$bus" --as 2 --count 2 >"$work/prio.out" 2>"$work/prio.err" &
+rpid=$!
+pids+=("$rpid")
+wait_live "$bus" 2
+expect 0 "$SHMBUS" send "$bus" --as 1 --to 2 --prio 7 urgent
+expect 0 "$SHMBUS" send "$bus" --as 1 --to 2 --ack --timeout 10000 acked
+finish "$rpid" || fail "prio: recv exited $?: $(cat "$work/prio.err")"
+grep -qx 'from 1 prio 7 seq [0-9]*: urgent' "$work/prio.out" || fail "prio: $(cat "$work/prio.out")"
+grep -qx 'from 1 prio 0 seq [0-9]*: acked' "$work/prio.out" || fail "ack: $(cat "$work/prio.out")"
+
+# 4. Broadcast: every other live client gets one copy.
+"$SHMBUS" recv "$bus" --as 2 --count 1 >"$work/b2.out" 2>&1 &
+r2=$!
+"$SHMBUS" recv "$bus" --as 3 --count 1 >"$work/b3.out" 2>&1 &
+r3=$!
+pids+=("$r2" "$r3")
+wait_live "$bus" 2
+wait_live "$bus" 3
+expect 0 "$SHMBUS" send "$bus" --as 1 --to all everyone
+finish "$r2" || fail "broadcast: receiver 2 exited $?"
+finish "$r3" || fail "broadcast: receiver 3 exited $?"
+grep -qx 'from 1 prio 0 seq [0-9]*: everyone' "$work/b2.out" || fail "broadcast 2: $(cat "$work/b2.out")"
+grep -qx 'from 1 prio 0 seq [0-9]*: everyone' "$work/b3.out" || fail "broadcast 3: $(cat "$work/b3.out")"
+
+# 5. --wait: the sender starts first and waits for its destination to join.
+"$SHMBUS" send "$bus" --as 7 --to late --wait 10000 early-bird >"$work/w.out" 2>&1 &
+spid=$!
+pids+=("$spid")
+expect 0 "$SHMBUS" recv "$bus" --as late --count 1 --timeout 10000
+grep -qx 'from 7 prio 0 seq [0-9]*: early-bird' "$work/out" || fail "--wait: $(cat "$work/out")"
+finish "$spid" || fail "--wait: send exited $?: $(cat "$work/w.out")"
+
+# 6. Failures: a destination that is not there, an id in use, a message too large.
+expect 1 "$SHMBUS" send "$bus" --as 1 --to 9 nobody
+err_has "shmbus: send $bus: no client 9 on the bus"
+expect 1 "$SHMBUS" send "$bus" --as 1 --to ghost nobody
+err_has "no client ghost on the bus"
+"$SHMBUS" recv "$bus" --as 4 >"$work/hold.out" 2>&1 &
+hold=$!
+pids+=("$hold")
+wait_live "$bus" 4
+expect 1 "$SHMBUS" send "$bus" --as 4 --to 4 mine
+err_has "client 4 is already on the bus"
+expect 0 "$SHMBUS" create "$small" --msg-size 4
+"$SHMBUS" recv "$small" --as 2 --count 1 --timeout 10000 >"$work/small.out" 2>&1 &
+rs=$!
+pids+=("$rs")
+wait_live "$small" 2
+expect 1 "$SHMBUS" send "$small" --as 1 --to 2 toolong
+err_has "shmbus: send $small:"
+expect 0 "$SHMBUS" send "$small" --as 1 --to 2 fits
+finish "$rs" || fail "small: recv exited $?"
+
+# 7. SIGINT stops a waiting receiver cleanly: exit 0, and it left the bus.
+kill -INT "$hold"
+finish "$hold" || fail "recv after SIGINT exited $?, expected 0"
+wait_gone "$bus" 4
+
+# 8. recv timeouts: idle timeout without --count is a normal end; with --count it is not.
+expect 0 "$SHMBUS" recv "$bus" --as 5 --timeout 100
+[ -s "$work/out" ] && fail "recv --timeout printed: $(cat "$work/out")"
+expect 1 "$SHMBUS" recv "$bus" --as 5 --count 1 --timeout 100
+err_has "timed out after 0 of 1 messages"
+
+# Nobody is left on the buses.
+wait_gone "$bus" 1
+expect 0 "$SHMBUS" stat "$bus" --json
+grep -q '"clients":\[\]' "$work/out" || fail "clients left: $(cat "$work/out")"
+
+[ "$fails" -eq 0 ] || { echo "$fails check(s) failed"; exit 1; }
+echo "all checks passed"
