@@ -168,11 +168,6 @@ static void machine_facts(struct bench_machine *m)
     strftime(m->date, sizeof(m->date), "%Y-%m-%d %H:%M UTC", &tm);
 }
 
-static int sanitized(const struct bench_run *r)
-{
-    return strcmp(r->m.sanitizers, "none") != 0;
-}
-
 /* ---- progress ---- */
 
 static int step, steps;
@@ -284,17 +279,12 @@ static int is_iceoryx(const struct bench_transport *t)
 }
 
 /* Why this transport cannot run at all in this run, or NULL. */
-static const char *row_skip(struct bench_run *r, const struct bench_transport *t, char *why,
-                            size_t whylen)
+static const char *row_skip(const struct bench_transport *t, char *why, size_t whylen)
 {
     if (t->kind == BENCH_SHMBUS)
         return bench_shmbus_unavailable();
-    if (t == &bench_peer_zmq && sanitized(r))
-        return "under sanitizers (libzmq is not instrumented; its threads trip the checks)";
     if (!is_iceoryx(t))
         return NULL;
-    if (sanitized(r))
-        return "under sanitizers (iceoryx is not instrumented)";
     const char *no = bench_iox_unavailable();
     if (no)
         return no;
@@ -329,7 +319,7 @@ static void walk(struct bench_run *r)
     for (int i = 0; bench_rows[i]; i++) {
         const struct bench_transport *t = bench_rows[i];
         char why[BENCH_WHY_LEN];
-        const char *skip = row_skip(r, t, why, sizeof(why));
+        const char *skip = row_skip(t, why, sizeof(why));
         if (t->caps & BENCH_CAP_LATENCY) {
             for (size_t s = 0; s < sizeof(lat_sizes) / sizeof(lat_sizes[0]); s++)
                 measure(r, new_rec(r, t, BENCH_LAT, lat_sizes[s], 1), skip);

@@ -86,13 +86,6 @@ void bench_why(char *dst, size_t n, const char *prefix, const char *msg)
     snprintf(dst, n, "%s%.*s", prefix, (int)(sizeof(tmp) - strlen(prefix) - 1), tmp);
 }
 
-static inline void cpu_relax(void)
-{
-#if defined(__x86_64__) || defined(__i386__)
-    __builtin_ia32_pause();
-#endif
-}
-
 /* Record the first failure only: it is the cause, later ones are consequences. */
 static int child_fail(struct bench_shared *sh, const char *fmt, const char *what, int err)
 {
