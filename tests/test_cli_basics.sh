@@ -131,6 +131,15 @@ err_has "no such bus"
 expect 0 "$SHMBUS" ls
 out_has "no buses in $SHMBUS_DIR"
 
+# The man page documents every command and renders without warnings.
+for c in create destroy send recv ls stat top clean ring monitor bench; do
+    grep -q "^\.SS \"shmbus $c" "$top/tools/shmbus.1" || fail "shmbus.1 lacks a section for $c"
+done
+if command -v groff >/dev/null 2>&1; then
+    groff -man -ww -z "$top/tools/shmbus.1" 2>"$work/err" || fail "groff failed on shmbus.1"
+    [ -s "$work/err" ] && fail "shmbus.1 warnings: $(cat "$work/err")"
+fi
+
 # monitor is dispatched to the web monitor.
 expect 0 "$SHMBUS" monitor --help
 out_has "monitor"
