@@ -415,9 +415,9 @@ void bench_report_table(FILE *f, const struct bench_run *r)
     }
     if (c->sem_op_us > 0)
         fprintf(f,
-                "semaphore operation, uncontended (named sem_post + sem_wait, halved): %.3f us "
+                "semaphore operation, uncontended (named sem_post + sem_wait, halved): %.0f ns "
                 "(seed: 1-10 us per operation: %s)\n",
-                c->sem_op_us, c->sem_op_us <= 10 ? "holds, at or under" : "does not hold");
+                c->sem_op_us * 1e3, c->sem_op_us <= 10 ? "holds, and far under" : "does not hold");
     const struct bench_rec *fsem = find(r, &bench_floor_sem, BENCH_LAT, 64);
     if (fsem)
         fprintf(f,
