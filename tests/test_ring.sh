@@ -4,7 +4,9 @@
 # other sizes route by the general rule; the summary; bad usage; nothing left behind.
 set -u
 top=$(cd "$(dirname "$0")/.." && pwd)
-SHMBUS=${BUILD:-$top/build}/bin/shmbus
+bdir=${BUILD:-$top/build}
+case $bdir in /*) ;; *) bdir=$PWD/$bdir ;; esac
+SHMBUS=$bdir/bin/shmbus
 [ -x "$SHMBUS" ] || { echo "skip: $SHMBUS is not built"; exit 77; }
 if [ -z "${SHMBUS_DIR:-}" ]; then
     SHMBUS_DIR=$(mktemp -d) && export SHMBUS_DIR && own_dir=1
@@ -76,9 +78,9 @@ grep -qE '^ring: per-hop latency median [0-9.]+ [num]?s, p99 [0-9.]+ [num]?s$' "
 grep -qE '^ring: CPU time [0-9.]+ s user, [0-9.]+ s system$' "$work/ring.out" || fail "no CPU time"
 
 # 2. The classic clients print the same message lines (when they are built).
-if [ -x "${BUILD:-$top/build}/classic/client1" ] && [ -x "$top/classic/start.sh" ]; then
-    (cd "$work" && CLIENT_DIR="${BUILD:-$top/build}/classic" timeout 120 "$top/classic/start.sh") \
-        >"$work/classic.out" 2>&1 || fail "classic start.sh exited $?"
+if [ -x "$bdir/classic/client1" ] && [ -x "$top/classic/start.sh" ]; then
+    (cd "$work" && CLIENT_DIR="$bdir/classic" timeout 120 "$top/classic/start.sh") \
+        >"$work/classic.out" 2>&1 || fail "classic start.sh exited $?: $(grep -v '^Client\|^This' "$work/classic.out")"
     grep -E '^(Client [0-9]+ has received a message from client [0-9]+:|This is message [0-9]+ from client [0-9]+)$' \
         "$work/classic.out" >"$work/classic.lines"
     diff -u "$work/classic.lines" "$work/ring.lines" >"$work/classic.diff" || {
@@ -118,6 +120,68 @@ rc=$?
 grep -q 'shmbus: ring: timed out' "$work/t.err" || fail "ring timeout: $(cat "$work/t.err")"
 "$SHMBUS" ls --json >"$work/ls.out"
 grep -q '"buses":\[\]' "$work/ls.out" || fail "ring left a bus: $(cat "$work/ls.out")"
+
+# 6. A client killed mid-exchange: the ring kills and reaps the others, removes its bus and
+#    exits 1 naming the client.
+# children PID N: poll until PID has N child processes (deadline 10 s).
+children() {
+    local i
+    for i in $(seq 1000); do
+        [ "$(pgrep -P "$1" | wc -l)" -eq "$2" ] && return 0
+        sleep 0.01
+    done
+    fail "ring $1 never had $2 children"
+    return 1
+}
+if command -v pgrep >/dev/null 2>&1; then
+    "$SHMBUS" ring -c 4 -n 100000000 --quiet >"$work/k.out" 2>"$work/k.err" &
+    rpid=$!
+    if children "$rpid" 4; then
+        kids=$(pgrep -P "$rpid")
+        kill -KILL $(echo "$kids" | head -1)
+    fi
+    wait "$rpid"
+    rc=$?
+    [ $rc -eq 1 ] || fail "ring with a killed client exited $rc, expected 1"
+    grep -q 'shmbus: ring: client [0-9] was killed by signal 9' "$work/k.err" ||
+        fail "killed client not reported: $(cat "$work/k.err")"
+    for k in $kids; do kill -0 "$k" 2>/dev/null && fail "client $k outlived the ring"; done
+    "$SHMBUS" ls --json | grep -q '"buses":\[\]' || fail "ring left its bus after a client died"
+
+    # SIGTERM to the ring: the same cleanup.
+    "$SHMBUS" ring -c 3 -n 100000000 --quiet >"$work/s.out" 2>"$work/s.err" &
+    rpid=$!
+    children "$rpid" 3 && kids=$(pgrep -P "$rpid")
+    kill -TERM "$rpid"
+    wait "$rpid"
+    rc=$?
+    [ $rc -eq 1 ] || fail "ring after SIGTERM exited $rc, expected 1"
+    grep -q 'interrupted by signal' "$work/s.err" || fail "SIGTERM: $(cat "$work/s.err")"
+    for k in $kids; do kill -0 "$k" 2>/dev/null && fail "client $k outlived the ring"; done
+    "$SHMBUS" ls --json | grep -q '"buses":\[\]' || fail "ring left its bus after SIGTERM"
+
+    # The ring itself killed: its clients die with it (PR_SET_PDEATHSIG). Its bus is left
+    # (nobody could remove it) and is removed here.
+    "$SHMBUS" ring -c 3 -n 100000000 --quiet >/dev/null 2>&1 &
+    rpid=$!
+    if children "$rpid" 3; then
+        kids=$(pgrep -P "$rpid")
+        kill -KILL "$rpid"
+        wait "$rpid" 2>/dev/null
+        for k in $kids; do
+            for i in $(seq 1000); do
+                kill -0 "$k" 2>/dev/null || break
+                sleep 0.01
+            done
+            kill -0 "$k" 2>/dev/null && fail "client $k outlived the killed ring"
+        done
+    fi
+    for b in $("$SHMBUS" ls --json | grep -o '"name":"ring-[0-9]*-[0-9a-f]*"' | cut -d'"' -f4); do
+        "$SHMBUS" destroy "$b" || fail "could not destroy $b"
+    done
+else
+    echo "note: no pgrep; the kill tests are skipped"
+fi
 
 [ "$fails" -eq 0 ] || { echo "$fails check(s) failed"; exit 1; }
 echo "all checks passed"
