@@ -1,8 +1,38 @@
-# The seed's three clients, built into $(BUILD)/classic/ (start.sh finds them there).
-CLASSIC_BINS := $(BUILD)/classic/client1 $(BUILD)/classic/client2 $(BUILD)/classic/client3
+# The seed's three clients, built into $(BUILD)/classic/ (start.sh finds them there), and the
+# two helpers their tests need. One shared body (exchange.c, session.c); each client is its
+# own main.
+CLASSIC_BINS   := $(BUILD)/classic/client1 $(BUILD)/classic/client2 $(BUILD)/classic/client3
+CLASSIC_COMMON := $(BUILD)/classic/exchange.o $(BUILD)/classic/session.o
+CLASSIC_OBJS   := $(CLASSIC_COMMON) $(CLASSIC_BINS:%=%.o)
 
-.PHONY: classic
+# make DEBUG=1: the seed's Debug Mode (trace every semaphore operation). The stamp holds the
+# flag and changes only when it does, so switching DEBUG rebuilds the clients, and a traced
+# build cannot linger unnoticed under a plain `make`.
+CLASSIC_DEFS  := $(if $(filter 1,$(DEBUG)),-DDEBUG)
+CLASSIC_STAMP := $(BUILD)/classic/defs.stamp
+
+.PHONY: classic classic-stamp-check
 classic: $(CLASSIC_BINS)
 ifneq ($(wildcard classic/*.c),)
 ALL_TARGETS += $(CLASSIC_BINS)
 endif
+
+$(CLASSIC_STAMP): classic-stamp-check
+	@mkdir -p $(dir $@)
+	@echo '$(CLASSIC_DEFS)' | cmp -s - $@ || echo '$(CLASSIC_DEFS)' > $@
+
+$(CLASSIC_OBJS): $(CLASSIC_STAMP)
+$(CLASSIC_OBJS): CPPFLAGS += $(CLASSIC_DEFS)
+
+$(CLASSIC_BINS): %: %.o $(CLASSIC_COMMON)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+# Test helpers: a client written from the seed's README alone, and a tool that plants
+# foreign segments. Named classic_* (not test_*) so tests/module.mk does not link them as
+# cmocka tests; the tests/test_classic_*.sh scripts run them.
+CLASSIC_TEST_BINS := $(BUILD)/tests/classic_seedclient $(BUILD)/tests/classic_ipc
+
+$(CLASSIC_TEST_BINS): %: %.o
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+CHECK_DEPS += $(CLASSIC_BINS) $(CLASSIC_TEST_BINS)

@@ -1,0 +1,119 @@
+/*
+ * classic.h: what the three clients share beyond the seed's client.h.
+ *
+ * Design notes
+ * - A "run" is one exchange. Its objects, all named from the key file $CLASSIC_DIR/MemDispatch:
+ *     the seed's segment   ftok(keyfile, 65), struct Memory, guarded by semName;
+ *     the control segment  ftok(keyfile, 66), struct control below (ours only);
+ *     semName              the seed's mutex, created at 0 (see exchange.c);
+ *     semName.turnN        one per client, posted by whoever addresses a message to N: the
+ *                          client sleeps on it instead of polling destClientNo.
+ *   With CLASSIC_DIR set, the semaphore names get the prefix "classic-<key>." so two runs in
+ *   two directories never meet; without it they are the seed's plain names and the key file
+ *   is /tmp/MemDispatch.
+ * - Joining, leaving and replacing leftovers happen under flock() on the key file (session.c),
+ *   which the kernel drops if the holder dies, so a kill -9 at any moment cannot wedge them.
+ * - The control segment is written under that flock, except three things read and written
+ *   while a run is live: a slot's state (atomics, below), `holder` and `aborted`. Everything
+ *   read from it is treated as hostile: loaded once, checked, bounded.
+ */
+#ifndef CLASSIC_CLASSIC_H
+#define CLASSIC_CLASSIC_H
+
+#include <limits.h>
+#include <semaphore.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "client.h"
+
+#define CLASSIC_DEFAULT_DIR  "/tmp"
+#define CLASSIC_MIN_MESSAGES 4 /* fewer would leave a client without any message to receive */
+#define CLASSIC_MAX_MESSAGES 1000000
+#define CLASSIC_RUN_LEN      64
+#define CLASSIC_REASON_LEN   128
+#define CLASSIC_SEM_NAME_LEN 64
+#define CLASSIC_WAIT_MS      50 /* longest sleep between checks for signals, dead peers, seed peers */
+
+/* Exit codes (README). 128 + signal number when a client is interrupted. */
+enum {
+    CLASSIC_EXIT_ERROR = 1,   /* a system call failed, or a foreign object is in the way */
+    CLASSIC_EXIT_USAGE = 2,   /* bad option or environment variable */
+    CLASSIC_EXIT_PEER = 3,    /* the exchange stopped because of another client */
+    CLASSIC_EXIT_REFUSED = 4, /* another exchange is live here: not touched */
+};
+
+enum slot_state { SLOT_EMPTY = 0, SLOT_ACTIVE = 1, SLOT_DONE = 2 };
+
+/* One client's registration. pid and start (its /proc start time, so a recycled pid does not
+ * pass for the client) are written before state becomes ACTIVE (release; the acquire is in
+ * session.c's slot_load()). */
+struct ctl_slot {
+    _Atomic int state;
+    _Atomic int pid;
+    _Atomic unsigned long long start;
+};
+
+#define CTL_MAGIC   0x636c6173u /* "clas" */
+#define CTL_VERSION 1u
+
+struct control {
+    uint32_t magic;
+    uint32_t version;
+    int32_t messages;          /* the exchange's length: joiners must agree */
+    char run[CLASSIC_RUN_LEN]; /* CLASSIC_RUN of the start.sh that began the run, or "" */
+    struct ctl_slot slot[4];   /* index = client number; slot[0] unused */
+    _Atomic int holder;        /* pid holding semName, 0 if none (ours only; seed peers don't) */
+    _Atomic int aborted;       /* 0; 1 while reason is being written; 2 when reason is set */
+    char reason[CLASSIC_REASON_LEN];
+};
+
+struct session {
+    int me;       /* 1, 2 or 3 */
+    char tag[16]; /* "client1": the prefix of every message we print */
+    mode_t mode;  /* 0600, or SEM_PERMS with group access */
+    int messages;
+    char run[CLASSIC_RUN_LEN];
+    char dir[PATH_MAX];
+    char keyfile[PATH_MAX];
+    char sem_name[4][CLASSIC_SEM_NAME_LEN]; /* [0] semName, [1..3] turn semaphores */
+    key_t mem_key, ctl_key;
+    int lock_fd;
+    int mem_id, ctl_id;
+    struct Memory *mem;
+    struct control *ctl;
+    sem_t *sem[4];
+    bool registered;
+    bool holding; /* we hold semName */
+    pid_t pid;
+    unsigned long long start;
+};
+
+/* The whole client; client1.c, client2.c and client3.c only choose the number. Returns the
+ * exit code. */
+int client_main(int me, int argc, char **argv);
+
+/* Messages: "clientN: <call>: <reason>" for a failed call; these return CLASSIC_EXIT_ERROR. */
+int classic_fail(const struct session *s, const char *call, int err);
+void classic_say(const struct session *s, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/* session.c: the run's objects. All return 0 or an exit code, having said why. */
+int session_init(struct session *s, bool create_keyfile);
+int session_join(struct session *s);
+int session_leave(struct session *s);
+int session_abort_run(struct session *s, const char *reason);
+void session_print_names(const struct session *s);
+
+/* Liveness of a peer, and the stop flag other clients raise. */
+bool classic_alive(pid_t pid, unsigned long long start);
+unsigned long long classic_start_time(pid_t pid);
+int session_dead_peer(const struct session *s, pid_t *pid);
+void session_set_abort(struct session *s, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+bool session_aborted(const struct session *s, char *reason, size_t len);
+void session_wake_all(struct session *s);
+
+#endif

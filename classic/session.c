@@ -1,0 +1,670 @@
+/*
+ * session.c: one client's part in a run of the classic exchange: the key file, the seed's
+ * segment, the control segment and the four semaphores; joining a run, leaving it, and
+ * recognising what a dead earlier run left behind.
+ *
+ * Design notes
+ * - Every decision about the run's objects (create, join, refuse, replace, remove) is taken
+ *   under flock(LOCK_EX) on the key file. The kernel drops that lock when its holder dies,
+ *   so a client killed at any point leaves at worst half-made or half-removed objects, never
+ *   a held lock; the next client to take the lock judges what it finds.
+ * - A run is live while one of its registered clients is alive (kill(pid, 0), and
+ *   /proc/<pid>/stat neither a zombie nor a recycled pid). A run with no live client is
+ *   stale, and is replaced, unless it is our own start.sh's run (same CLASSIC_RUN) and one of
+ *   its clients died: then the exchange is over and we say so instead of starting it again.
+ * - A live run belongs to whoever started it: a client with another CLASSIC_RUN, or a second
+ *   client with our number, refuses and touches nothing.
+ * - The seed's segment may also be held by a client that follows only the seed's protocol: it
+ *   does not register, but it is attached (shm_nattch), or it has just created the segment and
+ *   not attached yet (shm_lpid == 0, creator alive). Such a segment and semName are kept,
+ *   never replaced, and are left for that client to remove when it is the last one attached.
+ * - The last registered client out removes everything: both segments, semName, the turn
+ *   semaphores. The key file stays: it is only a name for ftok(), as in the seed.
+ */
+#include "classic.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/ipc.h>
+#include <sys/shm.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* ---- messages ---------------------------------------------------------------------------- */
+
+int classic_fail(const struct session *s, const char *call, int err)
+{
+    fprintf(stderr, "%s: %s: %s\n", s->tag, call, strerror(err));
+    return CLASSIC_EXIT_ERROR;
+}
+
+void classic_say(const struct session *s, const char *fmt, ...)
+{
+    char line[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof(line), fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "%s: %s\n", s->tag, line);
+}
+
+/* "shmget(key 0x41001234)": the call and the object it was about, for classic_fail(). */
+static const char *what(const char *call, const char *fmt, ...)
+{
+    static char buf[192];
+    char obj[128];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(obj, sizeof(obj), fmt, ap);
+    va_end(ap);
+    snprintf(buf, sizeof(buf), "%s(%s)", call, obj);
+    return buf;
+}
+
+/* ---- liveness ---------------------------------------------------------------------------- */
+
+/* State letter and start time (field 22, clock ticks since boot) of a process, from
+ * /proc/<pid>/stat. The command name (field 2) may hold spaces and ')', so parse after the
+ * last ')'. */
+static bool proc_stat(pid_t pid, char *state, unsigned long long *start)
+{
+    char path[64], buf[1024];
+    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return false; /* gone (ENOENT), or not ours to look at: either way not a live peer */
+    ssize_t n = read(fd, buf, sizeof(buf) - 1);
+    (void)close(fd); /* read-only procfs file: close cannot lose data */
+    if (n <= 0)
+        return false;
+    buf[n] = '\0';
+    char *p = strrchr(buf, ')');
+    if (!p || p[1] != ' ' || p[2] == '\0')
+        return false;
+    p += 2;
+    *state = *p;
+    for (int field = 3; field < 22; field++) {
+        p = strchr(p, ' ');
+        if (!p)
+            return false;
+        p++;
+    }
+    *start = strtoull(p, NULL, 10);
+    return true;
+}
+
+unsigned long long classic_start_time(pid_t pid)
+{
+    char state;
+    unsigned long long start;
+    return proc_stat(pid, &state, &start) ? start : 0;
+}
+
+/* start == 0: any process with that pid will do (used for a seed client's creator pid). */
+bool classic_alive(pid_t pid, unsigned long long start)
+{
+    if (pid <= 0)
+        return false;
+    if (kill(pid, 0) != 0 && errno == ESRCH)
+        return false;
+    char state;
+    unsigned long long t;
+    if (!proc_stat(pid, &state, &t))
+        return false;
+    /* A zombie has finished: its parent (start.sh) just has not waited for it yet. */
+    if (state == 'Z' || state == 'X' || state == 'x')
+        return false;
+    return start == 0 || t == start;
+}
+
+struct slot_view {
+    int state;
+    pid_t pid;
+    unsigned long long start;
+};
+
+static struct slot_view slot_load(const struct control *c, int n)
+{
+    struct slot_view v;
+    /* Pairs with the release in slot_store(): pid and start are complete once state is. */
+    v.state = atomic_load_explicit(&c->slot[n].state, memory_order_acquire);
+    v.pid = atomic_load_explicit(&c->slot[n].pid, memory_order_relaxed);
+    v.start = atomic_load_explicit(&c->slot[n].start, memory_order_relaxed);
+    return v;
+}
+
+static void slot_store(struct control *c, int n, int state, pid_t pid, unsigned long long start)
+{
+    atomic_store_explicit(&c->slot[n].pid, pid, memory_order_relaxed);
+    atomic_store_explicit(&c->slot[n].start, start, memory_order_relaxed);
+    atomic_store_explicit(&c->slot[n].state, state, memory_order_release);
+}
+
+/* A client registered as taking part that is no longer alive: its number, 0 if none. */
+int session_dead_peer(const struct session *s, pid_t *pid)
+{
+    for (int n = 1; n <= 3; n++) {
+        if (n == s->me)
+            continue;
+        struct slot_view v = slot_load(s->ctl, n);
+        if (v.state == SLOT_ACTIVE && !classic_alive(v.pid, v.start)) {
+            *pid = v.pid;
+            return n;
+        }
+    }
+    return 0;
+}
+
+/* Another registered client is alive (s->me excluded; me == 0 counts everyone). */
+static bool others_alive(const struct session *s)
+{
+    for (int n = 1; n <= 3; n++) {
+        struct slot_view v = slot_load(s->ctl, n);
+        if (n != s->me && v.state == SLOT_ACTIVE && classic_alive(v.pid, v.start))
+            return true;
+    }
+    return false;
+}
+
+/* ---- the stop flag ----------------------------------------------------------------------- */
+
+void session_wake_all(struct session *s)
+{
+    for (int n = 1; n <= 3; n++) {
+        if (n != s->me && s->sem[n] && sem_post(s->sem[n]) != 0)
+            classic_fail(s, "sem_post", errno);
+    }
+}
+
+/* First caller wins: its reason is the one everybody prints. */
+void session_set_abort(struct session *s, const char *fmt, ...)
+{
+    int expected = 0;
+    if (!atomic_compare_exchange_strong(&s->ctl->aborted, &expected, 1))
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(s->ctl->reason, sizeof(s->ctl->reason), fmt, ap);
+    va_end(ap);
+    /* Pairs with the acquire in session_aborted(): the reason is complete once this is 2. */
+    atomic_store_explicit(&s->ctl->aborted, 2, memory_order_release);
+    session_wake_all(s);
+}
+
+bool session_aborted(const struct session *s, char *reason, size_t len)
+{
+    int a = atomic_load_explicit(&s->ctl->aborted, memory_order_acquire);
+    if (a == 0)
+        return false;
+    if (a == 2) {
+        size_t n = strnlen(s->ctl->reason, sizeof(s->ctl->reason) - 1);
+        if (n >= len)
+            n = len - 1;
+        memcpy(reason, s->ctl->reason, n);
+        reason[n] = '\0';
+    } else {
+        snprintf(reason, len, "another client is stopping the exchange");
+    }
+    return true;
+}
+
+/* ---- names ------------------------------------------------------------------------------- */
+
+static int make_dir(struct session *s)
+{
+    if (mkdir(s->dir, 0700) == 0 || errno == EEXIST)
+        return 0;
+    return classic_fail(s, what("mkdir", "%s", s->dir), errno);
+}
+
+/* Fill in the key file, keys and semaphore names; open (and with create, make) the key file,
+ * whose descriptor carries the flock. Without create, a missing key file leaves lock_fd -1. */
+int session_init(struct session *s, bool create)
+{
+    const char *env = getenv("CLASSIC_DIR");
+    bool isolated = env && *env;
+    if (snprintf(s->dir, sizeof(s->dir), "%s", isolated ? env : CLASSIC_DEFAULT_DIR) >=
+            (int)sizeof(s->dir) ||
+        snprintf(s->keyfile, sizeof(s->keyfile), "%s/%s", s->dir, MEMNAME) >=
+            (int)sizeof(s->keyfile)) {
+        classic_say(s, "CLASSIC_DIR is too long");
+        return CLASSIC_EXIT_USAGE;
+    }
+    if (create && make_dir(s) != 0)
+        return CLASSIC_EXIT_ERROR;
+    /* O_NOFOLLOW: a symlink planted at the key file's name is refused, not followed. */
+    int flags = O_RDONLY | O_CLOEXEC | O_NOFOLLOW | (create ? O_CREAT : 0);
+    s->lock_fd = open(s->keyfile, flags, s->mode);
+    if (s->lock_fd < 0) {
+        if (!create && errno == ENOENT)
+            return 0;
+        return classic_fail(s, what("open", "%s", s->keyfile), errno);
+    }
+    s->mem_key = ftok(s->keyfile, 65);
+    s->ctl_key = ftok(s->keyfile, 66);
+    if (s->mem_key == (key_t)-1 || s->ctl_key == (key_t)-1)
+        return classic_fail(s, what("ftok", "%s", s->keyfile), errno);
+    char prefix[32] = "";
+    if (isolated)
+        snprintf(prefix, sizeof(prefix), "classic-%08x.", (unsigned)s->mem_key);
+    snprintf(s->sem_name[0], sizeof(s->sem_name[0]), "%s%s", prefix, semName);
+    for (int n = 1; n <= 3; n++)
+        snprintf(s->sem_name[n], sizeof(s->sem_name[n]), "%s%s.turn%d", prefix, semName, n);
+    return 0;
+}
+
+void session_print_names(const struct session *s)
+{
+    printf("keyfile %s\nmemkey 0x%08x\nctlkey 0x%08x\n", s->keyfile, (unsigned)s->mem_key,
+           (unsigned)s->ctl_key);
+    for (int n = 0; n <= 3; n++)
+        printf("sem %s\n", s->sem_name[n]);
+}
+
+/* ---- objects ----------------------------------------------------------------------------- */
+
+static bool owned(const struct session *s, const struct shmid_ds *ds)
+{
+    if (ds->shm_perm.uid == geteuid())
+        return true;
+    return (s->mode & S_IRWXG) && ds->shm_perm.gid == getegid();
+}
+
+/* Look up the segment under key: *id = -1 if there is none; otherwise it must be ours and of
+ * the expected size, and *ds holds its state. Anything else is someone else's: not touched. */
+static int shm_inspect(struct session *s, key_t key, size_t size, int *id, struct shmid_ds *ds)
+{
+    *id = shmget(key, 0, 0);
+    if (*id < 0 && errno == ENOENT)
+        return 0;
+    if (*id >= 0 && shmctl(*id, IPC_STAT, ds) != 0)
+        *id = -1; /* errno from shmctl */
+    if (*id < 0) {
+        if (errno == EACCES) {
+            classic_say(s,
+                        "shmget(key 0x%08x): %s: the segment under our key belongs to another "
+                        "user",
+                        (unsigned)key, strerror(errno));
+            return CLASSIC_EXIT_ERROR;
+        }
+        return classic_fail(s, what("shmget", "key 0x%08x", (unsigned)key), errno);
+    }
+    if (!owned(s, ds)) {
+        classic_say(s,
+                    "shmget(key 0x%08x): segment %d belongs to uid %u, not to us: not ours, "
+                    "not touched",
+                    (unsigned)key, *id, (unsigned)ds->shm_perm.uid);
+        return CLASSIC_EXIT_ERROR;
+    }
+    if (ds->shm_segsz != size) {
+        classic_say(s,
+                    "shmget(key 0x%08x): segment %d is %zu bytes, not %zu: a foreign segment "
+                    "holds our key; remove it (ipcrm -m %d) if it is a leftover",
+                    (unsigned)key, *id, (size_t)ds->shm_segsz, size, *id);
+        return CLASSIC_EXIT_ERROR;
+    }
+    return 0;
+}
+
+static int shm_remove(struct session *s, int id)
+{
+    if (id < 0 || shmctl(id, IPC_RMID, NULL) == 0 || errno == EINVAL || errno == EIDRM)
+        return 0; /* EINVAL/EIDRM: already removed, e.g. by a seed client at its exit */
+    return classic_fail(s, what("shmctl", "%d, IPC_RMID", id), errno);
+}
+
+static int sem_remove(struct session *s, int n)
+{
+    if (sem_unlink(s->sem_name[n]) == 0 || errno == ENOENT)
+        return 0;
+    return classic_fail(s, what("sem_unlink", "%s", s->sem_name[n]), errno);
+}
+
+/* sem_open's mode is filtered by the umask; clear it around the call so the semaphore gets
+ * exactly s->mode (0600 by default) whatever the caller's umask says. */
+static int sem_make(struct session *s, int n, bool exclusive)
+{
+    mode_t old = umask(0);
+    s->sem[n] = sem_open(s->sem_name[n], O_CREAT | (exclusive ? O_EXCL : 0), s->mode, 0);
+    int err = errno;
+    umask(old);
+    if (s->sem[n] == SEM_FAILED) {
+        s->sem[n] = NULL;
+        return classic_fail(s, what("sem_open", "%s", s->sem_name[n]), err);
+    }
+    return 0;
+}
+
+static int sem_attach(struct session *s, int n)
+{
+    s->sem[n] = sem_open(s->sem_name[n], 0);
+    if (s->sem[n] != SEM_FAILED)
+        return 0;
+    s->sem[n] = NULL;
+    return classic_fail(s, what("sem_open", "%s", s->sem_name[n]), errno);
+}
+
+static int attach(struct session *s, int id, void **at)
+{
+    void *p = shmat(id, NULL, 0);
+    if (p == (void *)-1)
+        return classic_fail(s, what("shmat", "%d", id), errno);
+    *at = p;
+    return 0;
+}
+
+static int detach(struct session *s, void **at)
+{
+    if (!*at)
+        return 0;
+    int rc = shmdt(*at) == 0 ? 0 : classic_fail(s, "shmdt", errno);
+    *at = NULL;
+    return rc;
+}
+
+/* The seed's segment can be left in place only while a seed-protocol client uses it. */
+static bool seed_client_uses(const struct shmid_ds *ds)
+{
+    return ds->shm_nattch > 0 || (ds->shm_lpid == 0 && classic_alive(ds->shm_cpid, 0));
+}
+
+/* Remove the run's objects (we hold the flock and no registered client is alive). */
+static int remove_all(struct session *s)
+{
+    int rc = shm_remove(s, s->ctl_id);
+    s->ctl_id = -1;
+    struct shmid_ds ds;
+    int id = shmget(s->mem_key, 0, 0);
+    bool seed_held = id >= 0 && shmctl(id, IPC_STAT, &ds) == 0 && seed_client_uses(&ds);
+    if (!seed_held) {
+        rc |= shm_remove(s, id);
+        rc |= sem_remove(s, 0);
+    }
+    for (int n = 1; n <= 3; n++)
+        rc |= sem_remove(s, n);
+    return rc ? CLASSIC_EXIT_ERROR : 0;
+}
+
+static void ctl_init(struct session *s)
+{
+    struct control *c = s->ctl;
+    memset(c, 0, sizeof(*c));
+    c->messages = s->messages;
+    snprintf(c->run, sizeof(c->run), "%s", s->run);
+    c->version = CTL_VERSION;
+    c->magic = CTL_MAGIC; /* last: a creator killed before this leaves magic 0, i.e. stale */
+}
+
+static int enter(struct session *s)
+{
+    int rc = attach(s, s->mem_id, (void **)&s->mem);
+    if (rc)
+        return rc;
+    s->start = classic_start_time(s->pid);
+    slot_store(s->ctl, s->me, SLOT_ACTIVE, s->pid, s->start);
+    s->registered = true;
+    return 0;
+}
+
+/* A fresh run: our control segment and turn semaphores; the seed's segment and semName fresh
+ * too, unless a seed client is using them. */
+static int create_run(struct session *s)
+{
+    struct shmid_ds ds;
+    int rc = shm_inspect(s, s->mem_key, sizeof(struct Memory), &s->mem_id, &ds);
+    if (rc)
+        return rc;
+    bool keep = s->mem_id >= 0 && seed_client_uses(&ds);
+    if (s->mem_id >= 0 && !keep) {
+        rc = shm_remove(s, s->mem_id);
+        s->mem_id = -1;
+    }
+    for (int n = keep ? 1 : 0; n <= 3 && !rc; n++)
+        rc = sem_remove(s, n); /* leftovers of a dead run */
+    if (rc)
+        return rc;
+    s->ctl_id = shmget(s->ctl_key, sizeof(struct control), IPC_CREAT | IPC_EXCL | s->mode);
+    if (s->ctl_id < 0)
+        return classic_fail(s, what("shmget", "key 0x%08x", (unsigned)s->ctl_key), errno);
+    rc = attach(s, s->ctl_id, (void **)&s->ctl);
+    if (rc)
+        return rc;
+    ctl_init(s);
+    if (keep) {
+        /* A seed client made it 0666; we own it, so close it to other users. */
+        ds.shm_perm.mode = (ds.shm_perm.mode & ~0777u) | s->mode;
+        if (shmctl(s->mem_id, IPC_SET, &ds) != 0)
+            return classic_fail(s, what("shmctl", "%d, IPC_SET", s->mem_id), errno);
+    } else {
+        /* Created at 0: see exchange.c, "the exchange opens". */
+        s->mem_id = shmget(s->mem_key, sizeof(struct Memory), IPC_CREAT | IPC_EXCL | (int)s->mode);
+        if (s->mem_id < 0)
+            return classic_fail(s, what("shmget", "key 0x%08x", (unsigned)s->mem_key), errno);
+    }
+    for (int n = 0; n <= 3 && !rc; n++)
+        rc = sem_make(s, n, n > 0 || !keep);
+    return rc ? rc : enter(s);
+}
+
+static int join_run(struct session *s)
+{
+    struct shmid_ds ds;
+    int rc = shm_inspect(s, s->mem_key, sizeof(struct Memory), &s->mem_id, &ds);
+    if (rc)
+        return rc;
+    if (s->mem_id < 0) {
+        classic_say(s, "the running exchange's segment (key 0x%08x) is gone", (unsigned)s->mem_key);
+        return CLASSIC_EXIT_PEER;
+    }
+    for (int n = 0; n <= 3 && !rc; n++)
+        rc = sem_attach(s, n);
+    return rc ? rc : enter(s);
+}
+
+enum verdict { JOIN, STALE, STOP };
+
+/* What to do with the run described by the control segment we found. */
+static enum verdict judge_run(struct session *s, int *rc)
+{
+    struct control *c = s->ctl;
+    if (c->magic == 0)
+        return STALE; /* its creator died while making it */
+    if (c->magic != CTL_MAGIC || c->version != CTL_VERSION) {
+        classic_say(s,
+                    "segment %d under key 0x%08x is not a classic control segment: not ours, "
+                    "not touched",
+                    s->ctl_id, (unsigned)s->ctl_key);
+        *rc = CLASSIC_EXIT_ERROR;
+        return STOP;
+    }
+    char run[CLASSIC_RUN_LEN];
+    memcpy(run, c->run, sizeof(run));
+    run[sizeof(run) - 1] = '\0';
+    bool same = strcmp(run, s->run) == 0;
+    int live = 0, dead = 0;
+    pid_t live_pid = 0, dead_pid = 0;
+    for (int n = 1; n <= 3; n++) {
+        struct slot_view v = slot_load(c, n);
+        if (v.state != SLOT_ACTIVE)
+            continue;
+        if (classic_alive(v.pid, v.start))
+            live = n, live_pid = v.pid;
+        else
+            dead = n, dead_pid = v.pid;
+    }
+    char why[CLASSIC_REASON_LEN];
+    if (!live && same && s->run[0] && dead) {
+        classic_say(s, "client %d (pid %d) of this exchange died before we joined; cleaning up",
+                    dead, (int)dead_pid);
+        *rc = remove_all(s) ? CLASSIC_EXIT_ERROR : CLASSIC_EXIT_PEER;
+        return STOP;
+    }
+    if (!live)
+        return STALE;
+    *rc = CLASSIC_EXIT_REFUSED;
+    if (!same) {
+        classic_say(s,
+                    "another exchange is running in %s (its client %d is pid %d): refusing to "
+                    "disturb it",
+                    s->dir, live, (int)live_pid);
+        return STOP;
+    }
+    struct slot_view mine = slot_load(c, s->me);
+    if (mine.state != SLOT_EMPTY) {
+        classic_say(s, "client %d of this exchange %s (pid %d): refusing to take its place", s->me,
+                    mine.state == SLOT_ACTIVE ? "is already running" : "has already run",
+                    (int)mine.pid);
+        return STOP;
+    }
+    *rc = CLASSIC_EXIT_PEER;
+    if (session_aborted(s, why, sizeof(why))) {
+        classic_say(s, "stopping: %s", why);
+        return STOP;
+    }
+    if (dead) {
+        session_set_abort(s, "client %d (pid %d) died", dead, (int)dead_pid);
+        classic_say(s, "client %d (pid %d) died; stopping", dead, (int)dead_pid);
+        return STOP;
+    }
+    int messages = c->messages;
+    if (messages != s->messages) {
+        classic_say(s, "the running exchange carries %d messages, not %d", messages, s->messages);
+        *rc = CLASSIC_EXIT_USAGE;
+        return STOP;
+    }
+    return JOIN;
+}
+
+static int join_locked(struct session *s)
+{
+    struct shmid_ds ds;
+    int rc = shm_inspect(s, s->ctl_key, sizeof(struct control), &s->ctl_id, &ds);
+    if (rc)
+        return rc;
+    if (s->ctl_id >= 0) {
+        rc = attach(s, s->ctl_id, (void **)&s->ctl);
+        if (rc)
+            return rc;
+        switch (judge_run(s, &rc)) {
+        case JOIN:
+            return join_run(s);
+        case STOP:
+            return rc;
+        case STALE:
+            rc = detach(s, (void **)&s->ctl);
+            rc |= shm_remove(s, s->ctl_id);
+            s->ctl_id = -1;
+            if (rc)
+                return CLASSIC_EXIT_ERROR;
+            break;
+        }
+    }
+    rc = create_run(s);
+    if (rc && s->ctl && !s->registered)
+        remove_all(s); /* we made a fresh run alone, under the lock: undo it */
+    return rc;
+}
+
+static int lock(struct session *s, int op)
+{
+    if (flock(s->lock_fd, op) == 0)
+        return 0;
+    return classic_fail(s, what("flock", "%s", s->keyfile), errno);
+}
+
+int session_join(struct session *s)
+{
+    int rc = lock(s, LOCK_EX);
+    if (rc)
+        return rc;
+    rc = join_locked(s);
+    int rc2 = lock(s, LOCK_UN);
+    return rc ? rc : rc2;
+}
+
+/* Leave the run; the last registered client out removes everything. Safe to call after a
+ * failed init or join: it undoes what was done. */
+int session_leave(struct session *s)
+{
+    int rc = 0;
+    if (s->holding) {
+        atomic_store_explicit(&s->ctl->holder, 0, memory_order_relaxed);
+        s->holding = false;
+        if (sem_post(s->sem[0]) != 0)
+            rc = classic_fail(s, "sem_post(semName)", errno);
+    }
+    if (s->lock_fd < 0)
+        return rc;
+    bool locked = lock(s, LOCK_EX) == 0;
+    if (!locked)
+        rc = CLASSIC_EXIT_ERROR;
+    if (s->registered)
+        slot_store(s->ctl, s->me, SLOT_DONE, s->pid, s->start);
+    rc |= detach(s, (void **)&s->mem);
+    if (s->registered && locked && !others_alive(s))
+        rc |= remove_all(s);
+    for (int n = 0; n <= 3; n++) {
+        if (s->sem[n] && sem_close(s->sem[n]) != 0)
+            rc = classic_fail(s, "sem_close", errno);
+        s->sem[n] = NULL;
+    }
+    rc |= detach(s, (void **)&s->ctl);
+    if (locked)
+        rc |= lock(s, LOCK_UN);
+    if (close(s->lock_fd) != 0)
+        rc = classic_fail(s, "close", errno);
+    s->lock_fd = -1;
+    return rc ? CLASSIC_EXIT_ERROR : 0;
+}
+
+/* start.sh's report that one of its clients died: stop the run if it is start.sh's own, and
+ * remove it if nobody is left to. Never creates anything. */
+static int abort_locked(struct session *s, const char *reason)
+{
+    struct shmid_ds ds;
+    int rc = shm_inspect(s, s->ctl_key, sizeof(struct control), &s->ctl_id, &ds);
+    if (rc || s->ctl_id < 0)
+        return rc;
+    rc = attach(s, s->ctl_id, (void **)&s->ctl);
+    if (rc)
+        return rc;
+    char run[CLASSIC_RUN_LEN];
+    memcpy(run, s->ctl->run, sizeof(run));
+    run[sizeof(run) - 1] = '\0';
+    if (s->ctl->magic != CTL_MAGIC || strcmp(run, s->run) != 0)
+        return 0; /* not start.sh's run: not ours to stop */
+    for (int n = 1; n <= 3; n++) {
+        s->sem[n] = sem_open(s->sem_name[n], 0);
+        if (s->sem[n] == SEM_FAILED)
+            s->sem[n] = NULL; /* already removed: nobody to wake there */
+    }
+    session_set_abort(s, "%s", reason);
+    return others_alive(s) ? 0 : remove_all(s);
+}
+
+int session_abort_run(struct session *s, const char *reason)
+{
+    if (s->lock_fd < 0)
+        return 0; /* no key file: no run */
+    int rc = lock(s, LOCK_EX);
+    if (rc)
+        return rc;
+    rc = abort_locked(s, reason);
+    for (int n = 1; n <= 3; n++) {
+        if (s->sem[n] && sem_close(s->sem[n]) != 0)
+            rc = classic_fail(s, "sem_close", errno);
+        s->sem[n] = NULL;
+    }
+    rc |= detach(s, (void **)&s->ctl);
+    rc |= lock(s, LOCK_UN);
+    if (close(s->lock_fd) != 0)
+        rc = classic_fail(s, "close", errno);
+    s->lock_fd = -1;
+    return rc ? CLASSIC_EXIT_ERROR : 0;
+}
