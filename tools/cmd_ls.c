@@ -306,9 +306,9 @@ static void stat_text_row(const char *id, const char *name, const struct shmbus_
            (unsigned long long)c->bytes_sent, (unsigned long long)c->bytes_received,
            (unsigned long long)c->full_waits, (unsigned long long)c->wakeups,
            (unsigned long long)c->spins, (unsigned long long)c->dropped,
-           sb_fmt_ns(shmbus_hist_percentile(c->lat_hist, 50), p50, sizeof(p50)),
-           sb_fmt_ns(shmbus_hist_percentile(c->lat_hist, 99), p99, sizeof(p99)),
-           sb_fmt_ns(shmbus_hist_percentile(c->lat_hist, 99.9), p999, sizeof(p999)));
+           sb_fmt_pct(c->lat_hist, 50, p50, sizeof(p50)),
+           sb_fmt_pct(c->lat_hist, 99, p99, sizeof(p99)),
+           sb_fmt_pct(c->lat_hist, 99.9, p999, sizeof(p999)));
 }
 
 int sb_cmd_stat(int argc, char **argv)

@@ -115,13 +115,12 @@ static void draw(const char *name, const struct shmbus_bus_info *bi, const struc
         depth_total += c->depth;
         printf("%5u %-16s %8d %-7s %11.0f %11.0f %4u/%-4u %9s %9s\n", c->id,
                c->name[0] ? c->name : "-", (int)c->pid, sb_state_name(c->state), tx, rx, c->depth,
-               c->capacity, sb_fmt_ns(shmbus_hist_percentile(hist, 50), p50, sizeof(p50)),
-               sb_fmt_ns(shmbus_hist_percentile(hist, 99), p99, sizeof(p99)));
+               c->capacity, sb_fmt_pct(hist, 50, p50, sizeof(p50)),
+               sb_fmt_pct(hist, 99, p99, sizeof(p99)));
     }
     printf("%5s %-16s %8s %-7s %11.0f %11.0f %9llu %9s %9s\n", "all", "(bus)", "", "", tx_total,
-           rx_total, (unsigned long long)depth_total,
-           sb_fmt_ns(shmbus_hist_percentile(bus_hist, 50), p50, sizeof(p50)),
-           sb_fmt_ns(shmbus_hist_percentile(bus_hist, 99), p99, sizeof(p99)));
+           rx_total, (unsigned long long)depth_total, sb_fmt_pct(bus_hist, 50, p50, sizeof(p50)),
+           sb_fmt_pct(bus_hist, 99, p99, sizeof(p99)));
     printf("\nrates and latency over the last %.1f s; q quits\n", secs);
     fflush(stdout);
 }

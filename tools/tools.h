@@ -84,6 +84,9 @@ uint64_t sb_now_ns(void);
 /* A latency in nanoseconds as text with a unit ("850 ns", "12.3 us", "4.56 ms") into buf. */
 const char *sb_fmt_ns(uint64_t ns, char *buf, size_t size);
 
+/* The p-th percentile of a latency histogram as sb_fmt_ns() text, or "-" if it is empty. */
+const char *sb_fmt_pct(const uint64_t *hist, double p, char *buf, size_t size);
+
 /* SIGINT/SIGTERM/SIGHUP set sb_stop (no SA_RESTART, so blocking reads return EINTR). */
 extern volatile sig_atomic_t sb_stop;
 void sb_catch_stop_signals(void);

@@ -243,6 +243,17 @@ const char *sb_fmt_ns(uint64_t ns, char *buf, size_t size)
     return buf;
 }
 
+const char *sb_fmt_pct(const uint64_t *hist, double p, char *buf, size_t size)
+{
+    unsigned b;
+
+    for (b = 0; b < SHMBUS_LAT_BUCKETS; b++)
+        if (hist[b] != 0)
+            return sb_fmt_ns(shmbus_hist_percentile(hist, p), buf, size);
+    snprintf(buf, size, "-");
+    return buf;
+}
+
 static void on_stop_signal(int sig)
 {
     (void)sig;
