@@ -64,11 +64,11 @@ struct ring_msg {
 
 /* Shared between the parent and the children (MAP_SHARED | MAP_ANONYMOUS before fork). */
 struct ring_shared {
-    _Atomic uint64_t dups; /* messages received a second time */
-    _Atomic uint64_t bad;  /* malformed messages (wrong size, kind or packet_no) */
-    uint64_t *seen;        /* one bit per packet_no */
-    uint64_t *count;       /* count[k]: messages client k received */
-    uint32_t *lat;         /* lat[K / lat_stride]: hop latency of K in ns (clamped) */
+    _Atomic uint64_t dups;  /* messages received a second time */
+    _Atomic uint64_t bad;   /* malformed messages (wrong size, kind or packet_no) */
+    _Atomic uint64_t *seen; /* one bit per packet_no, set by the receiver */
+    uint64_t *count;        /* count[k]: messages client k received */
+    uint32_t *lat;          /* lat[K / lat_stride]: hop latency of K in ns (clamped) */
     uint64_t lat_stride, nlat;
 };
 
@@ -160,8 +160,7 @@ static int record(struct ring_shared *sh, const struct ring_args *a, uint32_t k,
         return -1;
     }
     /* Relaxed is enough: the parent reads the bits after waitpid(), which orders them. */
-    bit = atomic_fetch_or_explicit((_Atomic uint64_t *)&sh->seen[K / 64], 1ull << (K % 64),
-                                   memory_order_relaxed);
+    bit = atomic_fetch_or_explicit(&sh->seen[K / 64], 1ull << (K % 64), memory_order_relaxed);
     if (bit & (1ull << (K % 64)))
         atomic_fetch_add_explicit(&sh->dups, 1, memory_order_relaxed);
     sh->count[k]++;
@@ -279,8 +278,8 @@ static struct ring_shared *shared_map(const struct ring_args *a, size_t *size)
     if (p == MAP_FAILED)
         return NULL;
     sh = (struct ring_shared *)p;
-    sh->seen = (uint64_t *)(p + head);
-    sh->count = sh->seen + words;
+    sh->seen = (_Atomic uint64_t *)(p + head);
+    sh->count = (uint64_t *)(p + head + words * 8);
     sh->lat = (uint32_t *)(sh->count + a->clients + 1);
     sh->lat_stride = stride;
     sh->nlat = nlat;
@@ -406,7 +405,8 @@ static int summary(const struct ring_shared *sh, const struct ring_args *a, uint
     for (k = 1; k <= a->clients; k++)
         total += sh->count[k];
     for (K = 0; K < a->messages; K++)
-        missing += !(sh->seen[K / 64] & (1ull << (K % 64)));
+        missing +=
+            !(atomic_load_explicit(&sh->seen[K / 64], memory_order_relaxed) & (1ull << (K % 64)));
     dups = atomic_load(&sh->dups);
     bad = atomic_load(&sh->bad);
     qsort(lat, sh->nlat, sizeof(*lat), cmp_u32);
