@@ -644,7 +644,10 @@ static int abort_locked(struct session *s, const char *reason)
         if (s->sem[n] == SEM_FAILED)
             s->sem[n] = NULL; /* already removed: nobody to wake there */
     }
-    session_set_abort(s, "%s", reason);
+    /* Name the semaphore if the dead client held it: that is what stopped its peers. */
+    pid_t holder = atomic_load_explicit(&s->ctl->holder, memory_order_relaxed);
+    bool held = holder > 0 && !classic_alive(holder, 0);
+    session_set_abort(s, "%s%s", reason, held ? ", holding semName" : "");
     return others_alive(s) ? 0 : remove_all(s);
 }
 

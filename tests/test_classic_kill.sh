@@ -1,0 +1,115 @@
+#!/bin/bash
+# kill -9 of any classic client, at a random moment or while it holds semName: the others
+# notice within a second, say which client died, clean up and exit non-zero; nothing is left
+# behind, and a fresh start.sh afterwards runs cleanly. Leftovers of a run whose every
+# process was killed are recognised and replaced. A second start.sh while an exchange is live
+# refuses and disturbs nothing.
+. "$SHMBUS_TOP/tests/classic_lib.sh"
+
+slowest=0
+note_time() { # MS WHAT
+    [ "$1" -gt $slowest ] && slowest=$1
+    [ "$1" -lt 2000 ] || fail "$2: took $1 ms to stop after the kill"
+}
+
+# The packets client N receives (the lines of the expected transcript).
+receipts_of() {
+    expected | awk -v c="Client $1" 'NR % 2 == 1 && index($0, c " has") == 1 { print (NR - 1) / 2 }'
+}
+
+# 1. A random moment: start.sh with short delays (clients start at 0, 0.2, 0.4 s) and the
+#    victim killed at a random time from 0 to 450 ms after start.sh began, or, if it has not
+#    started by then, as soon as it appears (so also before it has registered). Whether the
+#    kill lands before, during or after its part, the outcome must fit.
+random_kill() { # VICTIM ROUND ORDER
+    local v=$1 out=$TEST_TMPDIR/random-$1-$2.out pid rc t0 ms
+    start_bg "$out" START_DELAY=0.2 START_ORDER="$3"
+    sleep "0.$(printf '%03d' $((RANDOM % 450)))" # picks the moment; nothing waits on it
+    pid=$(find_client "$bg" "$v")
+    t0=$(now_ms)
+    [ -n "$pid" ] && kill -9 "$pid" 2>/dev/null
+    wait_exit "$bg" 10
+    rc=$?
+    ms=$(($(now_ms) - t0))
+    if [ -n "$pid" ] && grep -q "client$v (pid $pid) exited with status 137 (SIGKILL)" "$out"; then
+        [ "$rc" != 0 ] || fail "random kill of client$v: start.sh exited 0"
+        note_time $ms "random kill of client$v"
+        echo "ok: client$v killed at a random moment (order $3): start.sh exit $rc after $ms ms"
+    else
+        [ "$rc" = 0 ] || fail "client$v not killed, yet start.sh exited $rc: $(cat "$out")"
+        assert_exchange "$out"
+        echo "ok: client$v had finished before the random kill (order $3): exchange complete"
+    fi
+    assert_clean "a random kill of client$v"
+    fresh_run "a random kill of client$v"
+}
+
+# 2. While it holds semName: the victim stops itself (SIGSTOP) holding it at a random packet
+#    of its own, and is killed there.
+held_kill() { # VICTIM
+    local v=$1 out=$TEST_TMPDIR/held-$1.out p pid rc t0 ms
+    p=$(receipts_of "$v" | shuf -n 1)
+    start_bg "$out" START_DELAY=0 CLASSIC_TEST_STOP_AT="$p"
+    pid=$(wait_client "$bg" "$v" T)
+    t0=$(now_ms)
+    kill -9 "$pid"
+    wait_exit "$bg" 10
+    rc=$?
+    ms=$(($(now_ms) - t0))
+    note_time $ms "kill of client$v holding semName"
+    [ "$rc" != 0 ] || fail "client$v killed holding semName, yet start.sh exited 0"
+    # The peers' own words, or start.sh's (it may report the death first): either way
+    # naming the dead client and the semaphore it held.
+    grep -qE "^client[123]: (stopping: )?client $v \(pid $pid\) .*holding semName" "$out" ||
+        fail "no peer said client $v died holding semName: $(cat "$out")"
+    assert_clean "a kill of client$v holding semName"
+    fresh_run "a kill of client$v holding semName"
+    echo "ok: client$v killed holding semName at message $p: peers said so, stopped in $ms ms"
+}
+
+# Each round another start order, so that each client spends time waiting for its peers.
+round=0
+for order in "1 2 3" "3 1 2" "2 3 1"; do
+    round=$((round + 1))
+    for v in 1 2 3; do
+        random_kill "$v" "$round" "$order"
+    done
+done
+for v in 1 2 3; do
+    held_kill "$v"
+done
+
+# 3. Everything killed at once, start.sh first so nobody reports or cleans: the objects stay,
+#    and the next start.sh must recognise them as a dead run's and replace them.
+out=$TEST_TMPDIR/all.out
+start_bg "$out" START_DELAY=0 CLASSIC_TEST_STOP_AT=46
+wait_client "$bg" 2 T >/dev/null
+victims=$(ps -o pid= --ppid "$bg")
+kill -9 "$bg"
+kill -9 $victims
+wait_exit "$bg" 10
+for p in $victims; do
+    while kill -0 "$p" 2>/dev/null; do sleep 0.01; done # reparented: not our child to wait
+done
+[ -n "$(leftovers)" ] || fail "killing everything left nothing behind: the test proves nothing"
+fresh_run "a run whose processes were all killed"
+echo "ok: a dead run's leftovers were recognised and replaced by the next start.sh"
+
+# 4. A second start.sh while an exchange is live (held at message 40 by a stopped client 2).
+out=$TEST_TMPDIR/live.out
+start_bg "$out" START_DELAY=0 CLASSIC_TEST_STOP_AT=40
+held=$(wait_client "$bg" 2 T)
+out2=$TEST_TMPDIR/second.out
+START_DELAY=0 timeout 30 "$START" >"$out2" 2>&1
+rc=$?
+[ "$rc" = 4 ] || fail "a second start.sh exited $rc, not 4 (refused): $(cat "$out2")"
+for c in 1 2 3; do
+    grep -q "^client$c: another exchange is running in $CLASSIC_DIR .*refusing to disturb it$" \
+        "$out2" || fail "client$c of the second start.sh did not refuse clearly: $(cat "$out2")"
+done
+kill -CONT "$held"
+wait_exit "$bg" 10 || fail "the first exchange was disturbed: $(cat "$out")"
+assert_exchange "$out"
+assert_clean "the first exchange"
+echo "ok: a second start.sh refused (exit 4), the live exchange then completed undisturbed"
+echo "slowest stop after a kill: $slowest ms"

@@ -1,0 +1,42 @@
+#!/bin/bash
+# The classic exchange follows the seed's routing table exactly: in the seed's start order
+# with its sleeps, in all six start orders without sleeps, and with another length. The
+# expected transcript is computed from the table (classic_lib.sh: expected), not stored.
+. "$SHMBUS_TOP/tests/classic_lib.sh"
+
+out=$TEST_TMPDIR/seed.out
+timeout 30 "$START" >"$out" 2>&1 || fail "start.sh in the seed's order: exit $?: $(tail -5 "$out")"
+assert_exchange "$out"
+assert_clean "a run in the seed's order"
+echo "ok: seed order (client1, sleep 1, client2, sleep 1, client3): 90 messages as routed"
+
+for order in "1 2 3" "1 3 2" "2 1 3" "2 3 1" "3 1 2" "3 2 1"; do
+    out=$TEST_TMPDIR/order.out
+    START_DELAY=0 START_ORDER=$order timeout 30 "$START" >"$out" 2>&1 ||
+        fail "start order $order without sleeps: exit $?: $(tail -5 "$out")"
+    assert_exchange "$out"
+    assert_clean "start order $order"
+    echo "ok: start order $order, no sleeps: same transcript"
+done
+
+out=$TEST_TMPDIR/short.out
+CLASSIC_MESSAGES=13 START_DELAY=0 START_ORDER="3 2 1" timeout 30 "$START" >"$out" 2>&1 ||
+    fail "CLASSIC_MESSAGES=13: exit $?: $(tail -5 "$out")"
+assert_exchange "$out" 13
+assert_clean "a 13-message run"
+echo "ok: CLASSIC_MESSAGES=13: 13 messages as routed"
+
+# Started by hand, the seed's way, with the length as an option: same exchange.
+out=$TEST_TMPDIR/hand.out
+pids=()
+for c in 3 1 2; do
+    timeout 30 "$CLASSIC_BIN/client$c" --messages 30 >>"$out" 2>&1 &
+    pids+=($!)
+done
+for p in "${pids[@]}"; do
+    wait "$p" || fail "a client started by hand with --messages 30 failed: $(tail -5 "$out")"
+done
+echo "All clients finished" >>"$out"
+assert_exchange "$out" 30
+assert_clean "a run started by hand"
+echo "ok: clients started by hand with --messages 30: 30 messages as routed"
