@@ -243,8 +243,22 @@ static void measure(struct bench_run *r, struct bench_rec *x, const char *skip)
     if (x->what == BENCH_LAT || x->what == BENCH_OPEN) {
         rc = bench_run_latency(x->t, x->size, x->what == BENCH_OPEN, &p, &o);
     } else {
+        /* Best of several rounds: on a shared machine a stream is slowed by whoever else
+         * runs, never sped up, so the best round is the closest to what the transport can do. */
         p.duration_ns = (uint64_t)(r->stream_seconds * 1e9);
-        rc = bench_run_stream(x->t, x->size, x->nprod, &p, &o);
+        static struct bench_outcome round;
+        rc = -1;
+        for (int i = 0; i < r->stream_rounds; i++) {
+            int rr = bench_run_stream(x->t, x->size, x->nprod, &p, &round);
+            double rate = round.seconds > 0 ? (double)round.messages / round.seconds : 0;
+            double best = o.seconds > 0 ? (double)o.messages / o.seconds : 0;
+            if (rr == 0 && round.ok && (rc < 0 || rate > best)) {
+                o = round;
+                rc = 0;
+            } else if (rc < 0) {
+                o = round; /* keep the reason */
+            }
+        }
     }
     if (rc < 0 || !o.ok) {
         bench_why(x->why, sizeof(x->why), "", o.why[0] ? o.why : "failed");
@@ -416,7 +430,8 @@ int sb_bench_main(int argc, char **argv)
         return 2;
     }
     r.lat_seconds = r.quick ? 0.08 : 0.5;
-    r.stream_seconds = r.quick ? 0.1 : 0.5;
+    r.stream_seconds = r.quick ? 0.1 : 0.3;
+    r.stream_rounds = r.quick ? 1 : 3;
     r.warmup = r.quick ? 200 : 2000;
     r.open_seconds = r.quick ? 0.2 : 1.0;
     /* 5000/s: every sleeping peer here needs 40-110 us per round trip, so each stays at or

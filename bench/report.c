@@ -379,10 +379,13 @@ void bench_report_table(FILE *f, const struct bench_run *r)
             "intended send time (coordinated omission) ==\n",
             (unsigned long long)r->open_rate, r->open_seconds);
     table_latency(f, r, BENCH_OPEN);
-    fprintf(f, "\n== Throughput, 1 producer -> 1 consumer (%.2f s each) ==\n", r->stream_seconds);
+    fprintf(f, "\n== Throughput, 1 producer -> 1 consumer (best of %d rounds of %.2f s) ==\n",
+            r->stream_rounds, r->stream_seconds);
     table_stream(f, r, BENCH_STREAM);
-    fprintf(f, "\n== Throughput, fan-in: %d producers (one CPU) -> 1 consumer (the other) ==\n",
-            BENCH_MAX_PRODUCERS);
+    fprintf(f,
+            "\n== Throughput, fan-in: %d producers (one CPU) -> 1 consumer (the other), best of "
+            "%d ==\n",
+            BENCH_MAX_PRODUCERS, r->stream_rounds);
     table_stream(f, r, BENCH_FANIN);
 
     fprintf(f, "\n== Scale: shmbus ring, one message circulating, hop = send to receive ==\n");
@@ -537,6 +540,7 @@ void bench_report_json(FILE *f, const struct bench_run *r)
     json_num(f, "open_loop_rate_hz", (double)r->open_rate, 1);
     json_num(f, "open_loop_seconds", r->open_seconds, 1);
     json_num(f, "stream_seconds", r->stream_seconds, 1);
+    json_num(f, "stream_rounds", r->stream_rounds, 1);
     json_num(f, "fan_in_producers", BENCH_MAX_PRODUCERS, 0);
     fprintf(f, "},\n  \"transports\": [");
     for (int i = 0; bench_rows[i]; i++) {

@@ -69,7 +69,8 @@ struct bench_run {
     uint64_t open_rate;    /* round trips per second in the open-loop run */
     double open_seconds;   /* per open-loop measurement */
     double lat_seconds;    /* per closed-loop measurement */
-    double stream_seconds; /* per stream measurement */
+    double stream_seconds; /* per stream round */
+    int stream_rounds;     /* a stream figure is the best of this many rounds */
     uint64_t warmup;
     int nrecs;
     struct bench_rec recs[BENCH_MAX_RECS];
