@@ -457,11 +457,12 @@ static int create_bus(struct ring_args *a)
 }
 
 /* Fork the clients, start them together, wait for them all. Returns the exit status; the
- * wall time of the exchange in *wall_ns. */
-static int run(struct ring_args *a, struct ring_shared *sh, uint64_t *wall_ns)
+ * wall time of the exchange in *wall_ns. The caller has blocked the signals in `block`
+ * (watched here through a signalfd); the children go back to the mask `saved`. */
+static int run(struct ring_args *a, struct ring_shared *sh, uint64_t *wall_ns,
+               const sigset_t *block, const sigset_t *saved)
 {
     int ready[2] = {-1, -1}, go[2] = {-1, -1}, sfd = -1, status = SB_EXIT_FAIL;
-    sigset_t block, saved;
     uint64_t deadline, t0 = 0, t1 = 0;
     uint32_t i, left = 0;
     pid_t *pids, parent = getpid();
@@ -471,12 +472,6 @@ static int run(struct ring_args *a, struct ring_shared *sh, uint64_t *wall_ns)
         sb_err("ring", "%s", strerror(errno ? errno : ENOMEM));
         goto out;
     }
-    sigemptyset(&block);
-    sigaddset(&block, SIGCHLD);
-    sigaddset(&block, SIGINT);
-    sigaddset(&block, SIGTERM);
-    sigaddset(&block, SIGHUP);
-    sigprocmask(SIG_BLOCK, &block, &saved);
     fflush(NULL);
     deadline = sb_now_ns() + (uint64_t)a->timeout_s * 1000000000u;
     for (i = 0; i < a->clients; i++) {
@@ -487,7 +482,7 @@ static int run(struct ring_args *a, struct ring_shared *sh, uint64_t *wall_ns)
             goto out_kill;
         }
         if (p == 0) {
-            sigprocmask(SIG_SETMASK, &saved, NULL);
+            sigprocmask(SIG_SETMASK, saved, NULL);
             close(ready[0]);
             close(go[1]);
             _exit(child_main(sh, a, i + 1, parent, ready[1], go[0]));
@@ -499,7 +494,7 @@ static int run(struct ring_args *a, struct ring_shared *sh, uint64_t *wall_ns)
     close(go[0]);
     ready[1] = go[0] = -1;
     /* Blocked signals stay pending, so a signalfd made now still sees every SIGCHLD. */
-    sfd = signalfd(-1, &block, SFD_CLOEXEC);
+    sfd = signalfd(-1, block, SFD_CLOEXEC);
     if (sfd < 0) {
         sb_err("ring", "signalfd: %s", strerror(errno));
         goto out_kill;
@@ -515,7 +510,6 @@ static int run(struct ring_args *a, struct ring_shared *sh, uint64_t *wall_ns)
     status = SB_EXIT_OK;
 out_kill:
     kill_all(pids, a->clients);
-    sigprocmask(SIG_SETMASK, &saved, NULL);
 out:
     if (sfd >= 0)
         close(sfd);
@@ -543,6 +537,7 @@ int sb_cmd_ring(int argc, char **argv)
     };
     struct ring_args a = {.clients = 3, .messages = 90, .timeout_s = 600};
     struct ring_shared *sh;
+    sigset_t block, saved;
     uint64_t wall_ns = 0;
     size_t size;
     int c, rc, status;
@@ -585,17 +580,28 @@ int sb_cmd_ring(int argc, char **argv)
         sb_err("ring", "mmap: %s", strerror(errno));
         return SB_EXIT_FAIL;
     }
+    /* Blocked from before the bus exists until it is gone: a signal is read through the
+     * signalfd in run() (and ends the run cleanly), or stays pending until the end. */
+    sigemptyset(&block);
+    sigaddset(&block, SIGCHLD);
+    sigaddset(&block, SIGINT);
+    sigaddset(&block, SIGTERM);
+    sigaddset(&block, SIGHUP);
+    sigprocmask(SIG_BLOCK, &block, &saved);
     if (create_bus(&a) < 0) {
+        sigprocmask(SIG_SETMASK, &saved, NULL);
         munmap(sh, size);
         return SB_EXIT_FAIL;
     }
-    status = run(&a, sh, &wall_ns);
+    status = run(&a, sh, &wall_ns, &block, &saved);
     /* Destroyed before printing the summary: a closed stdout (SIGPIPE) cannot leak it. */
     rc = shmbus_bus_destroy(a.bus);
     if (rc < 0) {
         sb_errf("ring: destroy bus %s", a.bus, "%s", shmbus_strerror(rc));
         status = SB_EXIT_FAIL;
     }
+    /* A signal still pending is delivered now, with nothing left to clean up. */
+    sigprocmask(SIG_SETMASK, &saved, NULL);
     if (status == SB_EXIT_OK)
         status = summary(sh, &a, wall_ns);
     munmap(sh, size);
