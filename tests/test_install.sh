@@ -11,8 +11,10 @@ soname=$(objdump -p "$prefix/lib/libshmbus.so.0" 2>/dev/null | awk '/SONAME/ {pr
 [ -z "$soname" ] || [ "$soname" = libshmbus.so.0 ]
 export PKG_CONFIG_PATH="$prefix/lib/pkgconfig"
 flags=$(pkg-config --cflags --libs shmbus)
+# Under a sanitizer build the installed library carries the sanitizer's runtime needs.
+san=${SAN:+-fsanitize=$SAN}
 for ex in sender receiver; do
-    cc -std=c11 -Wall -Werror "$SHMBUS_TOP/examples/$ex.c" $flags -o "$TEST_TMPDIR/$ex"
+    cc -std=c11 -Wall -Werror $san "$SHMBUS_TOP/examples/$ex.c" $flags -o "$TEST_TMPDIR/$ex"
 done
 export LD_LIBRARY_PATH="$prefix/lib"
 # The shared library, not the static one, is what got linked.
