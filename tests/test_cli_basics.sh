@@ -70,6 +70,10 @@ for c in create destroy send recv ls stat top clean ring; do
     grep -q "Usage: shmbus $c" "$work/err" || fail "$c: no usage after a bad option"
 done
 
+# create --help also gives the size of a bus with the options before it.
+expect 0 "$SHMBUS" create --clients 8 --slots 16 --help
+grep -qE '^With these options a bus takes [0-9]+ bytes' "$work/out" || fail "create --help: no size"
+
 # Bad usage: missing or malformed arguments.
 expect 2 "$SHMBUS" create
 err_has "no bus name given"

@@ -18,7 +18,7 @@ static const char create_usage[] =
     "  -s, --slots S      mailbox capacity in messages, a power of two >= 2 (default 256)\n"
     "  -m, --msg-size B   largest message in bytes (default 1024, at most 1048576)\n"
     "      --mode MODE    0600 (owner only, the default) or 0660 (group too)\n"
-    "  -h, --help         this text\n";
+    "  -h, --help         this text, and the size of a bus with the options given before\n";
 
 int sb_cmd_create(int argc, char **argv)
 {
@@ -32,7 +32,8 @@ int sb_cmd_create(int argc, char **argv)
     const char *name, *why;
     char *end;
     long mode;
-    int c, rc;
+    ssize_t size;
+    int c, rc, help = 0;
 
     memset(&bo, 0, sizeof(bo));
     while ((c = getopt_long(argc, argv, ":c:s:m:h", opts, NULL)) != -1) {
@@ -61,10 +62,20 @@ int sb_cmd_create(int argc, char **argv)
             bo.mode = (uint32_t)mode;
             break;
         case 'h':
-            return sb_usage(create_usage, 0);
+            help = 1;
+            break;
         default:
             return sb_getopt_error("create", create_usage, c, argv);
         }
+    }
+    if (help) {
+        /* The size for the options given with --help (the defaults without any). */
+        size = shmbus_bus_size(&bo);
+        sb_usage(create_usage, 0);
+        if (size > 0)
+            printf("With these options a bus takes %zd bytes (%.1f MiB) of shared memory.\n", size,
+                   (double)size / 1048576.0);
+        return SB_EXIT_OK;
     }
     if (argc - optind != 1)
         return sb_bad_usage("create", create_usage,
@@ -74,6 +85,13 @@ int sb_cmd_create(int argc, char **argv)
         return sb_bad_usage("create", create_usage, "'%s': %s", name, why);
 
     rc = shmbus_bus_open(name, &bo, SHMBUS_CREATE | SHMBUS_EXCL, &bus);
+    size = shmbus_bus_size(&bo);
+    if ((rc == -ENOMEM || rc == -ENOSPC || rc == -EINVAL) && size > 0) {
+        /* Most likely the segment is over kernel.shmmax/shmall: say how large it is. */
+        sb_errf("create %s", name, "%s (the bus needs %zd bytes; see sysctl kernel.shmmax)",
+                shmbus_strerror(rc), size);
+        return SB_EXIT_FAIL;
+    }
     if (rc < 0) {
         sb_errf("create %s", name, "%s", rc == -EEXIST ? "bus exists" : shmbus_strerror(rc));
         return SB_EXIT_FAIL;
