@@ -53,10 +53,11 @@ for line in sys.stdin:
     fi
 }
 
-# poll_stat BUS REGEX: poll `stat BUS --json` until it matches (deadline 10 s).
+# poll_stat BUS REGEX: poll `stat BUS --json` until it matches (deadline 30 s).
 poll_stat() {
-    local i
-    for i in $(seq 1000); do
+    local end
+    end=$((SECONDS + 30))
+    while [ $SECONDS -lt $end ]; do
         "$SHMBUS" stat "$1" --json 2>/dev/null | grep -qE "$2" && return 0
         sleep 0.01
     done
@@ -110,7 +111,8 @@ grep -qE '^ +all +\(bus\) ' "$work/out" || fail "top: no total row"
 "$SHMBUS" top "$bus" --interval 50 >"$work/top.out" 2>&1 </dev/null &
 tpid=$!
 pids+=("$tpid")
-for i in $(seq 1000); do
+end=$((SECONDS + 30))
+while [ $SECONDS -lt $end ]; do
     grep -q "shmbus top" "$work/top.out" && break
     sleep 0.01
 done

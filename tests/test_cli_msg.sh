@@ -47,11 +47,12 @@ err_has() {
     grep -qF -- "$1" "$work/err" || fail "stderr lacks '$1': $(cat "$work/err")"
 }
 
-# wait_live BUS ID|NAME: poll until the client is listed live (deadline 10 s).
+# wait_live BUS ID|NAME: poll until the client is listed live (deadline 30 s).
 wait_live() {
-    local pat i
+    local pat end
     if [[ $2 =~ ^[0-9]+$ ]]; then pat="\"id\":$2,"; else pat="\"name\":\"$2\""; fi
-    for i in $(seq 1000); do
+    end=$((SECONDS + 30))
+    while [ $SECONDS -lt $end ]; do
         "$SHMBUS" stat "$1" --json 2>/dev/null | grep -qE "$pat[^}]*\"state\":\"live\"" && return 0
         sleep 0.01
     done
@@ -59,10 +60,11 @@ wait_live() {
     return 1
 }
 
-# wait_gone BUS ID: poll until the client is no longer listed (deadline 10 s).
+# wait_gone BUS ID: poll until the client is no longer listed (deadline 30 s).
 wait_gone() {
-    local i
-    for i in $(seq 1000); do
+    local end
+    end=$((SECONDS + 30))
+    while [ $SECONDS -lt $end ]; do
         "$SHMBUS" stat "$1" --json 2>/dev/null | grep -q "\"id\":$2," || return 0
         sleep 0.01
     done

@@ -127,10 +127,11 @@ grep -q '"buses":\[\]' "$work/ls.out" || fail "ring left a bus: $(cat "$work/ls.
 
 # 6. A client killed mid-exchange: the ring kills and reaps the others, removes its bus and
 #    exits 1 naming the client.
-# children PID N: poll until PID has N child processes (deadline 10 s).
+# children PID N: poll until PID has N child processes (deadline 30 s).
 children() {
-    local i
-    for i in $(seq 1000); do
+    local end
+    end=$((SECONDS + 30))
+    while [ $SECONDS -lt $end ]; do
         [ "$(pgrep -P "$1" | wc -l)" -eq "$2" ] && return 0
         sleep 0.01
     done
@@ -173,7 +174,8 @@ if command -v pgrep >/dev/null 2>&1; then
         kill -KILL "$rpid"
         wait "$rpid" 2>/dev/null
         for k in $kids; do
-            for i in $(seq 1000); do
+            end=$((SECONDS + 30))
+            while [ $SECONDS -lt $end ]; do
                 kill -0 "$k" 2>/dev/null || break
                 sleep 0.01
             done
