@@ -21,7 +21,7 @@ cleanup() {
     local p
     for p in "${pids[@]}"; do kill -KILL "$p" 2>/dev/null; done
     wait 2>/dev/null
-    for b in "$demo" "$bus" "$small"; do "$SHMBUS" destroy "$b" >/dev/null 2>&1; done
+    for b in "$demo" "$bus" "$small" "$small-full"; do "$SHMBUS" destroy "$b" >/dev/null 2>&1; done
     [ -n "${own_dir:-}" ] && rm -rf "$SHMBUS_DIR"
 }
 trap cleanup EXIT
@@ -164,6 +164,13 @@ expect 1 "$SHMBUS" send "$small" --as 1 --to 2 toolong
 err_has "shmbus: send $small:"
 expect 0 "$SHMBUS" send "$small" --as 1 --to 2 fits
 finish "$rs" || fail "small: recv exited $?"
+
+# Backpressure: a full mailbox (a sender's own, which nobody reads) makes send wait, and fail
+# after --timeout rather than drop.
+expect 0 "$SHMBUS" create "$small-full" --slots 2
+expect 1 "$SHMBUS" send "$small-full" --as 1 --to 1 --timeout 100 a b c
+err_has "the mailbox of client 1 stayed full for 100 ms"
+expect 0 "$SHMBUS" destroy "$small-full"
 
 # 7. SIGINT stops a waiting receiver cleanly: exit 0, and it left the bus.
 kill -INT "$hold"

@@ -135,6 +135,12 @@ static int send_one(shmbus_client *cl, const struct send_args *a, int dst, const
         sb_errf("send %s", a->bus, "no client %s on the bus", a->to);
     else if (rc == -ECONNRESET)
         sb_errf("send %s", a->bus, "client %s died", a->to);
+    else if ((rc == -ETIMEDOUT || rc == -EAGAIN) && (a->flags & SHMBUS_ACK))
+        sb_errf("send %s", a->bus, "client %s did not take the message within %d ms", a->to,
+                a->timeout);
+    else if (rc == -ETIMEDOUT || rc == -EAGAIN)
+        sb_errf("send %s", a->bus, "the mailbox of client %s stayed full for %d ms", a->to,
+                a->timeout);
     else
         sb_errf("send %s", a->bus, "%s", shmbus_strerror(rc));
     return -1;
