@@ -162,6 +162,8 @@ static int init_segment(uint8_t *base, const struct sb_layout *lay, const char *
     h->nonce = make_nonce();
     h->created_ns = sb__realtime_ns();
     snprintf(h->name, sizeof(h->name), "%s", name);
+    if (key_path(name, h->key_path, sizeof(h->key_path)) != 0)
+        h->key_path[0] = '\0';
 
     shmbus_bus tmp = {.hdr = h, .base = base, .lay = *lay};
     for (uint32_t id = 1; id <= lay->max_clients; id++) {
@@ -258,6 +260,24 @@ static int wait_ready(int shmid, uint8_t *base, const struct shmid_ds *ds)
     (void)shmid;
 }
 
+/*
+ * Another bus under our key: ftok() gave our key file the key its own key file had. If
+ * that bus can no longer be reached by its name (its key file is gone or now leads
+ * elsewhere) and no process is attached but us, it is a leftover nobody can use: stale.
+ */
+static bool is_orphan(const struct sb_header *h, int shmid)
+{
+    struct shmid_ds ds;
+    if (shmctl(shmid, IPC_STAT, &ds) != 0 || ds.shm_nattch > 1)
+        return false;
+    char kp[sizeof(h->key_path)];
+    memcpy(kp, h->key_path, sizeof(kp));
+    kp[sizeof(kp) - 1] = '\0';
+    if (kp[0] != '/')
+        return false;
+    return ftok(kp, KEY_PROJ) != ds.shm_perm.__key;
+}
+
 static int open_existing(const char *name, key_t key, unsigned flags, shmbus_bus *b)
 {
     int shmid = shmget(key, 0, 0);
@@ -271,6 +291,8 @@ static int open_existing(const char *name, key_t key, unsigned flags, shmbus_bus
     r = wait_ready(shmid, base, &ds);
     if (r == 0)
         r = check_header((struct sb_header *)base, ds.shm_segsz, name, &b->lay);
+    if (r == -EADDRINUSE && is_orphan((struct sb_header *)base, shmid))
+        r = -ESTALE;
     if (r < 0) {
         shmdt(base);
         if (r == -ESTALE && !(flags & SHMBUS_RDONLY)) {

@@ -83,6 +83,7 @@ struct sb_header {
     char name[SHMBUS_NAME_MAX + 1];
     _Atomic uint64_t reap_ns; /* CLOCK_MONOTONIC of the last automatic reap */
     _Atomic uint64_t leader;  /* reserved: leader election */
+    char key_path[512];       /* the key file this bus was created under (for clean) */
     uint64_t reserved[64];    /* reserved: groups, persistence (layout version 1 keeps 0) */
 };
 

@@ -454,18 +454,19 @@ static int clean_orphans(int dry_run, shmbus_clean_fn cb, void *arg)
         if (p == (void *)-1)
             continue;
         const struct sb_header *h = p;
-        char name[SHMBUS_NAME_MAX + 1];
+        char name[SHMBUS_NAME_MAX + 1], kp[sizeof(h->key_path)];
         bool ours = h->magic == SB_MAGIC;
         memcpy(name, h->name, SHMBUS_NAME_MAX);
         name[SHMBUS_NAME_MAX] = '\0';
+        memcpy(kp, h->key_path, sizeof(kp));
+        kp[sizeof(kp) - 1] = '\0';
         shmdt(p);
         if (!ours || ds.shm_nattch != 0)
             continue;
-        char path[600];
-        int keyed = -1;
-        if (sb__valid_name(name) && sb__bus_key_status(name, path, sizeof(path), &keyed) == 0 &&
-            keyed == shmid)
-            continue; /* reachable by name: clean_bus() judges it */
+        /* Still reachable through the key file it was made under (in whatever runtime
+         * directory): not an orphan. clean_bus() judges the ones in ours. */
+        if (kp[0] == '/' && ftok(kp, 'S') == ds.shm_perm.__key)
+            continue;
         char what[128];
         snprintf(what, sizeof(what), "%s (shmid %d)", sb__valid_name(name) ? name : "?", shmid);
         report(cb, arg, "segment", what, "its key file is gone and no process is attached");

@@ -311,6 +311,85 @@ static void test_hist(void **state)
     assert_true(p100 >= 90000 && p100 <= 115000);
 }
 
+static int join_and_exit(void *p)
+{
+    shmbus_bus *b;
+    shmbus_client *c;
+    if (shmbus_bus_open(p, NULL, 0, &b) != 0 || shmbus_join(b, 1, NULL, &c) != 0)
+        return 10;
+    return 0; /* exits without leaving: a crashed application */
+}
+
+struct seen {
+    int segments, keyfiles, clients;
+};
+
+static void count_stale(const char *kind, const char *what, const char *why, void *arg)
+{
+    struct seen *s = arg;
+    (void)what;
+    assert_non_null(why);
+    if (strcmp(kind, "segment") == 0)
+        s->segments++;
+    else if (strcmp(kind, "key file") == 0)
+        s->keyfiles++;
+    else if (strcmp(kind, "client") == 0)
+        s->clients++;
+}
+
+/* shmbus_clean: removes what crashes left, never an idle bus made to last. */
+static void test_clean(void **state)
+{
+    (void)state;
+    char idle[64], orphan[64], crashed[64], keyonly[64];
+    snprintf(idle, sizeof(idle), "%s", th_name("idle"));
+    snprintf(orphan, sizeof(orphan), "%s", th_name("orphan"));
+    snprintf(crashed, sizeof(crashed), "%s", th_name("crashed"));
+    snprintf(keyonly, sizeof(keyonly), "%s", th_name("keyonly"));
+    shmbus_bus *b;
+    assert_int_equal(shmbus_bus_open(idle, NULL, SHMBUS_CREATE, &b), 0);
+    shmbus_bus_close(b);
+
+    /* A bus whose only client's process died without leaving. */
+    assert_int_equal(shmbus_bus_open(crashed, NULL, SHMBUS_CREATE, &b), 0);
+    shmbus_bus_close(b);
+    pid_t pid = th_fork(join_and_exit, crashed);
+    assert_int_equal(th_wait(pid, 10000), 0);
+
+    /* A key file without a segment. */
+    assert_int_equal(shmbus_bus_open(keyonly, NULL, SHMBUS_CREATE, &b), 0);
+    struct shmbus_bus_info kinfo;
+    assert_int_equal(shmbus_bus_info(b, &kinfo), 0);
+    shmbus_bus_close(b);
+    assert_int_equal(shmctl(kinfo.shmid, IPC_RMID, NULL), 0);
+
+    /* A bus whose key file vanished (its runtime directory was wiped). */
+    assert_int_equal(shmbus_bus_open(orphan, NULL, SHMBUS_CREATE, &b), 0);
+    struct shmbus_bus_info oinfo;
+    assert_int_equal(shmbus_bus_info(b, &oinfo), 0);
+    th_track_shmid(oinfo.shmid);
+    int orphan_id = oinfo.shmid;
+    shmbus_bus_close(b);
+    char dir[512], path[700];
+    assert_true(shmbus_runtime_dir(dir, sizeof(dir)) > 0);
+    snprintf(path, sizeof(path), "%s/%s.bus", dir, orphan);
+    assert_int_equal(unlink(path), 0);
+
+    struct seen dry = {0}, real = {0}, again = {0};
+    assert_int_equal(shmbus_clean(1, count_stale, &dry), 3);
+    assert_int_equal(dry.segments, 2);
+    assert_int_equal(dry.keyfiles, 1);
+    assert_int_equal(shmbus_clean(0, count_stale, &real), 3);
+    assert_int_equal(shmbus_clean(0, count_stale, &again), 0);
+    assert_int_equal(shmbus_bus_open(crashed, NULL, 0, &b), -ENOENT);
+    assert_int_equal(shmbus_bus_open(keyonly, NULL, 0, &b), -ENOENT);
+    assert_int_equal(shmctl(orphan_id, IPC_STAT, &(struct shmid_ds){0}), -1);
+    /* The idle bus is still there. */
+    assert_int_equal(shmbus_bus_open(idle, NULL, 0, &b), 0);
+    shmbus_bus_close(b);
+    assert_int_equal(shmbus_bus_destroy(idle), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -324,6 +403,7 @@ int main(void)
         cmocka_unit_test(test_destroy_while_attached),
         cmocka_unit_test(test_bad_runtime_dir),
         cmocka_unit_test(test_hist),
+        cmocka_unit_test(test_clean),
     };
     return cmocka_run_group_tests(tests, NULL, th_cleanup);
 }
