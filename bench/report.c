@@ -370,9 +370,9 @@ void bench_report_table(FILE *f, const struct bench_run *r)
                "throughput ratios < 1 are slower\n");
 
     fprintf(f,
-            "\n== Round trips, closed loop (%.2f s per row and size, after %llu warm-up round "
-            "trips) ==\n",
-            r->lat_seconds, (unsigned long long)r->warmup);
+            "\n== Round trips, closed loop: the round with the best median of %d, each %.2f s "
+            "after %llu warm-up round trips ==\n",
+            r->rounds, r->lat_seconds, (unsigned long long)r->warmup);
     table_latency(f, r, BENCH_LAT);
     fprintf(f,
             "\n== Round trips, open loop: %llu per second for %.2f s, each timed from its "
@@ -380,12 +380,12 @@ void bench_report_table(FILE *f, const struct bench_run *r)
             (unsigned long long)r->open_rate, r->open_seconds);
     table_latency(f, r, BENCH_OPEN);
     fprintf(f, "\n== Throughput, 1 producer -> 1 consumer (best of %d rounds of %.2f s) ==\n",
-            r->stream_rounds, r->stream_seconds);
+            r->rounds, r->stream_seconds);
     table_stream(f, r, BENCH_STREAM);
     fprintf(f,
             "\n== Throughput, fan-in: %d producers (one CPU) -> 1 consumer (the other), best of "
             "%d ==\n",
-            BENCH_MAX_PRODUCERS, r->stream_rounds);
+            BENCH_MAX_PRODUCERS, r->rounds);
     table_stream(f, r, BENCH_FANIN);
 
     fprintf(f, "\n== Scale: shmbus ring, one message circulating, hop = send to receive ==\n");
@@ -540,7 +540,7 @@ void bench_report_json(FILE *f, const struct bench_run *r)
     json_num(f, "open_loop_rate_hz", (double)r->open_rate, 1);
     json_num(f, "open_loop_seconds", r->open_seconds, 1);
     json_num(f, "stream_seconds", r->stream_seconds, 1);
-    json_num(f, "stream_rounds", r->stream_rounds, 1);
+    json_num(f, "rounds", r->rounds, 1);
     json_num(f, "fan_in_producers", BENCH_MAX_PRODUCERS, 0);
     fprintf(f, "},\n  \"transports\": [");
     for (int i = 0; bench_rows[i]; i++) {

@@ -70,7 +70,7 @@ struct bench_run {
     double open_seconds;   /* per open-loop measurement */
     double lat_seconds;    /* per closed-loop measurement */
     double stream_seconds; /* per stream round */
-    int stream_rounds;     /* a stream figure is the best of this many rounds */
+    int rounds;            /* closed-loop and stream figures: best of this many rounds */
     uint64_t warmup;
     int nrecs;
     struct bench_rec recs[BENCH_MAX_RECS];
