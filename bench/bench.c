@@ -5,7 +5,9 @@
  * Design notes
  * - One run measures everything, floors included, so that every figure can be read as a ratio
  *   to numbers taken minutes apart on the same (shared, noisy) machine.
- * - The walk is transport by transport, so iceoryx's daemon lives only while its two rows run.
+ * - The walk goes round by round over all rows (a row's rounds are spread over the whole run,
+ *   and each figure is the row's best round), so no row alone profits from a quiet moment.
+ *   iceoryx's daemon is started for the first iceoryx measurement and stopped after the last.
  * - Whatever the run creates (System V queues, children, RouDi, a private directory) is
  *   tracked here; a SIGINT/SIGTERM/SIGHUP removes or stops it before the process dies, and the
  *   normal path removes it as it goes.
@@ -218,10 +220,25 @@ static struct bench_rec *new_rec(struct bench_run *r, const struct bench_transpo
     return x;
 }
 
-static void measure(struct bench_run *r, struct bench_rec *x, const char *skip)
+/* How good a measured outcome is: lower median round trip, higher rate. */
+static double score_of(const struct bench_rec *x)
+{
+    if (!x->ok)
+        return 0;
+    if (x->what == BENCH_LAT || x->what == BENCH_OPEN)
+        return 1.0 / (double)(x->median + 1);
+    return x->rate;
+}
+
+/* One round of one measurement. The record keeps the best round so far: on a shared machine a
+ * run is slowed by whoever else runs, never sped up, so the best round is the closest to what
+ * the transport can do. Every row gets the same rounds, floors included, and the rounds are
+ * spread over the whole run (see walk()), so no row profits from a quiet moment alone. */
+static void measure(struct bench_run *r, struct bench_rec *x, const char *skip, int round)
 {
     char line[160];
-    snprintf(line, sizeof(line), "%s %s %zu B", x->t->name, what_name(x->what), x->size);
+    snprintf(line, sizeof(line), "%s %s %zu B (round %d)", x->t->name, what_name(x->what), x->size,
+             round + 1);
     progress(line);
     if (skip) {
         bench_why(x->why, sizeof(x->why), "skipped: ", skip);
@@ -236,62 +253,47 @@ static void measure(struct bench_run *r, struct bench_rec *x, const char *skip)
         .period_ns = 1000000000ull / r->open_rate,
         .timeout_ns = 20000000000ull,
     };
-    static struct bench_outcome o, round; /* 20 KiB of histogram each: not on the stack */
-    int rounds = 1;
-    if (x->what == BENCH_OPEN) {
+    static struct bench_outcome o; /* 20 KiB of histogram: not on the stack */
+    int rc;
+    if (x->what == BENCH_OPEN)
         p.duration_ns = (uint64_t)(r->open_seconds * 1e9);
-    } else if (x->what == BENCH_LAT) {
-        rounds = r->rounds;
-    } else {
+    if (x->what == BENCH_STREAM || x->what == BENCH_FANIN)
         p.duration_ns = (uint64_t)(r->stream_seconds * 1e9);
-        rounds = r->rounds;
-    }
-    /* Best of several rounds: on a shared machine a measurement is slowed by whoever else
-     * runs, never sped up, so the best round is the closest to what the transport can do.
-     * Every row gets the same number of rounds, floors included. */
-    int rc = -1;
-    double best = 0;
-    for (int i = 0; i < rounds; i++) {
-        int rr = x->what == BENCH_LAT || x->what == BENCH_OPEN
-                     ? bench_run_latency(x->t, x->size, x->what == BENCH_OPEN, &p, &round)
-                     : bench_run_stream(x->t, x->size, x->nprod, &p, &round);
-        double score = 0;
-        if (rr == 0 && round.ok && x->what == BENCH_LAT)
-            score = 1.0 / (double)(bench_hist_quantile(&round.hist, 0.5) + 1);
-        else if (rr == 0 && round.ok)
-            score = round.seconds > 0 ? (double)round.messages / round.seconds : 1;
-        if (score > 0 && (rc < 0 || score > best)) {
-            o = round;
-            best = score;
-            rc = 0;
-        } else if (rc < 0) {
-            o = round; /* keep the reason */
-        }
-    }
+    if (x->what == BENCH_LAT || x->what == BENCH_OPEN)
+        rc = bench_run_latency(x->t, x->size, x->what == BENCH_OPEN, &p, &o);
+    else
+        rc = bench_run_stream(x->t, x->size, x->nprod, &p, &o);
+
+    struct bench_rec y = *x;
+    y.ok = 0;
     if (rc < 0 || !o.ok) {
-        bench_why(x->why, sizeof(x->why), "", o.why[0] ? o.why : "failed");
+        if (!x->ok) /* keep an earlier good round; else say why this one failed */
+            bench_why(x->why, sizeof(x->why), "", o.why[0] ? o.why : "failed");
         return;
     }
-    x->ok = 1;
-    x->samples = o.messages;
-    x->seconds = o.seconds;
+    y.ok = 1;
+    y.samples = o.messages;
+    y.seconds = o.seconds;
     if (x->what == BENCH_LAT || x->what == BENCH_OPEN) {
-        x->median = bench_hist_quantile(&o.hist, 0.5);
-        x->p99 = bench_hist_quantile(&o.hist, 0.99);
-        x->p999 = bench_hist_quantile(&o.hist, 0.999);
-        x->max = o.hist.max;
-        x->min = o.hist.min;
-        x->mean = o.hist.count ? o.hist.sum / (double)o.hist.count : 0;
-        if (o.hist.count == 0) {
-            x->ok = 0;
-            snprintf(x->why, sizeof(x->why), "failed: no round trip completed");
-        }
+        y.median = bench_hist_quantile(&o.hist, 0.5);
+        y.p99 = bench_hist_quantile(&o.hist, 0.99);
+        y.p999 = bench_hist_quantile(&o.hist, 0.999);
+        y.max = o.hist.max;
+        y.min = o.hist.min;
+        y.mean = o.hist.count ? o.hist.sum / (double)o.hist.count : 0;
+        y.ok = o.hist.count > 0;
     } else {
-        x->rate = o.seconds > 0 ? (double)o.messages / o.seconds : 0;
-        if (x->rate <= 0) {
-            x->ok = 0;
-            snprintf(x->why, sizeof(x->why), "failed: no message received");
-        }
+        y.rate = o.seconds > 0 ? (double)o.messages / o.seconds : 0;
+        y.ok = y.rate > 0;
+    }
+    if (!y.ok) {
+        if (!x->ok)
+            snprintf(x->why, sizeof(x->why), "failed: nothing measured");
+        return;
+    }
+    if (!x->ok || score_of(&y) > score_of(x)) {
+        y.why[0] = 0;
+        *x = y;
     }
 }
 
@@ -299,6 +301,10 @@ static int is_iceoryx(const struct bench_transport *t)
 {
     return t == &bench_peer_iox_poll || t == &bench_peer_iox_wait;
 }
+
+/* RouDi is started for the first iceoryx measurement and kept until the end of the walk. */
+static int roudi_started; /* 0 not yet, 1 running, -1 could not start (roudi_why) */
+static char roudi_why[BENCH_WHY_LEN];
 
 /* Why this transport cannot run at all in this run, or NULL. */
 static const char *row_skip(const struct bench_transport *t, char *why, size_t whylen)
@@ -310,52 +316,77 @@ static const char *row_skip(const struct bench_transport *t, char *why, size_t w
     const char *no = bench_iox_unavailable();
     if (no)
         return no;
-    static int started = 0;
-    static char start_why[BENCH_WHY_LEN];
-    if (started == 0)
-        started = bench_roudi_start(start_why, sizeof(start_why)) == 0 ? 1 : -1;
-    if (started < 0) {
-        snprintf(why, whylen, "%s", start_why);
+    if (roudi_started == 0)
+        roudi_started = bench_roudi_start(roudi_why, sizeof(roudi_why)) == 0 ? 1 : -1;
+    if (roudi_started < 0) {
+        snprintf(why, whylen, "%s", roudi_why);
         return why;
     }
     return NULL;
 }
 
-static int count_steps(void)
+/* The measurements of one row, in report order; returns how many (recs may be NULL). */
+static int row_plan(struct bench_run *r, const struct bench_transport *t, int round,
+                    struct bench_rec **recs)
 {
     int n = 0;
-    for (int i = 0; bench_rows[i]; i++) {
-        unsigned c = bench_rows[i]->caps;
-        if (c & BENCH_CAP_LATENCY)
-            n += 4;
-        if (c & BENCH_CAP_STREAM)
-            n += 2;
-        if (c & BENCH_CAP_FANIN)
-            n += 1;
+    size_t nlat = sizeof(lat_sizes) / sizeof(lat_sizes[0]);
+    size_t nstream = sizeof(stream_sizes) / sizeof(stream_sizes[0]);
+    struct bench_rec plan[8];
+    if (t->caps & BENCH_CAP_LATENCY) {
+        for (size_t s = 0; s < nlat; s++)
+            plan[n++] =
+                (struct bench_rec){.t = t, .what = BENCH_LAT, .size = lat_sizes[s], .nprod = 1};
+        /* One open-loop round only: its point is to show stalls, not to dodge them. */
+        if (round == 0)
+            plan[n++] = (struct bench_rec){.t = t, .what = BENCH_OPEN, .size = 64, .nprod = 1};
     }
+    if (t->caps & BENCH_CAP_STREAM)
+        for (size_t s = 0; s < nstream; s++)
+            plan[n++] = (struct bench_rec){
+                .t = t, .what = BENCH_STREAM, .size = stream_sizes[s], .nprod = 1};
+    if (t->caps & BENCH_CAP_FANIN)
+        plan[n++] = (struct bench_rec){
+            .t = t, .what = BENCH_FANIN, .size = 64, .nprod = BENCH_MAX_PRODUCERS};
+    for (int i = 0; recs && i < n; i++) {
+        recs[i] = NULL;
+        for (int j = 0; j < r->nrecs; j++) {
+            struct bench_rec *x = &r->recs[j];
+            if (x->t == t && x->what == plan[i].what && x->size == plan[i].size)
+                recs[i] = x;
+        }
+        if (!recs[i])
+            recs[i] = new_rec(r, t, plan[i].what, plan[i].size, plan[i].nprod);
+    }
+    return n;
+}
+
+static int count_steps(struct bench_run *r)
+{
+    int n = 0;
+    for (int round = 0; round < r->rounds; round++)
+        for (int i = 0; bench_rows[i]; i++)
+            n += row_plan(r, bench_rows[i], round, NULL);
     return n + 3 + 1;
 }
 
+/* Round by round over all rows, so that each row's rounds are spread over the whole run. */
 static void walk(struct bench_run *r)
 {
-    for (int i = 0; bench_rows[i]; i++) {
-        const struct bench_transport *t = bench_rows[i];
-        char why[BENCH_WHY_LEN];
-        const char *skip = row_skip(t, why, sizeof(why));
-        if (t->caps & BENCH_CAP_LATENCY) {
-            for (size_t s = 0; s < sizeof(lat_sizes) / sizeof(lat_sizes[0]); s++)
-                measure(r, new_rec(r, t, BENCH_LAT, lat_sizes[s], 1), skip);
-            measure(r, new_rec(r, t, BENCH_OPEN, 64, 1), skip);
+    for (int round = 0; round < r->rounds; round++) {
+        for (int i = 0; bench_rows[i]; i++) {
+            const struct bench_transport *t = bench_rows[i];
+            char why[BENCH_WHY_LEN];
+            const char *skip = row_skip(t, why, sizeof(why));
+            struct bench_rec *recs[8];
+            int n = row_plan(r, t, round, recs);
+            for (int k = 0; k < n; k++)
+                if (recs[k])
+                    measure(r, recs[k], skip, round);
         }
-        if (t->caps & BENCH_CAP_STREAM)
-            for (size_t s = 0; s < sizeof(stream_sizes) / sizeof(stream_sizes[0]); s++)
-                measure(r, new_rec(r, t, BENCH_STREAM, stream_sizes[s], 1), skip);
-        if (t->caps & BENCH_CAP_FANIN)
-            measure(r, new_rec(r, t, BENCH_FANIN, 64, BENCH_MAX_PRODUCERS), skip);
-        if (t == &bench_peer_iox_wait)
-            bench_roudi_stop();
     }
     bench_roudi_stop();
+    roudi_started = 0;
     bench_measure_scale(r, scale_clients, 3, progress);
     progress("classic exchange");
     bench_measure_classic(r);
@@ -456,7 +487,7 @@ int sb_bench_main(int argc, char **argv)
     sigaction(SIGHUP, &sa, NULL);
 
     machine_facts(&r.m);
-    steps = count_steps();
+    steps = count_steps(&r);
     uint64_t t0 = bench_now_ns();
     walk(&r);
     r.total_seconds = (double)(bench_now_ns() - t0) / 1e9;
