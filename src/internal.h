@@ -28,9 +28,10 @@
  *     at `head` (stopping at the first uncommitted position), so per-producer order holds,
  *     and frees its slot with a release store of seq = p + slots.
  *   - A producer that died after reserving never commits. Once the consumer (or a cleaner)
- *     proves it dead (its intent covers the stuck position and its process is gone, and no
- *     live intent covers it), it skips the position with a CAS seq: p -> p + slots. The CAS
- *     makes the skip happen once even when two processes try it.
+ *     proves it dead (no live process's intent covers the reserved position: a live winner's
+ *     always does until it commits; a dead one's may be gone, cleared by a cleaner), it
+ *     skips the position with a CAS seq: p -> p + slots. The CAS makes the skip happen once
+ *     even when two processes try it, and fails if the writer committed after all.
  *
  * Registry entries carry a 64-bit state word: kind (FREE, JOINING, LIVE, CLEANING), a
  * generation that grows at every join, and the pid that owns the current kind. All changes

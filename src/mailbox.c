@@ -881,7 +881,7 @@ static void claimants(shmbus_bus *b, uint32_t mbox_id, uint64_t pos, bool *live,
     }
 }
 
-/* Skip position pos if it is reserved, uncommitted, and claimed only by dead writers. */
+/* Skip position pos if it is reserved, uncommitted, and claimed by no live writer. */
 static int skip_one(shmbus_bus *b, uint32_t mbox_id, uint64_t pos)
 {
     struct sb_mbox *mb = sb__mbox(b, mbox_id);
@@ -893,9 +893,15 @@ static int skip_one(shmbus_bus *b, uint32_t mbox_id, uint64_t pos)
     uint64_t t = atomic_load_explicit(&mb->tail, memory_order_acquire);
     if (t <= pos)
         return 0; /* not reserved at all: a free slot, never skip it */
+    /* The winner of pos wrote its intent before its CAS on tail and clears it only after
+     * committing, so while seq == pos a live winner always claims pos: no live claimant
+     * proves the winner dead, whether its intent is still there or a cleaner already
+     * cleared it. (Also requiring a dead claimant orphaned the slot for good when the
+     * cleaner came while a live sender's stale intent, left by a lost CAS, covered pos: found
+     * by tests/model/mailbox.pml.) If the winner commits meanwhile, the CAS below fails. */
     bool live, dead;
     claimants(b, mbox_id, pos, &live, &dead);
-    if (live || !dead)
+    if (live)
         return 0;
     /* The CAS makes this happen once even if the consumer and a cleaner both try. */
     if (!atomic_compare_exchange_strong_explicit(&sl->seq, &s, pos + b->lay.slots,
