@@ -586,6 +586,59 @@ static void test_kill_cleaner(void **state)
     assert_int_equal(shmbus_bus_destroy(name), 0);
 }
 
+/*
+ * Found by the spin model (tests/model/mailbox.pml): a dead writer's reserved slot is cleaned
+ * up at a moment when a live sender still holds a stale intent over the same position (it
+ * wrote its intent, then lost the CAS on tail to the writer that died). The cleaner cannot
+ * skip the slot then (a live claimant), clears the dead writer's intent and frees its entry;
+ * the live sender moves on. The slot must still be skipped: nobody live claims it.
+ * The stale intent is written by hand into our own registry entry, exactly as reserve()
+ * leaves it after a lost CAS.
+ */
+static void test_reap_during_stale_intent(void **state)
+{
+    (void)state;
+    reset_shared();
+    const char *name = th_name("kstale");
+    shmbus_bus *b = make_bus(name);
+    shmbus_client *me, *loser;
+    assert_int_equal(shmbus_join(b, RECV_ID, NULL, &me), 0);
+    assert_int_equal(shmbus_join(b, 3, NULL, &loser), 0);
+    struct job victim = {.bus = name,
+                         .id = 2,
+                         .dst = RECV_ID,
+                         .count = 2,
+                         .timeout_ms = 5000,
+                         .stop_point = SB_TP_RESERVED,
+                         .stop_hit = 2};
+    pid_t v = th_fork(sender_main, &victim);
+    assert_int_equal(wait_stopped(v, 5000), 0); /* #1 committed at 0, #2 reserved at 1 */
+    struct sb_intent *in = &loser->e->intent[0];
+    atomic_store(&in->mbox, RECV_ID);
+    atomic_store(&in->pos, 1);
+    atomic_store(&in->n, 1);
+    kill_and_wait(v);
+    assert_int_equal(shmbus_reap(b), 1); /* cleans client 2 while our intent covers 1 */
+    atomic_store(&in->n, 0);             /* the loser moves on and sends */
+    assert_int_equal(shmbus_send(loser, RECV_ID, "late", 4, 0, 0, 1000), 0);
+
+    uint32_t src, n;
+    assert_true(take_checked(me, 1000, &src, &n) >= 0);
+    assert_true(src == 2 && n == 1);
+    uint64_t t0 = th_now_ns();
+    char buf[MSG_SIZE];
+    struct shmbus_msg h;
+    int r = shmbus_recv(me, &h, buf, sizeof(buf), 3000);
+    if (r < 0)
+        fail_msg("receiver stuck behind the orphaned slot: %s", shmbus_strerror(r));
+    assert_int_equal(h.src, 3);
+    note_recovery(th_now_ns() - t0);
+    shmbus_leave(loser);
+    shmbus_leave(me);
+    shmbus_bus_close(b);
+    assert_int_equal(shmbus_bus_destroy(name), 0);
+}
+
 /* ---- SIGSTOP: slow is not dead ------------------------------------------------------------ */
 
 #define STOP_MS 2500 /* longer than any timeout in the library (250 ms slices, 1 s reaps) */
@@ -874,6 +927,7 @@ int main(void)
         cmocka_unit_test(test_kill_joining),
         cmocka_unit_test(test_kill_leaving),
         cmocka_unit_test(test_kill_cleaner),
+        cmocka_unit_test(test_reap_during_stale_intent),
         cmocka_unit_test(test_sigstop_sender),
         cmocka_unit_test(test_sigstop_receiver),
         cmocka_unit_test(test_kill_random),
