@@ -432,6 +432,7 @@ static void usage(FILE *f)
                "  socket, POSIX and System V message queues, ZeroMQ, iceoryx), in one run.\n"
                "  --quick   fewer iterations, under a minute\n"
                "  --json    one JSON document on stdout instead of the table\n"
+               "  --self-test  check the latency histogram and exit\n"
                "  progress goes to stderr\n");
 }
 
@@ -441,6 +442,7 @@ int sb_bench_main(int argc, char **argv)
         {"quick", no_argument, NULL, 'q'},
         {"json", no_argument, NULL, 'j'},
         {"help", no_argument, NULL, 'h'},
+        {"self-test", no_argument, NULL, 't'},
         {NULL, 0, NULL, 0},
     };
     static struct bench_run r;
@@ -458,6 +460,8 @@ int sb_bench_main(int argc, char **argv)
         case 'h':
             usage(stdout);
             return 0;
+        case 't':
+            return bench_hist_selftest(stdout) == 0 ? 0 : 1;
         default:
             usage(stderr);
             return 2;

@@ -80,3 +80,65 @@ uint64_t bench_hist_quantile(const struct bench_hist *h, double q)
     }
     return h->max;
 }
+
+/* ---- self-test (shmbus-bench --self-test, run by tests/test_bench_hist.sh) ---- */
+
+static int near(uint64_t got, uint64_t want, double rel)
+{
+    double d = (double)got - (double)want;
+    return (d < 0 ? -d : d) <= rel * (double)want + 1.0;
+}
+
+int bench_hist_selftest(FILE *out)
+{
+    static struct bench_hist h;
+    int bad = 0;
+    bench_hist_init(&h);
+    if (bench_hist_quantile(&h, 0.5) != 0) {
+        fprintf(out, "empty histogram: quantile is not 0\n");
+        bad++;
+    }
+    for (uint64_t v = 0; v < 64; v++)
+        bench_hist_add(&h, v);
+    if (bench_hist_quantile(&h, 0.5) != 31 || bench_hist_quantile(&h, 1.0) != 63) {
+        fprintf(out, "values below 64 are not exact\n");
+        bad++;
+    }
+    bench_hist_init(&h);
+    for (uint64_t v = 1; v <= 1000000; v++)
+        bench_hist_add(&h, v);
+    const double qs[] = {0.5, 0.9, 0.99, 0.999};
+    for (int i = 0; i < 4; i++) {
+        uint64_t want = (uint64_t)(qs[i] * 1e6), got = bench_hist_quantile(&h, qs[i]);
+        if (!near(got, want, 1.0 / 100)) {
+            fprintf(out, "uniform 1..1e6: q%g = %llu, want about %llu\n", qs[i],
+                    (unsigned long long)got, (unsigned long long)want);
+            bad++;
+        }
+    }
+    if (h.min != 1 || h.max != 1000000 || h.count != 1000000) {
+        fprintf(out, "uniform 1..1e6: min/max/count wrong\n");
+        bad++;
+    }
+    /* One value at a time, over 40 powers of two: the reported value is within 1/128. */
+    for (uint64_t v = 65; v < (1ull << 41); v = v * 3 / 2 + 7) {
+        bench_hist_init(&h);
+        bench_hist_add(&h, v);
+        bench_hist_add(&h, v);
+        bench_hist_add(&h, 2 * v);
+        uint64_t got = bench_hist_quantile(&h, 0.5);
+        if (!near(got, v, 1.0 / 128)) {
+            fprintf(out, "value %llu reported as %llu\n", (unsigned long long)v,
+                    (unsigned long long)got);
+            bad++;
+        }
+    }
+    bench_hist_init(&h);
+    bench_hist_add(&h, 1ull << 50); /* past the last bucket: clamped, max still exact */
+    if (bench_hist_quantile(&h, 0.5) != 1ull << 50) {
+        fprintf(out, "a value past the last bucket is not reported as itself\n");
+        bad++;
+    }
+    fprintf(out, "histogram self-test: %s\n", bad ? "FAILED" : "ok");
+    return bad ? -1 : 0;
+}

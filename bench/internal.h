@@ -54,6 +54,8 @@ void bench_hist_init(struct bench_hist *h);
 void bench_hist_add(struct bench_hist *h, uint64_t ns);
 /* The value at quantile q (0 < q <= 1), in ns; 0 for an empty histogram. */
 uint64_t bench_hist_quantile(const struct bench_hist *h, double q);
+/* Checks the histogram against known distributions; 0, or -1 after printing what is wrong. */
+int bench_hist_selftest(FILE *out);
 
 /* ---- transports ---- */
 
