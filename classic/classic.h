@@ -67,6 +67,7 @@ struct control {
     struct ctl_slot slot[4];   /* index = client number; slot[0] unused */
     _Atomic int holder;        /* pid holding semName, 0 if none (ours only; seed peers don't) */
     _Atomic int aborted;       /* 0; 1 while reason is being written; 2 when reason is set */
+    int32_t abort_status;      /* the exit status the others take: 3, or 128 + signal */
     char reason[CLASSIC_REASON_LEN];
 };
 
@@ -87,6 +88,7 @@ struct session {
     sem_t *sem[4];
     bool registered;
     bool holding; /* we hold semName */
+    bool note_ro; /* the key file opened read-only: no note (session.c) */
     pid_t pid;
     unsigned long long start;
 };
@@ -111,9 +113,9 @@ void session_print_names(const struct session *s);
 bool classic_alive(pid_t pid, unsigned long long start);
 unsigned long long classic_start_time(pid_t pid);
 int session_dead_peer(const struct session *s, pid_t *pid);
-void session_set_abort(struct session *s, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-bool session_aborted(const struct session *s, char *reason, size_t len);
+void session_set_abort(struct session *s, int status, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+int session_aborted(const struct session *s, char *reason, size_t len);
 void session_wake_all(struct session *s);
 
 #endif

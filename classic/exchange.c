@@ -216,17 +216,16 @@ static int check_stop(struct session *s)
 {
     int sig = stop_signal;
     if (sig) {
-        session_set_abort(s, "client %d (pid %d) was interrupted (SIG%s)", s->me, (int)s->pid,
-                          sigabbrev_np(sig));
+        session_set_abort(s, 128 + sig, "client %d (pid %d) was interrupted (SIG%s)", s->me,
+                          (int)s->pid, sigabbrev_np(sig));
         classic_say(s, "interrupted (SIG%s); stopping", sigabbrev_np(sig));
         return 128 + sig;
     }
     char why[CLASSIC_REASON_LEN];
-    if (session_aborted(s, why, sizeof(why))) {
+    int status = session_aborted(s, why, sizeof(why));
+    if (status)
         classic_say(s, "stopping: %s", why);
-        return CLASSIC_EXIT_PEER;
-    }
-    return 0;
+    return status;
 }
 
 static int check_peers(struct session *s)
@@ -237,7 +236,7 @@ static int check_peers(struct session *s)
         return 0;
     bool held = atomic_load_explicit(&s->ctl->holder, memory_order_relaxed) == pid;
     const char *how = held ? " holding semName" : "";
-    session_set_abort(s, "client %d (pid %d) died%s", n, (int)pid, how);
+    session_set_abort(s, CLASSIC_EXIT_PEER, "client %d (pid %d) died%s", n, (int)pid, how);
     classic_say(s, "client %d (pid %d) died%s; stopping", n, (int)pid, how);
     return CLASSIC_EXIT_PEER;
 }
@@ -299,8 +298,8 @@ static int wait_turn(struct session *s, int p)
         if (dest == s->me && got == p)
             return 0;
         if (dest == s->me) {
-            session_set_abort(s, "client %d expected message %d and found message %d", s->me, p,
-                              got);
+            session_set_abort(s, CLASSIC_EXIT_PEER,
+                              "client %d expected message %d and found message %d", s->me, p, got);
             classic_say(s, "protocol error: expected message %d, found message %d", p, got);
             return CLASSIC_EXIT_ERROR; /* session_leave() releases semName */
         }

@@ -182,8 +182,10 @@ void session_wake_all(struct session *s)
     }
 }
 
-/* First caller wins: its reason is the one everybody prints. */
-void session_set_abort(struct session *s, const char *fmt, ...)
+/* First caller wins: its reason is the one everybody prints, and its status (3, or 128 +
+ * signal when the run was interrupted, so that Ctrl-C ends every client with 130) the one
+ * everybody exits with. */
+void session_set_abort(struct session *s, int status, const char *fmt, ...)
 {
     int expected = 0;
     if (!atomic_compare_exchange_strong(&s->ctl->aborted, &expected, 1))
@@ -192,26 +194,31 @@ void session_set_abort(struct session *s, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(s->ctl->reason, sizeof(s->ctl->reason), fmt, ap);
     va_end(ap);
-    /* Pairs with the acquire in session_aborted(): the reason is complete once this is 2. */
+    s->ctl->abort_status = status;
+    /* Pairs with the acquire in session_aborted(): reason and status are complete at 2. */
     atomic_store_explicit(&s->ctl->aborted, 2, memory_order_release);
     session_wake_all(s);
 }
 
-bool session_aborted(const struct session *s, char *reason, size_t len)
+/* 0 if the run goes on; else the exit status to take, with the reason in `reason`. */
+int session_aborted(const struct session *s, char *reason, size_t len)
 {
     int a = atomic_load_explicit(&s->ctl->aborted, memory_order_acquire);
     if (a == 0)
-        return false;
-    if (a == 2) {
-        size_t n = strnlen(s->ctl->reason, sizeof(s->ctl->reason) - 1);
-        if (n >= len)
-            n = len - 1;
-        memcpy(reason, s->ctl->reason, n);
-        reason[n] = '\0';
-    } else {
+        return 0;
+    if (a != 2) {
         snprintf(reason, len, "another client is stopping the exchange");
+        return CLASSIC_EXIT_PEER;
     }
-    return true;
+    size_t n = strnlen(s->ctl->reason, sizeof(s->ctl->reason) - 1);
+    if (n >= len)
+        n = len - 1;
+    memcpy(reason, s->ctl->reason, n);
+    reason[n] = '\0';
+    int status = s->ctl->abort_status; /* hostile memory: only the statuses we write */
+    return status == 128 + SIGINT || status == 128 + SIGTERM || status == 128 + SIGHUP
+               ? status
+               : CLASSIC_EXIT_PEER;
 }
 
 /* ---- names ------------------------------------------------------------------------------- */
@@ -239,8 +246,13 @@ int session_init(struct session *s, bool create)
     if (create && make_dir(s) != 0)
         return CLASSIC_EXIT_ERROR;
     /* O_NOFOLLOW: a symlink planted at the key file's name is refused, not followed. */
-    int flags = O_RDONLY | O_CLOEXEC | O_NOFOLLOW | (create ? O_CREAT : 0);
+    int flags = O_RDWR | O_CLOEXEC | O_NOFOLLOW | (create ? O_CREAT : 0);
     s->lock_fd = open(s->keyfile, flags, s->mode);
+    if (s->lock_fd < 0 && errno == EACCES) {
+        /* Read-only (a group member's key file, say): fine, we just cannot leave a note. */
+        s->lock_fd = open(s->keyfile, (flags & ~O_RDWR) | O_RDONLY, s->mode);
+        s->note_ro = true;
+    }
     if (s->lock_fd < 0) {
         if (!create && errno == ENOENT)
             return 0;
@@ -336,6 +348,8 @@ static int sem_make(struct session *s, int n, bool exclusive)
     umask(old);
     if (s->sem[n] == SEM_FAILED) {
         s->sem[n] = NULL;
+        if (exclusive && n == 0 && err == EEXIST)
+            return -EEXIST; /* create_run() decides */
         return classic_fail(s, what("sem_open", "%s", s->sem_name[n]), err);
     }
     return 0;
@@ -374,10 +388,67 @@ static bool seed_client_uses(const struct shmid_ds *ds)
     return ds->shm_nattch > 0 || (ds->shm_lpid == 0 && classic_alive(ds->shm_cpid, 0));
 }
 
-/* Remove the run's objects (we hold the flock and no registered client is alive). */
+/* ---- the note in the key file ------------------------------------------------------------
+ * A start.sh run that stopped (a client died or was interrupted) leaves three lines in the
+ * key file: its run id, the exit status, the reason. A client of that same run that arrives
+ * after everything was removed (start.sh launched it before it learned of the failure) reads
+ * it and stops, instead of beginning the exchange again alone and waiting forever. A fresh
+ * run clears it. The key file is otherwise only a name for ftok(), so its bytes are free. */
+
+static int note_write(struct session *s, int status, const char *reason)
+{
+    if (!s->run[0] || s->note_ro)
+        return 0;
+    char buf[CLASSIC_RUN_LEN + CLASSIC_REASON_LEN + 16];
+    int n = snprintf(buf, sizeof(buf), "%s\n%d\n%s\n", s->run, status, reason);
+    if (n >= (int)sizeof(buf))
+        n = (int)sizeof(buf) - 1;
+    if (ftruncate(s->lock_fd, 0) != 0 || pwrite(s->lock_fd, buf, (size_t)n, 0) != n)
+        return classic_fail(s, what("write", "%s", s->keyfile), errno);
+    return 0;
+}
+
+static int note_clear(struct session *s)
+{
+    if (s->note_ro || ftruncate(s->lock_fd, 0) == 0)
+        return 0;
+    return classic_fail(s, what("ftruncate", "%s", s->keyfile), errno);
+}
+
+/* The exit status our run's note gives, and its reason; 0 if there is none for our run. */
+static int note_read(struct session *s, char *reason, size_t len)
+{
+    char buf[CLASSIC_RUN_LEN + CLASSIC_REASON_LEN + 16];
+    if (!s->run[0])
+        return 0;
+    ssize_t n = pread(s->lock_fd, buf, sizeof(buf) - 1, 0);
+    if (n <= 0)
+        return 0; /* empty, or unreadable: no note */
+    buf[n] = '\0';
+    char *status = strchr(buf, '\n');
+    char *why = status ? strchr(status + 1, '\n') : NULL;
+    if (!why)
+        return 0;
+    *status++ = '\0';
+    *why++ = '\0';
+    if (strcmp(buf, s->run) != 0)
+        return 0;
+    why[strcspn(why, "\n")] = '\0';
+    snprintf(reason, len, "%s", why);
+    int st = atoi(status);
+    return st > 0 && st < 256 ? st : CLASSIC_EXIT_PEER;
+}
+
+/* Remove the run's objects (we hold the flock and no registered client is alive); if the
+ * run was stopped, leave the note that tells its latecomers. */
 static int remove_all(struct session *s)
 {
-    int rc = shm_remove(s, s->ctl_id);
+    int rc = 0;
+    char why[CLASSIC_REASON_LEN];
+    int stopped = s->ctl ? session_aborted(s, why, sizeof(why)) : 0;
+    if (stopped)
+        rc |= note_write(s, stopped, why);
+    rc |= shm_remove(s, s->ctl_id);
     s->ctl_id = -1;
     struct shmid_ds ds;
     int id = shmget(s->mem_key, 0, 0);
@@ -416,8 +487,16 @@ static int enter(struct session *s)
  * too, unless a seed client is using them. */
 static int create_run(struct session *s)
 {
+    char why[CLASSIC_REASON_LEN];
+    int rc = note_read(s, why, sizeof(why));
+    if (rc) {
+        classic_say(s, "stopping: %s", why);
+        return rc;
+    }
+    rc = note_clear(s);
     struct shmid_ds ds;
-    int rc = shm_inspect(s, s->mem_key, sizeof(struct Memory), &s->mem_id, &ds);
+    if (!rc)
+        rc = shm_inspect(s, s->mem_key, sizeof(struct Memory), &s->mem_id, &ds);
     if (rc)
         return rc;
     bool keep = s->mem_id >= 0 && seed_client_uses(&ds);
@@ -436,19 +515,32 @@ static int create_run(struct session *s)
     if (rc)
         return rc;
     ctl_init(s);
-    if (keep) {
+    if (!keep) {
+        s->mem_id = shmget(s->mem_key, sizeof(struct Memory), IPC_CREAT | IPC_EXCL | (int)s->mode);
+        if (s->mem_id < 0 && errno != EEXIST)
+            return classic_fail(s, what("shmget", "key 0x%08x", (unsigned)s->mem_key), errno);
+        /* EEXIST: a seed client (it takes no lock) has made it since we looked: share it. */
+        keep = s->mem_id < 0;
+        if (keep && (rc = shm_inspect(s, s->mem_key, sizeof(struct Memory), &s->mem_id, &ds)))
+            return rc;
+    }
+    if (keep && s->mem_id >= 0) {
         /* A seed client made it 0666; we own it, so close it to other users. */
         ds.shm_perm.mode = (ds.shm_perm.mode & ~0777u) | s->mode;
         if (shmctl(s->mem_id, IPC_SET, &ds) != 0)
             return classic_fail(s, what("shmctl", "%d, IPC_SET", s->mem_id), errno);
-    } else {
-        /* Created at 0: see exchange.c, "the exchange opens". */
-        s->mem_id = shmget(s->mem_key, sizeof(struct Memory), IPC_CREAT | IPC_EXCL | (int)s->mode);
-        if (s->mem_id < 0)
-            return classic_fail(s, what("shmget", "key 0x%08x", (unsigned)s->mem_key), errno);
     }
-    for (int n = 0; n <= 3 && !rc; n++)
-        rc = sem_make(s, n, n > 0 || !keep);
+    for (int n = 1; n <= 3 && !rc; n++)
+        rc = sem_make(s, n, true);
+    /* semName is created at 0 (exchange.c says why): fresh, unless a seed client is at work.
+     * One that has created it since we removed the stale one wins (EEXIST): it makes it at 0
+     * too. Left open: a seed client that opened a stale semName in the instant between our
+     * look at the segment and the sem_unlink above would keep an orphan; that takes a dead
+     * run's leftovers and a seed client starting at that very moment. */
+    if (!rc)
+        rc = sem_make(s, 0, !keep);
+    if (rc == -EEXIST)
+        rc = sem_make(s, 0, false);
     return rc ? rc : enter(s);
 }
 
@@ -502,6 +594,7 @@ static enum verdict judge_run(struct session *s, int *rc)
     if (!live && same && s->run[0] && dead) {
         classic_say(s, "client %d (pid %d) of this exchange died before we joined; cleaning up",
                     dead, (int)dead_pid);
+        session_set_abort(s, CLASSIC_EXIT_PEER, "client %d (pid %d) died", dead, (int)dead_pid);
         *rc = remove_all(s) ? CLASSIC_EXIT_ERROR : CLASSIC_EXIT_PEER;
         return STOP;
     }
@@ -522,13 +615,13 @@ static enum verdict judge_run(struct session *s, int *rc)
                     (int)mine.pid);
         return STOP;
     }
-    *rc = CLASSIC_EXIT_PEER;
-    if (session_aborted(s, why, sizeof(why))) {
+    if ((*rc = session_aborted(s, why, sizeof(why))) != 0) {
         classic_say(s, "stopping: %s", why);
         return STOP;
     }
+    *rc = CLASSIC_EXIT_PEER;
     if (dead) {
-        session_set_abort(s, "client %d (pid %d) died", dead, (int)dead_pid);
+        session_set_abort(s, CLASSIC_EXIT_PEER, "client %d (pid %d) died", dead, (int)dead_pid);
         classic_say(s, "client %d (pid %d) died; stopping", dead, (int)dead_pid);
         return STOP;
     }
@@ -629,8 +722,10 @@ static int abort_locked(struct session *s, const char *reason)
 {
     struct shmid_ds ds;
     int rc = shm_inspect(s, s->ctl_key, sizeof(struct control), &s->ctl_id, &ds);
-    if (rc || s->ctl_id < 0)
+    if (rc)
         return rc;
+    if (s->ctl_id < 0)
+        return note_write(s, CLASSIC_EXIT_PEER, reason); /* for a client still on its way */
     rc = attach(s, s->ctl_id, (void **)&s->ctl);
     if (rc)
         return rc;
@@ -647,7 +742,7 @@ static int abort_locked(struct session *s, const char *reason)
     /* Name the semaphore if the dead client held it: that is what stopped its peers. */
     pid_t holder = atomic_load_explicit(&s->ctl->holder, memory_order_relaxed);
     bool held = holder > 0 && !classic_alive(holder, 0);
-    session_set_abort(s, "%s%s", reason, held ? ", holding semName" : "");
+    session_set_abort(s, CLASSIC_EXIT_PEER, "%s%s", reason, held ? ", holding semName" : "");
     return others_alive(s) ? 0 : remove_all(s);
 }
 

@@ -72,7 +72,15 @@ reap() { # PID STATUS
     echo "start.sh: client$n (pid $pid) $why" >&2
     [ "$status" -eq 0 ] && status=$rc
     stopping=1
-    "$dir/client$n" --abort "client $n (pid $pid) $why" || true
+    # Tell the peers with one of our clients; a stand-in that knows no --abort (a seed-only
+    # client in the interop test) would take the option for a client number, or ignore it.
+    local m
+    for m in 1 2 3; do
+        if grep -qa -- "--abort WHY" "$dir/client$m"; then
+            "$dir/client$m" --abort "client $n (pid $pid) $why" || true
+            break
+        fi
+    done
 }
 
 # Wait until a child ends (or a signal's trap has run), then reap every client that has
@@ -100,6 +108,12 @@ wait_one() {
     fi
 }
 
+# A script's background jobs start with SIGINT ignored, so a SIGINT arriving before a client
+# has installed its handler would be lost, and that client would wait on alone: start the
+# clients with SIGINT at its default (env execs them, keeping the pid).
+sigdefault=()
+env --default-signal=INT true 2>/dev/null && sigdefault=(env --default-signal=INT)
+
 first=1
 for n in $order; do
     if [ $first -eq 0 ] && [ "$delay" != 0 ]; then
@@ -111,7 +125,7 @@ for n in $order; do
     fi
     first=0
     [ $stopping -eq 1 ] && break
-    $wrapper "$dir/client$n" &
+    "${sigdefault[@]}" $wrapper "$dir/client$n" &
     client_of[$!]=$n
 done
 if [ -n "$sleeper" ]; then

@@ -51,11 +51,15 @@ assert_clean() {
     [ -z "$left" ] || fail "left behind after $1: $left"
 }
 
-bg_groups=()
+bg_groups=() # process groups (start.sh sessions) to kill at exit
+bg_pids=()   # single processes to kill at exit
 classic_cleanup() {
     local g s id
     for g in "${bg_groups[@]}"; do
         kill -9 -- "-$g" 2>/dev/null
+    done
+    for g in "${bg_pids[@]}"; do
+        kill -9 "$g" 2>/dev/null
     done
     for id in $(ipcs -m | awk -v a="$memkey" -v b="$ctlkey" '$1 == a || $1 == b { print $2 }'); do
         ipcrm -m "$id" 2>/dev/null
@@ -128,8 +132,10 @@ wait_exit() { # PID SECS
 }
 
 # The pid of clientN started by the start.sh with pid SP ("" if not (yet) running).
+# Matched on the command line, so a client run under valgrind (CLIENT_WRAPPER) is found too.
 client_pid() { # SP N
-    ps -o pid=,comm= --ppid "$1" | awk -v c="client$2" '$2 == c { print $1 }'
+    ps -o pid=,args= --ppid "$1" |
+        awk -v c="client$2" '{ for (i = 2; i <= NF; i++) if ($i ~ "(^|/)" c "$") { print $1; next } }'
 }
 
 # The pid of clientN of start.sh SP once it runs; nothing if start.sh ends first.

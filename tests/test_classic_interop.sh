@@ -25,7 +25,7 @@ for role in 1 2 3; do
         t0=$(now_ms)
         (cd "$CLASSIC_DIR" && CLIENT_DIR=$bin START_DELAY=0 START_ORDER=$order \
             timeout 60 "$START") >"$out" 2>&1 ||
-            fail "seed client as client $role (order $order): exit $?: $(tail -5 "$out")"
+            fail "seed client as client $role (order $order): exit $?: $(grep -v "^Client\|^This" "$out")"
         assert_exchange "$out"
         assert_clean "a run with the seed client as client $role"
         echo "ok: seed client as client $role, order $order: exchange complete in $(($(now_ms) - t0)) ms"

@@ -113,3 +113,32 @@ assert_exchange "$out"
 assert_clean "the first exchange"
 echo "ok: a second start.sh refused (exit 4), the live exchange then completed undisturbed"
 echo "slowest stop after a kill: $slowest ms"
+
+# 5. A latecomer of a stopped run: start.sh may launch a client just before it learns that
+#    another died, after the survivors have already removed everything. The late client must
+#    stop (the key file's note tells it), not begin the exchange again and wait forever.
+export CLASSIC_RUN=late-$$
+"$CLASSIC_BIN/client3" >"$TEST_TMPDIR/late3.out" 2>&1 &
+c3=$!
+CLASSIC_TEST_STOP_AT=0 "$CLASSIC_BIN/client1" >"$TEST_TMPDIR/late1.out" 2>&1 &
+c1=$!
+bg_pids+=("$c3" "$c1")
+deadline=$(($(now_ms) + 10000))
+until [ "$(ps -o stat= -p "$c1" | cut -c1)" = T ]; do
+    [ "$(now_ms)" -lt "$deadline" ] || fail "client 1 never stopped at message 0"
+    sleep 0.01
+done
+kill -9 "$c1"
+wait_exit "$c3" 10
+rc=$?
+[ "$rc" = 3 ] || fail "client 3 exited $rc after client 1 died: $(cat "$TEST_TMPDIR/late3.out")"
+assert_clean "client 3 alone after client 1 died"
+timeout 10 "$CLASSIC_BIN/client2" >"$TEST_TMPDIR/late2.out" 2>&1
+rc=$?
+[ "$rc" = 3 ] || fail "the latecomer exited $rc, not 3: $(cat "$TEST_TMPDIR/late2.out")"
+grep -q "^client2: stopping: client 1 (pid $c1) died holding semName$" "$TEST_TMPDIR/late2.out" ||
+    fail "the latecomer did not say why: $(cat "$TEST_TMPDIR/late2.out")"
+assert_clean "the latecomer"
+unset CLASSIC_RUN
+fresh_run "a stopped run's latecomer"
+echo "ok: a client arriving after its run stopped says why and exits 3, at once"
