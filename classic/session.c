@@ -19,7 +19,8 @@
  *   not attached yet (shm_lpid == 0, creator alive). Such a segment and semName are kept,
  *   never replaced, and are left for that client to remove when it is the last one attached.
  * - The last registered client out removes everything: both segments, semName, the turn
- *   semaphores. The key file stays: it is only a name for ftok(), as in the seed.
+ *   semaphores. The key file stays: it is a name for ftok(), as in the seed, and holds at
+ *   most a note that a start.sh run stopped, for that run's latecomers (see note_write()).
  */
 #include "classic.h"
 
