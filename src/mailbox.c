@@ -75,7 +75,7 @@ static void intent_put(shmbus_client *c, unsigned i)
 
 /*
  * Reserve up to `want` consecutive positions in mailbox `mb` (client `dst`). Returns how many
- * (>= 1) with the first in *pos, or -EAGAIN when the mailbox is full.
+ * (>= 1) with the first in *pos, -EAGAIN when the mailbox is full, or -EBADMSG.
  */
 static int reserve(shmbus_bus *b, struct sb_mbox *mb, uint32_t dst, struct sb_intent *in,
                    uint32_t want, uint64_t *pos)
@@ -92,8 +92,16 @@ static int reserve(shmbus_bus *b, struct sb_mbox *mb, uint32_t dst, struct sb_in
             return -EAGAIN; /* the slot still holds position t - slots: full */
         }
         if (d > 0) {
-            t = atomic_load_explicit(&mb->tail, memory_order_relaxed);
-            continue; /* another producer took t */
+            /* Another producer took t, so tail has moved past it: its CAS happens-before
+             * the store of seq we just acquired. A tail still at t means a seq no producer
+             * wrote: the segment is corrupt, and looping would spin for ever. */
+            uint64_t t2 = atomic_load_explicit(&mb->tail, memory_order_relaxed);
+            if (t2 == t) {
+                atomic_store_explicit(&in->n, 0, memory_order_relaxed);
+                return -EBADMSG;
+            }
+            t = t2;
+            continue;
         }
         uint32_t k = 1;
         while (k < want && k < slots &&
@@ -235,6 +243,10 @@ static int reserve_wait(shmbus_client *c, uint32_t dst, uint32_t gen, uint32_t w
         int k = reserve(b, mb, dst, in, want, pos);
         if (k > 0) {
             *ii = i;
+            return k;
+        }
+        if (k != -EAGAIN) {
+            intent_put(c, i);
             return k;
         }
         if ((flags & SHMBUS_NONBLOCK) || deadline == 0) {
