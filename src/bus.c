@@ -248,6 +248,8 @@ static int wait_ready(int shmid, uint8_t *base, const struct shmid_ds *ds)
             return -ENOENT;
         if (h->magic != 0 && h->magic != SB_MAGIC)
             return -EPROTO;
+        if (st != SB_BUS_INIT)
+            return -EBADMSG; /* no creator writes this: do not wait a second for it */
         if (!sb__proc_alive(ds->shm_cpid, 0))
             return -ESTALE;
         if (sb__now_ns() > deadline)
