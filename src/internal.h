@@ -266,6 +266,16 @@ static inline void sb__tp(int where)
         sb__test_point(where);
 }
 
+/* Post sem once for each of w waiters, w as read from the segment: a scribbled count must
+ * not keep us posting for billions of rounds. A waiting sender holds one of its client's
+ * intent records, so there are never more than max_clients * SB_INTENTS of them. */
+static inline void sb__post_waiters(const shmbus_bus *b, sem_t *sem, uint32_t w)
+{
+    uint64_t most = (uint64_t)b->lay.max_clients * SB_INTENTS;
+    for (uint64_t k = 0; k < w && k < most; k++)
+        sem_post(sem);
+}
+
 /* mailbox.c */
 int sb__mbox_skip_dead(shmbus_bus *b, uint32_t mbox_id, uint64_t pos);
 uint64_t sb__mbox_drain(shmbus_bus *b, struct sb_mbox *mb);

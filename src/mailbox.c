@@ -500,8 +500,7 @@ static void wake_producers(shmbus_bus *b, struct sb_mbox *mb, uint64_t head)
     if (tail - head > b->lay.slots / 2)
         return;
     uint32_t w = atomic_exchange_explicit(&mb->space_waiters, 0, memory_order_relaxed);
-    while (w-- > 0)
-        sem_post(&mb->space_sem);
+    sb__post_waiters(b, &mb->space_sem, w);
 }
 
 /* Give slot `pos` back to the producers. */

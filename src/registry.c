@@ -69,8 +69,7 @@ static int cleanup_entry(shmbus_bus *b, uint32_t id)
     atomic_store_explicit(&e->state, SB_ST(SB_FREE, SB_ST_GEN(s), 0), memory_order_release);
     /* Senders blocked on the full mailbox re-check the state when woken. */
     uint32_t w = atomic_exchange_explicit(&mb->space_waiters, 0, memory_order_acq_rel);
-    while (w-- > 0)
-        sem_post(&mb->space_sem);
+    sb__post_waiters(b, &mb->space_sem, w);
     if (atomic_load_explicit(&e->ack_waiting, memory_order_relaxed))
         sem_post(&e->ack_sem);
     return 1;
@@ -287,8 +286,7 @@ void shmbus_leave(shmbus_client *c)
         /* Pairs with the acquire in try_claim() and sb__dest_state(). */
         atomic_store_explicit(&e->state, SB_ST(SB_FREE, c->gen, 0), memory_order_release);
         uint32_t w = atomic_exchange_explicit(&c->mb->space_waiters, 0, memory_order_acq_rel);
-        while (w-- > 0)
-            sem_post(&c->mb->space_sem);
+        sb__post_waiters(b, &c->mb->space_sem, w);
     }
     free(c);
 }
