@@ -8,9 +8,9 @@
  * - The walk goes round by round over all rows (a row's rounds are spread over the whole run,
  *   and each figure is the row's best round), so no row alone profits from a quiet moment.
  *   iceoryx's daemon is started for the first iceoryx measurement and stopped after the last.
- * - Whatever the run creates (System V queues, children, RouDi, a private directory) is
- *   tracked here; a SIGINT/SIGTERM/SIGHUP removes or stops it before the process dies, and the
- *   normal path removes it as it goes.
+ * - The children and RouDi are tracked here. A SIGINT/SIGTERM/SIGHUP kills them, stops the
+ *   walk, and lets the ordinary teardown remove everything the run made (queues, buses, RouDi's
+ *   files, the private directory) before the signal is raised again.
  */
 #include "bench.h"
 #include "harness.h"
@@ -46,14 +46,13 @@ static const int scale_clients[] = {3, 16, 64};
 /* ---- cleanup on a signal ---- */
 
 #define TRACK_MAX 32
-static volatile sig_atomic_t tracked_msq[TRACK_MAX];
 static volatile sig_atomic_t tracked_pid[TRACK_MAX];
 
 static void track(volatile sig_atomic_t *set, int v)
 {
     for (int i = 0; i < TRACK_MAX; i++)
         if (set[i] == 0) {
-            set[i] = v + 1; /* 0 means free; msq ids can be 0 */
+            set[i] = v + 1; /* 0 means a free entry */
             return;
         }
 }
@@ -65,14 +64,6 @@ static void forget(volatile sig_atomic_t *set, int v)
             set[i] = 0;
 }
 
-void bench_track_msq(int id)
-{
-    track(tracked_msq, id);
-}
-void bench_forget_msq(int id)
-{
-    forget(tracked_msq, id);
-}
 void bench_track_pid(int pid)
 {
     track(tracked_pid, pid);
@@ -82,18 +73,20 @@ void bench_forget_pid(int pid)
     forget(tracked_pid, pid);
 }
 
-/* Async-signal-safe: kill(2) and msgctl(2) only. RouDi gets SIGTERM, on which it removes its
- * own shared memory; the measuring children get SIGKILL. */
+/* The signal that interrupted the run, 0 if none. */
+static volatile sig_atomic_t interrupted;
+
+/* Async-signal-safe: kill(2) only. The children die (RouDi takes SIGTERM and removes its own
+ * shared memory), so whatever the main loop waits for returns; it then sees `interrupted`,
+ * stops measuring and runs the ordinary teardown (queues, buses, RouDi's files, the private
+ * directory) before the signal is raised again with its default action. SA_RESETHAND: a
+ * second ^C kills at once. */
 static void on_signal(int sig)
 {
-    for (int i = 0; i < TRACK_MAX; i++) {
+    interrupted = sig;
+    for (int i = 0; i < TRACK_MAX; i++)
         if (tracked_pid[i])
             kill((pid_t)(tracked_pid[i] - 1), SIGTERM);
-        if (tracked_msq[i])
-            msgctl((int)(tracked_msq[i] - 1), IPC_RMID, NULL);
-    }
-    signal(sig, SIG_DFL);
-    raise(sig);
 }
 
 /* ---- machine facts ---- */
@@ -373,21 +366,25 @@ static int count_steps(struct bench_run *r)
 /* Round by round over all rows, so that each row's rounds are spread over the whole run. */
 static void walk(struct bench_run *r)
 {
-    for (int round = 0; round < r->rounds; round++) {
-        for (int i = 0; bench_rows[i]; i++) {
+    for (int round = 0; round < r->rounds && !interrupted; round++) {
+        for (int i = 0; bench_rows[i] && !interrupted; i++) {
             const struct bench_transport *t = bench_rows[i];
             char why[BENCH_WHY_LEN];
             const char *skip = row_skip(t, why, sizeof(why));
             struct bench_rec *recs[8];
             int n = row_plan(r, t, round, recs);
-            for (int k = 0; k < n; k++)
+            for (int k = 0; k < n && !interrupted; k++)
                 if (recs[k])
                     measure(r, recs[k], skip, round);
         }
     }
     bench_roudi_stop();
     roudi_started = 0;
+    if (interrupted)
+        return;
     bench_measure_scale(r, scale_clients, 3, progress);
+    if (interrupted)
+        return;
     progress("classic exchange");
     bench_measure_classic(r);
 }
@@ -486,6 +483,8 @@ int sb_bench_main(int argc, char **argv)
     struct sigaction sa;
     memset(&sa, 0, sizeof(sa));
     sa.sa_handler = on_signal;
+    sa.sa_flags = SA_RESETHAND;
+    interrupted = 0;
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGHUP, &sa, NULL);
@@ -500,6 +499,11 @@ int sb_bench_main(int argc, char **argv)
     signal(SIGINT, SIG_DFL);
     signal(SIGTERM, SIG_DFL);
     signal(SIGHUP, SIG_DFL);
+    if (interrupted) {
+        fprintf(stderr, "shmbus: bench: interrupted; everything it made is removed\n");
+        raise(interrupted);
+        return 128 + interrupted;
+    }
 
     if (r.json)
         bench_report_json(stdout, &r);

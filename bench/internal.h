@@ -131,10 +131,8 @@ const char *bench_shmbus_unavailable(void);
 
 /* ---- cleanup on a signal (bench.c) ---- */
 
-/* Remember a System V message queue / a pid / a path so that an interrupted run still removes
- * or stops it. forget() when it is gone. */
-void bench_track_msq(int id);
-void bench_forget_msq(int id);
+/* Remember a child or RouDi so that a signal can stop it (see bench.c); forget() it once it
+ * has been waited for. */
 void bench_track_pid(int pid);
 void bench_forget_pid(int pid);
 

@@ -6,8 +6,8 @@
  * Design notes
  * - Everything a pair of children shares is made in the parent before the fork and inherited:
  *   pipes, a socketpair, message-queue descriptors. POSIX queues are unlinked the moment they
- *   are open, and System V queues are tracked for removal on a signal, so an interrupted run
- *   leaves nothing in /dev/mqueue or `ipcs -q`.
+ *   are open; a System V queue is removed by teardown(), which runs even when the run is
+ *   interrupted (bench.c), so nothing is left in /dev/mqueue or `ipcs -q`.
  * - Fan-in shares one sending end among the eight producers: a pipe write of 64 bytes is atomic
  *   (under PIPE_BUF), a SOCK_SEQPACKET send is one record, a queue message is one message.
  * - Sizes a peer cannot carry with the system's own limits (kernel.msgmax for System V queues,
@@ -379,7 +379,6 @@ static int msq_setup(struct bench_chan **chp, size_t size, int nprod, int stream
         free(ch);
         return rc;
     }
-    bench_track_msq(ch->msq);
     *chp = ch;
     return 0;
 }
@@ -387,7 +386,6 @@ static int msq_setup(struct bench_chan **chp, size_t size, int nprod, int stream
 static void msq_teardown(struct bench_chan *ch)
 {
     msgctl(ch->msq, IPC_RMID, NULL);
-    bench_forget_msq(ch->msq);
     free(ch);
 }
 
