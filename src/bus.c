@@ -168,11 +168,10 @@ static int init_segment(uint8_t *base, const struct sb_layout *lay, const char *
     shmbus_bus tmp = {.hdr = h, .base = base, .lay = *lay};
     for (uint32_t id = 1; id <= lay->max_clients; id++) {
         struct sb_entry *e = sb__entry(&tmp, id);
-        if (sem_init(&e->ack_sem, 1, 0) != 0)
-            return -errno;
+        sb__sem_init(&e->ack_sem);
         struct sb_mbox *mb = sb__mbox(&tmp, id);
-        if (sem_init(&mb->data_sem, 1, 0) != 0 || sem_init(&mb->space_sem, 1, 0) != 0)
-            return -errno;
+        sb__sem_init(&mb->data_sem);
+        sb__sem_init(&mb->space_sem);
         /* Slot i starts free for position i (see internal.h). */
         for (uint64_t pos = 0; pos < lay->slots; pos++)
             atomic_store_explicit(&sb__slot(&tmp, mb, pos)->seq, pos, memory_order_relaxed);
@@ -432,9 +431,9 @@ int shmbus_bus_destroy(const char *name)
         /* Wake every sleeper so it sees DESTROYED now rather than at its next slice. */
         struct sb_mbox *mb = sb__mbox(&tmp, id);
         if (atomic_load_explicit(&mb->sleeping, memory_order_relaxed))
-            sem_post(&mb->data_sem);
+            sb__sem_post(&mb->data_sem);
         if (atomic_load_explicit(&mb->space_waiters, memory_order_relaxed))
-            sem_post(&mb->space_sem);
+            sb__sem_post(&mb->space_sem);
     }
     shmdt(b.base);
     if (shmctl(b.shmid, IPC_RMID, NULL) != 0)

@@ -103,6 +103,17 @@ struct sb_intent {
     _Atomic uint32_t n;    /* 0: no reservation outstanding */
 };
 
+/*
+ * A counting semaphore in the segment, only to sleep and wake (sem.c). Not glibc's sem_t,
+ * which aborts the process when a peer has scribbled over it. The size of a sem_t, with the
+ * value then the waiters as glibc keeps them, so the layout is the same.
+ */
+struct sb_sem {
+    _Atomic uint32_t value;   /* posts not yet taken */
+    _Atomic uint32_t waiters; /* threads asleep (or about to be) */
+    uint8_t pad[sizeof(sem_t) - 8];
+};
+
 struct sb_entry {
     /* Identity: written by the owner while JOINING, read by everyone. */
     _Alignas(SB_LINE) _Atomic uint64_t state;
@@ -126,7 +137,7 @@ struct sb_entry {
     /* Acknowledgements: written by receivers of this client's ACK messages. */
     _Alignas(SB_LINE) _Atomic uint64_t ack_seq;
     _Atomic uint32_t ack_waiting;
-    sem_t ack_sem;
+    struct sb_sem ack_sem;
 
     _Alignas(SB_LINE) _Atomic uint64_t lat_hist[SHMBUS_LAT_BUCKETS];
 };
@@ -141,8 +152,8 @@ struct sb_mbox {
     _Alignas(SB_LINE) _Atomic uint32_t sleeping; /* the consumer is (about to be) asleep */
     /* Blocked producers. */
     _Alignas(SB_LINE) _Atomic uint32_t space_waiters;
-    sem_t data_sem;  /* posted by a producer that finds the consumer asleep */
-    sem_t space_sem; /* posted by the consumer for producers waiting for room */
+    struct sb_sem data_sem;  /* posted by a producer that finds the consumer asleep */
+    struct sb_sem space_sem; /* posted by the consumer for producers waiting for room */
 };
 
 struct sb_slot {
@@ -237,6 +248,11 @@ static inline bool sb__destroyed(const shmbus_bus *b)
 /* bus.c */
 int sb__bus_key_status(const char *name, char *path, size_t size, int *shmid);
 
+/* sem.c */
+void sb__sem_init(struct sb_sem *s);
+void sb__sem_post(struct sb_sem *s);
+int sb__sem_wait_until(struct sb_sem *s, const struct timespec *abs_monotonic); /* or -ETIMEDOUT */
+
 /* proc.c */
 uint64_t sb__proc_start_time(pid_t pid); /* 0 if unknown or gone */
 bool sb__proc_alive(pid_t pid, uint64_t start_time);
@@ -269,11 +285,11 @@ static inline void sb__tp(int where)
 /* Post sem once for each of w waiters, w as read from the segment: a scribbled count must
  * not keep us posting for billions of rounds. A waiting sender holds one of its client's
  * intent records, so there are never more than max_clients * SB_INTENTS of them. */
-static inline void sb__post_waiters(const shmbus_bus *b, sem_t *sem, uint32_t w)
+static inline void sb__post_waiters(const shmbus_bus *b, struct sb_sem *sem, uint32_t w)
 {
     uint64_t most = (uint64_t)b->lay.max_clients * SB_INTENTS;
     for (uint64_t k = 0; k < w && k < most; k++)
-        sem_post(sem);
+        sb__sem_post(sem);
 }
 
 /* mailbox.c */

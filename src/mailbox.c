@@ -147,7 +147,7 @@ static void wake_consumer(struct sb_mbox *mb)
     sb__full_fence();
     if (atomic_load_explicit(&mb->sleeping, memory_order_relaxed) &&
         atomic_exchange_explicit(&mb->sleeping, 0, memory_order_relaxed))
-        sem_post(&mb->data_sem);
+        sb__sem_post(&mb->data_sem);
 }
 
 static void deadline_of(int timeout_ms, uint64_t *deadline)
@@ -156,7 +156,7 @@ static void deadline_of(int timeout_ms, uint64_t *deadline)
 }
 
 /* Sleep on sem until it is posted, the deadline, or one slice. 0 if posted, else -ETIMEDOUT. */
-static int sem_wait_slice(sem_t *sem, uint64_t deadline)
+static int sem_wait_slice(struct sb_sem *sem, uint64_t deadline)
 {
     uint64_t now = sb__now_ns();
     uint64_t slice = (uint64_t)SB_SLICE_MS * 1000000ull;
@@ -165,12 +165,7 @@ static int sem_wait_slice(sem_t *sem, uint64_t deadline)
         wait = slice;
     struct timespec ts;
     sb__abs_deadline(&ts, wait);
-    for (;;) {
-        if (sem_clockwait(sem, CLOCK_MONOTONIC, &ts) == 0)
-            return 0;
-        if (errno != EINTR)
-            return -ETIMEDOUT;
-    }
+    return sb__sem_wait_until(sem, &ts);
 }
 
 /* Is destination dst (generation gen) still the client we are sending to? */
@@ -528,7 +523,7 @@ static void ack_sender(shmbus_bus *b, uint32_t src, uint32_t src_gen, uint64_t s
     sb__full_fence();
     if (atomic_load_explicit(&e->ack_waiting, memory_order_relaxed) &&
         atomic_exchange_explicit(&e->ack_waiting, 0, memory_order_relaxed))
-        sem_post(&e->ack_sem);
+        sb__sem_post(&e->ack_sem);
 }
 
 static void add_counter(_Atomic uint64_t *ctr, uint64_t n)

@@ -71,7 +71,7 @@ static int cleanup_entry(shmbus_bus *b, uint32_t id)
     uint32_t w = atomic_exchange_explicit(&mb->space_waiters, 0, memory_order_acq_rel);
     sb__post_waiters(b, &mb->space_sem, w);
     if (atomic_load_explicit(&e->ack_waiting, memory_order_relaxed))
-        sem_post(&e->ack_sem);
+        sb__sem_post(&e->ack_sem);
     return 1;
 }
 

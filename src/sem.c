@@ -1,0 +1,69 @@
+/*
+ * sem.c - sleeping and waking on a word of the segment (struct sb_sem).
+ *
+ * Design notes
+ * ------------
+ * The mailboxes and acknowledgements need a process-shared counting semaphore that lives in
+ * the segment. glibc's sem_t would do, except that the segment is hostile memory: when a
+ * peer scribbles over a sem_t's private field, glibc's sem_post() makes a futex call the
+ * kernel refuses and then aborts the whole process (futex_fatal_error), which the segment
+ * fuzzer (tests/fuzz_segment.c) showed. Here the futex calls are made directly: on a
+ * scribbled word they fail or return early, and every caller looks again after waking.
+ *
+ * value counts posts not yet taken; waiters counts threads (about to be) asleep, so that a
+ * post makes a system call only when someone sleeps. The two sides form a Dekker pair: the
+ * poster adds to value, fences, reads waiters; the waiter adds to waiters, fences, reads
+ * value, and the kernel's FUTEX_WAIT re-checks value == 0 atomically before sleeping.
+ * A process that dies asleep leaves waiters one too high: posts then make a needless
+ * FUTEX_WAKE, nothing worse.
+ */
+#include <errno.h>
+#include <linux/futex.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+void sb__sem_init(struct sb_sem *s)
+{
+    memset(s, 0, sizeof(*s));
+}
+
+void sb__sem_post(struct sb_sem *s)
+{
+    /* Release: pairs with the acquire CAS in sb__sem_wait_until(). */
+    atomic_fetch_add_explicit(&s->value, 1, memory_order_release);
+    /* Dekker pair with the waiter's add to waiters + fence in sb__sem_wait_until(). */
+    sb__full_fence();
+    if (atomic_load_explicit(&s->waiters, memory_order_relaxed) != 0)
+        syscall(SYS_futex, &s->value, FUTEX_WAKE, 1, NULL, NULL, 0);
+}
+
+int sb__sem_wait_until(struct sb_sem *s, const struct timespec *abs_monotonic)
+{
+    for (;;) {
+        uint32_t v = atomic_load_explicit(&s->value, memory_order_relaxed);
+        while (v != 0) {
+            /* Acquire pairs with the release add in sb__sem_post(). */
+            if (atomic_compare_exchange_weak_explicit(&s->value, &v, v - 1, memory_order_acquire,
+                                                      memory_order_relaxed))
+                return 0;
+        }
+        atomic_fetch_add_explicit(&s->waiters, 1, memory_order_relaxed);
+        /* Dekker pair with the poster's add to value + fence in sb__sem_post(). */
+        sb__full_fence();
+        long r = 0;
+        int err = 0;
+        if (atomic_load_explicit(&s->value, memory_order_relaxed) == 0) {
+            /* FUTEX_WAIT_BITSET takes an absolute CLOCK_MONOTONIC time; the kernel sleeps
+             * only if value is still 0. */
+            r = syscall(SYS_futex, &s->value, FUTEX_WAIT_BITSET, 0, abs_monotonic, NULL,
+                        FUTEX_BITSET_MATCH_ANY);
+            err = r < 0 ? errno : 0;
+        }
+        atomic_fetch_sub_explicit(&s->waiters, 1, memory_order_relaxed);
+        if (r < 0 && err != EINTR && err != EAGAIN)
+            return -ETIMEDOUT; /* the time is up (or the kernel refused): caller looks again */
+    }
+}
