@@ -25,3 +25,4 @@ tsan-build: $(BUILD)/tests/tsan_threads
 ifneq ($(SAN),)
 export STRESS_MSGS ?= 200000
 endif
+-include tests/crash.mk

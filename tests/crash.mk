@@ -1,0 +1,54 @@
+# Issue 4's crash and security proofs: extra rules (included from tests/module.mk).
+#
+#   make soak     the randomized kill test for 10,000 rounds (tests/test_crash.c)
+#   make fuzz     the segment fuzzer for FUZZ_SECONDS (default 600) instead of make check's 60
+#   make model    the spin model with its larger configurations too (MODEL_FULL=1)
+#
+# The fuzzer (tests/fuzz_segment.c) is libFuzzer: clang -fsanitize=fuzzer,address,undefined,
+# with the library compiled again under the same flags into build/fuzz (whatever SAN says).
+# It needs the `fuzz` group of scripts/deps.sh (clang, libclang-rt-14-dev); without them it
+# is not built and tests/test_fuzz_segment.sh skips.
+
+FUZZ_BUILD   := build/fuzz
+FUZZ_CC      := clang
+FUZZ_SAN     := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+FUZZ_CFLAGS  := -D_GNU_SOURCE -Iinclude -std=c11 -Wall -Wextra -Werror -g -O1 $(FUZZ_SAN)
+FUZZ_LIBOBJS := $(LIB_SRCS:src/%.c=$(FUZZ_BUILD)/src/%.o)
+FUZZ_BIN     := $(FUZZ_BUILD)/fuzz_segment
+FUZZ_RT      := $(wildcard /usr/lib/llvm-*/lib/clang/*/lib/linux/libclang_rt.fuzzer-x86_64.a)
+FUZZ_OK      := $(if $(and $(shell command -v $(FUZZ_CC) 2>/dev/null),$(FUZZ_RT)),yes,)
+
+$(FUZZ_BUILD)/src/%.o: src/%.c
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -MMD -MP -c -o $@ $<
+
+$(FUZZ_BUILD)/fuzz_segment.o: tests/fuzz_segment.c
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -MMD -MP -c -o $@ $<
+
+# --wrap: every shmat/shmdt goes through the fuzzer's guard-page wrappers.
+$(FUZZ_BIN): $(FUZZ_BUILD)/fuzz_segment.o $(FUZZ_LIBOBJS)
+	$(FUZZ_CC) $(FUZZ_SAN) -fsanitize=fuzzer -Wl,--wrap=shmat -Wl,--wrap=shmdt -o $@ $^ \
+		-pthread -lrt
+
+.PHONY: fuzz-build fuzz soak model
+fuzz-build:
+	@$(DEPS) fuzz
+	$(MAKE) --no-print-directory $(FUZZ_BIN)
+
+ifeq ($(FUZZ_OK),yes)
+CHECK_DEPS += $(FUZZ_BIN)
+endif
+
+fuzz: fuzz-build
+	FUZZ_SECONDS=$${FUZZ_SECONDS:-600} TEST_TIMEOUT=$$(( $${FUZZ_SECONDS:-600} + 120 )) \
+		BUILD=$(BUILD) tests/run.sh tests/test_fuzz_segment.sh
+
+soak: all $(BUILD)/tests/test_crash
+	SHMBUS_KILL_ROUNDS=$${SHMBUS_KILL_ROUNDS:-10000} TEST_TIMEOUT=7200 \
+		BUILD=$(BUILD) tests/run.sh $(BUILD)/tests/test_crash
+
+model:
+	MODEL_FULL=1 TEST_TIMEOUT=3600 BUILD=$(BUILD) tests/run.sh tests/test_model.sh
+
+-include $(wildcard $(FUZZ_BUILD)/*.d $(FUZZ_BUILD)/src/*.d)
