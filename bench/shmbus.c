@@ -9,7 +9,9 @@
  *   liveness the library records is the child's own pid.
  * - Modes are the client's spin budget: shmbus-spin spins without a bound in practice (10 s),
  *   shmbus-sleep sleeps at once (the library's default, spin 0), shmbus-default spins up to
- *   DEFAULT_SPIN_US and then sleeps (bounded spin, then sleep).
+ *   DEFAULT_SPIN_US and then sleeps (bounded spin, then sleep). A fourth row, shmbus-poll, is
+ *   a diagnostic: the caller polls shmbus_recv() with timeout 0 itself, which shows how much
+ *   of shmbus-spin's round trip is the library's spin loop rather than its data path.
  * - Streams use shmbus_send_batch() and shmbus_recv_batch(): one reservation and at most one
  *   wake-up per batch, which is what the throughput targets ask the library to show.
  * - The bus options are the library's defaults (256-slot mailboxes) except msg_size, which is
@@ -34,6 +36,13 @@
 #endif
 
 #define DEFAULT_SPIN_US 50
+
+static inline void cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#endif
+}
 #define SPIN_FOREVER_US 10000000
 #define BATCH_MAX       256
 
@@ -185,6 +194,20 @@ static int sb_recv(void *ep, void *buf, size_t len)
     return (size_t)rc == len ? 0 : -EPROTO;
 }
 
+/* The caller's own busy-poll: shmbus_recv() with timeout 0 in a loop, one pause between
+ * tries. Not one of the library's modes; it shows what the data path costs without the
+ * library's spin loop around it. */
+static int sb_recv_poll(void *ep, void *buf, size_t len)
+{
+    struct sb_ep *e = ep;
+    int rc;
+    while ((rc = shmbus_recv(e->c, NULL, buf, len, 0)) == -EAGAIN)
+        cpu_relax();
+    if (rc < 0)
+        return rc;
+    return (size_t)rc == len ? 0 : -EPROTO;
+}
+
 static int sb_stream_send(void *ep, const void *buf, size_t len, int n)
 {
     struct sb_ep *e = ep;
@@ -263,6 +286,24 @@ const struct bench_transport bench_shmbus_sleep = {
     .recv = sb_recv,
     .stream_send = sb_stream_send,
     .stream_recv = sb_stream_recv,
+    .close = sb_close,
+    .teardown = sb_teardown,
+#else
+    .probe = not_ready,
+#endif
+};
+
+const struct bench_transport bench_shmbus_poll = {
+    .name = "shmbus-poll",
+    .about = "libshmbus, the caller busy-polls shmbus_recv(timeout 0) (diagnostic, not a mode)",
+    .kind = BENCH_SHMBUS,
+    .wait = BENCH_SPIN,
+    .caps = BENCH_CAP_LATENCY,
+#ifdef BENCH_HAVE_SHMBUS
+    .setup = sb_setup,
+    .open = open_sleep,
+    .send = sb_send,
+    .recv = sb_recv_poll,
     .close = sb_close,
     .teardown = sb_teardown,
 #else
