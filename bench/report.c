@@ -115,8 +115,10 @@ static const char *fmt_ratio(char *b, size_t n, double v, const struct bench_rec
         snprintf(b, n, "-");
     else if (v >= 100)
         snprintf(b, n, "%.0fx %s", v, ref->t->name);
-    else
+    else if (v >= 0.1)
         snprintf(b, n, "%.2fx %s", v, ref->t->name);
+    else
+        snprintf(b, n, "%.2gx %s", v, ref->t->name); /* 0.0043x, not 0.00x */
     return b;
 }
 
