@@ -67,7 +67,7 @@ reap() { # PID STATUS
         why="ended, its exit status unknown"
         rc=1
     elif [ "$rc" -gt 128 ]; then
-        why="$why (SIG$(kill -l $((rc - 128))))"
+        why="$why (SIG$(kill -l $((rc - 128)) 2>/dev/null || echo "?"))"
     fi
     echo "start.sh: client$n (pid $pid) $why" >&2
     [ "$status" -eq 0 ] && status=$rc
