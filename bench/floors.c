@@ -317,6 +317,17 @@ static void ring_close(void *ep)
     free(ep);
 }
 
+/* A 64-byte record is copied with a constant size, which the compiler inlines as two or four
+ * vector moves: at tens of millions of records a second, a call to memcpy is a visible part of
+ * the cost, and a floor should not pay what it need not. */
+static inline void copy_record(void *dst, const void *src, size_t len)
+{
+    if (len == LINE)
+        memcpy(dst, src, LINE);
+    else
+        memcpy(dst, src, len);
+}
+
 static int ring_send(void *ep, const void *buf, size_t len, int n)
 {
     struct ring_ep *e = ep;
@@ -331,7 +342,7 @@ static int ring_send(void *ep, const void *buf, size_t len, int n)
             if (e->mine - e->theirs >= e->cap)
                 cpu_relax();
         }
-        memcpy(e->r->slots + (e->mine & (e->cap - 1)) * e->size, buf, len);
+        copy_record(e->r->slots + (e->mine & (e->cap - 1)) * e->size, buf, len);
         e->mine++;
         if (e->mine - e->published >= RING_BATCH) {
             /* Publishes the records written; pairs with the acquire load in ring_recv(). */
@@ -362,7 +373,7 @@ static int ring_recv(void *ep, void *buf, size_t len, int max)
     uint64_t avail = e->theirs - e->mine;
     int n = avail < (uint64_t)max ? (int)avail : max;
     for (int i = 0; i < n; i++) {
-        memcpy(buf, e->r->slots + (e->mine & (e->cap - 1)) * e->size, len);
+        copy_record(buf, e->r->slots + (e->mine & (e->cap - 1)) * e->size, len);
         e->mine++;
         if (e->mine - e->published >= RING_BATCH) {
             /* Frees the slots read; pairs with the acquire load of tail in ring_send(). */
