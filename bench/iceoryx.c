@@ -40,6 +40,7 @@
 #define ROUDI "iox-roudi"
 
 static pid_t roudi_pid = -1;
+static int roudi_owned; /* our RouDi got ready: the files it made are ours to remove */
 static char roudi_log[512];
 static char leftover[5][128];
 static int existed[5];
@@ -139,8 +140,10 @@ int bench_roudi_start(char *why, size_t whylen)
     bench_track_pid(pid);
     uint64_t deadline = bench_now_ns() + 15000000000ull;
     while (bench_now_ns() < deadline) {
-        if (log_says_ready(roudi_log))
+        if (log_says_ready(roudi_log)) {
+            roudi_owned = 1;
             return 0;
+        }
         int st;
         if (waitpid(pid, &st, WNOHANG) == pid) {
             char line[160];
@@ -176,9 +179,12 @@ void bench_roudi_stop(void)
         bench_forget_pid(roudi_pid);
         roudi_pid = -1;
     }
-    for (int i = 0; i < 5; i++)
+    /* Only a RouDi that got ready made these files. One that gave up (say, another bench's
+     * RouDi won the race for the lock) made none, and what is there belongs to the winner. */
+    for (int i = 0; i < 5 && roudi_owned; i++)
         if (leftover[i][0] && !existed[i])
             unlink(leftover[i]);
+    roudi_owned = 0;
     if (roudi_log[0])
         unlink(roudi_log);
 }
