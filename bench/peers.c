@@ -494,7 +494,10 @@ static int zmq_open(struct bench_chan *ch, enum bench_role role, int index, void
     snprintf(ep_name, sizeof(ep_name), "ipc://%s", ch->path);
     int type = !ch->streaming ? ZMQ_PAIR : role == BENCH_CONSUMER ? ZMQ_PULL : ZMQ_PUSH;
     int binds = role == BENCH_PING || role == BENCH_CONSUMER;
-    int linger = 2000; /* long enough for the last message out, bounded if the peer died */
+    /* Wait at close until every queued message is out: a bounded linger drops what a busy
+     * consumer has not taken yet, and the run then waits for messages that will never come.
+     * A peer that died is handled by the harness's deadline. */
+    int linger = -1;
     e->ctx = zmq_ctx_new();
     e->sock = e->ctx ? zmq_socket(e->ctx, type) : NULL;
     if (!e->sock || zmq_setsockopt(e->sock, ZMQ_LINGER, &linger, sizeof(linger)) != 0 ||
