@@ -38,6 +38,23 @@ const struct bench_transport *const bench_rows[] = {
 };
 
 static const size_t lat_sizes[] = {64, 1024, 65536};
+
+/* --only: a comma-separated list of row names to run (and nothing else); NULL for all. */
+static const char *only;
+
+static int selected(const struct bench_transport *t)
+{
+    if (!only)
+        return 1;
+    size_t n = strlen(t->name);
+    for (const char *p = only; *p;) {
+        size_t len = strcspn(p, ",");
+        if (len == n && strncmp(p, t->name, n) == 0)
+            return 1;
+        p += len + (p[len] == ',');
+    }
+    return 0;
+}
 static const size_t stream_sizes[] = {64, 1024};
 static const int scale_clients[] = {3, 16, 64};
 
@@ -357,8 +374,8 @@ static int count_steps(struct bench_run *r)
     int n = 0;
     for (int round = 0; round < r->rounds; round++)
         for (int i = 0; bench_rows[i]; i++)
-            n += row_plan(r, bench_rows[i], round, NULL);
-    return n + 3 + 1;
+            n += selected(bench_rows[i]) ? row_plan(r, bench_rows[i], round, NULL) : 0;
+    return n + (only ? 0 : 3 + 1);
 }
 
 /* Round by round over all rows, so that each row's rounds are spread over the whole run. */
@@ -367,6 +384,8 @@ static void walk(struct bench_run *r)
     for (int round = 0; round < r->rounds && !interrupted; round++) {
         for (int i = 0; bench_rows[i] && !interrupted; i++) {
             const struct bench_transport *t = bench_rows[i];
+            if (!selected(t))
+                continue;
             char why[BENCH_WHY_LEN];
             const char *skip = row_skip(t, why, sizeof(why));
             struct bench_rec *recs[8];
@@ -378,7 +397,9 @@ static void walk(struct bench_run *r)
     }
     bench_roudi_stop();
     roudi_started = 0;
-    if (interrupted)
+    if (only)
+        snprintf(r->classic.why, sizeof(r->classic.why), "skipped: not run (--only)");
+    if (interrupted || only)
         return;
     bench_measure_scale(r, scale_clients, 3, progress);
     if (interrupted)
@@ -427,6 +448,7 @@ static void usage(FILE *f)
                "  socket, POSIX and System V message queues, ZeroMQ, iceoryx), in one run.\n"
                "  --quick   fewer iterations, under a minute\n"
                "  --json    one JSON document on stdout instead of the table\n"
+               "  --only A,B   run only these rows (names as in the report), no scale or classic\n"
                "  --self-test  check the latency histogram and exit\n"
                "  progress goes to stderr\n");
 }
@@ -434,17 +456,16 @@ static void usage(FILE *f)
 int sb_bench_main(int argc, char **argv)
 {
     static const struct option opts[] = {
-        {"quick", no_argument, NULL, 'q'},
-        {"json", no_argument, NULL, 'j'},
-        {"help", no_argument, NULL, 'h'},
-        {"self-test", no_argument, NULL, 't'},
-        {NULL, 0, NULL, 0},
+        {"quick", no_argument, NULL, 'q'},      {"json", no_argument, NULL, 'j'},
+        {"help", no_argument, NULL, 'h'},       {"self-test", no_argument, NULL, 't'},
+        {"only", required_argument, NULL, 'o'}, {NULL, 0, NULL, 0},
     };
     static struct bench_run r;
     memset(&r, 0, sizeof(r));
     optind = 1;
+    only = NULL;
     int c;
-    while ((c = getopt_long(argc, argv, "qjh", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "qjho:", opts, NULL)) != -1) {
         switch (c) {
         case 'q':
             r.quick = 1;
@@ -457,6 +478,9 @@ int sb_bench_main(int argc, char **argv)
             return 0;
         case 't':
             return bench_hist_selftest(stdout) == 0 ? 0 : 1;
+        case 'o':
+            only = optarg;
+            break;
         default:
             usage(stderr);
             return 2;

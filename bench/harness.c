@@ -41,6 +41,7 @@ struct bench_shared {
     _Atomic int go;
     _Atomic int failed;
     _Atomic int done;
+    _Atomic int finished; /* the consumer has received everything */
     _Atomic uint64_t expected;
     _Atomic uint64_t go_ns;
     char why[BENCH_WHY_LEN];
@@ -269,6 +270,12 @@ static int producer_side(struct child_ctx *c, void *ep)
     }
     if (rc < 0)
         child_fail(sh, "%s: %s", "send", rc);
+    /* Keep the endpoint open until the consumer has everything: a ZeroMQ PUSH socket closed
+     * (and its process gone) while its last messages were still on the way was seen to lose
+     * them now and then, and the consumer then waited for messages that would never come. */
+    while (rc == 0 && !atomic_load_explicit(&sh->finished, memory_order_acquire) &&
+           !atomic_load_explicit(&sh->failed, memory_order_relaxed))
+        bench_sleep_us(100);
     free(buf);
     return rc;
 }
@@ -301,6 +308,7 @@ static int consumer_side(struct child_ctx *c, void *ep)
     }
     sh->out.seconds = (double)(bench_now_ns() - start) / 1e9;
     sh->out.messages = received;
+    atomic_store_explicit(&sh->finished, 1, memory_order_release); /* producers may close */
     if (rc < 0)
         child_fail(sh, "%s: %s", "receive", rc);
     free(buf);
