@@ -499,8 +499,7 @@ static int zmq_open(struct bench_chan *ch, enum bench_role role, int index, void
      * A peer that died is handled by the harness's deadline. */
     int linger = -1;
     /* Connect only once the binding side's socket file exists: a connect that comes first
-     * goes through ZeroMQ's reconnect path, where a PAIR pair was seen to hang now and then
-     * (about one run in six). */
+     * fails and is retried by ZeroMQ only after its reconnect interval (100 ms). */
     for (int i = 0; !binds && i < 5000 && access(ch->path, F_OK) != 0; i++)
         bench_sleep_us(1000);
     e->ctx = zmq_ctx_new();
