@@ -333,8 +333,8 @@ static int ring_send(void *ep, const void *buf, size_t len, int n)
     struct ring_ep *e = ep;
     for (int i = 0; i < n; i++) {
         while (e->mine - e->theirs >= e->cap) {
-            if (e->published != e->mine) {
-                atomic_store_explicit(&e->r->head, e->mine, memory_order_release);
+            if (e->published != e->mine) { /* publish before waiting, or both sides wait */
+                atomic_store_explicit(&e->r->head, e->mine, memory_order_release); /* -> recv */
                 e->published = e->mine;
             }
             /* Pairs with the release stores of tail in ring_recv(): slots before it are free. */
@@ -361,8 +361,8 @@ static int ring_recv(void *ep, void *buf, size_t len, int max)
 {
     struct ring_ep *e = ep;
     while (e->mine == e->theirs) {
-        if (e->published != e->mine) {
-            atomic_store_explicit(&e->r->tail, e->mine, memory_order_release);
+        if (e->published != e->mine) { /* free what was read before waiting */
+            atomic_store_explicit(&e->r->tail, e->mine, memory_order_release); /* -> send */
             e->published = e->mine;
         }
         /* Pairs with the release stores of head in ring_send(). */

@@ -99,6 +99,8 @@ static int child_fail(struct bench_shared *sh, const char *fmt, const char *what
 /* Everyone opened: wait until `ready` reaches n, unless someone failed. */
 static int wait_ready(struct bench_shared *sh, int n)
 {
+    /* Pairs with the release increments of ready in each side: what a side set up before it
+     * said "ready" is visible once the count is reached. */
     while (atomic_load_explicit(&sh->ready, memory_order_acquire) < n) {
         if (atomic_load_explicit(&sh->failed, memory_order_relaxed))
             return -1;
@@ -144,7 +146,7 @@ static int ping_side(struct child_ctx *c, void *ep)
         free(rbuf);
         return child_fail(sh, "%s%s", "out of memory", 0);
     }
-    atomic_fetch_add_explicit(&sh->ready, 1, memory_order_release);
+    atomic_fetch_add_explicit(&sh->ready, 1, memory_order_release); /* pairs: wait_ready() */
     if (wait_ready(sh, 2) < 0)
         goto out;
 
@@ -202,7 +204,7 @@ static int pong_side(struct child_ctx *c, void *ep)
     void *buf = alloc_buf(c->size);
     if (!buf)
         return child_fail(c->sh, "%s%s", "out of memory", 0);
-    atomic_fetch_add_explicit(&c->sh->ready, 1, memory_order_release);
+    atomic_fetch_add_explicit(&c->sh->ready, 1, memory_order_release); /* pairs: wait_ready() */
     int rc = wait_ready(c->sh, 2);
     while (rc == 0) {
         rc = t->recv(ep, buf, c->size);
@@ -239,7 +241,7 @@ static int producer_side(struct child_ctx *c, void *ep)
     void *buf = alloc_buf(c->size);
     if (!buf)
         return child_fail(sh, "%s%s", "out of memory", 0);
-    atomic_fetch_add_explicit(&sh->ready, 1, memory_order_release);
+    atomic_fetch_add_explicit(&sh->ready, 1, memory_order_release); /* pairs: wait_ready() */
     /* Pairs with the release store of go in consumer_side(). */
     while (!atomic_load_explicit(&sh->go, memory_order_acquire)) {
         if (atomic_load_explicit(&sh->failed, memory_order_relaxed)) {
@@ -273,6 +275,7 @@ static int producer_side(struct child_ctx *c, void *ep)
     /* Keep the endpoint open until the consumer has everything: a ZeroMQ PUSH socket closed
      * (and its process gone) while its last messages were still on the way was seen to lose
      * them now and then, and the consumer then waited for messages that would never come. */
+    /* Pairs with the release store of finished in consumer_side(). */
     while (rc == 0 && !atomic_load_explicit(&sh->finished, memory_order_acquire) &&
            !atomic_load_explicit(&sh->failed, memory_order_relaxed))
         bench_sleep_us(100);
@@ -302,6 +305,7 @@ static int consumer_side(struct child_ctx *c, void *ep)
         if (rc < 0)
             break;
         received += t->stream_recv ? (uint64_t)rc : 1;
+        /* Pairs with the release increment of done in producer_side(): expected is final. */
         if (atomic_load_explicit(&sh->done, memory_order_acquire) == c->nprod &&
             received >= atomic_load_explicit(&sh->expected, memory_order_relaxed))
             break;
