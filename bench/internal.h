@@ -129,6 +129,8 @@ const char *bench_iox_unavailable(void);
 
 /* NULL when the shmbus rows can run, else why not (for example "library not ready"). */
 const char *bench_shmbus_unavailable(void);
+/* The library's version string, or "not built". */
+const char *bench_shmbus_version(void);
 
 /* ---- cleanup on a signal (bench.c) ---- */
 

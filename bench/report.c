@@ -367,7 +367,8 @@ void bench_report_table(FILE *f, const struct bench_run *r)
         fprintf(f, "pinning: NO: fewer than 2 usable CPUs, processes float\n");
     fprintf(f, "clock: CLOCK_MONOTONIC, %.0f ns a read (one read is inside every round trip)\n",
             m->clock_ns);
-    fprintf(f, "build: %s; sanitizers: %s\n", m->compiler, m->sanitizers);
+    fprintf(f, "build: %s; sanitizers: %s; libshmbus %s\n", m->compiler, m->sanitizers,
+            bench_shmbus_version());
     fprintf(f, "method: ratios are of the median; \"x floor\" > 1 is slower than the floor; "
                "throughput ratios < 1 are slower\n");
 
@@ -536,6 +537,8 @@ void bench_report_json(FILE *f, const struct bench_run *r)
     json_str(f, m->compiler);
     fprintf(f, ", \"sanitizers\": ");
     json_str(f, m->sanitizers);
+    fprintf(f, ", \"libshmbus\": ");
+    json_str(f, bench_shmbus_version());
     fprintf(f, "},\n  \"method\": {");
     json_num(f, "latency_seconds", r->lat_seconds, 1);
     json_num(f, "warmup_round_trips", (double)r->warmup, 1);

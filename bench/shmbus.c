@@ -53,6 +53,11 @@ const char *bench_shmbus_unavailable(void)
     return NULL;
 }
 
+const char *bench_shmbus_version(void)
+{
+    return shmbus_version();
+}
+
 struct bench_chan {
     char name[SHMBUS_NAME_MAX + 1];
     size_t size;
@@ -241,6 +246,11 @@ static int sb_stream_recv(void *ep, void *buf, size_t len, int max)
 const char *bench_shmbus_unavailable(void)
 {
     return "library not ready (libshmbus was not built when the bench was)";
+}
+
+const char *bench_shmbus_version(void)
+{
+    return "not built";
 }
 
 static const char *not_ready(size_t size, char *why, size_t whylen)
