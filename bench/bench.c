@@ -22,7 +22,6 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/msg.h>
 #include <sys/utsname.h>
 #include <time.h>
 #include <unistd.h>
@@ -38,6 +37,8 @@ const struct bench_transport *const bench_rows[] = {
 };
 
 static const size_t lat_sizes[] = {64, 1024, 65536};
+static const size_t stream_sizes[] = {64, 1024};
+static const int scale_clients[] = {3, 16, 64};
 
 /* --only: a comma-separated list of row names to run (and nothing else); NULL for all. */
 static const char *only;
@@ -55,8 +56,6 @@ static int selected(const struct bench_transport *t)
     }
     return 0;
 }
-static const size_t stream_sizes[] = {64, 1024};
-static const int scale_clients[] = {3, 16, 64};
 
 /* ---- cleanup on a signal ---- */
 
