@@ -17,6 +17,7 @@
 #include "results.h"
 
 #include <errno.h>
+#include <ftw.h>
 #include <getopt.h>
 #include <sched.h>
 #include <signal.h>
@@ -422,19 +423,23 @@ static int make_tmpdir(void)
     return 0;
 }
 
+static int remove_one(const char *path, const struct stat *st, int type, struct FTW *ftw)
+{
+    (void)st;
+    (void)ftw;
+    return (type == FTW_DP ? rmdir(path) : unlink(path)) == 0 ? 0 : -1;
+}
+
+/* Transports unlink their own files; what may remain is a key file of a bus, the classic
+ * exchange's directory, or a socket of a killed child. The directory is ours alone. */
 static void remove_tmpdir(void)
 {
-    /* Transports unlink their own files; what may remain is a stray socket from a killed
-     * child. The directory is ours alone, so empty it by name. */
-    char cmd[400];
     if (!bench_tmpdir[0])
         return;
-    snprintf(cmd, sizeof(cmd), "%s", bench_tmpdir);
-    if (rmdir(cmd) != 0 && errno == ENOTEMPTY) {
-        snprintf(cmd, sizeof(cmd), "rm -rf -- '%s'", bench_tmpdir);
-        if (system(cmd) != 0)
-            fprintf(stderr, "shmbus: bench: could not remove %s\n", bench_tmpdir);
-    }
+    if (nftw(bench_tmpdir, remove_one, 8, FTW_DEPTH | FTW_PHYS) != 0)
+        fprintf(stderr, "shmbus: bench: could not remove all of %s: %s\n", bench_tmpdir,
+                strerror(errno));
+    bench_tmpdir[0] = 0;
 }
 
 /* ---- options ---- */
