@@ -116,6 +116,7 @@ static int run_once(const char *clients, const char *script, int messages, struc
     if (pid == 0) {
         signal(SIGINT, SIG_DFL);
         signal(SIGTERM, SIG_DFL);
+        signal(SIGHUP, SIG_DFL);
         dup2(fd[1], 1);
         int null = open("/dev/null", O_WRONLY);
         if (null >= 0)

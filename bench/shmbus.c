@@ -445,6 +445,7 @@ static void ring_run(struct bench_scale *s, uint64_t hops)
         if (pids[k - 1] == 0) {
             signal(SIGINT, SIG_DFL);
             signal(SIGTERM, SIG_DFL);
+            signal(SIGHUP, SIG_DFL);
             _exit(ring_client(name, n, k, hops, sh) < 0 ? 1 : 0);
         }
         if (pids[k - 1] > 0)
