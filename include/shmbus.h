@@ -198,8 +198,9 @@ uint32_t shmbus_client_id(const shmbus_client *c);
 /* The bus a client belongs to. */
 shmbus_bus *shmbus_client_bus(const shmbus_client *c);
 
-/* Spin for up to `usec` microseconds in shmbus_recv() before sleeping (default 0: sleep at
- * once). Spinning trades a core for latency; useful only with a core to spare. */
+/* Spin for up to `usec` microseconds before sleeping: in shmbus_recv() while the mailbox is
+ * empty, and in a send that finds the destination's mailbox full (default 0: sleep at once).
+ * Spinning trades a core for latency and throughput; useful only with a core to spare. */
 void shmbus_client_set_spin(shmbus_client *c, unsigned usec);
 
 /* The id of the live client called `name`, or -EHOSTUNREACH. Does not block. Thread-safe. */
