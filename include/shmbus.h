@@ -31,23 +31,23 @@
 extern "C" {
 #endif
 
-#define SHMBUS_VERSION_MAJOR 0
-#define SHMBUS_VERSION_MINOR 1
-#define SHMBUS_VERSION_PATCH 0
+#define SHMBUS_VERSION_MAJOR  0
+#define SHMBUS_VERSION_MINOR  1
+#define SHMBUS_VERSION_PATCH  0
 #define SHMBUS_VERSION_STRING "0.1.0"
 
 /* Limits. */
-#define SHMBUS_NAME_MAX 31          /* bus and client names: [A-Za-z0-9._-], not "." or ".." */
-#define SHMBUS_MAX_CLIENTS 4096     /* upper bound of shmbus_bus_opts.max_clients */
+#define SHMBUS_NAME_MAX     31      /* bus and client names: [A-Za-z0-9._-], not "." or ".." */
+#define SHMBUS_MAX_CLIENTS  4096    /* upper bound of shmbus_bus_opts.max_clients */
 #define SHMBUS_MAX_MSG_SIZE 1048576 /* upper bound of shmbus_bus_opts.msg_size */
-#define SHMBUS_PRIO_LEVELS 8        /* priorities 0 (normal, lowest) .. 7 (highest) */
-#define SHMBUS_LAT_BUCKETS 128      /* latency histogram buckets, see shmbus_hist_value() */
+#define SHMBUS_PRIO_LEVELS  8       /* priorities 0 (normal, lowest) .. 7 (highest) */
+#define SHMBUS_LAT_BUCKETS  128     /* latency histogram buckets, see shmbus_hist_value() */
 
 /* Defaults applied where shmbus_bus_opts holds 0. */
 #define SHMBUS_DEFAULT_MAX_CLIENTS 64
-#define SHMBUS_DEFAULT_SLOTS 256
-#define SHMBUS_DEFAULT_MSG_SIZE 1024
-#define SHMBUS_DEFAULT_MODE 0600
+#define SHMBUS_DEFAULT_SLOTS       256
+#define SHMBUS_DEFAULT_MSG_SIZE    1024
+#define SHMBUS_DEFAULT_MODE        0600
 
 typedef struct shmbus_bus shmbus_bus;
 typedef struct shmbus_client shmbus_client;
@@ -94,7 +94,7 @@ struct shmbus_bus_opts {
 
 /* Flags of shmbus_bus_open(). */
 #define SHMBUS_CREATE 0x1u /* create the bus if it does not exist */
-#define SHMBUS_EXCL 0x2u   /* with SHMBUS_CREATE: fail with -EEXIST if it exists */
+#define SHMBUS_EXCL   0x2u /* with SHMBUS_CREATE: fail with -EEXIST if it exists */
 #define SHMBUS_RDONLY 0x4u /* attach read-only (monitors): join and send are refused */
 
 /*
@@ -132,11 +132,11 @@ struct shmbus_bus_info {
     uid_t creator_uid;
     pid_t creator_pid;
     int shmid;
-    size_t segment_size;  /* bytes */
-    uint32_t attached;    /* processes attached now (the kernel's shm_nattch) */
+    size_t segment_size; /* bytes */
+    uint32_t attached;   /* processes attached now (the kernel's shm_nattch) */
     uint32_t live_clients;
-    uint64_t created_ns;  /* CLOCK_REALTIME at creation */
-    uint64_t nonce;       /* random, chosen at creation: tells two incarnations apart */
+    uint64_t created_ns; /* CLOCK_REALTIME at creation */
+    uint64_t nonce;      /* random, chosen at creation: tells two incarnations apart */
 };
 
 /* Fill *info. Does not block. Thread-safe. Errors: -EINVAL, -EIDRM. */
@@ -209,16 +209,18 @@ int shmbus_lookup(shmbus_bus *bus, const char *name);
 /* Per-client counters, kept in the segment. Updated with relaxed atomics: each is exact,
  * but a snapshot of several is not taken at one instant. */
 struct shmbus_counters {
-    uint64_t sent;           /* messages this client sent (broadcast counts each copy) */
-    uint64_t received;       /* messages this client took from its mailbox */
+    uint64_t sent;     /* messages this client sent (broadcast counts each copy) */
+    uint64_t received; /* messages this client took from its mailbox */
     uint64_t bytes_sent;
     uint64_t bytes_received;
-    uint64_t full_waits;     /* times a send found the destination mailbox full and waited */
-    uint64_t wakeups;        /* times this client's recv slept and was woken */
-    uint64_t spins;          /* recv calls that found a message while spinning */
-    uint64_t dropped;        /* messages discarded: torn by a dead sender, or meant for a
-                              * previous owner of this id */
-    uint64_t lat_hist[SHMBUS_LAT_BUCKETS]; /* send-to-receive latency of sampled messages */
+    uint64_t full_waits; /* times a send found the destination mailbox full and waited */
+    uint64_t wakeups;    /* times this client's recv slept and was woken */
+    uint64_t spins;      /* recv calls that found a message while spinning */
+    uint64_t dropped;    /* messages discarded: torn by a dead sender, or meant for a
+                          * previous owner of this id */
+    uint64_t lat_hist[SHMBUS_LAT_BUCKETS]; /* send-to-receive latency of sampled messages:
+                                            * every one shmbus_recv() waited for, one in 16
+                                            * of those found at once, one per batch */
 };
 
 /* Client states reported by shmbus_list(). */
@@ -233,8 +235,8 @@ struct shmbus_client_info {
     enum shmbus_client_state state;
     char name[SHMBUS_NAME_MAX + 1];
     pid_t pid;
-    uint32_t depth;    /* messages in its mailbox now */
-    uint32_t capacity; /* mailbox capacity */
+    uint32_t depth;     /* messages in its mailbox now */
+    uint32_t capacity;  /* mailbox capacity */
     uint64_t joined_ns; /* CLOCK_REALTIME when it joined */
     struct shmbus_counters counters;
 };
@@ -259,12 +261,12 @@ int shmbus_reap(shmbus_bus *bus);
 
 /* Flags of the send calls. */
 #define SHMBUS_NONBLOCK 0x1u /* fail with -EAGAIN at once if the mailbox is full */
-#define SHMBUS_ACK 0x2u      /* return only once the receiver has taken the message */
+#define SHMBUS_ACK      0x2u /* return only once the receiver has taken the message */
 
 /* Flags carried by a received message (shmbus_msg.flags). */
-#define SHMBUS_MSG_ACK 0x1u       /* the sender waits for this message to be taken */
-#define SHMBUS_MSG_REQUEST 0x2u   /* a request: answer it with shmbus_reply() */
-#define SHMBUS_MSG_REPLY 0x4u     /* a reply; corr is the request's seq */
+#define SHMBUS_MSG_ACK       0x1u /* the sender waits for this message to be taken */
+#define SHMBUS_MSG_REQUEST   0x2u /* a request: answer it with shmbus_reply() */
+#define SHMBUS_MSG_REPLY     0x4u /* a reply; corr is the request's seq */
 #define SHMBUS_MSG_BROADCAST 0x8u /* sent with shmbus_broadcast() */
 
 /* The header of a received message. */
@@ -316,8 +318,8 @@ int shmbus_send_batch(shmbus_client *c, uint32_t dst, const struct shmbus_iov *m
  * whose mailbox stays full for timeout_ms (or at once with SHMBUS_NONBLOCK) is skipped and
  * not counted: compare with the number of live clients to see who missed it.
  */
-int shmbus_broadcast(shmbus_client *c, const void *data, size_t len, unsigned prio,
-                     unsigned flags, int timeout_ms);
+int shmbus_broadcast(shmbus_client *c, const void *data, size_t len, unsigned prio, unsigned flags,
+                     int timeout_ms);
 
 /*
  * Take the next message from the client's own mailbox: the highest priority pending, first
