@@ -12,34 +12,6 @@
 
 #include "tools.h"
 
-/* All clients of a bus in a malloc'd array (*out, freed by the caller); returns the count
- * or a negative error. Retries if clients joined between counting and listing. */
-static int list_clients(shmbus_bus *bus, struct shmbus_client_info **out)
-{
-    struct shmbus_client_info *v = NULL, *nv;
-    size_t cap = 16;
-    int n;
-
-    for (;;) {
-        nv = realloc(v, cap * sizeof(*v));
-        if (nv == NULL) {
-            free(v);
-            return -ENOMEM;
-        }
-        v = nv;
-        n = shmbus_list(bus, v, cap);
-        if (n < 0) {
-            free(v);
-            return n;
-        }
-        if ((size_t)n <= cap)
-            break;
-        cap = (size_t)n + 16;
-    }
-    *out = v;
-    return n;
-}
-
 /* ---------------------------------------------------------------------------------------- */
 /* ls */
 
@@ -113,7 +85,7 @@ static void ls_bus_text(const char *name)
         return;
     }
     rc = shmbus_bus_info(bus, &bi);
-    n = rc < 0 ? rc : list_clients(bus, &cl);
+    n = rc < 0 ? rc : sb_list_clients(bus, &cl);
     if (n < 0) {
         printf("%s: %s\n", name, shmbus_strerror(n));
         shmbus_bus_close(bus);
@@ -149,7 +121,7 @@ static void ls_bus_json(const char *name)
         return;
     }
     rc = shmbus_bus_info(bus, &bi);
-    n = rc < 0 ? rc : list_clients(bus, &cl);
+    n = rc < 0 ? rc : sb_list_clients(bus, &cl);
     if (n < 0) {
         printf(",\"error\":");
         sb_json_str(stdout, shmbus_strerror(n), strlen(shmbus_strerror(n)));
@@ -345,7 +317,7 @@ int sb_cmd_stat(int argc, char **argv)
         sb_errf("stat %s", name, "%s", rc == -ENOENT ? "no such bus" : shmbus_strerror(rc));
         return SB_EXIT_FAIL;
     }
-    n = list_clients(bus, &cl);
+    n = sb_list_clients(bus, &cl);
     if (n < 0) {
         sb_errf("stat %s", name, "%s", shmbus_strerror(n));
         shmbus_bus_close(bus);

@@ -35,26 +35,10 @@ struct snapshot {
 
 static int take_snapshot(shmbus_bus *bus, struct snapshot *s)
 {
-    struct shmbus_client_info *v = NULL, *nv;
-    size_t cap = 16;
-    int n;
-
-    for (;;) {
-        nv = realloc(v, cap * sizeof(*v));
-        if (nv == NULL) {
-            free(v);
-            return -ENOMEM;
-        }
-        v = nv;
-        n = shmbus_list(bus, v, cap);
-        if (n < 0) {
-            free(v);
-            return n;
-        }
-        if ((size_t)n <= cap)
-            break;
-        cap = (size_t)n + 16;
-    }
+    struct shmbus_client_info *v;
+    int n = sb_list_clients(bus, &v);
+    if (n < 0)
+        return n;
     s->v = v;
     s->n = n;
     s->at_ns = sb_now_ns();

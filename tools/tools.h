@@ -53,6 +53,10 @@ int sb_usage(const char *usage, int to_stderr);
 int sb_bad_usage(const char *cmd, const char *usage, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
+/* All clients of a bus in a malloc'd array (*out, freed by the caller); returns the count or
+ * a negative error. Retries if clients joined between counting and listing. */
+int sb_list_clients(shmbus_bus *bus, struct shmbus_client_info **out);
+
 /* Parse a whole decimal unsigned number in [min, max]; 0 on success, -1 if it is not one. */
 int sb_parse_u32(const char *s, uint32_t min, uint32_t max, uint32_t *out);
 int sb_parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *out);

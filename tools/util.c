@@ -272,3 +272,31 @@ void sb_catch_stop_signals(void)
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGHUP, &sa, NULL);
 }
+
+/* All clients of a bus in a malloc'd array (*out, freed by the caller); returns the count
+ * or a negative error. Retries if clients joined between counting and listing. */
+int sb_list_clients(shmbus_bus *bus, struct shmbus_client_info **out)
+{
+    struct shmbus_client_info *v = NULL, *nv;
+    size_t cap = 16;
+    int n;
+
+    for (;;) {
+        nv = realloc(v, cap * sizeof(*v));
+        if (nv == NULL) {
+            free(v);
+            return -ENOMEM;
+        }
+        v = nv;
+        n = shmbus_list(bus, v, cap);
+        if (n < 0) {
+            free(v);
+            return n;
+        }
+        if ((size_t)n <= cap)
+            break;
+        cap = (size_t)n + 16;
+    }
+    *out = v;
+    return n;
+}
