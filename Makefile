@@ -41,6 +41,16 @@ CHECK_DEPS   :=
 CLEAN_FILES  :=
 
 DEPS := scripts/deps.sh
+DEPS_GROUPS ?= build test monitor bench fuzz
+
+# Install missing Debian packages before anything is read or built: the modules below look
+# for some headers (ZeroMQ, iceoryx, libFuzzer) when they are parsed, and a parallel build
+# must not start compiling before the headers exist. `make demo` needs only the compiler.
+ifeq ($(filter clean format demo,$(MAKECMDGOALS)),)
+ifneq ($(shell $(DEPS) $(DEPS_GROUPS) >&2 || echo failed),)
+$(error missing Debian packages (see above))
+endif
+endif
 
 include src/module.mk
 include classic/module.mk
@@ -53,17 +63,17 @@ include tests/module.mk
 
 all: deps $(ALL_TARGETS)
 
-# Every build starts by making sure the Debian packages it needs are here.
+# The packages are checked when make starts (above); `make deps` does only that.
 deps:
-	@$(DEPS) build test monitor bench
+	@$(DEPS) $(DEPS_GROUPS)
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<
 
-demo: 
+demo:
 	@$(DEPS) build
-	$(MAKE) --no-print-directory classic
+	$(MAKE) --no-print-directory classic DEPS_GROUPS=build
 	CLIENT_DIR=$(BUILD)/classic ./classic/start.sh
 
 check: all $(TEST_BINS) $(CHECK_DEPS)
