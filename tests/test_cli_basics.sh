@@ -4,13 +4,7 @@
 #
 # Run by tests/run.sh (BUILD and SHMBUS_DIR set); by hand: BUILD=build bash tests/test_cli_basics.sh
 set -u
-top=$(cd "$(dirname "$0")/.." && pwd)
-SHMBUS=${BUILD:-$top/build}/bin/shmbus
-[ -x "$SHMBUS" ] || { echo "skip: $SHMBUS is not built"; exit 77; }
-if [ -z "${SHMBUS_DIR:-}" ]; then
-    SHMBUS_DIR=$(mktemp -d) && export SHMBUS_DIR && own_dir=1
-fi
-work=${TEST_TMPDIR:-$SHMBUS_DIR}
+. "$(dirname "$0")/cli_lib.sh"
 b1=cli-basics-$$-a
 b2=cli-basics-$$-b
 
@@ -21,32 +15,9 @@ cleanup() {
 }
 trap cleanup EXIT
 
-fails=0
-fail() {
-    echo "FAIL: $*"
-    fails=$((fails + 1))
-}
 
-# expect RC CMD...: run CMD, keep its output in $work/out and $work/err, check the status.
-expect() {
-    local want=$1
-    shift
-    "$@" >"$work/out" 2>"$work/err"
-    local rc=$?
-    if [ "$rc" -ne "$want" ]; then
-        fail "'$*' exited $rc, expected $want; stderr:"
-        sed 's/^/    /' "$work/err"
-    fi
-}
 
-# err_has TEXT: the last command's stderr holds TEXT.
-err_has() {
-    grep -qF -- "$1" "$work/err" || fail "stderr lacks '$1': $(cat "$work/err")"
-}
 
-out_has() {
-    grep -qF -- "$1" "$work/out" || fail "stdout lacks '$1': $(head -5 "$work/out")"
-}
 
 # The command itself.
 expect 0 "$SHMBUS" --help

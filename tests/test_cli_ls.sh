@@ -2,13 +2,7 @@
 # shmbus ls, stat, top and clean: what they show of a bus in use, and the cleanup of a bus
 # whose only client was killed with SIGKILL.
 set -u
-top=$(cd "$(dirname "$0")/.." && pwd)
-SHMBUS=${BUILD:-$top/build}/bin/shmbus
-[ -x "$SHMBUS" ] || { echo "skip: $SHMBUS is not built"; exit 77; }
-if [ -z "${SHMBUS_DIR:-}" ]; then
-    SHMBUS_DIR=$(mktemp -d) && export SHMBUS_DIR && own_dir=1
-fi
-work=${TEST_TMPDIR:-$SHMBUS_DIR}
+. "$(dirname "$0")/cli_lib.sh"
 bus=cli-ls-$$
 stale=cli-stale-$$
 pids=()
@@ -22,26 +16,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-fails=0
-fail() {
-    echo "FAIL: $*"
-    fails=$((fails + 1))
-}
 
-expect() {
-    local want=$1
-    shift
-    "$@" >"$work/out" 2>"$work/err"
-    local rc=$?
-    if [ "$rc" -ne "$want" ]; then
-        fail "'$*' exited $rc, expected $want; stderr:"
-        sed 's/^/    /' "$work/err"
-    fi
-}
 
-out_has() {
-    grep -qF -- "$1" "$work/out" || fail "stdout lacks '$1': $(head -20 "$work/out")"
-}
 
 json_valid() {
     if command -v python3 >/dev/null 2>&1; then

@@ -5,13 +5,7 @@
 # A receiver is known to be ready when `shmbus stat --json` lists it live: the test polls
 # for that state with a deadline, never sleeps a fixed time to synchronise.
 set -u
-top=$(cd "$(dirname "$0")/.." && pwd)
-SHMBUS=${BUILD:-$top/build}/bin/shmbus
-[ -x "$SHMBUS" ] || { echo "skip: $SHMBUS is not built"; exit 77; }
-if [ -z "${SHMBUS_DIR:-}" ]; then
-    SHMBUS_DIR=$(mktemp -d) && export SHMBUS_DIR && own_dir=1
-fi
-work=${TEST_TMPDIR:-$SHMBUS_DIR}
+. "$(dirname "$0")/cli_lib.sh"
 demo=demo-$$
 bus=cli-msg-$$
 small=cli-small-$$
@@ -26,26 +20,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-fails=0
-fail() {
-    echo "FAIL: $*"
-    fails=$((fails + 1))
-}
 
-expect() {
-    local want=$1
-    shift
-    "$@" >"$work/out" 2>"$work/err"
-    local rc=$?
-    if [ "$rc" -ne "$want" ]; then
-        fail "'$*' exited $rc, expected $want; stderr:"
-        sed 's/^/    /' "$work/err"
-    fi
-}
 
-err_has() {
-    grep -qF -- "$1" "$work/err" || fail "stderr lacks '$1': $(cat "$work/err")"
-}
 
 # wait_live BUS ID|NAME: poll until the client is listed live (deadline 30 s).
 wait_live() {

@@ -3,15 +3,7 @@
 # the seed's routing table, and compared with the classic clients' when they are built);
 # other sizes route by the general rule; the summary; bad usage; nothing left behind.
 set -u
-top=$(cd "$(dirname "$0")/.." && pwd)
-bdir=${BUILD:-$top/build}
-case $bdir in /*) ;; *) bdir=$PWD/$bdir ;; esac
-SHMBUS=$bdir/bin/shmbus
-[ -x "$SHMBUS" ] || { echo "skip: $SHMBUS is not built"; exit 77; }
-if [ -z "${SHMBUS_DIR:-}" ]; then
-    SHMBUS_DIR=$(mktemp -d) && export SHMBUS_DIR && own_dir=1
-fi
-work=${TEST_TMPDIR:-$SHMBUS_DIR}
+. "$(dirname "$0")/cli_lib.sh"
 
 cleanup() {
     # ring destroys its own bus, also when it fails; if a bug left one in this test's
@@ -24,11 +16,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-fails=0
-fail() {
-    echo "FAIL: $*"
-    fails=$((fails + 1))
-}
 
 # The seed's table for three clients: client 1 sends to 2 + i % 2, client 2 to 1 + 2 * (i % 2),
 # client 3 to 1 + i % 2, where i counts that client's sends; client 3's first message

@@ -5,13 +5,7 @@
 # RING_MESSAGES sets the count (default 1,000,000: about 15 s on 2 cores);
 # `make ring-million` runs the issue's full `shmbus ring -c 64 -n 1000000 --quiet`.
 set -u
-top=$(cd "$(dirname "$0")/.." && pwd)
-SHMBUS=${BUILD:-$top/build}/bin/shmbus
-[ -x "$SHMBUS" ] || { echo "skip: $SHMBUS is not built"; exit 77; }
-if [ -z "${SHMBUS_DIR:-}" ]; then
-    SHMBUS_DIR=$(mktemp -d) && export SHMBUS_DIR && own_dir=1
-fi
-work=${TEST_TMPDIR:-$SHMBUS_DIR}
+. "$(dirname "$0")/cli_lib.sh"
 m=${RING_MESSAGES:-1000000}
 
 cleanup() {
