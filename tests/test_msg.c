@@ -4,6 +4,7 @@
  * dead and absent destinations, and a blocked receiver that costs no CPU.
  */
 #include <errno.h>
+#include <pthread.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdio.h>
@@ -511,6 +512,47 @@ static void test_dead_destination(void **state)
     close_bus(b);
 }
 
+/* A spin budget: a receive still times out, still finds what is there, and gets a message
+ * that arrives while it waits (counted as a spin, or as a wake-up if it was descheduled
+ * past its budget: the delay below picks a moment, it does not synchronise). */
+static void *late_sender(void *p)
+{
+    shmbus_client *c = p;
+    struct timespec ts = {0, 2000000}; /* lands inside the receiver's 1 s spin */
+    nanosleep(&ts, NULL);
+    shmbus_send(c, 2, "late", 4, 0, 0, 1000);
+    return NULL;
+}
+
+static void test_spin(void **state)
+{
+    (void)state;
+    shmbus_bus *b = open_bus("spin", 2, 8, 16);
+    shmbus_client *a, *c;
+    assert_int_equal(shmbus_join(b, 1, NULL, &a), 0);
+    assert_int_equal(shmbus_join(b, 2, NULL, &c), 0);
+    shmbus_client_set_spin(NULL, 10); /* no-op */
+    shmbus_client_set_spin(c, 1000000);
+    char buf[16];
+    uint64_t t0 = th_now_ns();
+    shmbus_client_set_spin(c, 5000);
+    assert_int_equal(shmbus_recv(c, NULL, buf, sizeof(buf), 30), -ETIMEDOUT);
+    assert_true(th_now_ns() - t0 >= 29000000ull);
+    assert_int_equal(shmbus_send(a, 2, "now", 3, 0, 0, 0), 0);
+    assert_int_equal(shmbus_recv(c, NULL, buf, sizeof(buf), 0), 3);
+    shmbus_client_set_spin(c, 1000000);
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, late_sender, a), 0);
+    assert_int_equal(shmbus_recv(c, NULL, buf, sizeof(buf), 5000), 4);
+    pthread_join(t, NULL);
+    struct shmbus_client_info ci[2];
+    assert_int_equal(shmbus_list(b, ci, 2), 2);
+    assert_true(ci[1].counters.spins + ci[1].counters.wakeups >= 1);
+    shmbus_leave(a);
+    shmbus_leave(c);
+    close_bus(b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -525,6 +567,7 @@ int main(void)
         cmocka_unit_test(test_priorities_across_processes),
         cmocka_unit_test(test_blocked_recv_sleeps),
         cmocka_unit_test(test_dead_destination),
+        cmocka_unit_test(test_spin),
     };
     return cmocka_run_group_tests(tests, NULL, th_cleanup);
 }
