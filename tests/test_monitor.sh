@@ -12,13 +12,11 @@ tmp=$TEST_TMPDIR
 fail() { echo "FAIL: $*"; exit 1; }
 
 ring_pid="" mon_pids=""
+. "$SHMBUS_TOP/tests/proc_lib.sh"
 cleanup() {
-    for p in $mon_pids; do kill -TERM "$p" 2>/dev/null; done
     # The ring destroys its own bus when told to stop; destroy it by hand if it could not.
-    [ -n "$ring_pid" ] && kill -TERM "$ring_pid" 2>/dev/null
-    sleep 0.3
-    for p in $mon_pids $ring_pid; do kill -KILL "$p" 2>/dev/null; done
-    wait 2>/dev/null
+    # shellcheck disable=SC2086
+    stop_pids $mon_pids "$ring_pid"
     for f in "$SHMBUS_DIR"/*.bus; do
         [ -e "$f" ] && "$shmbus" destroy "$(basename "$f" .bus)" >/dev/null 2>&1
     done
@@ -129,8 +127,12 @@ ok(all(c["state"] == "live" and c["pid"] > 0 and c["capacity"] > 0 for c in snap
    "clients are live, with pid and mailbox capacity")
 for key in ("sent", "received", "sent_rate", "recv_rate", "latency_ns"):
     ok(key in snap["totals"], f"totals has {key}")
-time.sleep(1.0)
-snap2 = json.loads(req("GET", "/api/bus")[2])
+# Poll (deadline 10 s) until the monitor has taken a newer sample.
+for _ in range(100):
+    snap2 = json.loads(req("GET", "/api/bus")[2])
+    if snap2["seq"] > snap["seq"] and snap2["totals"]["received"] > snap["totals"]["received"]:
+        break
+    time.sleep(0.1)
 ok(snap2["seq"] > snap["seq"], f"samples advance ({snap['seq']} -> {snap2['seq']})")
 ok(snap2["totals"]["received"] > snap["totals"]["received"],
    f"received rises ({snap['totals']['received']} -> {snap2['totals']['received']})")
@@ -280,9 +282,15 @@ import socket, sys, time
 s = socket.create_connection(('127.0.0.1', int(sys.argv[1])), timeout=5)
 s.sendall(b'GET /events HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n')
 s.recv(100)
-time.sleep(30)" "${url##*:}" 2>/dev/null &
+open(sys.argv[2], 'w').close()
+time.sleep(30)" "$(basename "${url##*:}")" "$tmp/stream-open" 2>"$tmp/holder.err" &
 holder=$!
-sleep 0.5
+# The stream is open once the holder has read the response's first bytes and said so.
+for ((i = 0; i < 100; i++)); do
+    [ -e "$tmp/stream-open" ] && break
+    sleep 0.05
+done
+[ -e "$tmp/stream-open" ] || fail "could not open an /events stream: $(cat "$tmp/holder.err")"
 kill -TERM "$mon_pid"
 wait_exit "$mon_pid" 5
 rc=$?

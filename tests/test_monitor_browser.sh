@@ -49,12 +49,9 @@ fi
 
 # -- traffic and the monitor ----------------------------------------------------------------
 ring_pid="" mon_pid=""
+. "$SHMBUS_TOP/tests/proc_lib.sh"
 cleanup() {
-    [ -n "$mon_pid" ] && kill -TERM "$mon_pid" 2>/dev/null
-    [ -n "$ring_pid" ] && kill -TERM "$ring_pid" 2>/dev/null
-    sleep 0.3
-    for p in $mon_pid $ring_pid; do kill -KILL "$p" 2>/dev/null; done
-    wait 2>/dev/null
+    stop_pids "$mon_pid" "$ring_pid"
     for f in "$SHMBUS_DIR"/*.bus; do
         [ -e "$f" ] && "$shmbus" destroy "$(basename "$f" .bus)" >/dev/null 2>&1
     done
