@@ -39,10 +39,12 @@
 
 /* Exit codes (README). 128 + signal number when a client is interrupted. */
 enum {
-    CLASSIC_EXIT_ERROR = 1,   /* a system call failed, or a foreign object is in the way */
-    CLASSIC_EXIT_USAGE = 2,   /* bad option or environment variable */
-    CLASSIC_EXIT_PEER = 3,    /* the exchange stopped because of another client */
-    CLASSIC_EXIT_REFUSED = 4, /* another exchange is live here: not touched */
+    CLASSIC_EXIT_ERROR = 1,    /* a system call failed, or a foreign object is in the way */
+    CLASSIC_EXIT_USAGE = 2,    /* bad option or environment variable */
+    CLASSIC_EXIT_PEER = 3,     /* the exchange stopped because of another client */
+    CLASSIC_EXIT_REFUSED = 4,  /* another exchange is live here: not touched */
+    CLASSIC_EXIT_GAVE_UP = 5,  /* nothing moved in the segment for the give-up time */
+    CLASSIC_EXIT_OUTPUT = 141, /* stdout closed (EPIPE): stopped and cleaned up, 128 + SIGPIPE */
 };
 
 enum slot_state { SLOT_EMPTY = 0, SLOT_ACTIVE = 1, SLOT_DONE = 2 };
@@ -57,7 +59,7 @@ struct ctl_slot {
 };
 
 #define CTL_MAGIC   0x636c6173u /* "clas" */
-#define CTL_VERSION 1u
+#define CTL_VERSION 2u
 
 struct control {
     uint32_t magic;
@@ -67,6 +69,8 @@ struct control {
     struct ctl_slot slot[4];   /* index = client number; slot[0] unused */
     _Atomic int holder;        /* pid holding semName, 0 if none (ours only; seed peers don't) */
     _Atomic int aborted;       /* 0; 1 while reason is being written; 2 when reason is set */
+    _Atomic int finished;      /* 1: the exchange is over (last message taken, or seeds gone) */
+    _Atomic int seed_seen;     /* 1: a seed client took part (more attached than registered) */
     int32_t abort_status;      /* the exit status the others take: 3, or 128 + signal */
     char reason[CLASSIC_REASON_LEN];
 };
@@ -79,6 +83,12 @@ struct session {
     char run[CLASSIC_RUN_LEN];
     char dir[PATH_MAX];
     char keyfile[PATH_MAX];
+    char lockfile[PATH_MAX]; /* the flock's file: the key file, or /dev/shm/<lockname> */
+    char lockname[64];       /* the default lock's shm_open name */
+    bool isolated;           /* CLASSIC_DIR given */
+    int give_up_ms;          /* stop when nothing moved for this long (NUM_MESSAGES s) */
+    int sent;                /* messages sent: the routing table's i */
+    pid_t ppid;              /* the parent at start: its end stops us (PR_SET_PDEATHSIG) */
     char sem_name[4][CLASSIC_SEM_NAME_LEN]; /* [0] semName, [1..3] turn semaphores */
     key_t mem_key, ctl_key;
     int lock_fd;
@@ -106,12 +116,12 @@ void classic_say(const struct session *s, const char *fmt, ...)
 int session_init(struct session *s, bool create_keyfile);
 int session_join(struct session *s);
 int session_leave(struct session *s);
-int session_abort_run(struct session *s, const char *reason);
 void session_print_names(const struct session *s);
 
-/* Liveness of a peer, and the stop flag other clients raise. */
-bool classic_alive(pid_t pid, unsigned long long start);
-unsigned long long classic_start_time(pid_t pid);
+/* Peers: dead ones, seed clients, live seats; and the stop flag other clients raise. */
+int session_seed_clients(const struct session *s);
+bool session_seat_live(const struct session *s, int n);
+bool session_had_peer(const struct session *s);
 int session_dead_peer(const struct session *s, pid_t *pid);
 void session_set_abort(struct session *s, int status, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));

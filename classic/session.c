@@ -23,6 +23,7 @@
  *   most a note that a start.sh run stopped, for that run's latecomers (see note_write()).
  */
 #include "classic.h"
+#include "../src/internal.h" /* sb__proc_alive(), sb__proc_start_time(): src/proc.c */
 
 #include <errno.h>
 #include <fcntl.h>
@@ -32,6 +33,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/mman.h>
 #include <sys/ipc.h>
 #include <sys/shm.h>
 #include <sys/stat.h>
@@ -68,61 +70,11 @@ static const char *what(const char *call, const char *fmt, ...)
     return buf;
 }
 
-/* ---- liveness ---------------------------------------------------------------------------- */
-
-/* State letter and start time (field 22, clock ticks since boot) of a process, from
- * /proc/<pid>/stat. The command name (field 2) may hold spaces and ')', so parse after the
- * last ')'. */
-static bool proc_stat(pid_t pid, char *state, unsigned long long *start)
-{
-    char path[64], buf[1024];
-    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return false; /* gone (ENOENT), or not ours to look at: either way not a live peer */
-    ssize_t n = read(fd, buf, sizeof(buf) - 1);
-    (void)close(fd); /* read-only procfs file: close cannot lose data */
-    if (n <= 0)
-        return false;
-    buf[n] = '\0';
-    char *p = strrchr(buf, ')');
-    if (!p || p[1] != ' ' || p[2] == '\0')
-        return false;
-    p += 2;
-    *state = *p;
-    for (int field = 3; field < 22; field++) {
-        p = strchr(p, ' ');
-        if (!p)
-            return false;
-        p++;
-    }
-    *start = strtoull(p, NULL, 10);
-    return true;
-}
-
-unsigned long long classic_start_time(pid_t pid)
-{
-    char state;
-    unsigned long long start;
-    return proc_stat(pid, &state, &start) ? start : 0;
-}
-
-/* start == 0: any process with that pid will do (used for a seed client's creator pid). */
-bool classic_alive(pid_t pid, unsigned long long start)
-{
-    if (pid <= 0)
-        return false;
-    if (kill(pid, 0) != 0 && errno == ESRCH)
-        return false;
-    char state;
-    unsigned long long t;
-    if (!proc_stat(pid, &state, &t))
-        return false;
-    /* A zombie has finished: its parent (start.sh) just has not waited for it yet. */
-    if (state == 'Z' || state == 'X' || state == 'x')
-        return false;
-    return start == 0 || t == start;
-}
+/* ---- liveness ----------------------------------------------------------------------------
+ * One rule for the whole project: src/proc.c (linked in alone; classic needs nothing else of
+ * libshmbus). A pid is alive while /proc says so, not a zombie, with the recorded start time;
+ * an entry we cannot read counts as alive, never as dead on a guess. start 0: any process
+ * with that pid (a seed client's creator pid). */
 
 struct slot_view {
     int state;
@@ -154,7 +106,7 @@ int session_dead_peer(const struct session *s, pid_t *pid)
         if (n == s->me)
             continue;
         struct slot_view v = slot_load(s->ctl, n);
-        if (v.state == SLOT_ACTIVE && !classic_alive(v.pid, v.start)) {
+        if (v.state == SLOT_ACTIVE && !sb__proc_alive(v.pid, v.start)) {
             *pid = v.pid;
             return n;
         }
@@ -167,7 +119,40 @@ static bool others_alive(const struct session *s)
 {
     for (int n = 1; n <= 3; n++) {
         struct slot_view v = slot_load(s->ctl, n);
-        if (n != s->me && v.state == SLOT_ACTIVE && classic_alive(v.pid, v.start))
+        if (n != s->me && v.state == SLOT_ACTIVE && sb__proc_alive(v.pid, v.start))
+            return true;
+    }
+    return false;
+}
+
+/* Seed clients attached to the seed's segment: attachments beyond our active clients.
+ * -1 if the segment cannot be looked at. */
+int session_seed_clients(const struct session *s)
+{
+    struct shmid_ds ds;
+    if (s->mem_id < 0 || shmctl(s->mem_id, IPC_STAT, &ds) != 0)
+        return -1;
+    int ours = 0;
+    for (int n = 1; n <= 3; n++)
+        ours += slot_load(s->ctl, n).state == SLOT_ACTIVE;
+    long seeds = (long)ds.shm_nattch - ours;
+    return seeds > 0 ? (int)seeds : 0;
+}
+
+/* Seat n (hostile: any value) is held by a live client of ours. */
+bool session_seat_live(const struct session *s, int n)
+{
+    if (n < 1 || n > 3)
+        return false;
+    struct slot_view v = slot_load(s->ctl, n);
+    return v.state == SLOT_ACTIVE && sb__proc_alive(v.pid, v.start);
+}
+
+/* Another client of ours has registered in this run, whatever became of it. */
+bool session_had_peer(const struct session *s)
+{
+    for (int n = 1; n <= 3; n++) {
+        if (n != s->me && slot_load(s->ctl, n).state != SLOT_EMPTY)
             return true;
     }
     return false;
@@ -231,51 +216,90 @@ static int make_dir(struct session *s)
     return classic_fail(s, what("mkdir", "%s", s->dir), errno);
 }
 
-/* Fill in the key file, keys and semaphore names; open (and with create, make) the key file,
- * whose descriptor carries the flock. Without create, a missing key file leaves lock_fd -1. */
+/* Open (making it if needed) the lock file of the seed's default names, a file in /dev/shm
+ * beside the semaphores, named after the key; fall back to read-only (flock works on it) if
+ * another user made it. */
+static int open_default_lock(struct session *s)
+{
+    snprintf(s->lockname, sizeof(s->lockname), "/classic-%08x.lock", (unsigned)s->mem_key);
+    snprintf(s->lockfile, sizeof(s->lockfile), "/dev/shm%s", s->lockname);
+    mode_t old = umask(0);
+    s->lock_fd = shm_open(s->lockname, O_RDWR | O_CREAT | O_NOFOLLOW, 0644);
+    umask(old);
+    if (s->lock_fd < 0 && errno == EACCES) {
+        s->lock_fd = shm_open(s->lockname, O_RDONLY | O_NOFOLLOW, 0);
+        s->note_ro = true;
+    }
+    if (s->lock_fd < 0)
+        return classic_fail(s, what("shm_open", "%s", s->lockfile), errno);
+    return 0;
+}
+
+/* Fill in the key file, keys and semaphore names, and open the lock file.
+ *
+ * The key rules (README: "Where the seed's clients meet ours"):
+ * - Default: the seed's own. key = ftok("MemDispatch", 65) relative to the working directory,
+ *   the file never created, so when it is missing the key is -1, as the seed's clients use
+ *   it; semaphores "semName" and "semName.turnN". Run from the same folder as the seed's
+ *   clients (or anywhere, when no MemDispatch exists), in any order, they meet. The lock
+ *   that serialises joining and leaving is /dev/shm/classic-<key>.lock, removed by the
+ *   last client out.
+ * - CLASSIC_DIR set (isolated runs, the tests): key file $CLASSIC_DIR/MemDispatch, created,
+ *   also the lock; semaphore names prefixed "classic-<key>.", so runs never meet.
+ * Our control segment's key is the seed's key with ftok's project byte 66 instead of 65.
+ * create = false (--names of an isolated run without its key file): nothing is made. */
 int session_init(struct session *s, bool create)
 {
     const char *env = getenv("CLASSIC_DIR");
     bool isolated = env && *env;
-    if (snprintf(s->dir, sizeof(s->dir), "%s", isolated ? env : CLASSIC_DEFAULT_DIR) >=
-            (int)sizeof(s->dir) ||
+    s->isolated = isolated;
+    if (!isolated && !getcwd(s->dir, sizeof(s->dir)))
+        return classic_fail(s, "getcwd", errno);
+    if ((isolated && snprintf(s->dir, sizeof(s->dir), "%s", env) >= (int)sizeof(s->dir)) ||
         snprintf(s->keyfile, sizeof(s->keyfile), "%s/%s", s->dir, MEMNAME) >=
             (int)sizeof(s->keyfile)) {
-        classic_say(s, "CLASSIC_DIR is too long");
+        classic_say(s, "the key file's path is too long");
         return CLASSIC_EXIT_USAGE;
     }
-    if (create && make_dir(s) != 0)
-        return CLASSIC_EXIT_ERROR;
-    /* O_NOFOLLOW: a symlink planted at the key file's name is refused, not followed. */
-    int flags = O_RDWR | O_CLOEXEC | O_NOFOLLOW | (create ? O_CREAT : 0);
-    s->lock_fd = open(s->keyfile, flags, s->mode);
-    if (s->lock_fd < 0 && errno == EACCES) {
-        /* Read-only (a group member's key file, say): fine, we just cannot leave a note. */
-        s->lock_fd = open(s->keyfile, (flags & ~O_RDWR) | O_RDONLY, s->mode);
-        s->note_ro = true;
+    if (isolated) {
+        if (create && make_dir(s) != 0)
+            return CLASSIC_EXIT_ERROR;
+        snprintf(s->lockfile, sizeof(s->lockfile), "%s", s->keyfile);
+        /* O_NOFOLLOW: a symlink planted at the key file's name is refused, not followed. */
+        int flags = O_RDWR | O_CLOEXEC | O_NOFOLLOW | (create ? O_CREAT : 0);
+        s->lock_fd = open(s->keyfile, flags, s->mode);
+        if (s->lock_fd < 0 && errno == EACCES) {
+            /* Read-only (a group member's key file, say): fine, we just cannot leave a note. */
+            s->lock_fd = open(s->keyfile, (flags & ~O_RDWR) | O_RDONLY, s->mode);
+            s->note_ro = true;
+        }
+        if (s->lock_fd < 0) {
+            if (!create && errno == ENOENT)
+                return 0;
+            return classic_fail(s, what("open", "%s", s->keyfile), errno);
+        }
+        s->mem_key = ftok(s->keyfile, 65);
+        if (s->mem_key == (key_t)-1)
+            return classic_fail(s, what("ftok", "%s", s->keyfile), errno);
+    } else {
+        s->mem_key = ftok(MEMNAME, 65); /* -1 when missing: the seed's key, kept on purpose */
     }
-    if (s->lock_fd < 0) {
-        if (!create && errno == ENOENT)
-            return 0;
-        return classic_fail(s, what("open", "%s", s->keyfile), errno);
-    }
-    s->mem_key = ftok(s->keyfile, 65);
-    s->ctl_key = ftok(s->keyfile, 66);
-    if (s->mem_key == (key_t)-1 || s->ctl_key == (key_t)-1)
-        return classic_fail(s, what("ftok", "%s", s->keyfile), errno);
+    s->ctl_key = (key_t)(((unsigned)s->mem_key & 0x00ffffffu) | (66u << 24));
     char prefix[32] = "";
     if (isolated)
         snprintf(prefix, sizeof(prefix), "classic-%08x.", (unsigned)s->mem_key);
     snprintf(s->sem_name[0], sizeof(s->sem_name[0]), "%s%s", prefix, semName);
     for (int n = 1; n <= 3; n++)
         snprintf(s->sem_name[n], sizeof(s->sem_name[n]), "%s%s.turn%d", prefix, semName, n);
+    if (!isolated && create)
+        return open_default_lock(s);
     return 0;
 }
 
 void session_print_names(const struct session *s)
 {
-    printf("keyfile %s\nmemkey 0x%08x\nctlkey 0x%08x\n", s->keyfile, (unsigned)s->mem_key,
-           (unsigned)s->ctl_key);
+    printf("keyfile %s\nlockfile %s\nmemkey 0x%08x\nctlkey 0x%08x\n", s->keyfile, s->lockfile,
+           (unsigned)s->mem_key, (unsigned)s->ctl_key);
     for (int n = 0; n <= 3; n++)
         printf("sem %s\n", s->sem_name[n]);
 }
@@ -386,7 +410,7 @@ static int detach(struct session *s, void **at)
 /* The seed's segment can be left in place only while a seed-protocol client uses it. */
 static bool seed_client_uses(const struct shmid_ds *ds)
 {
-    return ds->shm_nattch > 0 || (ds->shm_lpid == 0 && classic_alive(ds->shm_cpid, 0));
+    return ds->shm_nattch > 0 || (ds->shm_lpid == 0 && sb__proc_alive(ds->shm_cpid, 0));
 }
 
 /* ---- the note in the key file ------------------------------------------------------------
@@ -405,7 +429,7 @@ static int note_write(struct session *s, int status, const char *reason)
     if (n >= (int)sizeof(buf))
         n = (int)sizeof(buf) - 1;
     if (ftruncate(s->lock_fd, 0) != 0 || pwrite(s->lock_fd, buf, (size_t)n, 0) != n)
-        return classic_fail(s, what("write", "%s", s->keyfile), errno);
+        return classic_fail(s, what("write", "%s", s->lockfile), errno);
     return 0;
 }
 
@@ -413,7 +437,7 @@ static int note_clear(struct session *s)
 {
     if (s->note_ro || ftruncate(s->lock_fd, 0) == 0)
         return 0;
-    return classic_fail(s, what("ftruncate", "%s", s->keyfile), errno);
+    return classic_fail(s, what("ftruncate", "%s", s->lockfile), errno);
 }
 
 /* The exit status our run's note gives, and its reason; 0 if there is none for our run. */
@@ -460,6 +484,10 @@ static int remove_all(struct session *s)
     }
     for (int n = 1; n <= 3; n++)
         rc |= sem_remove(s, n);
+    /* The default lock file goes too (lock() copes with a waiter on the removed file), unless
+     * it carries a note for a stopped run's latecomers. */
+    if (!s->isolated && !(stopped && s->run[0]) && shm_unlink(s->lockname) != 0 && errno != ENOENT)
+        rc |= classic_fail(s, what("shm_unlink", "%s", s->lockfile), errno);
     return rc ? CLASSIC_EXIT_ERROR : 0;
 }
 
@@ -475,13 +503,13 @@ static void ctl_init(struct session *s)
 
 static int enter(struct session *s)
 {
-    int rc = attach(s, s->mem_id, (void **)&s->mem);
-    if (rc)
-        return rc;
-    s->start = classic_start_time(s->pid);
+    /* Registered before attaching, detached before leaving (session_leave()): so the active
+     * slots never fall short of our clients attached, and session_seed_clients() never
+     * mistakes one of ours for a seed client. */
+    s->start = sb__proc_start_time(s->pid);
     slot_store(s->ctl, s->me, SLOT_ACTIVE, s->pid, s->start);
     s->registered = true;
-    return 0;
+    return attach(s, s->mem_id, (void **)&s->mem);
 }
 
 /* A fresh run: our control segment and turn semaphores; the seed's segment and semName fresh
@@ -586,7 +614,7 @@ static enum verdict judge_run(struct session *s, int *rc)
         struct slot_view v = slot_load(c, n);
         if (v.state != SLOT_ACTIVE)
             continue;
-        if (classic_alive(v.pid, v.start))
+        if (sb__proc_alive(v.pid, v.start))
             live = n, live_pid = v.pid;
         else
             dead = n, dead_pid = v.pid;
@@ -611,8 +639,11 @@ static enum verdict judge_run(struct session *s, int *rc)
     }
     struct slot_view mine = slot_load(c, s->me);
     if (mine.state != SLOT_EMPTY) {
-        classic_say(s, "client %d of this exchange %s (pid %d): refusing to take its place", s->me,
-                    mine.state == SLOT_ACTIVE ? "is already running" : "has already run",
+        /* A second start.sh (or a second client N by hand): the seat is taken. */
+        classic_say(s,
+                    "another exchange is running in %s (its client %d %s, pid %d): refusing to "
+                    "disturb it",
+                    s->dir, s->me, mine.state == SLOT_ACTIVE ? "is running" : "has already run",
                     (int)mine.pid);
         return STOP;
     }
@@ -667,9 +698,26 @@ static int join_locked(struct session *s)
 
 static int lock(struct session *s, int op)
 {
-    if (flock(s->lock_fd, op) == 0)
-        return 0;
-    return classic_fail(s, what("flock", "%s", s->keyfile), errno);
+    for (;;) {
+        if (flock(s->lock_fd, op) != 0)
+            return classic_fail(s, what("flock", "%s", s->lockfile), errno);
+        if (op != LOCK_EX || s->isolated)
+            return 0;
+        /* The default lock file is removed by the last client out, under the lock: if that
+         * happened while we waited, our descriptor is for a file nobody else will lock.
+         * Take the lock again on the file now under the name. */
+        struct stat held, named;
+        if (fstat(s->lock_fd, &held) != 0)
+            return classic_fail(s, what("fstat", "%s", s->lockfile), errno);
+        if (stat(s->lockfile, &named) == 0 && named.st_ino == held.st_ino &&
+            named.st_dev == held.st_dev)
+            return 0;
+        (void)close(s->lock_fd); /* only a lock rides on it */
+        s->lock_fd = -1;
+        int rc = open_default_lock(s);
+        if (rc)
+            return rc;
+    }
 }
 
 int session_join(struct session *s)
@@ -698,9 +746,9 @@ int session_leave(struct session *s)
     bool locked = lock(s, LOCK_EX) == 0;
     if (!locked)
         rc = CLASSIC_EXIT_ERROR;
+    rc |= detach(s, (void **)&s->mem);
     if (s->registered)
         slot_store(s->ctl, s->me, SLOT_DONE, s->pid, s->start);
-    rc |= detach(s, (void **)&s->mem);
     if (s->registered && locked && !others_alive(s))
         rc |= remove_all(s);
     for (int n = 0; n <= 3; n++) {
@@ -711,57 +759,6 @@ int session_leave(struct session *s)
     rc |= detach(s, (void **)&s->ctl);
     if (locked)
         rc |= lock(s, LOCK_UN);
-    if (close(s->lock_fd) != 0)
-        rc = classic_fail(s, "close", errno);
-    s->lock_fd = -1;
-    return rc ? CLASSIC_EXIT_ERROR : 0;
-}
-
-/* start.sh's report that one of its clients died: stop the run if it is start.sh's own, and
- * remove it if nobody is left to. Never creates anything. */
-static int abort_locked(struct session *s, const char *reason)
-{
-    struct shmid_ds ds;
-    int rc = shm_inspect(s, s->ctl_key, sizeof(struct control), &s->ctl_id, &ds);
-    if (rc)
-        return rc;
-    if (s->ctl_id < 0)
-        return note_write(s, CLASSIC_EXIT_PEER, reason); /* for a client still on its way */
-    rc = attach(s, s->ctl_id, (void **)&s->ctl);
-    if (rc)
-        return rc;
-    char run[CLASSIC_RUN_LEN];
-    memcpy(run, s->ctl->run, sizeof(run));
-    run[sizeof(run) - 1] = '\0';
-    if (s->ctl->magic != CTL_MAGIC || strcmp(run, s->run) != 0)
-        return 0; /* not start.sh's run: not ours to stop */
-    for (int n = 1; n <= 3; n++) {
-        s->sem[n] = sem_open(s->sem_name[n], 0);
-        if (s->sem[n] == SEM_FAILED)
-            s->sem[n] = NULL; /* already removed: nobody to wake there */
-    }
-    /* Name the semaphore if the dead client held it: that is what stopped its peers. */
-    pid_t holder = atomic_load_explicit(&s->ctl->holder, memory_order_relaxed);
-    bool held = holder > 0 && !classic_alive(holder, 0);
-    session_set_abort(s, CLASSIC_EXIT_PEER, "%s%s", reason, held ? ", holding semName" : "");
-    return others_alive(s) ? 0 : remove_all(s);
-}
-
-int session_abort_run(struct session *s, const char *reason)
-{
-    if (s->lock_fd < 0)
-        return 0; /* no key file: no run */
-    int rc = lock(s, LOCK_EX);
-    if (rc)
-        return rc;
-    rc = abort_locked(s, reason);
-    for (int n = 1; n <= 3; n++) {
-        if (s->sem[n] && sem_close(s->sem[n]) != 0)
-            rc = classic_fail(s, "sem_close", errno);
-        s->sem[n] = NULL;
-    }
-    rc |= detach(s, (void **)&s->ctl);
-    rc |= lock(s, LOCK_UN);
     if (close(s->lock_fd) != 0)
         rc = classic_fail(s, "close", errno);
     s->lock_fd = -1;
