@@ -521,7 +521,9 @@ int client_main(int me, int argc, char **argv)
     if (rc)
         return rc;
     if (o.names) {
-        rc = session_init(&s, false);
+        /* Isolated: the key file is made, as its inode is the key; default: nothing. */
+        const char *dir = getenv("CLASSIC_DIR");
+        rc = session_init(&s, dir && *dir);
         if (!rc)
             session_print_names(&s);
         if (s.lock_fd >= 0)

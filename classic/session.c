@@ -221,8 +221,6 @@ static int make_dir(struct session *s)
  * another user made it. */
 static int open_default_lock(struct session *s)
 {
-    snprintf(s->lockname, sizeof(s->lockname), "/classic-%08x.lock", (unsigned)s->mem_key);
-    snprintf(s->lockfile, sizeof(s->lockfile), "/dev/shm%s", s->lockname);
     mode_t old = umask(0);
     s->lock_fd = shm_open(s->lockname, O_RDWR | O_CREAT | O_NOFOLLOW, 0644);
     umask(old);
@@ -247,7 +245,7 @@ static int open_default_lock(struct session *s)
  * - CLASSIC_DIR set (isolated runs, the tests): key file $CLASSIC_DIR/MemDispatch, created,
  *   also the lock; semaphore names prefixed "classic-<key>.", so runs never meet.
  * Our control segment's key is the seed's key with ftok's project byte 66 instead of 65.
- * create = false (--names of an isolated run without its key file): nothing is made. */
+ * create = false (--names of the default names): the lock file is not made. */
 int session_init(struct session *s, bool create)
 {
     const char *env = getenv("CLASSIC_DIR");
@@ -291,8 +289,11 @@ int session_init(struct session *s, bool create)
     snprintf(s->sem_name[0], sizeof(s->sem_name[0]), "%s%s", prefix, semName);
     for (int n = 1; n <= 3; n++)
         snprintf(s->sem_name[n], sizeof(s->sem_name[n]), "%s%s.turn%d", prefix, semName, n);
-    if (!isolated && create)
-        return open_default_lock(s);
+    if (isolated)
+        return 0;
+    snprintf(s->lockname, sizeof(s->lockname), "/classic-%08x.lock", (unsigned)s->mem_key);
+    snprintf(s->lockfile, sizeof(s->lockfile), "/dev/shm%s", s->lockname);
+    return create ? open_default_lock(s) : 0;
     return 0;
 }
 
