@@ -65,7 +65,8 @@ struct control {
     uint32_t magic;
     uint32_t version;
     int32_t messages;          /* the exchange's length: joiners must agree */
-    char run[CLASSIC_RUN_LEN]; /* CLASSIC_RUN of the start.sh that began the run, or "" */
+    int64_t created;           /* time(NULL) when the run began */
+    char run[CLASSIC_RUN_LEN]; /* its first client's run: CLASSIC_RUN, or "parent PID START" */
     struct ctl_slot slot[4];   /* index = client number; slot[0] unused */
     _Atomic int holder;        /* pid holding semName, 0 if none (ours only; seed peers don't) */
     _Atomic int aborted;       /* 0; 1 while reason is being written; 2 when reason is set */

@@ -30,6 +30,7 @@
  *   SIGPIPE is ignored) stops the exchange cleanly: exit 141.
  */
 #include "classic.h"
+#include "../src/internal.h" /* sb__proc_start_time(): src/proc.c */
 
 #include <errno.h>
 #include <signal.h>
@@ -122,11 +123,16 @@ static int parse_env(struct session *s, struct options *o)
     v = getenv("CLASSIC_GROUP");
     if (v && strcmp(v, "1") == 0)
         s->mode = SEM_PERMS;
+    /* The run: clients started by one start.sh (one parent) belong together; CLASSIC_RUN
+     * names a run explicitly (the tests). It decides who a stopped run's note is for. */
     v = getenv("CLASSIC_RUN");
     if (v && snprintf(s->run, sizeof(s->run), "%s", v) >= (int)sizeof(s->run)) {
         classic_say(s, "CLASSIC_RUN is longer than %d characters", CLASSIC_RUN_LEN - 1);
         return CLASSIC_EXIT_USAGE;
     }
+    if (!v || !*v)
+        snprintf(s->run, sizeof(s->run), "parent %d %llu", (int)s->ppid,
+                 (unsigned long long)sb__proc_start_time(s->ppid));
     int secs = NUM_MESSAGES;
     v = getenv("CLASSIC_GIVE_UP");
     if (v && *v && parse_int(s, "CLASSIC_GIVE_UP", v, 1, 86400, &secs))

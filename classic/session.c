@@ -37,6 +37,7 @@
 #include <sys/ipc.h>
 #include <sys/shm.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 /* ---- messages ---------------------------------------------------------------------------- */
@@ -414,19 +415,24 @@ static bool seed_client_uses(const struct shmid_ds *ds)
     return ds->shm_nattch > 0 || (ds->shm_lpid == 0 && sb__proc_alive(ds->shm_cpid, 0));
 }
 
-/* ---- the note in the key file ------------------------------------------------------------
- * A start.sh run that stopped (a client died or was interrupted) leaves three lines in the
- * key file: its run id, the exit status, the reason. A client of that same run that arrives
- * after everything was removed (start.sh launched it before it learned of the failure) reads
- * it and stops, instead of beginning the exchange again alone and waiting forever. A fresh
- * run clears it. The key file is otherwise only a name for ftok(), so its bytes are free. */
+/* ---- the note in the lock file -----------------------------------------------------------
+ * A run that stopped (a client died or was interrupted) leaves four lines in the lock file:
+ * its run id, the exit status, the time, the reason. A client of that same run (same parent,
+ * i.e. the same start.sh; or the same CLASSIC_RUN) that arrives within CLASSIC_NOTE_S seconds,
+ * after everything was removed (start.sh launched it a second later, not knowing), reads it
+ * and stops at once, instead of beginning the exchange again alone and giving up after
+ * NUM_MESSAGES seconds. The bound keeps a user who starts clients by hand from one shell
+ * from being turned away by an old note. A fresh run clears it. With the seed's names the
+ * lock file, /dev/shm/classic-<key>.lock, stays for that note; the next run removes it. */
+#define CLASSIC_NOTE_S 10
 
 static int note_write(struct session *s, int status, const char *reason)
 {
     if (!s->run[0] || s->note_ro)
         return 0;
-    char buf[CLASSIC_RUN_LEN + CLASSIC_REASON_LEN + 16];
-    int n = snprintf(buf, sizeof(buf), "%s\n%d\n%s\n", s->run, status, reason);
+    char buf[CLASSIC_RUN_LEN + CLASSIC_REASON_LEN + 48];
+    int n = snprintf(buf, sizeof(buf), "%s\n%d\n%lld\n%s\n", s->run, status, (long long)time(NULL),
+                     reason);
     if (n >= (int)sizeof(buf))
         n = (int)sizeof(buf) - 1;
     if (ftruncate(s->lock_fd, 0) != 0 || pwrite(s->lock_fd, buf, (size_t)n, 0) != n)
@@ -441,27 +447,32 @@ static int note_clear(struct session *s)
     return classic_fail(s, what("ftruncate", "%s", s->lockfile), errno);
 }
 
-/* The exit status our run's note gives, and its reason; 0 if there is none for our run. */
+/* The exit status our run's note gives, and its reason; 0 if there is none for our run. The
+ * file is anybody's who can write it: parsed bounded, numbers checked. */
 static int note_read(struct session *s, char *reason, size_t len)
 {
-    char buf[CLASSIC_RUN_LEN + CLASSIC_REASON_LEN + 16];
+    char buf[CLASSIC_RUN_LEN + CLASSIC_REASON_LEN + 48];
     if (!s->run[0])
         return 0;
     ssize_t n = pread(s->lock_fd, buf, sizeof(buf) - 1, 0);
     if (n <= 0)
         return 0; /* empty, or unreadable: no note */
     buf[n] = '\0';
-    char *status = strchr(buf, '\n');
-    char *why = status ? strchr(status + 1, '\n') : NULL;
-    if (!why)
+    char *line[4] = {buf, NULL, NULL, NULL};
+    for (int i = 1; i < 4; i++) {
+        line[i] = strchr(line[i - 1], '\n');
+        if (!line[i])
+            return 0;
+        *line[i]++ = '\0';
+    }
+    if (strcmp(line[0], s->run) != 0)
         return 0;
-    *status++ = '\0';
-    *why++ = '\0';
-    if (strcmp(buf, s->run) != 0)
-        return 0;
-    why[strcspn(why, "\n")] = '\0';
-    snprintf(reason, len, "%s", why);
-    int st = atoi(status);
+    long long when = atoll(line[2]), now = (long long)time(NULL);
+    if (when > now || now - when > CLASSIC_NOTE_S)
+        return 0; /* an old note (or a clock step): not for us */
+    line[3][strcspn(line[3], "\n")] = '\0';
+    snprintf(reason, len, "%s", line[3]);
+    int st = atoi(line[1]);
     return st > 0 && st < 256 ? st : CLASSIC_EXIT_PEER;
 }
 
@@ -497,6 +508,7 @@ static void ctl_init(struct session *s)
     struct control *c = s->ctl;
     memset(c, 0, sizeof(*c));
     c->messages = s->messages;
+    c->created = (int64_t)time(NULL);
     snprintf(c->run, sizeof(c->run), "%s", s->run);
     c->version = CTL_VERSION;
     c->magic = CTL_MAGIC; /* last: a creator killed before this leaves magic 0, i.e. stale */
@@ -610,18 +622,21 @@ static enum verdict judge_run(struct session *s, int *rc)
     run[sizeof(run) - 1] = '\0';
     bool same = strcmp(run, s->run) == 0;
     int live = 0, dead = 0;
-    pid_t live_pid = 0, dead_pid = 0;
+    pid_t dead_pid = 0;
     for (int n = 1; n <= 3; n++) {
         struct slot_view v = slot_load(c, n);
         if (v.state != SLOT_ACTIVE)
             continue;
         if (sb__proc_alive(v.pid, v.start))
-            live = n, live_pid = v.pid;
+            live = n;
         else
             dead = n, dead_pid = v.pid;
     }
     char why[CLASSIC_REASON_LEN];
-    if (!live && same && s->run[0] && dead) {
+    /* Our own run (same start.sh), begun moments ago, and a client of it already dead: a
+     * start.sh latecomer. Stop, as the note would say. An older dead run is just stale. */
+    long long age = (long long)time(NULL) - (long long)c->created;
+    if (!live && same && s->run[0] && dead && age >= 0 && age <= CLASSIC_NOTE_S) {
         classic_say(s, "client %d (pid %d) of this exchange died before we joined; cleaning up",
                     dead, (int)dead_pid);
         session_set_abort(s, CLASSIC_EXIT_PEER, "client %d (pid %d) died", dead, (int)dead_pid);
@@ -630,14 +645,10 @@ static enum verdict judge_run(struct session *s, int *rc)
     }
     if (!live)
         return STALE;
+    /* A live run is joined by whoever takes a free seat (a seed user may start the three
+     * clients from three terminals); a taken seat is refused, so a second start.sh (or a
+     * second client N) changes nothing. */
     *rc = CLASSIC_EXIT_REFUSED;
-    if (!same) {
-        classic_say(s,
-                    "another exchange is running in %s (its client %d is pid %d): refusing to "
-                    "disturb it",
-                    s->dir, live, (int)live_pid);
-        return STOP;
-    }
     struct slot_view mine = slot_load(c, s->me);
     if (mine.state != SLOT_EMPTY) {
         /* A second start.sh (or a second client N by hand): the seat is taken. */
