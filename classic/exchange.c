@@ -291,8 +291,9 @@ static int check_give_up(struct session *s)
     bool alone =
         !session_had_peer(s) && !atomic_load_explicit(&s->ctl->seed_seen, memory_order_relaxed);
     const char *why = alone ? "no other client came" : "no message moved";
-    session_set_abort(s, CLASSIC_EXIT_PEER, "client %d gave up: %s in %d s", s->me, why,
-                      s->give_up_ms / 1000);
+    if (!alone) /* alone: nobody to tell, and no note to leave */
+        session_set_abort(s, CLASSIC_EXIT_PEER, "client %d gave up: %s in %d s", s->me, why,
+                          s->give_up_ms / 1000);
     classic_say(s, "%s in %d s; giving up", why, s->give_up_ms / 1000);
     return CLASSIC_EXIT_GAVE_UP;
 }
