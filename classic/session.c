@@ -107,7 +107,11 @@ int session_dead_peer(const struct session *s, pid_t *pid)
         if (n == s->me)
             continue;
         struct slot_view v = slot_load(s->ctl, n);
-        if (v.state == SLOT_ACTIVE && !sb__proc_alive(v.pid, v.start)) {
+        if (v.state != SLOT_ACTIVE || sb__proc_alive(v.pid, v.start))
+            continue;
+        /* Look again: a peer that left (DONE) and exited between our two looks is not dead.
+         * It stores DONE before it exits, so a second ACTIVE means it died registered. */
+        if (slot_load(s->ctl, n).state == SLOT_ACTIVE) {
             *pid = v.pid;
             return n;
         }
