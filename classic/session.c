@@ -1,26 +1,30 @@
 /*
- * session.c: one client's part in a run of the classic exchange: the key file, the seed's
- * segment, the control segment and the four semaphores; joining a run, leaving it, and
- * recognising what a dead earlier run left behind.
+ * session.c: one client's part in a run of the classic exchange: the key, the lock file, the
+ * seed's segment, the control segment and the four semaphores; joining a run, leaving it,
+ * and recognising what a dead earlier run left behind.
  *
  * Design notes
+ * - Keys (session_init()): by default the seed's own rule, ftok("MemDispatch", 65) in the
+ *   working directory, the file never created (-1 when missing), so our clients meet the
+ *   seed's wherever the seed's README runs them. CLASSIC_DIR gives an isolated run.
  * - Every decision about the run's objects (create, join, refuse, replace, remove) is taken
- *   under flock(LOCK_EX) on the key file. The kernel drops that lock when its holder dies,
- *   so a client killed at any point leaves at worst half-made or half-removed objects, never
- *   a held lock; the next client to take the lock judges what it finds.
- * - A run is live while one of its registered clients is alive (kill(pid, 0), and
- *   /proc/<pid>/stat neither a zombie nor a recycled pid). A run with no live client is
- *   stale, and is replaced, unless it is our own start.sh's run (same CLASSIC_RUN) and one of
- *   its clients died: then the exchange is over and we say so instead of starting it again.
- * - A live run belongs to whoever started it: a client with another CLASSIC_RUN, or a second
- *   client with our number, refuses and touches nothing.
- * - The seed's segment may also be held by a client that follows only the seed's protocol: it
- *   does not register, but it is attached (shm_nattch), or it has just created the segment and
- *   not attached yet (shm_lpid == 0, creator alive). Such a segment and semName are kept,
- *   never replaced, and are left for that client to remove when it is the last one attached.
+ *   under flock(LOCK_EX) on the lock file (the key file of an isolated run; otherwise
+ *   /dev/shm/classic-<key>.lock). The kernel drops that lock when its holder dies, so a
+ *   client killed at any point leaves at worst half-made or half-removed objects, never a
+ *   held lock; the next client to take the lock judges what it finds.
+ * - A run is live while one of its registered clients is alive (src/proc.c's rule: /proc
+ *   says so, not a zombie, not a recycled pid). A run with no live client is stale and is
+ *   replaced, unless it is our own run (same parent: the same start.sh; or CLASSIC_RUN),
+ *   begun moments ago, and one of its clients died: then we stop instead of starting again.
+ * - A live run takes a client on any free seat; a taken seat is refused (a second start.sh,
+ *   a second client N), touching nothing.
+ * - The seed's segment may also be held by a seed client, which does not register but is
+ *   attached (shm_nattch), or has just created the segment and not attached yet (shm_lpid ==
+ *   0, creator alive). Such a segment and semName are kept, never replaced, and left for
+ *   that client to remove (the seed removes them at its end).
  * - The last registered client out removes everything: both segments, semName, the turn
- *   semaphores. The key file stays: it is a name for ftok(), as in the seed, and holds at
- *   most a note that a start.sh run stopped, for that run's latecomers (see note_write()).
+ *   semaphores, the default lock file. A stopped run keeps the lock file for a short-lived
+ *   note to its latecomers (note_write()).
  */
 #include "classic.h"
 #include "../src/internal.h" /* sb__proc_alive(), sb__proc_start_time(): src/proc.c */
