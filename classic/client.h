@@ -38,7 +38,9 @@ struct Memory {
 };
 
 /* The seed's header is included by C++ clients too (tests/classic_seedclient.cpp, like the
- * seed's client1.cpp): static_assert there, _Static_assert in C11. */
+ * seed's client1.cpp): static_assert there (C++11, what the seed asks for; older C++ goes
+ * without the checks), _Static_assert in C11. */
+#if !defined(__cplusplus) || __cplusplus >= 201103L
 #ifdef __cplusplus
 #define CLASSIC_LAYOUT_ASSERT static_assert
 #else
@@ -49,5 +51,6 @@ CLASSIC_LAYOUT_ASSERT(offsetof(struct Memory, srcClientNo) == 4, "seed layout");
 CLASSIC_LAYOUT_ASSERT(offsetof(struct Memory, destClientNo) == 6, "seed layout");
 CLASSIC_LAYOUT_ASSERT(offsetof(struct Memory, message) == 8, "seed layout");
 CLASSIC_LAYOUT_ASSERT(sizeof(struct Memory) == 8 + BUF_LEN, "seed layout");
+#endif
 
 #endif
