@@ -29,7 +29,6 @@
 
 #include "client.h"
 
-#define CLASSIC_DEFAULT_DIR  "/tmp"
 #define CLASSIC_MIN_MESSAGES 4 /* fewer would leave a client without any message to receive */
 #define CLASSIC_MAX_MESSAGES 1000000
 #define CLASSIC_RUN_LEN      64

@@ -16,45 +16,53 @@ check_ns() { # DIR WHAT
     [ -z "$(cat "$1/left")" ] || fail "$2 left: $(cat "$1/left")"
 }
 
-n_case=0
+# The 90-message exchange prints about 8 KB, less than a pipe holds: the clients may finish
+# before head exits and never see the closed pipe. So each N also runs with 3000 messages
+# (250 KB), where they must.
 for n in 1 3 10 50 200; do
-    for delay in 0 1; do
+    for delay in 0 1 long; do
         [ "$delay" = 1 ] && [ "$n" != 3 ] && continue # the issue's case, with the seed's sleeps
-        n_case=$((n_case + 1))
-        d=$TEST_TMPDIR/start-$n-$delay
+        msgs=90
+        [ "$delay" = long ] && msgs=3000 && delay=0
+        d=$TEST_TMPDIR/start-$n-$delay-$msgs
         in_private_ns "$d" '
-            START_DELAY='"$delay"' timeout 30 "'"$START"'" 2>&1 | head -'"$n"' >head.out
+            CLASSIC_MESSAGES='"$msgs"' START_DELAY='"$delay"' timeout 30 "'"$START"'" 2>&1 |
+                head -'"$n"' >head.out
             echo "${PIPESTATUS[0]}" >rc
             '"$leftovers_ns"'
             # the next run finds the stopped run'\''s objects gone and completes
             START_DELAY=0 timeout 30 "'"$START"'" >next.out 2>&1
             ls /dev/shm >next.left; ipcs -m | awk '\''$2 ~ /^[0-9]+$/'\'' >>next.left'
-        check_ns "$d" "start.sh 2>&1 | head -$n (START_DELAY=$delay)"
+        check_ns "$d" "start.sh 2>&1 | head -$n (START_DELAY=$delay, $msgs messages)"
         [ "$(wc -l <"$d/head.out")" = "$n" ] || fail "head -$n printed $(wc -l <"$d/head.out") lines"
         # start.sh owns nothing: its last line, the echo, may meet the closed pipe (141).
         case $(cat "$d/rc") in 0 | 141) ;; *) fail "start.sh | head -$n: start.sh exit $(cat "$d/rc")" ;; esac
         grep -q "^client1: DONE$" "$d/next.out" || fail "the run after head -$n failed: $(cat "$d/next.out")"
         [ -z "$(cat "$d/next.left")" ] || fail "the run after head -$n left: $(cat "$d/next.left")"
-        echo "ok: start.sh 2>&1 | head -$n (START_DELAY=$delay): no segment or semaphore left; the next run completed and left nothing"
+        echo "ok: start.sh 2>&1 | head -$n (START_DELAY=$delay, $msgs messages): no segment or semaphore left; the next run completed and left nothing"
     done
 done
 
 # make demo, as the issue ran it (the clients are built already: make only checks).
-for n in 2 5 40; do
-    d=$TEST_TMPDIR/demo-$n
+# (CLASSIC_MESSAGES=3000 again makes sure the clients meet the closed pipe.)
+for n in 2 5 40 5:3000 40:3000; do
+    msgs=${n#*:} n=${n%:*}
+    [ "$msgs" = "$n" ] && msgs=90
+    d=$TEST_TMPDIR/demo-$n-$msgs
     in_private_ns "$d" '
-        cd "'"$SHMBUS_TOP"'" && timeout 60 make -s --no-print-directory BUILD="'"$BUILD"'" demo 2>&1 |
-            head -'"$n"' >"'"$d"'/head.out"
+        cd "'"$SHMBUS_TOP"'" && CLASSIC_MESSAGES='"$msgs"' timeout 60 make -s --no-print-directory \
+            BUILD="'"$BUILD"'" demo 2>&1 | head -'"$n"' >"'"$d"'/head.out"
         cd "'"$d"'"
         '"$leftovers_ns"
-    check_ns "$d" "make demo 2>&1 | head -$n"
-    echo "ok: make demo 2>&1 | head -$n: no segment or semaphore left"
+    check_ns "$d" "make demo 2>&1 | head -$n ($msgs messages)"
+    echo "ok: make demo 2>&1 | head -$n ($msgs messages): no segment or semaphore left"
 done
 
 # Exit statuses: the starter that reports them, stdout into head -3.
 d=$TEST_TMPDIR/status
 in_private_ns "$d" '
-    START_DELAY=0 CLIENT_DIR="'"$CLASSIC_BIN"'" timeout 30 "'"$ORDERED"'" 1 2 3 2>err | head -3 >/dev/null
+    CLASSIC_MESSAGES=3000 START_DELAY=0 CLIENT_DIR="'"$CLASSIC_BIN"'" \
+        timeout 30 "'"$ORDERED"'" 1 2 3 2>err | head -3 >/dev/null
     '"$leftovers_ns"
 check_ns "$d" "the status run"
 grep -qE "^start: client[123] \(pid [0-9]+\) exited with status 141 \(SIGPIPE\)$" "$d/err" ||
