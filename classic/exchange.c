@@ -33,6 +33,7 @@
 #include "../src/internal.h" /* sb__proc_start_time(): src/proc.c */
 
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -47,6 +48,28 @@ static void on_signal(int sig)
 {
     if (!stop_signal) /* the first cause is the one reported (Ctrl-C, then start.sh's end) */
         stop_signal = sig;
+}
+
+/* Our parent runs a script called start.sh (one of its arguments is .../start.sh): the
+ * seed's way of starting the clients, `./start.sh`, `sh start.sh` or make demo's. */
+static bool parent_is_start_sh(pid_t ppid)
+{
+    char path[64], buf[4096];
+    snprintf(path, sizeof(path), "/proc/%d/cmdline", (int)ppid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return false;
+    ssize_t n = read(fd, buf, sizeof(buf) - 1);
+    (void)close(fd); /* read-only procfs file: close cannot lose data */
+    if (n <= 0)
+        return false;
+    buf[n] = '\0';
+    for (char *arg = buf; arg < buf + n; arg += strlen(arg) + 1) {
+        const char *base = strrchr(arg, '/');
+        if (strcmp(base ? base + 1 : arg, "start.sh") == 0)
+            return true;
+    }
+    return false;
 }
 
 /* SA_RESTART is harmless here: every wait is bounded, and the flag is checked in between. */
@@ -68,8 +91,12 @@ static int install_signals(struct session *s)
     /* A closed stdout or stderr is an error to handle (EPIPE), not a death mid-cleanup. */
     if (signal(SIGPIPE, SIG_IGN) == SIG_ERR)
         return classic_fail(s, "signal(SIGPIPE)", errno);
-    /* The supervision start.sh no longer does: when our parent (start.sh) ends, killed by a
-     * signal say, we hear SIGHUP and stop. A parent already gone is caught by the check. */
+    /* The supervision start.sh no longer does: when our parent, a start.sh, ends (killed by a
+     * signal, say), we hear SIGHUP and stop. Only for start.sh: a client started by hand
+     * with `(./client1 &)` outlives its short-lived parent, as the seed's does. A parent
+     * already gone is caught by the check. */
+    if (!parent_is_start_sh(s->ppid))
+        return 0;
     if (prctl(PR_SET_PDEATHSIG, SIGHUP) != 0)
         return classic_fail(s, "prctl(PR_SET_PDEATHSIG)", errno);
     if (getppid() != s->ppid)

@@ -44,6 +44,21 @@ assert_exchange "$out" 30
 assert_clean "a run started by hand"
 echo "ok: clients started by hand with --messages 30: 30 messages as routed"
 
+# Started the way `(./client1 &)` does, their parent a subshell that ends at once: they
+# outlive it (only a start.sh parent's end stops them) and complete the exchange.
+out=$TEST_TMPDIR/orphans.out
+pids=()
+for c in 2 3 1; do
+    ("$CLASSIC_BIN/client$c" >>"$out" 2>&1 & echo $! >"$TEST_TMPDIR/pid$c")
+    pids+=("$(cat "$TEST_TMPDIR/pid$c")")
+    bg_pids+=("${pids[-1]}")
+done
+wait_gone 30 "${pids[@]}"
+echo "All clients finished" >>"$out"
+assert_exchange "$out"
+assert_clean "clients whose parent ended at once"
+echo "ok: clients whose parent ended at once ((client &)): 90 messages as routed"
+
 # The seed's default names (no CLASSIC_DIR), as a user runs start.sh: same exchange, no key
 # file made, nothing left in ipcs -m or /dev/shm (the lock file goes with the last client).
 need_private_ns
