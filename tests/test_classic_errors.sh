@@ -42,6 +42,8 @@ expect_error "--messages 2" 2 "^client1: --messages: '2' is not a number from 4 
 expect_error "CLASSIC_MESSAGES=abc" 2 "^client3: CLASSIC_MESSAGES: 'abc' is not a number" \
     env CLASSIC_MESSAGES=abc "$CLASSIC_BIN/client3"
 expect_error "unknown option" 2 "^usage: client2" "$CLASSIC_BIN/client2" --bogus
+expect_error "CLASSIC_GIVE_UP=0" 2 "^client1: CLASSIC_GIVE_UP: '0' is not a number from 1 to" \
+    env CLASSIC_GIVE_UP=0 "$CLASSIC_BIN/client1"
 expect_error "missing key directory parent" 1 \
     "^client1: mkdir\($TEST_TMPDIR/nope/dir\): No such file or directory" \
     env CLASSIC_DIR="$TEST_TMPDIR/nope/dir" "$CLASSIC_BIN/client1"
