@@ -2,20 +2,22 @@
  * classic.h: what the three clients share beyond the seed's client.h.
  *
  * Design notes
- * - A "run" is one exchange. Its objects, all named from the key file $CLASSIC_DIR/MemDispatch:
- *     the seed's segment   ftok(keyfile, 65), struct Memory, guarded by semName;
- *     the control segment  ftok(keyfile, 66), struct control below (ours only);
+ * - A "run" is one exchange. Its objects, all named from one key (session_init(): the seed's
+ *   ftok("MemDispatch", 65) in the working directory, -1 when the file is missing; or the
+ *   key file $CLASSIC_DIR/MemDispatch for an isolated run):
+ *     the seed's segment   the key, struct Memory, guarded by semName;
+ *     the control segment  the key with ftok's project byte 66, struct control below (ours);
  *     semName              the seed's mutex, created at 0 (see exchange.c);
  *     semName.turnN        one per client, posted by whoever addresses a message to N: the
  *                          client sleeps on it instead of polling destClientNo.
  *   With CLASSIC_DIR set, the semaphore names get the prefix "classic-<key>." so two runs in
- *   two directories never meet; without it they are the seed's plain names and the key file
- *   is /tmp/MemDispatch.
- * - Joining, leaving and replacing leftovers happen under flock() on the key file (session.c),
- *   which the kernel drops if the holder dies, so a kill -9 at any moment cannot wedge them.
- * - The control segment is written under that flock, except three things read and written
- *   while a run is live: a slot's state (atomics, below), `holder` and `aborted`. Everything
- *   read from it is treated as hostile: loaded once, checked, bounded.
+ *   two directories never meet; without it they are the seed's plain names.
+ * - Joining, leaving and replacing leftovers happen under flock() on the lock file (the key
+ *   file, or /dev/shm/classic-<key>.lock; session.c), which the kernel drops if the holder
+ *   dies, so a kill -9 at any moment cannot wedge them.
+ * - The control segment is written under that flock, except what is read and written while
+ *   a run is live: a slot's state (atomics, below), `holder`, `aborted`, `finished` and
+ *   `seed_seen`. Everything read from it is treated as hostile: loaded once, checked, bounded.
  */
 #ifndef CLASSIC_CLASSIC_H
 #define CLASSIC_CLASSIC_H
