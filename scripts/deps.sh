@@ -9,7 +9,7 @@
 set -eu
 
 pkgs_build="gcc make pkg-config libc6-dev"
-pkgs_test="libcmocka-dev valgrind spin procps util-linux"
+pkgs_test="libcmocka-dev valgrind spin procps util-linux g++"
 pkgs_monitor="libmicrohttpd-dev"
 pkgs_bench="libzmq3-dev libiceoryx-binding-c-dev iceoryx"
 pkgs_fuzz="clang libclang-rt-14-dev"
