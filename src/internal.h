@@ -246,7 +246,19 @@ static inline bool sb__destroyed(const shmbus_bus *b)
 }
 
 /* bus.c */
-int sb__bus_key_status(const char *name, char *path, size_t size, int *shmid);
+struct shmid_ds;
+/* The one orphan rule (bus.c and registry.c): a shmbus segment of ours, created by us,
+ * that no process is attached to (ds counted without the caller) and that the key file
+ * recorded in its header does not name. Nobody can reach it by name or is using it. */
+bool sb__segment_orphan(int shmid, const struct shmid_ds *ds, const struct sb_header *h);
+/* Call fn for every segment of ours that starts with a shmbus header (a copy, and ds read
+ * after our look was detached). Returns the sum of fn's returns, or -errno. */
+typedef int (*sb__segment_fn)(int shmid, const struct shmid_ds *ds, const struct sb_header *h,
+                              void *arg);
+int sb__each_segment(sb__segment_fn fn, void *arg);
+/* shmbus_clean(): 1 if bus name's key file names no segment any more (removed unless
+ * dry_run; path gets its path), else 0 or an error. */
+int sb__clean_key(const char *name, int dry_run, char *path, size_t size);
 
 /* sem.c */
 void sb__sem_init(struct sb_sem *s);
@@ -273,7 +285,8 @@ enum {
     SB_TP_BATCH_PART = 2,
     SB_TP_JOINING = 3,
     SB_TP_CLEANING = 4,
-    SB_TP_LEAVING = 5
+    SB_TP_LEAVING = 5,
+    SB_TP_CREATING = 6
 };
 void sb__test_point(int where) __attribute__((weak));
 static inline void sb__tp(int where)

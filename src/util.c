@@ -94,11 +94,15 @@ const char *shmbus_strerror(int err)
     case EEXIST:
         return "already exists";
     case EPROTO:
-        return "not a shmbus bus (foreign segment under this key)";
+        return "not a shmbus bus (the key file names a foreign segment)";
     case EPROTONOSUPPORT:
         return "incompatible shmbus layout version";
-    case EADDRINUSE:
-        return "key collides with another bus";
+    case EUCLEAN:
+        return "not a shmbus key file (remove it with `shmbus destroy --force`)";
+    case EBUSY:
+        return "another process holds the bus directory's lock";
+    case EINTR:
+        return "interrupted by a signal";
     case EBADMSG:
         return "corrupt bus segment";
     case EIDRM:
