@@ -263,7 +263,9 @@ int sb__clean_key(const char *name, int dry_run, char *path, size_t size);
 /* sem.c */
 void sb__sem_init(struct sb_sem *s);
 void sb__sem_post(struct sb_sem *s);
-int sb__sem_wait_until(struct sb_sem *s, const struct timespec *abs_monotonic); /* or -ETIMEDOUT */
+/* 0 when posted (or when the value was over `most`, a scribbled word: then reset to 0),
+ * -ETIMEDOUT at abs_monotonic, -EINTR when a signal handler ran. */
+int sb__sem_wait_until(struct sb_sem *s, const struct timespec *abs_monotonic, uint32_t most);
 
 /* proc.c */
 uint64_t sb__proc_start_time(pid_t pid); /* 0 if unknown or gone */
