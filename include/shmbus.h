@@ -40,8 +40,10 @@ extern "C" {
 #define SHMBUS_NAME_MAX     31      /* bus and client names: [A-Za-z0-9._-], not "." or ".." */
 #define SHMBUS_MAX_CLIENTS  4096    /* upper bound of shmbus_bus_opts.max_clients */
 #define SHMBUS_MAX_MSG_SIZE 1048576 /* upper bound of shmbus_bus_opts.msg_size */
-#define SHMBUS_PRIO_LEVELS  8       /* priorities 0 (normal, lowest) .. 7 (highest) */
-#define SHMBUS_LAT_BUCKETS  128     /* latency histogram buckets, see shmbus_hist_value() */
+#define SHMBUS_MAX_SLOTS    1048576 /* upper bound of shmbus_bus_opts.slots */
+#define SHMBUS_MAX_BUS_SIZE (64ull << 30) /* a bus's segment is at most 64 GiB (-EFBIG) */
+#define SHMBUS_PRIO_LEVELS  8             /* priorities 0 (normal, lowest) .. 7 (highest) */
+#define SHMBUS_LAT_BUCKETS  128           /* latency histogram buckets, see shmbus_hist_value() */
 
 /* Defaults applied where shmbus_bus_opts holds 0. */
 #define SHMBUS_DEFAULT_MAX_CLIENTS 64
@@ -63,6 +65,7 @@ typedef struct shmbus_client shmbus_client;
  *   -EPROTONOSUPPORT  a shmbus bus of an incompatible layout version
  *   -EUCLEAN       the key file is not a shmbus key file (not a regular file, or garbage);
  *                  left untouched (shmbus_bus_destroy_force() removes it)
+ *   -EFBIG         the options ask for a segment over SHMBUS_MAX_BUS_SIZE
  *   -EBUSY         another process holds the key directory's lock for seconds (stopped?)
  *   -EINTR         a signal handler ran while a blocking call waited (see "Signals" below)
  *   -EBADMSG       the segment's contents are corrupt (a peer wrote garbage)
@@ -134,7 +137,7 @@ struct shmbus_bus_opts {
  *
  * On success *out is a handle the caller frees with shmbus_bus_close(). Blocks only while
  * another process is creating the same bus (at most 5 s, then -EBUSY). Thread-safe.
- * Errors: -EINVAL (bad name/opts/NULL, or a size over a limit: see shmbus_bus_size()),
+ * Errors: -EINVAL (bad name/opts/NULL), -EFBIG (over SHMBUS_MAX_BUS_SIZE),
  * -ENOENT, -EEXIST, -EPROTO, -EPROTONOSUPPORT, -EUCLEAN, -EBADMSG, -EACCES, -EBUSY,
  * -ENOMEM/-ENOSPC (segment too large for the system).
  */
@@ -176,8 +179,8 @@ int shmbus_bus_info(shmbus_bus *bus, struct shmbus_bus_info *info);
  * create it. */
 int shmbus_runtime_dir(char *buf, size_t size);
 
-/* Size in bytes of a bus created with these options, without creating it (-EINVAL if the
- * options are out of range). */
+/* Size in bytes of a bus created with these options, without creating it (-EINVAL if an
+ * option is out of range, -EFBIG if the bus would exceed SHMBUS_MAX_BUS_SIZE). */
 ssize_t shmbus_bus_size(const struct shmbus_bus_opts *opts);
 
 /*

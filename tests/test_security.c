@@ -548,8 +548,24 @@ static void test_umask_0277(void **state)
     setenv("SHMBUS_DIR", old, 1);
 }
 
-int main(void)
+/* `test_security scribble SHMID`: overwrite a segment's header page, for the shell test of
+ * `shmbus destroy --force` (tests/test_cli_security.sh). */
+static int scribble(const char *arg)
 {
+    uint8_t *p = shmat(atoi(arg), NULL, 0);
+    if (p == (void *)-1) {
+        perror("scribble: shmat");
+        return 1;
+    }
+    memset(p, 0xa5, SB_HEADER_SIZE);
+    shmdt(p);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc == 3 && strcmp(argv[1], "scribble") == 0)
+        return scribble(argv[2]);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_scribbled_semaphores),
         cmocka_unit_test(test_signal_stops_wait),
