@@ -124,7 +124,7 @@ static int open_dir(bool create, struct busdir *d)
         return -ENOTDIR;
     }
     if (st.st_uid == geteuid()) {
-        mode_t want = made ? 0700 : ((st.st_mode & 0755 & ~0022u) | 0700);
+        mode_t want = made ? 0700 : ((st.st_mode & 02755 & ~0022u) | 0700); /* keeps setgid */
         if ((st.st_mode & 07777) != want && fchmod(fd, want) != 0) {
             r = -errno;
             close(fd);
@@ -258,6 +258,10 @@ static int write_key(const struct busdir *d, const char *name, int shmid, uint64
      * went through the umask. */
     if (fchmod(fd, mode & 0640) != 0 || write(fd, text, (size_t)n) != n)
         r = errno != 0 ? -errno : -EIO;
+    /* A group bus's key file belongs to the folder's group, so that its members can read
+     * it (a setgid folder does this by itself; this covers the others when allowed). */
+    if (r == 0 && mode == 0660 && fchown(fd, (uid_t)-1, d->gid) != 0)
+        r = 0;
     close(fd);
     if (r == 0 && renameat(d->fd, tmp, d->fd, file) != 0)
         r = -errno;

@@ -200,6 +200,90 @@ static void test_group_mode_outsider(void **state)
     umask(022);
 }
 
+/* ---- group mode: a member of the shared folder's group uses the bus ------------------- */
+
+#define TEAM 4242u /* the group of the shared folder; needs no entry in /etc/group */
+
+static int member(void *arg)
+{
+    const char *name = arg;
+    gid_t team = TEAM;
+    if (setgroups(1, &team) != 0 || setresgid(NOGROUP, NOGROUP, NOGROUP) != 0 ||
+        setresuid(NOBODY, NOBODY, NOBODY) != 0)
+        return 1;
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    shmbus_bus *b;
+    int r = shmbus_bus_open(name, NULL, 0, &b);
+    if (r != 0) {
+        fprintf(stderr, "member: open: %s\n", shmbus_strerror(r));
+        return 2;
+    }
+    shmbus_client *c;
+    if (shmbus_join(b, 2, "member", &c) != 0)
+        return 3;
+    if (shmbus_send(c, 1, "hi", 2, 0, 0, 5000) != 0)
+        return 4;
+    shmbus_leave(c);
+    shmbus_bus_close(b);
+    if (shmbus_bus_destroy(name) != -EPERM) /* the owner's to remove */
+        return 5;
+    return 0;
+}
+
+static int not_member(void *arg)
+{
+    if (drop_to_nobody() != 0)
+        return 1;
+    shmbus_bus *b;
+    return shmbus_bus_open(arg, NULL, 0, &b) == -EACCES ? 0 : 2;
+}
+
+static void test_group_member(void **state)
+{
+    (void)state;
+    const char *tmp = getenv("TEST_TMPDIR");
+    if (tmp == NULL)
+        skip();
+    char old[512], shared[600], name[64];
+    assert_true(shmbus_runtime_dir(old, sizeof(old)) > 0);
+    snprintf(shared, sizeof(shared), "%s/shared", tmp);
+    snprintf(name, sizeof(name), "%s", th_name("perm-team"));
+    /* The documented setup: a folder of the owner's, readable by the group, setgid. */
+    assert_int_equal(mkdir(shared, 0700), 0);
+    assert_int_equal(chown(shared, geteuid(), TEAM), 0);
+    assert_int_equal(chmod(shared, 02750), 0);
+    assert_int_equal(chmod(tmp, 0711), 0); /* let others reach it */
+    setenv("SHMBUS_DIR", shared, 1);
+
+    struct shmbus_bus_opts o = {.mode = 0660};
+    shmbus_bus *b;
+    shmbus_client *c;
+    assert_int_equal(shmbus_bus_open(name, &o, SHMBUS_CREATE, &b), 0);
+    struct shmbus_bus_info info;
+    assert_int_equal(shmbus_bus_info(b, &info), 0);
+    struct shmid_ds ds;
+    assert_int_equal(shmctl(info.shmid, IPC_STAT, &ds), 0);
+    assert_int_equal(ds.shm_perm.gid, TEAM);
+    assert_int_equal(ds.shm_perm.mode & 0777, 0660);
+    assert_int_equal(shmbus_join(b, 1, "owner", &c), 0);
+
+    int st = th_wait(th_fork(member, name), 10000);
+    int st2 = th_wait(th_fork(not_member, name), 10000);
+    char buf[8];
+    int r = shmbus_recv(c, NULL, buf, sizeof(buf), 1000);
+    shmbus_leave(c);
+    shmbus_bus_close(b);
+    assert_int_equal(shmbus_bus_destroy(name), 0);
+    setenv("SHMBUS_DIR", old, 1);
+    chmod(tmp, 0700);
+    if (st != 0)
+        fail_msg("a member of the folder's group could not use the bus: step %d", st);
+    if (st2 != 0)
+        fail_msg("someone outside the group got in: step %d", st2);
+    assert_int_equal(r, 2);
+    assert_memory_equal(buf, "hi", 2);
+}
+
 int main(void)
 {
     if (geteuid() != 0) {
@@ -210,6 +294,7 @@ int main(void)
         cmocka_unit_test(test_nobody_private_dir),
         cmocka_unit_test(test_nobody_open_dir),
         cmocka_unit_test(test_group_mode_outsider),
+        cmocka_unit_test(test_group_member),
     };
     return cmocka_run_group_tests(tests, NULL, th_cleanup);
 }
