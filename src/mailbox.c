@@ -31,15 +31,7 @@
 #include <time.h>
 
 #include "internal.h"
-
-static inline void cpu_relax(void)
-{
-#if defined(__x86_64__) || defined(__i386__)
-    __builtin_ia32_pause();
-#elif defined(__aarch64__)
-    __asm__ __volatile__("yield" ::: "memory");
-#endif
-}
+#include "relax.h"
 
 static inline bool seq_taken(uint64_t s, uint64_t pos, uint32_t slots)
 {
@@ -267,7 +259,7 @@ static int reserve_wait(shmbus_client *c, uint32_t dst, uint32_t gen, uint32_t w
         /* A client with a spin budget spins for room too: a streaming receiver frees
          * slots within microseconds, far sooner than a sleep and a wake-up take. */
         if (spin_until != 0) {
-            cpu_relax();
+            sb__cpu_relax();
             if ((++spins & 31) != 0 || sb__now_ns() < spin_until)
                 continue;
             spin_until = 0;
@@ -734,7 +726,7 @@ static int recv_common(shmbus_client *c, const struct want *w, struct shmbus_msg
              * of them would add that much to every message found while spinning. The clock
              * is read only every 32 looks. */
             spinning = true;
-            cpu_relax();
+            sb__cpu_relax();
             if ((++spins & 31) != 0 || sb__now_ns() < spin_until)
                 continue;
             spin_until = 0;
