@@ -79,9 +79,10 @@ typedef struct shmbus_client shmbus_client;
  *
  * Signals. Every call that can block (send, send_batch, broadcast, request, reply, recv,
  * recv_batch: their waits for room, for an acknowledgement, for data) returns -EINTR when a
- * signal handler runs while it sleeps, whatever SA_RESTART says; nothing was sent or taken
- * by the part of the call that was interrupted (a batch or broadcast may have delivered
- * some messages first: it returns their count if there are any). A signal that arrives
+ * signal handler runs while it sleeps, whatever SA_RESTART says. An interrupted wait for
+ * room sends nothing and an interrupted receive takes nothing; a broadcast returns the
+ * count it delivered before, if any; but an ACK send or a request interrupted while waiting
+ * for the acknowledgement or the reply has already delivered its message. A signal that arrives
  * while the call is busy rather than asleep is seen at its next sleep only if another one
  * comes: a program that must not miss one sets a flag in its handler and uses finite
  * timeouts (say 250 ms) in a loop that checks the flag.
