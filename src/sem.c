@@ -49,7 +49,8 @@ int sb__sem_wait_until(struct sb_sem *s, const struct timespec *abs_monotonic, u
             /* More posts than there can be waiters to wake: a peer scribbled the word.
              * Taking them one by one would cost a wake-up each (10^8 of them: seconds of
              * CPU); drop them all and count it as one wake-up, after which the caller looks
-             * at the real state. A genuine post lost here costs at most one slice. */
+             * at the real state. A genuine post lost here costs at most one slice.
+             * Acquire pairs with the release add in sb__sem_post(), as a take does. */
             atomic_compare_exchange_strong_explicit(&s->value, &v, 0, memory_order_acquire,
                                                     memory_order_relaxed);
             return 0;
