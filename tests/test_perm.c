@@ -15,12 +15,16 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sched.h>
 #include <sys/ipc.h>
+#include <sys/mount.h>
+#include <sys/wait.h>
 #include <sys/prctl.h>
 #include <sys/shm.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "../src/internal.h" /* sb__proc_alive(): the liveness rule */
 #include "helpers.h"
 #include "shmbus.h"
 
@@ -284,6 +288,48 @@ static void test_group_member(void **state)
     assert_memory_equal(buf, "hi", 2);
 }
 
+/* ---- liveness when /proc hides other users' processes ------------------------------------ */
+
+/* In a child with its own mount namespace: /proc mounted with hidepid=2 (other users'
+ * processes invisible), then as nobody. A live process of root's must still count as alive
+ * (the one rule of src/proc.c: an entry we cannot see is not a dead process), a gone one
+ * as dead. classic/session.c used to say "dead" here, and a cleaner would then have freed a
+ * live client's entry. */
+static int hidden_proc(void *arg)
+{
+    pid_t live = *(pid_t *)arg;
+    if (unshare(CLONE_NEWNS) != 0 || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0)
+        return 70; /* no namespaces here: nothing to test */
+    if (mount("proc", "/proc", "proc", 0, "hidepid=2") != 0)
+        return 70;
+    if (drop_to_nobody() != 0)
+        return 1;
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/%d/stat", (int)live);
+    if (access(path, F_OK) == 0)
+        return 70; /* hidepid did not hide it: the test would prove nothing */
+    if (!sb__proc_alive(live, 0))
+        return 2;
+    pid_t gone = fork();
+    if (gone == 0)
+        _exit(0);
+    waitpid(gone, NULL, 0);
+    if (sb__proc_alive(gone, 0))
+        return 3;
+    return 0;
+}
+
+static void test_hidden_proc_alive(void **state)
+{
+    (void)state;
+    pid_t me = getpid();
+    int st = th_wait(th_fork(hidden_proc, &me), 10000);
+    if (st == 70)
+        skip();
+    if (st != 0)
+        fail_msg("liveness under hidepid=2: step %d", st);
+}
+
 int main(void)
 {
     if (geteuid() != 0) {
@@ -291,10 +337,9 @@ int main(void)
         return 77;
     }
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_nobody_private_dir),
-        cmocka_unit_test(test_nobody_open_dir),
-        cmocka_unit_test(test_group_mode_outsider),
-        cmocka_unit_test(test_group_member),
+        cmocka_unit_test(test_nobody_private_dir),  cmocka_unit_test(test_nobody_open_dir),
+        cmocka_unit_test(test_group_mode_outsider), cmocka_unit_test(test_group_member),
+        cmocka_unit_test(test_hidden_proc_alive),
     };
     return cmocka_run_group_tests(tests, NULL, th_cleanup);
 }
