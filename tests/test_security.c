@@ -2,7 +2,8 @@
  * test_security: the attacks and mistakes of issue 9, each written as the attack.
  *
  *   - a semaphore word scribbled to 10^8 or 0xFFFFFFFF: recv, send on a full mailbox and an
- *     ACK send each return within their timeout plus a small bound, on little CPU;
+ *     ACK send each return within their timeout plus a small bound, on little CPU; a
+ *     receive without a timeout sleeps instead of spinning through the posts;
  *   - a signal handler (installed with SA_RESTART) stops a blocked recv and a blocked send
  *     with -EINTR;
  *   - a segment handed to us with IPC_SET by the user who created it, or one open to a
@@ -20,6 +21,7 @@
 #include <fcntl.h>
 #include <grp.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -35,6 +37,7 @@
 
 #define BOUND_NS (1000 * 1000000ull) /* a timed call may return this much late (a loaded CI) */
 #define CPU_NS   (150 * 1000000ull)  /* and use at most this much CPU */
+#define TIMED_MS 1000 /* long against CPU_NS: a wait that spins instead of sleeping shows */
 
 static uint8_t *attach_raw(shmbus_bus *b)
 {
@@ -94,24 +97,24 @@ static void test_scribbled_semaphores(void **state)
         /* recv on an empty mailbox whose data semaphore says 10^8 posts. */
         atomic_store(&raw_mbox(raw, 1)->data_sem.value, values[v]);
         struct span s = span_start();
-        assert_int_equal(shmbus_recv(a, NULL, buf, sizeof(buf), 200), -ETIMEDOUT);
-        span_check(s, 200, "recv, data_sem scribbled");
+        assert_int_equal(shmbus_recv(a, NULL, buf, sizeof(buf), TIMED_MS), -ETIMEDOUT);
+        span_check(s, TIMED_MS, "recv, data_sem scribbled");
 
         /* send to a full mailbox whose space semaphore says the same. */
         while (shmbus_send(a, 2, "x", 1, 0, SHMBUS_NONBLOCK, 0) == 0)
             ;
         atomic_store(&raw_mbox(raw, 2)->space_sem.value, values[v]);
         s = span_start();
-        assert_int_equal(shmbus_send(a, 2, "x", 1, 0, 0, 200), -ETIMEDOUT);
-        span_check(s, 200, "send, space_sem scribbled");
+        assert_int_equal(shmbus_send(a, 2, "x", 1, 0, 0, TIMED_MS), -ETIMEDOUT);
+        span_check(s, TIMED_MS, "send, space_sem scribbled");
         while (shmbus_recv(c, NULL, buf, sizeof(buf), 0) > 0)
             ;
 
         /* An ACK send that nobody takes, with the ack semaphore scribbled. */
         atomic_store(&raw_entry(raw, 1)->ack_sem.value, values[v]);
         s = span_start();
-        assert_int_equal(shmbus_send(a, 2, "x", 1, 0, SHMBUS_ACK, 200), -ETIMEDOUT);
-        span_check(s, 200, "ACK send, ack_sem scribbled");
+        assert_int_equal(shmbus_send(a, 2, "x", 1, 0, SHMBUS_ACK, TIMED_MS), -ETIMEDOUT);
+        span_check(s, TIMED_MS, "ACK send, ack_sem scribbled");
         while (shmbus_recv(c, NULL, buf, sizeof(buf), 0) > 0)
             ;
     }
@@ -120,6 +123,55 @@ static void test_scribbled_semaphores(void **state)
     shmbus_leave(a);
     shmbus_bus_close(b);
     assert_int_equal(shmbus_bus_destroy(name), 0);
+}
+
+/* A receive that waits forever on a scribbled semaphore sleeps: it does not spin through
+ * the 4 billion "posts". Measured over 300 ms once it is asleep; destroy then ends it. */
+struct forever {
+    shmbus_client *c;
+    int r;
+};
+
+static void *recv_forever(void *arg)
+{
+    struct forever *f = arg;
+    char buf[8];
+    f->r = shmbus_recv(f->c, NULL, buf, sizeof(buf), -1);
+    return NULL;
+}
+
+static void test_scribbled_forever_sleeps(void **state)
+{
+    (void)state;
+    const char *name = th_name("forever");
+    struct shmbus_bus_opts o = {.max_clients = 2, .slots = 2, .msg_size = 8};
+    shmbus_bus *b;
+    struct forever f = {NULL, 1};
+    assert_int_equal(shmbus_bus_open(name, &o, SHMBUS_CREATE, &b), 0);
+    assert_int_equal(shmbus_join(b, 1, NULL, &f.c), 0);
+    uint8_t *raw = attach_raw(b);
+    struct sb_mbox *mb = raw_mbox(raw, 1);
+    atomic_store(&mb->data_sem.value, 0xffffffffu);
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, recv_forever, &f), 0);
+    /* Wait (with a deadline) until it sleeps in the kernel. */
+    uint64_t end = th_now_ns() + 5000000000ull;
+    while (atomic_load(&mb->data_sem.waiters) == 0 && th_now_ns() < end)
+        sched_yield();
+    assert_true(atomic_load(&mb->data_sem.waiters) > 0);
+    uint64_t cpu0 = th_cpu_ns();
+    struct timespec window = {0, 300000000};
+    nanosleep(&window, NULL); /* the measurement window, not synchronisation */
+    uint64_t cpu = th_cpu_ns() - cpu0;
+    assert_int_equal(shmbus_bus_destroy(name), 0); /* wakes it: -EIDRM */
+    pthread_join(t, NULL);
+    assert_int_equal(f.r, -EIDRM);
+    if (cpu > 100000000ull)
+        fail_msg("recv(-1) on a scribbled semaphore used %llu ms of CPU in 300 ms",
+                 (unsigned long long)(cpu / 1000000));
+    shmdt(raw);
+    shmbus_leave(f.c);
+    shmbus_bus_close(b);
 }
 
 /* ---- signals ----------------------------------------------------------------------------- */
@@ -568,6 +620,7 @@ int main(int argc, char **argv)
         return scribble(argv[2]);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_scribbled_semaphores),
+        cmocka_unit_test(test_scribbled_forever_sleeps),
         cmocka_unit_test(test_signal_stops_wait),
         cmocka_unit_test(test_bad_key_files),
         cmocka_unit_test(test_relative_dir),
