@@ -31,15 +31,7 @@
 #include <time.h>
 
 #include "internal.h"
-
-static inline void cpu_relax(void)
-{
-#if defined(__x86_64__) || defined(__i386__)
-    __builtin_ia32_pause();
-#elif defined(__aarch64__)
-    __asm__ __volatile__("yield" ::: "memory");
-#endif
-}
+#include "relax.h"
 
 static inline bool seq_taken(uint64_t s, uint64_t pos, uint32_t slots)
 {
@@ -155,9 +147,16 @@ static void deadline_of(int timeout_ms, uint64_t *deadline)
     *deadline = timeout_ms < 0 ? UINT64_MAX : sb__now_ns() + (uint64_t)timeout_ms * 1000000ull;
 }
 
-/* Sleep on sem until it is posted, the deadline, or one slice. 0 if posted, else -ETIMEDOUT. */
-static int sem_wait_slice(struct sb_sem *sem, uint64_t deadline)
+/*
+ * Sleep on sem until it is posted, the deadline, or one slice: 0 if posted, -ETIMEDOUT, or
+ * -EINTR if a signal handler ran. A post says only "look again": every caller re-reads the
+ * state and the clock after it, whatever the word said. No semaphore can legitimately hold
+ * more posts than there are waiters to wake (a sleeping consumer, or a bus's sending
+ * threads, each of which takes its post or times out); more means a scribbled word.
+ */
+static int sem_wait_slice(const shmbus_bus *b, struct sb_sem *sem, uint64_t deadline)
 {
+    uint32_t most = 2 * b->lay.max_clients * SB_INTENTS + 2;
     uint64_t now = sb__now_ns();
     uint64_t slice = (uint64_t)SB_SLICE_MS * 1000000ull;
     uint64_t wait = deadline > now ? deadline - now : 0;
@@ -165,7 +164,7 @@ static int sem_wait_slice(struct sb_sem *sem, uint64_t deadline)
         wait = slice;
     struct timespec ts;
     sb__abs_deadline(&ts, wait);
-    return sb__sem_wait_until(sem, &ts);
+    return sb__sem_wait_until(sem, &ts, most);
 }
 
 /* Is destination dst (generation gen) still the client we are sending to? */
@@ -199,9 +198,11 @@ static int wait_space(shmbus_bus *b, struct sb_mbox *mb, uint32_t dst, uint32_t 
     uint64_t s = atomic_load_explicit(&sb__slot(b, mb, t)->seq, memory_order_acquire);
     if ((int64_t)(s - t) >= 0)
         return 0; /* room appeared meanwhile */
-    int r = sem_wait_slice(&mb->space_sem, deadline);
+    int r = sem_wait_slice(b, &mb->space_sem, deadline);
+    if (r == -EINTR)
+        return r;
     if (r == 0)
-        return check_dest(b, dst, gen, false);
+        return check_dest(b, dst, gen, false); /* reserve_wait() looks at the clock */
     r = check_dest(b, dst, gen, true);
     if (r < 0)
         return r;
@@ -258,10 +259,15 @@ static int reserve_wait(shmbus_client *c, uint32_t dst, uint32_t gen, uint32_t w
         /* A client with a spin budget spins for room too: a streaming receiver frees
          * slots within microseconds, far sooner than a sleep and a wake-up take. */
         if (spin_until != 0) {
-            cpu_relax();
+            sb__cpu_relax();
             if ((++spins & 31) != 0 || sb__now_ns() < spin_until)
                 continue;
             spin_until = 0;
+        }
+        /* After every wake-up, whatever woke us: a scribbled semaphore must not buy time. */
+        if (deadline != UINT64_MAX && sb__now_ns() >= deadline) {
+            intent_put(c, i);
+            return -ETIMEDOUT;
         }
         int r = wait_space(b, mb, dst, gen, deadline);
         if (r < 0) {
@@ -294,7 +300,9 @@ static int wait_ack(shmbus_client *c, uint32_t dst, uint32_t gen, uint64_t seq, 
             return 0;
         if (sb__now_ns() >= deadline)
             return -ETIMEDOUT;
-        int r = sem_wait_slice(&e->ack_sem, deadline);
+        int r = sem_wait_slice(c->bus, &e->ack_sem, deadline);
+        if (r == -EINTR)
+            return r;
         if (r < 0) {
             r = check_dest(c->bus, dst, gen, true);
             if (r < 0)
@@ -421,6 +429,8 @@ int shmbus_broadcast(shmbus_client *c, const void *data, size_t len, unsigned pr
             count++;
         else if (r == -EIDRM)
             return r;
+        else if (r == -EINTR)
+            return count > 0 ? count : r; /* asked to stop: the rest are not sent */
     }
     return count;
 }
@@ -654,10 +664,12 @@ static int wait_data(shmbus_client *c, const struct want *w, uint64_t deadline)
 {
     shmbus_bus *b = c->bus;
     struct sb_mbox *mb = c->mb;
-    int r = sem_wait_slice(&mb->data_sem, deadline);
+    int r = sem_wait_slice(b, &mb->data_sem, deadline);
     atomic_store_explicit(&mb->sleeping, 0, memory_order_relaxed);
     if (sb__destroyed(b))
         return -EIDRM;
+    if (r == -EINTR)
+        return r;
     if (r == 0) {
         add_counter(&c->e->wakeups, 1);
         check_stuck(c, true);
@@ -706,12 +718,15 @@ static int recv_common(shmbus_client *c, const struct want *w, struct shmbus_msg
             return -EIDRM;
         if (timeout_ms == 0)
             return -EAGAIN;
+        /* After every wake-up, whatever woke us: a scribbled semaphore must not buy time. */
+        if (timeout_ms > 0 && spin_until == 0 && sb__now_ns() >= deadline)
+            return -ETIMEDOUT;
         if (spin_until != 0) {
             /* One pause per look: a pause costs up to ~60 cycles on recent cores, so a run
              * of them would add that much to every message found while spinning. The clock
              * is read only every 32 looks. */
             spinning = true;
-            cpu_relax();
+            sb__cpu_relax();
             if ((++spins & 31) != 0 || sb__now_ns() < spin_until)
                 continue;
             spin_until = 0;

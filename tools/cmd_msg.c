@@ -34,6 +34,7 @@ static const char *bad_client(const char *s)
 static int open_and_join(const char *cmd, const char *name, const char *as, shmbus_bus **busp,
                          shmbus_client **clp)
 {
+    struct shmbus_bus_info bi;
     char what[64];
     uint32_t id = 0;
     int rc;
@@ -50,6 +51,8 @@ static int open_and_join(const char *cmd, const char *name, const char *as, shmb
     if (rc < 0) {
         if (rc == -EEXIST)
             sb_err(what, "client %s%s is already on the bus", id != 0 ? "" : "name ", as);
+        else if (rc == -EINVAL && id != 0 && shmbus_bus_info(*busp, &bi) == 0)
+            sb_err(what, "--as %s: this bus has client ids 1..%u", as, bi.max_clients);
         else
             sb_err(what, "joining as %s: %s", as, shmbus_strerror(rc));
         shmbus_bus_close(*busp);

@@ -75,8 +75,8 @@ int sb_getopt_error(const char *cmd, const char *usage, int ret, char **argv);
 /* Is s a client id (all digits) rather than a name? */
 int sb_is_number(const char *s);
 
-/* Write s (len bytes) as a JSON string, quotes included: control characters, quotes and
- * backslashes escaped; valid UTF-8 kept; any other byte written as \u00XX. */
+/* Write s (len bytes) as a JSON string, quotes included, valid UTF-8 kept: the one escaper
+ * of tools/json.h. */
 void sb_json_str(FILE *f, const char *s, size_t len);
 
 /* Name of a client state: "live", "dead", "joining" or "unknown". */
