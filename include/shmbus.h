@@ -351,7 +351,8 @@ int shmbus_recv(shmbus_client *c, struct shmbus_msg *hdr, void *buf, size_t cap,
  * The caller owns buf and hdr; the library keeps only the message's position, in the
  * client handle. Receive side: one thread at a time per client, not concurrently with
  * shmbus_recv() or shmbus_consume(). Errors as shmbus_recv(): -EINVAL, -EAGAIN, -ETIMEDOUT,
- * -EMSGSIZE (hdr->len says the room needed; nothing is remembered), -EIDRM.
+ * -EMSGSIZE (hdr->len says the room needed; nothing is remembered), -EIDRM, and -EINTR when a
+ * signal handler ran while it waited (nothing remembered either).
  */
 int shmbus_peek(shmbus_client *c, struct shmbus_msg *hdr, void *buf, size_t cap, int timeout_ms);
 

@@ -257,7 +257,8 @@ int sb__bus_key_status(const char *name, char *path, size_t size, int *shmid);
 /* sem.c */
 void sb__sem_init(struct sb_sem *s);
 void sb__sem_post(struct sb_sem *s);
-int sb__sem_wait_until(struct sb_sem *s, const struct timespec *abs_monotonic); /* or -ETIMEDOUT */
+/* 0 when posted, -ETIMEDOUT, or -EINTR when a signal handler ran during the wait. */
+int sb__sem_wait_until(struct sb_sem *s, const struct timespec *abs_monotonic);
 
 /* proc.c */
 uint64_t sb__proc_start_time(pid_t pid); /* 0 if unknown or gone */

@@ -155,7 +155,8 @@ static void deadline_of(int timeout_ms, uint64_t *deadline)
     *deadline = timeout_ms < 0 ? UINT64_MAX : sb__now_ns() + (uint64_t)timeout_ms * 1000000ull;
 }
 
-/* Sleep on sem until it is posted, the deadline, or one slice. 0 if posted, else -ETIMEDOUT. */
+/* Sleep on sem until it is posted, the deadline, or one slice: 0 if posted, -ETIMEDOUT, or
+ * -EINTR if a signal handler ran. */
 static int sem_wait_slice(struct sb_sem *sem, uint64_t deadline)
 {
     uint64_t now = sb__now_ns();
@@ -200,6 +201,8 @@ static int wait_space(shmbus_bus *b, struct sb_mbox *mb, uint32_t dst, uint32_t 
     if ((int64_t)(s - t) >= 0)
         return 0; /* room appeared meanwhile */
     int r = sem_wait_slice(&mb->space_sem, deadline);
+    if (r == -EINTR)
+        return r;
     if (r == 0)
         return check_dest(b, dst, gen, false);
     r = check_dest(b, dst, gen, true);
@@ -295,6 +298,8 @@ static int wait_ack(shmbus_client *c, uint32_t dst, uint32_t gen, uint64_t seq, 
         if (sb__now_ns() >= deadline)
             return -ETIMEDOUT;
         int r = sem_wait_slice(&e->ack_sem, deadline);
+        if (r == -EINTR)
+            return r;
         if (r < 0) {
             r = check_dest(c->bus, dst, gen, true);
             if (r < 0)
@@ -421,6 +426,8 @@ int shmbus_broadcast(shmbus_client *c, const void *data, size_t len, unsigned pr
             count++;
         else if (r == -EIDRM)
             return r;
+        else if (r == -EINTR)
+            return count > 0 ? count : r; /* asked to stop: the rest are not sent */
     }
     return count;
 }
@@ -712,6 +719,8 @@ static int wait_data(shmbus_client *c, const struct want *w, uint64_t deadline)
     atomic_store_explicit(&mb->sleeping, 0, memory_order_relaxed);
     if (sb__destroyed(b))
         return -EIDRM;
+    if (r == -EINTR)
+        return r;
     if (r == 0) {
         add_counter(&c->e->wakeups, 1);
         check_stuck(c, true);

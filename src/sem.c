@@ -57,13 +57,17 @@ int sb__sem_wait_until(struct sb_sem *s, const struct timespec *abs_monotonic)
         int err = 0;
         if (atomic_load_explicit(&s->value, memory_order_relaxed) == 0) {
             /* FUTEX_WAIT_BITSET takes an absolute CLOCK_MONOTONIC time; the kernel sleeps
-             * only if value is still 0. */
+             * only if value is still 0. A signal handler makes it return EINTR whatever
+             * SA_RESTART says (the wait has a timeout, so the kernel does not restart it). */
             r = syscall(SYS_futex, &s->value, FUTEX_WAIT_BITSET, 0, abs_monotonic, NULL,
                         FUTEX_BITSET_MATCH_ANY);
             err = r < 0 ? errno : 0;
         }
         atomic_fetch_sub_explicit(&s->waiters, 1, memory_order_relaxed);
-        if (r < 0 && err != EINTR && err != EAGAIN)
-            return -ETIMEDOUT; /* the time is up (or the kernel refused): caller looks again */
+        if (r == 0 || err == EAGAIN)
+            continue; /* woken, or the value moved: look at it again */
+        if (err == EINTR)
+            return -EINTR;
+        return -ETIMEDOUT; /* the time is up (or the kernel refused): caller looks again */
     }
 }
