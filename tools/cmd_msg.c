@@ -393,10 +393,7 @@ static int recv_loop(shmbus_bus *bus, shmbus_client *cl, const struct recv_args 
         sb_errf("recv %s", a->bus, "%s", strerror(ENOMEM));
         return SB_EXIT_FAIL;
     }
-    if (a->no_pace)
-        pace = (struct sb_pace){.fd = STDOUT_FILENO};
-    else
-        sb_pace_init(&pace, STDOUT_FILENO);
+    sb_pace_init(&pace, STDOUT_FILENO, !a->no_pace);
     if (a->timeout >= 0)
         deadline = sb_now_ns() + (uint64_t)a->timeout * 1000000u;
     while (!sb_stop && (a->count == 0 || got < a->count)) {
@@ -410,8 +407,14 @@ static int recv_loop(shmbus_bus *bus, shmbus_client *cl, const struct recv_args 
                 slice = (int)((deadline - now + 999999u) / 1000000u);
         }
         rc = shmbus_peek(cl, &hdr, buf, info.msg_size, slice);
-        if (rc == -ETIMEDOUT || rc == -EAGAIN || rc == -EINTR)
+        if (rc == -ETIMEDOUT || rc == -EAGAIN || rc == -EINTR) {
+            /* Idle: a reader that left is noticed now, not at the next message. */
+            if (pace.pipe && sb_reader_gone(STDOUT_FILENO)) {
+                free(buf);
+                return SB_EXIT_OUTPUT;
+            }
             continue;
+        }
         if (rc < 0) {
             sb_errf("recv %s", a->bus, "%s", shmbus_strerror(rc));
             free(buf);

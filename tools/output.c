@@ -76,14 +76,15 @@ int sb_stop_status(void)
     return sb_stop ? 128 + sb_stop : SB_EXIT_OK;
 }
 
-int sb_pace_init(struct sb_pace *p, int fd)
+int sb_pace_init(struct sb_pace *p, int fd, int pace)
 {
     struct stat st;
 
     p->fd = fd;
     p->on = 0;
     p->exact = 0;
-    if (fstat(fd, &st) < 0 || !S_ISFIFO(st.st_mode))
+    p->pipe = fstat(fd, &st) == 0 && (S_ISFIFO(st.st_mode) || S_ISSOCK(st.st_mode));
+    if (!pace || !p->pipe || !S_ISFIFO(st.st_mode))
         return 0;
     p->on = 1;
     /* One page: the smallest pipe, and the one in which "writable" means "empty". Fails with
@@ -124,4 +125,13 @@ int sb_pace_wait(const struct sb_pace *p)
         if (backoff < 20)
             backoff *= 2;
     }
+}
+
+int sb_reader_gone(int fd)
+{
+    struct pollfd pfd = {.fd = fd, .events = 0};
+
+    /* On the write end of a pipe, POLLERR means no reader is left. Only asked of pipes and
+     * sockets: on a terminal POLLERR/POLLHUP mean other things. */
+    return poll(&pfd, 1, 0) == 1 && (pfd.revents & (POLLERR | POLLNVAL));
 }

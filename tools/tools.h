@@ -118,15 +118,19 @@ int sb_write_all(int fd, const void *buf, size_t len);
 /* Does this -errno from a write mean the output is gone (reader left, descriptor closed)? */
 int sb_output_gone(int err);
 
+/* Has the reader of the pipe fd left (checked without writing)? 1 or 0. */
+int sb_reader_gone(int fd);
+
 /* Waiting until the reader of a pipe has read what was written (see output.c). */
 struct sb_pace {
     int fd;
-    int on;    /* fd is a pipe or FIFO */
+    int pipe;  /* fd is a pipe, FIFO or socket: sb_reader_gone() can tell */
+    int on;    /* pacing: fd is a pipe or FIFO and pacing was asked for */
     int exact; /* shrunk to one page: POLLOUT means empty */
 };
 
-/* Set up pacing on fd; returns 1 if fd is a pipe or FIFO (pacing on), else 0. */
-int sb_pace_init(struct sb_pace *p, int fd);
+/* Look at fd and, if `pace` and fd is a pipe or FIFO, set up pacing on it. Returns p->on. */
+int sb_pace_init(struct sb_pace *p, int fd, int pace);
 
 /* Wait until the reader has read every byte written to p->fd (at once if pacing is off).
  * 0: read; -EPIPE: the reader left without reading it all; -EINTR: sb_stop was set. */
