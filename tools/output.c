@@ -13,6 +13,12 @@
  * to them still fail (EBADF, counted as "output closed"), and no file the library opens can
  * land on descriptor 1 or 2 and receive our output.
  *
+ * Stop signals. The handler (tools/util.c) sets sb_stop; a blocking library call returns
+ * -EINTR when the signal interrupts its wait. A signal that lands just before the wait
+ * begins interrupts nothing, and a wait with no timeout would then never end: so the handler
+ * also starts a 100 ms interval timer (sb_nudge_stop) whose SIGALRM interrupts whatever wait
+ * comes next, until the command has stopped.
+ *
  * Handing a message on. A write(2) that succeeds means only that the kernel holds the bytes:
  * on a pipe they sit in its buffer (64 KiB by default) until the reader takes them, and a
  * reader that leaves first takes them with it. sb_pace_wait() waits until the reader has
@@ -23,10 +29,12 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
+#include <sys/time.h>
 #include <unistd.h>
 
 #include "tools.h"
@@ -69,6 +77,21 @@ int sb_write_all(int fd, const void *buf, size_t len)
 int sb_output_gone(int err)
 {
     return err == -EPIPE || err == -EBADF || err == -ECONNRESET;
+}
+
+static void on_nudge(int sig)
+{
+    (void)sig; /* only to interrupt a blocking call (no SA_RESTART) */
+}
+
+void sb_nudge_stop(void)
+{
+    struct sigaction sa = {.sa_handler = on_nudge};
+    struct itimerval every = {.it_interval = {0, 100000}, .it_value = {0, 100000}};
+
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGALRM, &sa, NULL);
+    setitimer(ITIMER_REAL, &every, NULL);
 }
 
 int sb_stop_status(void)

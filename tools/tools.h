@@ -103,6 +103,11 @@ void sb_catch_stop_signals(void);
 
 /* From tools/output.c: closed outputs and stop signals. */
 
+/* Called by the stop-signal handler (async-signal-safe): from now on a SIGALRM every 100 ms
+ * interrupts any blocking call, so a stop signal that came just before a wait began is not
+ * missed by it. */
+void sb_nudge_stop(void);
+
 /* The exit status for a stop signal: 128 + its number (130 SIGINT, 143 SIGTERM, 129 SIGHUP),
  * or SB_EXIT_OK if none came. */
 int sb_stop_status(void);
