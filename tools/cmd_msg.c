@@ -319,13 +319,15 @@ static int format_msg(const struct shmbus_msg *h, const char *buf, int len, int 
         fwrite(buf, 1, (size_t)len, f);
         fputc('\n', f);
     }
-    if (ferror(f)) {
-        fclose(f);
+    int failed = ferror(f);
+
+    /* fclose() sets *out and *outlen even when it fails: free what it made. */
+    if (fclose(f) != 0 || failed) {
         free(*out);
         *out = NULL;
         return -ENOMEM;
     }
-    return fclose(f) == 0 ? 0 : -ENOMEM;
+    return 0;
 }
 
 struct recv_args {
