@@ -313,13 +313,15 @@ echo "section 9 at ${SECONDS}s"
 # ---- 9. find_client while clients join and leave (issue 9: read past its array). --------
 expect 0 "$SHMBUS" create "$joins"
 touch "$work/joining"
-for k in 1 2 3; do
+# Six joiners against three lookups polling for 4 s: with the old code ASan reported the
+# overflow in one of three lookups of a trial run (it needs a join between two listings).
+for k in 1 2 3 4 5 6; do
     (while [ -e "$work/joining" ]; do "$SHMBUS" send "$joins" --as "j$k" --to all </dev/null; done) \
         >/dev/null 2>&1 &
     pids+=($!)
 done
 for k in 1 2 3; do
-    "$SHMBUS" send "$joins" --as "w$k" --to 60 --wait 1500 x >"$work/out" 2>"$work/err$k" &
+    "$SHMBUS" send "$joins" --as "w$k" --to 60 --wait 4000 x >"$work/out" 2>"$work/err$k" &
     pids+=($!)
     eval "w$k=\$!"
 done
