@@ -385,6 +385,36 @@ int shmbus_broadcast(shmbus_client *c, const void *data, size_t len, unsigned pr
 int shmbus_recv(shmbus_client *c, struct shmbus_msg *hdr, void *buf, size_t cap, int timeout_ms);
 
 /*
+ * Look at the next message without taking it: the one shmbus_recv() would take now (highest
+ * priority first). Copies the payload into buf and the header into *hdr (may be NULL) exactly
+ * as shmbus_recv() does, waits for a message the same way (timeout_ms: -1 forever, 0 not at
+ * all), and returns the payload length; but the message stays in the mailbox: its slot is
+ * not freed, its sender is not acknowledged (SHMBUS_ACK), and `received` does not count it.
+ * shmbus_consume() then takes it; until then nothing is lost if the process dies or leaves.
+ *
+ * This is how a program that hands messages on (to a pipe, a file, a socket) takes only
+ * what it handed on: peek, write, and consume once the write succeeded. Peeking again
+ * without consuming returns the same message, unless one of a higher priority arrived
+ * meanwhile (then that one, and the peek before is forgotten).
+ *
+ * The caller owns buf and hdr; the library keeps only the message's position, in the
+ * client handle. Receive side: one thread at a time per client, not concurrently with
+ * shmbus_recv() or shmbus_consume(). Errors as shmbus_recv(): -EINVAL, -EAGAIN, -ETIMEDOUT,
+ * -EMSGSIZE (hdr->len says the room needed; nothing is remembered), -EIDRM, and -EINTR when a
+ * signal handler ran while it waited (nothing remembered either).
+ */
+int shmbus_peek(shmbus_client *c, struct shmbus_msg *hdr, void *buf, size_t cap, int timeout_ms);
+
+/*
+ * Take the message the last successful shmbus_peek() returned: free its slot, acknowledge
+ * its sender if it asked for an ACK, count it as received. Returns 0. Never blocks.
+ * Any later peek or consume needs a new shmbus_peek(). Receive side: one thread at a time.
+ * Errors: -EINVAL (c NULL), -ENOMSG (nothing peeked since the last consume, or the message is
+ * no longer there: a shmbus_recv() took it, or the segment was scribbled over), -EIDRM.
+ */
+int shmbus_consume(shmbus_client *c);
+
+/*
  * Take up to n messages at once: message k's payload goes to bufs + k * stride (stride
  * bytes of room each) and its header to hdrs[k]. Returns how many (>= 1); waits as
  * shmbus_recv() only while there are none.

@@ -201,6 +201,12 @@ struct shmbus_client {
     uint64_t recv_count;          /* for latency sampling */
     uint64_t stuck_pos, stuck_ns; /* receiver: head uncommitted since stuck_ns (0: not) */
     _Atomic uint32_t intent_busy; /* which of the entry's intent records a thread holds */
+    /* Receiver: the message shmbus_peek() copied out and left in place, for
+     * shmbus_consume(). Process-local; the checked copies read_at() made of the slot. */
+    bool peek_valid;
+    uint32_t peek_src_gen;
+    uint64_t peek_pos;
+    struct shmbus_msg peek_msg;
 };
 
 /* A full barrier for the Dekker pairs (store flag; barrier; load the other side's word).

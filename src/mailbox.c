@@ -439,6 +439,7 @@ int shmbus_broadcast(shmbus_client *c, const void *data, size_t len, unsigned pr
 
 /* What a receive is looking for: any message, or the reply to one request. */
 struct want {
+    bool peek; /* copy the message out but leave it in place (shmbus_peek) */
     bool reply_only;
     uint32_t from;
     uint64_t corr;
@@ -555,12 +556,13 @@ static void add_counter(_Atomic uint64_t *ctr, uint64_t n)
 }
 
 /*
- * Take the message at `pos` into hdr/buf. Returns its length, -EMSGSIZE (left in place), or
- * -ENOMSG when the slot was dropped (stale generation or corrupt) and the caller should look
- * again.
+ * Copy the message at `pos` into *m and buf without taking it. Returns its length, -EMSGSIZE
+ * (*m filled, so m->len says the room needed), or -ENOMSG when the slot failed the checks
+ * (stale generation or corrupt): it is then dropped, and the caller should look again. The
+ * slot's fields are read once each here; consume_at() uses only these checked copies.
  */
-static int take_at(shmbus_client *c, uint64_t pos, struct shmbus_msg *hdr, void *buf, size_t cap,
-                   bool sample)
+static int read_at(shmbus_client *c, uint64_t pos, struct shmbus_msg *m, uint32_t *src_gen,
+                   void *buf, size_t cap)
 {
     shmbus_bus *b = c->bus;
     struct sb_mbox *mb = c->mb;
@@ -575,7 +577,7 @@ static int take_at(shmbus_client *c, uint64_t pos, struct shmbus_msg *hdr, void 
         add_counter(&c->e->dropped, 1);
         return -ENOMSG;
     }
-    struct shmbus_msg m = {
+    *m = (struct shmbus_msg){
         .src = sl->src,
         .dst = c->id,
         .seq = sl->msg_seq,
@@ -585,28 +587,77 @@ static int take_at(shmbus_client *c, uint64_t pos, struct shmbus_msg *hdr, void 
         .prio = (uint8_t)prio,
         .flags = sl->flags,
     };
-    uint32_t src_gen = sl->src_gen;
-    if (hdr != NULL)
-        *hdr = m;
+    *src_gen = sl->src_gen;
     if (len > cap)
         return -EMSGSIZE;
     if (len != 0)
         memcpy(buf, (uint8_t *)sl + sizeof(*sl), len);
-    if (prio > 0)
+    return (int)len;
+}
+
+/* Take the message at `pos`, already copied out by read_at() into *m: free its slot, ACK
+ * its sender, count it. */
+static void consume_at(shmbus_client *c, uint64_t pos, const struct shmbus_msg *m, uint32_t src_gen,
+                       bool sample)
+{
+    shmbus_bus *b = c->bus;
+    struct sb_mbox *mb = c->mb;
+    if (m->prio > 0)
         atomic_fetch_sub_explicit(&mb->pending_hi, 1, memory_order_relaxed);
     free_slot(b, mb, pos);
-    if (m.flags & SHMBUS_MSG_ACK)
-        ack_sender(b, m.src, src_gen, m.seq);
+    if (m->flags & SHMBUS_MSG_ACK)
+        ack_sender(b, m->src, src_gen, m->seq);
     add_counter(&c->e->received, 1);
-    add_counter(&c->e->bytes_received, len);
+    add_counter(&c->e->bytes_received, m->len);
     if (sample) {
         uint64_t now = sb__now_ns();
-        if (now > m.sent_ns) {
-            unsigned bk = shmbus_hist_bucket(now - m.sent_ns);
+        if (now > m->sent_ns) {
+            unsigned bk = shmbus_hist_bucket(now - m->sent_ns);
             add_counter(&c->e->lat_hist[bk], 1);
         }
     }
-    return (int)len;
+}
+
+/*
+ * Take the message at `pos` into hdr/buf. Returns its length, -EMSGSIZE (left in place), or
+ * -ENOMSG when the slot was dropped (stale generation or corrupt) and the caller should look
+ * again.
+ */
+static int take_at(shmbus_client *c, uint64_t pos, struct shmbus_msg *hdr, void *buf, size_t cap,
+                   bool sample)
+{
+    struct shmbus_msg m;
+    uint32_t src_gen;
+    int r = read_at(c, pos, &m, &src_gen, buf, cap);
+    if (r == -ENOMSG)
+        return r;
+    if (hdr != NULL)
+        *hdr = m;
+    if (r < 0)
+        return r;
+    consume_at(c, pos, &m, src_gen, sample);
+    return r;
+}
+
+/* Copy the message at `pos` and remember it for shmbus_consume(); the slot stays committed.
+ * Returns as take_at(). */
+static int peek_at(shmbus_client *c, uint64_t pos, struct shmbus_msg *hdr, void *buf, size_t cap)
+{
+    struct shmbus_msg m;
+    uint32_t src_gen;
+    c->peek_valid = false;
+    int r = read_at(c, pos, &m, &src_gen, buf, cap);
+    if (r == -ENOMSG)
+        return r;
+    if (hdr != NULL)
+        *hdr = m;
+    if (r < 0)
+        return r;
+    c->peek_msg = m;
+    c->peek_pos = pos;
+    c->peek_src_gen = src_gen;
+    c->peek_valid = true;
+    return r;
 }
 
 /* Take one matching message if there is one: length, -EAGAIN, or -EMSGSIZE. */
@@ -618,10 +669,13 @@ static int try_take(shmbus_client *c, const struct want *w, struct shmbus_msg *h
         int r = find_msg(c->bus, c->mb, w, &pos);
         if (r < 0)
             return r;
-        r = take_at(c, pos, hdr, buf, cap, sample);
+        if (w->peek)
+            r = peek_at(c, pos, hdr, buf, cap);
+        else
+            r = take_at(c, pos, hdr, buf, cap, sample);
         if (r == -ENOMSG)
             continue;
-        if (r >= 0) {
+        if (r >= 0 && !w->peek) {
             uint64_t h = advance_head(c->bus, c->mb);
             wake_producers(c->bus, c->mb, h);
         }
@@ -754,6 +808,41 @@ int shmbus_recv(shmbus_client *c, struct shmbus_msg *hdr, void *buf, size_t cap,
         return -EINVAL;
     struct want w = {0};
     return recv_common(c, &w, hdr, buf, cap, timeout_ms);
+}
+
+int shmbus_peek(shmbus_client *c, struct shmbus_msg *hdr, void *buf, size_t cap, int timeout_ms)
+{
+    if (c == NULL || (buf == NULL && cap != 0))
+        return -EINVAL;
+    struct want w = {.peek = true};
+    c->peek_valid = false;
+    return recv_common(c, &w, hdr, buf, cap, timeout_ms);
+}
+
+int shmbus_consume(shmbus_client *c)
+{
+    if (c == NULL)
+        return -EINVAL;
+    if (!c->peek_valid)
+        return -ENOMSG;
+    c->peek_valid = false;
+    shmbus_bus *b = c->bus;
+    if (sb__destroyed(b))
+        return -EIDRM;
+    uint64_t pos = c->peek_pos;
+    struct sb_slot *sl = sb__slot(b, c->mb, pos);
+    /* Still committed at the same lap, so still the message peek_at() copied: only this
+     * thread takes from the mailbox, and a cleaner's drain or a recv in between would have
+     * stored seq = pos + slots (a new message there would be pos + slots + 1). Acquire pairs
+     * with the release stores of seq in fill_slot() and free_slot(). The message's own fields
+     * guard against a scribbled seq word. */
+    uint64_t s = atomic_load_explicit(&sl->seq, memory_order_acquire);
+    if (s != pos + 1 || sl->msg_seq != c->peek_msg.seq || sl->src != c->peek_msg.src)
+        return -ENOMSG;
+    consume_at(c, pos, &c->peek_msg, c->peek_src_gen, (c->recv_count++ & 15) == 0);
+    uint64_t h = advance_head(b, c->mb);
+    wake_producers(b, c->mb, h);
+    return 0;
 }
 
 /*

@@ -191,8 +191,8 @@ const char *sb_fmt_pct(const uint64_t *hist, double p, char *buf, size_t size)
 
 static void on_stop_signal(int sig)
 {
-    (void)sig;
-    sb_stop = 1;
+    sb_stop = sig; /* nonzero: the number tells the exit status (sb_stop_status()) */
+    sb_nudge_stop();
 }
 
 void sb_catch_stop_signals(void)
