@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # pan_run.sh - the shared runner for spin models, sourced by tests/test_model_ring.sh
 # (tests/test_model.sh still has its own copy of the same steps; it can source this file
 # instead). Not a test by itself: tests/module.mk only runs tests/test_*.sh.
@@ -111,5 +112,5 @@ pan_run() {
 
 pan_exit() {
     echo "total $(pan_secs "$pan_total_start")s"
-    exit $pan_failed
+    exit "$pan_failed"
 }
