@@ -932,5 +932,6 @@ int main(void)
         cmocka_unit_test(test_sigstop_receiver),
         cmocka_unit_test(test_kill_random),
     };
+    th_filter_from_env();
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -36,6 +36,12 @@ static void close_bus(shmbus_bus *b)
     assert_int_equal(shmbus_bus_destroy(info.name), 0);
 }
 
+static int cmp_u64(const void *x, const void *y)
+{
+    uint64_t a = *(const uint64_t *)x, b = *(const uint64_t *)y;
+    return a < b ? -1 : a > b;
+}
+
 static void test_join_leave_lookup(void **state)
 {
     (void)state;
@@ -366,6 +372,43 @@ static int serve_out_of_order(shmbus_client *c, int n)
     return 0;
 }
 
+/* Is process pid asleep (state S) right now? */
+static int proc_sleeping(pid_t pid)
+{
+    char path[64], buf[512];
+    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return 0;
+    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    char *q = strrchr(buf, ')');
+    return q && q[1] == ' ' && q[2] == 'S';
+}
+
+/* Take `n` messages, each only once the parent (an ACK sender) is asleep waiting for the
+ * acknowledgement, and ~20 ms later: the take must wake it. Exit 0, or 30 + what failed. */
+static int take_when_parent_sleeps(shmbus_client *c, int n)
+{
+    pid_t parent = getppid();
+    for (int i = 0; i < n; i++) {
+        uint64_t deadline = th_now_ns() + 5000000000ull;
+        while (!proc_sleeping(parent)) {
+            if (th_now_ns() > deadline)
+                return 30;
+            sched_yield();
+        }
+        struct timespec ts = {0, 20000000};
+        nanosleep(&ts, NULL);
+        char buf[64];
+        if (shmbus_recv(c, NULL, buf, sizeof(buf), 5000) < 0)
+            return 31;
+    }
+    shmbus_leave(c);
+    return 0;
+}
+
 /* A child that joins as `id`, then serves: mode 0 echo requests, mode 1 take messages
  * slowly one by one, mode 2 receive `count` messages and exit. */
 static int peer_main(void *p)
@@ -381,6 +424,8 @@ static int peer_main(void *p)
     struct shmbus_msg m;
     if (a->mode == 3)
         return serve_out_of_order(c, a->count);
+    if (a->mode == 4)
+        return take_when_parent_sleeps(c, a->count);
     for (int i = 0; i < a->count; i++) {
         int r = shmbus_recv(c, &m, buf, sizeof(buf), 10000);
         if (r < 0)
@@ -511,12 +556,22 @@ static void test_ack(void **state)
     assert_true(m.flags & SHMBUS_MSG_ACK);
     shmbus_leave(quiet);
 
-    struct peer_arg pa = {th_name("ack"), 2, 5, 2};
+    struct peer_arg pa = {th_name("ack"), 2, 5, 4};
     pid_t pid = th_fork(peer_main, &pa);
     wait_live(b, 2);
-    for (int i = 0; i < 5; i++)
+    /* Each ACK send returns once the peer has taken it: the peer waits until we sleep for
+     * the acknowledgement, then takes it ~20 ms later, and its take must wake us, not our
+     * next 250 ms wait slice (a functional bound). */
+    uint64_t lat[5];
+    for (int i = 0; i < 5; i++) {
+        uint64_t t0 = th_now_ns();
         assert_int_equal(shmbus_send(c, 2, "ack me", 6, 0, SHMBUS_ACK, 5000), 0);
+        lat[i] = th_now_ns() - t0;
+    }
     assert_int_equal(th_wait(pid, 10000), 0);
+    qsort(lat, 5, sizeof(lat[0]), cmp_u64);
+    print_message("ACK round trips: median %.2f ms, max %.2f ms\n", lat[2] / 1e6, lat[4] / 1e6);
+    assert_true(lat[2] < 150000000ull);
     shmbus_leave(c);
     close_bus(b);
 }
@@ -616,21 +671,6 @@ static void read_report(int fd, struct wait_report *rep)
     assert_int_equal(read(fd, rep, sizeof(*rep)), (ssize_t)sizeof(*rep));
 }
 
-/* Is process pid asleep (state S) right now? */
-static int proc_sleeping(pid_t pid)
-{
-    char path[64], buf[512];
-    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return 0;
-    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
-    fclose(f);
-    buf[n] = '\0';
-    char *q = strrchr(buf, ')');
-    return q && q[1] == ' ' && q[2] == 'S';
-}
-
 /*
  * A receiver blocked in recv for 2 s costs almost no CPU and sleeps: it wakes only at its
  * wait slices (250 ms: 8 in 2 s), not in a poll loop, and a message wakes it at once. The
@@ -698,12 +738,6 @@ static int latency_receiver(void *p)
     shmbus_leave(c);
     shmbus_bus_close(b);
     return write_report(a->fd, &rep);
-}
-
-static int cmp_u64(const void *x, const void *y)
-{
-    uint64_t a = *(const uint64_t *)x, b = *(const uint64_t *)y;
-    return a < b ? -1 : a > b;
 }
 
 /*
@@ -1108,5 +1142,6 @@ int main(void)
         cmocka_unit_test(test_pid_reuse),
         cmocka_unit_test(test_blocked_call_reaps),
     };
+    th_filter_from_env();
     return cmocka_run_group_tests(tests, NULL, th_cleanup);
 }

@@ -165,5 +165,6 @@ int main(void)
         cmocka_unit_test(test_all_to_all),
         cmocka_unit_test(test_fan_in),
     };
+    th_filter_from_env();
     return cmocka_run_group_tests(tests, NULL, th_cleanup);
 }
