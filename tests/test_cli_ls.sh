@@ -19,15 +19,6 @@ trap cleanup EXIT
 
 
 
-json_valid() {
-    if command -v python3 >/dev/null 2>&1; then
-        python3 -c 'import json, sys
-for line in sys.stdin:
-    json.loads(line)' <"$work/out" || fail "not one JSON object per line: $(cat "$work/out")"
-    elif command -v jq >/dev/null 2>&1; then
-        jq -e . <"$work/out" >/dev/null || fail "not JSON: $(cat "$work/out")"
-    fi
-}
 
 # poll_stat BUS REGEX: poll `stat BUS --json` until it matches (deadline 30 s).
 poll_stat() {

@@ -53,15 +53,6 @@ finish() {
     wait "$1"
 }
 
-json_valid() {
-    if command -v python3 >/dev/null 2>&1; then
-        python3 -c 'import json, sys
-for line in sys.stdin:
-    json.loads(line)' <"$1" || fail "$1 is not one JSON object per line"
-    elif command -v jq >/dev/null 2>&1; then
-        jq -e . <"$1" >/dev/null || fail "$1 is not JSON"
-    fi
-}
 
 # 1. The pipeline from the issue, with no `create` first: recv creates the bus.
 "$SHMBUS" recv "$demo" --as 2 --count 3 >"$work/pipe.out" 2>"$work/pipe.err" &
