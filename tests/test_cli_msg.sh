@@ -89,10 +89,31 @@ finish "$rpid" || fail "prio: recv exited $?: $(cat "$work/prio.err")"
 grep -qx 'from 1 prio 7 seq [0-9]*: urgent' "$work/prio.out" || fail "prio: $(cat "$work/prio.out")"
 grep -qx 'from 1 prio 0 seq [0-9]*: acked' "$work/prio.out" || fail "ack: $(cat "$work/prio.out")"
 
-# 4. Broadcast: every other live client gets one copy.
-"$SHMBUS" recv "$bus" --as 2 --count 1 >"$work/b2.out" 2>&1 &
+# 3b. What --ack and --prio change: with the receiver stopped (SIGSTOP: alive, taking
+# nothing), an --ack send fails after its timeout, naming why (ignoring --ack it would return
+# at once); then a normal and a --prio 7 message queue behind it, and once the receiver runs
+# again the prio 7 one comes out first, the other two in the order sent.
+"$SHMBUS" recv "$bus" --as 6 --count 3 >"$work/order.out" 2>"$work/order.err" &
+r6=$!
+pids+=("$r6")
+wait_live "$bus" 6
+kill -STOP "$r6"
+expect 1 "$SHMBUS" send "$bus" --as 1 --to 6 --ack --timeout 300 not-yet
+err_has "client 6 did not take the message within 300 ms"
+expect 0 "$SHMBUS" send "$bus" --as 1 --to 6 low
+expect 0 "$SHMBUS" send "$bus" --as 1 --to 6 --prio 7 high
+kill -CONT "$r6"
+finish "$r6" || fail "order: recv exited $?: $(cat "$work/order.err")"
+sed 's/ seq [0-9]*:/:/' "$work/order.out" >"$work/order.got"
+printf 'from 1 prio 7: high\nfrom 1 prio 0: not-yet\nfrom 1 prio 0: low\n' >"$work/order.want"
+diff -u "$work/order.want" "$work/order.got" || fail "--prio 7 was not taken first"
+
+# 4. Broadcast: every other live client gets exactly one copy. The receivers read until
+# 500 ms pass without a message (not --count 1), so a duplicate would show; they are
+# expected to end by that timeout (exit 0) with one line each.
+"$SHMBUS" recv "$bus" --as 2 --timeout 500 >"$work/b2.out" 2>&1 &
 r2=$!
-"$SHMBUS" recv "$bus" --as 3 --count 1 >"$work/b3.out" 2>&1 &
+"$SHMBUS" recv "$bus" --as 3 --timeout 500 >"$work/b3.out" 2>&1 &
 r3=$!
 pids+=("$r2" "$r3")
 wait_live "$bus" 2
@@ -100,8 +121,10 @@ wait_live "$bus" 3
 expect 0 "$SHMBUS" send "$bus" --as 1 --to all everyone
 finish "$r2" || fail "broadcast: receiver 2 exited $?"
 finish "$r3" || fail "broadcast: receiver 3 exited $?"
-grep -qx 'from 1 prio 0 seq [0-9]*: everyone' "$work/b2.out" || fail "broadcast 2: $(cat "$work/b2.out")"
-grep -qx 'from 1 prio 0 seq [0-9]*: everyone' "$work/b3.out" || fail "broadcast 3: $(cat "$work/b3.out")"
+for k in 2 3; do
+    [ "$(grep -c . "$work/b$k.out")" -eq 1 ] && grep -qx 'from 1 prio 0 seq [0-9]*: everyone' "$work/b$k.out" ||
+        fail "broadcast: receiver $k did not get exactly one copy: $(cat "$work/b$k.out")"
+done
 
 # 5. --wait: the sender starts first and waits for its destination to join.
 "$SHMBUS" send "$bus" --as 7 --to late --wait 10000 early-bird >"$work/w.out" 2>&1 &
