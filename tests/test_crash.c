@@ -43,8 +43,17 @@
 #define NSEND      3 /* senders in a random round: ids 2..4 */
 #define RECV_ID    1u
 #define CHURN_ID   5u
-#define CTL_ID     8u            /* the parent, to tell a receiver to stop */
-#define RECOVER_NS 1000000000ull /* issue 4: survivors keep working within 1 s */
+#define CTL_ID     8u           /* the parent, to tell a receiver to stop */
+#define RECOVER_NS recover_ns() /* issue 4: survivors keep working within 1 s */
+
+/* 1 s; 2 s in a sanitizer build (make check SAN=... exports SAN), whose processes run several
+ * times slower: the plain build holds the requirement, the sanitized one looks for memory
+ * errors on the same paths without failing on a loaded machine's time. */
+static uint64_t recover_ns(void)
+{
+    const char *san = getenv("SAN");
+    return san && *san ? 2000000000ull : 1000000000ull;
+}
 
 /* ---- state shared between the parent and its children ----------------------------------- */
 
