@@ -24,6 +24,7 @@
  *   not make them share.
  */
 #include "internal.h"
+#include "../src/relax.h"
 
 #include <errno.h>
 #include <semaphore.h>
@@ -35,13 +36,6 @@
 #define RING_BATCH 32
 #define RING_BYTES (256 * 1024)
 #define TAIL_BUFS  8 /* buffers per direction for the bytes beyond the first line */
-
-static inline void cpu_relax(void)
-{
-#if defined(__x86_64__) || defined(__i386__)
-    __builtin_ia32_pause();
-#endif
-}
 
 /* ---- floor-spin and floor-sem: one mailbox per direction ---- */
 
@@ -193,7 +187,7 @@ static int spin_recv(void *ep, void *buf, size_t len)
     uint64_t seq;
     /* Pairs with the release store in spin_send(): the payload is complete once seq moved. */
     while ((seq = atomic_load_explicit(&e->in->seq, memory_order_acquire)) == e->last_in)
-        cpu_relax();
+        sb__cpu_relax();
     e->last_in = seq;
     box_read(e, buf, len, seq);
     return 0;
@@ -340,7 +334,7 @@ static int ring_send(void *ep, const void *buf, size_t len, int n)
             /* Pairs with the release stores of tail in ring_recv(): slots before it are free. */
             e->theirs = atomic_load_explicit(&e->r->tail, memory_order_acquire);
             if (e->mine - e->theirs >= e->cap)
-                cpu_relax();
+                sb__cpu_relax();
         }
         copy_record(e->r->slots + (e->mine & (e->cap - 1)) * e->size, buf, len);
         e->mine++;
@@ -368,7 +362,7 @@ static int ring_recv(void *ep, void *buf, size_t len, int max)
         /* Pairs with the release stores of head in ring_send(). */
         e->theirs = atomic_load_explicit(&e->r->head, memory_order_acquire);
         if (e->mine == e->theirs)
-            cpu_relax();
+            sb__cpu_relax();
     }
     uint64_t avail = e->theirs - e->mine;
     int n = avail < (uint64_t)max ? (int)avail : max;

@@ -22,6 +22,7 @@
  *   until the subscriber has data (iceoryx's blocking wait).
  */
 #include "internal.h"
+#include "../src/relax.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -355,13 +356,6 @@ static int iox_send(void *ep, const void *buf, size_t len)
     return 0;
 }
 
-static inline void cpu_relax(void)
-{
-#if defined(__x86_64__) || defined(__i386__)
-    __builtin_ia32_pause();
-#endif
-}
-
 static int iox_take(struct iox_ep *e, void *buf, size_t len, int wait)
 {
     for (;;) {
@@ -379,7 +373,7 @@ static int iox_take(struct iox_ep *e, void *buf, size_t len, int wait)
             uint64_t missed = 0;
             iox_ws_wait(e->ws, info, 4, &missed);
         } else {
-            cpu_relax();
+            sb__cpu_relax();
         }
     }
 }

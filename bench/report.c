@@ -12,6 +12,7 @@
  *   disappears from a comparison.
  */
 #include "results.h"
+#include "../tools/json.h"
 
 #include <math.h>
 #include <string.h>
@@ -441,19 +442,10 @@ void bench_report_table(FILE *f, const struct bench_run *r)
 
 /* ---- JSON ---- */
 
+/* The command's escaper (tools/json.h), so the bench's JSON reads like the rest. */
 static void json_str(FILE *f, const char *s)
 {
-    fputc('"', f);
-    for (; *s; s++) {
-        unsigned char ch = (unsigned char)*s;
-        if (ch == '"' || ch == '\\')
-            fprintf(f, "\\%c", ch);
-        else if (ch < 0x20)
-            fprintf(f, "\\u%04x", ch);
-        else
-            fputc(ch, f);
-    }
-    fputc('"', f);
+    sb_json_escape(s, strlen(s), 1, sb_json_put_file, f);
 }
 
 static void json_num(FILE *f, const char *key, double v, int comma)

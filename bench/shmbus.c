@@ -22,6 +22,7 @@
  *   time from the send (the header's sent_ns, CLOCK_MONOTONIC) to the receive returning.
  */
 #include "results.h"
+#include "../src/relax.h"
 
 #include <errno.h>
 #include <signal.h>
@@ -37,12 +38,6 @@
 
 #define DEFAULT_SPIN_US 50
 
-static inline void cpu_relax(void)
-{
-#if defined(__x86_64__) || defined(__i386__)
-    __builtin_ia32_pause();
-#endif
-}
 #define SPIN_FOREVER_US 10000000
 #define BATCH_MAX       256
 
@@ -207,7 +202,7 @@ static int sb_recv_poll(void *ep, void *buf, size_t len)
     struct sb_ep *e = ep;
     int rc;
     while ((rc = shmbus_recv(e->c, NULL, buf, len, 0)) == -EAGAIN)
-        cpu_relax();
+        sb__cpu_relax();
     if (rc < 0)
         return rc;
     return (size_t)rc == len ? 0 : -EPROTO;

@@ -2,20 +2,22 @@
  * classic.h: what the three clients share beyond the seed's client.h.
  *
  * Design notes
- * - A "run" is one exchange. Its objects, all named from the key file $CLASSIC_DIR/MemDispatch:
- *     the seed's segment   ftok(keyfile, 65), struct Memory, guarded by semName;
- *     the control segment  ftok(keyfile, 66), struct control below (ours only);
+ * - A "run" is one exchange. Its objects, all named from one key (session_init(): the seed's
+ *   ftok("MemDispatch", 65) in the working directory, -1 when the file is missing; or the
+ *   key file $CLASSIC_DIR/MemDispatch for an isolated run):
+ *     the seed's segment   the key, struct Memory, guarded by semName;
+ *     the control segment  the key with ftok's project byte 66, struct control below (ours);
  *     semName              the seed's mutex, created at 0 (see exchange.c);
  *     semName.turnN        one per client, posted by whoever addresses a message to N: the
  *                          client sleeps on it instead of polling destClientNo.
  *   With CLASSIC_DIR set, the semaphore names get the prefix "classic-<key>." so two runs in
- *   two directories never meet; without it they are the seed's plain names and the key file
- *   is /tmp/MemDispatch.
- * - Joining, leaving and replacing leftovers happen under flock() on the key file (session.c),
- *   which the kernel drops if the holder dies, so a kill -9 at any moment cannot wedge them.
- * - The control segment is written under that flock, except three things read and written
- *   while a run is live: a slot's state (atomics, below), `holder` and `aborted`. Everything
- *   read from it is treated as hostile: loaded once, checked, bounded.
+ *   two directories never meet; without it they are the seed's plain names.
+ * - Joining, leaving and replacing leftovers happen under flock() on the lock file (the key
+ *   file, or /dev/shm/classic-<key>.lock; session.c), which the kernel drops if the holder
+ *   dies, so a kill -9 at any moment cannot wedge them.
+ * - The control segment is written under that flock, except what is read and written while
+ *   a run is live: a slot's state (atomics, below), `holder`, `aborted`, `finished` and
+ *   `seed_seen`. Everything read from it is treated as hostile: loaded once, checked, bounded.
  */
 #ifndef CLASSIC_CLASSIC_H
 #define CLASSIC_CLASSIC_H
@@ -29,7 +31,6 @@
 
 #include "client.h"
 
-#define CLASSIC_DEFAULT_DIR  "/tmp"
 #define CLASSIC_MIN_MESSAGES 4 /* fewer would leave a client without any message to receive */
 #define CLASSIC_MAX_MESSAGES 1000000
 #define CLASSIC_RUN_LEN      64
@@ -39,10 +40,12 @@
 
 /* Exit codes (README). 128 + signal number when a client is interrupted. */
 enum {
-    CLASSIC_EXIT_ERROR = 1,   /* a system call failed, or a foreign object is in the way */
-    CLASSIC_EXIT_USAGE = 2,   /* bad option or environment variable */
-    CLASSIC_EXIT_PEER = 3,    /* the exchange stopped because of another client */
-    CLASSIC_EXIT_REFUSED = 4, /* another exchange is live here: not touched */
+    CLASSIC_EXIT_ERROR = 1,    /* a system call failed, or a foreign object is in the way */
+    CLASSIC_EXIT_USAGE = 2,    /* bad option or environment variable */
+    CLASSIC_EXIT_PEER = 3,     /* the exchange stopped because of another client */
+    CLASSIC_EXIT_REFUSED = 4,  /* another exchange is live here: not touched */
+    CLASSIC_EXIT_GAVE_UP = 5,  /* nothing moved in the segment for the give-up time */
+    CLASSIC_EXIT_OUTPUT = 141, /* stdout closed (EPIPE): stopped and cleaned up, 128 + SIGPIPE */
 };
 
 enum slot_state { SLOT_EMPTY = 0, SLOT_ACTIVE = 1, SLOT_DONE = 2 };
@@ -57,16 +60,19 @@ struct ctl_slot {
 };
 
 #define CTL_MAGIC   0x636c6173u /* "clas" */
-#define CTL_VERSION 1u
+#define CTL_VERSION 2u
 
 struct control {
     uint32_t magic;
     uint32_t version;
     int32_t messages;          /* the exchange's length: joiners must agree */
-    char run[CLASSIC_RUN_LEN]; /* CLASSIC_RUN of the start.sh that began the run, or "" */
+    int64_t created;           /* time(NULL) when the run began */
+    char run[CLASSIC_RUN_LEN]; /* its first client's run: CLASSIC_RUN, or "parent PID START" */
     struct ctl_slot slot[4];   /* index = client number; slot[0] unused */
     _Atomic int holder;        /* pid holding semName, 0 if none (ours only; seed peers don't) */
     _Atomic int aborted;       /* 0; 1 while reason is being written; 2 when reason is set */
+    _Atomic int finished;      /* 1: the exchange is over (last message taken, or seeds gone) */
+    _Atomic int seed_seen;     /* 1: a seed client took part (more attached than registered) */
     int32_t abort_status;      /* the exit status the others take: 3, or 128 + signal */
     char reason[CLASSIC_REASON_LEN];
 };
@@ -79,6 +85,12 @@ struct session {
     char run[CLASSIC_RUN_LEN];
     char dir[PATH_MAX];
     char keyfile[PATH_MAX];
+    char lockfile[PATH_MAX]; /* the flock's file: the key file, or /dev/shm/<lockname> */
+    char lockname[64];       /* the default lock's shm_open name */
+    bool isolated;           /* CLASSIC_DIR given */
+    int give_up_ms;          /* stop when nothing moved for this long (NUM_MESSAGES s) */
+    int sent;                /* messages sent: the routing table's i */
+    pid_t ppid;              /* the parent at start: its end stops us (PR_SET_PDEATHSIG) */
     char sem_name[4][CLASSIC_SEM_NAME_LEN]; /* [0] semName, [1..3] turn semaphores */
     key_t mem_key, ctl_key;
     int lock_fd;
@@ -106,12 +118,12 @@ void classic_say(const struct session *s, const char *fmt, ...)
 int session_init(struct session *s, bool create_keyfile);
 int session_join(struct session *s);
 int session_leave(struct session *s);
-int session_abort_run(struct session *s, const char *reason);
 void session_print_names(const struct session *s);
 
-/* Liveness of a peer, and the stop flag other clients raise. */
-bool classic_alive(pid_t pid, unsigned long long start);
-unsigned long long classic_start_time(pid_t pid);
+/* Peers: dead ones, seed clients, live seats; and the stop flag other clients raise. */
+int session_seed_clients(const struct session *s);
+bool session_seat_live(const struct session *s, int n);
+bool session_had_peer(const struct session *s);
 int session_dead_peer(const struct session *s, pid_t *pid);
 void session_set_abort(struct session *s, int status, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));

@@ -1,28 +1,33 @@
 /*
- * session.c: one client's part in a run of the classic exchange: the key file, the seed's
- * segment, the control segment and the four semaphores; joining a run, leaving it, and
- * recognising what a dead earlier run left behind.
+ * session.c: one client's part in a run of the classic exchange: the key, the lock file, the
+ * seed's segment, the control segment and the four semaphores; joining a run, leaving it,
+ * and recognising what a dead earlier run left behind.
  *
  * Design notes
+ * - Keys (session_init()): by default the seed's own rule, ftok("MemDispatch", 65) in the
+ *   working directory, the file never created (-1 when missing), so our clients meet the
+ *   seed's wherever the seed's README runs them. CLASSIC_DIR gives an isolated run.
  * - Every decision about the run's objects (create, join, refuse, replace, remove) is taken
- *   under flock(LOCK_EX) on the key file. The kernel drops that lock when its holder dies,
- *   so a client killed at any point leaves at worst half-made or half-removed objects, never
- *   a held lock; the next client to take the lock judges what it finds.
- * - A run is live while one of its registered clients is alive (kill(pid, 0), and
- *   /proc/<pid>/stat neither a zombie nor a recycled pid). A run with no live client is
- *   stale, and is replaced, unless it is our own start.sh's run (same CLASSIC_RUN) and one of
- *   its clients died: then the exchange is over and we say so instead of starting it again.
- * - A live run belongs to whoever started it: a client with another CLASSIC_RUN, or a second
- *   client with our number, refuses and touches nothing.
- * - The seed's segment may also be held by a client that follows only the seed's protocol: it
- *   does not register, but it is attached (shm_nattch), or it has just created the segment and
- *   not attached yet (shm_lpid == 0, creator alive). Such a segment and semName are kept,
- *   never replaced, and are left for that client to remove when it is the last one attached.
+ *   under flock(LOCK_EX) on the lock file (the key file of an isolated run; otherwise
+ *   /dev/shm/classic-<key>.lock). The kernel drops that lock when its holder dies, so a
+ *   client killed at any point leaves at worst half-made or half-removed objects, never a
+ *   held lock; the next client to take the lock judges what it finds.
+ * - A run is live while one of its registered clients is alive (src/proc.c's rule: /proc
+ *   says so, not a zombie, not a recycled pid). A run with no live client is stale and is
+ *   replaced, unless it is our own run (same parent: the same start.sh; or CLASSIC_RUN),
+ *   begun moments ago, and one of its clients died: then we stop instead of starting again.
+ * - A live run takes a client on any free seat; a taken seat is refused (a second start.sh,
+ *   a second client N), touching nothing.
+ * - The seed's segment may also be held by a seed client, which does not register but is
+ *   attached (shm_nattch), or has just created the segment and not attached yet (shm_lpid ==
+ *   0, creator alive). Such a segment and semName are kept, never replaced, and left for
+ *   that client to remove (the seed removes them at its end).
  * - The last registered client out removes everything: both segments, semName, the turn
- *   semaphores. The key file stays: it is a name for ftok(), as in the seed, and holds at
- *   most a note that a start.sh run stopped, for that run's latecomers (see note_write()).
+ *   semaphores, the default lock file. A stopped run keeps the lock file for a short-lived
+ *   note to its latecomers (note_write()).
  */
 #include "classic.h"
+#include "../src/internal.h" /* sb__proc_alive(), sb__proc_start_time(): src/proc.c */
 
 #include <errno.h>
 #include <fcntl.h>
@@ -32,9 +37,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/mman.h>
 #include <sys/ipc.h>
 #include <sys/shm.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 /* ---- messages ---------------------------------------------------------------------------- */
@@ -68,61 +75,11 @@ static const char *what(const char *call, const char *fmt, ...)
     return buf;
 }
 
-/* ---- liveness ---------------------------------------------------------------------------- */
-
-/* State letter and start time (field 22, clock ticks since boot) of a process, from
- * /proc/<pid>/stat. The command name (field 2) may hold spaces and ')', so parse after the
- * last ')'. */
-static bool proc_stat(pid_t pid, char *state, unsigned long long *start)
-{
-    char path[64], buf[1024];
-    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return false; /* gone (ENOENT), or not ours to look at: either way not a live peer */
-    ssize_t n = read(fd, buf, sizeof(buf) - 1);
-    (void)close(fd); /* read-only procfs file: close cannot lose data */
-    if (n <= 0)
-        return false;
-    buf[n] = '\0';
-    char *p = strrchr(buf, ')');
-    if (!p || p[1] != ' ' || p[2] == '\0')
-        return false;
-    p += 2;
-    *state = *p;
-    for (int field = 3; field < 22; field++) {
-        p = strchr(p, ' ');
-        if (!p)
-            return false;
-        p++;
-    }
-    *start = strtoull(p, NULL, 10);
-    return true;
-}
-
-unsigned long long classic_start_time(pid_t pid)
-{
-    char state;
-    unsigned long long start;
-    return proc_stat(pid, &state, &start) ? start : 0;
-}
-
-/* start == 0: any process with that pid will do (used for a seed client's creator pid). */
-bool classic_alive(pid_t pid, unsigned long long start)
-{
-    if (pid <= 0)
-        return false;
-    if (kill(pid, 0) != 0 && errno == ESRCH)
-        return false;
-    char state;
-    unsigned long long t;
-    if (!proc_stat(pid, &state, &t))
-        return false;
-    /* A zombie has finished: its parent (start.sh) just has not waited for it yet. */
-    if (state == 'Z' || state == 'X' || state == 'x')
-        return false;
-    return start == 0 || t == start;
-}
+/* ---- liveness ----------------------------------------------------------------------------
+ * One rule for the whole project: src/proc.c (linked in alone; classic needs nothing else of
+ * libshmbus). A pid is alive while /proc says so, not a zombie, with the recorded start time;
+ * an entry we cannot read counts as alive, never as dead on a guess. start 0: any process
+ * with that pid (a seed client's creator pid). */
 
 struct slot_view {
     int state;
@@ -154,7 +111,11 @@ int session_dead_peer(const struct session *s, pid_t *pid)
         if (n == s->me)
             continue;
         struct slot_view v = slot_load(s->ctl, n);
-        if (v.state == SLOT_ACTIVE && !classic_alive(v.pid, v.start)) {
+        if (v.state != SLOT_ACTIVE || sb__proc_alive(v.pid, v.start))
+            continue;
+        /* Look again: a peer that left (DONE) and exited between our two looks is not dead.
+         * It stores DONE before it exits, so a second ACTIVE means it died registered. */
+        if (slot_load(s->ctl, n).state == SLOT_ACTIVE) {
             *pid = v.pid;
             return n;
         }
@@ -167,7 +128,40 @@ static bool others_alive(const struct session *s)
 {
     for (int n = 1; n <= 3; n++) {
         struct slot_view v = slot_load(s->ctl, n);
-        if (n != s->me && v.state == SLOT_ACTIVE && classic_alive(v.pid, v.start))
+        if (n != s->me && v.state == SLOT_ACTIVE && sb__proc_alive(v.pid, v.start))
+            return true;
+    }
+    return false;
+}
+
+/* Seed clients attached to the seed's segment: attachments beyond our active clients.
+ * -1 if the segment cannot be looked at. */
+int session_seed_clients(const struct session *s)
+{
+    struct shmid_ds ds;
+    if (s->mem_id < 0 || shmctl(s->mem_id, IPC_STAT, &ds) != 0)
+        return -1;
+    int ours = 0;
+    for (int n = 1; n <= 3; n++)
+        ours += slot_load(s->ctl, n).state == SLOT_ACTIVE;
+    long seeds = (long)ds.shm_nattch - ours;
+    return seeds > 0 ? (int)seeds : 0;
+}
+
+/* Seat n (hostile: any value) is held by a live client of ours. */
+bool session_seat_live(const struct session *s, int n)
+{
+    if (n < 1 || n > 3)
+        return false;
+    struct slot_view v = slot_load(s->ctl, n);
+    return v.state == SLOT_ACTIVE && sb__proc_alive(v.pid, v.start);
+}
+
+/* Another client of ours has registered in this run, whatever became of it. */
+bool session_had_peer(const struct session *s)
+{
+    for (int n = 1; n <= 3; n++) {
+        if (n != s->me && slot_load(s->ctl, n).state != SLOT_EMPTY)
             return true;
     }
     return false;
@@ -231,51 +225,91 @@ static int make_dir(struct session *s)
     return classic_fail(s, what("mkdir", "%s", s->dir), errno);
 }
 
-/* Fill in the key file, keys and semaphore names; open (and with create, make) the key file,
- * whose descriptor carries the flock. Without create, a missing key file leaves lock_fd -1. */
+/* Open (making it if needed) the lock file of the seed's default names, a file in /dev/shm
+ * beside the semaphores, named after the key; fall back to read-only (flock works on it) if
+ * another user made it. */
+static int open_default_lock(struct session *s)
+{
+    mode_t old = umask(0);
+    s->lock_fd = shm_open(s->lockname, O_RDWR | O_CREAT | O_NOFOLLOW, 0644);
+    umask(old);
+    if (s->lock_fd < 0 && errno == EACCES) {
+        s->lock_fd = shm_open(s->lockname, O_RDONLY | O_NOFOLLOW, 0);
+        s->note_ro = true;
+    }
+    if (s->lock_fd < 0)
+        return classic_fail(s, what("shm_open", "%s", s->lockfile), errno);
+    return 0;
+}
+
+/* Fill in the key file, keys and semaphore names, and open the lock file.
+ *
+ * The key rules (README: "Where the seed's clients meet ours"):
+ * - Default: the seed's own. key = ftok("MemDispatch", 65) relative to the working directory,
+ *   the file never created, so when it is missing the key is -1, as the seed's clients use
+ *   it; semaphores "semName" and "semName.turnN". Run from the same folder as the seed's
+ *   clients (or anywhere, when no MemDispatch exists), in any order, they meet. The lock
+ *   that serialises joining and leaving is /dev/shm/classic-<key>.lock, removed by the
+ *   last client out.
+ * - CLASSIC_DIR set (isolated runs, the tests): key file $CLASSIC_DIR/MemDispatch, created,
+ *   also the lock; semaphore names prefixed "classic-<key>.", so runs never meet.
+ * Our control segment's key is the seed's key with ftok's project byte 66 instead of 65.
+ * create = false (--names of the default names): the lock file is not made. */
 int session_init(struct session *s, bool create)
 {
     const char *env = getenv("CLASSIC_DIR");
     bool isolated = env && *env;
-    if (snprintf(s->dir, sizeof(s->dir), "%s", isolated ? env : CLASSIC_DEFAULT_DIR) >=
-            (int)sizeof(s->dir) ||
+    s->isolated = isolated;
+    if (!isolated && !getcwd(s->dir, sizeof(s->dir)))
+        return classic_fail(s, "getcwd", errno);
+    if ((isolated && snprintf(s->dir, sizeof(s->dir), "%s", env) >= (int)sizeof(s->dir)) ||
         snprintf(s->keyfile, sizeof(s->keyfile), "%s/%s", s->dir, MEMNAME) >=
             (int)sizeof(s->keyfile)) {
-        classic_say(s, "CLASSIC_DIR is too long");
+        classic_say(s, "the key file's path is too long");
         return CLASSIC_EXIT_USAGE;
     }
-    if (create && make_dir(s) != 0)
-        return CLASSIC_EXIT_ERROR;
-    /* O_NOFOLLOW: a symlink planted at the key file's name is refused, not followed. */
-    int flags = O_RDWR | O_CLOEXEC | O_NOFOLLOW | (create ? O_CREAT : 0);
-    s->lock_fd = open(s->keyfile, flags, s->mode);
-    if (s->lock_fd < 0 && errno == EACCES) {
-        /* Read-only (a group member's key file, say): fine, we just cannot leave a note. */
-        s->lock_fd = open(s->keyfile, (flags & ~O_RDWR) | O_RDONLY, s->mode);
-        s->note_ro = true;
+    if (isolated) {
+        if (create && make_dir(s) != 0)
+            return CLASSIC_EXIT_ERROR;
+        snprintf(s->lockfile, sizeof(s->lockfile), "%s", s->keyfile);
+        /* O_NOFOLLOW: a symlink planted at the key file's name is refused, not followed. */
+        int flags = O_RDWR | O_CLOEXEC | O_NOFOLLOW | (create ? O_CREAT : 0);
+        s->lock_fd = open(s->keyfile, flags, s->mode);
+        if (s->lock_fd < 0 && errno == EACCES) {
+            /* Read-only (a group member's key file, say): fine, we just cannot leave a note. */
+            s->lock_fd = open(s->keyfile, (flags & ~O_RDWR) | O_RDONLY, s->mode);
+            s->note_ro = true;
+        }
+        if (s->lock_fd < 0) {
+            if (!create && errno == ENOENT)
+                return 0;
+            return classic_fail(s, what("open", "%s", s->keyfile), errno);
+        }
+        s->mem_key = ftok(s->keyfile, 65);
+        if (s->mem_key == (key_t)-1)
+            return classic_fail(s, what("ftok", "%s", s->keyfile), errno);
+    } else {
+        s->mem_key = ftok(MEMNAME, 65); /* -1 when missing: the seed's key, kept on purpose */
     }
-    if (s->lock_fd < 0) {
-        if (!create && errno == ENOENT)
-            return 0;
-        return classic_fail(s, what("open", "%s", s->keyfile), errno);
-    }
-    s->mem_key = ftok(s->keyfile, 65);
-    s->ctl_key = ftok(s->keyfile, 66);
-    if (s->mem_key == (key_t)-1 || s->ctl_key == (key_t)-1)
-        return classic_fail(s, what("ftok", "%s", s->keyfile), errno);
+    s->ctl_key = (key_t)(((unsigned)s->mem_key & 0x00ffffffu) | (66u << 24));
     char prefix[32] = "";
     if (isolated)
         snprintf(prefix, sizeof(prefix), "classic-%08x.", (unsigned)s->mem_key);
     snprintf(s->sem_name[0], sizeof(s->sem_name[0]), "%s%s", prefix, semName);
     for (int n = 1; n <= 3; n++)
         snprintf(s->sem_name[n], sizeof(s->sem_name[n]), "%s%s.turn%d", prefix, semName, n);
+    if (isolated)
+        return 0;
+    snprintf(s->lockname, sizeof(s->lockname), "/classic-%08x.lock", (unsigned)s->mem_key);
+    snprintf(s->lockfile, sizeof(s->lockfile), "/dev/shm%s", s->lockname);
+    return create ? open_default_lock(s) : 0;
     return 0;
 }
 
 void session_print_names(const struct session *s)
 {
-    printf("keyfile %s\nmemkey 0x%08x\nctlkey 0x%08x\n", s->keyfile, (unsigned)s->mem_key,
-           (unsigned)s->ctl_key);
+    printf("keyfile %s\nlockfile %s\nmemkey 0x%08x\nctlkey 0x%08x\n", s->keyfile, s->lockfile,
+           (unsigned)s->mem_key, (unsigned)s->ctl_key);
     for (int n = 0; n <= 3; n++)
         printf("sem %s\n", s->sem_name[n]);
 }
@@ -386,26 +420,31 @@ static int detach(struct session *s, void **at)
 /* The seed's segment can be left in place only while a seed-protocol client uses it. */
 static bool seed_client_uses(const struct shmid_ds *ds)
 {
-    return ds->shm_nattch > 0 || (ds->shm_lpid == 0 && classic_alive(ds->shm_cpid, 0));
+    return ds->shm_nattch > 0 || (ds->shm_lpid == 0 && sb__proc_alive(ds->shm_cpid, 0));
 }
 
-/* ---- the note in the key file ------------------------------------------------------------
- * A start.sh run that stopped (a client died or was interrupted) leaves three lines in the
- * key file: its run id, the exit status, the reason. A client of that same run that arrives
- * after everything was removed (start.sh launched it before it learned of the failure) reads
- * it and stops, instead of beginning the exchange again alone and waiting forever. A fresh
- * run clears it. The key file is otherwise only a name for ftok(), so its bytes are free. */
+/* ---- the note in the lock file -----------------------------------------------------------
+ * A run that stopped (a client died or was interrupted) leaves four lines in the lock file:
+ * its run id, the exit status, the time, the reason. A client of that same run (same parent,
+ * i.e. the same start.sh; or the same CLASSIC_RUN) that arrives within CLASSIC_NOTE_S seconds,
+ * after everything was removed (start.sh launched it a second later, not knowing), reads it
+ * and stops at once, instead of beginning the exchange again alone and giving up after
+ * NUM_MESSAGES seconds. The bound keeps a user who starts clients by hand from one shell
+ * from being turned away by an old note. A fresh run clears it. With the seed's names the
+ * lock file, /dev/shm/classic-<key>.lock, stays for that note; the next run removes it. */
+#define CLASSIC_NOTE_S 10
 
 static int note_write(struct session *s, int status, const char *reason)
 {
     if (!s->run[0] || s->note_ro)
         return 0;
-    char buf[CLASSIC_RUN_LEN + CLASSIC_REASON_LEN + 16];
-    int n = snprintf(buf, sizeof(buf), "%s\n%d\n%s\n", s->run, status, reason);
+    char buf[CLASSIC_RUN_LEN + CLASSIC_REASON_LEN + 48];
+    int n = snprintf(buf, sizeof(buf), "%s\n%d\n%lld\n%s\n", s->run, status, (long long)time(NULL),
+                     reason);
     if (n >= (int)sizeof(buf))
         n = (int)sizeof(buf) - 1;
     if (ftruncate(s->lock_fd, 0) != 0 || pwrite(s->lock_fd, buf, (size_t)n, 0) != n)
-        return classic_fail(s, what("write", "%s", s->keyfile), errno);
+        return classic_fail(s, what("write", "%s", s->lockfile), errno);
     return 0;
 }
 
@@ -413,30 +452,35 @@ static int note_clear(struct session *s)
 {
     if (s->note_ro || ftruncate(s->lock_fd, 0) == 0)
         return 0;
-    return classic_fail(s, what("ftruncate", "%s", s->keyfile), errno);
+    return classic_fail(s, what("ftruncate", "%s", s->lockfile), errno);
 }
 
-/* The exit status our run's note gives, and its reason; 0 if there is none for our run. */
+/* The exit status our run's note gives, and its reason; 0 if there is none for our run. The
+ * file is anybody's who can write it: parsed bounded, numbers checked. */
 static int note_read(struct session *s, char *reason, size_t len)
 {
-    char buf[CLASSIC_RUN_LEN + CLASSIC_REASON_LEN + 16];
+    char buf[CLASSIC_RUN_LEN + CLASSIC_REASON_LEN + 48];
     if (!s->run[0])
         return 0;
     ssize_t n = pread(s->lock_fd, buf, sizeof(buf) - 1, 0);
     if (n <= 0)
         return 0; /* empty, or unreadable: no note */
     buf[n] = '\0';
-    char *status = strchr(buf, '\n');
-    char *why = status ? strchr(status + 1, '\n') : NULL;
-    if (!why)
+    char *line[4] = {buf, NULL, NULL, NULL};
+    for (int i = 1; i < 4; i++) {
+        line[i] = strchr(line[i - 1], '\n');
+        if (!line[i])
+            return 0;
+        *line[i]++ = '\0';
+    }
+    if (strcmp(line[0], s->run) != 0)
         return 0;
-    *status++ = '\0';
-    *why++ = '\0';
-    if (strcmp(buf, s->run) != 0)
-        return 0;
-    why[strcspn(why, "\n")] = '\0';
-    snprintf(reason, len, "%s", why);
-    int st = atoi(status);
+    long long when = atoll(line[2]), now = (long long)time(NULL);
+    if (when > now || now - when > CLASSIC_NOTE_S)
+        return 0; /* an old note (or a clock step): not for us */
+    line[3][strcspn(line[3], "\n")] = '\0';
+    snprintf(reason, len, "%s", line[3]);
+    int st = atoi(line[1]);
     return st > 0 && st < 256 ? st : CLASSIC_EXIT_PEER;
 }
 
@@ -460,6 +504,10 @@ static int remove_all(struct session *s)
     }
     for (int n = 1; n <= 3; n++)
         rc |= sem_remove(s, n);
+    /* The default lock file goes too (lock() copes with a waiter on the removed file), unless
+     * it carries a note for a stopped run's latecomers. */
+    if (!s->isolated && !(stopped && s->run[0]) && shm_unlink(s->lockname) != 0 && errno != ENOENT)
+        rc |= classic_fail(s, what("shm_unlink", "%s", s->lockfile), errno);
     return rc ? CLASSIC_EXIT_ERROR : 0;
 }
 
@@ -468,6 +516,7 @@ static void ctl_init(struct session *s)
     struct control *c = s->ctl;
     memset(c, 0, sizeof(*c));
     c->messages = s->messages;
+    c->created = (int64_t)time(NULL);
     snprintf(c->run, sizeof(c->run), "%s", s->run);
     c->version = CTL_VERSION;
     c->magic = CTL_MAGIC; /* last: a creator killed before this leaves magic 0, i.e. stale */
@@ -475,13 +524,13 @@ static void ctl_init(struct session *s)
 
 static int enter(struct session *s)
 {
-    int rc = attach(s, s->mem_id, (void **)&s->mem);
-    if (rc)
-        return rc;
-    s->start = classic_start_time(s->pid);
+    /* Registered before attaching, detached before leaving (session_leave()): so the active
+     * slots never fall short of our clients attached, and session_seed_clients() never
+     * mistakes one of ours for a seed client. */
+    s->start = sb__proc_start_time(s->pid);
     slot_store(s->ctl, s->me, SLOT_ACTIVE, s->pid, s->start);
     s->registered = true;
-    return 0;
+    return attach(s, s->mem_id, (void **)&s->mem);
 }
 
 /* A fresh run: our control segment and turn semaphores; the seed's segment and semName fresh
@@ -581,18 +630,21 @@ static enum verdict judge_run(struct session *s, int *rc)
     run[sizeof(run) - 1] = '\0';
     bool same = strcmp(run, s->run) == 0;
     int live = 0, dead = 0;
-    pid_t live_pid = 0, dead_pid = 0;
+    pid_t dead_pid = 0;
     for (int n = 1; n <= 3; n++) {
         struct slot_view v = slot_load(c, n);
         if (v.state != SLOT_ACTIVE)
             continue;
-        if (classic_alive(v.pid, v.start))
-            live = n, live_pid = v.pid;
+        if (sb__proc_alive(v.pid, v.start))
+            live = n;
         else
             dead = n, dead_pid = v.pid;
     }
     char why[CLASSIC_REASON_LEN];
-    if (!live && same && s->run[0] && dead) {
+    /* Our own run (same start.sh), begun moments ago, and a client of it already dead: a
+     * start.sh latecomer. Stop, as the note would say. An older dead run is just stale. */
+    long long age = (long long)time(NULL) - (long long)c->created;
+    if (!live && same && s->run[0] && dead && age >= 0 && age <= CLASSIC_NOTE_S) {
         classic_say(s, "client %d (pid %d) of this exchange died before we joined; cleaning up",
                     dead, (int)dead_pid);
         session_set_abort(s, CLASSIC_EXIT_PEER, "client %d (pid %d) died", dead, (int)dead_pid);
@@ -601,18 +653,17 @@ static enum verdict judge_run(struct session *s, int *rc)
     }
     if (!live)
         return STALE;
+    /* A live run is joined by whoever takes a free seat (a seed user may start the three
+     * clients from three terminals); a taken seat is refused, so a second start.sh (or a
+     * second client N) changes nothing. */
     *rc = CLASSIC_EXIT_REFUSED;
-    if (!same) {
-        classic_say(s,
-                    "another exchange is running in %s (its client %d is pid %d): refusing to "
-                    "disturb it",
-                    s->dir, live, (int)live_pid);
-        return STOP;
-    }
     struct slot_view mine = slot_load(c, s->me);
     if (mine.state != SLOT_EMPTY) {
-        classic_say(s, "client %d of this exchange %s (pid %d): refusing to take its place", s->me,
-                    mine.state == SLOT_ACTIVE ? "is already running" : "has already run",
+        /* A second start.sh (or a second client N by hand): the seat is taken. */
+        classic_say(s,
+                    "another exchange is running in %s (its client %d %s, pid %d): refusing to "
+                    "disturb it",
+                    s->dir, s->me, mine.state == SLOT_ACTIVE ? "is running" : "has already run",
                     (int)mine.pid);
         return STOP;
     }
@@ -667,9 +718,26 @@ static int join_locked(struct session *s)
 
 static int lock(struct session *s, int op)
 {
-    if (flock(s->lock_fd, op) == 0)
-        return 0;
-    return classic_fail(s, what("flock", "%s", s->keyfile), errno);
+    for (;;) {
+        if (flock(s->lock_fd, op) != 0)
+            return classic_fail(s, what("flock", "%s", s->lockfile), errno);
+        if (op != LOCK_EX || s->isolated)
+            return 0;
+        /* The default lock file is removed by the last client out, under the lock: if that
+         * happened while we waited, our descriptor is for a file nobody else will lock.
+         * Take the lock again on the file now under the name. */
+        struct stat held, named;
+        if (fstat(s->lock_fd, &held) != 0)
+            return classic_fail(s, what("fstat", "%s", s->lockfile), errno);
+        if (stat(s->lockfile, &named) == 0 && named.st_ino == held.st_ino &&
+            named.st_dev == held.st_dev)
+            return 0;
+        (void)close(s->lock_fd); /* only a lock rides on it */
+        s->lock_fd = -1;
+        int rc = open_default_lock(s);
+        if (rc)
+            return rc;
+    }
 }
 
 int session_join(struct session *s)
@@ -698,9 +766,9 @@ int session_leave(struct session *s)
     bool locked = lock(s, LOCK_EX) == 0;
     if (!locked)
         rc = CLASSIC_EXIT_ERROR;
+    rc |= detach(s, (void **)&s->mem);
     if (s->registered)
         slot_store(s->ctl, s->me, SLOT_DONE, s->pid, s->start);
-    rc |= detach(s, (void **)&s->mem);
     if (s->registered && locked && !others_alive(s))
         rc |= remove_all(s);
     for (int n = 0; n <= 3; n++) {
@@ -711,57 +779,6 @@ int session_leave(struct session *s)
     rc |= detach(s, (void **)&s->ctl);
     if (locked)
         rc |= lock(s, LOCK_UN);
-    if (close(s->lock_fd) != 0)
-        rc = classic_fail(s, "close", errno);
-    s->lock_fd = -1;
-    return rc ? CLASSIC_EXIT_ERROR : 0;
-}
-
-/* start.sh's report that one of its clients died: stop the run if it is start.sh's own, and
- * remove it if nobody is left to. Never creates anything. */
-static int abort_locked(struct session *s, const char *reason)
-{
-    struct shmid_ds ds;
-    int rc = shm_inspect(s, s->ctl_key, sizeof(struct control), &s->ctl_id, &ds);
-    if (rc)
-        return rc;
-    if (s->ctl_id < 0)
-        return note_write(s, CLASSIC_EXIT_PEER, reason); /* for a client still on its way */
-    rc = attach(s, s->ctl_id, (void **)&s->ctl);
-    if (rc)
-        return rc;
-    char run[CLASSIC_RUN_LEN];
-    memcpy(run, s->ctl->run, sizeof(run));
-    run[sizeof(run) - 1] = '\0';
-    if (s->ctl->magic != CTL_MAGIC || strcmp(run, s->run) != 0)
-        return 0; /* not start.sh's run: not ours to stop */
-    for (int n = 1; n <= 3; n++) {
-        s->sem[n] = sem_open(s->sem_name[n], 0);
-        if (s->sem[n] == SEM_FAILED)
-            s->sem[n] = NULL; /* already removed: nobody to wake there */
-    }
-    /* Name the semaphore if the dead client held it: that is what stopped its peers. */
-    pid_t holder = atomic_load_explicit(&s->ctl->holder, memory_order_relaxed);
-    bool held = holder > 0 && !classic_alive(holder, 0);
-    session_set_abort(s, CLASSIC_EXIT_PEER, "%s%s", reason, held ? ", holding semName" : "");
-    return others_alive(s) ? 0 : remove_all(s);
-}
-
-int session_abort_run(struct session *s, const char *reason)
-{
-    if (s->lock_fd < 0)
-        return 0; /* no key file: no run */
-    int rc = lock(s, LOCK_EX);
-    if (rc)
-        return rc;
-    rc = abort_locked(s, reason);
-    for (int n = 1; n <= 3; n++) {
-        if (s->sem[n] && sem_close(s->sem[n]) != 0)
-            rc = classic_fail(s, "sem_close", errno);
-        s->sem[n] = NULL;
-    }
-    rc |= detach(s, (void **)&s->ctl);
-    rc |= lock(s, LOCK_UN);
     if (close(s->lock_fd) != 0)
         rc = classic_fail(s, "close", errno);
     s->lock_fd = -1;

@@ -40,8 +40,10 @@ extern "C" {
 #define SHMBUS_NAME_MAX     31      /* bus and client names: [A-Za-z0-9._-], not "." or ".." */
 #define SHMBUS_MAX_CLIENTS  4096    /* upper bound of shmbus_bus_opts.max_clients */
 #define SHMBUS_MAX_MSG_SIZE 1048576 /* upper bound of shmbus_bus_opts.msg_size */
-#define SHMBUS_PRIO_LEVELS  8       /* priorities 0 (normal, lowest) .. 7 (highest) */
-#define SHMBUS_LAT_BUCKETS  128     /* latency histogram buckets, see shmbus_hist_value() */
+#define SHMBUS_MAX_SLOTS    1048576 /* upper bound of shmbus_bus_opts.slots */
+#define SHMBUS_MAX_BUS_SIZE (64ull << 30) /* a bus's segment is at most 64 GiB (-EFBIG) */
+#define SHMBUS_PRIO_LEVELS  8             /* priorities 0 (normal, lowest) .. 7 (highest) */
+#define SHMBUS_LAT_BUCKETS  128           /* latency histogram buckets, see shmbus_hist_value() */
 
 /* Defaults applied where shmbus_bus_opts holds 0. */
 #define SHMBUS_DEFAULT_MAX_CLIENTS 64
@@ -59,9 +61,13 @@ typedef struct shmbus_client shmbus_client;
  * library uses these codes with a specific meaning:
  *   -ENOENT        no bus of that name (shmbus_bus_open without SHMBUS_CREATE)
  *   -EEXIST        the bus exists (SHMBUS_CREATE | SHMBUS_EXCL), or the client id is taken
- *   -EPROTO        the segment under the key is not a shmbus bus (foreign); left untouched
+ *   -EPROTO        the segment the key file names is not a shmbus bus; left untouched
  *   -EPROTONOSUPPORT  a shmbus bus of an incompatible layout version
- *   -EADDRINUSE    the key file's key collides with another bus's segment; left untouched
+ *   -EUCLEAN       the key file is not a shmbus key file (not a regular file, or garbage);
+ *                  left untouched (shmbus_bus_destroy_force() removes it)
+ *   -EFBIG         the options ask for a segment over SHMBUS_MAX_BUS_SIZE
+ *   -EBUSY         another process holds the key directory's lock for seconds (stopped?)
+ *   -EINTR         a signal handler ran while a blocking call waited (see "Signals" below)
  *   -EBADMSG       the segment's contents are corrupt (a peer wrote garbage)
  *   -EIDRM         the bus was destroyed while attached
  *   -EHOSTUNREACH  no client with that id or name is on the bus
@@ -70,6 +76,20 @@ typedef struct shmbus_client shmbus_client;
  *   -EAGAIN        would block (mailbox full / empty, or SHMBUS_NONBLOCK)
  *   -ETIMEDOUT     the timeout passed
  *   -EUSERS        the bus has no free client slot
+ *
+ * Signals. Every call that can block (send, send_batch, broadcast, request, reply, recv,
+ * recv_batch: their waits for room, for an acknowledgement, for data) returns -EINTR when a
+ * signal handler runs while it sleeps, whatever SA_RESTART says. An interrupted wait for
+ * room sends nothing and an interrupted receive takes nothing; a broadcast returns the
+ * count it delivered before, if any; but an ACK send or a request interrupted while waiting
+ * for the acknowledgement or the reply has already delivered its message. A signal that arrives
+ * while the call is busy rather than asleep is seen at its next sleep only if another one
+ * comes: a program that must not miss one sets a flag in its handler and uses finite
+ * timeouts (say 250 ms) in a loop that checks the flag.
+ *
+ * Hostile segments. Every wait honours its timeout whatever a peer wrote into the segment
+ * (a scribbled semaphore or index costs at most the timeout plus a few milliseconds, and a
+ * bounded amount of CPU), and -1 ("forever") waits sleep rather than spin.
  */
 
 /* Text for a negative (or positive) errno value as returned by this library. Never NULL;
@@ -100,17 +120,27 @@ struct shmbus_bus_opts {
 /*
  * Attach to the bus called `name`, creating it if flags has SHMBUS_CREATE.
  *
- * The key file is <dir>/<name>.bus where dir is $SHMBUS_DIR, else $XDG_RUNTIME_DIR/shmbus,
- * else /tmp/shmbus-<uid>; the directory is created 0700 and must belong to the caller.
+ * The key file is <dir>/<name>.bus where dir is $SHMBUS_DIR (made absolute against the
+ * working directory if relative), else $XDG_RUNTIME_DIR/shmbus, else /tmp/shmbus-<uid>; the
+ * directory is created 0700 (whatever the umask) and must belong to the caller. The key
+ * file records the segment's id and the bus's nonce; segments are created with IPC_PRIVATE,
+ * so no other user can prepare one under a key in advance. On every attach the segment must
+ * be owned and created by the directory's owner and be 0600/0660 (-EACCES otherwise).
+ *
+ * Group buses (mode 0660): the owner points $SHMBUS_DIR at a folder of theirs that the
+ * group may read but nobody else may write (e.g. 0750, group G) and creates the bus there;
+ * the segment is given the folder's group. A member of G sets the same $SHMBUS_DIR and
+ * opens, joins, sends and receives; only the owner can create or destroy. A folder of
+ * another user is trusted only when named by $SHMBUS_DIR, never as the default directory.
+ *
  * `opts` (may be NULL for defaults) is used only when the bus is created. An existing bus is
- * never deleted or reset by this call; a bus whose creator died before it finished setting
- * it up is recognised as stale and replaced. The segment's owner and mode are checked
- * after attaching (-EACCES if another user owns it, or if it grants access to others).
+ * never deleted or reset by this call; a key file whose segment is gone is replaced.
  *
  * On success *out is a handle the caller frees with shmbus_bus_close(). Blocks only while
- * another process is creating the same bus (at most about one second). Thread-safe.
- * Errors: -EINVAL (bad name/opts/NULL), -ENOENT, -EEXIST, -EPROTO, -EPROTONOSUPPORT,
- * -EADDRINUSE, -EBADMSG, -EACCES, -ENOMEM/-ENOSPC (segment too large for the system).
+ * another process is creating the same bus (at most 5 s, then -EBUSY). Thread-safe.
+ * Errors: -EINVAL (bad name/opts/NULL), -EFBIG (over SHMBUS_MAX_BUS_SIZE),
+ * -ENOENT, -EEXIST, -EPROTO, -EPROTONOSUPPORT, -EUCLEAN, -EBADMSG, -EACCES, -EBUSY,
+ * -ENOMEM/-ENOSPC (segment too large for the system).
  */
 int shmbus_bus_open(const char *name, const struct shmbus_bus_opts *opts, unsigned flags,
                     shmbus_bus **out);
@@ -120,8 +150,10 @@ int shmbus_bus_open(const char *name, const struct shmbus_bus_opts *opts, unsign
 void shmbus_bus_close(shmbus_bus *bus);
 
 /* Remove the bus called `name`: its segment and key file. Processes still attached keep
- * their mapping until they close it; their calls then fail with -EIDRM. Does not block.
- * Errors: -ENOENT, -EPROTO/-EADDRINUSE (what is there is not this bus: left alone), -EACCES. */
+ * their mapping until they close it; their calls then fail with -EIDRM. Does not block
+ * (beyond the directory lock, see shmbus_bus_open). Only the owner can (-EPERM).
+ * Errors: -ENOENT, -EPROTO/-EBADMSG/-EUCLEAN (what is there is not this bus, or is
+ * corrupt: left alone), -EACCES, -EPERM, -EBUSY. */
 int shmbus_bus_destroy(const char *name);
 
 /* What a bus is, for tools. Filled by shmbus_bus_info(). */
@@ -142,12 +174,14 @@ struct shmbus_bus_info {
 /* Fill *info. Does not block. Thread-safe. Errors: -EINVAL, -EIDRM. */
 int shmbus_bus_info(shmbus_bus *bus, struct shmbus_bus_info *info);
 
-/* The directory holding the key files (see shmbus_bus_open), written into buf. Returns the
- * length, or -ENAMETOOLONG. Does not create it. */
+/* The directory holding the key files (see shmbus_bus_open), written into buf: always an
+ * absolute path (a relative $SHMBUS_DIR is taken against the working directory, so that
+ * every later use means the same folder). Returns the length, or -ENAMETOOLONG. Does not
+ * create it. */
 int shmbus_runtime_dir(char *buf, size_t size);
 
-/* Size in bytes of a bus created with these options, without creating it (-EINVAL if the
- * options are out of range). */
+/* Size in bytes of a bus created with these options, without creating it (-EINVAL if an
+ * option is out of range, -EFBIG if the bus would exceed SHMBUS_MAX_BUS_SIZE). */
 ssize_t shmbus_bus_size(const struct shmbus_bus_opts *opts);
 
 /*
@@ -164,13 +198,28 @@ typedef void (*shmbus_clean_fn)(const char *kind, const char *what, const char *
 /*
  * Remove the current user's stale shmbus objects: buses no process is attached to that
  * still list clients, all of them dead (a crashed application); segments whose creator died
- * while creating them; key files whose segment is gone; and dead clients of buses in use.
- * An idle bus (nobody attached, no client listed) is not stale: it was made to last. With
- * dry_run nothing is changed. Never touches a segment that is not a shmbus bus or that
- * belongs to another user. Returns the number of objects found stale (removed unless
+ * while creating them, and shmbus segments of ours that no key file names and no process
+ * uses (their directory was wiped); key files whose segment is gone; and dead clients of
+ * buses in use. A key file or segment it cannot recognise is left alone (see
+ * shmbus_bus_destroy_force()). An idle bus (nobody attached, no client listed) is not stale: it was
+ * made to last. With dry_run nothing is changed. Never touches a segment that is not a shmbus bus
+ * or that belongs to another user. Returns the number of objects found stale (removed unless
  * dry_run). cb may be NULL. Thread-safe; may take a few ms per bus.
  */
 int shmbus_clean(int dry_run, shmbus_clean_fn cb, void *arg);
+
+/* Remove whatever the caller owns under bus name `name`, recognisable or not: the segment
+ * its key file names (if the caller owns it: a bus, a corrupt bus, or any other segment),
+ * the key file itself (whatever kind of file it is), and shmbus segments made for this
+ * name that no key file names. cb (may be NULL) is told about each object, with what it
+ * is, before it is removed (kind "segment" or "key file"). Returns the number of objects
+ * removed, -ENOENT if there was none, or -EPERM/-EACCES/-EBUSY. Thread-safe. */
+int shmbus_bus_destroy_force(const char *name, shmbus_clean_fn cb, void *arg);
+
+/* The shmid that bus `name`'s key file records, without attaching or checking the segment
+ * (for tools that show what a broken bus is). -ENOENT without a key file, -EUCLEAN if it
+ * is not a shmbus key file, -EACCES. */
+int shmbus_bus_shmid(const char *name);
 
 /* ------------------------------------------------------------------------------------------
  * Clients
@@ -334,6 +383,36 @@ int shmbus_broadcast(shmbus_client *c, const void *data, size_t len, unsigned pr
  * One thread at a time per client. Errors: -EINVAL, -EAGAIN, -ETIMEDOUT, -EMSGSIZE, -EIDRM.
  */
 int shmbus_recv(shmbus_client *c, struct shmbus_msg *hdr, void *buf, size_t cap, int timeout_ms);
+
+/*
+ * Look at the next message without taking it: the one shmbus_recv() would take now (highest
+ * priority first). Copies the payload into buf and the header into *hdr (may be NULL) exactly
+ * as shmbus_recv() does, waits for a message the same way (timeout_ms: -1 forever, 0 not at
+ * all), and returns the payload length; but the message stays in the mailbox: its slot is
+ * not freed, its sender is not acknowledged (SHMBUS_ACK), and `received` does not count it.
+ * shmbus_consume() then takes it; until then nothing is lost if the process dies or leaves.
+ *
+ * This is how a program that hands messages on (to a pipe, a file, a socket) takes only
+ * what it handed on: peek, write, and consume once the write succeeded. Peeking again
+ * without consuming returns the same message, unless one of a higher priority arrived
+ * meanwhile (then that one, and the peek before is forgotten).
+ *
+ * The caller owns buf and hdr; the library keeps only the message's position, in the
+ * client handle. Receive side: one thread at a time per client, not concurrently with
+ * shmbus_recv() or shmbus_consume(). Errors as shmbus_recv(): -EINVAL, -EAGAIN, -ETIMEDOUT,
+ * -EMSGSIZE (hdr->len says the room needed; nothing is remembered), -EIDRM, and -EINTR when a
+ * signal handler ran while it waited (nothing remembered either).
+ */
+int shmbus_peek(shmbus_client *c, struct shmbus_msg *hdr, void *buf, size_t cap, int timeout_ms);
+
+/*
+ * Take the message the last successful shmbus_peek() returned: free its slot, acknowledge
+ * its sender if it asked for an ACK, count it as received. Returns 0. Never blocks.
+ * Any later peek or consume needs a new shmbus_peek(). Receive side: one thread at a time.
+ * Errors: -EINVAL (c NULL), -ENOMSG (nothing peeked since the last consume, or the message is
+ * no longer there: a shmbus_recv() took it, or the segment was scribbled over), -EIDRM.
+ */
+int shmbus_consume(shmbus_client *c);
 
 /*
  * Take up to n messages at once: message k's payload goes to bufs + k * stride (stride

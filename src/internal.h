@@ -201,6 +201,12 @@ struct shmbus_client {
     uint64_t recv_count;          /* for latency sampling */
     uint64_t stuck_pos, stuck_ns; /* receiver: head uncommitted since stuck_ns (0: not) */
     _Atomic uint32_t intent_busy; /* which of the entry's intent records a thread holds */
+    /* Receiver: the message shmbus_peek() copied out and left in place, for
+     * shmbus_consume(). Process-local; the checked copies read_at() made of the slot. */
+    bool peek_valid;
+    uint32_t peek_src_gen;
+    uint64_t peek_pos;
+    struct shmbus_msg peek_msg;
 };
 
 /* A full barrier for the Dekker pairs (store flag; barrier; load the other side's word).
@@ -246,12 +252,26 @@ static inline bool sb__destroyed(const shmbus_bus *b)
 }
 
 /* bus.c */
-int sb__bus_key_status(const char *name, char *path, size_t size, int *shmid);
+struct shmid_ds;
+/* The one orphan rule (bus.c and registry.c): a shmbus segment of ours, created by us,
+ * that no process is attached to (ds counted without the caller) and that the key file
+ * recorded in its header does not name. Nobody can reach it by name or is using it. */
+bool sb__segment_orphan(int shmid, const struct shmid_ds *ds, const struct sb_header *h);
+/* Call fn for every segment of ours that starts with a shmbus header (a copy, and ds read
+ * after our look was detached). Returns the sum of fn's returns, or -errno. */
+typedef int (*sb__segment_fn)(int shmid, const struct shmid_ds *ds, const struct sb_header *h,
+                              void *arg);
+int sb__each_segment(sb__segment_fn fn, void *arg);
+/* shmbus_clean(): 1 if bus name's key file names no segment any more (removed unless
+ * dry_run; path gets its path), else 0 or an error. */
+int sb__clean_key(const char *name, int dry_run, char *path, size_t size);
 
 /* sem.c */
 void sb__sem_init(struct sb_sem *s);
 void sb__sem_post(struct sb_sem *s);
-int sb__sem_wait_until(struct sb_sem *s, const struct timespec *abs_monotonic); /* or -ETIMEDOUT */
+/* 0 when posted (or when the value was over `most`, a scribbled word: then reset to 0),
+ * -ETIMEDOUT at abs_monotonic, -EINTR when a signal handler ran. */
+int sb__sem_wait_until(struct sb_sem *s, const struct timespec *abs_monotonic, uint32_t most);
 
 /* proc.c */
 uint64_t sb__proc_start_time(pid_t pid); /* 0 if unknown or gone */
@@ -273,7 +293,8 @@ enum {
     SB_TP_BATCH_PART = 2,
     SB_TP_JOINING = 3,
     SB_TP_CLEANING = 4,
-    SB_TP_LEAVING = 5
+    SB_TP_LEAVING = 5,
+    SB_TP_CREATING = 6
 };
 void sb__test_point(int where) __attribute__((weak));
 static inline void sb__tp(int where)

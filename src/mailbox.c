@@ -31,15 +31,7 @@
 #include <time.h>
 
 #include "internal.h"
-
-static inline void cpu_relax(void)
-{
-#if defined(__x86_64__) || defined(__i386__)
-    __builtin_ia32_pause();
-#elif defined(__aarch64__)
-    __asm__ __volatile__("yield" ::: "memory");
-#endif
-}
+#include "relax.h"
 
 static inline bool seq_taken(uint64_t s, uint64_t pos, uint32_t slots)
 {
@@ -155,9 +147,16 @@ static void deadline_of(int timeout_ms, uint64_t *deadline)
     *deadline = timeout_ms < 0 ? UINT64_MAX : sb__now_ns() + (uint64_t)timeout_ms * 1000000ull;
 }
 
-/* Sleep on sem until it is posted, the deadline, or one slice. 0 if posted, else -ETIMEDOUT. */
-static int sem_wait_slice(struct sb_sem *sem, uint64_t deadline)
+/*
+ * Sleep on sem until it is posted, the deadline, or one slice: 0 if posted, -ETIMEDOUT, or
+ * -EINTR if a signal handler ran. A post says only "look again": every caller re-reads the
+ * state and the clock after it, whatever the word said. No semaphore can legitimately hold
+ * more posts than there are waiters to wake (a sleeping consumer, or a bus's sending
+ * threads, each of which takes its post or times out); more means a scribbled word.
+ */
+static int sem_wait_slice(const shmbus_bus *b, struct sb_sem *sem, uint64_t deadline)
 {
+    uint32_t most = 2 * b->lay.max_clients * SB_INTENTS + 2;
     uint64_t now = sb__now_ns();
     uint64_t slice = (uint64_t)SB_SLICE_MS * 1000000ull;
     uint64_t wait = deadline > now ? deadline - now : 0;
@@ -165,7 +164,7 @@ static int sem_wait_slice(struct sb_sem *sem, uint64_t deadline)
         wait = slice;
     struct timespec ts;
     sb__abs_deadline(&ts, wait);
-    return sb__sem_wait_until(sem, &ts);
+    return sb__sem_wait_until(sem, &ts, most);
 }
 
 /* Is destination dst (generation gen) still the client we are sending to? */
@@ -199,9 +198,11 @@ static int wait_space(shmbus_bus *b, struct sb_mbox *mb, uint32_t dst, uint32_t 
     uint64_t s = atomic_load_explicit(&sb__slot(b, mb, t)->seq, memory_order_acquire);
     if ((int64_t)(s - t) >= 0)
         return 0; /* room appeared meanwhile */
-    int r = sem_wait_slice(&mb->space_sem, deadline);
+    int r = sem_wait_slice(b, &mb->space_sem, deadline);
+    if (r == -EINTR)
+        return r;
     if (r == 0)
-        return check_dest(b, dst, gen, false);
+        return check_dest(b, dst, gen, false); /* reserve_wait() looks at the clock */
     r = check_dest(b, dst, gen, true);
     if (r < 0)
         return r;
@@ -258,10 +259,15 @@ static int reserve_wait(shmbus_client *c, uint32_t dst, uint32_t gen, uint32_t w
         /* A client with a spin budget spins for room too: a streaming receiver frees
          * slots within microseconds, far sooner than a sleep and a wake-up take. */
         if (spin_until != 0) {
-            cpu_relax();
+            sb__cpu_relax();
             if ((++spins & 31) != 0 || sb__now_ns() < spin_until)
                 continue;
             spin_until = 0;
+        }
+        /* After every wake-up, whatever woke us: a scribbled semaphore must not buy time. */
+        if (deadline != UINT64_MAX && sb__now_ns() >= deadline) {
+            intent_put(c, i);
+            return -ETIMEDOUT;
         }
         int r = wait_space(b, mb, dst, gen, deadline);
         if (r < 0) {
@@ -294,7 +300,9 @@ static int wait_ack(shmbus_client *c, uint32_t dst, uint32_t gen, uint64_t seq, 
             return 0;
         if (sb__now_ns() >= deadline)
             return -ETIMEDOUT;
-        int r = sem_wait_slice(&e->ack_sem, deadline);
+        int r = sem_wait_slice(c->bus, &e->ack_sem, deadline);
+        if (r == -EINTR)
+            return r;
         if (r < 0) {
             r = check_dest(c->bus, dst, gen, true);
             if (r < 0)
@@ -421,6 +429,8 @@ int shmbus_broadcast(shmbus_client *c, const void *data, size_t len, unsigned pr
             count++;
         else if (r == -EIDRM)
             return r;
+        else if (r == -EINTR)
+            return count > 0 ? count : r; /* asked to stop: the rest are not sent */
     }
     return count;
 }
@@ -429,6 +439,7 @@ int shmbus_broadcast(shmbus_client *c, const void *data, size_t len, unsigned pr
 
 /* What a receive is looking for: any message, or the reply to one request. */
 struct want {
+    bool peek; /* copy the message out but leave it in place (shmbus_peek) */
     bool reply_only;
     uint32_t from;
     uint64_t corr;
@@ -545,12 +556,13 @@ static void add_counter(_Atomic uint64_t *ctr, uint64_t n)
 }
 
 /*
- * Take the message at `pos` into hdr/buf. Returns its length, -EMSGSIZE (left in place), or
- * -ENOMSG when the slot was dropped (stale generation or corrupt) and the caller should look
- * again.
+ * Copy the message at `pos` into *m and buf without taking it. Returns its length, -EMSGSIZE
+ * (*m filled, so m->len says the room needed), or -ENOMSG when the slot failed the checks
+ * (stale generation or corrupt): it is then dropped, and the caller should look again. The
+ * slot's fields are read once each here; consume_at() uses only these checked copies.
  */
-static int take_at(shmbus_client *c, uint64_t pos, struct shmbus_msg *hdr, void *buf, size_t cap,
-                   bool sample)
+static int read_at(shmbus_client *c, uint64_t pos, struct shmbus_msg *m, uint32_t *src_gen,
+                   void *buf, size_t cap)
 {
     shmbus_bus *b = c->bus;
     struct sb_mbox *mb = c->mb;
@@ -565,7 +577,7 @@ static int take_at(shmbus_client *c, uint64_t pos, struct shmbus_msg *hdr, void 
         add_counter(&c->e->dropped, 1);
         return -ENOMSG;
     }
-    struct shmbus_msg m = {
+    *m = (struct shmbus_msg){
         .src = sl->src,
         .dst = c->id,
         .seq = sl->msg_seq,
@@ -575,28 +587,77 @@ static int take_at(shmbus_client *c, uint64_t pos, struct shmbus_msg *hdr, void 
         .prio = (uint8_t)prio,
         .flags = sl->flags,
     };
-    uint32_t src_gen = sl->src_gen;
-    if (hdr != NULL)
-        *hdr = m;
+    *src_gen = sl->src_gen;
     if (len > cap)
         return -EMSGSIZE;
     if (len != 0)
         memcpy(buf, (uint8_t *)sl + sizeof(*sl), len);
-    if (prio > 0)
+    return (int)len;
+}
+
+/* Take the message at `pos`, already copied out by read_at() into *m: free its slot, ACK
+ * its sender, count it. */
+static void consume_at(shmbus_client *c, uint64_t pos, const struct shmbus_msg *m, uint32_t src_gen,
+                       bool sample)
+{
+    shmbus_bus *b = c->bus;
+    struct sb_mbox *mb = c->mb;
+    if (m->prio > 0)
         atomic_fetch_sub_explicit(&mb->pending_hi, 1, memory_order_relaxed);
     free_slot(b, mb, pos);
-    if (m.flags & SHMBUS_MSG_ACK)
-        ack_sender(b, m.src, src_gen, m.seq);
+    if (m->flags & SHMBUS_MSG_ACK)
+        ack_sender(b, m->src, src_gen, m->seq);
     add_counter(&c->e->received, 1);
-    add_counter(&c->e->bytes_received, len);
+    add_counter(&c->e->bytes_received, m->len);
     if (sample) {
         uint64_t now = sb__now_ns();
-        if (now > m.sent_ns) {
-            unsigned bk = shmbus_hist_bucket(now - m.sent_ns);
+        if (now > m->sent_ns) {
+            unsigned bk = shmbus_hist_bucket(now - m->sent_ns);
             add_counter(&c->e->lat_hist[bk], 1);
         }
     }
-    return (int)len;
+}
+
+/*
+ * Take the message at `pos` into hdr/buf. Returns its length, -EMSGSIZE (left in place), or
+ * -ENOMSG when the slot was dropped (stale generation or corrupt) and the caller should look
+ * again.
+ */
+static int take_at(shmbus_client *c, uint64_t pos, struct shmbus_msg *hdr, void *buf, size_t cap,
+                   bool sample)
+{
+    struct shmbus_msg m;
+    uint32_t src_gen;
+    int r = read_at(c, pos, &m, &src_gen, buf, cap);
+    if (r == -ENOMSG)
+        return r;
+    if (hdr != NULL)
+        *hdr = m;
+    if (r < 0)
+        return r;
+    consume_at(c, pos, &m, src_gen, sample);
+    return r;
+}
+
+/* Copy the message at `pos` and remember it for shmbus_consume(); the slot stays committed.
+ * Returns as take_at(). */
+static int peek_at(shmbus_client *c, uint64_t pos, struct shmbus_msg *hdr, void *buf, size_t cap)
+{
+    struct shmbus_msg m;
+    uint32_t src_gen;
+    c->peek_valid = false;
+    int r = read_at(c, pos, &m, &src_gen, buf, cap);
+    if (r == -ENOMSG)
+        return r;
+    if (hdr != NULL)
+        *hdr = m;
+    if (r < 0)
+        return r;
+    c->peek_msg = m;
+    c->peek_pos = pos;
+    c->peek_src_gen = src_gen;
+    c->peek_valid = true;
+    return r;
 }
 
 /* Take one matching message if there is one: length, -EAGAIN, or -EMSGSIZE. */
@@ -608,10 +669,13 @@ static int try_take(shmbus_client *c, const struct want *w, struct shmbus_msg *h
         int r = find_msg(c->bus, c->mb, w, &pos);
         if (r < 0)
             return r;
-        r = take_at(c, pos, hdr, buf, cap, sample);
+        if (w->peek)
+            r = peek_at(c, pos, hdr, buf, cap);
+        else
+            r = take_at(c, pos, hdr, buf, cap, sample);
         if (r == -ENOMSG)
             continue;
-        if (r >= 0) {
+        if (r >= 0 && !w->peek) {
             uint64_t h = advance_head(c->bus, c->mb);
             wake_producers(c->bus, c->mb, h);
         }
@@ -654,10 +718,12 @@ static int wait_data(shmbus_client *c, const struct want *w, uint64_t deadline)
 {
     shmbus_bus *b = c->bus;
     struct sb_mbox *mb = c->mb;
-    int r = sem_wait_slice(&mb->data_sem, deadline);
+    int r = sem_wait_slice(b, &mb->data_sem, deadline);
     atomic_store_explicit(&mb->sleeping, 0, memory_order_relaxed);
     if (sb__destroyed(b))
         return -EIDRM;
+    if (r == -EINTR)
+        return r;
     if (r == 0) {
         add_counter(&c->e->wakeups, 1);
         check_stuck(c, true);
@@ -706,12 +772,15 @@ static int recv_common(shmbus_client *c, const struct want *w, struct shmbus_msg
             return -EIDRM;
         if (timeout_ms == 0)
             return -EAGAIN;
+        /* After every wake-up, whatever woke us: a scribbled semaphore must not buy time. */
+        if (timeout_ms > 0 && spin_until == 0 && sb__now_ns() >= deadline)
+            return -ETIMEDOUT;
         if (spin_until != 0) {
             /* One pause per look: a pause costs up to ~60 cycles on recent cores, so a run
              * of them would add that much to every message found while spinning. The clock
              * is read only every 32 looks. */
             spinning = true;
-            cpu_relax();
+            sb__cpu_relax();
             if ((++spins & 31) != 0 || sb__now_ns() < spin_until)
                 continue;
             spin_until = 0;
@@ -739,6 +808,41 @@ int shmbus_recv(shmbus_client *c, struct shmbus_msg *hdr, void *buf, size_t cap,
         return -EINVAL;
     struct want w = {0};
     return recv_common(c, &w, hdr, buf, cap, timeout_ms);
+}
+
+int shmbus_peek(shmbus_client *c, struct shmbus_msg *hdr, void *buf, size_t cap, int timeout_ms)
+{
+    if (c == NULL || (buf == NULL && cap != 0))
+        return -EINVAL;
+    struct want w = {.peek = true};
+    c->peek_valid = false;
+    return recv_common(c, &w, hdr, buf, cap, timeout_ms);
+}
+
+int shmbus_consume(shmbus_client *c)
+{
+    if (c == NULL)
+        return -EINVAL;
+    if (!c->peek_valid)
+        return -ENOMSG;
+    c->peek_valid = false;
+    shmbus_bus *b = c->bus;
+    if (sb__destroyed(b))
+        return -EIDRM;
+    uint64_t pos = c->peek_pos;
+    struct sb_slot *sl = sb__slot(b, c->mb, pos);
+    /* Still committed at the same lap, so still the message peek_at() copied: only this
+     * thread takes from the mailbox, and a cleaner's drain or a recv in between would have
+     * stored seq = pos + slots (a new message there would be pos + slots + 1). Acquire pairs
+     * with the release stores of seq in fill_slot() and free_slot(). The message's own fields
+     * guard against a scribbled seq word. */
+    uint64_t s = atomic_load_explicit(&sl->seq, memory_order_acquire);
+    if (s != pos + 1 || sl->msg_seq != c->peek_msg.seq || sl->src != c->peek_msg.src)
+        return -ENOMSG;
+    consume_at(c, pos, &c->peek_msg, c->peek_src_gen, (c->recv_count++ & 15) == 0);
+    uint64_t h = advance_head(b, c->mb);
+    wake_producers(b, c->mb, h);
+    return 0;
 }
 
 /*

@@ -9,6 +9,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -59,6 +60,17 @@ uint64_t sb__proc_start_time(pid_t pid)
     return start;
 }
 
+/*
+ * The one liveness rule (libshmbus and the classic clients share it). When /proc/<pid>/stat
+ * cannot be read:
+ *   - EACCES, EPERM, or any error other than "no such entry": alive. The entry exists and we
+ *     may not look (a hardened /proc); declaring a live process dead would let a cleaner take
+ *     its client entry or its half-written messages from under it, while calling a dead one
+ *     alive only delays the clean-up.
+ *   - ENOENT/ESRCH: dead, unless kill(pid, 0) says the pid exists (0 or EPERM): /proc mounted
+ *     with hidepid, or not mounted at all, hides processes that still run. Then alive, and
+ *     start_time cannot be checked.
+ */
 bool sb__proc_alive(pid_t pid, uint64_t start_time)
 {
     if (pid <= 0)
@@ -67,7 +79,7 @@ bool sb__proc_alive(pid_t pid, uint64_t start_time)
     uint64_t start;
     int r = read_stat(pid, &state, &start);
     if (r == -ENOENT || r == -ESRCH)
-        return false;
+        return kill(pid, 0) == 0 || errno == EPERM;
     if (r != 0)
         return true; /* cannot tell: never declare a process dead on a guess */
     if (state == 'Z' || state == 'X' || state == 'x')

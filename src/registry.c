@@ -372,27 +372,18 @@ static void report(shmbus_clean_fn cb, void *arg, const char *kind, const char *
 static int clean_bus(const char *name, int dry_run, shmbus_clean_fn cb, void *arg)
 {
     char path[600], what[128], why[160];
-    int shmid = -1;
-    int r = sb__bus_key_status(name, path, sizeof(path), &shmid);
-    if (r == -ENOENT) {
+    int r = sb__clean_key(name, dry_run, path, sizeof(path));
+    if (r == 1) {
         report(cb, arg, "key file", path, "its segment is gone");
-        if (!dry_run)
-            unlink(path);
         return 1;
     }
     if (r < 0)
         return 0;
 
+    /* Anything else that cannot be opened (not a bus, scribbled, another user's) is left
+     * as it is: `shmbus ls` shows it, `shmbus destroy --force` removes it. */
     shmbus_bus *b;
     r = shmbus_bus_open(name, NULL, dry_run ? SHMBUS_RDONLY : 0, &b);
-    if (r == -ESTALE || (r == -ENOENT && !dry_run)) {
-        /* Creator died mid-creation: open removed it (or would have). */
-        snprintf(what, sizeof(what), "%s (shmid %d)", name, shmid);
-        report(cb, arg, "segment", what, "its creator died while creating it");
-        if (!dry_run)
-            unlink(path);
-        return 1;
-    }
     if (r < 0)
         return 0;
 
@@ -411,7 +402,7 @@ static int clean_bus(const char *name, int dry_run, shmbus_clean_fn cb, void *ar
             dead++;
     }
     if (others == 0 && live == 0 && dead > 0) {
-        snprintf(what, sizeof(what), "%s (shmid %d)", name, shmid);
+        snprintf(what, sizeof(what), "%s (shmid %d)", name, info.shmid);
         snprintf(why, sizeof(why), "no process attached, all %d clients dead", dead);
         report(cb, arg, "segment", what, why);
         shmbus_bus_close(b);
@@ -435,44 +426,30 @@ static int clean_bus(const char *name, int dry_run, shmbus_clean_fn cb, void *ar
     return found;
 }
 
-/* Segments of ours with a shmbus header whose key file is gone (its directory was wiped). */
-static int clean_orphans(int dry_run, shmbus_clean_fn cb, void *arg)
+struct orphans {
+    int dry_run;
+    shmbus_clean_fn cb;
+    void *arg;
+};
+
+/* Segments of ours with a shmbus header that no key file names and nobody uses: their key
+ * file was removed (the directory wiped), or their creator died before writing it. */
+static int clean_orphan(int shmid, const struct shmid_ds *ds, const struct sb_header *h, void *arg)
 {
-    struct shm_info si;
-    int maxidx = shmctl(0, SHM_INFO, (struct shmid_ds *)(void *)&si);
-    if (maxidx < 0)
+    const struct orphans *o = arg;
+    if (!sb__segment_orphan(shmid, ds, h))
         return 0;
-    int found = 0;
-    for (int i = 0; i <= maxidx; i++) {
-        struct shmid_ds ds;
-        int shmid = shmctl(i, SHM_STAT, &ds);
-        if (shmid < 0 || ds.shm_perm.uid != geteuid() || ds.shm_segsz < SB_HEADER_SIZE)
-            continue;
-        void *p = shmat(shmid, NULL, SHM_RDONLY);
-        if (p == (void *)-1)
-            continue;
-        const struct sb_header *h = p;
-        char name[SHMBUS_NAME_MAX + 1], kp[sizeof(h->key_path)];
-        bool ours = h->magic == SB_MAGIC;
-        memcpy(name, h->name, SHMBUS_NAME_MAX);
-        name[SHMBUS_NAME_MAX] = '\0';
-        memcpy(kp, h->key_path, sizeof(kp));
-        kp[sizeof(kp) - 1] = '\0';
-        shmdt(p);
-        if (!ours || ds.shm_nattch != 0)
-            continue;
-        /* Still reachable through the key file it was made under (in whatever runtime
-         * directory): not an orphan. clean_bus() judges the ones in ours. */
-        if (kp[0] == '/' && ftok(kp, 'S') == ds.shm_perm.__key)
-            continue;
-        char what[128];
-        snprintf(what, sizeof(what), "%s (shmid %d)", sb__valid_name(name) ? name : "?", shmid);
-        report(cb, arg, "segment", what, "its key file is gone and no process is attached");
-        found++;
-        if (!dry_run)
-            shmctl(shmid, IPC_RMID, NULL);
-    }
-    return found;
+    char name[SHMBUS_NAME_MAX + 1], what[128];
+    copy_name(name, h->name);
+    snprintf(what, sizeof(what), "%s (shmid %d)", sb__valid_name(name) ? name : "?", shmid);
+    /* Pairs with the release store of READY in init_segment() (bus.c); read from our copy. */
+    bool ready = atomic_load_explicit(&h->state, memory_order_acquire) == SB_BUS_READY;
+    report(o->cb, o->arg, "segment", what,
+           ready ? "no key file names it and no process is attached"
+                 : "its creator died while creating it");
+    if (!o->dry_run)
+        shmctl(shmid, IPC_RMID, NULL);
+    return 1;
 }
 
 int shmbus_clean(int dry_run, shmbus_clean_fn cb, void *arg)
@@ -481,20 +458,27 @@ int shmbus_clean(int dry_run, shmbus_clean_fn cb, void *arg)
     if (n < 0)
         return n;
     char(*names)[SHMBUS_NAME_MAX + 1] = NULL;
+    size_t cap = (size_t)n;
     if (n > 0) {
-        names = calloc((size_t)n, sizeof(*names));
+        names = calloc(cap, sizeof(*names));
         if (names == NULL)
             return -ENOMEM;
-        n = shmbus_bus_names(names, (size_t)n);
+        n = shmbus_bus_names(names, cap);
         if (n < 0) {
             free(names);
             return n;
         }
     }
+    /* Buses made since the count are not in the array (only the first cap were written);
+     * the next clean sees them. */
+    size_t filled = (size_t)n < cap ? (size_t)n : cap;
     int found = 0;
-    for (int i = 0; i < n; i++)
+    for (size_t i = 0; i < filled; i++)
         found += clean_bus(names[i], dry_run, cb, arg);
     free(names);
-    found += clean_orphans(dry_run, cb, arg);
+    struct orphans o = {dry_run, cb, arg};
+    int r = sb__each_segment(clean_orphan, &o);
+    if (r > 0)
+        found += r;
     return found;
 }

@@ -18,7 +18,7 @@ int sb__layout(struct sb_layout *lay, uint32_t max_clients, uint32_t slots, uint
 {
     if (max_clients < 1 || max_clients > SHMBUS_MAX_CLIENTS)
         return -EINVAL;
-    if (slots < 2 || slots > (1u << 20) || (slots & (slots - 1)) != 0)
+    if (slots < 2 || slots > SHMBUS_MAX_SLOTS || (slots & (slots - 1)) != 0)
         return -EINVAL;
     if (msg_size < 1 || msg_size > SHMBUS_MAX_MSG_SIZE)
         return -EINVAL;
@@ -32,8 +32,8 @@ int sb__layout(struct sb_layout *lay, uint32_t max_clients, uint32_t slots, uint
     lay->mbox_off = round_up(lay->registry_off + (uint64_t)max_clients * lay->entry_size, 4096);
     lay->total_size = lay->mbox_off + (uint64_t)max_clients * lay->mbox_size;
     /* 64 GiB: far beyond what a sane bus needs, and keeps every product above in range. */
-    if (lay->total_size > (64ull << 30))
-        return -EINVAL;
+    if (lay->total_size > SHMBUS_MAX_BUS_SIZE)
+        return -EFBIG;
     return 0;
 }
 
@@ -94,11 +94,17 @@ const char *shmbus_strerror(int err)
     case EEXIST:
         return "already exists";
     case EPROTO:
-        return "not a shmbus bus (foreign segment under this key)";
+        return "not a shmbus bus (the key file names a foreign segment)";
     case EPROTONOSUPPORT:
         return "incompatible shmbus layout version";
-    case EADDRINUSE:
-        return "key collides with another bus";
+    case EUCLEAN:
+        return "not a shmbus key file (remove it with `shmbus destroy --force`)";
+    case EFBIG:
+        return "bus too large (over the 64 GiB limit)";
+    case EBUSY:
+        return "another process holds the bus directory's lock";
+    case EINTR:
+        return "interrupted by a signal";
     case EBADMSG:
         return "corrupt bus segment";
     case EIDRM:

@@ -11,11 +11,12 @@ set -u
 : "${BUILD:?run me from make check}" "${TEST_TMPDIR:?}" "${SHMBUS_TOP:?}"
 CLASSIC_BIN=$BUILD/classic
 START=$SHMBUS_TOP/classic/start.sh
+ORDERED=$SHMBUS_TOP/tests/classic_start_order.sh # start.sh's shape, any order, statuses told
 export CLIENT_DIR=$CLASSIC_BIN
 export CLASSIC_DIR=$TEST_TMPDIR/classic
 mkdir -p "$CLASSIC_DIR"
-unset CLASSIC_MESSAGES CLASSIC_GROUP CLASSIC_RUN CLASSIC_TEST_STOP_AT START_DELAY START_ORDER \
-    CLIENT_WRAPPER
+unset CLASSIC_MESSAGES CLASSIC_GROUP CLASSIC_RUN CLASSIC_TEST_STOP_AT CLASSIC_GIVE_UP \
+    START_DELAY CLIENT_WRAPPER
 
 for b in client1 client2 client3; do
     [ -x "$CLASSIC_BIN/$b" ] || {
@@ -71,14 +72,15 @@ classic_cleanup() {
 }
 trap classic_cleanup EXIT
 
-# The exchange the seed's routing table gives for N messages (default 90): two lines a message.
+# The exchange the seed's routing table gives for N messages (default 90), printed as the
+# seed's clients print it: two lines and a blank line a message.
 expected() {
     awk -v n="${1:-90}" 'BEGIN {
         sent[1] = sent[2] = sent[3] = 0
         from = 3; to = 1; sent[3] = 1      # client 3 message 0, its i = 0: to client 1
         for (p = 0; p < n; p++) {
             printf "Client %d has received a message from client %d:\n", to, from
-            printf "This is message %d from client %d\n", p, from
+            printf "This is message %d from client %d\n\n", p, from
             i = sent[to]++
             if (to == 1) next_to = 2 + i % 2
             else if (to == 2) next_to = 1 + 2 * (i % 2)
@@ -88,9 +90,9 @@ expected() {
     }'
 }
 
-# The exchange as printed, without DONE lines, traces or diagnostics.
+# The exchange as printed (blank lines included), without DONE lines, traces or diagnostics.
 transcript() {
-    grep -E '^(Client [123] has received a message from client [123]:|This is message [0-9]+ from client [123])$' "$1"
+    grep -E '^(Client [123] has received a message from client [123]:|This is message [0-9]+ from client [123]|)$' "$1"
 }
 
 # Assert that OUT holds the full exchange of N messages, one DONE per client, and the
@@ -110,15 +112,48 @@ now_ms() {
     echo $(($(date +%s%N) / 1000000))
 }
 
-# Start start.sh in the background, in a session of its own (its pid is its process group),
-# with SIGINT at its default disposition (a background job of a script has it ignored).
-# Sets $bg to its pid. Extra arguments are VAR=value settings for it.
+# Start start.sh (or, with ORDER=..., classic_start_order.sh in that order) in the
+# background, in a session of its own (its pid is its process group), with SIGINT at its
+# default disposition (a background job of a script has it ignored). Sets $bg to its pid.
+# Extra arguments are VAR=value settings for it.
 start_bg() { # OUT [VAR=value...]
-    local out=$1
+    local out=$1 cmd=("$START")
     shift
-    setsid env --default-signal=INT "$@" "$START" >"$out" 2>&1 &
+    [ -n "${ORDER:-}" ] && cmd=("$ORDERED" $ORDER)
+    setsid env --default-signal=INT "$@" "${cmd[@]}" >"$out" 2>&1 &
     bg=$!
     bg_groups+=("$bg")
+}
+
+# Wait until none of PIDS runs any more (they need not be our children), up to SECS.
+wait_gone() { # SECS PID...
+    local deadline=$(($(now_ms) + $1 * 1000)) p
+    shift
+    for p in "$@"; do
+        while kill -0 "$p" 2>/dev/null; do
+            [ "$(now_ms)" -lt "$deadline" ] || fail "pid $p still running after the deadline"
+            sleep 0.01
+        done
+    done
+}
+
+# Run a bash snippet with the seed's default names in a private IPC namespace and a private
+# /dev/shm (unshare --ipc --mount, as root), in a fresh folder DIR; CLASSIC_DIR unset.
+# Exits 77 (skip) when unshare is not possible. The namespace dies with the snippet, and its
+# objects with it; the snippet still checks its own leftovers.
+# need_private_ns first (it skips the test when that is impossible).
+need_private_ns() {
+    if [ "$(id -u)" != 0 ] || ! unshare --ipc --mount true 2>/dev/null; then
+        echo "skip: needs root and unshare --ipc --mount (private names for the seed's defaults)"
+        exit 77
+    fi
+}
+in_private_ns() { # DIR SNIPPET
+    local dir=$1
+    mkdir -p "$dir"
+    (cd "$dir" && env -u CLASSIC_DIR unshare --ipc --mount --propagation private bash -c '
+        mount -t tmpfs -o mode=1777 tmpfs /dev/shm || exit 99
+        '"$2")
 }
 
 # Wait for a background child to end, up to SECS; its exit status, or fail.

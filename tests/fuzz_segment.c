@@ -15,8 +15,13 @@
  * the joined clients shmbus_recv with timeout 0, shmbus_recv_batch, shmbus_reply to a
  * request, shmbus_send / shmbus_send_batch / shmbus_broadcast with SHMBUS_NONBLOCK,
  * shmbus_reap; then a fresh shmbus_bus_open of the patched segment (header checks), read-only
- * and read-write, with list, lookup, info, join, send, recv and leave on that handle. None of
- * them may wait: every timeout is 0.
+ * and read-write, with list, lookup, info, join, send, recv and leave on that handle.
+ *
+ * Time (issue 9): then the waits run with a small timeout T (TIMED_MS): a receive on an
+ * empty mailbox, a send into a full one, an ACK send nobody takes, a request nobody answers.
+ * Each must return within T + WALL_SLACK_MS and use at most CPU_MAX_MS of CPU, whatever the
+ * patch wrote (a semaphore word of 10^8 used to cost seconds); an overrun aborts, which
+ * libFuzzer reports as a crash with the input kept.
  *
  * Out-of-bounds: every shmat() the library (or this file) makes is wrapped (the link uses
  * -Wl,--wrap=shmat,--wrap=shmdt) to place the segment between two PROT_NONE guard pages, so
@@ -36,12 +41,17 @@
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/shm.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "../src/internal.h" /* the layout, to aim patches at its regions */
 #include "shmbus.h"
 
 #define MSG 64u
+
+#define TIMED_MS      2    /* timeout of each timed call */
+#define WALL_SLACK_MS 1000 /* it may return this much later (sanitizers, a loaded machine) */
+#define CPU_MAX_MS    50   /* and use at most this much CPU */
 
 static shmbus_bus *bus;
 static shmbus_client *ca, *cb;
@@ -268,15 +278,9 @@ static void read_paths(shmbus_bus *b)
     shmbus_bus_info(b, &bi);
 }
 
-/* Open the patched segment afresh. A header left in state INIT (0) means "being created":
- * bus_open then legitimately waits up to a second for its (live) creator, so that one case
- * is not tried here: the fuzzer would count the wait as a hang. */
+/* Open the patched segment afresh (through its key file: bus_open never waits for it). */
 static void fresh_open(void)
 {
-    uint32_t state;
-    memcpy(&state, seg + offsetof(struct sb_header, state), sizeof(state));
-    if (state == 0)
-        return;
     shmbus_bus *b;
     if (shmbus_bus_open(name, NULL, SHMBUS_RDONLY, &b) == 0) {
         read_paths(b);
@@ -296,6 +300,60 @@ static void fresh_open(void)
     }
 }
 
+/* ---- timed calls ------------------------------------------------------------------------- */
+
+static uint64_t clock_ns(clockid_t id)
+{
+    struct timespec ts;
+    clock_gettime(id, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+struct timing {
+    uint64_t wall, cpu;
+};
+
+static struct timing timing_start(void)
+{
+    return (struct timing){clock_ns(CLOCK_MONOTONIC), clock_ns(CLOCK_THREAD_CPUTIME_ID)};
+}
+
+static void timing_check(struct timing t, const char *what, int r)
+{
+    uint64_t wall = clock_ns(CLOCK_MONOTONIC) - t.wall;
+    uint64_t cpu = clock_ns(CLOCK_THREAD_CPUTIME_ID) - t.cpu;
+    if (wall <= (uint64_t)(TIMED_MS + WALL_SLACK_MS) * 1000000ull &&
+        cpu <= (uint64_t)CPU_MAX_MS * 1000000ull)
+        return;
+    fprintf(stderr, "fuzz_segment: %s (timeout %d ms) returned %s after %llu ms, %llu ms CPU\n",
+            what, TIMED_MS, shmbus_strerror(r), (unsigned long long)(wall / 1000000),
+            (unsigned long long)(cpu / 1000000));
+    abort();
+}
+
+static void timed_calls(void)
+{
+    uint8_t buf[MSG];
+    struct shmbus_msg h;
+    struct timing t = timing_start();
+    int r = shmbus_recv(ca, &h, buf, sizeof(buf), TIMED_MS);
+    timing_check(t, "recv", r);
+
+    for (int k = 0; k < 8 && shmbus_send(ca, 2, "f", 1, 0, SHMBUS_NONBLOCK, 0) == 0; k++)
+        ;
+    t = timing_start();
+    r = shmbus_send(ca, 2, "w", 1, 0, 0, TIMED_MS);
+    timing_check(t, "send to a full mailbox", r);
+
+    t = timing_start();
+    r = shmbus_send(cb, 1, "k", 1, 0, SHMBUS_ACK, TIMED_MS);
+    timing_check(t, "ACK send", r);
+
+    t = timing_start();
+    r = shmbus_request(ca, 2, "q", 1, &h, buf, sizeof(buf), TIMED_MS);
+    timing_check(t, "request", r);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -310,6 +368,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     drain(ca);
     shmbus_reap(bus);
     read_paths(bus);
+    timed_calls();
     fresh_open();
     return 0;
 }

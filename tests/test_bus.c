@@ -103,7 +103,8 @@ static void test_sizes(void **state)
     assert_int_equal(shmbus_bus_destroy(name), 0);
 }
 
-/* Mode is 0600 (or 0660 when asked) whatever the umask; the key directory 0700. */
+/* Mode is 0600 (or 0660 when asked) whatever the umask; the key directory 0700; the key
+ * file 0600 (0640 for a group bus: the group reads it, never rewrites it). */
 static void check_modes(mode_t mask)
 {
     mode_t old = umask(mask);
@@ -132,7 +133,7 @@ static void check_modes(mode_t mask)
     assert_int_equal(shmctl(info.shmid, IPC_STAT, &ds), 0);
     assert_int_equal(ds.shm_perm.mode & 0777, 0660);
     assert_int_equal(stat(path, &st), 0);
-    assert_int_equal(st.st_mode & 0777, 0660);
+    assert_int_equal(st.st_mode & 0777, 0640);
     shmbus_bus_close(b);
     assert_int_equal(shmbus_bus_destroy(name), 0);
     umask(old);
@@ -146,15 +147,33 @@ static void test_modes_umask(void **state)
     check_modes(0022);
 }
 
-/* The key of bus `name` as the library computes it (the key file must exist). */
-static key_t key_of(const char *name)
+/* Point bus `name`'s key file at segment shmid (as a stale or scribbled key file would). */
+static void point_key_at(const char *name, int shmid, uint64_t nonce)
 {
     char dir[512], path[600];
     assert_true(shmbus_runtime_dir(dir, sizeof(dir)) > 0);
     snprintf(path, sizeof(path), "%s/%s.bus", dir, name);
-    key_t k = ftok(path, 'S');
-    assert_true(k != (key_t)-1);
-    return k;
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fprintf(f, "shmbus-bus 1 %d %016llx\n", shmid, (unsigned long long)nonce);
+    fclose(f);
+}
+
+/* Segments are IPC_PRIVATE: no key for anyone to squat. */
+static void test_private_key(void **state)
+{
+    (void)state;
+    const char *name = th_name("private");
+    shmbus_bus *b;
+    assert_int_equal(shmbus_bus_open(name, NULL, SHMBUS_CREATE, &b), 0);
+    struct shmbus_bus_info info;
+    assert_int_equal(shmbus_bus_info(b, &info), 0);
+    struct shmid_ds ds;
+    assert_int_equal(shmctl(info.shmid, IPC_STAT, &ds), 0);
+    assert_int_equal(ds.shm_perm.__key, IPC_PRIVATE);
+    assert_int_equal(shmbus_bus_shmid(name), info.shmid);
+    shmbus_bus_close(b);
+    assert_int_equal(shmbus_bus_destroy(name), 0);
 }
 
 static void test_foreign_segment(void **state)
@@ -162,24 +181,17 @@ static void test_foreign_segment(void **state)
     (void)state;
     const char *name = th_name("foreign");
     shmbus_bus *b;
-    /* Make the key file, then put a foreign segment under its key. */
-    assert_int_equal(shmbus_bus_open(name, NULL, SHMBUS_CREATE, &b), 0);
-    shmbus_bus_close(b);
-    struct shmbus_bus_opts small = {.max_clients = 1, .slots = 2, .msg_size = 1};
-    assert_int_equal(shmbus_bus_destroy(name), 0);
-    assert_int_equal(shmbus_bus_open(name, &small, SHMBUS_CREATE, &b), 0);
-    struct shmbus_bus_info info;
-    assert_int_equal(shmbus_bus_info(b, &info), 0);
-    shmbus_bus_close(b);
-    assert_int_equal(shmctl(info.shmid, IPC_RMID, NULL), 0);
-
-    key_t k = key_of(name);
-    int id = shmget(k, 65536, IPC_CREAT | IPC_EXCL | 0600);
+    /* A key file that names a segment that is not a bus. */
+    int id = shmget(IPC_PRIVATE, 65536, IPC_CREAT | 0600);
     assert_true(id >= 0);
     th_track_shmid(id);
     char *p = shmat(id, NULL, 0);
     assert_true(p != (void *)-1);
     memset(p, 0x5a, 65536);
+    assert_int_equal(shmbus_bus_open(name, NULL, SHMBUS_CREATE, &b), 0); /* makes the dir */
+    shmbus_bus_close(b);
+    assert_int_equal(shmbus_bus_destroy(name), 0);
+    point_key_at(name, id, 1);
 
     /* Garbage: refused, and left exactly as it was. */
     assert_int_equal(shmbus_bus_open(name, NULL, 0, &b), -EPROTO);
@@ -203,9 +215,16 @@ static void test_foreign_segment(void **state)
     assert_int_equal(shmctl(id, IPC_SET, &ds), 0);
     assert_int_equal(shmbus_bus_open(name, NULL, 0, &b), -EACCES);
 
+    /* A key file naming a segment that is gone: no such bus; create replaces it. */
     shmdt(p);
     assert_int_equal(shmctl(id, IPC_RMID, NULL), 0);
+    assert_int_equal(shmbus_bus_open(name, NULL, 0, &b), -ENOENT);
+    assert_int_equal(shmbus_bus_open(name, NULL, SHMBUS_CREATE, &b), 0);
+    shmbus_bus_close(b);
+    assert_int_equal(shmbus_bus_destroy(name), 0);
+    point_key_at(name, id, 1);
     assert_int_equal(shmbus_bus_destroy(name), -ENOENT); /* removes the key file */
+    assert_int_equal(shmbus_bus_shmid(name), -ENOENT);
 }
 
 static void test_corrupt_header(void **state)
@@ -397,6 +416,7 @@ int main(void)
         cmocka_unit_test(test_bad_arguments),
         cmocka_unit_test(test_sizes),
         cmocka_unit_test(test_modes_umask),
+        cmocka_unit_test(test_private_key),
         cmocka_unit_test(test_foreign_segment),
         cmocka_unit_test(test_corrupt_header),
         cmocka_unit_test(test_readonly),

@@ -42,6 +42,8 @@ expect_error "--messages 2" 2 "^client1: --messages: '2' is not a number from 4 
 expect_error "CLASSIC_MESSAGES=abc" 2 "^client3: CLASSIC_MESSAGES: 'abc' is not a number" \
     env CLASSIC_MESSAGES=abc "$CLASSIC_BIN/client3"
 expect_error "unknown option" 2 "^usage: client2" "$CLASSIC_BIN/client2" --bogus
+expect_error "CLASSIC_GIVE_UP=0" 2 "^client1: CLASSIC_GIVE_UP: '0' is not a number from 1 to" \
+    env CLASSIC_GIVE_UP=0 "$CLASSIC_BIN/client1"
 expect_error "missing key directory parent" 1 \
     "^client1: mkdir\($TEST_TMPDIR/nope/dir\): No such file or directory" \
     env CLASSIC_DIR="$TEST_TMPDIR/nope/dir" "$CLASSIC_BIN/client1"
@@ -51,7 +53,7 @@ assert_clean "the option checks"
 # against a directory and key file we make unusable (root would not notice those).
 other=()
 if [ "$(id -u)" = 0 ]; then
-    command -v setpriv >/dev/null || { echo "setpriv missing: permission checks skipped"; exit 0; }
+    command -v setpriv >/dev/null || { echo "skip: setpriv missing (util-linux, scripts/deps.sh test)"; exit 77; }
     other=(setpriv --reuid=65534 --regid=65534 --clear-groups)
 fi
 shared=$(mktemp -d /tmp/classic-perm.XXXXXX)

@@ -30,34 +30,39 @@ got=$(modes_of_live_run CLASSIC_GROUP=1)
 echo "ok: CLASSIC_GROUP=1: segments and semaphores are 660 (SEM_PERMS)"
 umask 022
 
-# A seed client (client 1) creates the segment 0666; our client 2 joins, closes it.
-read -r sem_name _ <<<"$sems"
-(cd "$CLASSIC_DIR" && SEED_SEM_NAME=$sem_name exec "$BUILD/tests/classic_seedclient" 1) \
-    >"$TEST_TMPDIR/seed.out" 2>&1 &
-seed=$!
-bg_pids+=("$seed")
-deadline=$(($(now_ms) + 10000))
-until ipcs -m | awk -v a="$memkey" '$1 == a { found = 1 } END { exit !found }'; do
-    [ "$(now_ms)" -lt "$deadline" ] || fail "the seed client made no segment"
-    sleep 0.01
-done
-mode=$(ipcs -m | awk -v a="$memkey" '$1 == a { print $4 }')
-[ "$mode" = 666 ] || fail "the seed client's segment is $mode, not 666: the test proves nothing"
-CLASSIC_TEST_STOP_AT=1 "$CLASSIC_BIN/client2" >"$TEST_TMPDIR/c2.out" 2>&1 &
-c2=$!
-"$CLASSIC_BIN/client3" >"$TEST_TMPDIR/c3.out" 2>&1 &
-c3=$!
-bg_pids+=("$c2" "$c3")
-deadline=$(($(now_ms) + 10000))
-until [ "$(ps -o stat= -p "$c2" | cut -c1)" = T ]; do
-    [ "$(now_ms)" -lt "$deadline" ] || fail "client 2 never reached message 1"
-    sleep 0.01
-done
-mode=$(ipcs -m | awk -v a="$memkey" '$1 == a { print $4 }')
-kill -CONT "$c2"
-for p in $seed $c2 $c3; do
-    wait_exit "$p" 30 || fail "a client of the mixed run failed: $(cat "$TEST_TMPDIR"/*.out)"
-done
-[ "$mode" = 600 ] || fail "after our client joined, the seed's segment is $mode, not 600"
-echo "ok: a seed client's 0666 segment became 600 when our client joined"
+# A seed client (client 1, tests/classic_seedclient.cpp) creates the segment 0666; our client
+# 2 joins and closes it. The seed's names are global: in a private IPC namespace and /dev/shm.
+need_private_ns
+ns=$TEST_TMPDIR/seedperm
+SEED=$BUILD/tests/classic_seedclient BIN=$CLASSIC_BIN in_private_ns "$ns" '
+    now_ms() { echo $(($(date +%s%N) / 1000000)); }
+    "$SEED" 1 >seed.out 2>&1 &
+    seed=$!
+    deadline=$(($(now_ms) + 10000))
+    until ipcs -m | awk '\''$1 == "0xffffffff" { f = 1 } END { exit !f }'\''; do
+        [ "$(now_ms)" -lt "$deadline" ] || { echo "the seed client made no segment" >err; exit 1; }
+        sleep 0.01
+    done
+    ipcs -m | awk '\''$1 == "0xffffffff" { print $4 }'\'' >mode.before
+    CLASSIC_TEST_STOP_AT=1 "$BIN/client2" >c2.out 2>&1 &
+    c2=$!
+    "$BIN/client3" >c3.out 2>&1 &
+    c3=$!
+    deadline=$(($(now_ms) + 10000))
+    until [ "$(ps -o stat= -p "$c2" | cut -c1)" = T ]; do
+        [ "$(now_ms)" -lt "$deadline" ] || { echo "client 2 never reached message 1" >err; kill -9 $seed $c2 $c3; exit 1; }
+        sleep 0.01
+    done
+    ipcs -m | awk '\''$1 == "0xffffffff" { print $4 }'\'' >mode.after
+    kill -CONT "$c2"
+    for p in $seed $c2 $c3; do
+        timeout 30 tail --pid="$p" -f /dev/null || kill -9 "$p"
+        wait "$p" || echo "pid $p failed" >>err
+    done
+    { ipcs -m | awk '\''$2 ~ /^[0-9]+$/ { print "segment " $1 }'\''; ls /dev/shm; } >left'
+[ ! -s "$ns/err" ] || fail "the mixed run failed: $(cat "$ns/err" "$ns"/*.out)"
+[ "$(cat "$ns/mode.before")" = 666 ] || fail "the seed client's segment is $(cat "$ns/mode.before"), not 666: the test proves nothing"
+[ "$(cat "$ns/mode.after")" = 600 ] || fail "after our client joined, the seed's segment is $(cat "$ns/mode.after"), not 600"
+[ -z "$(cat "$ns/left")" ] || fail "the mixed run left: $(cat "$ns/left")"
+echo "ok: a seed client's 0666 segment became 600 when our client joined; all three DONE, nothing left"
 assert_clean "the permission runs"

@@ -22,14 +22,19 @@ grep -q '==[0-9]*==' "$out" && fail "valgrind reported: $(grep '==[0-9]*==' "$ou
 assert_clean "the exchange under valgrind"
 echo "ok: 90 messages under memcheck, clients 1-3: no errors, no leaks ($(($(now_ms) - t0)) ms)"
 
-# Interrupted: clients 1 and 2 waiting for client 3, SIGINT to start.sh.
+# Interrupted: clients 1 and 2 waiting for client 3, SIGINT to start.sh, which dies of it;
+# its clients hear of that through PR_SET_PDEATHSIG and stop, cleaning up, under memcheck.
 out=$TEST_TMPDIR/vg-int.out
 start_bg "$out" START_DELAY=3 CLIENT_WRAPPER="$vg"
-wait_client "$bg" 2 >/dev/null
+c2=$(wait_client "$bg" 2)
+c1=$(client_pid "$bg" 1)
 kill -INT "$bg"
 wait_exit "$bg" 60
 rc=$?
+wait_gone 60 "$c1" "$c2"
 [ "$rc" = 130 ] || fail "interrupted under valgrind: exit $rc: $(cat "$out")"
+[ "$(grep -c "my parent (pid $bg) ended; stopping\|its parent (pid $bg) ended" "$out")" = 2 ] ||
+    fail "the clients did not both stop for start.sh's end: $(cat "$out")"
 grep -q '==[0-9]*==' "$out" && fail "valgrind reported: $(grep '==[0-9]*==' "$out" | head -30)"
 assert_clean "the interrupted run under valgrind"
-echo "ok: SIGINT under memcheck: exit 130, no errors, no leaks"
+echo "ok: SIGINT to start.sh under memcheck: clients stopped, no errors, no leaks"

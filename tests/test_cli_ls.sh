@@ -83,7 +83,7 @@ expect 0 "$SHMBUS" top "$bus" --iterations 2 --interval 50
 out_has "shmbus top - bus $bus: 2 live clients"
 grep -qE "^ +1 +worker +$worker +live " "$work/out" || fail "top: worker row: $(cat "$work/out")"
 grep -qE '^ +all +\(bus\) ' "$work/out" || fail "top: no total row"
-# top quits on SIGINT too (sent once its first screen shows that it is running).
+# top quits on SIGINT too, with 130 (sent once its first screen shows that it is running).
 "$SHMBUS" top "$bus" --interval 50 >"$work/top.out" 2>&1 </dev/null &
 tpid=$!
 pids+=("$tpid")
@@ -93,11 +93,17 @@ while [ $SECONDS -lt $end ]; do
     sleep 0.01
 done
 kill -INT "$tpid"
-wait "$tpid" || fail "top after SIGINT exited $?"
+wait "$tpid"
+rc=$?
+[ $rc -eq 130 ] || fail "top after SIGINT exited $rc, expected 130"
 
 kill -INT "$worker" "$three"
-wait "$worker" || fail "worker exited $?"
-wait "$three" || fail "receiver 3 exited $?"
+wait "$worker"
+rc=$?
+[ $rc -eq 130 ] || fail "worker exited $rc after SIGINT, expected 130"
+wait "$three"
+rc=$?
+[ $rc -eq 130 ] || fail "receiver 3 exited $rc after SIGINT, expected 130"
 
 # clean: a bus whose only client was killed is stale; --dry-run lists it and keeps it,
 # clean removes it; a bus in use or idle is left alone. (clean covers every stale object of

@@ -165,9 +165,11 @@ expect 1 "$SHMBUS" send "$small-full" --as 1 --to 1 --timeout 100 a b c
 err_has "the mailbox of client 1 stayed full for 100 ms"
 expect 0 "$SHMBUS" destroy "$small-full"
 
-# 7. SIGINT stops a waiting receiver cleanly: exit 0, and it left the bus.
+# 7. SIGINT stops a waiting receiver cleanly: exit 130 (128 + SIGINT), and it left the bus.
 kill -INT "$hold"
-finish "$hold" || fail "recv after SIGINT exited $?, expected 0"
+finish "$hold"
+rc=$?
+[ $rc -eq 130 ] || fail "recv after SIGINT exited $rc, expected 130"
 wait_gone "$bus" 4
 
 # 8. recv timeouts: idle timeout without --count is a normal end; with --count it is not.

@@ -21,12 +21,11 @@ done
 export LD_LIBRARY_PATH="$prefix/lib"
 # The shared library, not the static one, is what got linked.
 ldd "$TEST_TMPDIR/sender" | grep -q "libshmbus.so.0 => $prefix/lib/libshmbus.so.0"
-# Remove bus "demo" without the shmbus tool: its key is ftok(key file, 'S').
+# Remove bus "demo" without the shmbus tool: its key file reads "shmbus-bus 1 SHMID NONCE".
 destroy_demo() {
     local f="$SHMBUS_DIR/demo.bus"
     [ -f "$f" ] || return 0
-    local key=$(( (0x53 << 24) | (($(stat -c %d "$f") & 0xff) << 16) | ($(stat -c %i "$f") & 0xffff) ))
-    ipcrm -M "$key" 2>/dev/null || true
+    ipcrm -m "$(awk '{print $3}' "$f")" 2>/dev/null || true
     rm -f "$f"
 }
 "$TEST_TMPDIR/receiver" > "$TEST_TMPDIR/out" &

@@ -158,7 +158,7 @@ else
     kill -TERM "$rpid"
     wait "$rpid"
     rc=$?
-    [ $rc -eq 1 ] || fail "ring after SIGTERM exited $rc, expected 1"
+    [ $rc -eq 143 ] || fail "ring after SIGTERM exited $rc, expected 143 (128 + SIGTERM)"
     grep -q 'interrupted by signal' "$work/s.err" || fail "SIGTERM: $(cat "$work/s.err")"
     for k in $kids; do kill -0 "$k" 2>/dev/null && fail "client $k outlived the ring"; done
     "$SHMBUS" ls --json | grep -q '"buses":\[\]' || fail "ring left its bus after SIGTERM"

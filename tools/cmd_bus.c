@@ -15,7 +15,8 @@ static const char create_usage[] =
     "Usage: shmbus create BUS [--clients N] [--slots S] [--msg-size B] [--mode MODE]\n"
     "Create the bus BUS; fails if it exists.\n"
     "  -c, --clients N    client ids 1..N (default 64, at most 4096)\n"
-    "  -s, --slots S      mailbox capacity in messages, a power of two >= 2 (default 256)\n"
+    "  -s, --slots S      mailbox capacity in messages, a power of two from 2 to 1048576\n"
+    "                     (default 256)\n"
     "  -m, --msg-size B   largest message in bytes (default 1024, at most 1048576)\n"
     "      --mode MODE    0600 (owner only, the default) or 0660 (group too)\n"
     "  -h, --help         this text, and the size of a bus with the options given before\n";
@@ -44,10 +45,11 @@ int sb_cmd_create(int argc, char **argv)
                                     SHMBUS_MAX_CLIENTS, optarg);
             break;
         case 's':
-            if (sb_parse_u32(optarg, 2, 1u << 30, &bo.slots) < 0 ||
+            if (sb_parse_u32(optarg, 2, SHMBUS_MAX_SLOTS, &bo.slots) < 0 ||
                 (bo.slots & (bo.slots - 1)) != 0)
                 return sb_bad_usage("create", create_usage,
-                                    "--slots: a power of two >= 2, not '%s'", optarg);
+                                    "--slots: a power of two from 2 to %d, not '%s'",
+                                    SHMBUS_MAX_SLOTS, optarg);
             break;
         case 'm':
             if (sb_parse_u32(optarg, 1, SHMBUS_MAX_MSG_SIZE, &bo.msg_size) < 0)
@@ -84,8 +86,15 @@ int sb_cmd_create(int argc, char **argv)
     if ((why = sb_bad_name(name)) != NULL)
         return sb_bad_usage("create", create_usage, "'%s': %s", name, why);
 
-    rc = shmbus_bus_open(name, &bo, SHMBUS_CREATE | SHMBUS_EXCL, &bus);
     size = shmbus_bus_size(&bo);
+    if (size == -EFBIG) {
+        sb_errf("create %s", name,
+                "the bus would be over the %llu GiB limit (clients x slots x message size: "
+                "lower one of them)",
+                (unsigned long long)(SHMBUS_MAX_BUS_SIZE >> 30));
+        return SB_EXIT_FAIL;
+    }
+    rc = shmbus_bus_open(name, &bo, SHMBUS_CREATE | SHMBUS_EXCL, &bus);
     if ((rc == -ENOMEM || rc == -ENOSPC || rc == -EINVAL) && size > 0) {
         /* Most likely the segment is over kernel.shmmax/shmall: say how large it is. */
         sb_errf("create %s", name, "%s (the bus needs %zd bytes; see sysctl kernel.shmmax)",
@@ -100,24 +109,40 @@ int sb_cmd_create(int argc, char **argv)
     return SB_EXIT_OK;
 }
 
-static const char destroy_usage[] = "Usage: shmbus destroy BUS...\n"
-                                    "Remove each bus: its segment and key file. Processes still\n"
-                                    "attached keep working on it until they detach; their calls\n"
-                                    "then fail.\n"
-                                    "  -h, --help   this text\n";
+static const char destroy_usage[] =
+    "Usage: shmbus destroy [--force] BUS...\n"
+    "Remove each bus: its segment and key file. Processes still attached keep working on it\n"
+    "until they detach; their calls then fail.\n"
+    "  -f, --force  remove whatever you own under the name, recognisable or not: the segment\n"
+    "               the key file names (a corrupt bus, or anything else of yours), the key\n"
+    "               file whatever it is, and half-made segments of that bus; each is printed\n"
+    "               (\"removing KIND WHAT: WHY\") before it is removed\n"
+    "  -h, --help   this text\n";
+
+static void say_removing(const char *kind, const char *what, const char *why, void *arg)
+{
+    (void)arg;
+    printf("removing %s %s: %s\n", kind, what, why);
+    fflush(stdout);
+}
 
 int sb_cmd_destroy(int argc, char **argv)
 {
     static const struct option opts[] = {
+        {"force", no_argument, NULL, 'f'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     const char *why;
-    int c, i, rc, status = SB_EXIT_OK;
+    int c, i, rc, force = 0, status = SB_EXIT_OK;
 
-    while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, ":fh", opts, NULL)) != -1) {
         if (c == 'h')
             return sb_usage(destroy_usage, 0);
+        if (c == 'f') {
+            force = 1;
+            continue;
+        }
         return sb_getopt_error("destroy", destroy_usage, c, argv);
     }
     if (optind == argc)
@@ -126,10 +151,18 @@ int sb_cmd_destroy(int argc, char **argv)
         if ((why = sb_bad_name(argv[i])) != NULL)
             return sb_bad_usage("destroy", destroy_usage, "'%s': %s", argv[i], why);
     for (i = optind; i < argc; i++) {
-        rc = shmbus_bus_destroy(argv[i]);
-        if (rc < 0) {
-            sb_errf("destroy %s", argv[i], "%s",
-                    rc == -ENOENT ? "no such bus" : shmbus_strerror(rc));
+        rc = force ? shmbus_bus_destroy_force(argv[i], say_removing, NULL)
+                   : shmbus_bus_destroy(argv[i]);
+        if (rc == -ENOENT) {
+            sb_errf("destroy %s", argv[i], "no such bus");
+            status = SB_EXIT_FAIL;
+        } else if (rc < 0 && !force &&
+                   (rc == -EPROTO || rc == -EBADMSG || rc == -EUCLEAN || rc == -EPROTONOSUPPORT)) {
+            sb_errf("destroy %s", argv[i], "%s; left as it is (remove it with --force)",
+                    shmbus_strerror(rc));
+            status = SB_EXIT_FAIL;
+        } else if (rc < 0) {
+            sb_errf("destroy %s", argv[i], "%s", shmbus_strerror(rc));
             status = SB_EXIT_FAIL;
         }
     }

@@ -11,9 +11,11 @@
 
 static const char clean_usage[] =
     "Usage: shmbus clean [--dry-run] [--json]\n"
-    "Remove this user's stale shmbus objects: buses whose clients all died, segments whose\n"
-    "creator died while making them, key files without a segment, dead clients of buses in\n"
-    "use. Live and idle buses are left alone. Prints one line per object:\n"
+    "Remove this user's stale shmbus objects: buses whose clients all died, bus segments\n"
+    "that no key file names and nobody uses (their creator died while making them, or their\n"
+    "folder was wiped), key files without a segment, dead clients of buses in use. Live and\n"
+    "idle buses are left alone, and so is anything not recognisable as a bus (see `shmbus\n"
+    "destroy --force`). Prints one line per object:\n"
     "    removed|stale KIND WHAT: WHY\n"
     "  -n, --dry-run   only list what would be removed\n"
     "  -j, --json      one JSON object per line: {\"kind\", \"what\", \"why\", \"removed\"}\n"

@@ -9,6 +9,7 @@
 #include <getopt.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/shm.h>
 
 #include "tools.h"
 
@@ -72,6 +73,19 @@ static int bus_names(char (**out)[SHMBUS_NAME_MAX + 1])
     return n;
 }
 
+/* What an unrecognisable bus's key file names: its shmid and key (ipcs shows them). 0 if
+ * the key file names a segment that exists, -1 otherwise. */
+static int broken_segment(const char *name, int *shmid, unsigned *key)
+{
+    struct shmid_ds ds;
+
+    *shmid = shmbus_bus_shmid(name);
+    if (*shmid < 0 || shmctl(*shmid, IPC_STAT, &ds) != 0)
+        return -1;
+    *key = (unsigned)ds.shm_perm.__key;
+    return 0;
+}
+
 static void ls_bus_text(const char *name)
 {
     struct shmbus_client_info *cl = NULL;
@@ -81,7 +95,17 @@ static void ls_bus_text(const char *name)
 
     rc = shmbus_bus_open(name, NULL, SHMBUS_RDONLY, &bus);
     if (rc < 0) {
-        printf("%s: %s\n", name, shmbus_strerror(rc));
+        int shmid;
+        unsigned key;
+
+        if (rc != -ENOENT && rc != -EACCES && broken_segment(name, &shmid, &key) == 0)
+            printf("%s: not a usable bus: %s (shmid %d, key 0x%08x; remove with `shmbus "
+                   "destroy --force %s`)\n",
+                   name, shmbus_strerror(rc), shmid, key, name);
+        else if (rc == -EUCLEAN)
+            printf("%s: not a bus: %s\n", name, shmbus_strerror(rc));
+        else
+            printf("%s: %s\n", name, shmbus_strerror(rc));
         return;
     }
     rc = shmbus_bus_info(bus, &bi);
@@ -115,8 +139,13 @@ static void ls_bus_json(const char *name)
     sb_json_str(stdout, name, strlen(name));
     rc = shmbus_bus_open(name, NULL, SHMBUS_RDONLY, &bus);
     if (rc < 0) {
+        int shmid;
+        unsigned key;
+
         printf(",\"error\":");
         sb_json_str(stdout, shmbus_strerror(rc), strlen(shmbus_strerror(rc)));
+        if (rc != -ENOENT && rc != -EACCES && broken_segment(name, &shmid, &key) == 0)
+            printf(",\"shmid\":%d,\"key\":\"0x%08x\"", shmid, key);
         fputc('}', stdout);
         return;
     }
@@ -152,7 +181,8 @@ static const char ls_usage[] =
     "Usage: shmbus ls [--json]\n"
     "List every bus of this user (in the runtime directory) with its clients: id, name,\n"
     "pid, live or dead, mailbox depth and capacity; then the stale objects `shmbus clean`\n"
-    "would remove.\n"
+    "would remove. A name whose key file or segment is not a usable bus is listed with why,\n"
+    "and the shmid and key of the segment it names (`shmbus destroy --force` removes it).\n"
     "  -j, --json   one JSON object: {\"dir\", \"buses\": [...], \"stale\": [...]}\n"
     "  -h, --help   this text\n";
 

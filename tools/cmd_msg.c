@@ -2,9 +2,18 @@
  * cmd_msg.c - `shmbus send` and `shmbus recv`: drive a bus from the shell.
  *
  * Both join the bus for the length of the command and leave before they exit, also on
- * SIGINT/SIGTERM (the handler only sets a flag; the loops look at it between calls, and recv
- * waits in slices of at most 200 ms so that it sees the flag soon). Both create the bus with
- * default options if it does not exist, so `recv ... & send ...` works without `create`.
+ * SIGINT/SIGTERM/SIGHUP (exit 128 + the signal) and when their output is closed (exit 141).
+ * The signal handler only sets a flag: the library's waits return -EINTR when it runs, the
+ * loops look at the flag between calls, and recv waits in slices of at most 200 ms. Both
+ * create the bus with default options if it does not exist, so `recv ... & send ...` works
+ * without `create`.
+ *
+ * recv takes a message only once it has handed it on: it peeks (shmbus_peek), writes the
+ * whole line with write(2) (no stdio buffer ever holds a taken message), waits, when standard
+ * output is a pipe or FIFO, until the reader has read the line (sb_pace_wait), and only then
+ * consumes it (shmbus_consume), which is also when an --ack sender is released. After a write
+ * that fails it takes nothing more: the message it was writing stays in the mailbox until
+ * recv leaves (leaving discards a mailbox: see shmbus_leave()).
  *
  * --as takes an id (all digits: join with that id) or a name (join with the lowest free id
  * under that name); --to takes an id, a name, or "all" (a broadcast).
@@ -14,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "tools.h"
 
@@ -34,6 +44,7 @@ static const char *bad_client(const char *s)
 static int open_and_join(const char *cmd, const char *name, const char *as, shmbus_bus **busp,
                          shmbus_client **clp)
 {
+    struct shmbus_bus_info bi;
     char what[64];
     uint32_t id = 0;
     int rc;
@@ -50,6 +61,8 @@ static int open_and_join(const char *cmd, const char *name, const char *as, shmb
     if (rc < 0) {
         if (rc == -EEXIST)
             sb_err(what, "client %s%s is already on the bus", id != 0 ? "" : "name ", as);
+        else if (rc == -EINVAL && id != 0 && shmbus_bus_info(*busp, &bi) == 0)
+            sb_err(what, "--as %s: this bus has client ids 1..%u", as, bi.max_clients);
         else
             sb_err(what, "joining as %s: %s", as, shmbus_strerror(rc));
         shmbus_bus_close(*busp);
@@ -68,13 +81,11 @@ static int find_client(shmbus_bus *bus, const char *to)
     if (!sb_is_number(to))
         return shmbus_lookup(bus, to);
     sb_parse_u32(to, 1, SHMBUS_MAX_CLIENTS, &id);
-    n = shmbus_list(bus, NULL, 0);
-    if (n <= 0)
-        return n < 0 ? n : -EHOSTUNREACH;
-    infos = calloc((size_t)n, sizeof(*infos));
-    if (infos == NULL)
-        return -ENOMEM;
-    n = shmbus_list(bus, infos, (size_t)n);
+    /* sb_list_clients() sizes the array for the count it lists (clients may join between a
+     * count and a listing: looping to a second, larger count read past the array). */
+    n = sb_list_clients(bus, &infos);
+    if (n < 0)
+        return n;
     for (i = 0; i < n; i++)
         if (infos[i].id == id && infos[i].state == SHMBUS_CLIENT_LIVE)
             found = (int)id;
@@ -111,7 +122,10 @@ static const char send_usage[] =
     "                       -1 (default) waits forever\n"
     "  -w, --wait MS        wait up to MS for the destination to join (default 0: it must\n"
     "                       be there); -1 waits forever\n"
-    "  -h, --help           this text\n";
+    "  -h, --help           this text\n"
+    "Exit status: 0 all sent; 1 failure; 2 bad usage; 130/143/129 stopped by\n"
+    "SIGINT/SIGTERM/SIGHUP, also while waiting for room, an ack or the destination (the\n"
+    "message being waited for is not sent, or with --ack not known to be taken).\n";
 
 struct send_args {
     const char *bus, *as, *to;
@@ -131,6 +145,8 @@ static int send_one(shmbus_client *cl, const struct send_args *a, int dst, const
         rc = shmbus_send(cl, (uint32_t)dst, data, len, a->prio, a->flags, a->timeout);
     if (rc >= 0)
         return 0;
+    if (rc == -EINTR && sb_stop)
+        return -1; /* asked to stop: the caller exits 128 + signal, nothing to report */
     if (rc == -EHOSTUNREACH)
         sb_errf("send %s", a->bus, "no client %s on the bus", a->to);
     else if (rc == -ECONNRESET)
@@ -157,8 +173,8 @@ static int send_messages(shmbus_client *cl, const struct send_args *a, int dst, 
     if (nmsg > 0) {
         for (i = 0; i < nmsg && !sb_stop; i++)
             if (send_one(cl, a, dst, msgs[i], strlen(msgs[i])) < 0)
-                return SB_EXIT_FAIL;
-        return sb_stop ? SB_EXIT_FAIL : SB_EXIT_OK;
+                return sb_stop ? sb_stop_status() : SB_EXIT_FAIL;
+        return sb_stop_status();
     }
     while (!sb_stop && (len = getline(&line, &cap, stdin)) >= 0) {
         if (len > 0 && line[len - 1] == '\n')
@@ -173,7 +189,7 @@ static int send_messages(shmbus_client *cl, const struct send_args *a, int dst, 
         status = SB_EXIT_FAIL;
     }
     free(line);
-    return sb_stop ? SB_EXIT_FAIL : status;
+    return sb_stop ? sb_stop_status() : status;
 }
 
 int sb_cmd_send(int argc, char **argv)
@@ -241,7 +257,9 @@ int sb_cmd_send(int argc, char **argv)
     dst = 0;
     if (strcmp(a.to, "all") != 0) {
         dst = resolve_dst(bus, a.to, a.wait);
-        if (dst < 0) {
+        if (dst < 0 && sb_stop) {
+            /* stopped while waiting for it to join: 128 + signal below */
+        } else if (dst < 0) {
             if (dst == -EHOSTUNREACH)
                 sb_errf("send %s", a.bus, "no client %s on the bus", a.to);
             else
@@ -251,42 +269,68 @@ int sb_cmd_send(int argc, char **argv)
     status = dst < 0 ? SB_EXIT_FAIL : send_messages(cl, &a, dst, argc - optind, argv + optind);
     shmbus_leave(cl);
     shmbus_bus_close(bus);
-    return status;
+    return sb_stop ? sb_stop_status() : status;
 }
 
 static const char recv_usage[] =
-    "Usage: shmbus recv BUS --as ID|NAME [--count N] [--timeout MS] [--json]\n"
+    "Usage: shmbus recv BUS --as ID|NAME [--count N] [--timeout MS] [--json] [--no-pace]\n"
     "Join BUS as --as and print each message received, as\n"
     "    from SRC prio P seq N: PAYLOAD\n"
-    "until N messages (--count), MS milliseconds without a message (--timeout), or\n"
-    "SIGINT/SIGTERM; then leave. The bus is created with default options if it does not\n"
-    "exist. Exits 1 if --count messages did not arrive in time.\n"
+    "until N messages (--count), MS milliseconds without a message (--timeout), a closed\n"
+    "standard output, or SIGINT/SIGTERM/SIGHUP; then leave. The bus is created with default\n"
+    "options if it does not exist.\n"
+    "A message is taken from the mailbox only once its line is handed on: written whole and,\n"
+    "when standard output is a pipe or FIFO, read from it by the reader (recv waits for that\n"
+    "before taking the next; the pipe is shrunk to one page). So `recv ... | head -1` takes\n"
+    "just the message head printed, and an --ack sender is released only then. The line being\n"
+    "written when the reader leaves is not taken; it is discarded when recv leaves the bus.\n"
     "  -a, --as ID|NAME   join as this id (digits) or under this name (lowest free id)\n"
     "  -n, --count N      stop after N messages\n"
     "  -T, --timeout MS   stop after MS milliseconds without a message (default: never)\n"
     "  -s, --spin USEC    spin up to USEC microseconds before sleeping (default 0)\n"
     "  -j, --json         one JSON object per message and line: src, dst, seq, prio, flags,\n"
     "                     sent_ns, latency_ns, len, data\n"
-    "  -h, --help         this text\n";
+    "  -P, --no-pace      on a pipe, take each message once its line is written, without\n"
+    "                     waiting for the reader: faster, but lines still in the pipe when\n"
+    "                     the reader leaves (up to the pipe's size) are lost\n"
+    "  -h, --help         this text\n"
+    "Exit status: 0 done; 1 failure, or --count messages did not arrive in time; 2 bad usage;\n"
+    "141 standard output closed (nothing taken that was not handed on); 130/143/129 stopped\n"
+    "by SIGINT/SIGTERM/SIGHUP.\n";
 
-static void print_msg(const struct shmbus_msg *h, const char *buf, int len, int json)
+/* The line for one message, in a malloc'd buffer (*out, *outlen). 0 or -ENOMEM. */
+static int format_msg(const struct shmbus_msg *h, const char *buf, int len, int json, char **out,
+                      size_t *outlen)
 {
     uint64_t now = sb_now_ns();
+    FILE *f = open_memstream(out, outlen);
 
+    if (f == NULL)
+        return -ENOMEM;
     if (json) {
-        printf("{\"src\":%u,\"dst\":%u,\"seq\":%llu,\"prio\":%u,\"flags\":%u,\"sent_ns\":%llu,"
-               "\"latency_ns\":%llu,\"len\":%d,\"data\":",
-               h->src, h->dst, (unsigned long long)h->seq, (unsigned)h->prio, (unsigned)h->flags,
-               (unsigned long long)h->sent_ns,
-               (unsigned long long)(now > h->sent_ns ? now - h->sent_ns : 0), len);
-        sb_json_str(stdout, buf, (size_t)len);
-        fputs("}\n", stdout);
+        fprintf(f,
+                "{\"src\":%u,\"dst\":%u,\"seq\":%llu,\"prio\":%u,\"flags\":%u,\"sent_ns\":%llu,"
+                "\"latency_ns\":%llu,\"len\":%d,\"data\":",
+                h->src, h->dst, (unsigned long long)h->seq, (unsigned)h->prio, (unsigned)h->flags,
+                (unsigned long long)h->sent_ns,
+                (unsigned long long)(now > h->sent_ns ? now - h->sent_ns : 0), len);
+        sb_json_str(f, buf, (size_t)len);
+        fputs("}\n", f);
     } else {
-        printf("from %u prio %u seq %llu: ", h->src, (unsigned)h->prio, (unsigned long long)h->seq);
-        fwrite(buf, 1, (size_t)len, stdout);
-        fputc('\n', stdout);
+        fprintf(f, "from %u prio %u seq %llu: ", h->src, (unsigned)h->prio,
+                (unsigned long long)h->seq);
+        fwrite(buf, 1, (size_t)len, f);
+        fputc('\n', f);
     }
-    fflush(stdout);
+    int failed = ferror(f);
+
+    /* fclose() sets *out and *outlen even when it fails: free what it made. */
+    if (fclose(f) != 0 || failed) {
+        free(*out);
+        *out = NULL;
+        return -ENOMEM;
+    }
+    return 0;
 }
 
 struct recv_args {
@@ -295,12 +339,51 @@ struct recv_args {
     int timeout;    /* idle timeout, -1: none */
     unsigned spin;
     int json;
+    int no_pace;
 };
+
+/*
+ * Hand the peeked message on: write its line, wait for the reader if pacing, then take it.
+ * 0 when taken; SB_EXIT_OUTPUT when the output is gone (not taken); 128 + signal when
+ * stopped (not taken); SB_EXIT_FAIL after printing why.
+ */
+static int hand_on(shmbus_client *cl, const struct recv_args *a, const struct sb_pace *pace,
+                   const struct shmbus_msg *hdr, const char *buf, int len)
+{
+    char *line = NULL;
+    size_t n = 0;
+    int rc;
+
+    rc = format_msg(hdr, buf, len, a->json, &line, &n);
+    if (rc < 0) {
+        sb_errf("recv %s", a->bus, "%s", strerror(-rc));
+        return SB_EXIT_FAIL;
+    }
+    rc = sb_write_all(STDOUT_FILENO, line, n);
+    free(line);
+    if (rc == 0)
+        rc = sb_pace_wait(pace);
+    if (rc == -EINTR)
+        return sb_stop_status();
+    if (sb_output_gone(rc))
+        return SB_EXIT_OUTPUT;
+    if (rc < 0) {
+        sb_errf("recv %s", a->bus, "writing standard output: %s", strerror(-rc));
+        return SB_EXIT_FAIL;
+    }
+    rc = shmbus_consume(cl);
+    if (rc < 0) {
+        sb_errf("recv %s", a->bus, "taking the message after printing it: %s", shmbus_strerror(rc));
+        return SB_EXIT_FAIL;
+    }
+    return 0;
+}
 
 static int recv_loop(shmbus_bus *bus, shmbus_client *cl, const struct recv_args *a)
 {
     struct shmbus_bus_info info;
     struct shmbus_msg hdr;
+    struct sb_pace pace;
     uint64_t got = 0, deadline = 0;
     char *buf;
     int rc, slice;
@@ -315,6 +398,7 @@ static int recv_loop(shmbus_bus *bus, shmbus_client *cl, const struct recv_args 
         sb_errf("recv %s", a->bus, "%s", strerror(ENOMEM));
         return SB_EXIT_FAIL;
     }
+    sb_pace_init(&pace, STDOUT_FILENO, !a->no_pace);
     if (a->timeout >= 0)
         deadline = sb_now_ns() + (uint64_t)a->timeout * 1000000u;
     while (!sb_stop && (a->count == 0 || got < a->count)) {
@@ -327,21 +411,33 @@ static int recv_loop(shmbus_bus *bus, shmbus_client *cl, const struct recv_args 
             if ((deadline - now) / 1000000u < (uint64_t)slice)
                 slice = (int)((deadline - now + 999999u) / 1000000u);
         }
-        rc = shmbus_recv(cl, &hdr, buf, info.msg_size, slice);
-        if (rc == -ETIMEDOUT || rc == -EAGAIN || rc == -EINTR)
+        rc = shmbus_peek(cl, &hdr, buf, info.msg_size, slice);
+        if (rc == -ETIMEDOUT || rc == -EAGAIN || rc == -EINTR) {
+            /* Idle: a reader that left is noticed now, not at the next message. */
+            if (pace.pipe && sb_reader_gone(STDOUT_FILENO)) {
+                free(buf);
+                return SB_EXIT_OUTPUT;
+            }
             continue;
+        }
         if (rc < 0) {
             sb_errf("recv %s", a->bus, "%s", shmbus_strerror(rc));
             free(buf);
             return SB_EXIT_FAIL;
         }
-        print_msg(&hdr, buf, rc, a->json);
+        rc = hand_on(cl, a, &pace, &hdr, buf, rc);
+        if (rc != 0) {
+            free(buf);
+            return rc;
+        }
         got++;
         if (a->timeout >= 0)
             deadline = sb_now_ns() + (uint64_t)a->timeout * 1000000u;
     }
     free(buf);
-    if (a->count != 0 && got < a->count && !sb_stop) {
+    if (sb_stop)
+        return sb_stop_status();
+    if (a->count != 0 && got < a->count) {
         sb_errf("recv %s", a->bus, "timed out after %llu of %llu messages", (unsigned long long)got,
                 (unsigned long long)a->count);
         return SB_EXIT_FAIL;
@@ -352,13 +448,10 @@ static int recv_loop(shmbus_bus *bus, shmbus_client *cl, const struct recv_args 
 int sb_cmd_recv(int argc, char **argv)
 {
     static const struct option opts[] = {
-        {"as", required_argument, NULL, 'a'},
-        {"count", required_argument, NULL, 'n'},
-        {"timeout", required_argument, NULL, 'T'},
-        {"spin", required_argument, NULL, 's'},
-        {"json", no_argument, NULL, 'j'},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
+        {"as", required_argument, NULL, 'a'},      {"count", required_argument, NULL, 'n'},
+        {"timeout", required_argument, NULL, 'T'}, {"spin", required_argument, NULL, 's'},
+        {"json", no_argument, NULL, 'j'},          {"no-pace", no_argument, NULL, 'P'},
+        {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0},
     };
     struct recv_args a = {.timeout = -1};
     shmbus_bus *bus;
@@ -366,7 +459,7 @@ int sb_cmd_recv(int argc, char **argv)
     const char *why;
     int c, status;
 
-    while ((c = getopt_long(argc, argv, ":a:n:T:s:jh", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, ":a:n:T:s:jPh", opts, NULL)) != -1) {
         switch (c) {
         case 'a':
             a.as = optarg;
@@ -386,6 +479,9 @@ int sb_cmd_recv(int argc, char **argv)
             break;
         case 'j':
             a.json = 1;
+            break;
+        case 'P':
+            a.no_pace = 1;
             break;
         case 'h':
             return sb_usage(recv_usage, 0);

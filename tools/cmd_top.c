@@ -25,7 +25,10 @@ static const char top_usage[] = "Usage: shmbus top BUS [--interval MS] [--iterat
                                 "per second, mailbox depth, latency. Press q to quit.\n"
                                 "  -i, --interval MS    refresh period (default 1000)\n"
                                 "  -n, --iterations N   stop after N screens (default: never)\n"
-                                "  -h, --help           this text\n";
+                                "  -h, --help           this text\n"
+                                "Exit status: 0 after q or N screens; 1 failure; 2 bad usage;\n"
+                                "141 standard output closed; 130/143/129 stopped by\n"
+                                "SIGINT/SIGTERM/SIGHUP.\n";
 
 struct snapshot {
     struct shmbus_client_info *v;
@@ -62,8 +65,9 @@ static uint64_t delta(uint64_t now, uint64_t before)
     return now >= before ? now - before : 0;
 }
 
-static void draw(const char *name, const struct shmbus_bus_info *bi, const struct snapshot *cur,
-                 const struct snapshot *prev, int first)
+/* Draw one screen; returns 0, or -1 if it could not all be written (output closed). */
+static int draw(const char *name, const struct shmbus_bus_info *bi, const struct snapshot *cur,
+                const struct snapshot *prev, int first)
 {
     static uint64_t hist[SHMBUS_LAT_BUCKETS], bus_hist[SHMBUS_LAT_BUCKETS];
     double secs = first ? 0 : (double)(cur->at_ns - prev->at_ns) / 1e9;
@@ -106,7 +110,7 @@ static void draw(const char *name, const struct shmbus_bus_info *bi, const struc
            rx_total, (unsigned long long)depth_total, sb_fmt_pct(bus_hist, 50, p50, sizeof(p50)),
            sb_fmt_pct(bus_hist, 99, p99, sizeof(p99)));
     printf("\nrates and latency over the last %.1f s; q quits\n", secs);
-    fflush(stdout);
+    return fflush(stdout) != 0 || ferror(stdout) ? -1 : 0;
 }
 
 /* Wait up to ms for a key; returns 1 if it was q (or Q), else 0. */
@@ -202,7 +206,10 @@ int sb_cmd_top(int argc, char **argv)
             status = SB_EXIT_FAIL;
             break;
         }
-        draw(name, &bi, &cur, &prev, done == 0);
+        if (draw(name, &bi, &cur, &prev, done == 0) < 0) {
+            status = SB_EXIT_OUTPUT; /* nobody is watching any more */
+            break;
+        }
         free(prev.v);
         prev = cur;
         cur.v = NULL;
@@ -215,6 +222,7 @@ int sb_cmd_top(int argc, char **argv)
     if (tty)
         tcsetattr(STDIN_FILENO, TCSANOW, &saved);
     free(prev.v);
+    free(cur.v);
     shmbus_bus_close(bus);
-    return status;
+    return sb_stop && status == SB_EXIT_OK ? sb_stop_status() : status;
 }

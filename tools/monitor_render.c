@@ -23,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "json.h"
 #include "monitor.h"
 
 void sb_mon_buf_put(struct sb_mon_buf *b, const char *s, size_t n)
@@ -89,23 +90,16 @@ static size_t field_len(const char *s, size_t size)
     return nul ? (size_t)(nul - s) : size;
 }
 
-/* s as a JSON string. Anything outside printable ASCII is written as \u00XX: names are
- * [A-Za-z0-9._-] by contract, so this only ever changes a corrupted one. */
+static void buf_put(void *ctx, const char *s, size_t n)
+{
+    sb_mon_buf_put(ctx, s, n);
+}
+
+/* s as a JSON string, plain ASCII (tools/json.h with utf8 off): names are [A-Za-z0-9._-] by
+ * contract, so the escapes only ever show in a corrupted one. */
 static void json_str(struct sb_mon_buf *b, const char *s, size_t n)
 {
-    sb_mon_buf_puts(b, "\"");
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c == '"' || c == '\\') {
-            char esc[2] = {'\\', (char)c};
-            sb_mon_buf_put(b, esc, 2);
-        } else if (c < 0x20 || c >= 0x7f) {
-            sb_mon_buf_printf(b, "\\u%04x", c);
-        } else {
-            sb_mon_buf_put(b, (const char *)&c, 1);
-        }
-    }
-    sb_mon_buf_puts(b, "\"");
+    sb_json_escape(s, n, 0, buf_put, b);
 }
 
 static const char *state_name(enum shmbus_client_state st)

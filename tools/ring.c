@@ -14,7 +14,9 @@
  *
  * Output order. The receiver writes its two transcript lines with one write(2) on the shared
  * standard output before it forwards, so the next line can only come after it: the combined
- * transcript is in message order with no locking.
+ * transcript is in message order with no locking. A write that fails because the output is
+ * gone (`shmbus ring | head -3`) ends that client with SB_EXIT_OUTPUT; the parent then stops
+ * the others and removes the bus like on any failure, and exits 141 itself.
  *
  * Processes. The parent creates the bus (unique name, SHMBUS_EXCL), forks N children and
  * never joins. Each child sets PR_SET_PDEATHSIG (it dies with the parent), opens the bus by
@@ -93,7 +95,10 @@ static const char ring_usage[] =
     "  -q, --quiet         print only the summary\n"
     "  -s, --spin USEC     receivers spin up to USEC microseconds before sleeping (default 0)\n"
     "  -t, --timeout SEC   give up (kill the clients, exit 1) after SEC seconds (default 600)\n"
-    "  -h, --help          this text\n";
+    "  -h, --help          this text\n"
+    "Exit status: 0 every message once; 1 failure; 2 bad usage; 141 standard output closed\n"
+    "(the clients are stopped and the bus removed); 130/143/129 stopped by\n"
+    "SIGINT/SIGTERM/SIGHUP (the same).\n";
 
 /* The destination of client k's i-th send among clients 1..n: the (i mod (n-1))-th of the
  * others in ascending order. */
@@ -113,23 +118,6 @@ static void child_fail(uint32_t k, const char *what, int err)
 
     snprintf(who, sizeof(who), "ring: client %u", k);
     sb_err(who, "%s: %s", what, err < 0 ? shmbus_strerror(err) : strerror(err));
-}
-
-/* write(2) all of buf, retrying short writes; on a closed pipe stop printing. */
-static void write_all(int *quiet, const char *buf, size_t len)
-{
-    while (len > 0) {
-        ssize_t w = write(STDOUT_FILENO, buf, len);
-
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0) {
-            *quiet = 1; /* stdout closed (EPIPE) or full: the exchange goes on silently */
-            return;
-        }
-        buf += w;
-        len -= (size_t)w;
-    }
 }
 
 static int send_data(shmbus_client *cl, uint32_t k, uint32_t dst, uint64_t packet)
@@ -181,7 +169,7 @@ static int exchange(shmbus_client *cl, struct ring_shared *sh, const struct ring
     struct ring_msg m;
     uint64_t sends = 0;
     char line[160];
-    int quiet = a->quiet, len, rc;
+    int len, rc;
 
     if (k == n && send_data(cl, k, ring_dest(k, sends++, n), 0) < 0)
         return 1;
@@ -199,11 +187,17 @@ static int exchange(shmbus_client *cl, struct ring_shared *sh, const struct ring
             child_fail(k, "recv", -EBADMSG);
             return 1;
         }
-        if (!quiet) {
+        if (!a->quiet) {
             len = snprintf(line, sizeof(line),
                            "Client %u has received a message from client %u:\n%s\n", k, h.src,
                            m.text);
-            write_all(&quiet, line, (size_t)len);
+            rc = sb_write_all(STDOUT_FILENO, line, (size_t)len);
+            if (sb_output_gone(rc))
+                return SB_EXIT_OUTPUT; /* the parent stops the others and removes the bus */
+            if (rc < 0) {
+                child_fail(k, "writing standard output", -rc);
+                return 1;
+            }
         }
         if (m.packet_no + 1 == a->messages) {
             memset(&m, 0, sizeof(m));
@@ -317,7 +311,9 @@ static int ms_left(uint64_t deadline)
     return now >= deadline ? 0 : (int)((deadline - now + 999999u) / 1000000u);
 }
 
-/* Reap the children that have exited. Returns -1 if one failed, else how many are left. */
+/* Reap the children that have exited. Returns 0, or the exit status for the first that
+ * failed: SB_EXIT_OUTPUT if it stopped because standard output was closed, else
+ * SB_EXIT_FAIL after saying why. */
 static int reap(pid_t *pids, uint32_t n, uint32_t *left)
 {
     int st;
@@ -333,18 +329,21 @@ static int reap(pid_t *pids, uint32_t n, uint32_t *left)
         (*left)--;
         if (WIFEXITED(st) && WEXITSTATUS(st) == 0)
             continue;
+        if (WIFEXITED(st) && WEXITSTATUS(st) == SB_EXIT_OUTPUT)
+            return SB_EXIT_OUTPUT;
         if (WIFEXITED(st))
             sb_err("ring", "client %u exited with status %d", i + 1, WEXITSTATUS(st));
         else
             sb_err("ring", "client %u was killed by signal %d", i + 1, WTERMSIG(st));
-        return -1;
+        return SB_EXIT_FAIL;
     }
     return 0;
 }
 
 /*
- * Wait until every child exited (0), or a failure, signal or the deadline (-1). With
- * ready_fd >= 0, instead wait until all n children wrote their ready byte.
+ * Wait until every child exited (0), or a failure, signal or the deadline: then the exit
+ * status (SB_EXIT_FAIL, SB_EXIT_OUTPUT, 128 + signal). With ready_fd >= 0, instead wait
+ * until all n children wrote their ready byte.
  */
 static int watch(int sfd, int ready_fd, pid_t *pids, uint32_t n, uint32_t *left, uint64_t deadline)
 {
@@ -361,30 +360,31 @@ static int watch(int sfd, int ready_fd, pid_t *pids, uint32_t n, uint32_t *left,
             continue;
         if (rc == 0) {
             sb_err("ring", "timed out (see --timeout)");
-            return -1;
+            return SB_EXIT_FAIL;
         }
         if (rc < 0) {
             sb_err("ring", "poll: %s", strerror(errno));
-            return -1;
+            return SB_EXIT_FAIL;
         }
         if (fds[0].revents & POLLIN) {
             if (read(sfd, &si, sizeof(si)) == (ssize_t)sizeof(si) && si.ssi_signo != SIGCHLD) {
                 sb_err("ring", "interrupted by signal %u", si.ssi_signo);
-                return -1;
+                return 128 + (int)si.ssi_signo;
             }
-            if (reap(pids, n, left) < 0)
-                return -1;
+            rc = reap(pids, n, left);
+            if (rc != 0)
+                return rc;
             /* A child that exits 0 before the start is a failure too. */
             if (ready_fd >= 0 && *left < n) {
                 sb_err("ring", "a client exited before the start");
-                return -1;
+                return SB_EXIT_FAIL;
             }
         }
         if (ready_fd >= 0 && (fds[1].revents & (POLLIN | POLLHUP))) {
             r = read(ready_fd, buf, sizeof(buf));
             if (r == 0) {
                 sb_err("ring", "a client failed before the start");
-                return -1;
+                return SB_EXIT_FAIL;
             }
             if (r > 0)
                 ready += (uint32_t)r;
@@ -499,12 +499,14 @@ static int run(struct ring_args *a, struct ring_shared *sh, uint64_t *wall_ns,
         sb_err("ring", "signalfd: %s", strerror(errno));
         goto out_kill;
     }
-    if (watch(sfd, ready[0], pids, a->clients, &left, deadline) < 0)
+    status = watch(sfd, ready[0], pids, a->clients, &left, deadline);
+    if (status != 0)
         goto out_kill;
     t0 = sb_now_ns();
     close(go[1]); /* go: every child reads EOF */
     go[1] = -1;
-    if (watch(sfd, -1, pids, a->clients, &left, deadline) < 0)
+    status = watch(sfd, -1, pids, a->clients, &left, deadline);
+    if (status != 0)
         goto out_kill;
     t1 = sb_now_ns();
     status = SB_EXIT_OK;

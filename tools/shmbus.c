@@ -4,8 +4,18 @@
  * main() only dispatches: `shmbus <command> ...` runs the command's function with argv
  * shifted so that argv[0] is the command's name (getopt_long then works as in any program).
  * Each command parses its own options, prints its own usage and returns the exit status:
- * 0 success, 1 failure, 2 bad usage (see tools.h).
+ * 0 success, 1 failure, 2 bad usage, 141 output closed, 128 + N stopped by signal N (see
+ * tools.h).
+ *
+ * Before any command runs, SIGPIPE is ignored and closed standard descriptors are reopened
+ * on /dev/null (tools/output.c): a closed output becomes a failed write the command sees and
+ * handles, never a death half-way through leaving or destroying a bus. Commands that print
+ * with stdio are checked here once they return: output that could not be written turns a
+ * success into SB_EXIT_OUTPUT. Commands that print messages they take off a bus (recv) or
+ * that run until stopped (top, ring) check every write themselves and stop at the first
+ * that fails.
  */
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -66,11 +76,25 @@ static void usage(FILE *f)
     fputs("\n"
           "`shmbus COMMAND --help` describes a command. Buses live in $SHMBUS_DIR, else\n"
           "$XDG_RUNTIME_DIR/shmbus, else /tmp/shmbus-<uid>.\n"
-          "Exit status: 0 success, 1 failure, 2 bad usage. See shmbus(1).\n",
+          "Exit status: 0 success, 1 failure, 2 bad usage, 141 standard output or error\n"
+          "closed (the command stopped and cleaned up), 130/143/129 stopped by\n"
+          "SIGINT/SIGTERM/SIGHUP (the same). See shmbus(1).\n",
           f);
 }
 
-int main(int argc, char **argv)
+/* The status to exit with, once stdio's buffers are out: a command that succeeded but
+ * could not write all it printed exits SB_EXIT_OUTPUT. */
+static int finish(int status)
+{
+    int out_failed = fflush(stdout) != 0 || ferror(stdout);
+    int err_failed = fflush(stderr) != 0 || ferror(stderr);
+
+    if (status == SB_EXIT_OK && (out_failed || err_failed))
+        return SB_EXIT_OUTPUT;
+    return status;
+}
+
+static int dispatch(int argc, char **argv)
 {
     size_t i;
 
@@ -94,4 +118,11 @@ int main(int argc, char **argv)
     fprintf(stderr, "shmbus: %s: unknown command\n", argv[1]);
     usage(stderr);
     return SB_EXIT_USAGE;
+}
+
+int main(int argc, char **argv)
+{
+    signal(SIGPIPE, SIG_IGN);
+    sb_guard_std_fds();
+    return finish(dispatch(argc, argv));
 }

@@ -23,6 +23,11 @@
 
 enum { SB_EXIT_OK = 0, SB_EXIT_FAIL = 1, SB_EXIT_USAGE = 2 };
 
+/* Standard output or error was closed (the reader of a pipe left): the command stopped,
+ * cleaned up (left the bus, removed what it created) and exits with what a shell shows for a
+ * process killed by SIGPIPE. A stop signal exits 128 + its number (sb_stop_status()). */
+enum { SB_EXIT_OUTPUT = 141 };
+
 /* Subcommands. */
 int sb_cmd_create(int argc, char **argv);
 int sb_cmd_destroy(int argc, char **argv);
@@ -75,8 +80,8 @@ int sb_getopt_error(const char *cmd, const char *usage, int ret, char **argv);
 /* Is s a client id (all digits) rather than a name? */
 int sb_is_number(const char *s);
 
-/* Write s (len bytes) as a JSON string, quotes included: control characters, quotes and
- * backslashes escaped; valid UTF-8 kept; any other byte written as \u00XX. */
+/* Write s (len bytes) as a JSON string, quotes included, valid UTF-8 kept: the one escaper
+ * of tools/json.h. */
 void sb_json_str(FILE *f, const char *s, size_t len);
 
 /* Name of a client state: "live", "dead", "joining" or "unknown". */
@@ -91,8 +96,49 @@ const char *sb_fmt_ns(uint64_t ns, char *buf, size_t size);
 /* The p-th percentile of a latency histogram as sb_fmt_ns() text, or "-" if it is empty. */
 const char *sb_fmt_pct(const uint64_t *hist, double p, char *buf, size_t size);
 
-/* SIGINT/SIGTERM/SIGHUP set sb_stop (no SA_RESTART, so blocking reads return EINTR). */
+/* SIGINT/SIGTERM/SIGHUP set sb_stop to the signal's number (no SA_RESTART, so blocking
+ * reads and the library's waits return EINTR). */
 extern volatile sig_atomic_t sb_stop;
 void sb_catch_stop_signals(void);
+
+/* From tools/output.c: closed outputs and stop signals. */
+
+/* Called by the stop-signal handler (async-signal-safe): from now on a SIGALRM every 100 ms
+ * interrupts any blocking call, so a stop signal that came just before a wait began is not
+ * missed by it. */
+void sb_nudge_stop(void);
+
+/* The exit status for a stop signal: 128 + its number (130 SIGINT, 143 SIGTERM, 129 SIGHUP),
+ * or SB_EXIT_OK if none came. */
+int sb_stop_status(void);
+
+/* Reopen any of descriptors 0, 1, 2 that is closed on /dev/null read-only, so that writes to
+ * it fail (EBADF: output closed) and no file opened later takes its number. */
+void sb_guard_std_fds(void);
+
+/* write(2) all of buf to fd, retrying short writes and EINTR (unless sb_stop is set: then
+ * -EINTR). 0 or -errno. */
+int sb_write_all(int fd, const void *buf, size_t len);
+
+/* Does this -errno from a write mean the output is gone (reader left, descriptor closed)? */
+int sb_output_gone(int err);
+
+/* Has the reader of the pipe fd left (checked without writing)? 1 or 0. */
+int sb_reader_gone(int fd);
+
+/* Waiting until the reader of a pipe has read what was written (see output.c). */
+struct sb_pace {
+    int fd;
+    int pipe;  /* fd is a pipe, FIFO or socket: sb_reader_gone() can tell */
+    int on;    /* pacing: fd is a pipe or FIFO and pacing was asked for */
+    int exact; /* shrunk to one page: POLLOUT means empty */
+};
+
+/* Look at fd and, if `pace` and fd is a pipe or FIFO, set up pacing on it. Returns p->on. */
+int sb_pace_init(struct sb_pace *p, int fd, int pace);
+
+/* Wait until the reader has read every byte written to p->fd (at once if pacing is off).
+ * 0: read; -EPIPE: the reader left without reading it all; -EINTR: sb_stop was set. */
+int sb_pace_wait(const struct sb_pace *p);
 
 #endif

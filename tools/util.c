@@ -10,6 +10,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "json.h"
 #include "tools.h"
 
 volatile sig_atomic_t sb_stop;
@@ -137,75 +138,9 @@ int sb_is_number(const char *s)
     return 1;
 }
 
-/* Length of the valid UTF-8 sequence at s (at most n bytes), or 0 if there is none. */
-static size_t utf8_len(const unsigned char *s, size_t n)
-{
-    size_t len, i;
-    uint32_t cp;
-
-    if (s[0] < 0x80)
-        return 1;
-    if (s[0] >= 0xc2 && s[0] <= 0xdf) {
-        len = 2;
-        cp = s[0] & 0x1f;
-    } else if (s[0] >= 0xe0 && s[0] <= 0xef) {
-        len = 3;
-        cp = s[0] & 0x0f;
-    } else if (s[0] >= 0xf0 && s[0] <= 0xf4) {
-        len = 4;
-        cp = s[0] & 0x07;
-    } else {
-        return 0;
-    }
-    if (len > n)
-        return 0;
-    for (i = 1; i < len; i++) {
-        if ((s[i] & 0xc0) != 0x80)
-            return 0;
-        cp = (cp << 6) | (s[i] & 0x3f);
-    }
-    /* Overlong forms, surrogates and code points past U+10FFFF are not valid UTF-8. */
-    if ((len == 3 && cp < 0x800) || (len == 4 && (cp < 0x10000 || cp > 0x10ffff)) ||
-        (cp >= 0xd800 && cp <= 0xdfff))
-        return 0;
-    return len;
-}
-
 void sb_json_str(FILE *f, const char *str, size_t len)
 {
-    const unsigned char *s = (const unsigned char *)str;
-    size_t i = 0, n;
-
-    fputc('"', f);
-    while (i < len) {
-        unsigned char c = s[i];
-
-        if (c == '"' || c == '\\') {
-            fputc('\\', f);
-            fputc(c, f);
-            i++;
-        } else if (c == '\n') {
-            fputs("\\n", f);
-            i++;
-        } else if (c == '\t') {
-            fputs("\\t", f);
-            i++;
-        } else if (c == '\r') {
-            fputs("\\r", f);
-            i++;
-        } else if (c < 0x20 || c == 0x7f) {
-            fprintf(f, "\\u%04x", c);
-            i++;
-        } else if ((n = utf8_len(s + i, len - i)) > 0) {
-            fwrite(s + i, 1, n, f);
-            i += n;
-        } else {
-            /* Not UTF-8: keep the byte's value as the code point of the same number. */
-            fprintf(f, "\\u%04x", c);
-            i++;
-        }
-    }
-    fputc('"', f);
+    sb_json_escape(str, len, 1, sb_json_put_file, f);
 }
 
 const char *sb_state_name(int state)
@@ -256,8 +191,8 @@ const char *sb_fmt_pct(const uint64_t *hist, double p, char *buf, size_t size)
 
 static void on_stop_signal(int sig)
 {
-    (void)sig;
-    sb_stop = 1;
+    sb_stop = sig; /* nonzero: the number tells the exit status (sb_stop_status()) */
+    sb_nudge_stop();
 }
 
 void sb_catch_stop_signals(void)
