@@ -5,6 +5,7 @@
 #   make check         build and run the whole test suite (under 10 minutes on 2 cores)
 #   make check SAN=address,undefined   the same suite under ASan+UBSan (own build dir)
 #   make tsan          the threaded harness under ThreadSanitizer
+#   make mutants       hand-picked mutations of src/ (tests/mutants/list): each must be caught
 #   make bench         the benchmark (shmbus bench)
 #   make install PREFIX=/usr/local
 #   make DEBUG=1       classic clients that trace every semaphore operation
@@ -59,7 +60,7 @@ include bench/module.mk
 include tests/module.mk
 -include examples/module.mk
 
-.PHONY: all deps check demo tsan bench install uninstall clean format
+.PHONY: all deps check demo tsan bench install uninstall clean format mutants
 
 all: deps $(ALL_TARGETS)
 
@@ -78,6 +79,11 @@ demo:
 
 check: all $(TEST_BINS) $(CHECK_DEPS)
 	BUILD=$(BUILD) SAN=$(SAN) tests/run.sh $(TEST_BINS) $(TEST_SCRIPTS)
+
+# Builds its own copies in a temporary directory: the tree here is never edited.
+mutants:
+	@$(DEPS) build test
+	tests/mutants/run.py
 
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h')

@@ -39,3 +39,21 @@ err_has() {
 out_has() {
     grep -qF -- "$1" "$work/out" || fail "stdout lacks '$1': $(head -20 "$work/out")"
 }
+
+# json_valid [FILE]: FILE (default: the last command's stdout) holds one JSON document per
+# line. Needs python3 (scripts/deps.sh test installs it): without it this fails, it does not
+# quietly pass.
+json_valid() {
+    local f=${1:-$work/out}
+    if ! command -v python3 >/dev/null 2>&1; then
+        fail "python3 is missing (scripts/deps.sh test): cannot check $f is JSON"
+        return
+    fi
+    python3 -c 'import json, sys
+n = 0
+for line in sys.stdin:
+    if line.strip():
+        json.loads(line)
+        n += 1
+sys.exit(0 if n else 1)' <"$f" || fail "$f is not one JSON document per line: $(head -c 400 "$f")"
+}

@@ -80,6 +80,13 @@ uint64_t th_cpu_ns(void)
     return us * 1000u;
 }
 
+void th_filter_from_env(void)
+{
+    const char *f = getenv("TH_FILTER");
+    if (f != NULL && *f != '\0')
+        cmocka_set_test_filter(f);
+}
+
 static int tracked[64];
 static int ntracked;
 

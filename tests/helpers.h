@@ -36,6 +36,10 @@ uint64_t th_cpu_ns(void);
 /* Remember a raw segment a test made, so th_cleanup() removes it even if the test fails. */
 void th_track_shmid(int shmid);
 
+/* If TH_FILTER is set, run only the cmocka tests whose names match it (a cmocka pattern,
+ * `*` and `?` wildcards): `make mutants` runs one test per mutant this way. */
+void th_filter_from_env(void);
+
 /* Group teardown: destroy every bus in this test's SHMBUS_DIR and every tracked segment.
  * Runs even when tests failed, so a failing test leaves nothing behind. */
 int th_cleanup(void **state);

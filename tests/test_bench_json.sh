@@ -14,8 +14,8 @@ if [ ! -x "$bin" ]; then
     exit 77
 fi
 command -v python3 >/dev/null || {
-    echo "skip: python3 is needed to read the JSON"
-    exit 77
+    echo "FAIL: python3 is needed to read the JSON (scripts/deps.sh test installs it)"
+    exit 1
 }
 
 # What this bench can leave, and only that: other people's tests run on this machine at the
@@ -173,6 +173,21 @@ for t in doc["targets"]:
     need(t.get("status") in ("MET", "MISSED", "NOT MEASURED"), "bad target status: %r" % t)
     need(t.get("detail"), "target without detail: %r" % t.get("target"))
     print("target %-12s %s" % (t["status"], t["target"]))
+# A report that measured nothing of its own subject is not a report: every shmbus row must
+# have figures (a peer such as iceoryx may be skipped or fail with a reason; shmbus may not),
+# and at least one target must have been evaluated.
+for section in ("latency", "open_loop", "throughput", "fan_in"):
+    for r in doc[section]:
+        if str(r.get("transport", "")).startswith("shmbus") and "skipped" in r:
+            need(False, "%s %s %s B: shmbus itself was not measured: %s"
+                 % (section, r["transport"], r.get("size"), r["skipped"]))
+for t in ("shmbus-spin", "shmbus-sleep", "shmbus-default"):
+    need(any(measured(lat, t, size) for size in (64, 1024)), "no latency figure for " + t)
+for s in doc["scale"]:
+    need("skipped" not in s, "scale %d clients: shmbus not measured: %s"
+         % (s["clients"], s.get("skipped")))
+need(any(t.get("status") != "NOT MEASURED" for t in doc["targets"]),
+     "every target is NOT MEASURED: the run measured nothing")
 
 if errors:
     print("FAIL:\n  " + "\n  ".join(errors))

@@ -53,15 +53,6 @@ finish() {
     wait "$1"
 }
 
-json_valid() {
-    if command -v python3 >/dev/null 2>&1; then
-        python3 -c 'import json, sys
-for line in sys.stdin:
-    json.loads(line)' <"$1" || fail "$1 is not one JSON object per line"
-    elif command -v jq >/dev/null 2>&1; then
-        jq -e . <"$1" >/dev/null || fail "$1 is not JSON"
-    fi
-}
 
 # 1. The pipeline from the issue, with no `create` first: recv creates the bus.
 "$SHMBUS" recv "$demo" --as 2 --count 3 >"$work/pipe.out" 2>"$work/pipe.err" &
@@ -98,19 +89,45 @@ finish "$rpid" || fail "prio: recv exited $?: $(cat "$work/prio.err")"
 grep -qx 'from 1 prio 7 seq [0-9]*: urgent' "$work/prio.out" || fail "prio: $(cat "$work/prio.out")"
 grep -qx 'from 1 prio 0 seq [0-9]*: acked' "$work/prio.out" || fail "ack: $(cat "$work/prio.out")"
 
-# 4. Broadcast: every other live client gets one copy.
-"$SHMBUS" recv "$bus" --as 2 --count 1 >"$work/b2.out" 2>&1 &
+# 3b. What --ack and --prio change: with the receiver stopped (SIGSTOP: alive, taking
+# nothing), an --ack send fails after its timeout, naming why (ignoring --ack it would return
+# at once); then a normal and a --prio 7 message queue behind it, and once the receiver runs
+# again the prio 7 one comes out first, the other two in the order sent.
+"$SHMBUS" recv "$bus" --as 6 --count 3 >"$work/order.out" 2>"$work/order.err" &
+r6=$!
+pids+=("$r6")
+wait_live "$bus" 6
+kill -STOP "$r6"
+expect 1 "$SHMBUS" send "$bus" --as 1 --to 6 --ack --timeout 300 not-yet
+err_has "client 6 did not take the message within 300 ms"
+expect 0 "$SHMBUS" send "$bus" --as 1 --to 6 low
+expect 0 "$SHMBUS" send "$bus" --as 1 --to 6 --prio 7 high
+kill -CONT "$r6"
+finish "$r6" || fail "order: recv exited $?: $(cat "$work/order.err")"
+sed 's/ seq [0-9]*:/:/' "$work/order.out" >"$work/order.got"
+printf 'from 1 prio 7: high\nfrom 1 prio 0: not-yet\nfrom 1 prio 0: low\n' >"$work/order.want"
+diff -u "$work/order.want" "$work/order.got" || fail "--prio 7 was not taken first"
+
+# 4. Broadcast: every other live client gets exactly one copy. After the broadcast each
+# receiver is sent an "end" of its own and reads two messages: a duplicate copy would come
+# second (same priority, first in first out), in place of "end".
+"$SHMBUS" recv "$bus" --as 2 --count 2 --timeout 10000 >"$work/b2.out" 2>&1 &
 r2=$!
-"$SHMBUS" recv "$bus" --as 3 --count 1 >"$work/b3.out" 2>&1 &
+"$SHMBUS" recv "$bus" --as 3 --count 2 --timeout 10000 >"$work/b3.out" 2>&1 &
 r3=$!
 pids+=("$r2" "$r3")
 wait_live "$bus" 2
 wait_live "$bus" 3
 expect 0 "$SHMBUS" send "$bus" --as 1 --to all everyone
+expect 0 "$SHMBUS" send "$bus" --as 1 --to 2 end
+expect 0 "$SHMBUS" send "$bus" --as 1 --to 3 end
 finish "$r2" || fail "broadcast: receiver 2 exited $?"
 finish "$r3" || fail "broadcast: receiver 3 exited $?"
-grep -qx 'from 1 prio 0 seq [0-9]*: everyone' "$work/b2.out" || fail "broadcast 2: $(cat "$work/b2.out")"
-grep -qx 'from 1 prio 0 seq [0-9]*: everyone' "$work/b3.out" || fail "broadcast 3: $(cat "$work/b3.out")"
+for k in 2 3; do
+    sed 's/ seq [0-9]*:/:/' "$work/b$k.out" >"$work/b$k.got"
+    printf 'from 1 prio 0: everyone\nfrom 1 prio 0: end\n' | diff -u - "$work/b$k.got" ||
+        fail "broadcast: receiver $k did not get exactly one copy"
+done
 
 # 5. --wait: the sender starts first and waits for its destination to join.
 "$SHMBUS" send "$bus" --as 7 --to late --wait 10000 early-bird >"$work/w.out" 2>&1 &

@@ -3,12 +3,14 @@
 # through pkg-config, link them to the shared library, and pass a message between them.
 set -eu
 prefix="$TEST_TMPDIR/prefix"
-command -v pkg-config >/dev/null || { echo "skip: pkg-config is not installed"; exit 77; }
+# pkg-config and objdump come with scripts/deps.sh (build, test): missing, this fails.
+command -v pkg-config >/dev/null || { echo "FAIL: pkg-config is not installed"; exit 1; }
+command -v objdump >/dev/null || { echo "FAIL: objdump is not installed (binutils)"; exit 1; }
 make -s -C "$SHMBUS_TOP" install PREFIX="$prefix" BUILD="${BUILD#$SHMBUS_TOP/}" >/dev/null
 test -f "$prefix/include/shmbus.h"
 test -L "$prefix/lib/libshmbus.so.0"
-soname=$(objdump -p "$prefix/lib/libshmbus.so.0" 2>/dev/null | awk '/SONAME/ {print $2}')
-[ -z "$soname" ] || [ "$soname" = libshmbus.so.0 ]
+soname=$(objdump -p "$prefix/lib/libshmbus.so.0" | awk '/SONAME/ {print $2}')
+[ "$soname" = libshmbus.so.0 ] || { echo "FAIL: soname is '$soname', not libshmbus.so.0"; exit 1; }
 export PKG_CONFIG_PATH="$prefix/lib/pkgconfig"
 flags=$(pkg-config --cflags --libs shmbus)
 # Under a sanitizer build the installed library carries the sanitizer's runtime needs.

@@ -12,8 +12,8 @@
 set -u
 
 if ! command -v spin >/dev/null 2>&1; then
-    echo "skip: spin is not installed (scripts/deps.sh test installs it)"
-    exit 77
+    echo "FAIL: spin is not installed (scripts/deps.sh test installs it)"
+    exit 1
 fi
 top=${SHMBUS_TOP:-$(cd "$(dirname "$0")/.." && pwd)}
 model="$top/tests/model/mailbox.pml"
@@ -42,14 +42,28 @@ run() {
     if [ $rc -eq 124 ]; then
         echo "FAIL $name: over the ${budget}s budget"; failed=1; return
     fi
+    # A pan that crashed, ran out of memory or printed no verdict is a failure of the run,
+    # never the expected failure of a broken rule: that needs a clean exit and "errors: N".
+    if [ $rc -ge 126 ]; then
+        echo "FAIL $name: pan exited $rc (crashed or killed)"; tail -n 20 "$dir/pan.out"
+        failed=1; return
+    fi
+    if ! [[ $errors =~ ^[0-9]+$ ]]; then
+        echo "FAIL $name: no 'errors:' line in pan.out (pan exit $rc)"; tail -n 20 "$dir/pan.out"
+        failed=1; return
+    fi
+    if [ $rc -ne 0 ] && [ "$errors" = 0 ]; then
+        echo "FAIL $name: pan exited $rc yet reports no errors"; tail -n 20 "$dir/pan.out"
+        failed=1; return
+    fi
     local got=pass
-    if [ "${errors:-1}" != 0 ]; then
+    if [ "$errors" != 0 ]; then
         got=fail
     elif grep -q "Search not completed\|max search depth too small" "$dir/pan.out"; then
         echo "FAIL $name: search incomplete"; sed 's/^/    /' "$dir/pan.out"; failed=1; return
     fi
     if [ "$got" = "$expect" ]; then
-        echo "ok   $name: $states states, ${errors} errors (expected: $expect), ${secs}s"
+        echo "ok   $name: $states states, ${errors} errors (expected: $expect), pan exit $rc, ${secs}s"
     else
         echo "FAIL $name: expected $expect, got $got ($states states, ${secs}s)"
         sed 's/^/    /' "$dir/pan.out" | head -n 40

@@ -5,7 +5,12 @@
 set -u
 . "$(dirname "$0")/cli_lib.sh"
 
+. "$(dirname "$0")/proc_lib.sh"
+pids=() # every ring started in the background, stopped by pid in cleanup
+
 cleanup() {
+    # Background rings first (their clients die with them: PR_SET_PDEATHSIG).
+    stop_pids "${pids[@]}"
     # ring destroys its own bus, also when it fails; if a bug left one in this test's
     # private runtime directory, remove it here (the checks report it first).
     local b
@@ -125,9 +130,14 @@ children() {
     fail "ring $1 never had $2 children"
     return 1
 }
-if command -v pgrep >/dev/null 2>&1; then
+# The kill tests need pgrep (procps, scripts/deps.sh test): without it they fail, they are
+# not quietly skipped.
+if ! command -v pgrep >/dev/null 2>&1; then
+    fail "pgrep is missing (scripts/deps.sh test installs procps): the kill tests cannot run"
+else
     "$SHMBUS" ring -c 4 -n 100000000 --quiet >"$work/k.out" 2>"$work/k.err" &
     rpid=$!
+    pids+=("$rpid")
     if children "$rpid" 4; then
         kids=$(pgrep -P "$rpid")
         kill -KILL $(echo "$kids" | head -1)
@@ -143,6 +153,7 @@ if command -v pgrep >/dev/null 2>&1; then
     # SIGTERM to the ring: the same cleanup.
     "$SHMBUS" ring -c 3 -n 100000000 --quiet >"$work/s.out" 2>"$work/s.err" &
     rpid=$!
+    pids+=("$rpid")
     children "$rpid" 3 && kids=$(pgrep -P "$rpid")
     kill -TERM "$rpid"
     wait "$rpid"
@@ -156,6 +167,7 @@ if command -v pgrep >/dev/null 2>&1; then
     # (nobody could remove it) and is removed here.
     "$SHMBUS" ring -c 3 -n 100000000 --quiet >/dev/null 2>&1 &
     rpid=$!
+    pids+=("$rpid")
     if children "$rpid" 3; then
         kids=$(pgrep -P "$rpid")
         kill -KILL "$rpid"
@@ -172,8 +184,6 @@ if command -v pgrep >/dev/null 2>&1; then
     for b in $("$SHMBUS" ls --json | grep -o '"name":"ring-[0-9]*-[0-9a-f]*"' | cut -d'"' -f4); do
         "$SHMBUS" destroy "$b" || fail "could not destroy $b"
     done
-else
-    echo "note: no pgrep; the kill tests are skipped"
 fi
 
 [ "$fails" -eq 0 ] || { echo "$fails check(s) failed"; exit 1; }

@@ -31,7 +31,25 @@ struct msg {
     uint32_t thread; /* sender thread index */
     uint32_t dst;
     uint64_t n;
+    uint32_t prio; /* what the sender asked for, checked against the header */
+    uint32_t ack;  /* 1 if sent with SHMBUS_ACK */
 };
+
+static atomic_ullong acks_sent, acks_seen, prio_seen;
+
+/* Sender thread t's priority: fixed per thread (0..6), so its own order stays FIFO while
+ * the receivers see every level but 7 mixed (7 is the end marker's). */
+static unsigned prio_of(uint32_t t)
+{
+    return t % 7;
+}
+
+/* Only the first sender thread of each client sends with ACK: ACK sends of one client must
+ * not run in several threads at once (shmbus.h). */
+static bool acks(uint32_t t)
+{
+    return t % SENDERS_PER_CLIENT == 0;
+}
 
 static void die(const char *what, int err)
 {
@@ -46,22 +64,28 @@ static void *sender(void *p)
     uint64_t n[CLIENTS + 1] = {0};
     for (uint64_t i = 0; i < PER_SENDER; i++) {
         uint32_t dst = 1 + (uint32_t)(i % CLIENTS);
-        struct msg m = {t, dst, n[dst]};
+        unsigned prio = prio_of(t);
+        struct msg m = {t, dst, n[dst], prio, 0};
         int r;
         if (i % 7 == 0) {
             struct msg ms[4];
             struct shmbus_iov iov[4];
             for (int k = 0; k < 4; k++) {
-                ms[k] = (struct msg){t, dst, n[dst] + (uint64_t)k};
+                ms[k] = (struct msg){t, dst, n[dst] + (uint64_t)k, prio, 0};
                 iov[k] = (struct shmbus_iov){&ms[k], sizeof(ms[k])};
             }
-            r = shmbus_send_batch(c, dst, iov, 4, 0, 0, 20000);
+            r = shmbus_send_batch(c, dst, iov, 4, prio, 0, 20000);
             if (r > 0) {
                 n[dst] += (uint64_t)r;
                 continue;
             }
+        } else if (acks(t) && i % 13 == 1) {
+            m.ack = 1;
+            r = shmbus_send(c, dst, &m, sizeof(m), prio, SHMBUS_ACK, 20000);
+            if (r == 0)
+                atomic_fetch_add(&acks_sent, 1);
         } else {
-            r = shmbus_send(c, dst, &m, sizeof(m), 0, 0, 20000);
+            r = shmbus_send(c, dst, &m, sizeof(m), prio, 0, 20000);
         }
         if (r < 0)
             die("send", r);
@@ -69,7 +93,7 @@ static void *sender(void *p)
     }
     /* Tell every receiver how many to expect from this thread. */
     for (uint32_t d = 1; d <= CLIENTS; d++) {
-        struct msg end = {t | 0x80000000u, d, n[d]};
+        struct msg end = {t | 0x80000000u, d, n[d], 7, 0};
         int r = shmbus_send(c, d, &end, sizeof(end), 7, 0, 20000);
         if (r < 0)
             die("send end", r);
@@ -103,6 +127,17 @@ static void *receiver(void *p)
             fprintf(stderr, "tsan_threads: bad message\n");
             exit(1);
         }
+        if (h.prio != m.prio || !!(h.flags & SHMBUS_MSG_ACK) != m.ack) {
+            fprintf(stderr,
+                    "tsan_threads: client %u: thread %u's message %llu came with "
+                    "prio %u flags %#x, sent with prio %u ack %u\n",
+                    idx + 1, t, (unsigned long long)m.n, h.prio, h.flags, m.prio, m.ack);
+            exit(1);
+        }
+        if (m.ack)
+            atomic_fetch_add(&acks_seen, 1);
+        if (h.prio != 0)
+            atomic_fetch_add(&prio_seen, 1);
         if (m.thread & 0x80000000u) {
             expect[t] = m.n;
             ended++;
@@ -164,8 +199,19 @@ int main(void)
     if (r < 0)
         die("destroy", r);
     printf("tsan_threads: %d sender threads x %d messages to %d receiver threads: all "
-           "delivered in order\n",
-           CLIENTS * SENDERS_PER_CLIENT, PER_SENDER, CLIENTS);
+           "delivered in order; %llu ACK sends acknowledged, %llu messages above priority 0\n",
+           CLIENTS * SENDERS_PER_CLIENT, PER_SENDER, CLIENTS,
+           (unsigned long long)atomic_load(&acks_sent),
+           (unsigned long long)atomic_load(&prio_seen));
+    /* The harness must really have used what it claims to exercise. */
+    if (atomic_load(&acks_sent) == 0 || atomic_load(&acks_seen) != atomic_load(&acks_sent) ||
+        atomic_load(&prio_seen) == 0) {
+        fprintf(stderr, "tsan_threads: ACKs sent %llu, seen %llu; prioritised %llu\n",
+                (unsigned long long)atomic_load(&acks_sent),
+                (unsigned long long)atomic_load(&acks_seen),
+                (unsigned long long)atomic_load(&prio_seen));
+        return 1;
+    }
     printf("1 passed, 0 failed\n");
     return 0;
 }

@@ -9,9 +9,9 @@
  * reported), start the HTTP server, print "listening on http://ADDR:PORT/", then sample
  * every interval until SIGINT, SIGTERM or SIGHUP (exit 0).
  *
- * Signals are blocked in every thread (the HTTP threads inherit the mask from this one) and
- * taken synchronously by sigtimedwait(), which is also the sampling loop's sleep: no handler,
- * no flag, no race between checking a flag and going to sleep.
+ * Signals are blocked in every thread (the HTTP event loop and waker inherit the mask from
+ * this one) and taken synchronously by sigtimedwait(), which is also the sampling loop's
+ * sleep: no handler, no flag, no race between checking a flag and going to sleep.
  *
  * If the bus is destroyed while we watch (-EIDRM), the page says so and the monitor tries
  * to attach again by name at every interval, so it follows a bus that is re-created.
@@ -174,7 +174,7 @@ static int open_listener(struct sockaddr_storage *ss, socklen_t len)
     if (ss->ss_family == AF_INET6)
         setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
     socklen_t sl = sizeof(*ss);
-    if (bind(fd, (struct sockaddr *)ss, len) < 0 || listen(fd, 64) < 0 ||
+    if (bind(fd, (struct sockaddr *)ss, len) < 0 || listen(fd, 1024) < 0 ||
         getsockname(fd, (struct sockaddr *)ss, &sl) < 0) {
         int err = -errno;
         close(fd);
@@ -340,7 +340,7 @@ static void tick(struct monitor *m)
         old_json = NULL; /* keep serving the previous JSON */
     }
     m->st.gen++;
-    pthread_cond_broadcast(&m->st.cond); /* wakes the /events streams (next_event) */
+    pthread_cond_broadcast(&m->st.cond); /* wakes monitor_http.c's waker: streams resume */
     pthread_mutex_unlock(&m->st.lock);
 
     free(old.clients);

@@ -11,13 +11,29 @@
  *                             as the browser stays
  *   anything else             404
  *
- * Threads: libmicrohttpd runs one thread per connection (MHD_USE_THREAD_PER_CONNECTION), so
- * the /events content callback may simply block on the state's condition variable until the
- * sampler publishes the next sample; it wakes every few seconds anyway to send a keep-alive
- * comment, which is also how a stream whose browser went away is noticed and ended. At
- * shutdown `stop` is set and `cond` broadcast before MHD_stop_daemon(), so no callback keeps
- * the daemon waiting. The number of connections is capped, so a stuck browser costs at
- * most one thread each.
+ * One event loop, not a thread per connection: libmicrohttpd's internal polling thread
+ * (epoll) serves every connection, so an open live view costs a socket and a small memory
+ * pool (CONNECTION_MEMORY), not a thread. An /events stream with nothing new to send is
+ * parked: its content callback links it into `parked` and suspends its connection (which
+ * then costs MHD nothing per loop). A second thread, the waker, sleeps on the state's
+ * condition variable, which the sampler broadcasts at each publish; it resumes the parked
+ * streams that have a new sample to send or whose keep-alive comment is due (every
+ * KEEPALIVE_S, which is also how a stream whose browser went away is noticed and ended).
+ * Parking and resuming both happen under st->lock, so a publish between the callback's look
+ * at `gen` and its suspension cannot be missed.
+ *
+ * Room for scrapes: at most `views_max` streams are held (MAX_VIEWS, less if the file
+ * limit is lower); the connection limit is views_max + SCRAPE_ROOM, so /metrics and
+ * /api/bus are answered however many views are open; one view more gets 503.
+ *
+ * One copy of each event: the first stream to need sample `gen` renders "data: <json>" into
+ * a reference-counted `struct event` that every stream then sends from. Only the MHD thread
+ * touches events and their counts (content callbacks and free callbacks run there).
+ *
+ * Shutdown: `stop` is set and `cond` broadcast; the waker resumes every parked stream and
+ * exits; each stream's next callback ends it; then MHD_stop_daemon() (which must not find a
+ * suspended connection). A parked stream's connection is suspended, and MHD frees nothing
+ * suspended, so a stream is never freed while it is in the parked list.
  *
  * DNS rebinding: a web page elsewhere could point a name of its own at 127.0.0.1 and read
  * the monitor from the user's browser. Unless --allow-remote was given, a request whose
@@ -28,6 +44,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
 
@@ -35,13 +52,32 @@
 
 #include "monitor.h"
 
-#define MAX_CONNECTIONS      64
+#define MAX_VIEWS            4096  /* /events streams held at once, at most */
+#define SCRAPE_ROOM          64    /* connections always left for everything else */
+#define CONNECTION_MEMORY    16384 /* MHD's memory pool per connection */
+#define STREAM_BLOCK         4096  /* bytes per content callback */
 #define CONNECTION_TIMEOUT_S 60
 #define KEEPALIVE_S          5
+
+/* One rendered event, shared by every stream sending it. MHD thread only. */
+struct event {
+    unsigned refs;
+    uint64_t gen;
+    size_t len;
+    char data[];
+};
+
+struct stream;
 
 struct sb_mon_http {
     struct sb_mon_state *st;
     struct MHD_Daemon *daemon;
+    pthread_t waker;
+    int waker_started;
+    unsigned views_max;
+    unsigned views;      /* streams open: MHD thread only */
+    struct event *cur;   /* the latest event rendered (one reference): MHD thread only */
+    struct stream *park; /* parked streams (doubly linked): under st->lock */
 };
 
 /* Every response says: no sniffing, nothing but this origin's own files. */
@@ -118,81 +154,194 @@ static enum MHD_Result serve_snapshot(struct sb_mon_state *st, struct MHD_Connec
 /* ---- /events ---------------------------------------------------------------------------- */
 
 struct stream {
-    struct sb_mon_state *st;
-    uint64_t gen;        /* the generation last sent */
-    struct sb_mon_buf b; /* what is being sent */
-    size_t off;          /* how much of b has been handed to MHD */
+    struct sb_mon_http *h;
+    struct MHD_Connection *conn;
+    struct stream *next, *prev; /* in h->park while parked (under st->lock) */
+    int parked;
+    int greeted;           /* the "retry:" line has been sent */
+    uint64_t gen;          /* the generation last sent */
+    uint64_t keepalive_ns; /* when a keep-alive comment is due (CLOCK_MONOTONIC) */
+    struct event *ev;      /* the event being sent (a reference), or NULL */
+    const char *p;         /* what is left to send */
+    size_t left;
 };
 
-/* Fill s->b with the next event: wait for a new sample (or a keep-alive period). Returns 0,
- * or -1 when the monitor is stopping. */
-static int next_event(struct stream *s)
+static uint64_t mono_ns(void)
 {
-    struct sb_mon_state *st = s->st;
-    struct timespec until;
-    clock_gettime(CLOCK_MONOTONIC, &until);
-    until.tv_sec += KEEPALIVE_S;
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
 
-    s->b.len = 0;
-    s->off = 0;
+static void event_put(struct event *ev)
+{
+    if (ev && --ev->refs == 0)
+        free(ev);
+}
+
+/* The event of the current sample, rendered once. Called with st->lock held. */
+static struct event *current_event(struct sb_mon_http *h)
+{
+    struct sb_mon_state *st = h->st;
+    if (h->cur && h->cur->gen == st->gen)
+        return h->cur;
+    static const char pre[] = "data: ", post[] = "\n\n";
+    size_t len = sizeof(pre) - 1 + st->json_len + sizeof(post) - 1;
+    struct event *ev = malloc(sizeof(*ev) + len);
+    if (!ev)
+        return NULL;
+    ev->refs = 1; /* h->cur's */
+    ev->gen = st->gen;
+    ev->len = len;
+    memcpy(ev->data, pre, sizeof(pre) - 1);
+    memcpy(ev->data + sizeof(pre) - 1, st->json, st->json_len);
+    memcpy(ev->data + sizeof(pre) - 1 + st->json_len, post, sizeof(post) - 1);
+    event_put(h->cur);
+    h->cur = ev;
+    return ev;
+}
+
+static void park(struct stream *s)
+{
+    struct sb_mon_http *h = s->h;
+    s->prev = NULL;
+    s->next = h->park;
+    if (h->park)
+        h->park->prev = s;
+    h->park = s;
+    s->parked = 1;
+}
+
+static void unpark(struct stream *s)
+{
+    struct sb_mon_http *h = s->h;
+    if (s->prev)
+        s->prev->next = s->next;
+    else
+        h->park = s->next;
+    if (s->next)
+        s->next->prev = s->prev;
+    s->next = s->prev = NULL;
+    s->parked = 0;
+}
+
+/* Find what to send next: a new sample, a keep-alive comment, or nothing yet (then the
+ * stream is parked and its connection suspended). Returns 0, or -1 to end the stream. */
+static int next_piece(struct stream *s)
+{
+    struct sb_mon_http *h = s->h;
+    struct sb_mon_state *st = h->st;
+    event_put(s->ev);
+    s->ev = NULL;
+    uint64_t now = mono_ns();
+    int ret = 0;
     pthread_mutex_lock(&st->lock);
-    int timed_out = 0;
-    while (!st->stop && st->gen == s->gen && !timed_out)
-        timed_out = pthread_cond_timedwait(&st->cond, &st->lock, &until) == ETIMEDOUT;
     if (st->stop) {
-        pthread_mutex_unlock(&st->lock);
-        return -1;
-    }
-    if (st->gen != s->gen && st->json) {
-        if (s->gen == 0)
-            sb_mon_buf_puts(&s->b, "retry: 2000\n");
-        sb_mon_buf_puts(&s->b, "data: ");
-        sb_mon_buf_put(&s->b, st->json, st->json_len);
-        sb_mon_buf_puts(&s->b, "\n\n");
-        s->gen = st->gen;
+        ret = -1;
+    } else if (!s->greeted) {
+        static const char hello[] = "retry: 2000\n";
+        s->p = hello;
+        s->left = sizeof(hello) - 1;
+        s->greeted = 1;
+    } else if (st->gen != s->gen && st->json) {
+        struct event *ev = current_event(h);
+        if (!ev) {
+            ret = -1;
+        } else {
+            ev->refs++;
+            s->ev = ev;
+            s->p = ev->data;
+            s->left = ev->len;
+            s->gen = ev->gen;
+            s->keepalive_ns = now + KEEPALIVE_S * 1000000000ull;
+        }
+    } else if (now >= s->keepalive_ns) {
+        static const char ka[] = ": keep-alive\n\n";
+        s->p = ka;
+        s->left = sizeof(ka) - 1;
+        s->keepalive_ns = now + KEEPALIVE_S * 1000000000ull;
     } else {
-        sb_mon_buf_puts(&s->b, ": keep-alive\n\n");
+        /* Nothing to send: wait in the parked list, costing no loop iterations. The waker
+         * resumes us under this same lock, so it sees us parked or sees no reason to. */
+        park(s);
+        MHD_suspend_connection(s->conn);
     }
     pthread_mutex_unlock(&st->lock);
-    return s->b.oom ? -1 : 0;
+    return ret;
 }
 
 static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max)
 {
     struct stream *s = cls;
     (void)pos;
-    if (s->off >= s->b.len && next_event(s) < 0)
+    if (s->left == 0 && next_piece(s) < 0)
         return MHD_CONTENT_READER_END_OF_STREAM;
-    size_t n = s->b.len - s->off;
-    if (n > max)
-        n = max;
-    memcpy(buf, s->b.p + s->off, n);
-    s->off += n;
+    size_t n = s->left < max ? s->left : max;
+    memcpy(buf, s->p, n); /* 0 bytes when parked: MHD calls again once resumed */
+    s->p += n;
+    s->left -= n;
     return (ssize_t)n;
 }
 
 static void stream_free(void *cls)
 {
     struct stream *s = cls;
-    sb_mon_buf_free(&s->b);
+    /* Never parked here (see the design notes): MHD frees no suspended connection. */
+    event_put(s->ev);
+    s->h->views--;
     free(s);
 }
 
-static enum MHD_Result serve_events(struct sb_mon_state *st, struct MHD_Connection *conn, int head)
+/* The waker: resume parked streams that have something to send. */
+static void *waker_main(void *arg)
+{
+    struct sb_mon_http *h = arg;
+    struct sb_mon_state *st = h->st;
+    pthread_mutex_lock(&st->lock);
+    for (;;) {
+        uint64_t now = mono_ns();
+        struct stream *s = h->park;
+        while (s) {
+            struct stream *next = s->next;
+            if (st->stop || (st->json && s->gen != st->gen) || now >= s->keepalive_ns) {
+                unpark(s);
+                MHD_resume_connection(s->conn);
+            }
+            s = next;
+        }
+        if (st->stop)
+            break;
+        /* Woken by each publish (monitor.c) and by stop; at least once a second for the
+         * keep-alives. */
+        struct timespec until;
+        clock_gettime(CLOCK_MONOTONIC, &until);
+        until.tv_sec += 1;
+        pthread_cond_timedwait(&st->cond, &st->lock, &until);
+    }
+    pthread_mutex_unlock(&st->lock);
+    return NULL;
+}
+
+static enum MHD_Result serve_events(struct sb_mon_http *h, struct MHD_Connection *conn, int head)
 {
     const char *type = "text/event-stream";
-    if (head) /* headers only: do not hold a thread for a stream nobody reads */
+    if (head) /* headers only: do not hold a stream nobody reads */
         return queue(conn, MHD_HTTP_OK, type, "", 0, MHD_RESPMEM_PERSISTENT);
+    if (h->views >= h->views_max)
+        return queue_text(conn, MHD_HTTP_SERVICE_UNAVAILABLE,
+                          "too many live views open: close some, or use /api/bus\n");
     struct stream *s = calloc(1, sizeof(*s));
     if (!s)
         return MHD_NO;
-    s->st = st;
-    struct MHD_Response *r =
-        MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16384, stream_read, s, stream_free);
+    s->h = h;
+    s->conn = conn;
+    struct MHD_Response *r = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, STREAM_BLOCK,
+                                                               stream_read, s, stream_free);
     if (!r) {
         free(s);
         return MHD_NO;
     }
+    h->views++; /* stream_free() takes it back, whatever becomes of the response */
     add_common_headers(r, type, 0);
     MHD_add_response_header(r, "X-Accel-Buffering", "no");
     enum MHD_Result ret = MHD_queue_response(conn, MHD_HTTP_OK, r);
@@ -206,7 +355,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
                                   const char *method, const char *version, const char *upload_data,
                                   size_t *upload_data_size, void **con_cls)
 {
-    struct sb_mon_state *st = cls;
+    struct sb_mon_http *h = cls;
+    struct sb_mon_state *st = h->st;
     (void)version;
     (void)upload_data;
     (void)con_cls;
@@ -230,8 +380,28 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     if (strcmp(url, "/metrics") == 0)
         return serve_snapshot(st, conn, 1);
     if (strcmp(url, "/events") == 0)
-        return serve_events(st, conn, head);
+        return serve_events(h, conn, head);
     return queue_text(conn, MHD_HTTP_NOT_FOUND, "not found\n");
+}
+
+/* Raise the soft limit on open files towards the hard one (every view is a socket) and
+ * return how many views fit. */
+static unsigned views_that_fit(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+        return 64;
+    rlim_t want = MAX_VIEWS + SCRAPE_ROOM + 64;
+    if (rl.rlim_cur < want) {
+        rl.rlim_cur = rl.rlim_max < want ? rl.rlim_max : want;
+        setrlimit(RLIMIT_NOFILE, &rl);
+        getrlimit(RLIMIT_NOFILE, &rl);
+    }
+    if (rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur >= want)
+        return MAX_VIEWS;
+    if (rl.rlim_cur < SCRAPE_ROOM + 64 + 16)
+        return 16;
+    return (unsigned)(rl.rlim_cur - SCRAPE_ROOM - 64);
 }
 
 int sb_mon_http_start(struct sb_mon_state *st, int fd, struct sb_mon_http **out)
@@ -244,17 +414,26 @@ int sb_mon_http_start(struct sb_mon_state *st, int fd, struct sb_mon_http **out)
     if (!h)
         return -ENOMEM;
     h->st = st;
-    unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL;
+    h->views_max = views_that_fit();
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME;
     if (ss.ss_family == AF_INET6)
         flags |= MHD_USE_IPv6;
-    h->daemon = MHD_start_daemon(flags, 0, NULL, NULL, on_request, st, MHD_OPTION_LISTEN_SOCKET, fd,
-                                 MHD_OPTION_CONNECTION_LIMIT, (unsigned)MAX_CONNECTIONS,
+    h->daemon = MHD_start_daemon(flags, 0, NULL, NULL, on_request, h, MHD_OPTION_LISTEN_SOCKET, fd,
+                                 MHD_OPTION_CONNECTION_LIMIT, h->views_max + SCRAPE_ROOM,
                                  MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)CONNECTION_TIMEOUT_S,
+                                 MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)CONNECTION_MEMORY,
                                  MHD_OPTION_END);
     if (!h->daemon) {
         free(h);
         return -EIO;
     }
+    int err = pthread_create(&h->waker, NULL, waker_main, h);
+    if (err) {
+        MHD_stop_daemon(h->daemon);
+        free(h);
+        return -err;
+    }
+    h->waker_started = 1;
     *out = h;
     return 0;
 }
@@ -265,8 +444,11 @@ void sb_mon_http_stop(struct sb_mon_http *h)
         return;
     pthread_mutex_lock(&h->st->lock);
     h->st->stop = 1;
-    pthread_cond_broadcast(&h->st->cond); /* ends every /events stream (next_event) */
+    pthread_cond_broadcast(&h->st->cond); /* the waker resumes every parked stream */
     pthread_mutex_unlock(&h->st->lock);
+    if (h->waker_started)
+        pthread_join(h->waker, NULL);
     MHD_stop_daemon(h->daemon);
+    event_put(h->cur);
     free(h);
 }
