@@ -378,7 +378,9 @@ static int leave(shmbus_client *c, bool keep)
      * sees FREE. Pairs with the acquire in try_claim(), sb__dest_state(), shmbus_list() and
      * check_ack_dest(). */
     atomic_store_explicit(&e->state, SB_ST(SB_FREE, c->gen, 0), memory_order_release);
-    /* Senders blocked on a full mailbox look at the state again: the id is free. */
+    /* Senders blocked on a full mailbox look at the state again: the id is free. The
+     * exchange (after the release of FREE) pairs with their add + fence in wait_space(): a
+     * sender that counted itself later sees FREE when it re-checks the state. */
     uint32_t w = atomic_exchange_explicit(&c->mb->space_waiters, 0, memory_order_acq_rel);
     sb__post_waiters(b, &c->mb->space_sem, w);
     return 0;
