@@ -172,6 +172,8 @@ read -r r d < <(field "$bus" 2 received depth | paste -sd' ')
 [ "$r" = 1 ] && [ "$d" = 999 ] || fail "after the reader left: received $r, kept $d (expected 1, 999)"
 "$SHMBUS" ls >"$work/ls"
 grep -Eq '^ +2 +- +0 +kept +999/2048$' "$work/ls" || fail "ls does not show the 999 kept: $(cat "$work/ls")"
+"$SHMBUS" stat "$bus" >"$work/stat"
+grep -Eq '^ +2 - \(kept\) +0 +1 ' "$work/stat" || fail "stat does not show id 2 as kept: $(cat "$work/stat")"
 # The pipeline of the issue, with 999 waiting: head prints one, the other 998 stay.
 "$SHMBUS" recv "$bus" --as 2 | head -1 >"$work/first"
 st=("${PIPESTATUS[@]}")
