@@ -241,6 +241,35 @@ int shmbus_join(shmbus_bus *bus, uint32_t id, const char *name, shmbus_client **
  * other calls on the same client. */
 void shmbus_leave(shmbus_client *c);
 
+/*
+ * Leave the bus and keep the mailbox for the next client of this id: as shmbus_leave(), but
+ * the messages still in the mailbox (including one peeked and not consumed) stay there, in
+ * order, uncounted as dropped. The id is free meanwhile: sends to it fail with -EHOSTUNREACH
+ * as for any free id, and senders blocked on its full mailbox get that error too; a sender
+ * already waiting for the ACK of a kept message keeps waiting (up to its timeout) until the
+ * next client takes it.
+ *
+ * The next shmbus_join() of that id (by that id, or with id 0 under the name this client
+ * had) takes the kept messages over: it receives them before newer ones of the same
+ * priority, with priorities as usual, and ACKs their senders when it takes them. A join with
+ * id 0 and another name prefers ids with no kept mailbox; if only kept ones are free it
+ * takes one and drops what was kept (counted in `dropped`). shmbus_list() shows a kept
+ * mailbox that holds messages as SHMBUS_CLIENT_KEPT. Keeping is only ever asked for: a
+ * client whose process dies (even inside this call) is cleaned up and its mailbox drained
+ * as before. A kept mailbox goes with its bus when the bus is destroyed.
+ *
+ * Limits: a message whose sender was still writing it while the mailbox changed hands twice
+ * (keep, take over, keep again) may be dropped; replies to this client's requests that
+ * arrive later are received by the next client as ordinary messages.
+ *
+ * Frees the handle in every case (the handle is invalid afterwards, as after
+ * shmbus_leave()). Never blocks. Must not race with other calls on the same client; other
+ * clients and processes may use the bus meanwhile. Returns 0, -EINVAL (c NULL), or
+ * -EHOSTUNREACH / -ECONNRESET when the client was no longer on the bus (a cleaner decided it
+ * had died): then nothing was kept.
+ */
+int shmbus_leave_keep(shmbus_client *c);
+
 /* The client's id (1..max_clients). */
 uint32_t shmbus_client_id(const shmbus_client *c);
 
@@ -277,6 +306,9 @@ enum shmbus_client_state {
     SHMBUS_CLIENT_LIVE = 1,    /* joined, its process is alive */
     SHMBUS_CLIENT_DEAD = 2,    /* joined, its process is gone; not yet cleaned up */
     SHMBUS_CLIENT_JOINING = 3, /* in the middle of shmbus_join() */
+    SHMBUS_CLIENT_KEPT = 4,    /* free id whose mailbox was kept (shmbus_leave_keep()) and
+                                * holds messages for its next client; pid 0, name and
+                                * counters those of the client that left */
 };
 
 struct shmbus_client_info {
@@ -291,7 +323,8 @@ struct shmbus_client_info {
 };
 
 /*
- * List the clients of the bus (live, dead not yet cleaned, joining) into out[0..n-1] in id
+ * List the clients of the bus (live, dead not yet cleaned, joining, and free ids with a kept
+ * mailbox that holds messages) into out[0..n-1] in id
  * order. Returns how many there are, which may exceed n (then only n were written); pass
  * n = 0 to count. Checks each client's process (one /proc read each) and reports dead ones
  * as SHMBUS_CLIENT_DEAD without cleaning them. Does not block. Thread-safe.

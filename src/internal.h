@@ -39,11 +39,17 @@
  * cleaner that dies leaves CLEANING with a dead pid, which the next cleaner takes over.
  * Liveness is "the pid exists, is not a zombie, and has the start time recorded at join":
  * the kernel ends it when the process dies, slowness or SIGSTOP never do.
+ *
+ * A client that leaves with shmbus_leave_keep() leaves its mailbox as it is and records its
+ * generation in the entry's kept_gen (layout version 2; the word sits in the identity line's
+ * padding, so the entry size did not change). The next join of the id accepts messages
+ * stamped with that one generation as its own. See registry.c.
  */
 #ifndef SHMBUS_INTERNAL_H
 #define SHMBUS_INTERNAL_H
 
 #include <semaphore.h>
+#include <stddef.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -52,7 +58,7 @@
 #include "shmbus.h"
 
 #define SB_MAGIC          0x3130535542484d53ull /* "SHMBUS01" little-endian */
-#define SB_LAYOUT_VERSION 1u
+#define SB_LAYOUT_VERSION 2u /* 2: sb_entry.kept_gen (leave with a kept mailbox) */
 #define SB_LINE           64u
 #define SB_HEADER_SIZE    4096u
 #define SB_INTENTS        4u  /* concurrent sending threads per client that can each be tracked */
@@ -120,6 +126,10 @@ struct sb_entry {
     _Atomic uint64_t start_time; /* owner's process start time (clock ticks since boot) */
     uint64_t joined_ns;
     char name[SHMBUS_NAME_MAX + 1];
+    /* Mailbox kept by shmbus_leave_keep(): in a FREE entry, the generation whose messages
+     * wait for the next client; in a joined one, the generation it took them over from.
+     * Meaningful only as sb__kept_gen() checks it against the state word. */
+    _Atomic uint32_t kept_gen;
 
     /* Sender side: written by the owner's sending threads. */
     _Alignas(SB_LINE) _Atomic uint64_t sent; /* doubles as the per-sender sequence number */
@@ -174,6 +184,8 @@ struct sb_slot {
 _Static_assert(sizeof(struct sb_header) <= SB_HEADER_SIZE, "header fits its page");
 _Static_assert(sizeof(struct sb_slot) == SB_LINE, "slot header is one cache line");
 _Static_assert(sizeof(struct sb_mbox) % SB_LINE == 0, "mailbox header is whole lines");
+_Static_assert(offsetof(struct sb_entry, sent) == SB_LINE,
+               "identity (with kept_gen) fits its line: the entry size is as in version 1");
 
 /* Sizes and offsets, computed locally from the three parameters. */
 struct sb_layout {
@@ -197,6 +209,7 @@ struct shmbus_client {
     struct sb_mbox *mb;
     uint32_t id;
     uint32_t gen;
+    uint32_t kept_gen; /* taken over at join from a kept mailbox (0: none); accepted as gen */
     uint64_t spin_ns;
     uint64_t recv_count;          /* for latency sampling */
     uint64_t stuck_pos, stuck_ns; /* receiver: head uncommitted since stuck_ns (0: not) */
@@ -280,6 +293,7 @@ bool sb__proc_alive(pid_t pid, uint64_t start_time);
 /* registry.c */
 bool sb__entry_alive(const struct sb_entry *e, uint64_t state);
 int sb__dest_state(shmbus_bus *b, uint32_t id, uint32_t *gen);
+uint32_t sb__kept_gen(const struct sb_entry *e, uint64_t state);
 int sb__maybe_reap(shmbus_bus *b);
 void sb__note_dropped(struct sb_entry *e, uint64_t n);
 
@@ -317,5 +331,6 @@ static inline void sb__post_waiters(const shmbus_bus *b, struct sb_sem *sem, uin
 int sb__mbox_skip_dead(shmbus_bus *b, uint32_t mbox_id, uint64_t pos);
 uint64_t sb__mbox_drain(shmbus_bus *b, struct sb_mbox *mb);
 void sb__mbox_skip_intents(shmbus_bus *b, struct sb_entry *dead);
+void sb__mbox_restamp(shmbus_bus *b, struct sb_mbox *mb, uint32_t from_gen, uint32_t to_gen);
 
 #endif

@@ -38,6 +38,13 @@ static inline bool seq_taken(uint64_t s, uint64_t pos, uint32_t slots)
     return (int64_t)(s - (pos + slots)) >= 0;
 }
 
+/* Is a message stamped for generation g ours? Our own, or the one kept generation we took
+ * over at join (client-local copies: nothing re-read from the segment). */
+static inline bool our_gen(const shmbus_client *c, uint32_t g)
+{
+    return g == c->gen || (c->kept_gen != 0 && g == c->kept_gen);
+}
+
 /* ---- intents ---------------------------------------------------------------------------- */
 
 /* Each sending thread holds one of its client's intent records while it sends. */
@@ -285,6 +292,30 @@ static void finish_send(shmbus_client *c, struct sb_mbox *mb, unsigned i)
     wake_consumer(mb);
 }
 
+/*
+ * Waiting for the ACK of a message to dst (generation gen): can it still be taken? By dst
+ * itself, from dst's mailbox kept for its next client (free, so nobody to check yet), or by
+ * the client that took that mailbox over. One load of the state word decides.
+ */
+static int check_ack_dest(shmbus_bus *b, uint32_t dst, uint32_t gen)
+{
+    if (sb__destroyed(b))
+        return -EIDRM;
+    struct sb_entry *e = sb__entry(b, dst);
+    /* Acquire pairs with the release stores of state in shmbus_join() and leave(): kept_gen
+     * as it was when the state was published. */
+    uint64_t s = atomic_load_explicit(&e->state, memory_order_acquire);
+    unsigned kind = SB_ST_KIND(s);
+    bool ours = (kind != SB_FREE && SB_ST_GEN(s) == gen) || sb__kept_gen(e, s) == gen;
+    if (!ours)
+        return kind == SB_CLEANING ? -ECONNRESET : -EHOSTUNREACH;
+    if (kind == SB_FREE)
+        return 0; /* kept: the next client of the id will take it */
+    /* LIVE or JOINING: its process must be alive; CLEANING: a leaver (about to store FREE,
+     * kept or not) if alive, else a dead client being cleaned. */
+    return sb__entry_alive(e, s) ? 0 : -ECONNRESET;
+}
+
 /* Wait until our message `seq` has been taken (ack_seq >= seq). */
 static int wait_ack(shmbus_client *c, uint32_t dst, uint32_t gen, uint64_t seq, uint64_t deadline)
 {
@@ -304,7 +335,7 @@ static int wait_ack(shmbus_client *c, uint32_t dst, uint32_t gen, uint64_t seq, 
         if (r == -EINTR)
             return r;
         if (r < 0) {
-            r = check_dest(c->bus, dst, gen, true);
+            r = check_ack_dest(c->bus, dst, gen);
             if (r < 0)
                 return r;
             sb__maybe_reap(c->bus);
@@ -570,7 +601,7 @@ static int read_at(shmbus_client *c, uint64_t pos, struct shmbus_msg *m, uint32_
     uint32_t len = sl->len;
     uint32_t dst_gen = sl->dst_gen;
     unsigned prio = sl->prio;
-    if (len > b->lay.msg_size || dst_gen != c->gen || prio >= SHMBUS_PRIO_LEVELS) {
+    if (len > b->lay.msg_size || !our_gen(c, dst_gen) || prio >= SHMBUS_PRIO_LEVELS) {
         if (prio > 0)
             atomic_fetch_sub_explicit(&mb->pending_hi, 1, memory_order_relaxed);
         free_slot(b, mb, pos);
@@ -876,7 +907,7 @@ static size_t take_run(shmbus_client *c, struct shmbus_msg *hdrs, uint8_t *bufs,
         uint8_t flags = sl->flags, prio = sl->prio;
         if (prio != 0 || (flags & SHMBUS_MSG_ACK) || len > stride)
             break;
-        if (len > b->lay.msg_size || sl->dst_gen != c->gen) {
+        if (len > b->lay.msg_size || !our_gen(c, sl->dst_gen)) {
             free_slot(b, mb, h++);
             dropped++;
             continue;
@@ -1077,6 +1108,21 @@ void sb__mbox_skip_intents(shmbus_bus *b, struct sb_entry *dead)
             wake_consumer(sb__mbox(b, m));
         }
         atomic_store_explicit(&in->n, 0, memory_order_release);
+    }
+}
+
+void sb__mbox_restamp(shmbus_bus *b, struct sb_mbox *mb, uint32_t from_gen, uint32_t to_gen)
+{
+    uint32_t slots = b->lay.slots;
+    uint64_t h = atomic_load_explicit(&mb->head, memory_order_relaxed);
+    for (uint32_t k = 0; k < slots; k++, h++) {
+        struct sb_slot *sl = sb__slot(b, mb, h);
+        /* Acquire pairs with the producer's release store of seq in fill_slot(): its
+         * dst_gen is written. A committed slot belongs to the consumer (the caller) until it
+         * frees it; the release store of FREE in leave() publishes the new stamp. */
+        if (atomic_load_explicit(&sl->seq, memory_order_acquire) == h + 1 &&
+            sl->dst_gen == from_gen)
+            sl->dst_gen = to_gen;
     }
 }
 

@@ -16,6 +16,25 @@
  *
  * Blocked calls run shmbus_reap() on their own about once a second per bus (the first one
  * to CAS reap_ns does it), so dead clients are cleaned up even if no one calls it.
+ *
+ * Kept mailboxes. shmbus_leave_keep() goes LIVE -> CLEANING -> FREE like shmbus_leave(),
+ * skipping its own intents, but does not drain: it stores kept_gen = its generation before
+ * the release store of FREE, so an entry is "kept" when it is FREE and kept_gen equals the
+ * generation in its state word (sb__kept_gen(), the one place this rule lives). A plain
+ * leave or a cleaner stores FREE with the leaver's generation too, which a stale kept_gen
+ * never equals (kept_gen only ever holds the generation of an earlier owner), so neither
+ * needs to touch the word: a crashed client is drained as ever. The next join of the id
+ * (explicitly by id, or by the name the keeper had) claims FREE(K) -> JOINING(K + 1) and
+ * leaves kept_gen = K in place; a joined entry whose kept_gen is its generation's
+ * predecessor took over generation K, and the client accepts messages stamped K as its own
+ * (client->kept_gen, read once at join). Any other join clears kept_gen, and the kept
+ * messages are then a previous owner's: dropped and counted as usual. Senders see a kept
+ * id as free (-EHOSTUNREACH); a sender already waiting for the ACK of a kept message keeps
+ * waiting (to its deadline) for the next client to take it. A client that took over and
+ * leaves with keep again first restamps the older generation's committed messages with its
+ * own (it is their consumer), so one kept generation is always enough. A scribbled kept_gen
+ * can make a join accept messages stamped with the previous owner's generation, no more:
+ * what a scribbled dst_gen can do already.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -124,6 +143,26 @@ int sb__dest_state(shmbus_bus *b, uint32_t id, uint32_t *gen)
     }
 }
 
+/* The generation after g (24 bits, never 0). */
+static uint32_t next_gen(uint32_t g)
+{
+    g = (g + 1) & 0xffffffu;
+    return g == 0 ? 1 : g;
+}
+
+uint32_t sb__kept_gen(const struct sb_entry *e, uint64_t s)
+{
+    /* Read after the state word s: the acquire that loaded s pairs with the release store
+     * of FREE in shmbus_leave_keep(), which follows its store of kept_gen. */
+    uint32_t k = atomic_load_explicit(&e->kept_gen, memory_order_relaxed);
+    unsigned kind = SB_ST_KIND(s);
+    if (k == 0 || k > 0xffffffu || kind > SB_CLEANING)
+        return 0;
+    if (kind == SB_FREE)
+        return k == SB_ST_GEN(s) ? k : 0;
+    return next_gen(k) == SB_ST_GEN(s) ? k : 0;
+}
+
 /* Copy a name out of the segment: bounded, and terminated whatever the peer wrote. */
 static void copy_name(char *dst, const char *src)
 {
@@ -155,11 +194,23 @@ int shmbus_lookup(shmbus_bus *b, const char *name)
     return find_live_name(b, name, 0);
 }
 
-/* Take entry `id` for this process: FREE -> JOINING. */
-static int try_claim(shmbus_bus *b, uint32_t id, uint32_t *gen)
+/* Which free entries a join may claim (see shmbus_join()). */
+enum claim_mode {
+    CLAIM_ANY,       /* an id the caller named: take over a kept mailbox */
+    CLAIM_SAME_NAME, /* only a kept mailbox whose keeper had this name: take it over */
+    CLAIM_UNKEPT,    /* only an entry with no kept mailbox */
+    CLAIM_DROP_KEPT, /* any: a kept mailbox is not taken over (its messages are dropped) */
+};
+
+/* Take entry `id` for this process: FREE -> JOINING. *kept gets the generation taken over
+ * from a kept mailbox, or 0. */
+static int try_claim(shmbus_bus *b, uint32_t id, enum claim_mode mode, const char *name,
+                     uint32_t *gen, uint32_t *kept)
 {
     struct sb_entry *e = sb__entry(b, id);
     for (int attempt = 0; attempt < 8; attempt++) {
+        /* Acquire pairs with the release stores of FREE in leave/cleanup: a drained or
+         * kept mailbox (and kept_gen) is visible before we claim the id. */
         uint64_t s = atomic_load_explicit(&e->state, memory_order_acquire);
         if (SB_ST_KIND(s) != SB_FREE) {
             if (sb__entry_alive(e, s))
@@ -167,17 +218,51 @@ static int try_claim(shmbus_bus *b, uint32_t id, uint32_t *gen)
             cleanup_entry(b, id);
             continue;
         }
-        uint32_t g = (SB_ST_GEN(s) + 1) & 0xffffffu;
-        if (g == 0)
-            g = 1;
+        uint32_t k = sb__kept_gen(e, s);
+        if (mode == CLAIM_UNKEPT && k != 0)
+            return -EEXIST;
+        if (mode == CLAIM_SAME_NAME) {
+            char nm[SHMBUS_NAME_MAX + 1];
+            copy_name(nm, e->name);
+            if (k == 0 || name == NULL || strcmp(nm, name) != 0)
+                return -EEXIST;
+        }
+        if (mode == CLAIM_DROP_KEPT)
+            k = 0;
+        uint32_t g = next_gen(SB_ST_GEN(s));
         uint64_t mine = SB_ST(SB_JOINING, g, getpid());
+        /* Acquire (on success) as the load above; pairs with the same release stores. */
         if (atomic_compare_exchange_strong_explicit(&e->state, &s, mine, memory_order_acq_rel,
                                                     memory_order_relaxed)) {
+            /* Not taking over: forget the kept generation, so that it can never match
+             * later (kept_gen is read only with a state word, after its acquire). */
+            if (k == 0)
+                atomic_store_explicit(&e->kept_gen, 0, memory_order_relaxed);
             *gen = g;
+            *kept = k;
             return 0;
         }
     }
     return -EEXIST;
+}
+
+/* id 0: a kept mailbox left under this name, else the lowest id with no kept mailbox, else
+ * the lowest free id (dropping what it kept). */
+static int claim_any_id(shmbus_bus *b, const char *name, uint32_t *id, uint32_t *gen,
+                        uint32_t *kept)
+{
+    static const enum claim_mode modes[] = {CLAIM_SAME_NAME, CLAIM_UNKEPT, CLAIM_DROP_KEPT};
+    for (unsigned m = 0; m < sizeof(modes) / sizeof(modes[0]); m++) {
+        if (modes[m] == CLAIM_SAME_NAME && name == NULL)
+            continue;
+        for (uint32_t k = 1; k <= b->lay.max_clients; k++) {
+            if (try_claim(b, k, modes[m], name, gen, kept) == 0) {
+                *id = k;
+                return 0;
+            }
+        }
+    }
+    return -EUSERS;
 }
 
 static void reset_entry(struct sb_entry *e, const char *name)
@@ -222,21 +307,12 @@ int shmbus_join(shmbus_bus *b, uint32_t id, const char *name, shmbus_client **ou
     shmbus_client *c = calloc(1, sizeof(*c));
     if (c == NULL)
         return -ENOMEM;
-    uint32_t gen = 0;
-    int r = -EUSERS;
-    if (id != 0) {
-        r = try_claim(b, id, &gen);
-    } else {
-        for (uint32_t k = 1; k <= b->lay.max_clients; k++) {
-            r = try_claim(b, k, &gen);
-            if (r == 0) {
-                id = k;
-                break;
-            }
-        }
-        if (r != 0)
-            r = -EUSERS;
-    }
+    uint32_t gen = 0, kept = 0;
+    int r;
+    if (id != 0)
+        r = try_claim(b, id, CLAIM_ANY, name, &gen, &kept);
+    else
+        r = claim_any_id(b, name, &id, &gen, &kept);
     if (r < 0) {
         free(c);
         return r;
@@ -256,12 +332,17 @@ int shmbus_join(shmbus_bus *b, uint32_t id, const char *name, shmbus_client **ou
     c->mb = mb;
     c->id = id;
     c->gen = gen;
+    c->kept_gen = kept;
 
     /* Two processes may have joined with the same name at once: the lower id keeps it. */
     if (name != NULL) {
         int other = find_live_name(b, name, id);
         if (other > 0 && (uint32_t)other < id) {
-            shmbus_leave(c);
+            /* What we took over stays for the next client of this id. */
+            if (kept != 0)
+                shmbus_leave_keep(c);
+            else
+                shmbus_leave(c);
             return -EEXIST;
         }
     }
@@ -269,26 +350,57 @@ int shmbus_join(shmbus_bus *b, uint32_t id, const char *name, shmbus_client **ou
     return 0;
 }
 
-void shmbus_leave(shmbus_client *c)
+/* LIVE -> CLEANING -> FREE for the handle's owner; drain the mailbox, or keep it. */
+static int leave(shmbus_client *c, bool keep)
 {
-    if (c == NULL)
-        return;
     shmbus_bus *b = c->bus;
     struct sb_entry *e = c->e;
     uint64_t s = SB_ST(SB_LIVE, c->gen, getpid());
     uint64_t mine = SB_ST(SB_CLEANING, c->gen, getpid());
-    if (atomic_compare_exchange_strong_explicit(&e->state, &s, mine, memory_order_acq_rel,
-                                                memory_order_relaxed)) {
-        sb__tp(SB_TP_LEAVING); /* test-only: leaving, entry CLEANING */
-        sb__mbox_skip_intents(b, e);
+    /* Release: a cleaner that takes over from a leaver dying here sees our last receives
+     * and intents; pairs with the acquire load of state in cleanup_entry(). */
+    if (!atomic_compare_exchange_strong_explicit(&e->state, &s, mine, memory_order_acq_rel,
+                                                 memory_order_relaxed))
+        return SB_ST_KIND(s) == SB_CLEANING ? -ECONNRESET : -EHOSTUNREACH;
+    sb__tp(SB_TP_LEAVING); /* test-only: leaving, entry CLEANING */
+    sb__mbox_skip_intents(b, e);
+    if (keep) {
+        /* One kept generation only: ours. Messages still stamped with the one we took
+         * over get ours (we are their consumer, nobody else writes a committed slot). */
+        if (c->kept_gen != 0)
+            sb__mbox_restamp(b, c->mb, c->kept_gen, c->gen);
+        atomic_store_explicit(&e->kept_gen, c->gen, memory_order_relaxed);
+    } else {
         sb__mbox_drain(b, c->mb);
-        atomic_store_explicit(&c->mb->sleeping, 0, memory_order_relaxed);
-        /* Pairs with the acquire in try_claim() and sb__dest_state(). */
-        atomic_store_explicit(&e->state, SB_ST(SB_FREE, c->gen, 0), memory_order_release);
-        uint32_t w = atomic_exchange_explicit(&c->mb->space_waiters, 0, memory_order_acq_rel);
-        sb__post_waiters(b, &c->mb->space_sem, w);
     }
+    atomic_store_explicit(&c->mb->sleeping, 0, memory_order_relaxed);
+    /* Release: the drained mailbox, or the restamped one and kept_gen, are visible to whoever
+     * sees FREE. Pairs with the acquire in try_claim(), sb__dest_state(), shmbus_list() and
+     * check_ack_dest(). */
+    atomic_store_explicit(&e->state, SB_ST(SB_FREE, c->gen, 0), memory_order_release);
+    /* Senders blocked on a full mailbox look at the state again: the id is free. The
+     * exchange (after the release of FREE) pairs with their add + fence in wait_space(): a
+     * sender that counted itself later sees FREE when it re-checks the state. */
+    uint32_t w = atomic_exchange_explicit(&c->mb->space_waiters, 0, memory_order_acq_rel);
+    sb__post_waiters(b, &c->mb->space_sem, w);
+    return 0;
+}
+
+void shmbus_leave(shmbus_client *c)
+{
+    if (c == NULL)
+        return;
+    leave(c, false);
     free(c);
+}
+
+int shmbus_leave_keep(shmbus_client *c)
+{
+    if (c == NULL)
+        return -EINVAL;
+    int r = leave(c, true);
+    free(c);
+    return r;
 }
 
 uint32_t shmbus_client_id(const shmbus_client *c)
@@ -330,15 +442,24 @@ int shmbus_list(shmbus_bus *b, struct shmbus_client_info *out, size_t n)
         struct sb_entry *e = sb__entry(b, id);
         uint64_t s = atomic_load_explicit(&e->state, memory_order_acquire);
         unsigned kind = SB_ST_KIND(s);
-        if (kind == SB_FREE || kind > SB_CLEANING)
+        if (kind > SB_CLEANING)
+            continue;
+        /* A free id is listed only while its kept mailbox holds something. */
+        struct sb_mbox *mb = sb__mbox(b, id);
+        uint64_t tail = atomic_load_explicit(&mb->tail, memory_order_relaxed);
+        uint64_t head = atomic_load_explicit(&mb->head, memory_order_relaxed);
+        uint64_t depth = tail - head;
+        if (kind == SB_FREE && (depth == 0 || sb__kept_gen(e, s) == 0))
             continue;
         if (count < n) {
             struct shmbus_client_info *ci = &out[count];
             memset(ci, 0, sizeof(*ci));
             ci->id = id;
             ci->pid = SB_ST_PID(s);
-            bool alive = sb__entry_alive(e, s);
-            if (kind == SB_LIVE)
+            bool alive = kind != SB_FREE && sb__entry_alive(e, s);
+            if (kind == SB_FREE)
+                ci->state = SHMBUS_CLIENT_KEPT;
+            else if (kind == SB_LIVE)
                 ci->state = alive ? SHMBUS_CLIENT_LIVE : SHMBUS_CLIENT_DEAD;
             else if (kind == SB_JOINING)
                 ci->state = alive ? SHMBUS_CLIENT_JOINING : SHMBUS_CLIENT_DEAD;
@@ -346,10 +467,6 @@ int shmbus_list(shmbus_bus *b, struct shmbus_client_info *out, size_t n)
                 ci->state = SHMBUS_CLIENT_DEAD;
             copy_name(ci->name, e->name);
             ci->joined_ns = e->joined_ns;
-            struct sb_mbox *mb = sb__mbox(b, id);
-            uint64_t tail = atomic_load_explicit(&mb->tail, memory_order_relaxed);
-            uint64_t head = atomic_load_explicit(&mb->head, memory_order_relaxed);
-            uint64_t depth = tail - head;
             ci->depth = depth > b->lay.slots ? b->lay.slots : (uint32_t)depth;
             ci->capacity = b->lay.slots;
             read_counters(e, &ci->counters);

@@ -1,8 +1,10 @@
 #!/bin/bash
 # Pipelines and stop signals (issues 17 and 9): a reader that stops early takes no message
-# it did not hand on, a closed standard output or error makes every command stop cleanly
-# (it leaves the bus, removes what it made, exits 141) instead of dying of SIGPIPE, and
-# SIGINT/SIGTERM stop a send blocked on a full mailbox or an ack (exit 130/143).
+# it did not hand on, and what it did not hand on stays in the mailbox (recv leaves with
+# shmbus_leave_keep) for the next recv of the same id; a closed standard output or error
+# makes every command stop cleanly (it leaves the bus, removes what it made, exits 141)
+# instead of dying of SIGPIPE, and SIGINT/SIGTERM stop a send blocked on a full mailbox or
+# an ack (exit 130/143).
 #
 # State is observed with `shmbus stat --json` polled against a deadline; the one pipeline
 # that must stay still is watched over a series of polls. Every background process is
@@ -147,7 +149,8 @@ wait_gone "$bus" 2
     fail "idle recv whose reader left exited '$(cat "$work/recv2.rc" 2>/dev/null)', expected 141"
 
 echo "section 2 at ${SECONDS}s"
-# ---- 2. The reader leaves: recv exits 141, takes nothing it did not hand on, leaves. ----
+# ---- 2. The reader leaves: recv exits 141, takes nothing it did not hand on, and keeps the
+# rest in the mailbox: `shmbus ls`/`stat` show them, the next recv of id 2 gets them all. --
 (
     "$SHMBUS" recv "$bus" --as 2
     echo $? >"$work/recv3.rc"
@@ -162,14 +165,36 @@ seq 1000 | "$SHMBUS" send "$bus" --as 1 --to 2 2>"$work/err" || fail "sending: $
 wait_field "$bus" 2 received 1
 kill -TERM "$reader" # the reader leaves with line 2 unread in the pipe
 wait "$reader" 2>/dev/null
-wait_gone "$bus" 2
+wait_field "$bus" 2 state kept
 [ "$(cat "$work/recv3.rc" 2>/dev/null)" = 141 ] ||
     fail "recv whose reader left exited '$(cat "$work/recv3.rc" 2>/dev/null)', expected 141"
+read -r r d < <(field "$bus" 2 received depth | paste -sd' ')
+[ "$r" = 1 ] && [ "$d" = 999 ] || fail "after the reader left: received $r, kept $d (expected 1, 999)"
+"$SHMBUS" ls >"$work/ls"
+grep -Eq '^ +2 +- +0 +kept +999/2048$' "$work/ls" || fail "ls does not show the 999 kept: $(cat "$work/ls")"
+"$SHMBUS" stat "$bus" >"$work/stat"
+grep -Eq '^ +2 - \(kept\) +0 +1 ' "$work/stat" || fail "stat does not show id 2 as kept: $(cat "$work/stat")"
+# The pipeline of the issue, with 999 waiting: head prints one, the other 998 stay.
+"$SHMBUS" recv "$bus" --as 2 | head -1 >"$work/first"
+st=("${PIPESTATUS[@]}")
+[ "${st[0]}" = 141 ] || fail "recv | head -1 with 999 waiting: recv exited ${st[0]}, expected 141"
+[ "$(cat "$work/first")" = "from 1 prio 0 seq 2: 2" ] || fail "recv | head -1 printed: $(cat "$work/first")"
+wait_field "$bus" 2 state kept
+read -r r d < <(field "$bus" 2 received depth | paste -sd' ')
+[ "$r" = 1 ] && [ "$d" = 998 ] || fail "after recv | head -1: received $r, kept $d (expected 1, 998)"
+# The next recv gets exactly the rest, in order, once each.
+"$SHMBUS" recv "$bus" --as 2 --count 998 --timeout 20000 >"$work/rest" 2>"$work/err" ||
+    fail "recv --count 998 of the kept: $(cat "$work/err")"
+sed 's/^from 1 prio 0 seq \([0-9]*\): \([0-9]*\)$/\1 \2/' "$work/rest" >"$work/seqs"
+seq 3 1000 | paste -d' ' - <(seq 3 1000) | cmp -s - "$work/seqs" ||
+    fail "the 998 kept messages did not arrive once each in order: $(head -3 "$work/seqs")"
+wait_gone "$bus" 2
 
 echo "section 3 at ${SECONDS}s"
 # ---- 3. `recv | head -1` with --ack senders: exactly the printed message is acked. ------
-# head really exits; the message being handed on when it does is neither taken nor acked,
-# so its sender learns it was not delivered. Text and JSON output, stderr open or closed.
+# head really exits; the message being handed on when it does is neither taken nor acked:
+# it is kept, its sender still waits, and the next recv of id 2 takes it (releasing the
+# sender) and the one after. Text and JSON output, stderr open or closed.
 ack_case() {
     local label=$1
     shift
@@ -182,14 +207,22 @@ ack_case() {
     pids+=($pipeline)
     wait_field "$bus" 2 state live
     "$SHMBUS" send "$bus" --as 1 --to 2 --ack --timeout 20000 first second third \
-        >"$work/out" 2>"$work/err"
-    local src=$?
+        >"$work/out" 2>"$work/err" &
+    local sender=$!
+    pids+=($sender)
     wait "$pipeline"
-    [ $src -eq 1 ] || fail "$label: send --ack exited $src, expected 1 (second not delivered)"
-    grep -q "client 2" "$work/err" || fail "$label: send's error: $(cat "$work/err")"
+    wait_field "$bus" 2 state kept
+    [ "$(field "$bus" 2 depth)" = 1 ] || fail "$label: kept $(field "$bus" 2 depth), expected 1"
     [ "$(wc -l <"$work/first")" = 1 ] && grep -q "first" "$work/first" ||
         fail "$label: head printed: $(cat "$work/first")"
     [ "$(cat "$work/rc" 2>/dev/null)" = 141 ] || fail "$label: recv exited $(cat "$work/rc")"
+    "$SHMBUS" recv "$bus" --as 2 --count 2 --timeout 20000 "$@" >"$work/next" 2>&1 ||
+        fail "$label: the next recv: $(cat "$work/next")"
+    wait "$sender"
+    local src=$?
+    [ $src -eq 0 ] || fail "$label: send --ack exited $src, expected 0: $(cat "$work/err")"
+    [ "$(wc -l <"$work/next")" = 2 ] && grep -q "second" "$work/next" &&
+        grep -q "third" "$work/next" || fail "$label: the next recv printed: $(cat "$work/next")"
     wait_gone "$bus" 2
 }
 ack_case text
@@ -209,11 +242,18 @@ for how in "stdout closed" "stdout to a pipe without reader" "both"; do
     p=$!
     pids+=($p)
     # On a dead pipe recv may notice it idle and leave before the message comes (then the
-    # send finds no client 2): either way the message must not be acked.
-    "$SHMBUS" send "$bus" --as 1 --to 2 --wait 5000 --ack --timeout 20000 one \
+    # send finds no client 2): either way the message must not be acked. If it came, it is
+    # kept untaken (the ack wait then runs out), and the next recv of id 2 gets it.
+    "$SHMBUS" send "$bus" --as 1 --to 2 --wait 5000 --ack --timeout 3000 one \
         >"$work/out" 2>"$work/err" && fail "$how: a message recv could not print was acked"
     wait "$p"
     [ "$(cat "$work/rc")" = 141 ] || fail "$how: recv exited $(cat "$work/rc"), expected 141"
+    if [ "$(field "$bus" 2 state)" = kept ]; then
+        read -r r d < <(field "$bus" 2 received depth | paste -sd' ')
+        [ "$r" = 0 ] && [ "$d" = 1 ] || fail "$how: received $r, kept $d (expected 0, 1)"
+        "$SHMBUS" recv "$bus" --as 2 --count 1 --timeout 5000 >"$work/next" 2>&1 &&
+            grep -q ': one$' "$work/next" || fail "$how: the kept message: $(cat "$work/next")"
+    fi
     wait_gone "$bus" 2
 done
 
@@ -281,9 +321,14 @@ blocked_send() { # SIGNAL WANT ID [SEND OPTIONS]
 blocked_send INT 130 4 --to 2 m3
 blocked_send TERM 143 4 --to 2 m3
 blocked_send INT 130 5 --to all m3
-# Blocked on the ack: room is made by the reader, then the message waits to be taken.
+# The receiver's reader leaves: m1 and m2 are kept, and the next recv gets them.
 kill -TERM "$stall"
+wait_field "$full" 2 state kept
+"$SHMBUS" recv "$full" --as 2 --count 2 --timeout 10000 >"$work/next" 2>&1 ||
+    fail "recv of the kept m1 m2: $(cat "$work/next")"
+[ "$(sed 's/.*: //' "$work/next" | paste -sd' ')" = "m1 m2" ] || fail "kept m1 m2: $(cat "$work/next")"
 wait_gone "$full" 2
+# Blocked on the ack: room is made by the reader, then the message waits to be taken.
 "$SHMBUS" recv "$full" --as 2 | exec sleep 300 &
 stall=$!
 pids+=($stall)
@@ -298,16 +343,18 @@ wait "$p"
 rc=$?
 [ $rc -eq 130 ] || fail "send --ack blocked on its ack, SIGINT: exited $rc, expected 130"
 wait_gone "$full" 6
-# The bus is still usable: a new receiver gets a new message.
+# The bus is still usable: a new receiver gets the kept message (its sender gave up on the
+# ack, not on the message), then a new one.
 kill -TERM "$stall"
-wait_gone "$full" 2
-"$SHMBUS" recv "$full" --as 2 --count 1 --timeout 20000 >"$work/recv.out" 2>&1 &
+wait_field "$full" 2 state kept
+"$SHMBUS" recv "$full" --as 2 --count 2 --timeout 20000 >"$work/recv.out" 2>&1 &
 p=$!
 pids+=($p)
 wait_field "$full" 2 state live
 expect 0 "$SHMBUS" send "$full" --as 3 --to 2 after-signals
 wait "$p" || fail "recv after the signals failed: $(cat "$work/recv.out")"
-grep -q after-signals "$work/recv.out" || fail "recv after the signals printed $(cat "$work/recv.out")"
+[ "$(sed 's/.*: //' "$work/recv.out" | paste -sd' ')" = "first-ack-waits-for-reader after-signals" ] ||
+    fail "recv after the signals printed $(cat "$work/recv.out")"
 
 echo "section 9 at ${SECONDS}s"
 # ---- 9. find_client while clients join and leave (issue 9: read past its array). --------

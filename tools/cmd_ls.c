@@ -383,8 +383,13 @@ int sb_cmd_stat(int argc, char **argv)
                "RECEIVED", "BYTES_SENT", "BYTES_RECV", "FULLWAIT", "WAKEUPS", "SPINS", "DROPPED",
                "P50", "P99", "P99.9");
         for (i = 0; i < n; i++) {
+            char nm[SHMBUS_NAME_MAX + 8];
+
+            /* A free id whose mailbox was kept for its next client: say so. */
             snprintf(idbuf, sizeof(idbuf), "%u", cl[i].id);
-            stat_text_row(idbuf, cl[i].name[0] ? cl[i].name : "-", &cl[i].counters);
+            snprintf(nm, sizeof(nm), "%s%s", cl[i].name[0] ? cl[i].name : "-",
+                     cl[i].state == SHMBUS_CLIENT_KEPT ? " (kept)" : "");
+            stat_text_row(idbuf, nm, &cl[i].counters);
         }
         stat_text_row("all", "(bus)", total);
     }

@@ -12,8 +12,10 @@
  * whole line with write(2) (no stdio buffer ever holds a taken message), waits, when standard
  * output is a pipe or FIFO, until the reader has read the line (sb_pace_wait), and only then
  * consumes it (shmbus_consume), which is also when an --ack sender is released. After a write
- * that fails it takes nothing more: the message it was writing stays in the mailbox until
- * recv leaves (leaving discards a mailbox: see shmbus_leave()).
+ * that fails it takes nothing more, and it leaves with shmbus_leave_keep(): the message it was
+ * writing and all that came after stay in the mailbox for the next client of its id. recv
+ * keeps its mailbox however it stops (closed output, a stop signal, --count, --timeout): a
+ * message it did not print was not handed on, and discarding it is never what was asked.
  *
  * --as takes an id (all digits: join with that id) or a name (join with the lowest free id
  * under that name); --to takes an id, a name, or "all" (a broadcast).
@@ -282,8 +284,10 @@ static const char recv_usage[] =
     "A message is taken from the mailbox only once its line is handed on: written whole and,\n"
     "when standard output is a pipe or FIFO, read from it by the reader (recv waits for that\n"
     "before taking the next; the pipe is shrunk to one page). So `recv ... | head -1` takes\n"
-    "just the message head printed, and an --ack sender is released only then. The line being\n"
-    "written when the reader leaves is not taken; it is discarded when recv leaves the bus.\n"
+    "just the message head printed, and an --ack sender is released only then. recv keeps its\n"
+    "mailbox when it leaves, however it stops: what it did not print (including the line being\n"
+    "written when the reader left) stays for the next client of its id, e.g. the next\n"
+    "`shmbus recv BUS --as ID`; `shmbus ls` and `stat` show it as a kept client meanwhile.\n"
     "  -a, --as ID|NAME   join as this id (digits) or under this name (lowest free id)\n"
     "  -n, --count N      stop after N messages\n"
     "  -T, --timeout MS   stop after MS milliseconds without a message (default: never)\n"
@@ -506,7 +510,9 @@ int sb_cmd_recv(int argc, char **argv)
     if (a.spin > 0)
         shmbus_client_set_spin(cl, a.spin);
     status = recv_loop(bus, cl, &a);
-    shmbus_leave(cl);
+    /* Keep what was not printed for the next client of this id (see the notes above). It
+     * fails only if a cleaner already judged us dead; nothing is left to keep then. */
+    shmbus_leave_keep(cl);
     shmbus_bus_close(bus);
     return status;
 }

@@ -111,6 +111,8 @@ static const char *state_name(enum shmbus_client_state st)
         return "dead";
     case SHMBUS_CLIENT_JOINING:
         return "joining";
+    case SHMBUS_CLIENT_KEPT:
+        return "kept";
     }
     return "unknown";
 }

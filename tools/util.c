@@ -152,6 +152,8 @@ const char *sb_state_name(int state)
         return "dead";
     case SHMBUS_CLIENT_JOINING:
         return "joining";
+    case SHMBUS_CLIENT_KEPT:
+        return "kept";
     default:
         return "unknown";
     }
