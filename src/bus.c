@@ -802,6 +802,8 @@ int shmbus_bus_info(shmbus_bus *bus, struct shmbus_bus_info *info)
     if (shmctl(bus->shmid, IPC_STAT, &ds) == 0)
         info->attached = (uint32_t)ds.shm_nattch;
     for (uint32_t id = 1; id <= bus->lay.max_clients; id++) {
+        /* Acquire pairs with the release stores of state in shmbus_join(), shmbus_leave() and
+         * cleanup_entry(); only the kind is used here, to count. */
         uint64_t s = atomic_load_explicit(&sb__entry(bus, id)->state, memory_order_acquire);
         if (SB_ST_KIND(s) == SB_LIVE)
             info->live_clients++;

@@ -55,6 +55,8 @@ static unsigned intent_get(shmbus_client *c)
         for (unsigned i = 0; i < SB_INTENTS; i++) {
             if (busy & (1u << i))
                 continue;
+            /* Acquire pairs with the release in intent_put(): the previous holder's use of the
+             * record is over before ours starts. */
             if (atomic_compare_exchange_weak_explicit(&c->intent_busy, &busy, busy | (1u << i),
                                                       memory_order_acquire, memory_order_relaxed))
                 return i;
@@ -67,6 +69,7 @@ static unsigned intent_get(shmbus_client *c)
 
 static void intent_put(shmbus_client *c, unsigned i)
 {
+    /* Release pairs with the acquire CAS in intent_get() of the next thread to take it. */
     atomic_fetch_and_explicit(&c->intent_busy, ~(1u << i), memory_order_release);
 }
 
@@ -104,13 +107,15 @@ static int reserve(shmbus_bus *b, struct sb_mbox *mb, uint32_t dst, struct sb_in
         }
         uint32_t k = 1;
         while (k < want && k < slots &&
+               /* Acquire pairs with free_slot()'s release, as for the first slot above. */
                atomic_load_explicit(&sb__slot(b, mb, t + k)->seq, memory_order_acquire) == t + k)
             k++;
         atomic_store_explicit(&in->mbox, dst, memory_order_relaxed);
         atomic_store_explicit(&in->pos, t, memory_order_relaxed);
         atomic_store_explicit(&in->n, k, memory_order_relaxed);
-        /* Release: the intent above is visible to anyone who sees tail beyond t (the
-         * acquire loads of tail in sb__mbox_skip_dead()). */
+        /* Release: the intent above is visible to anyone who sees tail beyond t. Pairs with
+         * the acquire loads of tail in skip_one() and check_stuck(); the acquire half pairs
+         * with this same CAS by the producer that moved tail before us. */
         if (atomic_compare_exchange_weak_explicit(&mb->tail, &t, t + k, memory_order_acq_rel,
                                                   memory_order_relaxed)) {
             *pos = t;
@@ -187,6 +192,8 @@ static int check_dest(shmbus_bus *b, uint32_t dst, uint32_t gen, bool check_proc
         return -EHOSTUNREACH; /* it left, and someone else has the id now */
     if (check_process) {
         struct sb_entry *e = sb__entry(b, dst);
+        /* Acquire pairs with the release store of LIVE in shmbus_join(): we read the
+         * start_time that belongs to this state. */
         uint64_t s = atomic_load_explicit(&e->state, memory_order_acquire);
         if (!sb__entry_alive(e, s))
             return -ECONNRESET;
@@ -286,7 +293,8 @@ static int reserve_wait(shmbus_client *c, uint32_t dst, uint32_t gen, uint32_t w
 
 static void finish_send(shmbus_client *c, struct sb_mbox *mb, unsigned i)
 {
-    /* Release: the commits precede the intent's end, for sb__mbox_skip_dead(). */
+    /* Release: the commits precede the intent's end. Pairs with the acquire loads of n in
+     * claimants() and sb__mbox_skip_intents(): whoever sees n == 0 also sees seq = p + 1. */
     atomic_store_explicit(&c->e->intent[i].n, 0, memory_order_release);
     intent_put(c, i);
     wake_consumer(mb);
@@ -481,6 +489,8 @@ static uint64_t advance_head(shmbus_bus *b, struct sb_mbox *mb)
 {
     uint32_t slots = b->lay.slots;
     uint64_t h0 = atomic_load_explicit(&mb->head, memory_order_relaxed);
+    /* Each acquire of seq below pairs with the release that set it: the commit in fill_slot(),
+     * free_slot(), or the skip CAS in skip_one(). */
     uint64_t h = h0;
     for (uint32_t n = 0; n < slots; n++) {
         uint64_t s = atomic_load_explicit(&sb__slot(b, mb, h)->seq, memory_order_acquire);
@@ -514,6 +524,8 @@ static int find_msg(shmbus_bus *b, struct sb_mbox *mb, const struct want *w, uin
     uint64_t p = h;
     for (uint32_t n = 0; n < slots; n++, p++) {
         struct sb_slot *sl = sb__slot(b, mb, p);
+        /* Acquire pairs with the commit (release store seq = p + 1) in fill_slot(): the
+         * slot's header and payload are complete before we read them. */
         uint64_t s = atomic_load_explicit(&sl->seq, memory_order_acquire);
         if (seq_taken(s, p, slots))
             continue;
@@ -564,6 +576,8 @@ static void ack_sender(shmbus_bus *b, uint32_t src, uint32_t src_gen, uint64_t s
     if (src < 1 || src > b->lay.max_clients)
         return;
     struct sb_entry *e = sb__entry(b, src);
+    /* Acquire pairs with the release store of LIVE in shmbus_join(): the generation we
+     * compare belongs to the entry we are about to post. */
     uint64_t s = atomic_load_explicit(&e->state, memory_order_acquire);
     if (SB_ST_KIND(s) != SB_LIVE || SB_ST_GEN(s) != src_gen)
         return;
@@ -726,6 +740,8 @@ static void check_stuck(shmbus_client *c, bool woken)
     shmbus_bus *b = c->bus;
     struct sb_mbox *mb = c->mb;
     uint64_t h = atomic_load_explicit(&mb->head, memory_order_relaxed);
+    /* Acquire of seq pairs with the commit in fill_slot() (and skip_one()'s CAS); acquire of
+     * tail pairs with the release CAS on tail in reserve(). */
     uint64_t s = atomic_load_explicit(&sb__slot(b, mb, h)->seq, memory_order_acquire);
     uint64_t t = atomic_load_explicit(&mb->tail, memory_order_acquire);
     if (s != h || t <= h) {
@@ -764,6 +780,8 @@ static int wait_data(shmbus_client *c, const struct want *w, uint64_t deadline)
     sb__maybe_reap(b);
     if (w->reply_only) {
         struct sb_entry *e = sb__entry(b, w->from);
+        /* Acquire pairs with the release stores of state in shmbus_join() and
+         * cleanup_entry(): the start_time we check is the replier's. */
         uint64_t s = atomic_load_explicit(&e->state, memory_order_acquire);
         if (SB_ST_KIND(s) != SB_LIVE)
             return SB_ST_KIND(s) == SB_CLEANING ? -ECONNRESET : -EHOSTUNREACH;
@@ -1018,6 +1036,8 @@ static void claimants(shmbus_bus *b, uint32_t mbox_id, uint64_t pos, bool *live,
     *live = *dead = false;
     for (uint32_t id = 1; id <= b->lay.max_clients; id++) {
         struct sb_entry *e = sb__entry(b, id);
+        /* Acquire pairs with the release stores of state in shmbus_join() and the CAS to
+         * CLEANING in cleanup_entry()/shmbus_leave(): kind, pid and start_time agree. */
         uint64_t s = atomic_load_explicit(&e->state, memory_order_acquire);
         unsigned kind = SB_ST_KIND(s);
         if (kind != SB_LIVE && kind != SB_CLEANING)
@@ -1027,6 +1047,9 @@ static void claimants(shmbus_bus *b, uint32_t mbox_id, uint64_t pos, bool *live,
         bool alive = kind == SB_LIVE && sb__entry_alive(e, s);
         for (unsigned i = 0; i < SB_INTENTS; i++) {
             struct sb_intent *in = &e->intent[i];
+            /* Acquire pairs with the release store n = 0 in finish_send() (the commits came
+             * first) and in sb__mbox_skip_intents(); mbox and pos were published before
+             * the release CAS on tail in reserve(), which the caller acquired. */
             uint32_t n = atomic_load_explicit(&in->n, memory_order_acquire);
             if (n == 0)
                 continue;
@@ -1047,6 +1070,7 @@ static int skip_one(shmbus_bus *b, uint32_t mbox_id, uint64_t pos)
 {
     struct sb_mbox *mb = sb__mbox(b, mbox_id);
     struct sb_slot *sl = sb__slot(b, mb, pos);
+    /* Acquire pairs with the commit in fill_slot() and the release in free_slot(). */
     uint64_t s = atomic_load_explicit(&sl->seq, memory_order_acquire);
     if (s != pos)
         return 0; /* committed, taken, or not this lap */
@@ -1064,7 +1088,9 @@ static int skip_one(shmbus_bus *b, uint32_t mbox_id, uint64_t pos)
     claimants(b, mbox_id, pos, &live, &dead);
     if (live)
         return 0;
-    /* The CAS makes this happen once even if the consumer and a cleaner both try. */
+    /* The CAS makes this happen once even if the consumer and a cleaner both try, and fails
+     * if the writer committed after all. Its release pairs with the acquire loads of seq in
+     * reserve() (the slot is free for the next lap) and advance_head()/find_msg(). */
     if (!atomic_compare_exchange_strong_explicit(&sl->seq, &s, pos + b->lay.slots,
                                                  memory_order_acq_rel, memory_order_relaxed))
         return 0;
@@ -1095,6 +1121,8 @@ void sb__mbox_skip_intents(shmbus_bus *b, struct sb_entry *dead)
 {
     for (unsigned i = 0; i < SB_INTENTS; i++) {
         struct sb_intent *in = &dead->intent[i];
+        /* Acquire pairs with the release store n = 0 in finish_send(): a send that ended
+         * before its owner died has its commits visible, and is not skipped. */
         uint32_t n = atomic_load_explicit(&in->n, memory_order_acquire);
         if (n == 0)
             continue;
@@ -1107,6 +1135,8 @@ void sb__mbox_skip_intents(shmbus_bus *b, struct sb_entry *dead)
                 skip_one(b, m, p0 + k);
             wake_consumer(sb__mbox(b, m));
         }
+        /* Release pairs with the acquire load of n in claimants(): the skips above are
+         * visible to whoever sees the intent gone. */
         atomic_store_explicit(&in->n, 0, memory_order_release);
     }
 }
@@ -1132,6 +1162,7 @@ uint64_t sb__mbox_drain(shmbus_bus *b, struct sb_mbox *mb)
     uint64_t h = atomic_load_explicit(&mb->head, memory_order_relaxed);
     uint64_t n = 0;
     for (uint32_t k = 0; k < slots; k++) {
+        /* Acquire pairs with the commit in fill_slot() and the skip CAS in skip_one(). */
         uint64_t s = atomic_load_explicit(&sb__slot(b, mb, h)->seq, memory_order_acquire);
         if (s == h + 1) {
             free_slot(b, mb, h);

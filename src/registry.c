@@ -71,6 +71,8 @@ static int cleanup_entry(shmbus_bus *b, uint32_t id)
         return 0;
     if (sb__entry_alive(e, s))
         return 0;
+    /* Acquire: as the load above. Release pairs with the acquire loads of state in
+     * claimants() and sb__dest_state(): CLEANING is seen with this cleaner's pid. */
     uint64_t mine = SB_ST(SB_CLEANING, SB_ST_GEN(s), getpid());
     if (!atomic_compare_exchange_strong_explicit(&e->state, &s, mine, memory_order_acq_rel,
                                                  memory_order_relaxed))
@@ -176,6 +178,8 @@ static int find_live_name(shmbus_bus *b, const char *name, uint32_t except)
         if (id == except)
             continue;
         struct sb_entry *e = sb__entry(b, id);
+        /* Acquire pairs with the release store of LIVE in shmbus_join(): the name we compare
+         * was written before the entry went LIVE. */
         uint64_t s = atomic_load_explicit(&e->state, memory_order_acquire);
         if (SB_ST_KIND(s) != SB_LIVE)
             continue;
@@ -440,6 +444,9 @@ int shmbus_list(shmbus_bus *b, struct shmbus_client_info *out, size_t n)
     size_t count = 0;
     for (uint32_t id = 1; id <= b->lay.max_clients; id++) {
         struct sb_entry *e = sb__entry(b, id);
+        /* Acquire pairs with the release stores of state in shmbus_join(), shmbus_leave()
+         * and cleanup_entry(): the name, counters and start time we copy are the
+         * state's. */
         uint64_t s = atomic_load_explicit(&e->state, memory_order_acquire);
         unsigned kind = SB_ST_KIND(s);
         if (kind > SB_CLEANING)
@@ -510,6 +517,8 @@ static int clean_bus(const char *name, int dry_run, shmbus_clean_fn cb, void *ar
     int found = 0, live = 0, dead = 0;
     for (uint32_t id = 1; id <= b->lay.max_clients; id++) {
         struct sb_entry *e = sb__entry(b, id);
+        /* Acquire pairs with the release store of LIVE in shmbus_join(): pid and start
+         * time agree when we judge liveness. */
         uint64_t s = atomic_load_explicit(&e->state, memory_order_acquire);
         if (SB_ST_KIND(s) == SB_FREE)
             continue;
@@ -529,6 +538,7 @@ static int clean_bus(const char *name, int dry_run, shmbus_clean_fn cb, void *ar
     }
     for (uint32_t id = 1; id <= b->lay.max_clients && dead > 0; id++) {
         struct sb_entry *e = sb__entry(b, id);
+        /* Acquire: as in the count above (pairs with shmbus_join()'s release of LIVE). */
         uint64_t s = atomic_load_explicit(&e->state, memory_order_acquire);
         if (SB_ST_KIND(s) == SB_FREE || sb__entry_alive(e, s))
             continue;
