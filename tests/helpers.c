@@ -109,3 +109,19 @@ int th_cleanup(void **state)
     ntracked = 0;
     return 0;
 }
+
+shmbus_bus *th_open_bus(const char *tag, uint32_t clients, uint32_t slots, uint32_t msg)
+{
+    struct shmbus_bus_opts o = {.max_clients = clients, .slots = slots, .msg_size = msg};
+    shmbus_bus *b = NULL;
+    assert_int_equal(shmbus_bus_open(th_name(tag), &o, SHMBUS_CREATE | SHMBUS_EXCL, &b), 0);
+    return b;
+}
+
+void th_close_bus(shmbus_bus *b)
+{
+    struct shmbus_bus_info info;
+    shmbus_bus_info(b, &info);
+    shmbus_bus_close(b);
+    assert_int_equal(shmbus_bus_destroy(info.name), 0);
+}

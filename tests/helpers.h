@@ -15,6 +15,8 @@
 #include <sys/types.h>
 #include <cmocka.h>
 
+#include "shmbus.h"
+
 /* A bus name unique to this process and tag: "t-<tag>-<pid>". Static storage, one per call
  * site is enough: the next call overwrites it. */
 const char *th_name(const char *tag);
@@ -32,6 +34,13 @@ uint64_t th_now_ns(void);
 
 /* CPU time (user + system) of this process and its waited-for children, in nanoseconds. */
 uint64_t th_cpu_ns(void);
+
+/* Create a new bus named th_name(tag) with these sizes (0: the default), failing the test
+ * if it cannot; the caller owns the handle and gives it back with th_close_bus(). */
+shmbus_bus *th_open_bus(const char *tag, uint32_t clients, uint32_t slots, uint32_t msg);
+
+/* Close bus b and destroy it, failing the test if the destroy fails. */
+void th_close_bus(shmbus_bus *b);
 
 /* Remember a raw segment a test made, so th_cleanup() removes it even if the test fails. */
 void th_track_shmid(int shmid);

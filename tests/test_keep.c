@@ -23,22 +23,6 @@
 #include "shmbus.h"
 #include "../src/internal.h" /* to scribble over the registry like a hostile peer */
 
-static shmbus_bus *open_bus(const char *tag, uint32_t clients, uint32_t slots, uint32_t msg)
-{
-    struct shmbus_bus_opts o = {.max_clients = clients, .slots = slots, .msg_size = msg};
-    shmbus_bus *b = NULL;
-    assert_int_equal(shmbus_bus_open(th_name(tag), &o, SHMBUS_CREATE | SHMBUS_EXCL, &b), 0);
-    return b;
-}
-
-static void close_bus(shmbus_bus *b)
-{
-    struct shmbus_bus_info info;
-    shmbus_bus_info(b, &info);
-    shmbus_bus_close(b);
-    assert_int_equal(shmbus_bus_destroy(info.name), 0);
-}
-
 /* Client id as shmbus_list() reports it; 0 if it is not listed. */
 static int listed(shmbus_bus *b, uint32_t id, struct shmbus_client_info *out)
 {
@@ -81,7 +65,7 @@ static void expect_empty(shmbus_client *c)
 static void test_keep_hands_over(void **state)
 {
     (void)state;
-    shmbus_bus *b = open_bus("keep", 4, 16, 64);
+    shmbus_bus *b = th_open_bus("keep", 4, 16, 64);
     shmbus_client *a, *r;
     struct shmbus_client_info ci;
     struct shmbus_msg m;
@@ -143,14 +127,14 @@ static void test_keep_hands_over(void **state)
     assert_int_equal(shmbus_leave_keep(NULL), -EINVAL);
     shmbus_leave(a);
     shmbus_leave(r);
-    close_bus(b);
+    th_close_bus(b);
 }
 
 /* A plain leave still discards the mailbox, and a kept one that is empty is not listed. */
 static void test_plain_leave_drains(void **state)
 {
     (void)state;
-    shmbus_bus *b = open_bus("keepplain", 4, 16, 64);
+    shmbus_bus *b = th_open_bus("keepplain", 4, 16, 64);
     shmbus_client *a, *r;
     struct shmbus_client_info ci;
     assert_int_equal(shmbus_join(b, 1, NULL, &a), 0);
@@ -169,7 +153,7 @@ static void test_plain_leave_drains(void **state)
     expect_empty(r);
     shmbus_leave(a);
     shmbus_leave(r);
-    close_bus(b);
+    th_close_bus(b);
 }
 
 /* Joins with id 0: the same name takes its kept mailbox back; another name gets another id
@@ -177,7 +161,7 @@ static void test_plain_leave_drains(void **state)
 static void test_keep_by_name(void **state)
 {
     (void)state;
-    shmbus_bus *b = open_bus("keepname", 3, 16, 64);
+    shmbus_bus *b = th_open_bus("keepname", 3, 16, 64);
     shmbus_client *a, *w, *x, *y;
     struct shmbus_client_info ci;
     assert_int_equal(shmbus_join(b, 3, NULL, &a), 0);
@@ -204,7 +188,7 @@ static void test_keep_by_name(void **state)
     shmbus_leave(a);
     shmbus_leave(x);
     shmbus_leave(y);
-    close_bus(b);
+    th_close_bus(b);
 }
 
 /* Read one int from fd within ms; 1 if one came. */
@@ -242,7 +226,7 @@ static int ack_sender_main(void *arg)
 static void test_keep_ack_released_by_next(void **state)
 {
     (void)state;
-    shmbus_bus *b = open_bus("keepack", 4, 8, 64);
+    shmbus_bus *b = th_open_bus("keepack", 4, 8, 64);
     shmbus_client *r;
     struct shmbus_msg m;
     char buf[64];
@@ -265,7 +249,7 @@ static void test_keep_ack_released_by_next(void **state)
     assert_int_equal(th_wait(pid, 15000), 0);
     close(fds[0]);
     shmbus_leave(r);
-    close_bus(b);
+    th_close_bus(b);
 }
 
 /* Joins id 2, says so, and waits to be killed. */
@@ -288,7 +272,7 @@ static int joiner_main(void *arg)
 static void test_crash_still_drains(void **state)
 {
     (void)state;
-    shmbus_bus *b = open_bus("keepcrash", 4, 16, 64);
+    shmbus_bus *b = th_open_bus("keepcrash", 4, 16, 64);
     shmbus_client *a, *r;
     struct shmbus_client_info ci;
     int fds[2], ok;
@@ -316,7 +300,7 @@ static void test_crash_still_drains(void **state)
     expect_empty(r);
     shmbus_leave(a);
     shmbus_leave(r);
-    close_bus(b);
+    th_close_bus(b);
 }
 
 /* A hostile peer scribbles over kept_gen (and a kept slot's dst_gen): nothing crashes, no
@@ -324,7 +308,7 @@ static void test_crash_still_drains(void **state)
 static void test_scribbled_kept_gen(void **state)
 {
     (void)state;
-    shmbus_bus *b = open_bus("keepbad", 4, 16, 64);
+    shmbus_bus *b = th_open_bus("keepbad", 4, 16, 64);
     shmbus_client *a, *r;
     struct shmbus_client_info ci;
     struct sb_entry *e = sb__entry(b, 2);
@@ -371,7 +355,7 @@ static void test_scribbled_kept_gen(void **state)
     expect_empty(r);
     shmbus_leave(a);
     shmbus_leave(r);
-    close_bus(b);
+    th_close_bus(b);
 }
 
 int main(void)

@@ -20,22 +20,6 @@
 #include "helpers.h"
 #include "shmbus.h"
 
-static shmbus_bus *open_bus(const char *tag, uint32_t clients, uint32_t slots, uint32_t msg)
-{
-    struct shmbus_bus_opts o = {.max_clients = clients, .slots = slots, .msg_size = msg};
-    shmbus_bus *b = NULL;
-    assert_int_equal(shmbus_bus_open(th_name(tag), &o, SHMBUS_CREATE | SHMBUS_EXCL, &b), 0);
-    return b;
-}
-
-static void close_bus(shmbus_bus *b)
-{
-    struct shmbus_bus_info info;
-    shmbus_bus_info(b, &info);
-    shmbus_bus_close(b);
-    assert_int_equal(shmbus_bus_destroy(info.name), 0);
-}
-
 static int cmp_u64(const void *x, const void *y)
 {
     uint64_t a = *(const uint64_t *)x, b = *(const uint64_t *)y;
@@ -45,7 +29,7 @@ static int cmp_u64(const void *x, const void *y)
 static void test_join_leave_lookup(void **state)
 {
     (void)state;
-    shmbus_bus *b = open_bus("join", 4, 8, 64);
+    shmbus_bus *b = th_open_bus("join", 4, 8, 64);
     shmbus_client *a, *c, *d, *x;
     assert_int_equal(shmbus_join(b, 2, "alpha", &a), 0);
     assert_int_equal(shmbus_client_id(a), 2);
@@ -87,13 +71,13 @@ static void test_join_leave_lookup(void **state)
     shmbus_leave(c);
     shmbus_leave(d);
     shmbus_leave(NULL);
-    close_bus(b);
+    th_close_bus(b);
 }
 
 static void test_send_recv_basic(void **state)
 {
     (void)state;
-    shmbus_bus *b = open_bus("basic", 4, 8, 64);
+    shmbus_bus *b = th_open_bus("basic", 4, 8, 64);
     shmbus_client *a, *c;
     assert_int_equal(shmbus_join(b, 1, NULL, &a), 0);
     assert_int_equal(shmbus_join(b, 2, NULL, &c), 0);
@@ -147,13 +131,13 @@ static void test_send_recv_basic(void **state)
     assert_int_equal(ci[1].counters.bytes_received, 15);
     shmbus_leave(a);
     shmbus_leave(c);
-    close_bus(b);
+    th_close_bus(b);
 }
 
 static void test_full_mailbox(void **state)
 {
     (void)state;
-    shmbus_bus *b = open_bus("full", 2, 4, 16);
+    shmbus_bus *b = th_open_bus("full", 2, 4, 16);
     shmbus_client *a, *c;
     assert_int_equal(shmbus_join(b, 1, NULL, &a), 0);
     assert_int_equal(shmbus_join(b, 2, NULL, &c), 0);
@@ -178,13 +162,13 @@ static void test_full_mailbox(void **state)
     assert_true(ci[0].counters.full_waits >= 1);
     shmbus_leave(a);
     shmbus_leave(c);
-    close_bus(b);
+    th_close_bus(b);
 }
 
 static void test_priorities(void **state)
 {
     (void)state;
-    shmbus_bus *b = open_bus("prio", 2, 64, 16);
+    shmbus_bus *b = th_open_bus("prio", 2, 64, 16);
     shmbus_client *a, *c;
     assert_int_equal(shmbus_join(b, 1, NULL, &a), 0);
     assert_int_equal(shmbus_join(b, 2, NULL, &c), 0);
@@ -213,13 +197,13 @@ static void test_priorities(void **state)
     }
     shmbus_leave(a);
     shmbus_leave(c);
-    close_bus(b);
+    th_close_bus(b);
 }
 
 static void test_batch(void **state)
 {
     (void)state;
-    shmbus_bus *b = open_bus("batch", 2, 16, 32);
+    shmbus_bus *b = th_open_bus("batch", 2, 16, 32);
     shmbus_client *a, *c;
     assert_int_equal(shmbus_join(b, 1, NULL, &a), 0);
     assert_int_equal(shmbus_join(b, 2, NULL, &c), 0);
@@ -245,7 +229,7 @@ static void test_batch(void **state)
     assert_int_equal(shmbus_recv_batch(c, hdrs, bufs, 32, 10, 0), -EAGAIN);
     shmbus_leave(a);
     shmbus_leave(c);
-    close_bus(b);
+    th_close_bus(b);
 }
 
 /* Take one message from c and check it is a broadcast copy of `want` from src. */
@@ -282,7 +266,7 @@ static int join_and_exit(void *p)
 static void test_broadcast(void **state)
 {
     (void)state;
-    shmbus_bus *b = open_bus("bcast", 8, 4, 16);
+    shmbus_bus *b = th_open_bus("bcast", 8, 4, 16);
     shmbus_client *cl[5];
     for (int i = 0; i < 5; i++)
         assert_int_equal(shmbus_join(b, 0, NULL, &cl[i]), 0);
@@ -335,7 +319,7 @@ static void test_broadcast(void **state)
     assert_int_equal(shmbus_broadcast(cl[0], "w", 1, 0, SHMBUS_NONBLOCK, 0), 4);
     for (int i = 0; i < 5; i++)
         shmbus_leave(cl[i]);
-    close_bus(b);
+    th_close_bus(b);
 }
 
 /* ---- across processes ------------------------------------------------------------------- */
@@ -460,7 +444,7 @@ static void wait_live(shmbus_bus *b, uint32_t id)
 static void test_request_reply(void **state)
 {
     (void)state;
-    shmbus_bus *b = open_bus("rr", 4, 16, 1024);
+    shmbus_bus *b = th_open_bus("rr", 4, 16, 1024);
     struct peer_arg pa = {th_name("rr"), 2, 3, 0};
     pid_t pid = th_fork(peer_main, &pa);
     shmbus_client *c;
@@ -486,7 +470,7 @@ static void test_request_reply(void **state)
     struct shmbus_msg fake = {.src = 2, .flags = 0};
     assert_int_equal(shmbus_reply(c, &fake, "x", 1, 0), -EINVAL);
     shmbus_leave(c);
-    close_bus(b);
+    th_close_bus(b);
 }
 
 /*
@@ -499,7 +483,7 @@ static void test_request_reply(void **state)
 static void test_request_out_of_order(void **state)
 {
     (void)state;
-    shmbus_bus *b = open_bus("rro", 4, 16, 64);
+    shmbus_bus *b = th_open_bus("rro", 4, 16, 64);
     struct peer_arg pa = {th_name("rro"), 2, 3, 3};
     pid_t pid = th_fork(peer_main, &pa);
     shmbus_client *c, *decoy;
@@ -537,13 +521,13 @@ static void test_request_out_of_order(void **state)
     assert_int_equal(th_wait(pid, 10000), 0);
     shmbus_leave(decoy);
     shmbus_leave(c);
-    close_bus(b);
+    th_close_bus(b);
 }
 
 static void test_ack(void **state)
 {
     (void)state;
-    shmbus_bus *b = open_bus("ack", 4, 16, 64);
+    shmbus_bus *b = th_open_bus("ack", 4, 16, 64);
     shmbus_client *c;
     assert_int_equal(shmbus_join(b, 1, NULL, &c), 0);
     shmbus_client *quiet;
@@ -573,7 +557,7 @@ static void test_ack(void **state)
     print_message("ACK round trips: median %.2f ms, max %.2f ms\n", lat[2] / 1e6, lat[4] / 1e6);
     assert_true(lat[2] < 150000000ull);
     shmbus_leave(c);
-    close_bus(b);
+    th_close_bus(b);
 }
 
 /* Priorities across processes: a child fills the mailbox while we do not read. */
@@ -595,7 +579,7 @@ static int prio_sender(void *p)
 static void test_priorities_across_processes(void **state)
 {
     (void)state;
-    shmbus_bus *b = open_bus("xprio", 4, 32, 16);
+    shmbus_bus *b = th_open_bus("xprio", 4, 32, 16);
     shmbus_client *c;
     assert_int_equal(shmbus_join(b, 1, NULL, &c), 0);
     pid_t pid = th_fork(prio_sender, (void *)th_name("xprio"));
@@ -612,7 +596,7 @@ static void test_priorities_across_processes(void **state)
         assert_int_equal(v, expect[i]);
     }
     shmbus_leave(c);
-    close_bus(b);
+    th_close_bus(b);
 }
 
 /* ---- sleeping and waking ------------------------------------------------------------- */
@@ -679,7 +663,7 @@ static void read_report(int fd, struct wait_report *rep)
 static void test_blocked_recv_sleeps(void **state)
 {
     (void)state;
-    shmbus_bus *b = open_bus("sleep", 4, 8, 16);
+    shmbus_bus *b = th_open_bus("sleep", 4, 8, 16);
     shmbus_client *c;
     assert_int_equal(shmbus_join(b, 1, NULL, &c), 0);
     int fds[2];
@@ -709,7 +693,7 @@ static void test_blocked_recv_sleeps(void **state)
     /* Woken by the message, not by its next slice or the 20 s timeout. */
     assert_true(woke_ms < 1000);
     shmbus_leave(c);
-    close_bus(b);
+    th_close_bus(b);
 }
 
 /* Receive `count` messages, each while blocked; after each, answer "next" to client 1 so it
@@ -751,7 +735,7 @@ static void test_wake_latency(void **state)
 {
     (void)state;
     enum { N = 15 };
-    shmbus_bus *b = open_bus("wake", 4, 8, 16);
+    shmbus_bus *b = th_open_bus("wake", 4, 8, 16);
     shmbus_client *c;
     assert_int_equal(shmbus_join(b, 1, NULL, &c), 0);
     int fds[2];
@@ -788,7 +772,7 @@ static void test_wake_latency(void **state)
     /* At most a couple of outliers (a loaded machine) may come near a slice. */
     assert_true(rep.lat_ns[N - 3] < 200000000ull);
     shmbus_leave(c);
-    close_bus(b);
+    th_close_bus(b);
 }
 
 /* Send `count` 4-byte messages to client 1 with a 10 s timeout each; exit 0 or 11. */
@@ -827,7 +811,7 @@ static void test_half_drain_wakes_sender(void **state)
 {
     (void)state;
     enum { SLOTS = 8, ROUNDS = 7 };
-    shmbus_bus *b = open_bus("half", 4, SLOTS, 16);
+    shmbus_bus *b = th_open_bus("half", 4, SLOTS, 16);
     shmbus_client *c;
     assert_int_equal(shmbus_join(b, 1, NULL, &c), 0);
     struct peer_arg pa = {th_name("half"), 2, SLOTS + ROUNDS * (SLOTS / 2), 0};
@@ -868,7 +852,7 @@ static void test_half_drain_wakes_sender(void **state)
                   lat[ROUNDS / 2] / 1e6, lat[ROUNDS - 1] / 1e6);
     assert_true(lat[ROUNDS / 2] < 100000000ull);
     shmbus_leave(c);
-    close_bus(b);
+    th_close_bus(b);
 }
 
 /* A destination whose process died: -ECONNRESET once noticed, then -EHOSTUNREACH. */
@@ -886,7 +870,7 @@ static int join_and_stop(void *p)
 static void test_dead_destination(void **state)
 {
     (void)state;
-    shmbus_bus *b = open_bus("dead", 4, 4, 16);
+    shmbus_bus *b = th_open_bus("dead", 4, 4, 16);
     shmbus_client *c;
     assert_int_equal(shmbus_join(b, 1, NULL, &c), 0);
     pid_t pid = th_fork(join_and_stop, (void *)th_name("dead"));
@@ -916,7 +900,7 @@ static void test_dead_destination(void **state)
     assert_int_equal(shmbus_recv(n, NULL, NULL, 0, 0), -EAGAIN);
     shmbus_leave(n);
     shmbus_leave(c);
-    close_bus(b);
+    th_close_bus(b);
 }
 
 /* A spin budget: a receive still times out, still finds what is there, and gets a message
@@ -934,7 +918,7 @@ static void *late_sender(void *p)
 static void test_spin(void **state)
 {
     (void)state;
-    shmbus_bus *b = open_bus("spin", 2, 8, 16);
+    shmbus_bus *b = th_open_bus("spin", 2, 8, 16);
     shmbus_client *a, *c;
     assert_int_equal(shmbus_join(b, 1, NULL, &a), 0);
     assert_int_equal(shmbus_join(b, 2, NULL, &c), 0);
@@ -959,7 +943,7 @@ static void test_spin(void **state)
     assert_int_equal(ci[1].counters.wakeups, 0);
     shmbus_leave(a);
     shmbus_leave(c);
-    close_bus(b);
+    th_close_bus(b);
 }
 
 /* Take one message from client p after ~2 ms (a moment picked, not a synchronisation). */
@@ -982,7 +966,7 @@ static void *late_taker(void *p)
 static void test_spin_for_room(void **state)
 {
     (void)state;
-    shmbus_bus *b = open_bus("sroom", 2, 4, 16);
+    shmbus_bus *b = th_open_bus("sroom", 2, 4, 16);
     shmbus_client *a, *c;
     assert_int_equal(shmbus_join(b, 1, NULL, &a), 0);
     assert_int_equal(shmbus_join(b, 2, NULL, &c), 0);
@@ -1007,7 +991,7 @@ static void test_spin_for_room(void **state)
     assert_int_equal(ci[0].counters.full_waits, 1);
     shmbus_leave(a);
     shmbus_leave(c);
-    close_bus(b);
+    th_close_bus(b);
 }
 
 /* ---- liveness: what counts as dead ------------------------------------------------------ */
@@ -1032,7 +1016,7 @@ static int proc_zombie(pid_t pid)
 static void test_zombie_is_dead(void **state)
 {
     (void)state;
-    shmbus_bus *b = open_bus("zomb", 8, 4, 16);
+    shmbus_bus *b = th_open_bus("zomb", 8, 4, 16);
     pid_t pid = th_fork(join_and_exit, (void *)th_name("zomb"));
     uint64_t deadline = th_now_ns() + 5000000000ull;
     while (!proc_zombie(pid)) {
@@ -1047,7 +1031,7 @@ static void test_zombie_is_dead(void **state)
     assert_int_equal(shmbus_reap(b), 1);
     assert_int_equal(shmbus_list(b, ci, 8), 0);
     assert_int_equal(th_wait(pid, 5000), 0);
-    close_bus(b);
+    th_close_bus(b);
 }
 
 /*
@@ -1076,7 +1060,7 @@ static int join_then_age(void *p)
 static void test_pid_reuse(void **state)
 {
     (void)state;
-    shmbus_bus *b = open_bus("reuse", 8, 4, 16);
+    shmbus_bus *b = th_open_bus("reuse", 8, 4, 16);
     shmbus_client *c;
     assert_int_equal(shmbus_join(b, 1, NULL, &c), 0);
     pid_t pid = th_fork(join_then_age, (void *)th_name("reuse"));
@@ -1094,7 +1078,7 @@ static void test_pid_reuse(void **state)
     kill(pid, SIGKILL);
     assert_int_equal(th_wait(pid, 5000), 128 + SIGKILL);
     shmbus_leave(c);
-    close_bus(b);
+    th_close_bus(b);
 }
 
 /* Blocked calls reap: a receiver that just waits (nobody calls shmbus_reap) frees the entry
@@ -1102,7 +1086,7 @@ static void test_pid_reuse(void **state)
 static void test_blocked_call_reaps(void **state)
 {
     (void)state;
-    shmbus_bus *b = open_bus("breap", 8, 4, 16);
+    shmbus_bus *b = th_open_bus("breap", 8, 4, 16);
     shmbus_client *c;
     assert_int_equal(shmbus_join(b, 1, NULL, &c), 0);
     pid_t pid = th_fork(join_and_exit, (void *)th_name("breap"));
@@ -1116,7 +1100,7 @@ static void test_blocked_call_reaps(void **state)
     assert_int_equal(ci[0].id, 1);
     assert_int_equal(shmbus_lookup(b, "gone"), -EHOSTUNREACH);
     shmbus_leave(c);
-    close_bus(b);
+    th_close_bus(b);
 }
 
 int main(void)

@@ -21,22 +21,6 @@
 #include "shmbus.h"
 #include "../src/internal.h" /* to scribble over a slot like a hostile peer */
 
-static shmbus_bus *open_bus(const char *tag, uint32_t clients, uint32_t slots, uint32_t msg)
-{
-    struct shmbus_bus_opts o = {.max_clients = clients, .slots = slots, .msg_size = msg};
-    shmbus_bus *b = NULL;
-    assert_int_equal(shmbus_bus_open(th_name(tag), &o, SHMBUS_CREATE | SHMBUS_EXCL, &b), 0);
-    return b;
-}
-
-static void close_bus(shmbus_bus *b)
-{
-    struct shmbus_bus_info info;
-    shmbus_bus_info(b, &info);
-    shmbus_bus_close(b);
-    assert_int_equal(shmbus_bus_destroy(info.name), 0);
-}
-
 /* Depth and `received` of client id, as shmbus stat shows them. */
 static void client_counts(shmbus_bus *b, uint32_t id, uint32_t *depth, uint64_t *received)
 {
@@ -55,7 +39,7 @@ static void client_counts(shmbus_bus *b, uint32_t id, uint32_t *depth, uint64_t 
 static void test_peek_leaves_message(void **state)
 {
     (void)state;
-    shmbus_bus *b = open_bus("peek", 4, 8, 64);
+    shmbus_bus *b = th_open_bus("peek", 4, 8, 64);
     shmbus_client *a, *r;
     struct shmbus_msg m;
     char buf[64];
@@ -110,13 +94,13 @@ static void test_peek_leaves_message(void **state)
     assert_int_equal(shmbus_consume(NULL), -EINVAL);
     shmbus_leave(a);
     shmbus_leave(r);
-    close_bus(b);
+    th_close_bus(b);
 }
 
 static void test_peek_waits(void **state)
 {
     (void)state;
-    shmbus_bus *b = open_bus("peekwait", 4, 8, 64);
+    shmbus_bus *b = th_open_bus("peekwait", 4, 8, 64);
     shmbus_client *r;
     char buf[64];
     assert_int_equal(shmbus_join(b, 2, NULL, &r), 0);
@@ -125,14 +109,14 @@ static void test_peek_waits(void **state)
     uint64_t waited = th_now_ns() - t0;
     assert_true(waited >= 90000000ull && waited < 1100000000ull);
     shmbus_leave(r);
-    close_bus(b);
+    th_close_bus(b);
 }
 
 /* Consume takes the message that was peeked, not the best one at the time of the consume. */
 static void test_consume_is_the_peeked_one(void **state)
 {
     (void)state;
-    shmbus_bus *b = open_bus("peekprio", 4, 8, 64);
+    shmbus_bus *b = th_open_bus("peekprio", 4, 8, 64);
     shmbus_client *a, *r;
     struct shmbus_msg m;
     char buf[64];
@@ -164,14 +148,14 @@ static void test_consume_is_the_peeked_one(void **state)
     assert_int_equal(buf[0], 'a');
     shmbus_leave(a);
     shmbus_leave(r);
-    close_bus(b);
+    th_close_bus(b);
 }
 
 /* A full mailbox stays full while its head is only peeked; the consume makes room. */
 static void test_peek_keeps_backpressure(void **state)
 {
     (void)state;
-    shmbus_bus *b = open_bus("peekfull", 4, 2, 64);
+    shmbus_bus *b = th_open_bus("peekfull", 4, 2, 64);
     shmbus_client *a, *r;
     char buf[64];
     assert_int_equal(shmbus_join(b, 1, NULL, &a), 0);
@@ -184,7 +168,7 @@ static void test_peek_keeps_backpressure(void **state)
     assert_int_equal(shmbus_send(a, 2, "z", 1, 0, SHMBUS_NONBLOCK, 0), 0);
     shmbus_leave(a);
     shmbus_leave(r);
-    close_bus(b);
+    th_close_bus(b);
 }
 
 /* The ACK sender is released by the consume, never by the peek. The child reports each
@@ -224,7 +208,7 @@ static int result_within(int fd, int ms, int *r)
 static void test_ack_on_consume(void **state)
 {
     (void)state;
-    shmbus_bus *b = open_bus("peekack", 4, 8, 64);
+    shmbus_bus *b = th_open_bus("peekack", 4, 8, 64);
     shmbus_client *r;
     struct shmbus_msg m;
     char buf[64];
@@ -252,14 +236,14 @@ static void test_ack_on_consume(void **state)
     assert_int_equal(th_wait(pid, 15000), 0);
     close(fds[0]);
     shmbus_leave(r);
-    close_bus(b);
+    th_close_bus(b);
 }
 
 /* A hostile peer scribbles over the peeked slot: consume refuses, nothing crashes. */
 static void test_scribbled(void **state)
 {
     (void)state;
-    shmbus_bus *b = open_bus("peekbad", 4, 8, 64);
+    shmbus_bus *b = th_open_bus("peekbad", 4, 8, 64);
     shmbus_client *a, *r;
     struct shmbus_msg m;
     char buf[64];
@@ -282,7 +266,7 @@ static void test_scribbled(void **state)
     assert_true(rc == -EAGAIN || rc >= 0);
     shmbus_leave(a);
     shmbus_leave(r);
-    close_bus(b);
+    th_close_bus(b);
 }
 
 int main(void)
