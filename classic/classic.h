@@ -37,6 +37,8 @@
 #define CLASSIC_REASON_LEN   128
 #define CLASSIC_SEM_NAME_LEN 64
 #define CLASSIC_WAIT_MS      50 /* longest sleep between checks for signals, dead peers, seed peers */
+#define CLASSIC_LEAVE_WAIT_MS                                                                      \
+    2000 /* longest wait for the others to leave, after we left (session.c) */
 
 /* Exit codes (README). 128 + signal number when a client is interrupted. */
 enum {

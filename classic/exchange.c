@@ -108,7 +108,8 @@ static int install_signals(struct session *s)
 
 struct options {
     bool names;
-    int stop_at; /* test hook: stop (SIGSTOP) holding semName at this packet; -1: never */
+    int stop_at;    /* test hook: stop (SIGSTOP) holding semName at this packet; -1: never */
+    int stop_leave; /* test hook: client N stops (SIGSTOP) after the exchange, before leaving */
 };
 
 static void usage(const struct session *s)
@@ -167,6 +168,9 @@ static int parse_env(struct session *s, struct options *o)
     s->give_up_ms = secs * 1000;
     v = getenv("CLASSIC_TEST_STOP_AT");
     if (v && *v && parse_int(s, "CLASSIC_TEST_STOP_AT", v, 0, CLASSIC_MAX_MESSAGES, &o->stop_at))
+        return CLASSIC_EXIT_USAGE;
+    v = getenv("CLASSIC_TEST_STOP_LEAVE");
+    if (v && *v && parse_int(s, "CLASSIC_TEST_STOP_LEAVE", v, 1, 3, &o->stop_leave))
         return CLASSIC_EXIT_USAGE;
     return 0;
 }
@@ -535,6 +539,8 @@ static int run_client(struct session *s, const struct options *o)
         rc = session_join(s);
     if (!rc)
         rc = run_exchange(s, o->stop_at);
+    if (!rc && o->stop_leave == s->me && raise(SIGSTOP) != 0)
+        rc = classic_fail(s, "raise(SIGSTOP)", errno);
     int left = session_leave(s);
     if (!rc && left)
         rc = left;
@@ -549,7 +555,7 @@ static int run_client(struct session *s, const struct options *o)
 int client_main(int me, int argc, char **argv)
 {
     struct session s;
-    struct options o = {.names = false, .stop_at = -1};
+    struct options o = {.names = false, .stop_at = -1, .stop_leave = 0};
     session_defaults(&s, me);
     int rc = parse_options(&s, argc, argv, &o);
     if (rc)

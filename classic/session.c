@@ -23,8 +23,10 @@
  *   0, creator alive). Such a segment and semName are kept, never replaced, and left for
  *   that client to remove (the seed removes them at its end).
  * - The last registered client out removes everything: both segments, semName, the turn
- *   semaphores, the default lock file. A stopped run keeps the lock file for a short-lived
- *   note to its latecomers (note_write()).
+ *   semaphores, the default lock file, the control segment last. One that leaves before the
+ *   others waits (bounded) until they have left or died, and removes what is still there:
+ *   the last out may be killed before or during its clean-up (wait_peers_out()). A stopped run
+ * keeps the lock file for a short-lived note to its latecomers (note_write()).
  */
 #include "classic.h"
 #include "../src/internal.h" /* sb__proc_alive(), sb__proc_start_time(): src/proc.c */
@@ -493,8 +495,6 @@ static int remove_all(struct session *s)
     int stopped = s->ctl ? session_aborted(s, why, sizeof(why)) : 0;
     if (stopped)
         rc |= note_write(s, stopped, why);
-    rc |= shm_remove(s, s->ctl_id);
-    s->ctl_id = -1;
     struct shmid_ds ds;
     int id = shmget(s->mem_key, 0, 0);
     bool seed_held = id >= 0 && shmctl(id, IPC_STAT, &ds) == 0 && seed_client_uses(&ds);
@@ -508,6 +508,11 @@ static int remove_all(struct session *s)
      * it carries a note for a stopped run's latecomers. */
     if (!s->isolated && !(stopped && s->run[0]) && shm_unlink(s->lockname) != 0 && errno != ENOENT)
         rc |= classic_fail(s, what("shm_unlink", "%s", s->lockfile), errno);
+    /* The control segment goes last: while it exists the clean-up is not complete, so a
+     * client killed in here leaves a run that its waiting peers (wait_peers_out()) or the
+     * next client (judge_run(): no live client, stale) finish removing. */
+    rc |= shm_remove(s, s->ctl_id);
+    s->ctl_id = -1;
     return rc ? CLASSIC_EXIT_ERROR : 0;
 }
 
@@ -750,8 +755,61 @@ int session_join(struct session *s)
     return rc ? rc : rc2;
 }
 
-/* Leave the run; the last registered client out removes everything. Safe to call after a
- * failed init or join: it undoes what was done. */
+/* Our control segment has been removed (by us, the last client out, or the next run). We
+ * are still attached, so its id cannot name another segment: SHM_DEST marks the removal. */
+static bool ctl_removed(const struct session *s)
+{
+    struct shmid_ds ds;
+    if (s->ctl_id < 0 || shmctl(s->ctl_id, IPC_STAT, &ds) != 0)
+        return true; /* EINVAL/EIDRM: gone */
+    return (ds.shm_perm.mode & SHM_DEST) != 0;
+}
+
+static long long mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts); /* cannot fail with a valid clock and pointer */
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* We have left (DONE) while other clients were still active, so one of them is to be the
+ * last out and remove everything. It may be killed before it gets there, or while it is at
+ * it, and then nobody would: a kill -9 at the end of the exchange, just after we looked.
+ * (A client being killed looks alive until it is a zombie: in that window even the lock it
+ * held is already free, so a peer taking that lock cannot tell it will never leave.)
+ * So wait until each of them has left or died, polling, for at most CLASSIC_LEAVE_WAIT_MS
+ * (they notice the end or a stop within CLASSIC_WAIT_MS); if the control segment is then
+ * still there (remove_all() removes it last), finish the clean-up under the lock. A peer
+ * still alive after the wait (stopped, say) stays the last out and cleans up itself. */
+static int wait_peers_out(struct session *s)
+{
+    long long end = mono_ms() + CLASSIC_LEAVE_WAIT_MS;
+    const struct timespec nap = {0, 5 * 1000000L};
+    while (others_alive(s)) {
+        if (ctl_removed(s) || mono_ms() >= end)
+            return 0;
+        (void)nanosleep(&nap, NULL); /* EINTR: a signal, look again */
+    }
+    if (ctl_removed(s))
+        return 0;
+    int rc = lock(s, LOCK_EX);
+    if (rc)
+        return rc;
+    struct stat st;
+    if (!ctl_removed(s) && !others_alive(s))
+        rc = remove_all(s);
+    else if (!s->isolated && shmget(s->ctl_key, 0, 0) < 0 && errno == ENOENT &&
+             fstat(s->lock_fd, &st) == 0 && st.st_size == 0 && shm_unlink(s->lockname) != 0 &&
+             errno != ENOENT)
+        /* Someone finished in the meantime, and lock() had to make the default lock file
+         * anew: no run uses it (none exists, and we hold it), no note is in it: remove it. */
+        rc = classic_fail(s, what("shm_unlink", "%s", s->lockfile), errno);
+    return rc | lock(s, LOCK_UN);
+}
+
+/* Leave the run; the last registered client out removes everything, and one that was not the
+ * last makes sure the others did (wait_peers_out()). Safe to call after a failed init or
+ * join: it undoes what was done. */
 int session_leave(struct session *s)
 {
     int rc = 0;
@@ -769,16 +827,19 @@ int session_leave(struct session *s)
     rc |= detach(s, (void **)&s->mem);
     if (s->registered)
         slot_store(s->ctl, s->me, SLOT_DONE, s->pid, s->start);
-    if (s->registered && locked && !others_alive(s))
+    bool last = s->registered && locked && !others_alive(s);
+    if (last)
         rc |= remove_all(s);
     for (int n = 0; n <= 3; n++) {
         if (s->sem[n] && sem_close(s->sem[n]) != 0)
             rc = classic_fail(s, "sem_close", errno);
         s->sem[n] = NULL;
     }
-    rc |= detach(s, (void **)&s->ctl);
     if (locked)
         rc |= lock(s, LOCK_UN);
+    if (s->registered && locked && !last)
+        rc |= wait_peers_out(s); /* still attached to the control segment: it needs it */
+    rc |= detach(s, (void **)&s->ctl);
     if (close(s->lock_fd) != 0)
         rc = classic_fail(s, "close", errno);
     s->lock_fd = -1;

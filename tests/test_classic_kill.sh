@@ -76,6 +76,23 @@ held_kill() { # VICTIM
     echo "ok: client$v killed holding semName at message $p: peers said so, stopped in $ms ms"
 }
 
+# 2b. At the end: the exchange is over and the victim is the last to leave (it stops itself,
+#    SIGSTOP, before leaving, and is killed there). The others have left already, so they
+#    must not simply exit: they wait for it, and clean up when it dies.
+leave_kill() { # VICTIM
+    local v=$1 out=$TEST_TMPDIR/leave-$1.out pid rc
+    ORDER="1 2 3" start_bg "$out" START_DELAY=0 CLASSIC_TEST_STOP_LEAVE="$v"
+    pid=$(wait_client "$bg" "$v" T)
+    kill -9 "$pid"
+    wait_exit "$bg" 10
+    rc=$?
+    [ "$rc" = 137 ] || fail "client$v killed at its leave, yet start.sh exited $rc: $(cat "$out")"
+    diff <(expected) <(transcript "$out") >/dev/null || fail "the exchange was not complete: $(cat "$out")"
+    [ "$(grep -c '^client[123]: DONE$' "$out")" = 2 ] || fail "the survivors did not end DONE: $(cat "$out")"
+    assert_clean "a kill of client$v at its leave, the others gone"
+    echo "ok: client$v killed at its leave after the exchange: the others cleaned up"
+}
+
 # Each round another start order, so that each client spends time waiting for its peers.
 round=0
 for order in "1 2 3" "3 1 2" "2 3 1"; do
@@ -86,6 +103,9 @@ for order in "1 2 3" "3 1 2" "2 3 1"; do
 done
 for v in 1 2 3; do
     held_kill "$v"
+done
+for v in 1 2 3; do
+    leave_kill "$v"
 done
 
 # 3. Everything killed at once, the clients first (start.sh's end would stop them cleanly,
