@@ -7,6 +7,8 @@
 # that nothing is left. Waiting is for conditions (a process has ended, a client is stopped),
 # each with a deadline, never a sleep standing in for synchronisation.
 set -u
+# shellcheck source=tests/proc_lib.sh
+. "$SHMBUS_TOP/tests/proc_lib.sh"
 
 : "${BUILD:?run me from make check}" "${TEST_TMPDIR:?}" "${SHMBUS_TOP:?}"
 CLASSIC_BIN=$BUILD/classic
@@ -130,7 +132,7 @@ wait_gone() { # SECS PID...
     local deadline=$(($(now_ms) + $1 * 1000)) p
     shift
     for p in "$@"; do
-        while kill -0 "$p" 2>/dev/null; do
+        while pid_running "$p"; do
             [ "$(now_ms)" -lt "$deadline" ] || fail "pid $p still running after the deadline"
             sleep 0.01
         done

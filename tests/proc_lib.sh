@@ -1,5 +1,14 @@
 # Shared by shell tests that start background processes: source it.
 
+# pid_running PID: is PID a process that has not ended? A zombie has ended: it waits only for
+# its parent to collect its status, and a process whose parent died is collected by init,
+# which on some machines does that seconds later, so `kill -0` alone would count it running.
+pid_running() {
+    local st
+    st=$(sed 's/.*) //' "/proc/$1/stat" 2>/dev/null) || return 1
+    [ -n "$st" ] && [ "${st%% *}" != Z ]
+}
+
 # stop_pids PID...: SIGTERM each, wait up to 3 s for all to exit (polling for the state,
 # with a deadline), SIGKILL any still there, and reap them. Empty arguments are ignored.
 stop_pids() {

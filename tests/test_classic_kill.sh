@@ -119,7 +119,7 @@ kill -9 $victims
 kill -9 "$bg"
 wait_exit "$bg" 10
 for p in $victims; do
-    while kill -0 "$p" 2>/dev/null; do sleep 0.01; done # reparented: not our child to wait
+    while pid_running "$p"; do sleep 0.01; done # reparented: not our child to wait
 done
 [ -n "$(leftovers)" ] || fail "killing everything left nothing behind: the test proves nothing"
 fresh_run "a run whose processes were all killed"
