@@ -2,7 +2,7 @@
 #
 #   make soak     the randomized kill test for 10,000 rounds (tests/test_crash.c)
 #   make fuzz     the segment fuzzer for FUZZ_SECONDS (default 600) instead of make check's 60
-#   make model    the spin model with its larger configurations too (MODEL_FULL=1)
+#   make model    the spin models (mailbox and v2 ring) with their larger configurations too
 #
 # The fuzzer (tests/fuzz_segment.c) is libFuzzer: clang -fsanitize=fuzzer,address,undefined,
 # with the library compiled again under the same flags into build/fuzz (whatever SAN says).
@@ -49,6 +49,6 @@ soak: all $(BUILD)/tests/test_crash
 		BUILD=$(BUILD) tests/run.sh $(BUILD)/tests/test_crash
 
 model:
-	MODEL_FULL=1 TEST_TIMEOUT=3600 BUILD=$(BUILD) tests/run.sh tests/test_model.sh
+	MODEL_FULL=1 TEST_TIMEOUT=3600 BUILD=$(BUILD) tests/run.sh tests/test_model.sh tests/test_model_ring.sh
 
 -include $(wildcard $(FUZZ_BUILD)/*.d $(FUZZ_BUILD)/src/*.d)
