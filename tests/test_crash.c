@@ -799,6 +799,10 @@ struct tally {
 
 enum { V_SENDER, V_RECEIVER, V_CHURN };
 
+/* The latest moment a kill is aimed at, whatever busy_ns says: 2 s is many times the
+ * senders' work even under a sanitizer, and bounds a round's length. */
+#define MAX_SPAN_US 2000000u
+
 static void kill_round(int round, struct tally *t)
 {
     reset_shared();
@@ -813,6 +817,9 @@ static void kill_round(int round, struct tally *t)
      * too narrow for a random signal to hit often. The rest die at a random moment. */
     bool at_point = kind == V_SENDER && rnd(3) == 0;
 
+    /* Taken before the first fork: a sender can finish before the parent runs again, and
+     * busy_ns below must never come out negative (it would wrap to a delay of hours). */
+    uint64_t started = th_now_ns();
     struct job rj = {.bus = name, .id = RECV_ID};
     pid_t recv_pid = fork_receiver(&rj);
     struct job sj[NSEND];
@@ -841,9 +848,10 @@ static void kill_round(int round, struct tally *t)
     /* The moment: anywhere from before the victim has joined to a little after the senders
      * are usually done (busy_ns is measured in the rounds without a dead receiver). */
     uint64_t span_us = t->busy_ns / 1000 * 5 / 4 + 100;
+    if (span_us > MAX_SPAN_US)
+        span_us = MAX_SPAN_US;
     uint64_t delay_ns = (uint64_t)rnd((uint32_t)span_us) * 1000;
     struct timespec ts = {(time_t)(delay_ns / 1000000000u), (long)(delay_ns % 1000000000u)};
-    uint64_t started = th_now_ns();
     if (at_point) {
         if (wait_stopped(victim, 5000) != 0)
             fail_msg("round %d: sender %d did not stop at its test point", round, 2 + vs);
@@ -878,7 +886,8 @@ static void kill_round(int round, struct tally *t)
                      (double)ns / 1e9);
     }
     if (kind != V_RECEIVER && !at_point) {
-        uint64_t busy = atomic_load(&sh->fin_ns) - started;
+        uint64_t fin = atomic_load(&sh->fin_ns);
+        uint64_t busy = fin > started ? fin - started : 0;
         t->busy_ns = t->busy_ns == 0 ? busy : (t->busy_ns * 7 + busy) / 8;
     }
     atomic_store(&sh->stop, 1);
