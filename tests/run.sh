@@ -15,7 +15,9 @@
 # Leaks, checked after EACH test, so one test's leak is reported against it and no later
 # test can clean it up unseen: new System V segments, semaphore sets and message queues,
 # new entries in /dev/shm and /dev/mqueue, and processes of the test's session still alive
-# 2 s after it ended (reported, then killed by pid). A leak fails the test that left it.
+# 2 s after it ended (reported, then killed by pid). A leak fails the test that left it, and
+# is then removed, so that a later test (one counting what shmbus_clean finds, say) never
+# trips over an earlier test's leftovers.
 #
 # Skips: tests/expected-skips lists the skips that are expected (e.g. valgrind under a
 # sanitizer). Any other skip is reported as unexpected; with STRICT_SKIPS=1 (.ci/run sets
@@ -38,6 +40,19 @@ ipc_snapshot() {
     ipcs -q 2>/dev/null | awk 'NR>3 && $2 ~ /^[0-9]+$/ {print "message queue " $2 " key " $1}'
     ls -A /dev/shm 2>/dev/null | sed 's|^|/dev/shm/|'
     ls -A /dev/mqueue 2>/dev/null | sed 's|^|/dev/mqueue/|'
+}
+
+# remove_leaked: remove the objects named by ipc_snapshot lines on stdin.
+remove_leaked() {
+    local a b id
+    while read -r a b id _; do
+        case "$a $b" in
+        "shm segment") ipcrm -m "$id" ;;
+        "semaphore set") ipcrm -s "$id" ;;
+        "message queue") ipcrm -q "$id" ;;
+        *) rm -f -- "$a" ;;
+        esac
+    done 2>/dev/null
 }
 
 # session_procs SID: the processes still in session SID, one "pid args" a line.
@@ -97,6 +112,7 @@ for t in "$@"; do
         for p in $(echo "$strays" | awk '{print $1}'); do kill -KILL "$p" 2>/dev/null; done
     fi
     leaked=$(comm -13 <(echo "$before") <(ipc_snapshot | sort) | sed '/^$/d')
+    [ -n "$leaked" ] && echo "$leaked" | remove_leaked
     rm -rf "$tmp"
 
     leak_note=""
@@ -127,7 +143,7 @@ for t in "$@"; do
         echo "FAIL  $name ($why, ${secs}s); its output:"
         tail -n 60 "$log" | sed 's/^/    | /'
         if [ -n "$leak_note" ]; then
-            [ -n "$leaked" ] && echo "$leaked" | sed 's/^/    | leaked IPC object: /'
+            [ -n "$leaked" ] && echo "$leaked" | sed 's/^/    | leaked IPC object (removed now): /'
             [ -n "$strays" ] && echo "$strays" | sed 's/^/    | process left alive (killed now): /'
         fi
     fi
