@@ -59,8 +59,9 @@ typedef struct shmbus_client shmbus_client;
  * ------------------------------------------------------------------------------------------
  * Besides the usual ones (-EINVAL bad argument, -ENOMEM, -EACCES/-EPERM permission), the
  * library uses these codes with a specific meaning:
- *   -ENOENT        no bus of that name (shmbus_bus_open without SHMBUS_CREATE)
- *   -EEXIST        the bus exists (SHMBUS_CREATE | SHMBUS_EXCL), or the client id is taken
+ *   -ENOENT        no bus of that name (shmbus_bus_open without SHMBUS_OPEN_CREATE)
+ *   -EEXIST        the bus exists (SHMBUS_OPEN_CREATE | SHMBUS_OPEN_EXCL), or the client
+ *                  id is taken
  *   -EPROTO        the segment the key file names is not a shmbus bus; left untouched
  *   -EPROTONOSUPPORT  a shmbus bus of an incompatible layout version
  *   -EUCLEAN       the key file is not a shmbus key file (not a regular file, or garbage);
@@ -73,7 +74,7 @@ typedef struct shmbus_client shmbus_client;
  *   -EHOSTUNREACH  no client with that id or name is on the bus
  *   -ECONNRESET    the destination client died (it is cleaned up shortly after)
  *   -EMSGSIZE      message larger than the bus's msg_size (send), or buffer too small (recv)
- *   -EAGAIN        would block (mailbox full / empty, or SHMBUS_NONBLOCK)
+ *   -EAGAIN        would block (mailbox full / empty, or SHMBUS_SEND_NONBLOCK)
  *   -ETIMEDOUT     the timeout passed
  *   -EUSERS        the bus has no free client slot
  *
@@ -112,13 +113,14 @@ struct shmbus_bus_opts {
                            * 0660 for group access; other bits are refused (-EINVAL) */
 };
 
-/* Flags of shmbus_bus_open(). */
-#define SHMBUS_CREATE 0x1u /* create the bus if it does not exist */
-#define SHMBUS_EXCL   0x2u /* with SHMBUS_CREATE: fail with -EEXIST if it exists */
-#define SHMBUS_RDONLY 0x4u /* attach read-only (monitors): join and send are refused */
+/* Flags of shmbus_bus_open(). Each call family has its own prefix and its own bits, so a
+ * flag of another family (SHMBUS_SEND_*, SHMBUS_PRIO()) is refused with -EINVAL. */
+#define SHMBUS_OPEN_CREATE 0x1u /* create the bus if it does not exist */
+#define SHMBUS_OPEN_EXCL   0x2u /* with SHMBUS_OPEN_CREATE: fail with -EEXIST if it exists */
+#define SHMBUS_OPEN_RDONLY 0x4u /* attach read-only (monitors): join and send are refused */
 
 /*
- * Attach to the bus called `name`, creating it if flags has SHMBUS_CREATE.
+ * Attach to the bus called `name`, creating it if flags has SHMBUS_OPEN_CREATE.
  *
  * The key file is <dir>/<name>.bus where dir is $SHMBUS_DIR (made absolute against the
  * working directory if relative), else $XDG_RUNTIME_DIR/shmbus, else /tmp/shmbus-<uid>; the
@@ -232,7 +234,7 @@ int shmbus_bus_shmid(const char *name);
  *
  * On success *out is a handle freed by shmbus_leave(). Does not block. Thread-safe.
  * Errors: -EINVAL (id out of range, bad name), -EEXIST (id or name taken by a live client),
- * -EUSERS (no free id), -EROFS (bus opened SHMBUS_RDONLY), -EIDRM.
+ * -EUSERS (no free id), -EROFS (bus opened SHMBUS_OPEN_RDONLY), -EIDRM.
  */
 int shmbus_join(shmbus_bus *bus, uint32_t id, const char *name, shmbus_client **out);
 
@@ -341,9 +343,26 @@ int shmbus_reap(shmbus_bus *bus);
  * Messages
  * ------------------------------------------------------------------------------------------ */
 
-/* Flags of the send calls. */
-#define SHMBUS_NONBLOCK 0x1u /* fail with -EAGAIN at once if the mailbox is full */
-#define SHMBUS_ACK      0x2u /* return only once the receiver has taken the message */
+/*
+ * Flags of the send calls (shmbus_send, shmbus_send_batch, shmbus_broadcast, shmbus_request,
+ * shmbus_reply). The priority travels in the same word: SHMBUS_PRIO(n), n = 0 (normal, the
+ * lowest; also what no SHMBUS_PRIO() means) .. 7 (highest, taken first). These bits overlap
+ * neither each other nor the SHMBUS_OPEN_* flags: a send given an open flag, an unknown
+ * bit or a priority above 7 fails with -EINVAL and sends nothing.
+ */
+#define SHMBUS_SEND_NONBLOCK 0x100u /* fail with -EAGAIN at once if the mailbox is full */
+#define SHMBUS_SEND_ACK      0x200u /* return only once the receiver has taken the message */
+#define SHMBUS_PRIO_SHIFT    12
+#define SHMBUS_PRIO_MASK     0xf000u /* 4 bits, so that 8..15 are seen (and refused) */
+/* Priority n as send flags. Not masked: n = 8..15 lands in SHMBUS_PRIO_MASK and n >= 16 on
+ * unknown bits, so any n above 7 is refused (-EINVAL) rather than silently cut. */
+#define SHMBUS_PRIO(n) ((unsigned)(n) << SHMBUS_PRIO_SHIFT)
+
+/* The priority a send-flags word asks for (0..15; above 7 a send refuses it). */
+static inline unsigned shmbus_flags_prio(unsigned flags)
+{
+    return (flags & SHMBUS_PRIO_MASK) >> SHMBUS_PRIO_SHIFT;
+}
 
 /* Flags carried by a received message (shmbus_msg.flags). */
 #define SHMBUS_MSG_ACK       0x1u /* the sender waits for this message to be taken */
@@ -364,21 +383,22 @@ struct shmbus_msg {
 };
 
 /*
- * Send len bytes to client `dst` at priority `prio` (0..7; higher is taken first).
+ * Send len bytes to client `dst`. flags: SHMBUS_PRIO(n) (0..7; higher is taken first; none
+ * means 0), SHMBUS_SEND_NONBLOCK, SHMBUS_SEND_ACK, or-ed together.
  *
  * The payload is copied into the destination's mailbox. If the mailbox is full the call
- * waits up to timeout_ms for room (never drops): with SHMBUS_NONBLOCK it fails at once with
- * -EAGAIN. With SHMBUS_ACK it then also waits, within the same timeout, until the receiver
+ * waits up to timeout_ms for room (never drops): with SHMBUS_SEND_NONBLOCK it fails at once with
+ * -EAGAIN. With SHMBUS_SEND_ACK it then also waits, within the same timeout, until the receiver
  * has taken the message (-ETIMEDOUT if it did not; the message may still be taken later).
  * ACK sends from one client must not run in several threads at once.
  *
  * Sending to yourself is allowed. The fast path (room in the mailbox, receiver not asleep)
  * makes no system call. Thread-safe for several senders on one client.
- * Errors: -EINVAL (NULL, prio > 7), -EMSGSIZE, -EHOSTUNREACH, -ECONNRESET, -EAGAIN,
- * -ETIMEDOUT, -EIDRM.
+ * Errors: -EINVAL (NULL, a flag of another call, priority > 7), -EMSGSIZE, -EHOSTUNREACH,
+ * -ECONNRESET, -EAGAIN, -ETIMEDOUT, -EIDRM.
  */
-int shmbus_send(shmbus_client *c, uint32_t dst, const void *data, size_t len, unsigned prio,
-                unsigned flags, int timeout_ms);
+int shmbus_send(shmbus_client *c, uint32_t dst, const void *data, size_t len, unsigned flags,
+                int timeout_ms);
 
 /* One message of a batch. */
 struct shmbus_iov {
@@ -387,20 +407,21 @@ struct shmbus_iov {
 };
 
 /*
- * Send n messages to `dst` at one priority, reserving mailbox room for as many as fit at
- * once: one atomic operation and at most one wake-up per batch instead of per message.
- * Returns how many were sent (1..n), in order; waits as shmbus_send() only when none fit.
- * SHMBUS_ACK is not accepted here (-EINVAL). Errors as shmbus_send().
+ * Send n messages to `dst` at one priority (flags: SHMBUS_PRIO(n), SHMBUS_SEND_NONBLOCK), reserving
+ * mailbox room for as many as fit at once: one atomic operation and at most one wake-up per batch
+ * instead of per message. Returns how many were sent (1..n), in order; waits as shmbus_send() only
+ * when none fit. SHMBUS_SEND_ACK is not accepted here (-EINVAL). Errors as shmbus_send().
  */
 int shmbus_send_batch(shmbus_client *c, uint32_t dst, const struct shmbus_iov *msgs, size_t n,
-                      unsigned prio, unsigned flags, int timeout_ms);
+                      unsigned flags, int timeout_ms);
 
 /*
- * Send one copy to every live client except the sender. Returns how many got it. A receiver
- * whose mailbox stays full for timeout_ms (or at once with SHMBUS_NONBLOCK) is skipped and
+ * Send one copy to every live client except the sender (flags: SHMBUS_PRIO(n),
+ * SHMBUS_SEND_NONBLOCK). Returns how many got it. A receiver
+ * whose mailbox stays full for timeout_ms (or at once with SHMBUS_SEND_NONBLOCK) is skipped and
  * not counted: compare with the number of live clients to see who missed it.
  */
-int shmbus_broadcast(shmbus_client *c, const void *data, size_t len, unsigned prio, unsigned flags,
+int shmbus_broadcast(shmbus_client *c, const void *data, size_t len, unsigned flags,
                      int timeout_ms);
 
 /*
@@ -422,7 +443,7 @@ int shmbus_recv(shmbus_client *c, struct shmbus_msg *hdr, void *buf, size_t cap,
  * priority first). Copies the payload into buf and the header into *hdr (may be NULL) exactly
  * as shmbus_recv() does, waits for a message the same way (timeout_ms: -1 forever, 0 not at
  * all), and returns the payload length; but the message stays in the mailbox: its slot is
- * not freed, its sender is not acknowledged (SHMBUS_ACK), and `received` does not count it.
+ * not freed, its sender is not acknowledged (SHMBUS_SEND_ACK), and `received` does not count it.
  * shmbus_consume() then takes it; until then nothing is lost if the process dies or leaves.
  *
  * This is how a program that hands messages on (to a pipe, a file, a socket) takes only
@@ -457,18 +478,21 @@ int shmbus_recv_batch(shmbus_client *c, struct shmbus_msg *hdrs, void *bufs, siz
 
 /*
  * Send a request to `dst` and wait up to timeout_ms for its reply, matched by sequence
- * number. Other messages that arrive meanwhile stay in the mailbox, in order, for
- * shmbus_recv(). Returns the reply's payload length; the reply's header goes to *rhdr (may be
- * NULL). Uses the receive side: not concurrently with shmbus_recv() on the same client.
+ * number. flags: SHMBUS_PRIO(n) (the request's priority, which the reply keeps),
+ * SHMBUS_SEND_NONBLOCK (fail with -EAGAIN if dst's mailbox is full). Other messages that arrive
+ * meanwhile stay in the mailbox, in order, for shmbus_recv(). Returns the reply's payload length;
+ * the reply's header goes to *rhdr (may be NULL). Uses the receive side: not concurrently with
+ * shmbus_recv() on the same client.
  */
 int shmbus_request(shmbus_client *c, uint32_t dst, const void *req, size_t len,
-                   struct shmbus_msg *rhdr, void *rbuf, size_t cap, int timeout_ms);
+                   struct shmbus_msg *rhdr, void *rbuf, size_t cap, unsigned flags, int timeout_ms);
 
-/* Answer the request `req` (as received) with len bytes, at the request's priority. Does not
+/* Answer the request `req` (as received) with len bytes, at the request's priority (flags:
+ * SHMBUS_SEND_NONBLOCK only; a SHMBUS_PRIO() is -EINVAL). Does not
  * wait for room longer than timeout_ms. Errors as shmbus_send(), and -EINVAL if req is not
  * a request. */
 int shmbus_reply(shmbus_client *c, const struct shmbus_msg *req, const void *data, size_t len,
-                 int timeout_ms);
+                 unsigned flags, int timeout_ms);
 
 /* ------------------------------------------------------------------------------------------
  * Latency histograms
