@@ -200,6 +200,166 @@ static void test_priorities(void **state)
     th_close_bus(b);
 }
 
+/* Nothing is waiting in c's mailbox. */
+static void assert_empty(shmbus_client *c)
+{
+    char buf[16];
+    assert_int_equal(shmbus_recv(c, NULL, buf, sizeof(buf), 0), -EAGAIN);
+}
+
+/*
+ * Each call family takes only its own flags: an open flag given to a send, a send flag or a
+ * priority given to shmbus_bus_open(), an unknown bit, or a flag a call does not take fails
+ * with -EINVAL and has no effect (nothing is sent, no bus is opened). The values of the
+ * families do not overlap, so a flag of the wrong family can never pass for another one.
+ */
+static void test_flags_wrong_family(void **state)
+{
+    (void)state;
+    shmbus_bus *b = th_open_bus("fam", 2, 8, 16);
+    shmbus_client *a, *c;
+    assert_int_equal(shmbus_join(b, 1, NULL, &a), 0);
+    assert_int_equal(shmbus_join(b, 2, NULL, &c), 0);
+    struct shmbus_iov iov = {"x", 1};
+    struct shmbus_msg m;
+    char buf[16];
+    const unsigned open_flags[] = {SHMBUS_OPEN_CREATE, SHMBUS_OPEN_EXCL, SHMBUS_OPEN_RDONLY};
+    for (size_t k = 0; k < sizeof(open_flags) / sizeof(open_flags[0]); k++) {
+        unsigned f = open_flags[k];
+        assert_int_equal(f & (SHMBUS_SEND_NONBLOCK | SHMBUS_SEND_ACK | SHMBUS_PRIO_MASK), 0);
+        assert_int_equal(shmbus_send(a, 2, "x", 1, f, 0), -EINVAL);
+        assert_int_equal(shmbus_send_batch(a, 2, &iov, 1, f, 0), -EINVAL);
+        assert_int_equal(shmbus_broadcast(a, "x", 1, f, 0), -EINVAL);
+        assert_int_equal(shmbus_request(a, 2, "x", 1, &m, buf, sizeof(buf), f, 0), -EINVAL);
+    }
+    /* Unknown bits, and send flags the call does not take. */
+    assert_int_equal(shmbus_send(a, 2, "x", 1, 0x10000u, 0), -EINVAL);
+    assert_int_equal(shmbus_send(a, 2, "x", 1, 0x80000000u, 0), -EINVAL);
+    assert_int_equal(shmbus_send_batch(a, 2, &iov, 1, SHMBUS_SEND_ACK, 0), -EINVAL);
+    assert_int_equal(shmbus_broadcast(a, "x", 1, SHMBUS_SEND_ACK, 0), -EINVAL);
+    assert_int_equal(shmbus_request(a, 2, "x", 1, &m, buf, sizeof(buf), SHMBUS_SEND_ACK, 0),
+                     -EINVAL);
+    assert_empty(c);
+
+    /* A real request, to check shmbus_reply()'s flags: only SHMBUS_SEND_NONBLOCK. */
+    assert_int_equal(shmbus_request(a, 2, "q", 1, &m, buf, sizeof(buf), 0, 0), -EAGAIN);
+    struct shmbus_msg req;
+    assert_int_equal(shmbus_recv(c, &req, buf, sizeof(buf), 0), 1);
+    assert_true(req.flags & SHMBUS_MSG_REQUEST);
+    assert_int_equal(shmbus_reply(c, &req, "r", 1, SHMBUS_OPEN_CREATE, 0), -EINVAL);
+    assert_int_equal(shmbus_reply(c, &req, "r", 1, SHMBUS_SEND_ACK, 0), -EINVAL);
+    assert_int_equal(shmbus_reply(c, &req, "r", 1, SHMBUS_PRIO(1), 0), -EINVAL);
+    assert_empty(a);
+    assert_int_equal(shmbus_reply(c, &req, "r", 1, SHMBUS_SEND_NONBLOCK, 0), 0);
+    assert_int_equal(shmbus_recv(a, &m, buf, sizeof(buf), 0), 1);
+    assert_true(m.flags & SHMBUS_MSG_REPLY);
+    assert_int_equal(m.corr, req.seq);
+
+    /* The open side: send flags and priorities are not open flags. */
+    const unsigned send_flags[] = {SHMBUS_SEND_NONBLOCK, SHMBUS_SEND_ACK, SHMBUS_PRIO(1),
+                                   SHMBUS_PRIO(7), 0x8u};
+    for (size_t k = 0; k < sizeof(send_flags) / sizeof(send_flags[0]); k++) {
+        unsigned f = send_flags[k];
+        assert_int_equal(f & (SHMBUS_OPEN_CREATE | SHMBUS_OPEN_EXCL | SHMBUS_OPEN_RDONLY), 0);
+        shmbus_bus *x = (shmbus_bus *)&x;
+        /* On an existing bus and on a new name: neither is opened, nothing is created. */
+        assert_int_equal(shmbus_bus_open(th_name("fam"), NULL, f, &x), -EINVAL);
+        assert_null(x);
+        assert_int_equal(shmbus_bus_open(th_name("fam-new"), NULL, SHMBUS_OPEN_CREATE | f, &x),
+                         -EINVAL);
+        assert_int_equal(shmbus_bus_destroy(th_name("fam-new")), -ENOENT);
+    }
+    shmbus_leave(a);
+    shmbus_leave(c);
+    th_close_bus(b);
+}
+
+/* A priority above 7 is refused by every send call, whichever way it is written, and sends
+ * nothing; 7 itself is accepted. shmbus_flags_prio() reads back what SHMBUS_PRIO() set. */
+static void test_prio_out_of_range(void **state)
+{
+    (void)state;
+    shmbus_bus *b = th_open_bus("prange", 3, 8, 16);
+    shmbus_client *a, *c, *d;
+    assert_int_equal(shmbus_join(b, 1, NULL, &a), 0);
+    assert_int_equal(shmbus_join(b, 2, NULL, &c), 0);
+    assert_int_equal(shmbus_join(b, 3, NULL, &d), 0);
+    struct shmbus_iov iov = {"x", 1};
+    struct shmbus_msg m;
+    char buf[16];
+    const unsigned bad[] = {8, 9, 15, 16, 255, 4096};
+    for (size_t k = 0; k < sizeof(bad) / sizeof(bad[0]); k++) {
+        unsigned f = SHMBUS_PRIO(bad[k]);
+        assert_int_equal(shmbus_send(a, 2, "x", 1, f, 0), -EINVAL);
+        assert_int_equal(shmbus_send(a, 2, "x", 1, f | SHMBUS_SEND_NONBLOCK, 0), -EINVAL);
+        assert_int_equal(shmbus_send_batch(a, 2, &iov, 1, f, 0), -EINVAL);
+        assert_int_equal(shmbus_broadcast(a, "x", 1, f, 0), -EINVAL);
+        assert_int_equal(shmbus_request(a, 2, "x", 1, &m, buf, sizeof(buf), f, 0), -EINVAL);
+    }
+    assert_empty(c);
+    assert_empty(d);
+    for (unsigned p = 0; p < SHMBUS_PRIO_LEVELS; p++)
+        assert_int_equal(shmbus_flags_prio(SHMBUS_PRIO(p) | SHMBUS_SEND_NONBLOCK), p);
+    assert_int_equal(shmbus_send(a, 2, "7", 1, SHMBUS_PRIO(7), 0), 0);
+    assert_int_equal(shmbus_recv(c, &m, buf, sizeof(buf), 0), 1);
+    assert_int_equal(m.prio, 7);
+    shmbus_leave(a);
+    shmbus_leave(c);
+    shmbus_leave(d);
+    th_close_bus(b);
+}
+
+/*
+ * Priorities set through the flags order what every send call delivers: highest first,
+ * first in first out within a level, whichever call sent it. A request carries the priority
+ * it was sent with, and its reply comes back at that priority.
+ */
+static void test_prio_flags_order(void **state)
+{
+    (void)state;
+    shmbus_bus *b = th_open_bus("pflags", 2, 32, 16);
+    shmbus_client *a, *c;
+    assert_int_equal(shmbus_join(b, 1, NULL, &a), 0);
+    assert_int_equal(shmbus_join(b, 2, NULL, &c), 0);
+    struct shmbus_msg m;
+    char buf[16];
+    assert_int_equal(shmbus_send(a, 2, "n1", 2, 0, 0), 0);
+    assert_int_equal(shmbus_send(a, 2, "p3", 2, SHMBUS_PRIO(3) | SHMBUS_SEND_NONBLOCK, 0), 0);
+    struct shmbus_iov iov[2] = {{"b1", 2}, {"b2", 2}};
+    assert_int_equal(shmbus_send_batch(a, 2, iov, 2, SHMBUS_PRIO(5), 0), 2);
+    assert_int_equal(shmbus_send(a, 2, "n2", 2, SHMBUS_PRIO(0), 0), 0);
+    assert_int_equal(shmbus_broadcast(a, "bc", 2, SHMBUS_PRIO(7), 0), 1);
+    assert_int_equal(shmbus_send(a, 2, "p3b", 3, SHMBUS_PRIO(3), 0), 0);
+    /* The request's reply cannot come within 0 ms: -EAGAIN, but the request is sent. */
+    assert_int_equal(shmbus_request(a, 2, "rq", 2, &m, buf, sizeof(buf), SHMBUS_PRIO(6), 0),
+                     -EAGAIN);
+    const char *want[] = {"bc", "rq", "b1", "b2", "p3", "p3b", "n1", "n2"};
+    const unsigned want_prio[] = {7, 6, 5, 5, 3, 3, 0, 0};
+    struct shmbus_msg req = {0};
+    for (size_t k = 0; k < sizeof(want) / sizeof(want[0]); k++) {
+        int r = shmbus_recv(c, &m, buf, sizeof(buf), 0);
+        assert_int_equal(r, strlen(want[k]));
+        assert_memory_equal(buf, want[k], (size_t)r);
+        assert_int_equal(m.prio, want_prio[k]);
+        if (m.flags & SHMBUS_MSG_REQUEST)
+            req = m;
+    }
+    assert_empty(c);
+    assert_int_equal(req.prio, 6);
+    /* Below the reply, a message of priority 4 that arrives first. */
+    assert_int_equal(shmbus_send(c, 1, "p4", 2, SHMBUS_PRIO(4), 0), 0);
+    assert_int_equal(shmbus_reply(c, &req, "re", 2, 0, 0), 0);
+    assert_int_equal(shmbus_recv(a, &m, buf, sizeof(buf), 0), 2);
+    assert_memory_equal(buf, "re", 2);
+    assert_true(m.flags & SHMBUS_MSG_REPLY);
+    assert_int_equal(m.prio, 6);
+    assert_int_equal(shmbus_recv(a, &m, buf, sizeof(buf), 0), 2);
+    assert_memory_equal(buf, "p4", 2);
+    shmbus_leave(a);
+    shmbus_leave(c);
+    th_close_bus(b);
+}
+
 static void test_batch(void **state)
 {
     (void)state;
@@ -1110,6 +1270,9 @@ int main(void)
         cmocka_unit_test(test_send_recv_basic),
         cmocka_unit_test(test_full_mailbox),
         cmocka_unit_test(test_priorities),
+        cmocka_unit_test(test_flags_wrong_family),
+        cmocka_unit_test(test_prio_out_of_range),
+        cmocka_unit_test(test_prio_flags_order),
         cmocka_unit_test(test_batch),
         cmocka_unit_test(test_broadcast),
         cmocka_unit_test(test_request_reply),
