@@ -106,10 +106,17 @@ const char *shmbus_version(void);
 /* Options fixed when a bus is created. A zero field takes its default. */
 struct shmbus_bus_opts {
     uint32_t max_clients; /* client ids are 1..max_clients; default 64, at most 4096 */
-    uint32_t slots;       /* mailbox capacity in messages, a power of two >= 2; default 256 */
+    uint32_t slots;       /* sizes the default ring: room for about this many messages of
+                           * msg_size bytes; a power of two >= 2; default 256 */
     uint32_t msg_size;    /* largest payload in bytes; default 1024 (the seed's BUF_LEN) */
     uint32_t mode;        /* permission bits of the segment and key file: 0600 (default) or
                            * 0660 for group access; other bits are refused (-EINVAL) */
+    uint64_t ring_bytes;  /* each mailbox's ring in bytes: a power of two, a multiple of 64,
+                           * room for at least two messages of msg_size (each takes
+                           * 48 + len bytes rounded up to 64), else -EINVAL. 0: the default,
+                           * slots x that record size rounded down to a power of two (256 KiB
+                           * for the defaults). A message of any length up to msg_size fits
+                           * as long as there is room: small ones take little. */
 };
 
 /* Flags of shmbus_bus_open(). */
@@ -169,6 +176,7 @@ struct shmbus_bus_info {
     uint32_t live_clients;
     uint64_t created_ns; /* CLOCK_REALTIME at creation */
     uint64_t nonce;      /* random, chosen at creation: tells two incarnations apart */
+    uint64_t ring_bytes; /* each mailbox's ring (see shmbus_bus_opts) */
 };
 
 /* Fill *info. Does not block. Thread-safe. Errors: -EINVAL, -EIDRM. */
