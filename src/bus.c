@@ -348,7 +348,8 @@ static int check_header(const struct sb_header *h, size_t segsz, const char *nam
     if (st != SB_BUS_READY || strncmp(h->name, name, sizeof(h->name)) != 0 ||
         h->creator_uid != (uint32_t)owner)
         return -EBADMSG; /* key files name only READY buses: this one was scribbled on */
-    int r = sb__layout(lay, h->max_clients, h->slots, h->msg_size, (uint64_t)h->ring_units * SB_UNIT);
+    int r =
+        sb__layout(lay, h->max_clients, h->slots, h->msg_size, (uint64_t)h->ring_units * SB_UNIT);
     if (r < 0)
         return -EBADMSG;
     if (h->ring_units != lay->ring_units || h->entry_size != lay->entry_size ||

@@ -183,11 +183,11 @@ enum { SB_HW_ZERO = 0, SB_HW_CLAIMED = 1, SB_HW_READY = 2, SB_HW_DONE = 3 };
 #define SB_HW(state, units, prio, lap)                                                             \
     ((((uint64_t)(lap)&SB_LAP_MASK) << 24) | ((uint64_t)(units) << 5) |                            \
      ((uint64_t)((prio)&7u) << 2) | (uint64_t)(state))
-#define SB_HW_STATE(v) ((unsigned)((v)&3u))
-#define SB_HW_PRIO(v)  ((unsigned)(((v) >> 2) & 7u))
-#define SB_HW_UNITS(v) ((uint32_t)(((v) >> 5) & 0xffffu))
-#define SB_HW_LAP(v)   ((v) >> 24)
-#define SB_HW_PAD(v)   (((v) >> 21) & 7u) /* always 0 in a real header */
+#define SB_HW_STATE(v)     ((unsigned)((v)&3u))
+#define SB_HW_PRIO(v)      ((unsigned)(((v) >> 2) & 7u))
+#define SB_HW_UNITS(v)     ((uint32_t)(((v) >> 5) & 0xffffu))
+#define SB_HW_LAP(v)       ((v) >> 24)
+#define SB_HW_PAD(v)       (((v) >> 21) & 7u) /* always 0 in a real header */
 #define SB_TAIL(pos, last) (((uint64_t)(last) << 48) | ((pos)&SB_POS_MASK))
 #define SB_TAIL_POS(t)     ((t)&SB_POS_MASK)
 #define SB_TAIL_LAST(t)    ((uint32_t)((t) >> 48))

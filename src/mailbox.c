@@ -44,9 +44,9 @@
 #include "internal.h"
 #include "relax.h"
 
-#define MSG_FLAGS (SHMBUS_MSG_ACK | SHMBUS_MSG_REQUEST | SHMBUS_MSG_REPLY | SHMBUS_MSG_BROADCAST)
-#define BATCH_MAX 256u /* messages one shmbus_send_batch() claim carries at most */
-#define CHAIN_SPINS 64 /* yields while a previous claim's header is missing, before sleeping */
+#define MSG_FLAGS   (SHMBUS_MSG_ACK | SHMBUS_MSG_REQUEST | SHMBUS_MSG_REPLY | SHMBUS_MSG_BROADCAST)
+#define BATCH_MAX   256u /* messages one shmbus_send_batch() claim carries at most */
+#define CHAIN_SPINS 64   /* yields while a previous claim's header is missing, before sleeping */
 
 /* a - b on 48-bit positions. */
 static inline uint64_t pdiff(uint64_t a, uint64_t b)
@@ -153,7 +153,6 @@ static void intent_put(shmbus_client *c, unsigned i)
     /* Release pairs with the acquire CAS in intent_get() of the next thread to take it. */
     atomic_fetch_and_explicit(&c->intent_busy, ~(1u << i), memory_order_release);
 }
-
 
 /* ---- producer side ---------------------------------------------------------------------- */
 
@@ -310,8 +309,8 @@ static void wake_consumer(struct sb_mbox *mb)
  * Commit the claim at pos (steps 8..10): CLAIMED(claimed) -> READY(first), end the intent,
  * wake the consumer. -ECONNRESET if the claim was skipped (nothing delivered).
  */
-static int commit(shmbus_client *c, struct sb_mbox *mb, unsigned ii, uint64_t pos,
-                  uint32_t claimed, uint32_t first, unsigned prio)
+static int commit(shmbus_client *c, struct sb_mbox *mb, unsigned ii, uint64_t pos, uint32_t claimed,
+                  uint32_t first, unsigned prio)
 {
     shmbus_bus *b = c->bus;
     uint64_t lap = lap_of(b, pos);
@@ -357,7 +356,6 @@ static int sem_wait_slice(const shmbus_bus *b, struct sb_sem *sem, uint64_t dead
     return sb__sem_wait_until(sem, &ts, most);
 }
 
-
 /* Is destination dst (generation gen) still the client we are sending to? */
 static int check_dest(shmbus_bus *b, uint32_t dst, uint32_t gen, bool check_process)
 {
@@ -380,7 +378,6 @@ static int check_dest(shmbus_bus *b, uint32_t dst, uint32_t gen, bool check_proc
     return 0;
 }
 
-
 static int check_send_args(shmbus_client *c, size_t len, unsigned prio)
 {
     if (c == NULL || prio >= SHMBUS_PRIO_LEVELS)
@@ -391,7 +388,6 @@ static int check_send_args(shmbus_client *c, size_t len, unsigned prio)
         return -EIDRM;
     return 0;
 }
-
 
 /*
  * Waiting for the ACK of a message to dst (generation gen): can it still be taken? By dst
@@ -444,7 +440,6 @@ static int wait_ack(shmbus_client *c, uint32_t dst, uint32_t gen, uint64_t seq, 
     }
 }
 
-
 /*
  * No room (or the chain rule): wait for the consumer, the deadline, or the destination's
  * end. 0 to try again.
@@ -485,8 +480,8 @@ static int wait_space(shmbus_bus *b, struct sb_mbox *mb, uint32_t dst, uint32_t 
  * must commit.
  */
 static int claim_wait(shmbus_client *c, uint32_t dst, uint32_t gen, const uint32_t *units,
-                      uint32_t nrec, unsigned prio, unsigned flags, uint64_t deadline,
-                      unsigned *ii, uint64_t *pos, uint32_t *total)
+                      uint32_t nrec, unsigned prio, unsigned flags, uint64_t deadline, unsigned *ii,
+                      uint64_t *pos, uint32_t *total)
 {
     shmbus_bus *b = c->bus;
     struct sb_mbox *mb = sb__mbox(b, dst);

@@ -368,7 +368,7 @@ static int leave(shmbus_client *c, bool keep)
                                                  memory_order_relaxed))
         return SB_ST_KIND(s) == SB_CLEANING ? -ECONNRESET : -EHOSTUNREACH;
     sb__tp(SB_TP_LEAVING); /* test-only: leaving, entry CLEANING */
-    sb__mbox_publish(c); /* the drain or the next client starts where we stopped */
+    sb__mbox_publish(c);   /* the drain or the next client starts where we stopped */
     sb__mbox_skip_intents(b, e);
     if (keep) {
         /* One kept generation only: ours. Messages still stamped with the one we took
