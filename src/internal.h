@@ -149,8 +149,10 @@ struct sb_mbox {
     /* Each word on its own line (docs/mailbox-v2.md, 1): tail is CASed by every claim, head
      * stored by the consumer once per batch, sleeping and pending_hi read on every send or
      * receive but rarely written. The ring starts at the next page. */
-    _Alignas(SB_LINE) _Atomic uint64_t tail;      /* (pos 48 bits, last claim's units 16) */
+    _Alignas(SB_LINE) _Atomic uint64_t tail; /* (pos 48 bits, last claim's units 16) */
+    _Atomic uint64_t claimed; /* messages claimed, added after each claim (the line is ours) */
     _Alignas(SB_LINE) _Atomic uint64_t head;      /* consumer's published position */
+    _Alignas(SB_LINE) _Atomic uint64_t passed;    /* messages taken, dropped or skipped */
     _Alignas(SB_LINE) _Atomic uint32_t sleeping;  /* the consumer is (about to be) asleep */
     _Alignas(SB_LINE) _Atomic int32_t pending_hi; /* prio > 0 committed (or about to be) */
     /* Blocked producers. */
