@@ -200,7 +200,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
         die("shmat", -errno);
     /* Where the regions are, to aim patches: computed as the library does. */
     struct sb_layout lay;
-    if ((r = sb__layout(&lay, o.max_clients, o.slots, o.msg_size)) < 0)
+    if ((r = sb__layout(&lay, o.max_clients, o.slots, o.msg_size, o.ring_bytes)) < 0)
         die("layout", r);
     reg_off = lay.registry_off;
     mbox_off = lay.mbox_off;
