@@ -55,6 +55,7 @@
 #define SB_LINE           64u
 #define SB_HEADER_SIZE    4096u
 #define SB_INTENTS        4u  /* concurrent sending threads per client that can each be tracked */
+#define SB_HELD           16u /* receive loans (shmbus_recv_ref) a client may hold at once */
 #define SB_SLICE_MS       250 /* how often a blocked call wakes to check for dead peers */
 #define SB_REAP_NS        1000000000ull /* at most one automatic reap per bus per second */
 
@@ -240,6 +241,10 @@ struct shmbus_client {
      * rule's fast path (our own claim's header is known to be there). */
     uint32_t last_mbox[SB_INTENTS];
     uint64_t last_end[SB_INTENTS];
+    /* Receiver: positions of the records shmbus_recv_ref() lent and not released yet; h
+     * never passes the oldest, so their bytes are neither zeroed nor reused. */
+    uint32_t nheld;
+    uint64_t held[SB_HELD];
     /* Sender: cached head per destination (index id - 1), a lower bound of the real one;
      * NULL until the first send. Relaxed atomics: several sending threads share it. */
     _Atomic uint64_t *hcache;

@@ -148,6 +148,25 @@ static unsigned intent_get(shmbus_client *c)
     }
 }
 
+/* As intent_get(), but -EBUSY rather than wait when every record is held. */
+static int intent_try_get(shmbus_client *c, unsigned *out)
+{
+    uint32_t busy = atomic_load_explicit(&c->intent_busy, memory_order_relaxed);
+    for (;;) {
+        unsigned i = 0;
+        while (i < SB_INTENTS && (busy & (1u << i)))
+            i++;
+        if (i == SB_INTENTS)
+            return -EBUSY;
+        /* Acquire pairs with the release in intent_put(), as in intent_get(). */
+        if (atomic_compare_exchange_weak_explicit(&c->intent_busy, &busy, busy | (1u << i),
+                                                  memory_order_acquire, memory_order_relaxed)) {
+            *out = i;
+            return 0;
+        }
+    }
+}
+
 static void intent_put(shmbus_client *c, unsigned i)
 {
     /* Release pairs with the acquire CAS in intent_get() of the next thread to take it. */
@@ -293,7 +312,7 @@ static void write_rec(shmbus_bus *b, struct sb_mbox *mb, uint64_t pos, const shm
     r->src = c->id;
     r->src_gen = (c->gen & 0xffffffu) | ((uint32_t)mflags << 24);
     r->dst_gen = dst_gen;
-    if (len != 0)
+    if (data != NULL && len != 0)
         memcpy((uint8_t *)r + SB_REC_HDR, data, len);
 }
 
@@ -482,12 +501,16 @@ static int wait_space(shmbus_bus *b, struct sb_mbox *mb, uint32_t dst, uint32_t 
  * must commit.
  */
 static int claim_wait(shmbus_client *c, uint32_t dst, uint32_t gen, const uint32_t *units,
-                      uint32_t nrec, unsigned prio, unsigned flags, uint64_t deadline, unsigned *ii,
-                      uint64_t *pos, uint32_t *total)
+                      uint32_t nrec, unsigned prio, unsigned flags, uint64_t deadline, bool loan,
+                      unsigned *ii, uint64_t *pos, uint32_t *total)
 {
     shmbus_bus *b = c->bus;
     struct sb_mbox *mb = sb__mbox(b, dst);
-    unsigned i = intent_get(c);
+    unsigned i;
+    if (!loan)
+        i = intent_get(c);
+    else if (intent_try_get(c, &i) < 0)
+        return -EBUSY; /* a thread holding loans must not wait for itself */
     bool counted = false;
     uint64_t spin_until = 0;
     uint32_t spins = 0, chain_spins = 0;
@@ -554,7 +577,7 @@ static int send_one(shmbus_client *c, uint32_t dst, const void *data, size_t len
     uint32_t units = sb__rec_units(len), total;
     unsigned i;
     uint64_t pos;
-    r = claim_wait(c, dst, gen, &units, 1, prio, flags, deadline, &i, &pos, &total);
+    r = claim_wait(c, dst, gen, &units, 1, prio, flags, deadline, false, &i, &pos, &total);
     if (r < 0)
         return r;
     sb__tp(SB_TP_RESERVED); /* test-only: claimed, not yet filled */
@@ -625,7 +648,7 @@ int shmbus_send_batch(shmbus_client *c, uint32_t dst, const struct shmbus_iov *m
     unsigned i;
     uint64_t pos;
     uint32_t total;
-    int k = claim_wait(c, dst, gen, units, want, prio, flags, deadline, &i, &pos, &total);
+    int k = claim_wait(c, dst, gen, units, want, prio, flags, deadline, false, &i, &pos, &total);
     if (k < 0)
         return k;
     uint64_t seq = atomic_fetch_add_explicit(&c->e->sent, (uint64_t)k, memory_order_relaxed);
@@ -708,7 +731,8 @@ static void ack_sender(shmbus_bus *b, uint32_t src, uint32_t src_gen, uint64_t s
 
 /* What a receive is looking for: any message, or the reply to one request. */
 struct want {
-    bool peek; /* copy the message out but leave it in place (shmbus_peek) */
+    bool peek;        /* copy the message out but leave it in place (shmbus_peek) */
+    const void **ref; /* lend it in place (shmbus_recv_ref): the payload's address here */
     bool reply_only;
     uint32_t from;
     uint64_t corr;
@@ -726,11 +750,13 @@ static void add_counter(_Atomic uint64_t *ctr, uint64_t n)
  * walk of every consumer: the owner's (its private h), a drain's, and steps at most a ring.
  * 0, or -EBADMSG at a header that fails the checks (*hp stops there).
  */
-static int advance_from(const shmbus_bus *b, struct sb_mbox *mb, uint64_t *hp)
+static int advance_from(const shmbus_bus *b, struct sb_mbox *mb, uint64_t *hp, const uint64_t *stop)
 {
     uint64_t h = *hp, cap = b->lay.ring_units;
     int r = 0;
     for (uint64_t steps = 0; steps < cap;) {
+        if (stop != NULL && h == *stop)
+            break; /* a record shmbus_recv_ref() lent: its bytes stay until released */
         /* Acquire pairs with the release store of the header in claim(), the commit CAS in
          * commit() and the skip CAS in skip_one(). */
         uint64_t v = atomic_load_explicit(hw_at(b, mb, h), memory_order_acquire);
@@ -757,6 +783,25 @@ static int advance_from(const shmbus_bus *b, struct sb_mbox *mb, uint64_t *hp)
     }
     *hp = h;
     return r;
+}
+
+/* The oldest record the consumer has lent and not had back (only when nheld > 0). */
+static uint64_t oldest_held(const shmbus_client *c)
+{
+    uint64_t best = c->held[0];
+    for (uint32_t i = 1; i < c->nheld; i++)
+        if (pdiff(c->held[i], c->h) < pdiff(best, c->h))
+            best = c->held[i];
+    return best;
+}
+
+/* The owner's advance: from its private h, never past a lent record. */
+static int advance(shmbus_client *c)
+{
+    if (c->nheld == 0)
+        return advance_from(c->bus, c->mb, &c->h, NULL);
+    uint64_t stop = oldest_held(c);
+    return advance_from(c->bus, c->mb, &c->h, &stop);
 }
 
 /*
@@ -815,11 +860,13 @@ static int find_msg(shmbus_client *c, const struct want *w, uint64_t *found, uin
 {
     shmbus_bus *b = c->bus;
     struct sb_mbox *mb = c->mb;
-    int r = advance_from(b, mb, &c->h);
+    int r = advance(c);
     if (r < 0)
         return r;
     uint64_t h = c->h, cap = b->lay.ring_units;
-    bool scan = w->reply_only || atomic_load_explicit(&mb->pending_hi, memory_order_relaxed) > 0;
+    /* A lent record at h (DONE, not passed until released) makes us look past it. */
+    bool scan = w->reply_only || c->nheld != 0 ||
+                atomic_load_explicit(&mb->pending_hi, memory_order_relaxed) > 0;
     if (!scan) {
         /* Acquire pairs with the commit CAS in commit(): a READY record's fields and
          * payload are visible. */
@@ -990,6 +1037,23 @@ static int peek_at(shmbus_client *c, uint64_t pos, uint64_t v, struct shmbus_msg
     return r;
 }
 
+/* Take the message at pos in place: counted, ACKed and DONE, but its bytes held for the
+ * caller until shmbus_recv_release(). Returns its length or -ENOMSG (dropped). */
+static int lend_at(shmbus_client *c, uint64_t pos, uint64_t v, struct shmbus_msg *hdr,
+                   const void **ref, bool sample)
+{
+    struct shmbus_msg m;
+    uint32_t src_gen;
+    int r = read_at(c, pos, v, &m, &src_gen, NULL, 0); /* checks only: no room to copy to */
+    if (r == -ENOMSG)
+        return r;
+    consume_at(c, pos, v, &m, src_gen, sample);
+    c->held[c->nheld++] = pos;
+    *hdr = m;
+    *ref = (const uint8_t *)sb__unit(c->bus, c->mb, pos) + SB_REC_HDR;
+    return (int)m.len;
+}
+
 /* Take one matching message if there is one: length, -EAGAIN, -EMSGSIZE or -EBADMSG. */
 static int try_take(shmbus_client *c, const struct want *w, struct shmbus_msg *hdr, void *buf,
                     size_t cap, bool sample)
@@ -1001,12 +1065,14 @@ static int try_take(shmbus_client *c, const struct want *w, struct shmbus_msg *h
             return r;
         if (w->peek)
             r = peek_at(c, pos, v, hdr, buf, cap);
+        else if (w->ref != NULL)
+            r = lend_at(c, pos, v, hdr, w->ref, sample);
         else
             r = take_at(c, pos, v, hdr, buf, cap, sample);
         if (r == -ENOMSG)
             continue;
         if (r >= 0 && !w->peek) {
-            advance_from(c->bus, c->mb, &c->h);
+            advance(c);
             maybe_publish(c);
         }
         return r;
@@ -1098,7 +1164,7 @@ static void check_stuck(shmbus_client *c, bool woken)
 {
     shmbus_bus *b = c->bus;
     struct sb_mbox *mb = c->mb;
-    advance_from(b, mb, &c->h);
+    advance(c);
     uint64_t h = c->h;
     /* Acquire pairs with the release store of the header in claim() and the commit. */
     uint64_t v = atomic_load_explicit(hw_at(b, mb, h), memory_order_acquire);
@@ -1119,7 +1185,7 @@ static void check_stuck(shmbus_client *c, bool woken)
         return;
     }
     if (skip_one(b, mb, h)) {
-        advance_from(b, mb, &c->h);
+        advance(c);
         publish(c, true); /* producers may wait on the chain rule behind the skipped claim */
     }
 }
@@ -1256,7 +1322,7 @@ int shmbus_consume(shmbus_client *c)
     if (v != c->peek_hw || rc->seq != c->peek_msg.seq || rc->src != c->peek_msg.src)
         return -ENOMSG;
     consume_at(c, pos, v, &c->peek_msg, c->peek_src_gen, (c->recv_count++ & 15) == 0);
-    advance_from(b, c->mb, &c->h);
+    advance(c);
     maybe_publish(c);
     return 0;
 }
@@ -1274,12 +1340,14 @@ static size_t take_run(shmbus_client *c, struct shmbus_msg *hdrs, uint8_t *bufs,
     struct sb_mbox *mb = c->mb;
     if (atomic_load_explicit(&mb->pending_hi, memory_order_relaxed) > 0)
         return 0;
-    if (advance_from(b, mb, &c->h) < 0)
+    if (advance(c) < 0)
         return 0;
+    bool held = c->nheld != 0;
+    uint64_t stop = held ? oldest_held(c) : 0;
     uint64_t h = c->h, h0 = h, bytes = 0, dropped = 0;
     uint64_t cap = b->lay.ring_units;
     size_t got = 0;
-    while (got < n && pdiff(h, h0) < cap) {
+    while (got < n && pdiff(h, h0) < cap && !(held && h == stop)) {
         struct sb_rec *rc = sb__unit(b, mb, h);
         /* Acquire pairs with the commit CAS in commit(). */
         uint64_t v = atomic_load_explicit(&rc->hw, memory_order_acquire);
@@ -1356,7 +1424,7 @@ int shmbus_recv_batch(shmbus_client *c, struct shmbus_msg *hdrs, void *bufs, siz
             break;
         got++;
     }
-    advance_from(c->bus, c->mb, &c->h);
+    advance(c);
     if (c->h != c->hpub)
         publish(c, false);
     return (int)got;
@@ -1401,6 +1469,147 @@ int shmbus_reply(shmbus_client *c, const struct shmbus_msg *req, const void *dat
         deadline = 0;
     return send_one(c, req->src, data, len, req->prio & 7, 0, SHMBUS_MSG_REPLY, req->seq, deadline,
                     NULL);
+}
+
+/* ---- zero-copy loans ------------------------------------------------------------------ */
+
+_Static_assert(SHMBUS_INTENTS == SB_INTENTS, "the header states the library's count");
+
+#define LOAN_MAGIC 0x4c4f414e00000000ull /* "LOAN": an open loan's priv_[3] with the client */
+
+/* The library's part of a loan: where, how big, which intent record, to whom. */
+static uint64_t loan_tag(const shmbus_client *c)
+{
+    return LOAN_MAGIC ^ (uint64_t)(uintptr_t)c;
+}
+
+int shmbus_loan(shmbus_client *c, uint32_t dst, size_t len, unsigned prio, unsigned flags,
+                int timeout_ms, struct shmbus_loan *loan)
+{
+    if (loan == NULL)
+        return -EINVAL;
+    memset(loan, 0, sizeof(*loan));
+    int r = check_send_args(c, len, prio);
+    if (r < 0)
+        return r;
+    if (flags & ~SHMBUS_NONBLOCK)
+        return -EINVAL;
+    shmbus_bus *b = c->bus;
+    uint32_t gen;
+    r = sb__dest_state(b, dst, &gen);
+    if (r < 0)
+        return r;
+    uint64_t deadline;
+    deadline_of(timeout_ms, &deadline);
+    if (timeout_ms == 0)
+        deadline = 0;
+    uint32_t units = sb__rec_units(len), total;
+    unsigned i;
+    uint64_t pos;
+    r = claim_wait(c, dst, gen, &units, 1, prio, flags, deadline, true, &i, &pos, &total);
+    if (r < 0)
+        return r;
+    sb__tp(SB_TP_RESERVED); /* test-only: claimed, not yet filled */
+    loan->data = (uint8_t *)sb__unit(b, sb__mbox(b, dst), pos) + SB_REC_HDR;
+    loan->cap = len;
+    loan->priv_[0] = pos;
+    loan->priv_[1] = (uint64_t)dst | (uint64_t)gen << 32;
+    loan->priv_[2] = (uint64_t)total | (uint64_t)i << 32 | (uint64_t)prio << 40;
+    loan->priv_[3] = loan_tag(c);
+    return 0;
+}
+
+/* Check and close an open loan of c: its fields, or -EINVAL. */
+static int loan_take(shmbus_client *c, struct shmbus_loan *loan, uint64_t *pos, uint32_t *dst,
+                     uint32_t *gen, uint32_t *total, unsigned *ii, unsigned *prio)
+{
+    if (c == NULL || loan == NULL || loan->priv_[3] != loan_tag(c))
+        return -EINVAL;
+    *pos = loan->priv_[0];
+    *dst = (uint32_t)loan->priv_[1];
+    *gen = (uint32_t)(loan->priv_[1] >> 32);
+    *total = (uint32_t)loan->priv_[2];
+    *ii = (unsigned)(loan->priv_[2] >> 32) & 0xffu;
+    *prio = (unsigned)(loan->priv_[2] >> 40) & 7u;
+    if (*dst < 1 || *dst > c->bus->lay.max_clients || *ii >= SB_INTENTS ||
+        !(atomic_load_explicit(&c->intent_busy, memory_order_relaxed) & (1u << *ii)))
+        return -EINVAL;
+    loan->priv_[3] = 0;
+    return 0;
+}
+
+int shmbus_loan_commit(shmbus_client *c, struct shmbus_loan *loan, size_t used)
+{
+    if (loan == NULL || used > loan->cap)
+        return -EINVAL;
+    uint64_t pos;
+    uint32_t dst, gen, total;
+    unsigned i, prio;
+    int r = loan_take(c, loan, &pos, &dst, &gen, &total, &i, &prio);
+    if (r < 0)
+        return r;
+    shmbus_bus *b = c->bus;
+    struct sb_mbox *mb = sb__mbox(b, dst);
+    uint64_t seq = atomic_fetch_add_explicit(&c->e->sent, 1, memory_order_relaxed) + 1;
+    atomic_fetch_add_explicit(&c->e->bytes_sent, used, memory_order_relaxed);
+    if (prio > 0) /* before the commit, whose release orders it */
+        atomic_fetch_add_explicit(&mb->pending_hi, 1, memory_order_relaxed);
+    write_rec(b, mb, pos, c, gen, NULL, used, 0, seq, 0, sb__now_ns());
+    loan->data = NULL;
+    return commit(c, mb, i, pos, total, total, prio);
+}
+
+int shmbus_loan_cancel(shmbus_client *c, struct shmbus_loan *loan)
+{
+    uint64_t pos;
+    uint32_t dst, gen, total;
+    unsigned i, prio;
+    int r = loan_take(c, loan, &pos, &dst, &gen, &total, &i, &prio);
+    if (r < 0)
+        return r;
+    shmbus_bus *b = c->bus;
+    struct sb_mbox *mb = sb__mbox(b, dst);
+    uint64_t lap = lap_of(b, pos);
+    uint64_t expect = SB_HW(SB_HW_CLAIMED, total, prio, lap);
+    /* The owner ends its claim as padding. Release pairs with the acquire loads of hw in
+     * advance_from() and find_msg(); fails only if the claim was skipped. */
+    bool ok = atomic_compare_exchange_strong_explicit(hw_at(b, mb, pos), &expect,
+                                                      SB_HW(SB_HW_DONE, total, 0, lap),
+                                                      memory_order_release, memory_order_relaxed);
+    /* Release pairs with the acquire load of n in claimant_live(). */
+    atomic_store_explicit(&c->e->intent[i].n, 0, memory_order_release);
+    intent_put(c, i);
+    atomic_fetch_sub_explicit(&mb->claimed, 1, memory_order_relaxed); /* never a message */
+    loan->data = NULL;
+    if (!ok)
+        return -ECONNRESET;
+    wake_consumer(mb); /* it may wait behind the claim */
+    return 0;
+}
+
+int shmbus_recv_ref(shmbus_client *c, struct shmbus_msg *hdr, const void **data, int timeout_ms)
+{
+    if (c == NULL || hdr == NULL || data == NULL)
+        return -EINVAL;
+    if (c->nheld >= SB_HELD)
+        return -EBUSY;
+    struct want w = {.ref = data};
+    return recv_common(c, &w, hdr, NULL, 0, timeout_ms);
+}
+
+int shmbus_recv_release(shmbus_client *c, const void *data)
+{
+    if (c == NULL || data == NULL)
+        return -EINVAL;
+    for (uint32_t i = 0; i < c->nheld; i++) {
+        if ((const uint8_t *)sb__unit(c->bus, c->mb, c->held[i]) + SB_REC_HDR != data)
+            continue;
+        c->held[i] = c->held[--c->nheld];
+        advance(c);
+        maybe_publish(c);
+        return 0;
+    }
+    return -EINVAL;
 }
 
 /* ---- owners, leavers and cleaners ------------------------------------------------------- */
@@ -1454,7 +1663,8 @@ void sb__mbox_attach(shmbus_client *c)
 
 void sb__mbox_publish(shmbus_client *c)
 {
-    advance_from(c->bus, c->mb, &c->h);
+    c->nheld = 0; /* leaving gives back what recv_ref lent */
+    advance(c);
     publish(c, true);
 }
 
@@ -1462,7 +1672,7 @@ uint64_t sb__mbox_drain(shmbus_bus *b, struct sb_mbox *mb)
 {
     uint64_t h = start_pos(b, mb), n = 0, cap = b->lay.ring_units;
     for (uint64_t steps = 0; steps < 2 * cap; steps++) {
-        if (advance_from(b, mb, &h) < 0) {
+        if (advance_from(b, mb, &h, NULL) < 0) {
             h = reset_ring(b, mb);
             break;
         }
