@@ -237,6 +237,7 @@ struct shmbus_client {
     /* Receiver (one thread at a time): the private position (next unit to look at) and the
      * last head published (docs/mailbox-v2.md, 5). */
     uint64_t h, hpub;
+    bool inherited; /* h came from a published head and no header has been read since */
     /* Sender: per intent record, the mailbox and end of its last claim, for the chain
      * rule's fast path (our own claim's header is known to be there). */
     uint32_t last_mbox[SB_INTENTS];

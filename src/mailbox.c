@@ -750,7 +750,8 @@ static void add_counter(_Atomic uint64_t *ctr, uint64_t n)
  * walk of every consumer: the owner's (its private h), a drain's, and steps at most a ring.
  * 0, or -EBADMSG at a header that fails the checks (*hp stops there).
  */
-static int advance_from(const shmbus_bus *b, struct sb_mbox *mb, uint64_t *hp, const uint64_t *stop)
+static int advance_from(const shmbus_bus *b, struct sb_mbox *mb, uint64_t *hp, const uint64_t *stop,
+                        bool *inherited)
 {
     uint64_t h = *hp, cap = b->lay.ring_units;
     int r = 0;
@@ -761,6 +762,12 @@ static int advance_from(const shmbus_bus *b, struct sb_mbox *mb, uint64_t *hp, c
          * commit() and the skip CAS in skip_one(). */
         uint64_t v = atomic_load_explicit(hw_at(b, mb, h), memory_order_acquire);
         if (v == 0) {
+            /* A zero word is the end of what is committed, except in a run an earlier
+             * consumer zeroed and did not publish: only a walk that started at a published
+             * head can meet one (inherited, or a drain's walk: NULL), and only before its
+             * first real header. The owner's walk then costs no look at tail. */
+            if (inherited != NULL && !*inherited)
+                break;
             int z = zero_step(b, mb, h);
             if (z == 0)
                 break;
@@ -774,6 +781,8 @@ static int advance_from(const shmbus_bus *b, struct sb_mbox *mb, uint64_t *hp, c
             r = -EBADMSG;
             break;
         }
+        if (inherited != NULL)
+            *inherited = false;
         if (SB_HW_STATE(v) != SB_HW_DONE)
             break;
         uint32_t u = SB_HW_UNITS(v);
@@ -799,9 +808,9 @@ static uint64_t oldest_held(const shmbus_client *c)
 static int advance(shmbus_client *c)
 {
     if (c->nheld == 0)
-        return advance_from(c->bus, c->mb, &c->h, NULL);
+        return advance_from(c->bus, c->mb, &c->h, NULL, &c->inherited);
     uint64_t stop = oldest_held(c);
-    return advance_from(c->bus, c->mb, &c->h, &stop);
+    return advance_from(c->bus, c->mb, &c->h, &stop, &c->inherited);
 }
 
 /*
@@ -839,7 +848,9 @@ static void publish(shmbus_client *c, bool all)
 }
 
 /* After a take: publish once per batch (docs/mailbox-v2.md, 5): when caught up, every
- * quarter ring, or when a producer waits. */
+ * quarter ring, or when a producer waits. Caught up is not optional: we may just have
+ * zeroed the last claim's header, and the chain rule lets producers past a zero there
+ * only once head says it was consumed. */
 static void maybe_publish(shmbus_client *c)
 {
     shmbus_bus *b = c->bus;
@@ -1234,7 +1245,10 @@ static int recv_common(shmbus_client *c, const struct want *w, struct shmbus_msg
     int r = try_take(c, w, hdr, buf, cap, sample);
     if (r != -EAGAIN)
         return r;
-    /* Nothing there: only now read the clock for the deadline and the spin budget. */
+    /* Nothing there: publish what we passed (senders may wait on it), and only now read
+     * the clock for the deadline and the spin budget. */
+    if (c->h != c->hpub)
+        publish(c, false);
     uint64_t deadline;
     deadline_of(timeout_ms, &deadline);
     uint64_t spin_until = c->spin_ns ? sb__now_ns() + c->spin_ns : 0;
@@ -1249,11 +1263,8 @@ static int recv_common(shmbus_client *c, const struct want *w, struct shmbus_msg
         }
         if (sb__destroyed(b))
             return -EIDRM;
-        if (timeout_ms == 0) {
-            if (c->h != c->hpub)
-                publish(c, false);
+        if (timeout_ms == 0)
             return -EAGAIN;
-        }
         /* After every wake-up, whatever woke us: a scribbled semaphore must not buy time. */
         if (timeout_ms > 0 && spin_until == 0 && sb__now_ns() >= deadline)
             return -ETIMEDOUT;
@@ -1659,6 +1670,7 @@ void sb__mbox_attach(shmbus_client *c)
 {
     c->hcache = calloc(c->bus->lay.max_clients, sizeof(*c->hcache)); /* NULL: no cache */
     c->h = c->hpub = start_pos(c->bus, c->mb);
+    c->inherited = true; /* a dead predecessor may have left zeroed units above head */
 }
 
 void sb__mbox_publish(shmbus_client *c)
@@ -1672,7 +1684,7 @@ uint64_t sb__mbox_drain(shmbus_bus *b, struct sb_mbox *mb)
 {
     uint64_t h = start_pos(b, mb), n = 0, cap = b->lay.ring_units;
     for (uint64_t steps = 0; steps < 2 * cap; steps++) {
-        if (advance_from(b, mb, &h, NULL) < 0) {
+        if (advance_from(b, mb, &h, NULL, NULL) < 0) {
             h = reset_ring(b, mb);
             break;
         }
