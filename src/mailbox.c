@@ -75,7 +75,8 @@ static inline _Atomic uint64_t *hw_at(const shmbus_bus *b, struct sb_mbox *mb, u
 }
 
 /* Is v a real header for position p: a state, this lap, units inside the ring? */
-static bool hw_valid(const shmbus_bus *b, uint64_t v, uint64_t p)
+static inline __attribute__((always_inline)) bool hw_valid(const shmbus_bus *b, uint64_t v,
+                                                           uint64_t p)
 {
     if (SB_HW_STATE(v) == SB_HW_ZERO || SB_HW_PAD(v) != 0 || SB_HW_LAP(v) != lap_of(b, p))
         return false;
@@ -871,13 +872,23 @@ static int find_msg(shmbus_client *c, const struct want *w, uint64_t *found, uin
 {
     shmbus_bus *b = c->bus;
     struct sb_mbox *mb = c->mb;
+    bool scan = w->reply_only || c->nheld != 0 ||
+                atomic_load_explicit(&mb->pending_hi, memory_order_relaxed) > 0;
+    if (!scan) {
+        /* The common case first: a READY record at h (nothing at h to pass). Acquire pairs
+         * with the commit CAS in commit(): its fields and payload are visible. */
+        uint64_t v = atomic_load_explicit(hw_at(b, mb, c->h), memory_order_acquire);
+        if (SB_HW_STATE(v) == SB_HW_READY && hw_valid(b, v, c->h)) {
+            *found = c->h;
+            *vout = v;
+            return 0;
+        }
+    }
     int r = advance(c);
     if (r < 0)
         return r;
     uint64_t h = c->h, cap = b->lay.ring_units;
     /* A lent record at h (DONE, not passed until released) makes us look past it. */
-    bool scan = w->reply_only || c->nheld != 0 ||
-                atomic_load_explicit(&mb->pending_hi, memory_order_relaxed) > 0;
     if (!scan) {
         /* Acquire pairs with the commit CAS in commit(): a READY record's fields and
          * payload are visible. */
