@@ -1094,7 +1094,14 @@ static int try_take(shmbus_client *c, const struct want *w, struct shmbus_msg *h
         if (r == -ENOMSG)
             continue;
         if (r >= 0 && !w->peek) {
-            advance(c);
+            if (pos == c->h && c->nheld == 0) {
+                /* Taken at h: pass it at once (a DONE record behind it waits for the next
+                 * walk). */
+                zero_units(c->bus, c->mb, pos, SB_HW_UNITS(v));
+                c->h = padd(pos, SB_HW_UNITS(v));
+            } else {
+                advance(c);
+            }
             maybe_publish(c);
         }
         return r;
