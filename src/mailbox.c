@@ -606,9 +606,10 @@ int shmbus_send(shmbus_client *c, uint32_t dst, const void *data, size_t len, un
     if ((data == NULL && len != 0) || (flags & ~(SHMBUS_NONBLOCK | SHMBUS_ACK)))
         return -EINVAL;
     uint64_t deadline;
-    deadline_of(timeout_ms, &deadline);
     if (timeout_ms == 0)
-        deadline = 0;
+        deadline = 0; /* no clock read for a send that must not wait */
+    else
+        deadline_of(timeout_ms, &deadline);
     unsigned mflags = (flags & SHMBUS_ACK) ? SHMBUS_MSG_ACK : 0;
     return send_one(c, dst, data, len, prio, flags, mflags, 0, deadline, NULL);
 }
@@ -638,9 +639,10 @@ int shmbus_send_batch(shmbus_client *c, uint32_t dst, const struct shmbus_iov *m
     if (r < 0)
         return r;
     uint64_t deadline;
-    deadline_of(timeout_ms, &deadline);
     if (timeout_ms == 0)
-        deadline = 0;
+        deadline = 0; /* no clock read for a send that must not wait */
+    else
+        deadline_of(timeout_ms, &deadline);
     uint32_t want = n > BATCH_MAX ? BATCH_MAX : (uint32_t)n;
     uint32_t units[BATCH_MAX];
     for (uint32_t j = 0; j < want; j++)
@@ -684,9 +686,10 @@ int shmbus_broadcast(shmbus_client *c, const void *data, size_t len, unsigned pr
     if ((data == NULL && len != 0) || (flags & ~SHMBUS_NONBLOCK))
         return -EINVAL;
     uint64_t deadline;
-    deadline_of(timeout_ms, &deadline);
     if (timeout_ms == 0)
-        deadline = 0;
+        deadline = 0; /* no clock read for a send that must not wait */
+    else
+        deadline_of(timeout_ms, &deadline);
     int count = 0;
     for (uint32_t id = 1; id <= c->bus->lay.max_clients; id++) {
         if (id == c->id)
@@ -1493,9 +1496,10 @@ int shmbus_reply(shmbus_client *c, const struct shmbus_msg *req, const void *dat
     if (data == NULL && len != 0)
         return -EINVAL;
     uint64_t deadline;
-    deadline_of(timeout_ms, &deadline);
     if (timeout_ms == 0)
-        deadline = 0;
+        deadline = 0; /* no clock read for a send that must not wait */
+    else
+        deadline_of(timeout_ms, &deadline);
     return send_one(c, req->src, data, len, req->prio & 7, 0, SHMBUS_MSG_REPLY, req->seq, deadline,
                     NULL);
 }
@@ -1529,9 +1533,10 @@ int shmbus_loan(shmbus_client *c, uint32_t dst, size_t len, unsigned prio, unsig
     if (r < 0)
         return r;
     uint64_t deadline;
-    deadline_of(timeout_ms, &deadline);
     if (timeout_ms == 0)
-        deadline = 0;
+        deadline = 0; /* no clock read for a send that must not wait */
+    else
+        deadline_of(timeout_ms, &deadline);
     uint32_t units = sb__rec_units(len), total;
     unsigned i;
     uint64_t pos;
