@@ -828,17 +828,19 @@ static void publish_at(const shmbus_bus *b, struct sb_mbox *mb, uint64_t h, bool
      * refresh_head() (zeroing and reads below h come first); the rest is the Dekker pair
      * with a producer's seq_cst add to space_waiters then load of head in wait_space(). */
     atomic_store_explicit(&mb->head, h, memory_order_seq_cst);
-    uint64_t t = SB_TAIL_POS(atomic_load_explicit(&mb->tail, memory_order_relaxed));
-    if (t == h) {
+    if (all) {
         /* Caught up: every claim is passed, so passed = claimed, but for a claimer between
-         * its tail CAS and its add (this is mended at the next catch-up) and a dead batch
-         * skipped as one record. Only shmbus_list()'s depth reads these. */
+         * its tail CAS and its add (mended at the next catch-up) and a dead batch skipped
+         * as one record. Only shmbus_list()'s depth reads these. Not on every publish:
+         * tail is the producers' hottest line. */
+        uint64_t t = SB_TAIL_POS(atomic_load_explicit(&mb->tail, memory_order_relaxed));
         uint64_t k = atomic_load_explicit(&mb->claimed, memory_order_relaxed);
-        if (atomic_load_explicit(&mb->passed, memory_order_relaxed) != k)
+        if (t == h && atomic_load_explicit(&mb->passed, memory_order_relaxed) != k)
             atomic_store_explicit(&mb->passed, k, memory_order_relaxed);
     }
     if (atomic_load_explicit(&mb->space_waiters, memory_order_seq_cst) == 0)
         return;
+    uint64_t t = SB_TAIL_POS(atomic_load_explicit(&mb->tail, memory_order_relaxed));
     if (!all && pdiff(t, h) > b->lay.ring_units / 2)
         return;
     uint32_t w = atomic_exchange_explicit(&mb->space_waiters, 0, memory_order_relaxed);
