@@ -27,7 +27,7 @@ static void test_loan_in_place(void **state)
     assert_int_equal(shmbus_join(b, 1, NULL, &a), 0);
     assert_int_equal(shmbus_join(b, 2, NULL, &r), 0);
     struct shmbus_loan l;
-    assert_int_equal(shmbus_loan(a, 2, 4096, 3, 0, 1000, &l), 0);
+    assert_int_equal(shmbus_loan(a, 2, 4096, SHMBUS_PRIO(3), 1000, &l), 0);
     assert_non_null(l.data);
     assert_int_equal(l.cap, 4096);
     memset(l.data, 'z', 4096);
@@ -51,7 +51,7 @@ static void test_loan_in_place(void **state)
     assert_int_equal(shmbus_recv_release(r, p), -EINVAL);
 
     /* Zero copy, both ways: the address loan gave is the one recv_ref gives. */
-    assert_int_equal(shmbus_loan(a, 2, 100, 0, 0, 1000, &l), 0);
+    assert_int_equal(shmbus_loan(a, 2, 100, 0, 1000, &l), 0);
     void *at = l.data;
     memcpy(at, "in place", 8);
     assert_int_equal(shmbus_loan_commit(a, &l, 8), 0);
@@ -60,7 +60,7 @@ static void test_loan_in_place(void **state)
     assert_int_equal(shmbus_recv_release(r, p), 0);
 
     /* A plain recv gets a loaned message as any other. */
-    assert_int_equal(shmbus_loan(a, 2, 10, 0, 0, 1000, &l), 0);
+    assert_int_equal(shmbus_loan(a, 2, 10, 0, 1000, &l), 0);
     memcpy(l.data, "copy", 4);
     assert_int_equal(shmbus_loan_commit(a, &l, 4), 0);
     char buf[16];
@@ -70,7 +70,7 @@ static void test_loan_in_place(void **state)
     /* At most 16 held at once; each release makes room for one more. */
     const void *held[16];
     for (int i = 0; i < 17; i++)
-        assert_int_equal(shmbus_send(a, 2, "s", 1, 0, 0, 0), 0);
+        assert_int_equal(shmbus_send(a, 2, "s", 1, 0, 0), 0);
     for (int i = 0; i < 16; i++)
         assert_int_equal(shmbus_recv_ref(r, &m, &held[i], 0), 1);
     assert_int_equal(shmbus_recv_ref(r, &m, &p, 0), -EBUSY);
@@ -91,13 +91,13 @@ static void test_loan_cancel_and_errors(void **state)
     assert_int_equal(shmbus_join(b, 1, NULL, &a), 0);
     assert_int_equal(shmbus_join(b, 2, NULL, &r), 0);
     struct shmbus_loan l, more[4];
-    assert_int_equal(shmbus_loan(a, 2, 65, 0, 0, 0, &l), -EMSGSIZE);
-    assert_int_equal(shmbus_loan(a, 2, 8, 8, 0, 0, &l), -EINVAL);
-    assert_int_equal(shmbus_loan(a, 2, 8, 0, SHMBUS_ACK, 0, &l), -EINVAL);
-    assert_int_equal(shmbus_loan(a, 3, 8, 0, 0, 0, &l), -EHOSTUNREACH);
-    assert_int_equal(shmbus_loan(a, 2, 8, 0, 0, 0, &l), 0);
+    assert_int_equal(shmbus_loan(a, 2, 65, 0, 0, &l), -EMSGSIZE);
+    assert_int_equal(shmbus_loan(a, 2, 8, SHMBUS_PRIO(8), 0, &l), -EINVAL);
+    assert_int_equal(shmbus_loan(a, 2, 8, SHMBUS_SEND_ACK, 0, &l), -EINVAL);
+    assert_int_equal(shmbus_loan(a, 3, 8, 0, 0, &l), -EHOSTUNREACH);
+    assert_int_equal(shmbus_loan(a, 2, 8, 0, 0, &l), 0);
     /* A message sent after the loan waits behind it. */
-    assert_int_equal(shmbus_send(a, 2, "after", 5, 0, 0, 0), 0);
+    assert_int_equal(shmbus_send(a, 2, "after", 5, 0, 0), 0);
     char buf[64];
     struct shmbus_msg m;
     assert_int_equal(shmbus_recv(r, &m, buf, sizeof(buf), 0), -EAGAIN);
@@ -110,17 +110,17 @@ static void test_loan_cancel_and_errors(void **state)
 
     /* At most SHMBUS_INTENTS loans at once per client: the next fails, never waits. */
     for (int i = 0; i < SHMBUS_INTENTS; i++)
-        assert_int_equal(shmbus_loan(a, 1, 1, 0, 0, 0, &more[i]), 0);
-    assert_int_equal(shmbus_loan(a, 1, 1, 0, 0, 0, &l), -EBUSY);
+        assert_int_equal(shmbus_loan(a, 1, 1, 0, 0, &more[i]), 0);
+    assert_int_equal(shmbus_loan(a, 1, 1, 0, 0, &l), -EBUSY);
     for (int i = 0; i < SHMBUS_INTENTS; i++)
         assert_int_equal(shmbus_loan_cancel(a, &more[i]), 0);
     /* A full mailbox: -EAGAIN with NONBLOCK, -ETIMEDOUT after the timeout. */
-    assert_int_equal(shmbus_send(a, 2, buf, 64, 0, 0, 0), 0);
-    assert_int_equal(shmbus_send(a, 2, buf, 64, 0, 0, 0), 0);
-    assert_int_equal(shmbus_send(a, 2, buf, 64, 0, 0, 0), 0);
-    assert_int_equal(shmbus_send(a, 2, buf, 64, 0, 0, 0), 0);
-    assert_int_equal(shmbus_loan(a, 2, 64, 0, SHMBUS_NONBLOCK, 1000, &l), -EAGAIN);
-    assert_int_equal(shmbus_loan(a, 2, 64, 0, 0, 20, &l), -ETIMEDOUT);
+    assert_int_equal(shmbus_send(a, 2, buf, 64, 0, 0), 0);
+    assert_int_equal(shmbus_send(a, 2, buf, 64, 0, 0), 0);
+    assert_int_equal(shmbus_send(a, 2, buf, 64, 0, 0), 0);
+    assert_int_equal(shmbus_send(a, 2, buf, 64, 0, 0), 0);
+    assert_int_equal(shmbus_loan(a, 2, 64, SHMBUS_SEND_NONBLOCK, 1000, &l), -EAGAIN);
+    assert_int_equal(shmbus_loan(a, 2, 64, 0, 20, &l), -ETIMEDOUT);
     shmbus_leave(a);
     shmbus_leave(r);
     th_close_bus(b);
@@ -137,21 +137,21 @@ static void test_ref_holds_bytes(void **state)
     assert_int_equal(shmbus_join(b, 2, NULL, &r), 0);
     char big[64], buf[64];
     memset(big, 'A', sizeof(big));
-    assert_int_equal(shmbus_send(a, 2, big, sizeof(big), 0, 0, 0), 0);
+    assert_int_equal(shmbus_send(a, 2, big, sizeof(big), 0, 0), 0);
     struct shmbus_msg m;
     const void *p;
     assert_int_equal(shmbus_recv_ref(r, &m, &p, 0), 64);
     /* Three more fit behind it; taking them does not free the held one's room. */
     memset(big, 'B', sizeof(big));
     for (int i = 0; i < 3; i++)
-        assert_int_equal(shmbus_send(a, 2, big, sizeof(big), 0, 0, 0), 0);
+        assert_int_equal(shmbus_send(a, 2, big, sizeof(big), 0, 0), 0);
     for (int i = 0; i < 3; i++)
         assert_int_equal(shmbus_recv(r, &m, buf, sizeof(buf), 0), 64);
-    assert_int_equal(shmbus_send(a, 2, big, sizeof(big), 0, SHMBUS_NONBLOCK, 0), -EAGAIN);
+    assert_int_equal(shmbus_send(a, 2, big, sizeof(big), SHMBUS_SEND_NONBLOCK, 0), -EAGAIN);
     memset(buf, 'A', sizeof(buf));
     assert_memory_equal(p, buf, 64);
     assert_int_equal(shmbus_recv_release(r, p), 0);
-    assert_int_equal(shmbus_send(a, 2, big, sizeof(big), 0, SHMBUS_NONBLOCK, 0), 0);
+    assert_int_equal(shmbus_send(a, 2, big, sizeof(big), SHMBUS_SEND_NONBLOCK, 0), 0);
     assert_int_equal(shmbus_recv(r, &m, buf, sizeof(buf), 0), 64);
     shmbus_leave(a);
     shmbus_leave(r);
@@ -180,7 +180,7 @@ static int holder_main(void *arg)
             return 11;
     } else {
         struct shmbus_loan l;
-        if (shmbus_loan(c, 2, 1000, 0, 0, 5000, &l) != 0)
+        if (shmbus_loan(c, 2, 1000, 0, 5000, &l) != 0)
             return 11;
         memset(l.data, 'x', 500); /* half-written when it dies */
     }
@@ -213,13 +213,13 @@ static void test_kill_send_loan_holder(void **state)
     const char *name = th_name("loank");
     struct shmbus_bus_opts o = {.max_clients = 4, .slots = 8, .msg_size = 1024};
     shmbus_bus *b;
-    assert_int_equal(shmbus_bus_open(name, &o, SHMBUS_CREATE | SHMBUS_EXCL, &b), 0);
+    assert_int_equal(shmbus_bus_open(name, &o, SHMBUS_OPEN_CREATE | SHMBUS_OPEN_EXCL, &b), 0);
     shmbus_client *a, *r;
     assert_int_equal(shmbus_join(b, 1, NULL, &a), 0);
     assert_int_equal(shmbus_join(b, 2, NULL, &r), 0);
     struct holder h = {.bus = name, .recv = false};
     pid_t pid = start_holder(&h);
-    assert_int_equal(shmbus_send(a, 2, "behind", 6, 0, 0, 1000), 0);
+    assert_int_equal(shmbus_send(a, 2, "behind", 6, 0, 1000), 0);
     char buf[1024];
     struct shmbus_msg m;
     assert_int_equal(shmbus_recv(r, &m, buf, sizeof(buf), 0), -EAGAIN); /* held up, alive */
@@ -249,7 +249,7 @@ static void test_kill_recv_loan_holder(void **state)
     const char *name = th_name("loanr");
     struct shmbus_bus_opts o = {.max_clients = 4, .slots = 4, .msg_size = 64};
     shmbus_bus *b;
-    assert_int_equal(shmbus_bus_open(name, &o, SHMBUS_CREATE | SHMBUS_EXCL, &b), 0);
+    assert_int_equal(shmbus_bus_open(name, &o, SHMBUS_OPEN_CREATE | SHMBUS_OPEN_EXCL, &b), 0);
     shmbus_client *a, *r;
     assert_int_equal(shmbus_join(b, 1, NULL, &a), 0);
     struct holder h = {.bus = name, .recv = true};
@@ -263,7 +263,7 @@ static void test_kill_recv_loan_holder(void **state)
     close(fds[1]);
     uint64_t deadline = th_now_ns() + 10000000000ull;
     int rc;
-    while ((rc = shmbus_send(a, 2, big, sizeof(big), 0, 0, 0)) == -EHOSTUNREACH)
+    while ((rc = shmbus_send(a, 2, big, sizeof(big), 0, 0)) == -EHOSTUNREACH)
         assert_true(th_now_ns() < deadline); /* polling for the join */
     assert_int_equal(rc, 0);
     struct pollfd pfd = {.fd = fds[0], .events = POLLIN};
@@ -273,15 +273,15 @@ static void test_kill_recv_loan_holder(void **state)
     close(fds[0]);
     /* It holds the first; the ring holds three more behind it. */
     for (int i = 0; i < 3; i++)
-        assert_int_equal(shmbus_send(a, 2, big, sizeof(big), 0, 0, 0), 0);
+        assert_int_equal(shmbus_send(a, 2, big, sizeof(big), 0, 0), 0);
     assert_int_equal(kill(pid, SIGKILL), 0);
     assert_int_equal(th_wait(pid, 5000), 128 + SIGKILL);
     assert_int_equal(shmbus_reap(b), 1);
-    assert_int_equal(shmbus_send(a, 2, big, sizeof(big), 0, 0, 0), -EHOSTUNREACH);
+    assert_int_equal(shmbus_send(a, 2, big, sizeof(big), 0, 0), -EHOSTUNREACH);
     assert_int_equal(shmbus_join(b, 2, NULL, &r), 0);
     /* The whole ring is free again: four messages of the largest size. */
     for (int i = 0; i < 4; i++)
-        assert_int_equal(shmbus_send(a, 2, big, sizeof(big), 0, SHMBUS_NONBLOCK, 0), 0);
+        assert_int_equal(shmbus_send(a, 2, big, sizeof(big), SHMBUS_SEND_NONBLOCK, 0), 0);
     struct shmbus_msg m;
     const void *p;
     for (int i = 0; i < 4; i++) {
