@@ -105,7 +105,7 @@ extern const struct bench_transport bench_peer_pipe, bench_peer_uds, bench_peer_
     bench_peer_sysvmq, bench_peer_zmq;
 extern const struct bench_transport bench_peer_iox_poll, bench_peer_iox_wait;
 extern const struct bench_transport bench_shmbus_spin, bench_shmbus_sleep, bench_shmbus_default,
-    bench_shmbus_poll;
+    bench_shmbus_poll, bench_shmbus_loan;
 
 /* A private directory for path names (sockets, key files); made by the driver. */
 extern char bench_tmpdir[];

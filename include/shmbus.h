@@ -123,10 +123,17 @@ const char *shmbus_version(void);
 /* Options fixed when a bus is created. A zero field takes its default. */
 struct shmbus_bus_opts {
     uint32_t max_clients; /* client ids are 1..max_clients; default 64, at most 4096 */
-    uint32_t slots;       /* mailbox capacity in messages, a power of two >= 2; default 256 */
+    uint32_t slots;       /* sizes the default ring: room for about this many messages of
+                           * msg_size bytes; a power of two >= 2; default 256 */
     uint32_t msg_size;    /* largest payload in bytes; default 1024 (the seed's BUF_LEN) */
     uint32_t mode;        /* permission bits of the segment and key file: 0600 (default) or
                            * 0660 for group access; other bits are refused (-EINVAL) */
+    uint64_t ring_bytes;  /* each mailbox's ring in bytes: a power of two, a multiple of 64,
+                           * room for at least two messages of msg_size (each takes
+                           * 48 + len bytes rounded up to 64), else -EINVAL. 0: the default,
+                           * slots x that record size rounded down to a power of two (256 KiB
+                           * for the defaults). A message of any length up to msg_size fits
+                           * as long as there is room: small ones take little. */
 };
 
 /* Flags of shmbus_bus_open(). Each call family has its own prefix and its own bits, so a
@@ -192,6 +199,7 @@ struct shmbus_bus_info {
     uint32_t live_clients;
     uint64_t created_ns; /* CLOCK_REALTIME at creation */
     uint64_t nonce;      /* random, chosen at creation: tells two incarnations apart */
+    uint64_t ring_bytes; /* each mailbox's ring (see shmbus_bus_opts) */
 };
 
 /* Fill *info. Does not block. Thread-safe. Errors: -EINVAL (NULL), -EIDRM (the bus was
@@ -520,6 +528,71 @@ int shmbus_consume(shmbus_client *c);
  */
 int shmbus_recv_batch(shmbus_client *c, struct shmbus_msg *hdrs, void *bufs, size_t stride,
                       size_t n, int timeout_ms);
+
+/* ---- zero-copy loans ---------------------------------------------------------------- */
+
+/*
+ * A send loan: room for one message inside the destination's mailbox, written in place.
+ * The caller owns the struct (on its stack is fine); data and cap are for it to use, the
+ * rest is the library's.
+ */
+struct shmbus_loan {
+    void *data; /* where to write the payload: cap bytes in the destination's ring */
+    size_t cap; /* the len asked for */
+    uint64_t priv_[4];
+};
+
+/*
+ * Borrow room for a message of up to len bytes to `dst` (flags: SHMBUS_SEND_NONBLOCK and a
+ * priority, SHMBUS_PRIO(n)): on success
+ * loan->data points into dst's mailbox (shared memory), where the caller writes the payload
+ * in place; then shmbus_loan_commit() delivers it, or shmbus_loan_cancel() gives the room
+ * back. Waits for room as shmbus_send() does (SHMBUS_SEND_NONBLOCK: -EAGAIN at once).
+ *
+ * A loan holds up the receiver: messages sent after it (by anyone) are taken only after it
+ * is committed or cancelled (per-sender order needs that), as a slow sender does. Commit
+ * soon; loans are for writing in place, not for keeping. A process killed holding a loan
+ * holds nothing up for long: its claim is skipped like any dead writer's (issue 4's rules).
+ * Each loan holds one of the client's SHMBUS_INTENTS (4) send records: a fifth loan or send
+ * in flight on the client waits, a fifth loan fails with -EBUSY instead. The bytes at data
+ * are shared memory: a hostile peer with write access can change them, never make the call
+ * crash. Thread-safe as shmbus_send(); a loan is used by one thread at a time.
+ * Errors: -EINVAL (NULL, a priority above 7, flags other than SHMBUS_SEND_NONBLOCK and
+ * SHMBUS_PRIO()), -EMSGSIZE (len over
+ * msg_size), -EBUSY (the client's send records are all held), -EHOSTUNREACH, -ECONNRESET,
+ * -EAGAIN, -ETIMEDOUT, -EINTR, -EIDRM, -EBADMSG (the mailbox's words are garbage).
+ */
+#define SHMBUS_INTENTS 4
+int shmbus_loan(shmbus_client *c, uint32_t dst, size_t len, unsigned flags, int timeout_ms,
+                struct shmbus_loan *loan);
+
+/*
+ * Deliver the loan's first `used` bytes (used <= loan->cap) as one message, and wake the
+ * receiver if it sleeps. Never blocks. The loan is over either way (data must not be used
+ * again). Errors: -EINVAL (NULL, used > cap, not a loan of this client: nothing is done),
+ * -ECONNRESET (the claim was skipped: its writer looked dead; nothing delivered).
+ */
+int shmbus_loan_commit(shmbus_client *c, struct shmbus_loan *loan, size_t used);
+
+/* Give a loan's room back without sending anything. Never blocks. Errors: -EINVAL (NULL, or
+ * not an open loan of this client), -ECONNRESET (it was skipped meanwhile: gone anyway). */
+int shmbus_loan_cancel(shmbus_client *c, struct shmbus_loan *loan);
+
+/*
+ * Receive in place: like shmbus_recv(), but instead of copying, *data points at the payload
+ * inside our own mailbox (hdr->len bytes; hdr must not be NULL). The message is taken (it is
+ * counted and its sender ACKed, and no later receive returns it) but its bytes stay ours,
+ * neither moved nor reused, until shmbus_recv_release(). At most 16 held at once (-EBUSY).
+ * Holding one holds back reuse of the ring behind it (senders wait for room as for a full
+ * mailbox), never delivery. If the process dies holding some, its mailbox is drained as
+ * usual. The bytes are shared memory (see shmbus_loan()). Receive side: one thread at a time.
+ * Errors as shmbus_recv(), and -EBUSY.
+ */
+int shmbus_recv_ref(shmbus_client *c, struct shmbus_msg *hdr, const void **data, int timeout_ms);
+
+/* Give back a message shmbus_recv_ref() lent (its data pointer). Never blocks. Receive side:
+ * one thread at a time. Errors: -EINVAL (NULL, or not a held message of this client). */
+int shmbus_recv_release(shmbus_client *c, const void *data);
 
 /*
  * Send a request to `dst` and wait up to timeout_ms for its reply, matched by sequence

@@ -309,7 +309,7 @@ static void init_segment(uint8_t *base, const struct sb_layout *lay, const char 
     h->max_clients = lay->max_clients;
     h->slots = lay->slots;
     h->msg_size = lay->msg_size;
-    h->slot_size = lay->slot_size;
+    h->ring_units = lay->ring_units;
     h->entry_size = lay->entry_size;
     h->mbox_size = lay->mbox_size;
     h->registry_off = lay->registry_off;
@@ -322,17 +322,8 @@ static void init_segment(uint8_t *base, const struct sb_layout *lay, const char 
     memcpy(h->key_path, key_path, kl);
     h->key_path[kl] = '\0';
 
-    shmbus_bus tmp = {.hdr = h, .base = base, .lay = *lay};
-    for (uint32_t id = 1; id <= lay->max_clients; id++) {
-        struct sb_entry *e = sb__entry(&tmp, id);
-        sb__sem_init(&e->ack_sem);
-        struct sb_mbox *mb = sb__mbox(&tmp, id);
-        sb__sem_init(&mb->data_sem);
-        sb__sem_init(&mb->space_sem);
-        /* Slot i starts free for position i (see internal.h). */
-        for (uint64_t pos = 0; pos < lay->slots; pos++)
-            atomic_store_explicit(&sb__slot(&tmp, mb, pos)->seq, pos, memory_order_relaxed);
-    }
+    /* Nothing else: registry entries, semaphores and mailboxes are valid all zero, and a new
+     * segment is zero pages until touched (internal.h). Memory grows with use. */
     /* Publish: everything above is visible to whoever sees READY.
      * Pairs with the acquire load of state in check_header(). */
     atomic_store_explicit(&h->state, SB_BUS_READY, memory_order_release);
@@ -357,10 +348,11 @@ static int check_header(const struct sb_header *h, size_t segsz, const char *nam
     if (st != SB_BUS_READY || strncmp(h->name, name, sizeof(h->name)) != 0 ||
         h->creator_uid != (uint32_t)owner)
         return -EBADMSG; /* key files name only READY buses: this one was scribbled on */
-    int r = sb__layout(lay, h->max_clients, h->slots, h->msg_size);
+    int r =
+        sb__layout(lay, h->max_clients, h->slots, h->msg_size, (uint64_t)h->ring_units * SB_UNIT);
     if (r < 0)
         return -EBADMSG;
-    if (h->slot_size != lay->slot_size || h->entry_size != lay->entry_size ||
+    if (h->ring_units != lay->ring_units || h->entry_size != lay->entry_size ||
         h->mbox_size != lay->mbox_size || h->registry_off != lay->registry_off ||
         h->mbox_off != lay->mbox_off || h->total_size != lay->total_size)
         return -EBADMSG;
@@ -492,7 +484,7 @@ int shmbus_bus_open(const char *name, const struct shmbus_bus_opts *opts, unsign
     struct sb_layout lay;
     int r = sb__layout(&lay, o.max_clients ? o.max_clients : SHMBUS_DEFAULT_MAX_CLIENTS,
                        o.slots ? o.slots : SHMBUS_DEFAULT_SLOTS,
-                       o.msg_size ? o.msg_size : SHMBUS_DEFAULT_MSG_SIZE);
+                       o.msg_size ? o.msg_size : SHMBUS_DEFAULT_MSG_SIZE, o.ring_bytes);
     if (r < 0)
         return r;
 
@@ -790,6 +782,7 @@ int shmbus_bus_info(shmbus_bus *bus, struct shmbus_bus_info *info)
     info->max_clients = bus->lay.max_clients;
     info->slots = bus->lay.slots;
     info->msg_size = bus->lay.msg_size;
+    info->ring_bytes = (uint64_t)bus->lay.ring_units * SB_UNIT;
     info->mode = h->mode & 0777;
     info->layout_version = SB_LAYOUT_VERSION;
     info->creator_uid = (uid_t)h->creator_uid;
@@ -819,7 +812,7 @@ ssize_t shmbus_bus_size(const struct shmbus_bus_opts *opts)
     struct sb_layout lay;
     int r = sb__layout(&lay, o.max_clients ? o.max_clients : SHMBUS_DEFAULT_MAX_CLIENTS,
                        o.slots ? o.slots : SHMBUS_DEFAULT_SLOTS,
-                       o.msg_size ? o.msg_size : SHMBUS_DEFAULT_MSG_SIZE);
+                       o.msg_size ? o.msg_size : SHMBUS_DEFAULT_MSG_SIZE, o.ring_bytes);
     if (r < 0)
         return r;
     return (ssize_t)lay.total_size;

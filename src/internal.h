@@ -7,31 +7,24 @@
  *
  *   offset 0             struct sb_header       (one page: identity, sizes, bus state)
  *   registry_off         struct sb_entry[max]   (one per client id, id k at index k-1)
- *   mbox_off             mailbox[max]           (one per client id), each:
- *                          struct sb_mbox        (indices, wake-up flags, two semaphores)
- *                          slot[slots]           (struct sb_slot header + payload)
+ *   mbox_off             mailbox[max]           (one per client id), each mbox_size bytes:
+ *                          struct sb_mbox        (one page: tail, head, flags, semaphores)
+ *                          ring                  (ring_units units of 64 bytes)
  *
- * Every size and offset is computed from (max_clients, slots, msg_size) by sb__layout(); a
- * process that attaches recomputes them itself and only checks that the header agrees, so
- * nothing it later dereferences depends on a value a peer could have scribbled over.
+ * Every size and offset is computed from (max_clients, slots, msg_size, ring bytes) by
+ * sb__layout(); a process that attaches recomputes them itself and only checks that the
+ * header agrees, so nothing it later dereferences depends on a value a peer could have
+ * scribbled over. Everything after the header page is valid when all zero: creating a bus
+ * writes the header page only, and the rest stays untouched zero pages until used.
  *
- * Mailbox protocol (many producers, one consumer; a bounded queue in Vyukov's style):
- *   - Each slot has a 64-bit `seq`. For position p (a 64-bit counter that never wraps in
- *     practice) living in slot p & (slots-1):
- *        seq == p          free for the producer of position p (or reserved, not committed)
- *        seq == p + 1      committed: holds a message the consumer has not taken
- *        seq >= p + slots  taken (or skipped): free for position p + slots
- *   - A producer reserves positions [t, t+k) by CAS on `tail` after checking their slots
- *     are free, having first written an *intent* (mailbox, t, k) in its own registry entry.
- *     It fills the slots, then commits each with a release store of seq = p + 1.
- *   - The consumer takes the highest-priority message among the committed prefix starting
- *     at `head` (stopping at the first uncommitted position), so per-producer order holds,
- *     and frees its slot with a release store of seq = p + slots.
- *   - A producer that died after reserving never commits. Once the consumer (or a cleaner)
- *     proves it dead (no live process's intent covers the reserved position: a live winner's
- *     always does until it commits; a dead one's may be gone, cleared by a cleaner), it
- *     skips the position with a CAS seq: p -> p + slots. The CAS makes the skip happen once
- *     even when two processes try it, and fails if the writer committed after all.
+ * Mailbox protocol (layout 3, "mailbox v2"; docs/mailbox-v2.md is the full design and
+ * tests/model/ring_v2.pml its model): a byte ring of 64-byte units per mailbox, holding
+ * variable-length records that start on a unit. Producers claim runs of units by CAS on
+ * `tail` (position and the last claim's length in one word), store a CLAIMED header word,
+ * fill, and commit with a CAS CLAIMED -> READY. The consumer takes READY records from the
+ * committed prefix (highest priority first; out of order ones are marked DONE in place),
+ * zeroes the first word of each unit it passes, and publishes `head` once per batch. A dead
+ * writer's claim is skipped (CAS to DONE) by the consumer once no live intent names it.
  *
  * Registry entries carry a 64-bit state word: kind (FREE, JOINING, LIVE, CLEANING), a
  * generation that grows at every join, and the pid that owns the current kind. All changes
@@ -58,10 +51,11 @@
 #include "shmbus.h"
 
 #define SB_MAGIC          0x3130535542484d53ull /* "SHMBUS01" little-endian */
-#define SB_LAYOUT_VERSION 2u /* 2: sb_entry.kept_gen (leave with a kept mailbox) */
+#define SB_LAYOUT_VERSION 3u /* 3: mailbox v2, the byte ring (2: sb_entry.kept_gen) */
 #define SB_LINE           64u
 #define SB_HEADER_SIZE    4096u
 #define SB_INTENTS        4u  /* concurrent sending threads per client that can each be tracked */
+#define SB_HELD           16u /* receive loans (shmbus_recv_ref) a client may hold at once */
 #define SB_SLICE_MS       250 /* how often a blocked call wakes to check for dead peers */
 #define SB_REAP_NS        1000000000ull /* at most one automatic reap per bus per second */
 
@@ -79,7 +73,7 @@ struct sb_header {
     uint32_t max_clients;
     uint32_t slots;
     uint32_t msg_size;
-    uint32_t slot_size;
+    uint32_t ring_units; /* units of 64 bytes in each mailbox's ring (a power of two) */
     uint64_t entry_size;
     uint64_t mbox_size;
     uint64_t registry_off;
@@ -153,43 +147,70 @@ struct sb_entry {
 };
 
 struct sb_mbox {
-    /* Each word on its own line: tail is written by every send, head by every receive;
-     * pending_hi and sleeping are read on every send or receive but rarely written, so
-     * they must not share a line with a word that is. */
-    _Alignas(SB_LINE) _Atomic uint64_t tail;
-    _Alignas(SB_LINE) _Atomic int32_t pending_hi; /* reserved or committed, prio > 0 */
-    _Alignas(SB_LINE) _Atomic uint64_t head;
-    _Alignas(SB_LINE) _Atomic uint32_t sleeping; /* the consumer is (about to be) asleep */
+    /* Each word on its own line (docs/mailbox-v2.md, 1): tail is CASed by every claim, head
+     * stored by the consumer once per batch, sleeping and pending_hi read on every send or
+     * receive but rarely written. The ring starts at the next page. */
+    _Alignas(SB_LINE) _Atomic uint64_t tail; /* (pos 48 bits, last claim's units 16) */
+    _Atomic uint64_t claimed; /* messages claimed, added after each claim (the line is ours) */
+    _Alignas(SB_LINE) _Atomic uint64_t head;      /* consumer's published position */
+    _Alignas(SB_LINE) _Atomic uint64_t passed;    /* messages taken, dropped or skipped */
+    _Alignas(SB_LINE) _Atomic uint32_t sleeping;  /* the consumer is (about to be) asleep */
+    _Alignas(SB_LINE) _Atomic int32_t pending_hi; /* prio > 0 committed (or about to be) */
     /* Blocked producers. */
     _Alignas(SB_LINE) _Atomic uint32_t space_waiters;
     struct sb_sem data_sem;  /* posted by a producer that finds the consumer asleep */
     struct sb_sem space_sem; /* posted by the consumer for producers waiting for room */
+    _Alignas(4096) uint8_t ring[];
 };
 
-struct sb_slot {
-    _Atomic uint64_t seq;
-    uint64_t msg_seq;
+/* A record: the header word, the fields, then the payload (docs/mailbox-v2.md, 1). */
+struct sb_rec {
+    _Atomic uint64_t hw; /* lap 40 | 000 | units 16 | prio 3 | state 2 */
+    uint64_t seq;
     uint64_t corr;
     uint64_t sent_ns;
-    uint32_t src;
-    uint32_t src_gen;
-    uint32_t dst_gen;
     uint32_t len;
-    uint8_t prio;
-    uint8_t flags;
-    uint8_t pad[14];
+    uint32_t src;
+    uint32_t src_gen; /* sender generation in bits 0..23, SHMBUS_MSG_* flags in 24..31 */
+    uint32_t dst_gen;
     /* payload follows */
 };
 
+#define SB_UNIT      64u
+#define SB_REC_HDR   48u
+#define SB_POS_MASK  ((1ull << 48) - 1)
+#define SB_LAP_MASK  ((1ull << 40) - 1)
+#define SB_MAX_UNITS 65535u
+#define SB_MAX_RING  (1u << 26) /* units per ring */
+enum { SB_HW_ZERO = 0, SB_HW_CLAIMED = 1, SB_HW_READY = 2, SB_HW_DONE = 3 };
+#define SB_HW(state, units, prio, lap)                                                             \
+    ((((uint64_t)(lap)&SB_LAP_MASK) << 24) | ((uint64_t)(units) << 5) |                            \
+     ((uint64_t)((prio)&7u) << 2) | (uint64_t)(state))
+#define SB_HW_STATE(v)     ((unsigned)((v)&3u))
+#define SB_HW_PRIO(v)      ((unsigned)(((v) >> 2) & 7u))
+#define SB_HW_UNITS(v)     ((uint32_t)(((v) >> 5) & 0xffffu))
+#define SB_HW_LAP(v)       ((v) >> 24)
+#define SB_HW_PAD(v)       (((v) >> 21) & 7u) /* always 0 in a real header */
+#define SB_TAIL(pos, last) (((uint64_t)(last) << 48) | ((pos)&SB_POS_MASK))
+#define SB_TAIL_POS(t)     ((t)&SB_POS_MASK)
+#define SB_TAIL_LAST(t)    ((uint32_t)((t) >> 48))
+
+/* Units a record of len payload bytes occupies. */
+static inline uint32_t sb__rec_units(uint64_t len)
+{
+    return (uint32_t)((SB_REC_HDR + len + SB_UNIT - 1) / SB_UNIT);
+}
+
 _Static_assert(sizeof(struct sb_header) <= SB_HEADER_SIZE, "header fits its page");
-_Static_assert(sizeof(struct sb_slot) == SB_LINE, "slot header is one cache line");
-_Static_assert(sizeof(struct sb_mbox) % SB_LINE == 0, "mailbox header is whole lines");
+_Static_assert(sizeof(struct sb_rec) == SB_REC_HDR, "record header is 48 bytes");
+_Static_assert(sizeof(struct sb_mbox) == 4096, "mailbox header is one page");
 _Static_assert(offsetof(struct sb_entry, sent) == SB_LINE,
                "identity (with kept_gen) fits its line: the entry size is as in version 1");
 
-/* Sizes and offsets, computed locally from the three parameters. */
+/* Sizes and offsets, computed locally from the four parameters. */
 struct sb_layout {
-    uint32_t max_clients, slots, msg_size, slot_size;
+    uint32_t max_clients, slots, msg_size;
+    uint32_t ring_units, ring_shift; /* ring_units == 1 << ring_shift */
     uint64_t entry_size, mbox_size, registry_off, mbox_off, total_size;
 };
 
@@ -212,13 +233,29 @@ struct shmbus_client {
     uint32_t kept_gen; /* taken over at join from a kept mailbox (0: none); accepted as gen */
     uint64_t spin_ns;
     uint64_t recv_count;          /* for latency sampling */
-    uint64_t stuck_pos, stuck_ns; /* receiver: head uncommitted since stuck_ns (0: not) */
+    uint64_t stuck_pos, stuck_ns; /* receiver: h uncommitted since stuck_ns (0: not) */
+    /* Receiver (one thread at a time): the private position (next unit to look at) and the
+     * last head published (docs/mailbox-v2.md, 5). */
+    uint64_t h, hpub;
+    bool inherited; /* h came from a published head and no header has been read since */
+    /* Sender: per intent record, the mailbox and end of its last claim, for the chain
+     * rule's fast path (our own claim's header is known to be there). */
+    uint32_t last_mbox[SB_INTENTS];
+    uint64_t last_end[SB_INTENTS];
+    /* Receiver: positions of the records shmbus_recv_ref() lent and not released yet; h
+     * never passes the oldest, so their bytes are neither zeroed nor reused. */
+    uint32_t nheld;
+    uint64_t held[SB_HELD];
+    /* Sender: cached head per destination (index id - 1), a lower bound of the real one;
+     * NULL until the first send. Relaxed atomics: several sending threads share it. */
+    _Atomic uint64_t *hcache;
     _Atomic uint32_t intent_busy; /* which of the entry's intent records a thread holds */
     /* Receiver: the message shmbus_peek() copied out and left in place, for
      * shmbus_consume(). Process-local; the checked copies read_at() made of the slot. */
     bool peek_valid;
     uint32_t peek_src_gen;
     uint64_t peek_pos;
+    uint64_t peek_hw; /* its header word: still READY at the same lap for consume */
     struct shmbus_msg peek_msg;
 };
 
@@ -236,7 +273,8 @@ static inline void sb__full_fence(void)
 }
 
 /* util.c */
-int sb__layout(struct sb_layout *lay, uint32_t max_clients, uint32_t slots, uint32_t msg_size);
+int sb__layout(struct sb_layout *lay, uint32_t max_clients, uint32_t slots, uint32_t msg_size,
+               uint64_t ring_bytes);
 bool sb__valid_name(const char *name);
 uint64_t sb__now_ns(void);
 uint64_t sb__realtime_ns(void);
@@ -253,10 +291,11 @@ static inline struct sb_mbox *sb__mbox(const shmbus_bus *b, uint32_t id)
     return (struct sb_mbox *)(b->base + b->lay.mbox_off + (uint64_t)(id - 1) * b->lay.mbox_size);
 }
 
-static inline struct sb_slot *sb__slot(const shmbus_bus *b, struct sb_mbox *mb, uint64_t pos)
+/* The unit at position pos of mailbox mb (masked: always inside the ring). */
+static inline struct sb_rec *sb__unit(const shmbus_bus *b, struct sb_mbox *mb, uint64_t pos)
 {
-    uint64_t idx = pos & (uint64_t)(b->lay.slots - 1);
-    return (struct sb_slot *)((uint8_t *)mb + sizeof(struct sb_mbox) + idx * b->lay.slot_size);
+    uint64_t idx = pos & (uint64_t)(b->lay.ring_units - 1);
+    return (struct sb_rec *)(mb->ring + idx * SB_UNIT);
 }
 
 static inline bool sb__destroyed(const shmbus_bus *b)
@@ -328,9 +367,20 @@ static inline void sb__post_waiters(const shmbus_bus *b, struct sb_sem *sem, uin
 }
 
 /* mailbox.c */
-int sb__mbox_skip_dead(shmbus_bus *b, uint32_t mbox_id, uint64_t pos);
+/* Drain mailbox mb as its consumer (a cleaner of a dead receiver, or a leaver): drop every
+ * message up to the first claim with a live writer, publish head. Returns how many. */
 uint64_t sb__mbox_drain(shmbus_bus *b, struct sb_mbox *mb);
+/* A cleaner: end a dead client's intents and wake the consumers they name. */
 void sb__mbox_skip_intents(shmbus_bus *b, struct sb_entry *dead);
 void sb__mbox_restamp(shmbus_bus *b, struct sb_mbox *mb, uint32_t from_gen, uint32_t to_gen);
+/* The joining client becomes its mailbox's consumer: start at the published head. */
+void sb__mbox_attach(shmbus_client *c);
+/* The consumer publishes its private position (before it leaves). */
+void sb__mbox_publish(shmbus_client *c);
+/* Messages waiting in mailbox id (committed or claimed, not taken), by a walk of at most
+ * the ring's units; a reader that is not the consumer, so only an estimate. */
+uint32_t sb__mbox_depth(shmbus_bus *b, uint32_t id);
+/* How many of the bus's largest messages one mailbox holds. */
+uint32_t sb__mbox_capacity(const shmbus_bus *b);
 
 #endif

@@ -1,41 +1,92 @@
 /*
- * mailbox.c - sending into and taking from mailboxes: the hot path.
+ * mailbox.c - sending into and taking from mailboxes: the hot path (mailbox v2).
  *
  * Design notes
  * ------------
- * The protocol is described in internal.h. What this file adds:
+ * docs/mailbox-v2.md is the design, tests/model/ring_v2.pml its model; the section numbers
+ * below are the design's. Each mailbox is a byte ring of 64-byte units holding records
+ * that start on a unit and never cross the ring's end (padding fills the rest of a lap).
  *
- * Sleeping and waking (no system call on the fast path). The consumer announces it is about
- * to sleep by storing sleeping = 1, then looks once more for a message, then sleeps on
- * data_sem. A producer commits, then looks at `sleeping`; only if it is set does it take it
- * (exchange to 0) and post. Both sides put a seq_cst fence between their store and their
- * load (a Dekker pair), so either the consumer sees the message or the producer sees the
- * flag: a wake-up is never lost. A post that races with a timed-out sleeper leaves the
- * semaphore at 1; the next sleep then returns at once and looks again: harmless.
+ * Producer (4): claim by CAS on `tail`, which holds the end of the claimed units and the
+ * last claim's length, after the chain rule (never claim after a claim whose header is
+ * missing) and a room check against a cached `head`; store the CLAIMED header; fill; commit
+ * with a seq_cst CAS CLAIMED -> READY, which is also the producer's half of the sleep/wake
+ * Dekker pair (8). The intent record names the claim from before the CAS until after the
+ * commit, so a claim nobody alive names is a dead writer's.
  *
- * Room for blocked producers, the same way in the other direction: a producer that finds
- * the mailbox full adds itself to space_waiters, looks again, and sleeps on space_sem. The
- * consumer wakes them only once the mailbox has drained to half its capacity (or it is
- * about to sleep), so a woken producer finds room for many messages: wake-ups are batched.
+ * Consumer (5): one receiving thread keeps a private position h. It takes READY records from
+ * the committed prefix (the highest priority first, replies by correlation), marking them
+ * DONE in place, and passes DONE records at h, zeroing the first word of each of their units
+ * (the header of the unit's next lap must read 0 until written). It publishes `head` once
+ * per batch: when caught up, every quarter ring, when a producer waits, before sleeping.
  *
- * Dead producers. A blocked consumer wakes every SB_SLICE_MS; if the message at `head` was
- * reserved but never committed, it asks sb__mbox_skip_dead() whether the writer is proven
- * dead (never on a timeout alone). Each wait slice also runs the bus's periodic reap.
+ * Dead writers: a blocked consumer looks at h every slice; a CLAIMED header (or, for the
+ * last claim, a missing one whose length `tail` holds) that no live intent names is turned
+ * DONE by CAS (skip_one()), never on a timeout alone. Cleaners never write ring words: they
+ * end a dead client's intents and wake the consumers named.
  *
- * Hostile memory: every length, priority and id read from a slot is checked before use; a
- * slot that fails the check is dropped (counted in `dropped`) rather than delivered.
+ * A dead consumer: its private h is lost. The units between the published head and where it
+ * got to read 0 (zeroed) or DONE; whoever consumes next (a cleaner's drain, the next client
+ * of the id) steps over a zero unit below the last claim one unit at a time (zero_step()).
+ * A record's units are zeroed last to first, so such a run always ends at a real header.
+ *
+ * Hostile memory (10): every header word is checked (state, lap, units within the ring)
+ * before its length is used; a record whose fields fail the checks is dropped (counted), a
+ * header that fails them fails the receive with -EBADMSG. Every loop visits at most the
+ * ring's units.
  */
 #include <errno.h>
 #include <sched.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #include "internal.h"
 #include "relax.h"
 
-static inline bool seq_taken(uint64_t s, uint64_t pos, uint32_t slots)
+#define MSG_FLAGS   (SHMBUS_MSG_ACK | SHMBUS_MSG_REQUEST | SHMBUS_MSG_REPLY | SHMBUS_MSG_BROADCAST)
+#define BATCH_MAX   256u /* messages one shmbus_send_batch() claim carries at most */
+#define CHAIN_SPINS 64   /* yields while a previous claim's header is missing, before sleeping */
+
+/* a - b on 48-bit positions. */
+static inline uint64_t pdiff(uint64_t a, uint64_t b)
 {
-    return (int64_t)(s - (pos + slots)) >= 0;
+    return (a - b) & SB_POS_MASK;
+}
+
+static inline uint64_t padd(uint64_t a, uint64_t n)
+{
+    return (a + n) & SB_POS_MASK;
+}
+
+static inline uint64_t lap_of(const shmbus_bus *b, uint64_t p)
+{
+    return (p >> b->lay.ring_shift) & SB_LAP_MASK;
+}
+
+static inline uint64_t idx_of(const shmbus_bus *b, uint64_t p)
+{
+    return p & (uint64_t)(b->lay.ring_units - 1);
+}
+
+static inline _Atomic uint64_t *hw_at(const shmbus_bus *b, struct sb_mbox *mb, uint64_t p)
+{
+    return &sb__unit(b, mb, p)->hw;
+}
+
+/* Is v a real header for position p: a state, this lap, units inside the ring? */
+static inline __attribute__((always_inline)) bool hw_valid(const shmbus_bus *b, uint64_t v,
+                                                           uint64_t p)
+{
+    if (SB_HW_STATE(v) == SB_HW_ZERO || SB_HW_PAD(v) != 0 || SB_HW_LAP(v) != lap_of(b, p))
+        return false;
+    uint32_t u = SB_HW_UNITS(v);
+    return u >= 1 && idx_of(b, p) + u <= b->lay.ring_units;
+}
+
+static uint32_t mbox_id_of(const shmbus_bus *b, const struct sb_mbox *mb)
+{
+    return (uint32_t)(((const uint8_t *)mb - b->base - b->lay.mbox_off) / b->lay.mbox_size) + 1;
 }
 
 /* Is a message stamped for generation g ours? Our own, or the one kept generation we took
@@ -43,6 +94,37 @@ static inline bool seq_taken(uint64_t s, uint64_t pos, uint32_t slots)
 static inline bool our_gen(const shmbus_client *c, uint32_t g)
 {
     return g == c->gen || (c->kept_gen != 0 && g == c->kept_gen);
+}
+
+/* Zero the first word of each unit of the record [p, p + u), the header last: a consumer
+ * that dies half-way leaves a run of zero units that ends at a real header. The stores are
+ * published by the release half of the head store in publish(). */
+static void zero_units(const shmbus_bus *b, struct sb_mbox *mb, uint64_t p, uint32_t u)
+{
+    for (uint32_t x = u; x-- > 0;)
+        atomic_store_explicit(hw_at(b, mb, padd(p, x)), 0, memory_order_relaxed);
+}
+
+/*
+ * A consumer at position h reads a zero word. Returns 1 when h is a unit an earlier consumer
+ * zeroed and did not publish (it died): step over it; 0 when it is the end of what was
+ * claimed (or the last claim, whose header is not written yet); 2 when the header has been
+ * written meanwhile: read it again.
+ */
+static int zero_step(const shmbus_bus *b, struct sb_mbox *mb, uint64_t h)
+{
+    /* Acquire pairs with the release CAS on tail in claim(): by the chain rule every claim
+     * but the last had its header written before the next claim's CAS (I3). */
+    uint64_t tw = atomic_load_explicit(&mb->tail, memory_order_acquire);
+    uint64_t t = SB_TAIL_POS(tw);
+    uint32_t l = SB_TAIL_LAST(tw);
+    if (t == h || pdiff(t, h) > b->lay.ring_units || pdiff(t, l) == h ||
+        (l != 0 && pdiff(t, h) < l))
+        return 0;
+    /* Acquire pairs with the release store of the header in claim(). */
+    if (atomic_load_explicit(hw_at(b, mb, h), memory_order_acquire) != 0)
+        return 2;
+    return 1;
 }
 
 /* ---- intents ---------------------------------------------------------------------------- */
@@ -67,6 +149,25 @@ static unsigned intent_get(shmbus_client *c)
     }
 }
 
+/* As intent_get(), but -EBUSY rather than wait when every record is held. */
+static int intent_try_get(shmbus_client *c, unsigned *out)
+{
+    uint32_t busy = atomic_load_explicit(&c->intent_busy, memory_order_relaxed);
+    for (;;) {
+        unsigned i = 0;
+        while (i < SB_INTENTS && (busy & (1u << i)))
+            i++;
+        if (i == SB_INTENTS)
+            return -EBUSY;
+        /* Acquire pairs with the release in intent_put(), as in intent_get(). */
+        if (atomic_compare_exchange_weak_explicit(&c->intent_busy, &busy, busy | (1u << i),
+                                                  memory_order_acquire, memory_order_relaxed)) {
+            *out = i;
+            return 0;
+        }
+    }
+}
+
 static void intent_put(shmbus_client *c, unsigned i)
 {
     /* Release pairs with the acquire CAS in intent_get() of the next thread to take it. */
@@ -75,83 +176,181 @@ static void intent_put(shmbus_client *c, unsigned i)
 
 /* ---- producer side ---------------------------------------------------------------------- */
 
-/*
- * Reserve up to `want` consecutive positions in mailbox `mb` (client `dst`). Returns how many
- * (>= 1) with the first in *pos, -EAGAIN when the mailbox is full, or -EBADMSG.
- */
-static int reserve(shmbus_bus *b, struct sb_mbox *mb, uint32_t dst, struct sb_intent *in,
-                   uint32_t want, uint64_t *pos)
+/* The published head of mailbox mb, into our cache for it. */
+static uint64_t refresh_head(shmbus_client *c, struct sb_mbox *mb, uint32_t dst)
 {
-    uint32_t slots = b->lay.slots;
-    uint64_t t = atomic_load_explicit(&mb->tail, memory_order_relaxed);
+    /* Acquire pairs with the consumer's seq_cst store of head in publish() and
+     * sb__mbox_drain(): its reads of the records below head, and its zeroing of their units,
+     * happen before we write there again. */
+    uint64_t h = atomic_load_explicit(&mb->head, memory_order_acquire) & SB_POS_MASK;
+    if (c->hcache != NULL)
+        atomic_store_explicit(&c->hcache[dst - 1], h, memory_order_relaxed);
+    return h;
+}
+
+/* What claim() saw when it could not claim, for wait_space() to notice a change. */
+struct seen {
+    uint64_t tail, head;
+    bool chain; /* waiting for the header at tail.pos - tail.last, not for room */
+};
+
+/*
+ * Claim room in dst's mailbox for the records of units[0..nrec) (docs/mailbox-v2.md, 4,
+ * steps 1..6): as many of them as fit in one claim, at least the first. Returns how many
+ * (the claim is *pos, *total units, its header stored CLAIMED), -EAGAIN (no room, or the
+ * chain rule says wait: *seen says which), or -EBADMSG (tail or head are garbage).
+ */
+static int claim(shmbus_client *c, uint32_t dst, struct sb_mbox *mb, unsigned ii,
+                 const uint32_t *units, uint32_t nrec, unsigned prio, uint64_t *pos,
+                 uint32_t *total, struct seen *seen)
+{
+    shmbus_bus *b = c->bus;
+    struct sb_intent *in = &c->e->intent[ii];
+    uint64_t cap = b->lay.ring_units;
+    /* fresh: head was loaded from the mailbox before tail in this round, so head <= tail
+     * unless the words are garbage; a cached head is older still. A head loaded after tail
+     * could be past it (consumers move on meanwhile): every refresh starts a new round. */
+    bool fresh = c->hcache == NULL;
+    uint32_t bad = 0;
     for (;;) {
-        /* Acquire pairs with the consumer's release store seq = p + slots in free_slot(): the
-         * previous message in this slot has been copied out before we overwrite it. */
-        uint64_t s = atomic_load_explicit(&sb__slot(b, mb, t)->seq, memory_order_acquire);
-        int64_t d = (int64_t)(s - t);
-        if (d < 0) {
-            atomic_store_explicit(&in->n, 0, memory_order_relaxed);
-            return -EAGAIN; /* the slot still holds position t - slots: full */
-        }
-        if (d > 0) {
-            /* Another producer took t, so tail has moved past it: its CAS happens-before
-             * the store of seq we just acquired. A tail still at t means a seq no producer
-             * wrote: the segment is corrupt, and looping would spin for ever. */
-            uint64_t t2 = atomic_load_explicit(&mb->tail, memory_order_relaxed);
-            if (t2 == t) {
-                atomic_store_explicit(&in->n, 0, memory_order_relaxed);
+        uint64_t head = fresh ? refresh_head(c, mb, dst)
+                              : atomic_load_explicit(&c->hcache[dst - 1], memory_order_relaxed);
+        /* Relaxed: the CAS below validates the value. */
+        uint64_t tw = atomic_load_explicit(&mb->tail, memory_order_relaxed);
+        uint64_t t = SB_TAIL_POS(tw);
+        uint32_t l = SB_TAIL_LAST(tw);
+        if (pdiff(t, head) > cap || l > cap) {
+            /* A stale cache; or head moved a whole ring between our two loads; or garbage:
+             * which one, a bounded number of rounds tells. */
+            if (fresh && ++bad > 1000)
                 return -EBADMSG;
-            }
-            t = t2;
+            fresh = true;
             continue;
         }
-        uint32_t k = 1;
-        while (k < want && k < slots &&
-               /* Acquire pairs with free_slot()'s release, as for the first slot above. */
-               atomic_load_explicit(&sb__slot(b, mb, t + k)->seq, memory_order_acquire) == t + k)
-            k++;
+        /* The chain rule (step 2). Our own previous claim has its header: no load. */
+        if (l != 0 && !(c->last_mbox[ii] == dst && c->last_end[ii] == t)) {
+            /* Relaxed: the CAS succeeds only if tail is still (t, l); a consumer that later
+             * acquires tail reads this word after us, and by read-read coherence sees the
+             * header we saw (docs/mailbox-v2.md, 4). */
+            uint64_t v = atomic_load_explicit(hw_at(b, mb, pdiff(t, l)), memory_order_relaxed);
+            if (v == 0 && head != t) {
+                if (!fresh) {
+                    fresh = true; /* consumed and zeroed already? Only head can say */
+                    continue;
+                }
+                *seen = (struct seen){tw, head, true};
+                return -EAGAIN;
+            }
+        }
+        /* Wrap and room (step 3). */
+        uint64_t idx = idx_of(b, t);
+        bool pad = idx + units[0] > cap;
+        uint64_t n = pad ? cap - idx : units[0];
+        if (pdiff(t, head) + n > cap) {
+            if (!fresh) {
+                fresh = true;
+                continue;
+            }
+            *seen = (struct seen){tw, head, false};
+            return -EAGAIN;
+        }
+        uint32_t k = pad ? 0 : 1;
+        if (!pad) {
+            uint64_t lim = cap - pdiff(t, head);
+            if (lim > cap - idx)
+                lim = cap - idx;
+            if (lim > SB_MAX_UNITS)
+                lim = SB_MAX_UNITS;
+            while (k < nrec && n + units[k] <= lim)
+                n += units[k++];
+        }
+        /* The intent names the claim from before it exists (step 4). */
         atomic_store_explicit(&in->mbox, dst, memory_order_relaxed);
         atomic_store_explicit(&in->pos, t, memory_order_relaxed);
-        atomic_store_explicit(&in->n, k, memory_order_relaxed);
-        /* Release: the intent above is visible to anyone who sees tail beyond t. Pairs with
-         * the acquire loads of tail in skip_one() and check_stuck(); the acquire half pairs
-         * with this same CAS by the producer that moved tail before us. */
-        if (atomic_compare_exchange_weak_explicit(&mb->tail, &t, t + k, memory_order_acq_rel,
-                                                  memory_order_relaxed)) {
-            *pos = t;
-            return (int)k;
+        atomic_store_explicit(&in->n, (uint32_t)n, memory_order_relaxed);
+        /* Step 5. Release: the intent above is visible to whoever sees this tail; pairs with
+         * the acquire loads of tail in skip_one() and zero_step(). The acquire half pairs
+         * with this same CAS by the producer before us. */
+        if (!atomic_compare_exchange_weak_explicit(&mb->tail, &tw, SB_TAIL(t + n, n),
+                                                   memory_order_acq_rel, memory_order_relaxed)) {
+            atomic_store_explicit(&in->n, 0, memory_order_relaxed);
+            fresh = c->hcache == NULL;
+            continue;
         }
+        c->last_mbox[ii] = dst;
+        c->last_end[ii] = padd(t, n);
+        if (k != 0) /* for the depth shmbus_list() shows: the line is in our cache now */
+            atomic_fetch_add_explicit(&mb->claimed, k, memory_order_relaxed);
+        if (pad) {
+            /* Padding to the ring's end: a record nobody takes. Release pairs with the
+             * acquire loads of hw in advance(), find() and skip_one(). */
+            atomic_store_explicit(hw_at(b, mb, t), SB_HW(SB_HW_DONE, n, 0, lap_of(b, t)),
+                                  memory_order_release);
+            /* Release pairs with the acquire load of n in claimant_live(). */
+            atomic_store_explicit(&in->n, 0, memory_order_release);
+            fresh = c->hcache == NULL;
+            continue;
+        }
+        /* Step 6. Release pairs with the acquire loads of hw in find(), skip_one(). */
+        atomic_store_explicit(hw_at(b, mb, t), SB_HW(SB_HW_CLAIMED, n, prio, lap_of(b, t)),
+                              memory_order_release);
+        *pos = t;
+        *total = (uint32_t)n;
+        return (int)k;
     }
 }
 
-static void fill_slot(shmbus_bus *b, struct sb_mbox *mb, uint64_t pos, const shmbus_client *c,
-                      uint32_t dst_gen, const void *data, size_t len, unsigned prio,
-                      unsigned mflags, uint64_t seq, uint64_t corr, uint64_t now)
+/* Fill the record at pos (fields and payload; the header word is the caller's). */
+static void write_rec(shmbus_bus *b, struct sb_mbox *mb, uint64_t pos, const shmbus_client *c,
+                      uint32_t dst_gen, const void *data, size_t len, unsigned mflags, uint64_t seq,
+                      uint64_t corr, uint64_t now)
 {
-    struct sb_slot *sl = sb__slot(b, mb, pos);
-    sl->msg_seq = seq;
-    sl->corr = corr;
-    sl->sent_ns = now;
-    sl->src = c->id;
-    sl->src_gen = c->gen;
-    sl->dst_gen = dst_gen;
-    sl->len = (uint32_t)len;
-    sl->prio = (uint8_t)prio;
-    sl->flags = (uint8_t)mflags;
-    if (len != 0)
-        memcpy((uint8_t *)sl + sizeof(*sl), data, len);
-    /* Commit. Release pairs with the consumer's acquire load of seq in find_msg(). */
-    atomic_store_explicit(&sl->seq, pos + 1, memory_order_release);
+    struct sb_rec *r = sb__unit(b, mb, pos);
+    r->seq = seq;
+    r->corr = corr;
+    r->sent_ns = now;
+    r->len = (uint32_t)len;
+    r->src = c->id;
+    r->src_gen = (c->gen & 0xffffffu) | ((uint32_t)mflags << 24);
+    r->dst_gen = dst_gen;
+    if (data != NULL && len != 0)
+        memcpy((uint8_t *)r + SB_REC_HDR, data, len);
 }
 
 /* After committing: wake the consumer if (and only if) it sleeps. */
 static void wake_consumer(struct sb_mbox *mb)
 {
-    /* Dekker pair with the consumer's store of sleeping + fence in wait_data(). */
-    sb__full_fence();
-    if (atomic_load_explicit(&mb->sleeping, memory_order_relaxed) &&
+    /* seq_cst: with the commit CAS before it, the producer's half of the Dekker pair with
+     * the consumer's store of sleeping + fence in recv_common() (docs/mailbox-v2.md, 8). */
+    if (atomic_load_explicit(&mb->sleeping, memory_order_seq_cst) &&
         atomic_exchange_explicit(&mb->sleeping, 0, memory_order_relaxed))
         sb__sem_post(&mb->data_sem);
+}
+
+/*
+ * Commit the claim at pos (steps 8..10): CLAIMED(claimed) -> READY(first), end the intent,
+ * wake the consumer. -ECONNRESET if the claim was skipped (nothing delivered).
+ */
+static int commit(shmbus_client *c, struct sb_mbox *mb, unsigned ii, uint64_t pos, uint32_t claimed,
+                  uint32_t first, unsigned prio)
+{
+    shmbus_bus *b = c->bus;
+    uint64_t lap = lap_of(b, pos);
+    uint64_t expect = SB_HW(SB_HW_CLAIMED, claimed, prio, lap);
+    /* seq_cst: its release half pairs with the acquire loads of hw in find() (the fields
+     * and payload are visible to whoever sees READY); the rest is the Dekker pair with the
+     * sleeping consumer (wake_consumer()). */
+    bool ok = atomic_compare_exchange_strong_explicit(hw_at(b, mb, pos), &expect,
+                                                      SB_HW(SB_HW_READY, first, prio, lap),
+                                                      memory_order_seq_cst, memory_order_relaxed);
+    /* Release: the commit precedes the intent's end. Pairs with the acquire load of n in
+     * claimant_live() and sb__mbox_skip_intents(). */
+    atomic_store_explicit(&c->e->intent[ii].n, 0, memory_order_release);
+    intent_put(c, ii);
+    if (!ok)
+        return -ECONNRESET;
+    wake_consumer(mb);
+    return 0;
 }
 
 static void deadline_of(int timeout_ms, uint64_t *deadline)
@@ -201,31 +400,6 @@ static int check_dest(shmbus_bus *b, uint32_t dst, uint32_t gen, bool check_proc
     return 0;
 }
 
-/* The mailbox is full: wait for room, the deadline, or the destination's end. */
-static int wait_space(shmbus_bus *b, struct sb_mbox *mb, uint32_t dst, uint32_t gen,
-                      uint64_t deadline)
-{
-    atomic_fetch_add_explicit(&mb->space_waiters, 1, memory_order_relaxed);
-    /* Dekker pair with the consumer's free + fence in wake_producers(). */
-    sb__full_fence();
-    uint64_t t = atomic_load_explicit(&mb->tail, memory_order_relaxed);
-    uint64_t s = atomic_load_explicit(&sb__slot(b, mb, t)->seq, memory_order_acquire);
-    if ((int64_t)(s - t) >= 0)
-        return 0; /* room appeared meanwhile */
-    int r = sem_wait_slice(b, &mb->space_sem, deadline);
-    if (r == -EINTR)
-        return r;
-    if (r == 0)
-        return check_dest(b, dst, gen, false); /* reserve_wait() looks at the clock */
-    r = check_dest(b, dst, gen, true);
-    if (r < 0)
-        return r;
-    sb__maybe_reap(b);
-    if (sb__now_ns() >= deadline)
-        return -ETIMEDOUT;
-    return 0;
-}
-
 /* The checks every send-family call starts with. `allowed` is the SHMBUS_SEND_* flags the
  * call accepts; SHMBUS_PRIO() bits are accepted where `prio_ok`. Anything else (an unknown
  * bit, a flag of another family, a priority above 7) is -EINVAL. */
@@ -240,69 +414,6 @@ static int check_send_args(shmbus_client *c, size_t len, unsigned flags, unsigne
     if (sb__destroyed(c->bus))
         return -EIDRM;
     return 0;
-}
-
-/*
- * Reserve up to `want` positions in dst's mailbox, waiting for room as the flags and the
- * deadline allow. On success the caller holds intent record *ii and must commit and put it.
- */
-static int reserve_wait(shmbus_client *c, uint32_t dst, uint32_t gen, uint32_t want, unsigned flags,
-                        uint64_t deadline, unsigned *ii, uint64_t *pos)
-{
-    shmbus_bus *b = c->bus;
-    struct sb_mbox *mb = sb__mbox(b, dst);
-    unsigned i = intent_get(c);
-    struct sb_intent *in = &c->e->intent[i];
-    bool counted = false;
-    uint64_t spin_until = 0;
-    uint32_t spins = 0;
-    for (;;) {
-        int k = reserve(b, mb, dst, in, want, pos);
-        if (k > 0) {
-            *ii = i;
-            return k;
-        }
-        if (k != -EAGAIN) {
-            intent_put(c, i);
-            return k;
-        }
-        if ((flags & SHMBUS_SEND_NONBLOCK) || deadline == 0) {
-            intent_put(c, i);
-            return -EAGAIN;
-        }
-        if (!counted) {
-            atomic_fetch_add_explicit(&c->e->full_waits, 1, memory_order_relaxed);
-            counted = true;
-            spin_until = c->spin_ns ? sb__now_ns() + c->spin_ns : 0;
-        }
-        /* A client with a spin budget spins for room too: a streaming receiver frees
-         * slots within microseconds, far sooner than a sleep and a wake-up take. */
-        if (spin_until != 0) {
-            sb__cpu_relax();
-            if ((++spins & 31) != 0 || sb__now_ns() < spin_until)
-                continue;
-            spin_until = 0;
-        }
-        /* After every wake-up, whatever woke us: a scribbled semaphore must not buy time. */
-        if (deadline != UINT64_MAX && sb__now_ns() >= deadline) {
-            intent_put(c, i);
-            return -ETIMEDOUT;
-        }
-        int r = wait_space(b, mb, dst, gen, deadline);
-        if (r < 0) {
-            intent_put(c, i);
-            return r;
-        }
-    }
-}
-
-static void finish_send(shmbus_client *c, struct sb_mbox *mb, unsigned i)
-{
-    /* Release: the commits precede the intent's end. Pairs with the acquire loads of n in
-     * claimants() and sb__mbox_skip_intents(): whoever sees n == 0 also sees seq = p + 1. */
-    atomic_store_explicit(&c->e->intent[i].n, 0, memory_order_release);
-    intent_put(c, i);
-    wake_consumer(mb);
 }
 
 /*
@@ -356,6 +467,108 @@ static int wait_ack(shmbus_client *c, uint32_t dst, uint32_t gen, uint64_t seq, 
     }
 }
 
+/*
+ * No room (or the chain rule): wait for the consumer, the deadline, or the destination's
+ * end. 0 to try again.
+ */
+static int wait_space(shmbus_bus *b, struct sb_mbox *mb, uint32_t dst, uint32_t gen,
+                      uint64_t deadline, const struct seen *seen)
+{
+    /* seq_cst add then seq_cst loads: the Dekker pair with the consumer's seq_cst store of
+     * head then load of space_waiters in publish() (docs/mailbox-v2.md, 7). */
+    atomic_fetch_add_explicit(&mb->space_waiters, 1, memory_order_seq_cst);
+    if ((atomic_load_explicit(&mb->head, memory_order_seq_cst) & SB_POS_MASK) != seen->head ||
+        atomic_load_explicit(&mb->tail, memory_order_seq_cst) != seen->tail)
+        return 0; /* room (or a new tail) appeared meanwhile */
+    if (seen->chain) {
+        uint64_t t = SB_TAIL_POS(seen->tail);
+        /* Acquire pairs with the release store of the header in claim(). */
+        if (atomic_load_explicit(hw_at(b, mb, pdiff(t, SB_TAIL_LAST(seen->tail))),
+                                 memory_order_acquire) != 0)
+            return 0;
+    }
+    int r = sem_wait_slice(b, &mb->space_sem, deadline);
+    if (r == -EINTR)
+        return r;
+    if (r == 0)
+        return check_dest(b, dst, gen, false); /* claim_wait() looks at the clock */
+    r = check_dest(b, dst, gen, true);
+    if (r < 0)
+        return r;
+    sb__maybe_reap(b);
+    if (sb__now_ns() >= deadline)
+        return -ETIMEDOUT;
+    return 0;
+}
+
+/*
+ * Claim room for units[0..nrec) in dst's mailbox, waiting for room as the flags and the
+ * deadline allow. On success (how many records) the caller holds intent record *ii and
+ * must commit.
+ */
+static int claim_wait(shmbus_client *c, uint32_t dst, uint32_t gen, const uint32_t *units,
+                      uint32_t nrec, unsigned prio, unsigned flags, uint64_t deadline, bool loan,
+                      unsigned *ii, uint64_t *pos, uint32_t *total)
+{
+    shmbus_bus *b = c->bus;
+    struct sb_mbox *mb = sb__mbox(b, dst);
+    unsigned i;
+    if (!loan)
+        i = intent_get(c);
+    else if (intent_try_get(c, &i) < 0)
+        return -EBUSY; /* a thread holding loans must not wait for itself */
+    bool counted = false;
+    uint64_t spin_until = 0;
+    uint32_t spins = 0, chain_spins = 0;
+    for (;;) {
+        struct seen seen;
+        int k = claim(c, dst, mb, i, units, nrec, prio, pos, total, &seen);
+        if (k > 0) {
+            *ii = i;
+            return k;
+        }
+        if (k != -EAGAIN) {
+            intent_put(c, i);
+            return k;
+        }
+        if (seen.chain && chain_spins < CHAIN_SPINS) {
+            /* The previous claimer stores its header within instructions unless it was
+             * preempted (or died: then the consumer skips its claim and wakes us). */
+            chain_spins++;
+            sched_yield();
+            continue;
+        }
+        if ((flags & SHMBUS_SEND_NONBLOCK) || deadline == 0) {
+            intent_put(c, i);
+            return -EAGAIN;
+        }
+        if (!counted) {
+            atomic_fetch_add_explicit(&c->e->full_waits, 1, memory_order_relaxed);
+            counted = true;
+            spin_until = c->spin_ns ? sb__now_ns() + c->spin_ns : 0;
+        }
+        /* A client with a spin budget spins for room too: a streaming receiver frees
+         * room within microseconds, far sooner than a sleep and a wake-up take. */
+        if (spin_until != 0) {
+            sb__cpu_relax();
+            if ((++spins & 31) != 0 || sb__now_ns() < spin_until)
+                continue;
+            spin_until = 0;
+        }
+        /* After every wake-up, whatever woke us: a scribbled semaphore must not buy time. */
+        if (deadline != UINT64_MAX && sb__now_ns() >= deadline) {
+            intent_put(c, i);
+            return -ETIMEDOUT;
+        }
+        int r = wait_space(b, mb, dst, gen, deadline, &seen);
+        if (r < 0) {
+            intent_put(c, i);
+            return r;
+        }
+        chain_spins = 0;
+    }
+}
+
 /* One message to one destination. *seq_out gets its sequence number. */
 static int send_one(shmbus_client *c, uint32_t dst, const void *data, size_t len, unsigned prio,
                     unsigned flags, unsigned mflags, uint64_t corr, uint64_t deadline,
@@ -367,18 +580,21 @@ static int send_one(shmbus_client *c, uint32_t dst, const void *data, size_t len
     if (r < 0)
         return r;
     struct sb_mbox *mb = sb__mbox(b, dst);
+    uint32_t units = sb__rec_units(len), total;
     unsigned i;
     uint64_t pos;
-    r = reserve_wait(c, dst, gen, 1, flags, deadline, &i, &pos);
+    r = claim_wait(c, dst, gen, &units, 1, prio, flags, deadline, false, &i, &pos, &total);
     if (r < 0)
         return r;
-    sb__tp(SB_TP_RESERVED); /* test-only: reserved, not yet filled */
+    sb__tp(SB_TP_RESERVED); /* test-only: claimed, not yet filled */
     uint64_t seq = atomic_fetch_add_explicit(&c->e->sent, 1, memory_order_relaxed) + 1;
     atomic_fetch_add_explicit(&c->e->bytes_sent, len, memory_order_relaxed);
-    if (prio > 0)
+    if (prio > 0) /* before the commit, whose release orders it (docs/mailbox-v2.md, 6) */
         atomic_fetch_add_explicit(&mb->pending_hi, 1, memory_order_relaxed);
-    fill_slot(b, mb, pos, c, gen, data, len, prio, mflags, seq, corr, sb__now_ns());
-    finish_send(c, mb, i);
+    write_rec(b, mb, pos, c, gen, data, len, mflags, seq, corr, sb__now_ns());
+    r = commit(c, mb, i, pos, total, total, prio);
+    if (r < 0)
+        return r;
     if (seq_out != NULL)
         *seq_out = seq;
     if (flags & SHMBUS_SEND_ACK)
@@ -396,13 +612,19 @@ int shmbus_send(shmbus_client *c, uint32_t dst, const void *data, size_t len, un
         return -EINVAL;
     unsigned prio = shmbus_flags_prio(flags);
     uint64_t deadline;
-    deadline_of(timeout_ms, &deadline);
     if (timeout_ms == 0)
-        deadline = 0;
+        deadline = 0; /* no clock read for a send that must not wait */
+    else
+        deadline_of(timeout_ms, &deadline);
     unsigned mflags = (flags & SHMBUS_SEND_ACK) ? SHMBUS_MSG_ACK : 0;
     return send_one(c, dst, data, len, prio, flags, mflags, 0, deadline, NULL);
 }
 
+/*
+ * One claim for as many of the messages as fit (docs/mailbox-v2.md, 4, "Batches"): the
+ * first header stays CLAIMED(whole claim) while records 2..k get READY headers, and one
+ * commit CAS publishes them all.
+ */
 int shmbus_send_batch(shmbus_client *c, uint32_t dst, const struct shmbus_iov *msgs, size_t n,
                       unsigned flags, int timeout_ms)
 {
@@ -424,31 +646,42 @@ int shmbus_send_batch(shmbus_client *c, uint32_t dst, const struct shmbus_iov *m
     if (r < 0)
         return r;
     uint64_t deadline;
-    deadline_of(timeout_ms, &deadline);
     if (timeout_ms == 0)
-        deadline = 0;
-    uint32_t want = n > b->lay.slots ? b->lay.slots : (uint32_t)n;
+        deadline = 0; /* no clock read for a send that must not wait */
+    else
+        deadline_of(timeout_ms, &deadline);
+    uint32_t want = n > BATCH_MAX ? BATCH_MAX : (uint32_t)n;
+    uint32_t units[BATCH_MAX];
+    for (uint32_t j = 0; j < want; j++)
+        units[j] = sb__rec_units(msgs[j].len);
     struct sb_mbox *mb = sb__mbox(b, dst);
     unsigned i;
     uint64_t pos;
-    int k = reserve_wait(c, dst, gen, want, flags, deadline, &i, &pos);
+    uint32_t total;
+    int k = claim_wait(c, dst, gen, units, want, prio, flags, deadline, false, &i, &pos, &total);
     if (k < 0)
         return k;
     uint64_t seq = atomic_fetch_add_explicit(&c->e->sent, (uint64_t)k, memory_order_relaxed);
-    uint64_t bytes = 0;
+    uint64_t bytes = msgs[0].len;
     uint64_t now = sb__now_ns();
     if (prio > 0)
         atomic_fetch_add_explicit(&mb->pending_hi, k, memory_order_relaxed);
-    for (int j = 0; j < k; j++) {
-        fill_slot(b, mb, pos + (uint64_t)j, c, gen, msgs[j].data, msgs[j].len, prio, 0,
-                  seq + 1 + (uint64_t)j, 0, now);
+    write_rec(b, mb, pos, c, gen, msgs[0].data, msgs[0].len, 0, seq + 1, 0, now);
+    if (k > 1)
+        sb__tp(SB_TP_BATCH_PART); /* test-only: part of a batch written */
+    uint64_t p = padd(pos, units[0]);
+    for (int j = 1; j < k; j++) {
+        write_rec(b, mb, p, c, gen, msgs[j].data, msgs[j].len, 0, seq + 1 + (uint64_t)j, 0, now);
+        /* Relaxed: nobody reads inside a CLAIMED claim; the commit CAS's release publishes
+         * this header with the rest. */
+        atomic_store_explicit(hw_at(b, mb, p), SB_HW(SB_HW_READY, units[j], prio, lap_of(b, p)),
+                              memory_order_relaxed);
         bytes += msgs[j].len;
-        if (j == 0 && k > 1)
-            sb__tp(SB_TP_BATCH_PART); /* test-only: part of a batch committed */
+        p = padd(p, units[j]);
     }
     atomic_fetch_add_explicit(&c->e->bytes_sent, bytes, memory_order_relaxed);
-    finish_send(c, mb, i);
-    return k;
+    r = commit(c, mb, i, pos, total, units[0], prio);
+    return r < 0 ? r : k;
 }
 
 int shmbus_broadcast(shmbus_client *c, const void *data, size_t len, unsigned flags, int timeout_ms)
@@ -460,9 +693,10 @@ int shmbus_broadcast(shmbus_client *c, const void *data, size_t len, unsigned fl
         return -EINVAL;
     unsigned prio = shmbus_flags_prio(flags);
     uint64_t deadline;
-    deadline_of(timeout_ms, &deadline);
     if (timeout_ms == 0)
-        deadline = 0;
+        deadline = 0; /* no clock read for a send that must not wait */
+    else
+        deadline_of(timeout_ms, &deadline);
     int count = 0;
     for (uint32_t id = 1; id <= c->bus->lay.max_clients; id++) {
         if (id == c->id)
@@ -479,102 +713,6 @@ int shmbus_broadcast(shmbus_client *c, const void *data, size_t len, unsigned fl
             return count > 0 ? count : r; /* asked to stop: the rest are not sent */
     }
     return count;
-}
-
-/* ---- consumer side ---------------------------------------------------------------------- */
-
-/* What a receive is looking for: any message, or the reply to one request. */
-struct want {
-    bool peek; /* copy the message out but leave it in place (shmbus_peek) */
-    bool reply_only;
-    uint32_t from;
-    uint64_t corr;
-};
-
-/* Move head past slots taken out of order (or skipped) and publish it. */
-static uint64_t advance_head(shmbus_bus *b, struct sb_mbox *mb)
-{
-    uint32_t slots = b->lay.slots;
-    uint64_t h0 = atomic_load_explicit(&mb->head, memory_order_relaxed);
-    /* Each acquire of seq below pairs with the release that set it: the commit in fill_slot(),
-     * free_slot(), or the skip CAS in skip_one(). */
-    uint64_t h = h0;
-    for (uint32_t n = 0; n < slots; n++) {
-        uint64_t s = atomic_load_explicit(&sb__slot(b, mb, h)->seq, memory_order_acquire);
-        if (!seq_taken(s, h, slots))
-            break;
-        h++;
-    }
-    if (h != h0)
-        atomic_store_explicit(&mb->head, h, memory_order_relaxed);
-    return h;
-}
-
-/*
- * Find the message to take next: among the committed prefix from head, the first of the
- * highest priority (or the first reply matching `w`). 0 with *found set, or -EAGAIN.
- */
-static int find_msg(shmbus_bus *b, struct sb_mbox *mb, const struct want *w, uint64_t *found)
-{
-    uint32_t slots = b->lay.slots;
-    uint64_t h = advance_head(b, mb);
-    bool scan = w->reply_only || atomic_load_explicit(&mb->pending_hi, memory_order_relaxed) > 0;
-    if (!scan) {
-        /* Acquire pairs with the producer's release store of seq in fill_slot(). */
-        uint64_t s = atomic_load_explicit(&sb__slot(b, mb, h)->seq, memory_order_acquire);
-        if (s != h + 1)
-            return -EAGAIN;
-        *found = h;
-        return 0;
-    }
-    int best_prio = -1;
-    uint64_t p = h;
-    for (uint32_t n = 0; n < slots; n++, p++) {
-        struct sb_slot *sl = sb__slot(b, mb, p);
-        /* Acquire pairs with the commit (release store seq = p + 1) in fill_slot(): the
-         * slot's header and payload are complete before we read them. */
-        uint64_t s = atomic_load_explicit(&sl->seq, memory_order_acquire);
-        if (seq_taken(s, p, slots))
-            continue;
-        if (s != p + 1)
-            break; /* not committed: the prefix ends here */
-        if (w->reply_only) {
-            if ((sl->flags & SHMBUS_MSG_REPLY) && sl->src == w->from && sl->corr == w->corr) {
-                *found = p;
-                return 0;
-            }
-            continue;
-        }
-        int prio = sl->prio & (SHMBUS_PRIO_LEVELS - 1);
-        if (prio > best_prio) {
-            best_prio = prio;
-            *found = p;
-            if (prio == SHMBUS_PRIO_LEVELS - 1)
-                break;
-        }
-    }
-    return best_prio >= 0 ? 0 : -EAGAIN;
-}
-
-/* Wake producers waiting for room once the mailbox has drained to half (or is empty). */
-static void wake_producers(shmbus_bus *b, struct sb_mbox *mb, uint64_t head)
-{
-    /* Dekker pair with the producer's add + fence in wait_space(). */
-    sb__full_fence();
-    if (atomic_load_explicit(&mb->space_waiters, memory_order_relaxed) == 0)
-        return;
-    uint64_t tail = atomic_load_explicit(&mb->tail, memory_order_relaxed);
-    if (tail - head > b->lay.slots / 2)
-        return;
-    uint32_t w = atomic_exchange_explicit(&mb->space_waiters, 0, memory_order_relaxed);
-    sb__post_waiters(b, &mb->space_sem, w);
-}
-
-/* Give slot `pos` back to the producers. */
-static void free_slot(shmbus_bus *b, struct sb_mbox *mb, uint64_t pos)
-{
-    /* Release pairs with the producer's acquire load of seq in reserve(). */
-    atomic_store_explicit(&sb__slot(b, mb, pos)->seq, pos + b->lay.slots, memory_order_release);
 }
 
 /* The receiver took an ACK message: tell its sender. */
@@ -600,6 +738,17 @@ static void ack_sender(shmbus_bus *b, uint32_t src, uint32_t src_gen, uint64_t s
         sb__sem_post(&e->ack_sem);
 }
 
+/* ---- consumer side ---------------------------------------------------------------------- */
+
+/* What a receive is looking for: any message, or the reply to one request. */
+struct want {
+    bool peek;        /* copy the message out but leave it in place (shmbus_peek) */
+    const void **ref; /* lend it in place (shmbus_recv_ref): the payload's address here */
+    bool reply_only;
+    uint32_t from;
+    uint64_t corr;
+};
+
 static void add_counter(_Atomic uint64_t *ctr, uint64_t n)
 {
     /* Only the receiving thread writes these: a load and a store, not a locked add. */
@@ -608,57 +757,266 @@ static void add_counter(_Atomic uint64_t *ctr, uint64_t n)
 }
 
 /*
- * Copy the message at `pos` into *m and buf without taking it. Returns its length, -EMSGSIZE
- * (*m filled, so m->len says the room needed), or -ENOMSG when the slot failed the checks
- * (stale generation or corrupt): it is then dropped, and the caller should look again. The
- * slot's fields are read once each here; consume_at() uses only these checked copies.
+ * Pass DONE records (taken, skipped, padding) and zeroed units at *hp, zeroing them. The
+ * walk of every consumer: the owner's (its private h), a drain's, and steps at most a ring.
+ * 0, or -EBADMSG at a header that fails the checks (*hp stops there).
  */
-static int read_at(shmbus_client *c, uint64_t pos, struct shmbus_msg *m, uint32_t *src_gen,
-                   void *buf, size_t cap)
+static int advance_from(const shmbus_bus *b, struct sb_mbox *mb, uint64_t *hp, const uint64_t *stop,
+                        bool *inherited)
+{
+    uint64_t h = *hp, cap = b->lay.ring_units;
+    int r = 0;
+    for (uint64_t steps = 0; steps < cap;) {
+        if (stop != NULL && h == *stop)
+            break; /* a record shmbus_recv_ref() lent: its bytes stay until released */
+        /* Acquire pairs with the release store of the header in claim(), the commit CAS in
+         * commit() and the skip CAS in skip_one(). */
+        uint64_t v = atomic_load_explicit(hw_at(b, mb, h), memory_order_acquire);
+        if (v == 0) {
+            /* A zero word is the end of what is committed, except in a run an earlier
+             * consumer zeroed and did not publish: only a walk that started at a published
+             * head can meet one (inherited, or a drain's walk: NULL), and only before its
+             * first real header. The owner's walk then costs no look at tail. */
+            if (inherited != NULL && !*inherited)
+                break;
+            int z = zero_step(b, mb, h);
+            if (z == 0)
+                break;
+            if (z == 1) {
+                h = padd(h, 1);
+                steps++;
+            }
+            continue;
+        }
+        if (!hw_valid(b, v, h)) {
+            r = -EBADMSG;
+            break;
+        }
+        if (inherited != NULL)
+            *inherited = false;
+        if (SB_HW_STATE(v) != SB_HW_DONE)
+            break;
+        uint32_t u = SB_HW_UNITS(v);
+        zero_units(b, mb, h, u);
+        h = padd(h, u);
+        steps += u;
+    }
+    *hp = h;
+    return r;
+}
+
+/* The oldest record the consumer has lent and not had back (only when nheld > 0). */
+static uint64_t oldest_held(const shmbus_client *c)
+{
+    uint64_t best = c->held[0];
+    for (uint32_t i = 1; i < c->nheld; i++)
+        if (pdiff(c->held[i], c->h) < pdiff(best, c->h))
+            best = c->held[i];
+    return best;
+}
+
+/* The owner's advance: from its private h, never past a lent record. */
+static int advance(shmbus_client *c)
+{
+    if (c->nheld == 0)
+        return advance_from(c->bus, c->mb, &c->h, NULL, &c->inherited);
+    uint64_t stop = oldest_held(c);
+    return advance_from(c->bus, c->mb, &c->h, &stop, &c->inherited);
+}
+
+/*
+ * Publish the consumer's position, and wake producers waiting for room: when the mailbox
+ * has drained to half (a woken producer then finds room for many messages), or always when
+ * `all` (the consumer is about to sleep, or skipped a dead claim producers may wait behind).
+ */
+static void publish_at(const shmbus_bus *b, struct sb_mbox *mb, uint64_t h, bool all)
+{
+    /* seq_cst: the release half pairs with the producers' acquire loads of head in
+     * refresh_head() (zeroing and reads below h come first); the rest is the Dekker pair
+     * with a producer's seq_cst add to space_waiters then load of head in wait_space(). */
+    atomic_store_explicit(&mb->head, h, memory_order_seq_cst);
+    if (all) {
+        /* Caught up: every claim is passed, so passed = claimed, but for a claimer between
+         * its tail CAS and its add (mended at the next catch-up) and a dead batch skipped
+         * as one record. Only shmbus_list()'s depth reads these. Not on every publish:
+         * tail is the producers' hottest line. */
+        uint64_t t = SB_TAIL_POS(atomic_load_explicit(&mb->tail, memory_order_relaxed));
+        uint64_t k = atomic_load_explicit(&mb->claimed, memory_order_relaxed);
+        if (t == h && atomic_load_explicit(&mb->passed, memory_order_relaxed) != k)
+            atomic_store_explicit(&mb->passed, k, memory_order_relaxed);
+    }
+    if (atomic_load_explicit(&mb->space_waiters, memory_order_seq_cst) == 0)
+        return;
+    uint64_t t = SB_TAIL_POS(atomic_load_explicit(&mb->tail, memory_order_relaxed));
+    if (!all && pdiff(t, h) > b->lay.ring_units / 2)
+        return;
+    uint32_t w = atomic_exchange_explicit(&mb->space_waiters, 0, memory_order_relaxed);
+    sb__post_waiters(b, &mb->space_sem, w);
+}
+
+static void publish(shmbus_client *c, bool all)
+{
+    c->hpub = c->h;
+    publish_at(c->bus, c->mb, c->h, all);
+}
+
+/* After a take: publish once per batch (docs/mailbox-v2.md, 5): when caught up, every
+ * quarter ring, or when a producer waits. Caught up is not optional: we may just have
+ * zeroed the last claim's header, and the chain rule lets producers past a zero there
+ * only once head says it was consumed. */
+static void maybe_publish(shmbus_client *c)
+{
+    shmbus_bus *b = c->bus;
+    if (c->h == c->hpub)
+        return;
+    if (pdiff(c->h, c->hpub) >= b->lay.ring_units / 4 ||
+        atomic_load_explicit(&c->mb->space_waiters, memory_order_relaxed) != 0 ||
+        atomic_load_explicit(hw_at(b, c->mb, c->h), memory_order_relaxed) == 0)
+        publish(c, false);
+}
+
+/*
+ * Find the message to take next: among the committed prefix from h, the first of the
+ * highest priority (or the first reply matching `w`). 0 with *found and *v (its header
+ * word) set, -EAGAIN, or -EBADMSG.
+ */
+static int find_msg(shmbus_client *c, const struct want *w, uint64_t *found, uint64_t *vout)
 {
     shmbus_bus *b = c->bus;
     struct sb_mbox *mb = c->mb;
-    struct sb_slot *sl = sb__slot(b, mb, pos);
-    uint32_t len = sl->len;
-    uint32_t dst_gen = sl->dst_gen;
-    unsigned prio = sl->prio;
-    if (len > b->lay.msg_size || !our_gen(c, dst_gen) || prio >= SHMBUS_PRIO_LEVELS) {
-        if (prio > 0)
-            atomic_fetch_sub_explicit(&mb->pending_hi, 1, memory_order_relaxed);
-        free_slot(b, mb, pos);
+    bool scan = w->reply_only || c->nheld != 0 ||
+                atomic_load_explicit(&mb->pending_hi, memory_order_relaxed) > 0;
+    if (!scan) {
+        /* The common case first: a READY record at h (nothing at h to pass). Acquire pairs
+         * with the commit CAS in commit(): its fields and payload are visible. */
+        uint64_t v = atomic_load_explicit(hw_at(b, mb, c->h), memory_order_acquire);
+        if (SB_HW_STATE(v) == SB_HW_READY && hw_valid(b, v, c->h)) {
+            *found = c->h;
+            *vout = v;
+            return 0;
+        }
+    }
+    int r = advance(c);
+    if (r < 0)
+        return r;
+    uint64_t h = c->h, cap = b->lay.ring_units;
+    /* A lent record at h (DONE, not passed until released) makes us look past it. */
+    if (!scan) {
+        /* Acquire pairs with the commit CAS in commit(): a READY record's fields and
+         * payload are visible. */
+        uint64_t v = atomic_load_explicit(hw_at(b, mb, h), memory_order_acquire);
+        if (SB_HW_STATE(v) != SB_HW_READY)
+            return -EAGAIN;
+        if (!hw_valid(b, v, h))
+            return -EBADMSG;
+        *found = h;
+        *vout = v;
+        return 0;
+    }
+    int best = -1;
+    uint64_t p = h;
+    for (uint64_t steps = 0; steps < cap;) {
+        /* Acquire pairs with the commit CAS in commit(), as above. */
+        uint64_t v = atomic_load_explicit(hw_at(b, mb, p), memory_order_acquire);
+        if (v == 0 || SB_HW_STATE(v) == SB_HW_CLAIMED)
+            break; /* the committed prefix ends here */
+        if (!hw_valid(b, v, p)) {
+            if (best >= 0)
+                break;
+            return -EBADMSG;
+        }
+        if (SB_HW_STATE(v) == SB_HW_READY) {
+            if (w->reply_only) {
+                const struct sb_rec *rc = sb__unit(b, mb, p);
+                if (((rc->src_gen >> 24) & SHMBUS_MSG_REPLY) && rc->src == w->from &&
+                    rc->corr == w->corr) {
+                    *found = p;
+                    *vout = v;
+                    return 0;
+                }
+            } else if ((int)SB_HW_PRIO(v) > best) {
+                best = (int)SB_HW_PRIO(v);
+                *found = p;
+                *vout = v;
+                if (best == SHMBUS_PRIO_LEVELS - 1)
+                    break;
+            }
+        }
+        p = padd(p, SB_HW_UNITS(v));
+        steps += SB_HW_UNITS(v);
+    }
+    return best >= 0 ? 0 : -EAGAIN;
+}
+
+/* n more records are taken, dropped or skipped (only the consumer, or a drain standing in
+ * for it, writes this). */
+static void note_passed(struct sb_mbox *mb, uint64_t n)
+{
+    atomic_store_explicit(&mb->passed, atomic_load_explicit(&mb->passed, memory_order_relaxed) + n,
+                          memory_order_relaxed);
+}
+
+/* The record at pos (header word v) is taken or dropped: DONE in place; h passes it. */
+static void mark_done(shmbus_client *c, uint64_t pos, uint64_t v)
+{
+    /* Relaxed: only consumers read it again (this one, or a drain after it died, which
+     * acquires the entry's state first). */
+    atomic_store_explicit(hw_at(c->bus, c->mb, pos), (v & ~(uint64_t)3) | SB_HW_DONE,
+                          memory_order_relaxed);
+    if (SB_HW_PRIO(v) > 0)
+        atomic_fetch_sub_explicit(&c->mb->pending_hi, 1, memory_order_relaxed);
+    note_passed(c->mb, 1);
+}
+
+/*
+ * Copy the message at `pos` (header word v) into *m and buf without taking it. Returns its
+ * length, -EMSGSIZE (*m filled, so m->len says the room needed), or -ENOMSG when the record
+ * failed the checks (stale generation or corrupt): it is then dropped, and the caller
+ * should look again. The record's fields are read once each here; consume_at() uses only
+ * these checked copies.
+ */
+static int read_at(shmbus_client *c, uint64_t pos, uint64_t v, struct shmbus_msg *m,
+                   uint32_t *src_gen, void *buf, size_t cap)
+{
+    shmbus_bus *b = c->bus;
+    const struct sb_rec *rc = sb__unit(b, c->mb, pos);
+    uint32_t len = rc->len;
+    uint32_t src = rc->src;
+    uint32_t sg = rc->src_gen;
+    uint32_t dst_gen = rc->dst_gen;
+    uint64_t room = (uint64_t)SB_HW_UNITS(v) * SB_UNIT - SB_REC_HDR;
+    if (len > b->lay.msg_size || len > room || src < 1 || src > b->lay.max_clients ||
+        !our_gen(c, dst_gen)) {
+        mark_done(c, pos, v);
         add_counter(&c->e->dropped, 1);
         return -ENOMSG;
     }
     *m = (struct shmbus_msg){
-        .src = sl->src,
+        .src = src,
         .dst = c->id,
-        .seq = sl->msg_seq,
-        .corr = sl->corr,
-        .sent_ns = sl->sent_ns,
+        .seq = rc->seq,
+        .corr = rc->corr,
+        .sent_ns = rc->sent_ns,
         .len = len,
-        .prio = (uint8_t)prio,
-        .flags = sl->flags,
+        .prio = (uint8_t)SB_HW_PRIO(v),
+        .flags = (uint8_t)((sg >> 24) & MSG_FLAGS),
     };
-    *src_gen = sl->src_gen;
+    *src_gen = sg & 0xffffffu;
     if (len > cap)
         return -EMSGSIZE;
     if (len != 0)
-        memcpy(buf, (uint8_t *)sl + sizeof(*sl), len);
+        memcpy(buf, (const uint8_t *)rc + SB_REC_HDR, len);
     return (int)len;
 }
 
-/* Take the message at `pos`, already copied out by read_at() into *m: free its slot, ACK
- * its sender, count it. */
-static void consume_at(shmbus_client *c, uint64_t pos, const struct shmbus_msg *m, uint32_t src_gen,
-                       bool sample)
+/* Take the message at `pos`, already copied out by read_at() into *m: mark it DONE, ACK its
+ * sender, count it. */
+static void consume_at(shmbus_client *c, uint64_t pos, uint64_t v, const struct shmbus_msg *m,
+                       uint32_t src_gen, bool sample)
 {
-    shmbus_bus *b = c->bus;
-    struct sb_mbox *mb = c->mb;
-    if (m->prio > 0)
-        atomic_fetch_sub_explicit(&mb->pending_hi, 1, memory_order_relaxed);
-    free_slot(b, mb, pos);
+    mark_done(c, pos, v);
     if (m->flags & SHMBUS_MSG_ACK)
-        ack_sender(b, m->src, src_gen, m->seq);
+        ack_sender(c->bus, m->src, src_gen, m->seq);
     add_counter(&c->e->received, 1);
     add_counter(&c->e->bytes_received, m->len);
     if (sample) {
@@ -672,33 +1030,33 @@ static void consume_at(shmbus_client *c, uint64_t pos, const struct shmbus_msg *
 
 /*
  * Take the message at `pos` into hdr/buf. Returns its length, -EMSGSIZE (left in place), or
- * -ENOMSG when the slot was dropped (stale generation or corrupt) and the caller should look
- * again.
+ * -ENOMSG when the record was dropped and the caller should look again.
  */
-static int take_at(shmbus_client *c, uint64_t pos, struct shmbus_msg *hdr, void *buf, size_t cap,
-                   bool sample)
+static int take_at(shmbus_client *c, uint64_t pos, uint64_t v, struct shmbus_msg *hdr, void *buf,
+                   size_t cap, bool sample)
 {
     struct shmbus_msg m;
     uint32_t src_gen;
-    int r = read_at(c, pos, &m, &src_gen, buf, cap);
+    int r = read_at(c, pos, v, &m, &src_gen, buf, cap);
     if (r == -ENOMSG)
         return r;
     if (hdr != NULL)
         *hdr = m;
     if (r < 0)
         return r;
-    consume_at(c, pos, &m, src_gen, sample);
+    consume_at(c, pos, v, &m, src_gen, sample);
     return r;
 }
 
-/* Copy the message at `pos` and remember it for shmbus_consume(); the slot stays committed.
+/* Copy the message at `pos` and remember it for shmbus_consume(); it stays READY.
  * Returns as take_at(). */
-static int peek_at(shmbus_client *c, uint64_t pos, struct shmbus_msg *hdr, void *buf, size_t cap)
+static int peek_at(shmbus_client *c, uint64_t pos, uint64_t v, struct shmbus_msg *hdr, void *buf,
+                   size_t cap)
 {
     struct shmbus_msg m;
     uint32_t src_gen;
     c->peek_valid = false;
-    int r = read_at(c, pos, &m, &src_gen, buf, cap);
+    int r = read_at(c, pos, v, &m, &src_gen, buf, cap);
     if (r == -ENOMSG)
         return r;
     if (hdr != NULL)
@@ -707,51 +1065,154 @@ static int peek_at(shmbus_client *c, uint64_t pos, struct shmbus_msg *hdr, void 
         return r;
     c->peek_msg = m;
     c->peek_pos = pos;
+    c->peek_hw = v;
     c->peek_src_gen = src_gen;
     c->peek_valid = true;
     return r;
 }
 
-/* Take one matching message if there is one: length, -EAGAIN, or -EMSGSIZE. */
+/* Take the message at pos in place: counted, ACKed and DONE, but its bytes held for the
+ * caller until shmbus_recv_release(). Returns its length or -ENOMSG (dropped). */
+static int lend_at(shmbus_client *c, uint64_t pos, uint64_t v, struct shmbus_msg *hdr,
+                   const void **ref, bool sample)
+{
+    struct shmbus_msg m;
+    uint32_t src_gen;
+    int r = read_at(c, pos, v, &m, &src_gen, NULL, 0); /* checks only: no room to copy to */
+    if (r == -ENOMSG)
+        return r;
+    consume_at(c, pos, v, &m, src_gen, sample);
+    c->held[c->nheld++] = pos;
+    *hdr = m;
+    *ref = (const uint8_t *)sb__unit(c->bus, c->mb, pos) + SB_REC_HDR;
+    return (int)m.len;
+}
+
+/* Take one matching message if there is one: length, -EAGAIN, -EMSGSIZE or -EBADMSG. */
 static int try_take(shmbus_client *c, const struct want *w, struct shmbus_msg *hdr, void *buf,
                     size_t cap, bool sample)
 {
-    for (uint32_t tries = 0; tries <= c->bus->lay.slots; tries++) {
-        uint64_t pos;
-        int r = find_msg(c->bus, c->mb, w, &pos);
+    for (uint32_t tries = 0; tries <= c->bus->lay.ring_units; tries++) {
+        uint64_t pos, v;
+        int r = find_msg(c, w, &pos, &v);
         if (r < 0)
             return r;
         if (w->peek)
-            r = peek_at(c, pos, hdr, buf, cap);
+            r = peek_at(c, pos, v, hdr, buf, cap);
+        else if (w->ref != NULL)
+            r = lend_at(c, pos, v, hdr, w->ref, sample);
         else
-            r = take_at(c, pos, hdr, buf, cap, sample);
+            r = take_at(c, pos, v, hdr, buf, cap, sample);
         if (r == -ENOMSG)
             continue;
         if (r >= 0 && !w->peek) {
-            uint64_t h = advance_head(c->bus, c->mb);
-            wake_producers(c->bus, c->mb, h);
+            if (pos == c->h && c->nheld == 0) {
+                /* Taken at h: pass it at once (a DONE record behind it waits for the next
+                 * walk). */
+                zero_units(c->bus, c->mb, pos, SB_HW_UNITS(v));
+                c->h = padd(pos, SB_HW_UNITS(v));
+            } else {
+                advance(c);
+            }
+            maybe_publish(c);
         }
         return r;
     }
     return -EAGAIN;
 }
 
+/* ---- dead writers ----------------------------------------------------------------------- */
+
+/* Does a live client's intent name the claim at pos of mailbox mbox_id? */
+static bool claimant_live(shmbus_bus *b, uint32_t mbox_id, uint64_t pos)
+{
+    for (uint32_t id = 1; id <= b->lay.max_clients; id++) {
+        struct sb_entry *e = sb__entry(b, id);
+        /* Acquire pairs with the release stores of state in shmbus_join() and the CAS to
+         * CLEANING in cleanup_entry()/leave(): kind, pid and start_time agree. */
+        uint64_t s = atomic_load_explicit(&e->state, memory_order_acquire);
+        if (SB_ST_KIND(s) != SB_LIVE)
+            continue; /* a CLEANING entry's intents are a dead writer's (or a leaver's, ended) */
+        bool named = false;
+        for (unsigned i = 0; i < SB_INTENTS; i++) {
+            struct sb_intent *in = &e->intent[i];
+            /* Acquire pairs with the release store n = 0 in commit() (the commit came
+             * first); mbox and pos were published before the release CAS on tail in
+             * claim(), which the caller acquired (or the header store after it). */
+            uint32_t n = atomic_load_explicit(&in->n, memory_order_acquire);
+            if (n == 0)
+                continue;
+            if (atomic_load_explicit(&in->mbox, memory_order_relaxed) == mbox_id &&
+                (atomic_load_explicit(&in->pos, memory_order_relaxed) & SB_POS_MASK) == pos)
+                named = true;
+        }
+        if (named && sb__entry_alive(e, s))
+            return true;
+    }
+    return false;
+}
+
 /*
- * A blocked receiver's check: is the message at head held by a dead writer? Asked when a
- * wait slice times out, and also when woken (woken = true) once head has been stuck for a
- * whole slice: a slow live sender whose commits keep waking us before the slice ends must
- * not hide a dead writer in front of them for longer than a slice.
+ * Skip the claim at h of mailbox mb if no live writer holds it (docs/mailbox-v2.md, 5,
+ * "Stuck at h"): the consumer's (or a drain's) only write to a claim it does not own.
+ * Returns 1 if skipped.
+ */
+static int skip_one(shmbus_bus *b, struct sb_mbox *mb, uint64_t h)
+{
+    uint64_t cap = b->lay.ring_units;
+    /* Acquire pairs with the release store of the header in claim(): the intent stored
+     * before the claim's CAS is visible. */
+    uint64_t v = atomic_load_explicit(hw_at(b, mb, h), memory_order_acquire);
+    uint64_t expect;
+    uint32_t n;
+    if (v != 0) {
+        if (!hw_valid(b, v, h) || SB_HW_STATE(v) != SB_HW_CLAIMED)
+            return 0;
+        expect = v;
+        n = SB_HW_UNITS(v);
+    } else {
+        /* Acquire pairs with the release CAS on tail in claim(): the claimer's intent. */
+        uint64_t tw = atomic_load_explicit(&mb->tail, memory_order_acquire);
+        uint64_t t = SB_TAIL_POS(tw);
+        uint32_t l = SB_TAIL_LAST(tw);
+        if (t == h || l == 0 || pdiff(t, h) > cap || pdiff(t, l) != h || idx_of(b, h) + l > cap)
+            return 0; /* nothing claimed there, or garbage */
+        expect = 0;
+        n = l;
+    }
+    uint32_t mbox_id = mbox_id_of(b, mb);
+    if (claimant_live(b, mbox_id, h))
+        return 0; /* a live writer is waited for, however slow */
+    /* The CAS fails if the writer stored its header or committed meanwhile; its lap makes it
+     * exact. acq_rel: pairs with the acquire loads of hw in advance_from() and find_msg(),
+     * and with the owner's failed commit CAS. */
+    if (!atomic_compare_exchange_strong_explicit(hw_at(b, mb, h), &expect,
+                                                 SB_HW(SB_HW_DONE, n, 0, lap_of(b, h)),
+                                                 memory_order_acq_rel, memory_order_relaxed))
+        return 0;
+    sb__note_dropped(sb__entry(b, mbox_id), 1);
+    note_passed(mb, 1); /* a dead batch counted k: resync() mends that when caught up */
+    return 1;
+}
+
+/*
+ * A blocked receiver's check: is the claim at h held by a dead writer? Asked when a wait
+ * slice times out, and also when woken (woken = true) once h has been stuck for a whole
+ * slice: a slow live sender whose commits keep waking us before the slice ends must not
+ * hide a dead writer in front of them for longer than a slice.
  */
 static void check_stuck(shmbus_client *c, bool woken)
 {
     shmbus_bus *b = c->bus;
     struct sb_mbox *mb = c->mb;
-    uint64_t h = atomic_load_explicit(&mb->head, memory_order_relaxed);
-    /* Acquire of seq pairs with the commit in fill_slot() (and skip_one()'s CAS); acquire of
-     * tail pairs with the release CAS on tail in reserve(). */
-    uint64_t s = atomic_load_explicit(&sb__slot(b, mb, h)->seq, memory_order_acquire);
-    uint64_t t = atomic_load_explicit(&mb->tail, memory_order_acquire);
-    if (s != h || t <= h) {
+    advance(c);
+    uint64_t h = c->h;
+    /* Acquire pairs with the release store of the header in claim() and the commit. */
+    uint64_t v = atomic_load_explicit(hw_at(b, mb, h), memory_order_acquire);
+    /* Acquire pairs with the release CAS on tail in claim(). */
+    uint64_t t = SB_TAIL_POS(atomic_load_explicit(&mb->tail, memory_order_acquire));
+    bool stuck = v != 0 ? SB_HW_STATE(v) == SB_HW_CLAIMED : t != h;
+    if (!stuck) {
         c->stuck_ns = 0;
         return;
     }
@@ -764,7 +1225,10 @@ static void check_stuck(shmbus_client *c, bool woken)
     } else if (woken && now - c->stuck_ns < (uint64_t)SB_SLICE_MS * 1000000ull) {
         return;
     }
-    sb__mbox_skip_dead(b, c->id, h);
+    if (skip_one(b, mb, h)) {
+        advance(c);
+        publish(c, true); /* producers may wait on the chain rule behind the skipped claim */
+    }
 }
 
 /* Sleep until a message may be there. 0 to look again, or an error. */
@@ -811,7 +1275,10 @@ static int recv_common(shmbus_client *c, const struct want *w, struct shmbus_msg
     int r = try_take(c, w, hdr, buf, cap, sample);
     if (r != -EAGAIN)
         return r;
-    /* Nothing there: only now read the clock for the deadline and the spin budget. */
+    /* Nothing there: publish what we passed (senders may wait on it), and only now read
+     * the clock for the deadline and the spin budget. */
+    if (c->h != c->hpub)
+        publish(c, false);
     uint64_t deadline;
     deadline_of(timeout_ms, &deadline);
     uint64_t spin_until = c->spin_ns ? sb__now_ns() + c->spin_ns : 0;
@@ -843,15 +1310,16 @@ static int recv_common(shmbus_client *c, const struct want *w, struct shmbus_msg
             spinning = false;
         }
         atomic_store_explicit(&mb->sleeping, 1, memory_order_relaxed);
-        /* Dekker pair with the producer's commit + fence in wake_consumer(). */
+        /* Dekker pair with the producer's seq_cst commit CAS then load of sleeping in
+         * commit()/wake_consumer(): either we see the commit below or it sees the flag. */
         sb__full_fence();
         r = try_take(c, w, hdr, buf, cap, true);
         if (r != -EAGAIN) {
             atomic_store_explicit(&mb->sleeping, 0, memory_order_relaxed);
             return r;
         }
-        /* About to sleep on an empty mailbox: let blocked producers in. */
-        wake_producers(b, mb, atomic_load_explicit(&mb->head, memory_order_relaxed));
+        /* About to sleep: publish, and let every blocked producer in. */
+        publish(c, true);
         r = wait_data(c, w, deadline);
         if (r < 0)
             return r;
@@ -886,73 +1354,81 @@ int shmbus_consume(shmbus_client *c)
     if (sb__destroyed(b))
         return -EIDRM;
     uint64_t pos = c->peek_pos;
-    struct sb_slot *sl = sb__slot(b, c->mb, pos);
-    /* Still committed at the same lap, so still the message peek_at() copied: only this
-     * thread takes from the mailbox, and a cleaner's drain or a recv in between would have
-     * stored seq = pos + slots (a new message there would be pos + slots + 1). Acquire pairs
-     * with the release stores of seq in fill_slot() and free_slot(). The message's own fields
-     * guard against a scribbled seq word. */
-    uint64_t s = atomic_load_explicit(&sl->seq, memory_order_acquire);
-    if (s != pos + 1 || sl->msg_seq != c->peek_msg.seq || sl->src != c->peek_msg.src)
+    const struct sb_rec *rc = sb__unit(b, c->mb, pos);
+    /* Still the READY record peek_at() copied: only this thread takes from the mailbox, and
+     * a drain or a recv in between would have marked it DONE or zeroed it. Acquire pairs
+     * with the commit CAS in commit(). The record's own fields guard against a scribbled
+     * header word. */
+    uint64_t v = atomic_load_explicit(hw_at(b, c->mb, pos), memory_order_acquire);
+    if (v != c->peek_hw || rc->seq != c->peek_msg.seq || rc->src != c->peek_msg.src)
         return -ENOMSG;
-    consume_at(c, pos, &c->peek_msg, c->peek_src_gen, (c->recv_count++ & 15) == 0);
-    uint64_t h = advance_head(b, c->mb);
-    wake_producers(b, c->mb, h);
+    consume_at(c, pos, v, &c->peek_msg, c->peek_src_gen, (c->recv_count++ & 15) == 0);
+    advance(c);
+    maybe_publish(c);
     return 0;
 }
 
 /*
- * The fast path of a batch: take the run of committed messages at head, in order, while no
- * message of a higher priority is pending. One load and one store of head and one update
- * of each counter per run instead of per message. Stops (leaving the rest to the general
- * path) at anything unusual: a priority, an ACK, a message larger than `stride`.
+ * The fast path of a batch: take the run of committed messages at h, in order, while no
+ * message of a higher priority is pending. One update of each counter per run instead of
+ * per message, and head is published once by the caller. Stops (leaving the rest to the
+ * general path) at anything unusual: a priority, an ACK, a message larger than `stride`.
  */
 static size_t take_run(shmbus_client *c, struct shmbus_msg *hdrs, uint8_t *bufs, size_t stride,
                        size_t n)
 {
     shmbus_bus *b = c->bus;
     struct sb_mbox *mb = c->mb;
-    uint32_t slots = b->lay.slots;
     if (atomic_load_explicit(&mb->pending_hi, memory_order_relaxed) > 0)
         return 0;
-    uint64_t h = atomic_load_explicit(&mb->head, memory_order_relaxed);
-    uint64_t h0 = h, bytes = 0, dropped = 0;
+    if (advance(c) < 0)
+        return 0;
+    bool held = c->nheld != 0;
+    uint64_t stop = held ? oldest_held(c) : 0;
+    uint64_t h = c->h, h0 = h, bytes = 0, dropped = 0;
+    uint64_t cap = b->lay.ring_units;
     size_t got = 0;
-    while (got < n && h - h0 < slots) {
-        struct sb_slot *sl = sb__slot(b, mb, h);
-        /* Acquire pairs with the producer's release store of seq in fill_slot(). */
-        uint64_t s = atomic_load_explicit(&sl->seq, memory_order_acquire);
-        if (s != h + 1) {
-            if (!seq_taken(s, h, slots))
-                break;
-            h++;
-            continue;
-        }
-        uint32_t len = sl->len;
-        uint8_t flags = sl->flags, prio = sl->prio;
-        if (prio != 0 || (flags & SHMBUS_MSG_ACK) || len > stride)
+    while (got < n && pdiff(h, h0) < cap && !(held && h == stop)) {
+        struct sb_rec *rc = sb__unit(b, mb, h);
+        /* Acquire pairs with the commit CAS in commit(). */
+        uint64_t v = atomic_load_explicit(&rc->hw, memory_order_acquire);
+        if (!hw_valid(b, v, h))
             break;
-        if (len > b->lay.msg_size || !our_gen(c, sl->dst_gen)) {
-            free_slot(b, mb, h++);
-            dropped++;
+        uint32_t u = SB_HW_UNITS(v);
+        if (SB_HW_STATE(v) == SB_HW_DONE) {
+            zero_units(b, mb, h, u);
+            h = padd(h, u);
             continue;
         }
-        struct shmbus_msg *m = &hdrs[got];
-        m->src = sl->src;
-        m->dst = c->id;
-        m->seq = sl->msg_seq;
-        m->corr = sl->corr;
-        m->sent_ns = sl->sent_ns;
-        m->len = len;
-        m->prio = 0;
-        m->flags = flags;
-        memcpy(bufs + got * stride, (uint8_t *)sl + sizeof(*sl), len);
-        free_slot(b, mb, h++);
-        bytes += len;
-        got++;
+        if (SB_HW_STATE(v) != SB_HW_READY || SB_HW_PRIO(v) != 0)
+            break;
+        uint32_t len = rc->len, src = rc->src, sg = rc->src_gen;
+        unsigned flags = (sg >> 24) & MSG_FLAGS;
+        if ((flags & SHMBUS_MSG_ACK) || len > stride)
+            break;
+        if (len > b->lay.msg_size || len > u * SB_UNIT - SB_REC_HDR || src < 1 ||
+            src > b->lay.max_clients || !our_gen(c, rc->dst_gen)) {
+            dropped++;
+        } else {
+            struct shmbus_msg *m = &hdrs[got];
+            m->src = src;
+            m->dst = c->id;
+            m->seq = rc->seq;
+            m->corr = rc->corr;
+            m->sent_ns = rc->sent_ns;
+            m->len = len;
+            m->prio = 0;
+            m->flags = (uint8_t)flags;
+            memcpy(bufs + got * stride, (uint8_t *)rc + SB_REC_HDR, len);
+            bytes += len;
+            got++;
+        }
+        zero_units(b, mb, h, u);
+        h = padd(h, u);
     }
-    if (h != h0)
-        atomic_store_explicit(&mb->head, h, memory_order_relaxed);
+    c->h = h;
+    if (got + dropped != 0)
+        note_passed(mb, got + dropped);
     if (got != 0) {
         add_counter(&c->e->received, got);
         add_counter(&c->e->bytes_received, bytes);
@@ -979,18 +1455,19 @@ int shmbus_recv_batch(shmbus_client *c, struct shmbus_msg *hdrs, void *bufs, siz
         got += take_run(c, hdrs + 1, out + stride, stride, n - 1);
     }
     while (got < n) {
-        uint64_t pos;
-        if (find_msg(c->bus, c->mb, &w, &pos) != 0)
+        uint64_t pos, v;
+        if (find_msg(c, &w, &pos, &v) != 0)
             break;
-        int r = take_at(c, pos, &hdrs[got], out + got * stride, stride, false);
+        int r = take_at(c, pos, v, &hdrs[got], out + got * stride, stride, false);
         if (r == -ENOMSG)
             continue;
         if (r < 0)
             break;
         got++;
     }
-    uint64_t head = advance_head(c->bus, c->mb);
-    wake_producers(c->bus, c->mb, head);
+    advance(c);
+    if (c->h != c->hpub)
+        publish(c, false);
     return (int)got;
 }
 
@@ -1030,158 +1507,281 @@ int shmbus_reply(shmbus_client *c, const struct shmbus_msg *req, const void *dat
     if (data == NULL && len != 0)
         return -EINVAL;
     uint64_t deadline;
-    deadline_of(timeout_ms, &deadline);
     if (timeout_ms == 0)
-        deadline = 0;
+        deadline = 0; /* no clock read for a send that must not wait */
+    else
+        deadline_of(timeout_ms, &deadline);
     return send_one(c, req->src, data, len, req->prio & 7, flags, SHMBUS_MSG_REPLY, req->seq,
                     deadline, NULL);
 }
 
-/* ---- recovery --------------------------------------------------------------------------- */
+/* ---- zero-copy loans ------------------------------------------------------------------ */
 
-/* Who claims position pos of mailbox mbox_id? Sets *live / *dead. */
-static void claimants(shmbus_bus *b, uint32_t mbox_id, uint64_t pos, bool *live, bool *dead)
+_Static_assert(SHMBUS_INTENTS == SB_INTENTS, "the header states the library's count");
+
+#define LOAN_MAGIC 0x4c4f414e00000000ull /* "LOAN": an open loan's priv_[3] with the client */
+
+/* The library's part of a loan: where, how big, which intent record, to whom. */
+static uint64_t loan_tag(const shmbus_client *c)
 {
-    *live = *dead = false;
-    for (uint32_t id = 1; id <= b->lay.max_clients; id++) {
-        struct sb_entry *e = sb__entry(b, id);
-        /* Acquire pairs with the release stores of state in shmbus_join() and the CAS to
-         * CLEANING in cleanup_entry()/shmbus_leave(): kind, pid and start_time agree. */
-        uint64_t s = atomic_load_explicit(&e->state, memory_order_acquire);
-        unsigned kind = SB_ST_KIND(s);
-        if (kind != SB_LIVE && kind != SB_CLEANING)
+    return LOAN_MAGIC ^ (uint64_t)(uintptr_t)c;
+}
+
+int shmbus_loan(shmbus_client *c, uint32_t dst, size_t len, unsigned flags, int timeout_ms,
+                struct shmbus_loan *loan)
+{
+    if (loan == NULL)
+        return -EINVAL;
+    memset(loan, 0, sizeof(*loan));
+    int r = check_send_args(c, len, flags, SHMBUS_SEND_NONBLOCK, true);
+    if (r < 0)
+        return r;
+    unsigned prio = shmbus_flags_prio(flags);
+    shmbus_bus *b = c->bus;
+    uint32_t gen;
+    r = sb__dest_state(b, dst, &gen);
+    if (r < 0)
+        return r;
+    uint64_t deadline;
+    if (timeout_ms == 0)
+        deadline = 0; /* no clock read for a send that must not wait */
+    else
+        deadline_of(timeout_ms, &deadline);
+    uint32_t units = sb__rec_units(len), total;
+    unsigned i;
+    uint64_t pos;
+    r = claim_wait(c, dst, gen, &units, 1, prio, flags, deadline, true, &i, &pos, &total);
+    if (r < 0)
+        return r;
+    sb__tp(SB_TP_RESERVED); /* test-only: claimed, not yet filled */
+    loan->data = (uint8_t *)sb__unit(b, sb__mbox(b, dst), pos) + SB_REC_HDR;
+    loan->cap = len;
+    loan->priv_[0] = pos;
+    loan->priv_[1] = (uint64_t)dst | (uint64_t)gen << 32;
+    loan->priv_[2] = (uint64_t)total | (uint64_t)i << 32 | (uint64_t)prio << 40;
+    loan->priv_[3] = loan_tag(c);
+    return 0;
+}
+
+/* Check and close an open loan of c: its fields, or -EINVAL. */
+static int loan_take(shmbus_client *c, struct shmbus_loan *loan, uint64_t *pos, uint32_t *dst,
+                     uint32_t *gen, uint32_t *total, unsigned *ii, unsigned *prio)
+{
+    if (c == NULL || loan == NULL || loan->priv_[3] != loan_tag(c))
+        return -EINVAL;
+    *pos = loan->priv_[0];
+    *dst = (uint32_t)loan->priv_[1];
+    *gen = (uint32_t)(loan->priv_[1] >> 32);
+    *total = (uint32_t)loan->priv_[2];
+    *ii = (unsigned)(loan->priv_[2] >> 32) & 0xffu;
+    *prio = (unsigned)(loan->priv_[2] >> 40) & 7u;
+    if (*dst < 1 || *dst > c->bus->lay.max_clients || *ii >= SB_INTENTS ||
+        !(atomic_load_explicit(&c->intent_busy, memory_order_relaxed) & (1u << *ii)))
+        return -EINVAL;
+    loan->priv_[3] = 0;
+    return 0;
+}
+
+int shmbus_loan_commit(shmbus_client *c, struct shmbus_loan *loan, size_t used)
+{
+    if (loan == NULL || used > loan->cap)
+        return -EINVAL;
+    uint64_t pos;
+    uint32_t dst, gen, total;
+    unsigned i, prio;
+    int r = loan_take(c, loan, &pos, &dst, &gen, &total, &i, &prio);
+    if (r < 0)
+        return r;
+    shmbus_bus *b = c->bus;
+    struct sb_mbox *mb = sb__mbox(b, dst);
+    uint64_t seq = atomic_fetch_add_explicit(&c->e->sent, 1, memory_order_relaxed) + 1;
+    atomic_fetch_add_explicit(&c->e->bytes_sent, used, memory_order_relaxed);
+    if (prio > 0) /* before the commit, whose release orders it */
+        atomic_fetch_add_explicit(&mb->pending_hi, 1, memory_order_relaxed);
+    write_rec(b, mb, pos, c, gen, NULL, used, 0, seq, 0, sb__now_ns());
+    loan->data = NULL;
+    return commit(c, mb, i, pos, total, total, prio);
+}
+
+int shmbus_loan_cancel(shmbus_client *c, struct shmbus_loan *loan)
+{
+    uint64_t pos;
+    uint32_t dst, gen, total;
+    unsigned i, prio;
+    int r = loan_take(c, loan, &pos, &dst, &gen, &total, &i, &prio);
+    if (r < 0)
+        return r;
+    shmbus_bus *b = c->bus;
+    struct sb_mbox *mb = sb__mbox(b, dst);
+    uint64_t lap = lap_of(b, pos);
+    uint64_t expect = SB_HW(SB_HW_CLAIMED, total, prio, lap);
+    /* The owner ends its claim as padding. Release pairs with the acquire loads of hw in
+     * advance_from() and find_msg(); fails only if the claim was skipped. */
+    bool ok = atomic_compare_exchange_strong_explicit(hw_at(b, mb, pos), &expect,
+                                                      SB_HW(SB_HW_DONE, total, 0, lap),
+                                                      memory_order_release, memory_order_relaxed);
+    /* Release pairs with the acquire load of n in claimant_live(). */
+    atomic_store_explicit(&c->e->intent[i].n, 0, memory_order_release);
+    intent_put(c, i);
+    atomic_fetch_sub_explicit(&mb->claimed, 1, memory_order_relaxed); /* never a message */
+    loan->data = NULL;
+    if (!ok)
+        return -ECONNRESET;
+    wake_consumer(mb); /* it may wait behind the claim */
+    return 0;
+}
+
+int shmbus_recv_ref(shmbus_client *c, struct shmbus_msg *hdr, const void **data, int timeout_ms)
+{
+    if (c == NULL || hdr == NULL || data == NULL)
+        return -EINVAL;
+    if (c->nheld >= SB_HELD)
+        return -EBUSY;
+    struct want w = {.ref = data};
+    return recv_common(c, &w, hdr, NULL, 0, timeout_ms);
+}
+
+int shmbus_recv_release(shmbus_client *c, const void *data)
+{
+    if (c == NULL || data == NULL)
+        return -EINVAL;
+    for (uint32_t i = 0; i < c->nheld; i++) {
+        if ((const uint8_t *)sb__unit(c->bus, c->mb, c->held[i]) + SB_REC_HDR != data)
             continue;
-        /* A CLEANING entry's owner is dead (or leaving with no send in flight): its
-         * intents are a dead writer's, whoever the cleaner is. */
-        bool alive = kind == SB_LIVE && sb__entry_alive(e, s);
-        for (unsigned i = 0; i < SB_INTENTS; i++) {
-            struct sb_intent *in = &e->intent[i];
-            /* Acquire pairs with the release store n = 0 in finish_send() (the commits came
-             * first) and in sb__mbox_skip_intents(); mbox and pos were published before
-             * the release CAS on tail in reserve(), which the caller acquired. */
-            uint32_t n = atomic_load_explicit(&in->n, memory_order_acquire);
-            if (n == 0)
-                continue;
-            uint32_t m = atomic_load_explicit(&in->mbox, memory_order_relaxed);
-            uint64_t p0 = atomic_load_explicit(&in->pos, memory_order_relaxed);
-            if (m != mbox_id || pos - p0 >= n)
-                continue;
-            if (alive)
-                *live = true;
-            else
-                *dead = true;
-        }
+        c->held[i] = c->held[--c->nheld];
+        advance(c);
+        maybe_publish(c);
+        return 0;
     }
+    return -EINVAL;
 }
 
-/* Skip position pos if it is reserved, uncommitted, and claimed by no live writer. */
-static int skip_one(shmbus_bus *b, uint32_t mbox_id, uint64_t pos)
-{
-    struct sb_mbox *mb = sb__mbox(b, mbox_id);
-    struct sb_slot *sl = sb__slot(b, mb, pos);
-    /* Acquire pairs with the commit in fill_slot() and the release in free_slot(). */
-    uint64_t s = atomic_load_explicit(&sl->seq, memory_order_acquire);
-    if (s != pos)
-        return 0; /* committed, taken, or not this lap */
-    /* Acquire pairs with the producers' release CAS on tail: their intents are visible. */
-    uint64_t t = atomic_load_explicit(&mb->tail, memory_order_acquire);
-    if (t <= pos)
-        return 0; /* not reserved at all: a free slot, never skip it */
-    /* The winner of pos wrote its intent before its CAS on tail and clears it only after
-     * committing, so while seq == pos a live winner always claims pos: no live claimant
-     * proves the winner dead, whether its intent is still there or a cleaner already
-     * cleared it. (Also requiring a dead claimant orphaned the slot for good when the
-     * cleaner came while a live sender's stale intent, left by a lost CAS, covered pos: found
-     * by tests/model/mailbox.pml.) If the winner commits meanwhile, the CAS below fails. */
-    bool live, dead;
-    claimants(b, mbox_id, pos, &live, &dead);
-    if (live)
-        return 0;
-    /* The CAS makes this happen once even if the consumer and a cleaner both try, and fails
-     * if the writer committed after all. Its release pairs with the acquire loads of seq in
-     * reserve() (the slot is free for the next lap) and advance_head()/find_msg(). */
-    if (!atomic_compare_exchange_strong_explicit(&sl->seq, &s, pos + b->lay.slots,
-                                                 memory_order_acq_rel, memory_order_relaxed))
-        return 0;
-    sb__note_dropped(sb__entry(b, mbox_id), 1);
-    return 1;
-}
-
-int sb__mbox_skip_dead(shmbus_bus *b, uint32_t mbox_id, uint64_t pos)
-{
-    if (b->rdonly || mbox_id < 1 || mbox_id > b->lay.max_clients)
-        return 0;
-    int n = 0;
-    /* A dead writer may have reserved a run of positions (a batch): skip all of it. */
-    for (uint32_t k = 0; k < b->lay.slots; k++) {
-        int r = skip_one(b, mbox_id, pos + k);
-        if (r == 0 && k > 0)
-            break;
-        if (r == 0)
-            return 0;
-        n += r;
-    }
-    if (n > 0)
-        wake_consumer(sb__mbox(b, mbox_id));
-    return n;
-}
+/* ---- owners, leavers and cleaners ------------------------------------------------------- */
 
 void sb__mbox_skip_intents(shmbus_bus *b, struct sb_entry *dead)
 {
     for (unsigned i = 0; i < SB_INTENTS; i++) {
         struct sb_intent *in = &dead->intent[i];
-        /* Acquire pairs with the release store n = 0 in finish_send(): a send that ended
-         * before its owner died has its commits visible, and is not skipped. */
+        /* Acquire pairs with the release store n = 0 in commit(). */
         uint32_t n = atomic_load_explicit(&in->n, memory_order_acquire);
         if (n == 0)
             continue;
         uint32_t m = atomic_load_explicit(&in->mbox, memory_order_relaxed);
-        uint64_t p0 = atomic_load_explicit(&in->pos, memory_order_relaxed);
-        if (m >= 1 && m <= b->lay.max_clients) {
-            if (n > b->lay.slots)
-                n = b->lay.slots;
-            for (uint32_t k = 0; k < n; k++)
-                skip_one(b, m, p0 + k);
-            wake_consumer(sb__mbox(b, m));
-        }
-        /* Release pairs with the acquire load of n in claimants(): the skips above are
-         * visible to whoever sees the intent gone. */
+        /* Release pairs with the acquire load of n in claimant_live(). The claim itself is
+         * skipped by its mailbox's consumer (cleaners never write ring words): wake it. */
         atomic_store_explicit(&in->n, 0, memory_order_release);
+        if (m >= 1 && m <= b->lay.max_clients)
+            sb__sem_post(&sb__mbox(b, m)->data_sem);
     }
 }
 
-void sb__mbox_restamp(shmbus_bus *b, struct sb_mbox *mb, uint32_t from_gen, uint32_t to_gen)
+/* The ring is garbage (head or tail fail their checks): start it again, empty, at tail.
+ * Only a hostile peer gets here; messages in flight may be lost, nothing worse. */
+static uint64_t reset_ring(shmbus_bus *b, struct sb_mbox *mb)
 {
-    uint32_t slots = b->lay.slots;
-    uint64_t h = atomic_load_explicit(&mb->head, memory_order_relaxed);
-    for (uint32_t k = 0; k < slots; k++, h++) {
-        struct sb_slot *sl = sb__slot(b, mb, h);
-        /* Acquire pairs with the producer's release store of seq in fill_slot(): its
-         * dst_gen is written. A committed slot belongs to the consumer (the caller) until it
-         * frees it; the release store of FREE in leave() publishes the new stamp. */
-        if (atomic_load_explicit(&sl->seq, memory_order_acquire) == h + 1 &&
-            sl->dst_gen == from_gen)
-            sl->dst_gen = to_gen;
-    }
+    /* Acquire pairs with the release CAS on tail in claim(). */
+    uint64_t t = SB_TAIL_POS(atomic_load_explicit(&mb->tail, memory_order_acquire));
+    for (uint64_t p = 0; p < b->lay.ring_units; p++)
+        atomic_store_explicit(hw_at(b, mb, p), 0, memory_order_relaxed);
+    publish_at(b, mb, t, true);
+    return t;
+}
+
+/* The published head of mb, checked against tail; a bad one resets the ring. */
+static uint64_t start_pos(shmbus_bus *b, struct sb_mbox *mb)
+{
+    /* Acquire pairs with the seq_cst store of head in publish_at() by the previous
+     * consumer; tail's with the release CAS in claim(). */
+    uint64_t h = atomic_load_explicit(&mb->head, memory_order_acquire);
+    uint64_t t = SB_TAIL_POS(atomic_load_explicit(&mb->tail, memory_order_acquire));
+    if (h > SB_POS_MASK || pdiff(t, h) > b->lay.ring_units)
+        return reset_ring(b, mb);
+    return h;
+}
+
+void sb__mbox_attach(shmbus_client *c)
+{
+    c->hcache = calloc(c->bus->lay.max_clients, sizeof(*c->hcache)); /* NULL: no cache */
+    c->h = c->hpub = start_pos(c->bus, c->mb);
+    c->inherited = true; /* a dead predecessor may have left zeroed units above head */
+}
+
+void sb__mbox_publish(shmbus_client *c)
+{
+    c->nheld = 0; /* leaving gives back what recv_ref lent */
+    advance(c);
+    publish(c, true);
 }
 
 uint64_t sb__mbox_drain(shmbus_bus *b, struct sb_mbox *mb)
 {
-    uint32_t slots = b->lay.slots;
-    uint64_t h = atomic_load_explicit(&mb->head, memory_order_relaxed);
-    uint64_t n = 0;
-    for (uint32_t k = 0; k < slots; k++) {
-        /* Acquire pairs with the commit in fill_slot() and the skip CAS in skip_one(). */
-        uint64_t s = atomic_load_explicit(&sb__slot(b, mb, h)->seq, memory_order_acquire);
-        if (s == h + 1) {
-            free_slot(b, mb, h);
-            n++;
-        } else if (!seq_taken(s, h, slots)) {
+    uint64_t h = start_pos(b, mb), n = 0, cap = b->lay.ring_units;
+    for (uint64_t steps = 0; steps < 2 * cap; steps++) {
+        if (advance_from(b, mb, &h, NULL, NULL) < 0) {
+            h = reset_ring(b, mb);
             break;
         }
-        h++;
+        /* Acquire pairs with the commit CAS in commit() and the header store in claim(). */
+        uint64_t v = atomic_load_explicit(hw_at(b, mb, h), memory_order_acquire);
+        if (SB_HW_STATE(v) == SB_HW_READY) {
+            /* Relaxed: we are the consumer now (the caller owns the entry). */
+            atomic_store_explicit(hw_at(b, mb, h), (v & ~(uint64_t)3) | SB_HW_DONE,
+                                  memory_order_relaxed);
+            note_passed(mb, 1);
+            n++;
+            continue;
+        }
+        if (!skip_one(b, mb, h))
+            break; /* the end, or a live writer's claim: the next consumer gets the rest */
     }
-    atomic_store_explicit(&mb->head, h, memory_order_relaxed);
-    atomic_store_explicit(&mb->pending_hi, 0, memory_order_relaxed);
+    publish_at(b, mb, h, true);
+    /* Acquire pairs with the release CAS on tail in claim(). */
+    if (SB_TAIL_POS(atomic_load_explicit(&mb->tail, memory_order_acquire)) == h)
+        atomic_store_explicit(&mb->pending_hi, 0, memory_order_relaxed);
     return n;
+}
+
+void sb__mbox_restamp(shmbus_bus *b, struct sb_mbox *mb, uint32_t from_gen, uint32_t to_gen)
+{
+    uint64_t p = start_pos(b, mb), cap = b->lay.ring_units;
+    for (uint64_t steps = 0; steps < cap;) {
+        /* Acquire pairs with the commit CAS in commit(): dst_gen is written. A READY record
+         * belongs to the consumer (the caller) until it takes it; the release store of FREE
+         * in leave() publishes the new stamp. */
+        uint64_t v = atomic_load_explicit(hw_at(b, mb, p), memory_order_acquire);
+        if (v == 0) {
+            int z = zero_step(b, mb, p);
+            if (z == 0)
+                break;
+            if (z == 1) {
+                p = padd(p, 1);
+                steps++;
+            }
+            continue;
+        }
+        if (!hw_valid(b, v, p) || SB_HW_STATE(v) == SB_HW_CLAIMED)
+            break;
+        struct sb_rec *rc = sb__unit(b, mb, p);
+        if (SB_HW_STATE(v) == SB_HW_READY && rc->dst_gen == from_gen)
+            rc->dst_gen = to_gen;
+        p = padd(p, SB_HW_UNITS(v));
+        steps += SB_HW_UNITS(v);
+    }
+}
+
+uint32_t sb__mbox_depth(shmbus_bus *b, uint32_t id)
+{
+    struct sb_mbox *mb = sb__mbox(b, id);
+    /* Counters, not a walk of the ring: a reader that is not the consumer must not read
+     * ring words, which producers of a later lap may be writing. */
+    int64_t d = (int64_t)(atomic_load_explicit(&mb->claimed, memory_order_relaxed) -
+                          atomic_load_explicit(&mb->passed, memory_order_relaxed));
+    if (d < 0)
+        return 0;
+    return d > (int64_t)b->lay.ring_units ? b->lay.ring_units : (uint32_t)d;
+}
+
+uint32_t sb__mbox_capacity(const shmbus_bus *b)
+{
+    return b->lay.ring_units / sb__rec_units(b->lay.msg_size);
 }

@@ -337,6 +337,7 @@ int shmbus_join(shmbus_bus *b, uint32_t id, const char *name, shmbus_client **ou
     c->id = id;
     c->gen = gen;
     c->kept_gen = kept;
+    sb__mbox_attach(c);
 
     /* Two processes may have joined with the same name at once: the lower id keeps it. */
     if (name != NULL) {
@@ -367,6 +368,7 @@ static int leave(shmbus_client *c, bool keep)
                                                  memory_order_relaxed))
         return SB_ST_KIND(s) == SB_CLEANING ? -ECONNRESET : -EHOSTUNREACH;
     sb__tp(SB_TP_LEAVING); /* test-only: leaving, entry CLEANING */
+    sb__mbox_publish(c);   /* the drain or the next client starts where we stopped */
     sb__mbox_skip_intents(b, e);
     if (keep) {
         /* One kept generation only: ours. Messages still stamped with the one we took
@@ -395,6 +397,7 @@ void shmbus_leave(shmbus_client *c)
     if (c == NULL)
         return;
     leave(c, false);
+    free(c->hcache);
     free(c);
 }
 
@@ -403,6 +406,7 @@ int shmbus_leave_keep(shmbus_client *c)
     if (c == NULL)
         return -EINVAL;
     int r = leave(c, true);
+    free(c->hcache);
     free(c);
     return r;
 }
@@ -452,11 +456,10 @@ int shmbus_list(shmbus_bus *b, struct shmbus_client_info *out, size_t n)
         if (kind > SB_CLEANING)
             continue;
         /* A free id is listed only while its kept mailbox holds something. */
-        struct sb_mbox *mb = sb__mbox(b, id);
-        uint64_t tail = atomic_load_explicit(&mb->tail, memory_order_relaxed);
-        uint64_t head = atomic_load_explicit(&mb->head, memory_order_relaxed);
-        uint64_t depth = tail - head;
-        if (kind == SB_FREE && (depth == 0 || sb__kept_gen(e, s) == 0))
+        if (kind == SB_FREE && sb__kept_gen(e, s) == 0)
+            continue;
+        uint32_t depth = sb__mbox_depth(b, id);
+        if (kind == SB_FREE && depth == 0)
             continue;
         if (count < n) {
             struct shmbus_client_info *ci = &out[count];
@@ -474,8 +477,8 @@ int shmbus_list(shmbus_bus *b, struct shmbus_client_info *out, size_t n)
                 ci->state = SHMBUS_CLIENT_DEAD;
             copy_name(ci->name, e->name);
             ci->joined_ns = e->joined_ns;
-            ci->depth = depth > b->lay.slots ? b->lay.slots : (uint32_t)depth;
-            ci->capacity = b->lay.slots;
+            ci->depth = depth;
+            ci->capacity = sb__mbox_capacity(b);
             read_counters(e, &ci->counters);
         }
         count++;

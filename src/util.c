@@ -14,7 +14,21 @@ static uint64_t round_up(uint64_t v, uint64_t to)
     return (v + to - 1) / to * to;
 }
 
-int sb__layout(struct sb_layout *lay, uint32_t max_clients, uint32_t slots, uint32_t msg_size)
+/* The default ring: room for `slots` of the largest records, rounded down to a power of two
+ * (so a default bus, 256 x 1 KiB, is no larger than layout 2's), but never under two of
+ * them (rounded up). */
+static uint64_t default_ring_units(uint32_t slots, uint32_t rec)
+{
+    uint64_t want = (uint64_t)slots * rec, u = 1;
+    while (u * 2 <= want)
+        u *= 2;
+    while (u < 2ull * rec)
+        u *= 2;
+    return u;
+}
+
+int sb__layout(struct sb_layout *lay, uint32_t max_clients, uint32_t slots, uint32_t msg_size,
+               uint64_t ring_bytes)
 {
     if (max_clients < 1 || max_clients > SHMBUS_MAX_CLIENTS)
         return -EINVAL;
@@ -22,12 +36,29 @@ int sb__layout(struct sb_layout *lay, uint32_t max_clients, uint32_t slots, uint
         return -EINVAL;
     if (msg_size < 1 || msg_size > SHMBUS_MAX_MSG_SIZE)
         return -EINVAL;
+    uint32_t rec = sb__rec_units(msg_size);
+    uint64_t units;
+    if (ring_bytes == 0) {
+        units = default_ring_units(slots, rec);
+    } else {
+        if (ring_bytes % SB_UNIT != 0)
+            return -EINVAL;
+        units = ring_bytes / SB_UNIT;
+        if ((units & (units - 1)) != 0 || units < 2ull * rec)
+            return -EINVAL;
+    }
+    if (units > SB_MAX_RING)
+        return ring_bytes == 0 ? -EFBIG : -EINVAL;
     lay->max_clients = max_clients;
     lay->slots = slots;
     lay->msg_size = msg_size;
-    lay->slot_size = (uint32_t)round_up(sizeof(struct sb_slot) + msg_size, SB_LINE);
+    lay->ring_units = (uint32_t)units;
+    lay->ring_shift = 0;
+    while ((1ull << lay->ring_shift) < units)
+        lay->ring_shift++;
     lay->entry_size = round_up(sizeof(struct sb_entry), SB_LINE);
-    lay->mbox_size = round_up(sizeof(struct sb_mbox) + (uint64_t)slots * lay->slot_size, 4096);
+    lay->mbox_size = sizeof(struct sb_mbox) + units * SB_UNIT; /* a multiple of 4 KiB or less */
+    lay->mbox_size = round_up(lay->mbox_size, 4096);
     lay->registry_off = SB_HEADER_SIZE;
     lay->mbox_off = round_up(lay->registry_off + (uint64_t)max_clients * lay->entry_size, 4096);
     lay->total_size = lay->mbox_off + (uint64_t)max_clients * lay->mbox_size;

@@ -200,7 +200,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
         die("shmat", -errno);
     /* Where the regions are, to aim patches: computed as the library does. */
     struct sb_layout lay;
-    if ((r = sb__layout(&lay, o.max_clients, o.slots, o.msg_size)) < 0)
+    if ((r = sb__layout(&lay, o.max_clients, o.slots, o.msg_size, o.ring_bytes)) < 0)
         die("layout", r);
     reg_off = lay.registry_off;
     mbox_off = lay.mbox_off;
@@ -256,6 +256,12 @@ static void drain(shmbus_client *c)
     struct shmbus_msg hs[4];
     uint8_t bufs[4][MSG];
     shmbus_recv_batch(c, hs, bufs, MSG, 4, 0);
+    const void *p;
+    if (shmbus_recv_ref(c, &h, &p, 0) >= 0) {
+        volatile uint8_t sink = h.len ? *(const uint8_t *)p : 0; /* the bytes lent are ours */
+        (void)sink;
+        shmbus_recv_release(c, p);
+    }
 }
 
 static void send_all(shmbus_client *from, uint32_t to)
@@ -265,6 +271,13 @@ static void send_all(shmbus_client *from, uint32_t to)
     shmbus_send(from, to, "p", 1, SHMBUS_PRIO(6) | SHMBUS_SEND_NONBLOCK, 0);
     shmbus_send_batch(from, to, iov, 3, SHMBUS_SEND_NONBLOCK, 0);
     shmbus_broadcast(from, "all", 3, SHMBUS_SEND_NONBLOCK, 0);
+    struct shmbus_loan l;
+    if (shmbus_loan(from, to, MSG, SHMBUS_SEND_NONBLOCK, 0, &l) == 0) {
+        memset(l.data, 'L', MSG);
+        shmbus_loan_commit(from, &l, MSG);
+    }
+    if (shmbus_loan(from, to, 1, SHMBUS_PRIO(2) | SHMBUS_SEND_NONBLOCK, 0, &l) == 0)
+        shmbus_loan_cancel(from, &l);
 }
 
 static void read_paths(shmbus_bus *b)

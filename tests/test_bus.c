@@ -411,6 +411,71 @@ static void test_clean(void **state)
     assert_int_equal(shmbus_bus_destroy(idle), 0);
 }
 
+/* Resident bytes of segment shmid, from the kernel's /proc/sysvipc/shm (its rss column);
+ * -1 if not found. */
+static long long segment_rss(int shmid)
+{
+    FILE *f = fopen("/proc/sysvipc/shm", "r");
+    if (f == NULL)
+        return -1;
+    char line[512];
+    long long rss = -1;
+    while (fgets(line, sizeof(line), f) != NULL) {
+        long long key, id, size, v;
+        if (sscanf(line, "%lld %lld %*s %lld %*s %*s %*s %*s %*s %*s %*s %*s %*s %*s %lld", &key,
+                   &id, &size, &v) == 4 &&
+            id == shmid)
+            rss = v;
+    }
+    fclose(f);
+    return rss;
+}
+
+/*
+ * Memory grows with use: creating a bus writes its header page only (every other byte of
+ * the segment is valid all zero); joining and a message to oneself touch the registry and
+ * the few pages of one mailbox, not the 1024 mailboxes the segment reserves (layout 2 wrote
+ * every slot of every mailbox at creation: 287 MB resident for this bus).
+ */
+static void test_memory_grows_with_use(void **state)
+{
+    (void)state;
+    const char *name = th_name("mem");
+    struct shmbus_bus_opts o = {.max_clients = 1024};
+    shmbus_bus *b;
+    assert_int_equal(shmbus_bus_open(name, &o, SHMBUS_OPEN_CREATE | SHMBUS_OPEN_EXCL, &b), 0);
+    int shmid = shmbus_bus_shmid(name);
+    assert_true(shmid >= 0);
+    long long rss = segment_rss(shmid);
+    if (rss < 0) {
+        shmbus_bus_close(b);
+        assert_int_equal(shmbus_bus_destroy(name), 0);
+        skip(); /* no /proc/sysvipc/shm */
+    }
+    assert_true(rss <= 4096);
+
+    struct shmbus_bus_info bi;
+    assert_int_equal(shmbus_bus_info(b, &bi), 0);
+    assert_true(bi.segment_size > 250u * 1000 * 1000); /* reserved, not resident */
+    shmbus_client *c;
+    assert_int_equal(shmbus_join(b, 0, NULL, &c), 0);
+    char buf[1024] = "x";
+    struct shmbus_msg m;
+    for (int i = 0; i < 4; i++) {
+        assert_int_equal(shmbus_send(c, shmbus_client_id(c), buf, sizeof(buf), 0, 0), 0);
+        assert_int_equal(shmbus_recv(c, &m, buf, sizeof(buf), 0), (int)sizeof(buf));
+    }
+    /* The registry (1024 entries, read by every scan of it), one mailbox's header page and
+     * the ring pages four 1 KiB messages reached. */
+    rss = segment_rss(shmid);
+    printf("# 1024-client bus: %zu bytes reserved, %lld resident after a join and 4 messages\n",
+           bi.segment_size, rss);
+    assert_true(rss > 4096 && rss < 2 * 1024 * 1024);
+    shmbus_leave(c);
+    shmbus_bus_close(b);
+    assert_int_equal(shmbus_bus_destroy(name), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -426,6 +491,7 @@ int main(void)
         cmocka_unit_test(test_bad_runtime_dir),
         cmocka_unit_test(test_hist),
         cmocka_unit_test(test_clean),
+        cmocka_unit_test(test_memory_grows_with_use),
     };
     return cmocka_run_group_tests(tests, NULL, th_cleanup);
 }

@@ -55,13 +55,13 @@ poll_stat "$bus" '"id":3,[^}]*"received":5,'
 # ls: the bus with its two clients, their pids, live, mailbox sizes.
 expect 0 "$SHMBUS" ls
 out_has "$bus: 2 live clients (max 16), 32 slots x 1024 B, mode 0600"
-grep -qE "^ +1 +worker +$worker +live +0/32$" "$work/out" || fail "ls: worker row: $(cat "$work/out")"
-grep -qE "^ +3 +- +$three +live +0/32$" "$work/out" || fail "ls: client 3 row: $(cat "$work/out")"
+grep -qE "^ +1 +worker +$worker +live +0/30$" "$work/out" || fail "ls: worker row: $(cat "$work/out")"
+grep -qE "^ +3 +- +$three +live +0/30$" "$work/out" || fail "ls: client 3 row: $(cat "$work/out")"
 expect 0 "$SHMBUS" ls --json
 json_valid
 out_has "\"dir\":\"$SHMBUS_DIR\""
-out_has "{\"id\":1,\"name\":\"worker\",\"pid\":$worker,\"state\":\"live\",\"depth\":0,\"capacity\":32,"
-out_has "{\"id\":3,\"name\":\"\",\"pid\":$three,\"state\":\"live\",\"depth\":0,\"capacity\":32,"
+out_has "{\"id\":1,\"name\":\"worker\",\"pid\":$worker,\"state\":\"live\",\"depth\":0,\"capacity\":30,"
+out_has "{\"id\":3,\"name\":\"\",\"pid\":$three,\"state\":\"live\",\"depth\":0,\"capacity\":30,"
 grep -q '"stale":\[[^]]*'"$bus" "$work/out" && fail "ls --json: the bus in use is listed stale"
 
 # stat: per-client counters and percentiles, and the bus total.

@@ -160,7 +160,7 @@ finish "$rs" || fail "small: recv exited $?"
 
 # Backpressure: a full mailbox (a sender's own, which nobody reads) makes send wait, and fail
 # after --timeout rather than drop.
-expect 0 "$SHMBUS" create "$small-full" --slots 2
+expect 0 "$SHMBUS" create "$small-full" --slots 2 --msg-size 16 # a ring of 2 units
 expect 1 "$SHMBUS" send "$small-full" --as 1 --to 1 --timeout 100 a b c
 err_has "the mailbox of client 1 stayed full for 100 ms"
 expect 0 "$SHMBUS" destroy "$small-full"

@@ -341,14 +341,15 @@ static void test_scribbled_kept_gen(void **state)
     assert_true(listed(b, 2, &ci));
     assert_int_equal(ci.counters.dropped, 2);
 
-    /* Kept, and one kept slot's dst_gen scribbled: that one is dropped, the others arrive. */
+    /* Kept, and one kept record's dst_gen scribbled: that one is dropped, the others
+     * arrive. Each takes one unit of the ring, from the head the leaver published. */
     send_str(a, 2, "s1", 0);
     send_str(a, 2, "s2", 0);
     send_str(a, 2, "s3", 0);
     struct sb_mbox *mb = sb__mbox(b, 2);
-    uint64_t h = atomic_load(&mb->head);
     assert_int_equal(shmbus_leave_keep(r), 0);
-    sb__slot(b, mb, h + 1)->dst_gen ^= 0x5a5a5au;
+    uint64_t h = atomic_load(&mb->head);
+    sb__unit(b, mb, h + 1)->dst_gen ^= 0x5a5a5au;
     assert_int_equal(shmbus_join(b, 2, NULL, &r), 0);
     expect_msg(r, "s1");
     expect_msg(r, "s3");

@@ -157,15 +157,17 @@ static void test_peek_keeps_backpressure(void **state)
     (void)state;
     shmbus_bus *b = th_open_bus("peekfull", 4, 2, 64);
     shmbus_client *a, *r;
-    char buf[64];
+    char buf[64], big[64];
+    memset(big, 'x', sizeof(big));
     assert_int_equal(shmbus_join(b, 1, NULL, &a), 0);
     assert_int_equal(shmbus_join(b, 2, NULL, &r), 0);
-    assert_int_equal(shmbus_send(a, 2, "x", 1, 0, 0), 0);
-    assert_int_equal(shmbus_send(a, 2, "y", 1, 0, 0), 0);
-    assert_int_equal(shmbus_peek(r, NULL, buf, sizeof(buf), 0), 1);
-    assert_int_equal(shmbus_send(a, 2, "z", 1, SHMBUS_SEND_NONBLOCK, 0), -EAGAIN);
+    /* The ring holds two messages of the bus's largest size. */
+    assert_int_equal(shmbus_send(a, 2, big, sizeof(big), 0, 0), 0);
+    assert_int_equal(shmbus_send(a, 2, big, sizeof(big), 0, 0), 0);
+    assert_int_equal(shmbus_peek(r, NULL, buf, sizeof(buf), 0), 64);
+    assert_int_equal(shmbus_send(a, 2, big, sizeof(big), SHMBUS_SEND_NONBLOCK, 0), -EAGAIN);
     assert_int_equal(shmbus_consume(r), 0);
-    assert_int_equal(shmbus_send(a, 2, "z", 1, SHMBUS_SEND_NONBLOCK, 0), 0);
+    assert_int_equal(shmbus_send(a, 2, big, sizeof(big), SHMBUS_SEND_NONBLOCK, 0), 0);
     shmbus_leave(a);
     shmbus_leave(r);
     th_close_bus(b);
@@ -239,7 +241,7 @@ static void test_ack_on_consume(void **state)
     th_close_bus(b);
 }
 
-/* A hostile peer scribbles over the peeked slot: consume refuses, nothing crashes. */
+/* A hostile peer scribbles over the peeked record: consume refuses, nothing crashes. */
 static void test_scribbled(void **state)
 {
     (void)state;
@@ -252,15 +254,16 @@ static void test_scribbled(void **state)
     assert_int_equal(shmbus_send(a, 2, "one", 3, 0, 0), 0);
     assert_int_equal(shmbus_peek(r, &m, buf, sizeof(buf), 0), 3);
     struct sb_mbox *mb = sb__mbox(b, 2);
-    struct sb_slot *sl = sb__slot(b, mb, 0);
-    atomic_store(&sl->seq, 12345); /* not this lap's "committed" */
+    struct sb_rec *rec = sb__unit(b, mb, 0);
+    uint64_t hw = atomic_load(&rec->hw);
+    atomic_store(&rec->hw, hw ^ (1ull << 24)); /* READY, but of another lap */
     assert_int_equal(shmbus_consume(r), -ENOMSG);
-    atomic_store(&sl->seq, 1);
-    sl->len = 1u << 30; /* a length past msg_size: dropped, never copied */
+    atomic_store(&rec->hw, hw);
+    rec->len = 1u << 30; /* a length past msg_size: dropped, never copied */
     assert_int_equal(shmbus_peek(r, &m, buf, sizeof(buf), 0), -EAGAIN);
     assert_int_equal(shmbus_consume(r), -ENOMSG);
-    /* Garbage head: the peek masks the index, fails or finds nothing, never reads out of
-     * the mailbox. */
+    /* Garbage head: the consumer never reads it back (it keeps its position privately), so
+     * the peek fails or finds nothing, never reads out of the mailbox. */
     atomic_store(&mb->head, 0xdeadbeefcafeull);
     int rc = shmbus_peek(r, &m, buf, sizeof(buf), 0);
     assert_true(rc == -EAGAIN || rc >= 0);
