@@ -57,8 +57,9 @@
 
 #include "shmbus.h"
 
-#define SB_MAGIC          0x3130535542484d53ull /* "SHMBUS01" little-endian */
-#define SB_LAYOUT_VERSION 2u /* 2: sb_entry.kept_gen (leave with a kept mailbox) */
+#define SB_MAGIC 0x3130535542484d53ull /* "SHMBUS01" little-endian */
+/* 2: sb_entry.kept_gen (leave with a kept mailbox); 3: sb_mbox.fd_armed (evfd.c) */
+#define SB_LAYOUT_VERSION 3u
 #define SB_LINE           64u
 #define SB_HEADER_SIZE    4096u
 #define SB_INTENTS        4u  /* concurrent sending threads per client that can each be tracked */
@@ -160,6 +161,7 @@ struct sb_mbox {
     _Alignas(SB_LINE) _Atomic int32_t pending_hi; /* reserved or committed, prio > 0 */
     _Alignas(SB_LINE) _Atomic uint64_t head;
     _Alignas(SB_LINE) _Atomic uint32_t sleeping; /* the consumer is (about to be) asleep */
+    _Atomic uint32_t fd_armed; /* the consumer waits on its event-loop socket (evfd.c) */
     /* Blocked producers. */
     _Alignas(SB_LINE) _Atomic uint32_t space_waiters;
     struct sb_sem data_sem;  /* posted by a producer that finds the consumer asleep */
@@ -220,6 +222,7 @@ struct shmbus_client {
     uint32_t peek_src_gen;
     uint64_t peek_pos;
     struct shmbus_msg peek_msg;
+    struct sb_evfd *evfd; /* shmbus_client_fd()'s socket, NULL until asked for (evfd.c) */
 };
 
 /* A full barrier for the Dekker pairs (store flag; barrier; load the other side's word).
@@ -325,6 +328,21 @@ static inline void sb__post_waiters(const shmbus_bus *b, struct sb_sem *sem, uin
     uint64_t most = (uint64_t)b->lay.max_clients * SB_INTENTS;
     for (uint64_t k = 0; k < w && k < most; k++)
         sb__sem_post(sem);
+}
+
+/* evfd.c: the event-loop descriptor. sb__evfd_wake() is the sender's hook, called after
+ * its commit and the sb__full_fence() in wake_consumer(): a system call only when the
+ * receiver armed its descriptor. */
+struct sb_evfd;
+void sb__evfd_notify(shmbus_bus *b, struct sb_mbox *mb);
+void sb__evfd_close(shmbus_client *c);
+static inline void sb__evfd_wake(shmbus_bus *b, struct sb_mbox *mb)
+{
+    /* Dekker pair with the receiver's store of fd_armed + fence in shmbus_client_arm(). The
+     * exchange makes one sender (of many that saw 1) send the datagram. */
+    if (atomic_load_explicit(&mb->fd_armed, memory_order_relaxed) &&
+        atomic_exchange_explicit(&mb->fd_armed, 0, memory_order_relaxed))
+        sb__evfd_notify(b, mb);
 }
 
 /* mailbox.c */

@@ -145,13 +145,14 @@ static void fill_slot(shmbus_bus *b, struct sb_mbox *mb, uint64_t pos, const shm
 }
 
 /* After committing: wake the consumer if (and only if) it sleeps. */
-static void wake_consumer(struct sb_mbox *mb)
+static void wake_consumer(shmbus_bus *b, struct sb_mbox *mb)
 {
     /* Dekker pair with the consumer's store of sleeping + fence in wait_data(). */
     sb__full_fence();
     if (atomic_load_explicit(&mb->sleeping, memory_order_relaxed) &&
         atomic_exchange_explicit(&mb->sleeping, 0, memory_order_relaxed))
         sb__sem_post(&mb->data_sem);
+    sb__evfd_wake(b, mb); /* its event-loop descriptor, if armed (evfd.c) */
 }
 
 static void deadline_of(int timeout_ms, uint64_t *deadline)
@@ -297,7 +298,7 @@ static void finish_send(shmbus_client *c, struct sb_mbox *mb, unsigned i)
      * claimants() and sb__mbox_skip_intents(): whoever sees n == 0 also sees seq = p + 1. */
     atomic_store_explicit(&c->e->intent[i].n, 0, memory_order_release);
     intent_put(c, i);
-    wake_consumer(mb);
+    wake_consumer(c->bus, mb);
 }
 
 /*
@@ -1113,7 +1114,7 @@ int sb__mbox_skip_dead(shmbus_bus *b, uint32_t mbox_id, uint64_t pos)
         n += r;
     }
     if (n > 0)
-        wake_consumer(sb__mbox(b, mbox_id));
+        wake_consumer(b, sb__mbox(b, mbox_id));
     return n;
 }
 
@@ -1133,7 +1134,7 @@ void sb__mbox_skip_intents(shmbus_bus *b, struct sb_entry *dead)
                 n = b->lay.slots;
             for (uint32_t k = 0; k < n; k++)
                 skip_one(b, m, p0 + k);
-            wake_consumer(sb__mbox(b, m));
+            wake_consumer(b, sb__mbox(b, m));
         }
         /* Release pairs with the acquire load of n in claimants(): the skips above are
          * visible to whoever sees the intent gone. */
