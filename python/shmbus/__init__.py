@@ -48,6 +48,13 @@ __all__ = [
 
 PRIO_LEVELS = _lib.PRIO_LEVELS
 
+# The hot path's lookups, bound once.
+_send = lib.shmbus_send
+_recv = lib.shmbus_recv
+_string_at = ctypes.string_at
+_EINTR = _errno.EINTR
+_DEFAULT_SEND_ARGS = _lib.DEFAULT_SEND_ARGS
+
 Bytes = Union[bytes, bytearray, memoryview]
 
 
@@ -334,6 +341,7 @@ class Client:
         self._hdr = _lib.Msg()
         self._hdr_ref = ctypes.byref(self._hdr)
         self._fd: Optional[int] = None
+        self._batch: Optional[tuple] = None  # recv_many()'s buffers, kept for the next call
 
     def _handle(self) -> int:
         if self._c is None:
@@ -348,11 +356,19 @@ class Client:
 
         Waits up to `timeout` seconds for room if the mailbox is full (BlockingIOError at once
         with nonblock=True); with ack=True also until the receiver has taken the message."""
-        data = _data(data)
+        c = self._c
+        if c is None:
+            raise ValueError("client has left the bus")
+        if type(data) is not bytes:
+            data = _data(data)
+        if prio == 0 and not nonblock and not ack:
+            args = _DEFAULT_SEND_ARGS
+        else:
+            args = _lib.send_args(prio, nonblock, ack)
+        ms = -1 if timeout is None else _ms(timeout)
         while True:
-            r = lib.shmbus_send(self._handle(), dst, data, len(data),
-                                *_lib.send_args(prio, nonblock, ack), _ms(timeout))
-            if r != -_errno.EINTR:
+            r = _send(c, dst, data, len(data), *args, ms)
+            if r != -_EINTR:
                 break  # EINTR: a Python signal handler runs here (it may raise), then retry
         if r < 0:
             raise _error(r, f"send to {dst}")
@@ -362,13 +378,18 @@ class Client:
         """Send several messages to `dst` at once (one wake-up for the lot). Returns how
         many were sent, in order: as many as fit, at least one (waiting as send() for room
         for the first)."""
-        items = [_data(m) for m in msgs]
+        items = [m if type(m) is bytes else _data(m) for m in msgs]
         if not items:
             return 0
-        iov = (_lib.Iov * len(items))()
-        for i, m in enumerate(items):
-            iov[i].data = ctypes.cast(ctypes.c_char_p(m), ctypes.c_void_p)
-            iov[i].len = len(m)
+        # One buffer for the lot, kept alive through the call; the iovs point into it.
+        blob = b"".join(items)
+        base = ctypes.cast(ctypes.c_char_p(blob), ctypes.c_void_p).value or 0
+        offs = []
+        off = 0
+        for m in items:
+            offs.append((base + off, len(m)))
+            off += len(m)
+        iov = (_lib.Iov * len(items))(*offs)
         r = lib.shmbus_send_batch(self._handle(), dst, iov, len(items),
                                   *_lib.send_args(prio, nonblock, False), _ms(timeout))
         if r < 0:
@@ -407,16 +428,19 @@ class Client:
     # -- receiving --------------------------------------------------------------------------
 
     def _recv(self, timeout: Optional[float]) -> int:
-        ms = _ms(timeout)
-        deadline = None if ms <= 0 else time.monotonic() + timeout  # type: ignore[operator]
-        c = self._handle()
-        while True:
-            r = lib.shmbus_recv(c, self._hdr_ref, self._buf, self._cap, ms)
-            if r != -_errno.EINTR:
-                break
+        c = self._c
+        if c is None:
+            raise ValueError("client has left the bus")
+        ms = -1 if timeout is None else _ms(timeout)
+        r = _recv(c, self._hdr_ref, self._buf, self._cap, ms)
+        if r >= 0:
+            return r
+        deadline = None if ms <= 0 else time.monotonic() + ms / 1000
+        while r == -_EINTR:
             # A signal arrived: its Python handler runs now (it may raise), then wait on.
             if deadline is not None:
                 ms = _ms(max(0.0, deadline - time.monotonic()))
+            r = _recv(c, self._hdr_ref, self._buf, self._cap, ms)
         if r < 0:
             raise _error(r, "recv")
         return r
@@ -429,16 +453,17 @@ class Client:
 
     def recv_bytes(self, timeout: Optional[float] = None) -> bytes:
         """As recv(), the payload only (a little faster: no Message object)."""
-        n = self._recv(timeout)
-        return ctypes.string_at(self._buf, n)
+        return _string_at(self._buf, self._recv(timeout))
 
     def recv_many(self, max_msgs: int = 64, timeout: Optional[float] = None) -> List[Message]:
         """Take up to `max_msgs` waiting messages at once (at least one: waits as recv())."""
         if max_msgs < 1:
             raise ValueError("max_msgs must be >= 1")
         stride = max(self._cap, 1)
-        bufs = ctypes.create_string_buffer(stride * max_msgs)
-        hdrs = (_lib.Msg * max_msgs)()
+        if self._batch is None or self._batch[0] < max_msgs:
+            self._batch = (max_msgs, ctypes.create_string_buffer(stride * max_msgs),
+                           (_lib.Msg * max_msgs)())
+        _, bufs, hdrs = self._batch
         r = lib.shmbus_recv_batch(self._handle(), hdrs, bufs, stride, max_msgs, _ms(timeout))
         if r < 0:
             raise _error(r, "recv")

@@ -47,6 +47,11 @@ def send_args(prio: int, nonblock: bool, ack: bool) -> tuple:
     return (prio, flags)
 
 
+# What send_args() gives for the defaults (prio 0, blocking, no ACK): the hot path's tuple.
+def _default_send_args() -> tuple:
+    return send_args(0, False, False)
+
+
 def _send_prio_types() -> list:
     """The ctypes of what send_args() returns."""
     return [c_uint] if _PRIO_IN_FLAGS else [c_uint, c_uint]
@@ -161,3 +166,5 @@ _proto("shmbus_recv_batch", c_int, _client_p, POINTER(Msg), c_void_p, c_size_t, 
 _proto("shmbus_request", c_int, _client_p, c_uint32, c_char_p, c_size_t, POINTER(Msg),
        c_void_p, c_size_t, c_int)
 _proto("shmbus_reply", c_int, _client_p, POINTER(Msg), c_char_p, c_size_t, c_int)
+
+DEFAULT_SEND_ARGS = _default_send_args()

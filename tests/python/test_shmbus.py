@@ -178,14 +178,16 @@ def test_multi_process(bus_name, bus):
         assert all(v == list(range(200)) for v in got.values())  # each sender in order
 
 
-def _delayed_sender(name, delay):
-    time.sleep(delay)  # the receiver is already waiting in its event loop
+def _sender_on_event(name, go):
+    go.wait(10)  # set once the receiver is waiting in its event loop
     with shmbus.Bus(name) as b, b.join(2) as me:
         me.send(1, b"from another process")
         me.send(1, b"second")
 
 
 def test_asyncio_wakes_on_message_from_other_process(bus_name, bus):
+    go = MP.Event()
+
     async def main(me):
         other = asyncio.Event()
         ticks = 0
@@ -197,8 +199,11 @@ def test_asyncio_wakes_on_message_from_other_process(bus_name, bus):
                 await asyncio.sleep(0.01)
 
         t = asyncio.ensure_future(ticker())
-        m = await me.arecv(timeout=10)
-        got = [m.data]
+        first = asyncio.ensure_future(me.arecv(timeout=10))
+        await asyncio.sleep(0)  # arecv ran up to its wait: armed, reader added
+        assert not first.done()
+        go.set()
+        got = [(await first).data]
         async for m in me.amessages(timeout=0.2):
             got.append(m.data)
         other.set()
@@ -206,10 +211,11 @@ def test_asyncio_wakes_on_message_from_other_process(bus_name, bus):
         return got, ticks
 
     with bus.join(1) as me:
-        p = _start(_delayed_sender, bus_name, 0.3)
+        p = _start(_sender_on_event, bus_name, go)
         try:
             got, ticks = asyncio.run(main(me))
         finally:
+            go.set()
             _join_all([p])
         assert got == [b"from another process", b"second"]
         assert ticks >= 5  # the loop was not blocked while arecv waited
@@ -245,3 +251,37 @@ def test_fileno_with_selectors(bus):
         assert len(sel.select(timeout=5)) == 1
         assert me.recv(0).data == b"wake"
         sel.close()
+
+
+def test_asyncio_example(bus_name):
+    """examples/asyncio_receiver.py prints what a sender sends it, then stops when quiet."""
+    import subprocess
+    import sys
+    top = os.path.join(os.path.dirname(__file__), "..", "..")
+    env = dict(os.environ, PYTHONPATH=os.path.join(top, "python"))
+    ex = subprocess.Popen([sys.executable, os.path.join(top, "examples", "asyncio_receiver.py"),
+                           "1"], env=env, stdout=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 10
+        while True:  # until the example has created the bus and joined as client 2
+            try:
+                with shmbus.Bus("demo") as b:
+                    b.lookup("receiver")
+                    with b.join(1) as me:
+                        me.send(2, b"hello from pytest")
+                    break
+            except OSError:
+                assert time.monotonic() < deadline, "the example never joined"
+                time.sleep(0.02)
+        out, _ = ex.communicate(timeout=15)
+    finally:
+        if ex.poll() is None:
+            ex.kill()
+            ex.wait(5)
+        try:
+            shmbus.destroy("demo")
+        except FileNotFoundError:
+            pass
+    assert ex.returncode == 0
+    assert "from 1: hello from pytest" in out
+    assert "tick" in out
