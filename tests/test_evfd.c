@@ -21,6 +21,7 @@
 
 #include "helpers.h"
 #include "shmbus.h"
+#include "../src/internal.h" /* to scribble over the armed flag like a hostile peer */
 
 /* Datagrams queued on the descriptor now (read out: the test plays the kernel's count). */
 static int queued(int fd)
@@ -258,6 +259,30 @@ static void test_killed_receiver(void **state)
     th_close_bus(b);
 }
 
+/* A peer scribbles the armed flag: any value is "armed", costs one datagram, and neither
+ * the send nor the receiver's next arm fails. */
+static void test_scribbled_flag(void **state)
+{
+    (void)state;
+    shmbus_bus *b = th_open_bus("evscrib", 4, 8, 64);
+    shmbus_client *s, *r;
+    assert_int_equal(shmbus_join(b, 1, NULL, &s), 0);
+    assert_int_equal(shmbus_join(b, 2, NULL, &r), 0);
+    int fd = shmbus_client_fd(r);
+    atomic_store(&sb__mbox(b, 2)->fd_armed, 0xdeadbeefu);
+    assert_int_equal(shmbus_send(s, 2, "x", 1, 0, 0, 0), 0);
+    assert_int_equal(shmbus_send(s, 2, "x", 1, 0, 0, 0), 0);
+    assert_int_equal(queued(fd), 1);
+    assert_int_equal(drain(r), 2);
+    atomic_store(&sb__mbox(b, 2)->fd_armed, 0xffffffffu);
+    assert_int_equal(shmbus_client_arm(r), 0);
+    assert_int_equal(shmbus_send(s, 2, "x", 1, 0, 0, 0), 0);
+    assert_true(readable(fd, 5000));
+    shmbus_leave(s);
+    shmbus_leave(r);
+    th_close_bus(b);
+}
+
 int main(void)
 {
     th_filter_from_env();
@@ -267,6 +292,7 @@ int main(void)
         cmocka_unit_test(test_message_between_check_and_arm),
         cmocka_unit_test(test_event_loop_loses_nothing),
         cmocka_unit_test(test_killed_receiver),
+        cmocka_unit_test(test_scribbled_flag),
     };
     return cmocka_run_group_tests(tests, NULL, th_cleanup);
 }
