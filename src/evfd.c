@@ -31,8 +31,10 @@
  *
  * Process death. Nothing is held across calls by senders. A receiver that dies leaves
  * fd_armed possibly 1 (the next sender clears it and gets ECONNREFUSED) and the socket file
- * (replaced by the next receiver of the id; shmbus_leave() removes it).
+ * (replaced by the next receiver of the id; shmbus_leave() removes it, and
+ * shmbus_bus_destroy() removes those of the bus through sb__evfd_remove_all()).
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -201,4 +203,31 @@ void sb__evfd_close(shmbus_client *c)
     close(ev->fd);
     free(ev);
     c->evfd = NULL;
+}
+
+void sb__evfd_remove_all(int dir_fd, const char *bus)
+{
+    int fd = dup(dir_fd);
+    DIR *d = fd < 0 ? NULL : fdopendir(fd);
+    if (d == NULL) {
+        if (fd >= 0)
+            close(fd);
+        return;
+    }
+    size_t bl = strlen(bus);
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL) {
+        /* <bus>.<digits>.sock, and a socket: nothing else is ours to remove. */
+        const char *p = de->d_name;
+        if (strncmp(p, bus, bl) != 0 || p[bl] != '.')
+            continue;
+        const char *q = p + bl + 1;
+        size_t digits = strspn(q, "0123456789");
+        if (digits == 0 || strcmp(q + digits, ".sock") != 0)
+            continue;
+        struct stat st;
+        if (fstatat(dir_fd, p, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISSOCK(st.st_mode))
+            unlinkat(dir_fd, p, 0);
+    }
+    closedir(d);
 }

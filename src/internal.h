@@ -336,6 +336,8 @@ static inline void sb__post_waiters(const shmbus_bus *b, struct sb_sem *sem, uin
 struct sb_evfd;
 void sb__evfd_notify(shmbus_bus *b, struct sb_mbox *mb);
 void sb__evfd_close(shmbus_client *c);
+/* Remove the event-loop sockets of bus `bus` left in the runtime directory (dir_fd). */
+void sb__evfd_remove_all(int dir_fd, const char *bus);
 static inline void sb__evfd_wake(shmbus_bus *b, struct sb_mbox *mb)
 {
     /* Dekker pair with the receiver's store of fd_armed + fence in shmbus_client_arm(). The

@@ -259,6 +259,36 @@ static void test_killed_receiver(void **state)
     th_close_bus(b);
 }
 
+/* A client killed while holding its socket leaves the file; destroying the bus removes it,
+ * and leaves alone a look-alike that is not a socket. */
+static void test_destroy_removes_stale_socket(void **state)
+{
+    (void)state;
+    shmbus_bus *b = th_open_bus("evstale", 4, 4, 64);
+    bus_name = th_name("evstale");
+    char dir[400], path[512], other[512];
+    assert_true(shmbus_runtime_dir(dir, sizeof(dir)) > 0);
+    snprintf(path, sizeof(path), "%s/%s.2.sock", dir, bus_name);
+    snprintf(other, sizeof(other), "%s/%s.3.sock", dir, bus_name);
+    FILE *f = fopen(other, "w");
+    assert_non_null(f);
+    fclose(f);
+    int p[2];
+    assert_int_equal(pipe(p), 0);
+    pid_t pid = th_fork(armed_then_wait, &p[1]);
+    struct pollfd pf = {.fd = p[0], .events = POLLIN};
+    assert_int_equal(poll(&pf, 1, 5000), 1);
+    kill(pid, SIGKILL);
+    assert_int_equal(th_wait(pid, 5000), 128 + SIGKILL);
+    close(p[0]);
+    close(p[1]);
+    assert_int_equal(access(path, F_OK), 0);
+    th_close_bus(b);
+    assert_int_equal(access(path, F_OK), -1);
+    assert_int_equal(access(other, F_OK), 0);
+    unlink(other);
+}
+
 /* A peer scribbles the armed flag: any value is "armed", costs one datagram, and neither
  * the send nor the receiver's next arm fails. */
 static void test_scribbled_flag(void **state)
@@ -292,6 +322,7 @@ int main(void)
         cmocka_unit_test(test_message_between_check_and_arm),
         cmocka_unit_test(test_event_loop_loses_nothing),
         cmocka_unit_test(test_killed_receiver),
+        cmocka_unit_test(test_destroy_removes_stale_socket),
         cmocka_unit_test(test_scribbled_flag),
     };
     return cmocka_run_group_tests(tests, NULL, th_cleanup);
