@@ -196,10 +196,15 @@ void sb__evfd_close(shmbus_client *c)
     struct sb_evfd *ev = c->evfd;
     if (ev == NULL)
         return;
-    atomic_store_explicit(&c->mb->fd_armed, 0, memory_order_relaxed);
-    struct stat st;
-    if (lstat(ev->addr.sun_path, &st) == 0 && st.st_dev == ev->dev && st.st_ino == ev->ino)
-        unlink(ev->addr.sun_path);
+    /* Only the process that joined disarms and removes the file: a child forked with a copy
+     * of the handle must not take its parent's descriptor away. */
+    uint64_t state = atomic_load_explicit(&c->e->state, memory_order_relaxed);
+    if (SB_ST_PID(state) == getpid()) {
+        atomic_store_explicit(&c->mb->fd_armed, 0, memory_order_relaxed);
+        struct stat st;
+        if (lstat(ev->addr.sun_path, &st) == 0 && st.st_dev == ev->dev && st.st_ino == ev->ino)
+            unlink(ev->addr.sun_path);
+    }
     close(ev->fd);
     free(ev);
     c->evfd = NULL;

@@ -34,6 +34,7 @@ import asyncio
 import ctypes
 import errno as _errno
 import math
+import os
 import time
 import weakref
 from typing import AsyncIterator, Iterable, Iterator, List, Optional, Union
@@ -334,6 +335,7 @@ class Client:
 
     def __init__(self, bus: Bus, handle: int) -> None:
         self._c: Optional[int] = handle
+        self._pid = os.getpid()  # the process that joined (see close())
         self.bus = bus
         self.id: int = lib.shmbus_client_id(handle)
         self._cap = bus.msg_size
@@ -548,11 +550,14 @@ class Client:
         lib.shmbus_client_set_spin(self._handle(), usec)
 
     def close(self) -> None:
-        """Leave the bus (pending messages are discarded). Idempotent."""
+        """Leave the bus (pending messages are discarded). Idempotent. In a child process
+        forked with a copy of this client, only forgets the handle: the client is the
+        parent's."""
         if self._c is not None:
             c, self._c = self._c, None
             self._fd = None
-            lib.shmbus_leave(c)
+            if os.getpid() == self._pid:
+                lib.shmbus_leave(c)
 
     leave = close
 

@@ -285,3 +285,29 @@ def test_asyncio_example(bus_name):
     assert ex.returncode == 0
     assert "from 1: hello from pytest" in out
     assert "tick" in out
+
+
+def test_forked_child_closing_a_copy_leaves_parent_joined(bus):
+    """A child that inherited a Client (os.fork) and closes it does not make the parent
+    leave nor take its event-loop descriptor away."""
+    with bus.join(1) as me, bus.join(2) as other:
+        me.fileno()
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                me.close()
+                bus.close()
+                code = 0
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        assert [c.id for c in bus.clients()] == [1, 2]
+        assert me.arm() is False
+        other.send(1, b"still here")
+        import selectors
+        with selectors.DefaultSelector() as sel:
+            sel.register(me, selectors.EVENT_READ)
+            assert len(sel.select(timeout=5)) == 1
+        assert me.recv(0).data == b"still here"
