@@ -127,7 +127,7 @@ def test_timeouts(bus):
 
 def test_context_managers_leave_and_close(bus_name):
     with shmbus.Bus(bus_name, create=True) as b:
-        with b.join(3) as c:
+        with b.join(3):
             assert [ci.id for ci in b.clients()] == [3]
         assert b.clients() == []
         c2 = b.join(4)
