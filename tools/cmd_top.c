@@ -183,7 +183,7 @@ int sb_cmd_top(int argc, char **argv)
     if ((why = sb_bad_name(name)) != NULL)
         return sb_bad_usage("top", top_usage, "'%s': %s", name, why);
 
-    rc = shmbus_bus_open(name, NULL, SHMBUS_RDONLY, &bus);
+    rc = shmbus_bus_open(name, NULL, SHMBUS_OPEN_RDONLY, &bus);
     if (rc < 0) {
         sb_errf("top %s", name, "%s", rc == -ENOENT ? "no such bus" : shmbus_strerror(rc));
         return SB_EXIT_FAIL;
