@@ -60,7 +60,7 @@ static int sender_main(void *arg)
     if (shmbus_bus_open(bus_name, NULL, 0, &b) < 0 || shmbus_join(b, 1, NULL, &c) < 0)
         return 10;
     for (int k = 0; k < count; k++) {
-        if (shmbus_send(c, 2, &k, sizeof(k), 0, 0, 5000) < 0)
+        if (shmbus_send(c, 2, &k, sizeof(k), 0, 5000) < 0)
             return 11;
         if (k % 7 == 0)
             sched_yield(); /* let the receiver drain and re-arm in between */
@@ -114,21 +114,21 @@ static void test_no_write_unless_armed(void **state)
 
     /* Not armed: 20 sends, nothing written. */
     for (int k = 0; k < 20; k++)
-        assert_int_equal(shmbus_send(s, 2, "x", 1, 0, 0, 0), 0);
+        assert_int_equal(shmbus_send(s, 2, "x", 1, 0, 0), 0);
     assert_int_equal(queued(fd), 0);
     assert_int_equal(drain(r), 20);
 
     /* Armed: 20 sends (and a batch), exactly one datagram. */
     assert_int_equal(shmbus_client_arm(r), 0);
     for (int k = 0; k < 20; k++)
-        assert_int_equal(shmbus_send(s, 2, "x", 1, 0, 0, 0), 0);
+        assert_int_equal(shmbus_send(s, 2, "x", 1, 0, 0), 0);
     struct shmbus_iov iov[3] = {{"a", 1}, {"b", 1}, {"c", 1}};
-    assert_int_equal(shmbus_send_batch(s, 2, iov, 3, 0, 0, 0), 3);
+    assert_int_equal(shmbus_send_batch(s, 2, iov, 3, 0, 0), 3);
     assert_int_equal(queued(fd), 1);
     assert_int_equal(drain(r), 23);
 
     /* Spent: the next sends write nothing until the next arm. */
-    assert_int_equal(shmbus_send(s, 2, "x", 1, 0, 0, 0), 0);
+    assert_int_equal(shmbus_send(s, 2, "x", 1, 0, 0), 0);
     assert_int_equal(queued(fd), 0);
 
     /* A peeked message survives an arm: consume still takes it. */
@@ -154,11 +154,11 @@ static void test_message_between_check_and_arm(void **state)
     assert_int_equal(shmbus_join(b, 2, NULL, &r), 0);
     int fd = shmbus_client_fd(r);
     assert_int_equal(shmbus_client_arm(r), 0);
-    assert_int_equal(shmbus_send(s, 2, "a", 1, 0, 0, 0), 0);
+    assert_int_equal(shmbus_send(s, 2, "a", 1, 0, 0), 0);
     assert_true(readable(fd, 0));
-    assert_int_equal(drain(r), 1);                           /* empty now: the loop's last look */
-    assert_int_equal(shmbus_send(s, 2, "b", 1, 0, 0, 0), 0); /* unarmed: no datagram */
-    assert_int_equal(shmbus_client_arm(r), 1);               /* but arm sees it */
+    assert_int_equal(drain(r), 1);                        /* empty now: the loop's last look */
+    assert_int_equal(shmbus_send(s, 2, "b", 1, 0, 0), 0); /* unarmed: no datagram */
+    assert_int_equal(shmbus_client_arm(r), 1);            /* but arm sees it */
     assert_true(readable(fd, 0));
     assert_int_equal(drain(r), 1);
     shmbus_leave(s);
@@ -239,7 +239,7 @@ static void test_killed_receiver(void **state)
     assert_int_equal(shmbus_join(b, 1, NULL, &s), 0);
     uint64_t t0 = th_now_ns();
     for (int k = 0; k < 6; k++) {
-        int r = shmbus_send(s, 2, "x", 1, 0, 0, 200);
+        int r = shmbus_send(s, 2, "x", 1, 0, 200);
         assert_true(r == 0 || r == -ETIMEDOUT || r == -ECONNRESET || r == -EHOSTUNREACH);
     }
     assert_true(th_now_ns() - t0 < 6ull * 1200000000ull);
@@ -251,7 +251,7 @@ static void test_killed_receiver(void **state)
     int fd = shmbus_client_fd(r);
     assert_true(fd >= 0);
     assert_int_equal(shmbus_client_arm(r), 0);
-    assert_int_equal(shmbus_send(s, 2, "y", 1, 0, 0, 0), 0);
+    assert_int_equal(shmbus_send(s, 2, "y", 1, 0, 0), 0);
     assert_true(readable(fd, 5000));
     assert_int_equal(drain(r), 1);
     shmbus_leave(s);
@@ -300,13 +300,13 @@ static void test_scribbled_flag(void **state)
     assert_int_equal(shmbus_join(b, 2, NULL, &r), 0);
     int fd = shmbus_client_fd(r);
     atomic_store(&sb__mbox(b, 2)->fd_armed, 0xdeadbeefu);
-    assert_int_equal(shmbus_send(s, 2, "x", 1, 0, 0, 0), 0);
-    assert_int_equal(shmbus_send(s, 2, "x", 1, 0, 0, 0), 0);
+    assert_int_equal(shmbus_send(s, 2, "x", 1, 0, 0), 0);
+    assert_int_equal(shmbus_send(s, 2, "x", 1, 0, 0), 0);
     assert_int_equal(queued(fd), 1);
     assert_int_equal(drain(r), 2);
     atomic_store(&sb__mbox(b, 2)->fd_armed, 0xffffffffu);
     assert_int_equal(shmbus_client_arm(r), 0);
-    assert_int_equal(shmbus_send(s, 2, "x", 1, 0, 0, 0), 0);
+    assert_int_equal(shmbus_send(s, 2, "x", 1, 0, 0), 0);
     assert_true(readable(fd, 5000));
     shmbus_leave(s);
     shmbus_leave(r);

@@ -54,7 +54,7 @@ _send = lib.shmbus_send
 _recv = lib.shmbus_recv
 _string_at = ctypes.string_at
 _EINTR = _errno.EINTR
-_DEFAULT_SEND_ARGS = _lib.DEFAULT_SEND_ARGS
+_send_flags = _lib.send_flags
 
 Bytes = Union[bytes, bytearray, memoryview]
 
@@ -363,13 +363,10 @@ class Client:
             raise ValueError("client has left the bus")
         if type(data) is not bytes:
             data = _data(data)
-        if prio == 0 and not nonblock and not ack:
-            args = _DEFAULT_SEND_ARGS
-        else:
-            args = _lib.send_args(prio, nonblock, ack)
+        flags = 0 if prio == 0 and not nonblock and not ack else _send_flags(prio, nonblock, ack)
         ms = -1 if timeout is None else _ms(timeout)
         while True:
-            r = _send(c, dst, data, len(data), *args, ms)
+            r = _send(c, dst, data, len(data), flags, ms)
             if r != -_EINTR:
                 break  # EINTR: a Python signal handler runs here (it may raise), then retry
         if r < 0:
@@ -393,7 +390,7 @@ class Client:
             off += len(m)
         iov = (_lib.Iov * len(items))(*offs)
         r = lib.shmbus_send_batch(self._handle(), dst, iov, len(items),
-                                  *_lib.send_args(prio, nonblock, False), _ms(timeout))
+                                  _send_flags(prio, nonblock, False), _ms(timeout))
         if r < 0:
             raise _error(r, f"send to {dst}")
         return r
@@ -403,27 +400,30 @@ class Client:
         """Send a copy to every other live client; returns how many got it."""
         data = _data(data)
         r = lib.shmbus_broadcast(self._handle(), data, len(data),
-                                 *_lib.send_args(prio, nonblock, False), _ms(timeout))
+                                 _send_flags(prio, nonblock, False), _ms(timeout))
         if r < 0:
             raise _error(r, "broadcast")
         return r
 
-    def request(self, dst: int, data: Bytes, *, timeout: Optional[float] = None) -> Message:
-        """Send a request to `dst` and wait for its reply (TimeoutError after `timeout`).
-        Other messages arriving meanwhile stay queued for recv()."""
+    def request(self, dst: int, data: Bytes, *, prio: int = 0, timeout: Optional[float] = None,
+                nonblock: bool = False) -> Message:
+        """Send a request to `dst` at priority `prio` and wait for its reply (TimeoutError
+        after `timeout`). Other messages arriving meanwhile stay queued for recv()."""
         data = _data(data)
         r = lib.shmbus_request(self._handle(), dst, data, len(data), self._hdr_ref, self._buf,
-                               self._cap, _ms(timeout))
+                               self._cap, _send_flags(prio, nonblock, False), _ms(timeout))
         if r < 0:
             raise _error(r, f"request to {dst}")
         return Message._from(self._hdr, ctypes.string_at(self._buf, r))
 
-    def reply(self, req: Message, data: Bytes, *, timeout: Optional[float] = None) -> None:
-        """Answer request `req` (as received) with `data`."""
+    def reply(self, req: Message, data: Bytes, *, timeout: Optional[float] = None,
+              nonblock: bool = False) -> None:
+        """Answer request `req` (as received) with `data`, at the request's priority."""
         data = _data(data)
         h = _lib.Msg(req.src, req.dst, req.seq, req.corr, req.sent_ns, len(req.data),
                      req.prio, req.flags)
-        r = lib.shmbus_reply(self._handle(), ctypes.byref(h), data, len(data), _ms(timeout))
+        r = lib.shmbus_reply(self._handle(), ctypes.byref(h), data, len(data),
+                             _send_flags(0, nonblock, False), _ms(timeout))
         if r < 0:
             raise _error(r, f"reply to {req.src}")
 

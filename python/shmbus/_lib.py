@@ -1,8 +1,7 @@
 """ctypes bindings of libshmbus (include/shmbus.h): structures, prototypes and the flags.
 
-Private to the package: the public API is in shmbus/__init__.py. Everything that depends on
-the C signatures of the send calls (where the priority goes) is in this file, in
-``send_args()`` and ``_SEND_PRIO``; the rest of the package never builds a flags word.
+Private to the package: the public API is in shmbus/__init__.py. The send calls' flags word,
+which carries the priority too (SHMBUS_PRIO(n)), is built in one place: send_flags().
 """
 from __future__ import annotations
 
@@ -20,9 +19,11 @@ OPEN_CREATE = 0x1
 OPEN_EXCL = 0x2
 OPEN_RDONLY = 0x4
 
-# Send flags.
-SEND_NONBLOCK = 0x1
-SEND_ACK = 0x2
+# Send flags (shmbus_send, send_batch, broadcast, request, reply); the priority travels in
+# the same word as SHMBUS_PRIO(n) = n << SHMBUS_PRIO_SHIFT.
+SEND_NONBLOCK = 0x100
+SEND_ACK = 0x200
+PRIO_SHIFT = 12
 
 # Flags of a received message (shmbus_msg.flags).
 MSG_ACK = 0x1
@@ -30,31 +31,14 @@ MSG_REQUEST = 0x2
 MSG_REPLY = 0x4
 MSG_BROADCAST = 0x8
 
-# Where the send calls take the priority: False while shmbus_send() and friends have a
-# separate `prio` argument; True once it moves into the flags as SHMBUS_PRIO(n).
-_PRIO_IN_FLAGS = False
+def send_flags(prio: int, nonblock: bool, ack: bool) -> int:
+    """The flags word of the send calls: SHMBUS_PRIO(prio) | SHMBUS_SEND_*.
 
-
-def send_args(prio: int, nonblock: bool, ack: bool) -> tuple:
-    """The priority and flags arguments of the send calls, in their C order.
-
-    The one place that builds a send flags word (see _PRIO_IN_FLAGS)."""
+    The one place that builds a send flags word."""
     if not 0 <= prio < PRIO_LEVELS:
         raise ValueError(f"prio must be 0..{PRIO_LEVELS - 1}, not {prio}")
-    flags = (SEND_NONBLOCK if nonblock else 0) | (SEND_ACK if ack else 0)
-    if _PRIO_IN_FLAGS:
-        raise NotImplementedError  # filled in with the new API
-    return (prio, flags)
-
-
-# What send_args() gives for the defaults (prio 0, blocking, no ACK): the hot path's tuple.
-def _default_send_args() -> tuple:
-    return send_args(0, False, False)
-
-
-def _send_prio_types() -> list:
-    """The ctypes of what send_args() returns."""
-    return [c_uint] if _PRIO_IN_FLAGS else [c_uint, c_uint]
+    return ((prio << PRIO_SHIFT) | (SEND_NONBLOCK if nonblock else 0)
+            | (SEND_ACK if ack else 0))
 
 
 class BusOpts(Structure):
@@ -155,16 +139,12 @@ _proto("shmbus_client_arm", c_int, _client_p)
 _proto("shmbus_lookup", c_int, _bus_p, c_char_p)
 _proto("shmbus_list", c_int, _bus_p, POINTER(ClientInfo), c_size_t)
 _proto("shmbus_reap", c_int, _bus_p)
-_proto("shmbus_send", c_int, _client_p, c_uint32, c_char_p, c_size_t, *_send_prio_types(),
-       c_int)
-_proto("shmbus_send_batch", c_int, _client_p, c_uint32, POINTER(Iov), c_size_t,
-       *_send_prio_types(), c_int)
-_proto("shmbus_broadcast", c_int, _client_p, c_char_p, c_size_t, *_send_prio_types(), c_int)
+_proto("shmbus_send", c_int, _client_p, c_uint32, c_char_p, c_size_t, c_uint, c_int)
+_proto("shmbus_send_batch", c_int, _client_p, c_uint32, POINTER(Iov), c_size_t, c_uint, c_int)
+_proto("shmbus_broadcast", c_int, _client_p, c_char_p, c_size_t, c_uint, c_int)
 _proto("shmbus_recv", c_int, _client_p, POINTER(Msg), c_void_p, c_size_t, c_int)
 _proto("shmbus_recv_batch", c_int, _client_p, POINTER(Msg), c_void_p, c_size_t, c_size_t,
        c_int)
 _proto("shmbus_request", c_int, _client_p, c_uint32, c_char_p, c_size_t, POINTER(Msg),
-       c_void_p, c_size_t, c_int)
-_proto("shmbus_reply", c_int, _client_p, POINTER(Msg), c_char_p, c_size_t, c_int)
-
-DEFAULT_SEND_ARGS = _default_send_args()
+       c_void_p, c_size_t, c_uint, c_int)
+_proto("shmbus_reply", c_int, _client_p, POINTER(Msg), c_char_p, c_size_t, c_uint, c_int)
