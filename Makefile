@@ -59,6 +59,7 @@ include tools/module.mk
 include bench/module.mk
 include tests/module.mk
 -include examples/module.mk
+include python/module.mk
 
 .PHONY: all deps check demo tsan bench install uninstall clean format mutants
 

@@ -321,6 +321,50 @@ shmbus_bus *shmbus_client_bus(const shmbus_client *c);
  * Spinning trades a core for latency and throughput; useful only with a core to spare. */
 void shmbus_client_set_spin(shmbus_client *c, unsigned usec);
 
+/*
+ * Event loops (poll, epoll, select, asyncio, libuv): a descriptor that becomes readable
+ * when messages may be waiting.
+ *
+ * shmbus_client_fd() returns the client's descriptor, creating it on the first call (a Unix
+ * datagram socket bound at <runtime dir>/<bus>.<id>.sock, mode 0600, or 0660 on a group
+ * bus). The handle owns it: do not close or read it; shmbus_leave() / shmbus_leave_keep()
+ * close it and remove the file. Later calls return the same descriptor. It is non-blocking
+ * and close-on-exec. Errors: -EINVAL (c NULL), -EIDRM, -ENAMETOOLONG (the path does not fit
+ * a socket address: use a shorter $SHMBUS_DIR), -EACCES (the runtime directory is not
+ * writable, e.g. a group member on a group bus), -EEXIST (something other than a socket
+ * has that name), -EMFILE/-ENOMEM.
+ *
+ * Senders touch the descriptor only while it is *armed*, so an unarmed client costs its
+ * senders nothing. The protocol, one turn of the loop:
+ *
+ *     int fd = shmbus_client_fd(c);              once
+ *     for (;;) {
+ *         shmbus_client_arm(c);                  drain fd, arm, look at the mailbox
+ *         poll/epoll_wait on fd (POLLIN)         readable: messages may be waiting
+ *         while ((n = shmbus_recv(c, &m, buf, cap, 0)) >= 0)   take them, timeout 0
+ *             handle(...);                       until -EAGAIN
+ *     }
+ *
+ * shmbus_client_arm() empties the descriptor, arms it, then looks at the mailbox. It returns
+ * 0 when the mailbox was empty (a later message makes fd readable), or 1 when a message was
+ * already waiting: then it has disarmed and made fd readable itself, so a caller may as well
+ * receive at once. Either way, a message that arrives at any moment before, during or after
+ * the call is never missed: after arm, fd becomes readable once for whatever is waiting.
+ * Readiness may be spurious (a message taken meanwhile, a notification from an earlier
+ * turn): receive with timeout 0 and treat -EAGAIN as "nothing yet". Arming is edge-like:
+ * one notification per arm, so call it again after draining.
+ *
+ * Receive side: shmbus_client_fd() and shmbus_client_arm() follow the one-receiving-thread
+ * rule (not concurrently with shmbus_recv() etc. on the same client). Arming keeps a
+ * message shmbus_peek() returned for shmbus_consume(). Neither call blocks; arm makes one
+ * to three system calls. A message held back by a sender that died in the middle of its
+ * send is released by the periodic reap (see shmbus_reap()), which an event-loop program
+ * should call every second or so when it never blocks in shmbus_recv().
+ * arm's errors: -EINVAL (c NULL), -EBADF (no shmbus_client_fd() yet), -EIDRM.
+ */
+int shmbus_client_fd(shmbus_client *c);
+int shmbus_client_arm(shmbus_client *c);
+
 /* The id of the live client called `name`, -EHOSTUNREACH if there is none, or -EINVAL (bus
  * NULL, bad name). Does not block. Thread-safe. */
 int shmbus_lookup(shmbus_bus *bus, const char *name);

@@ -51,7 +51,8 @@
 #include "shmbus.h"
 
 #define SB_MAGIC          0x3130535542484d53ull /* "SHMBUS01" little-endian */
-#define SB_LAYOUT_VERSION 3u /* 3: mailbox v2, the byte ring (2: sb_entry.kept_gen) */
+/* 2: sb_entry.kept_gen; 3: mailbox v2 (the byte ring), sb_mbox.fd_armed (evfd.c) */
+#define SB_LAYOUT_VERSION 3u
 #define SB_LINE           64u
 #define SB_HEADER_SIZE    4096u
 #define SB_INTENTS        4u  /* concurrent sending threads per client that can each be tracked */
@@ -155,6 +156,7 @@ struct sb_mbox {
     _Alignas(SB_LINE) _Atomic uint64_t head;      /* consumer's published position */
     _Alignas(SB_LINE) _Atomic uint64_t passed;    /* messages taken, dropped or skipped */
     _Alignas(SB_LINE) _Atomic uint32_t sleeping;  /* the consumer is (about to be) asleep */
+    _Atomic uint32_t fd_armed; /* the consumer waits on its event-loop socket (evfd.c) */
     _Alignas(SB_LINE) _Atomic int32_t pending_hi; /* prio > 0 committed (or about to be) */
     /* Blocked producers. */
     _Alignas(SB_LINE) _Atomic uint32_t space_waiters;
@@ -257,6 +259,7 @@ struct shmbus_client {
     uint64_t peek_pos;
     uint64_t peek_hw; /* its header word: still READY at the same lap for consume */
     struct shmbus_msg peek_msg;
+    struct sb_evfd *evfd; /* shmbus_client_fd()'s socket, NULL until asked for (evfd.c) */
 };
 
 /* A full barrier for the Dekker pairs (store flag; barrier; load the other side's word).
@@ -364,6 +367,25 @@ static inline void sb__post_waiters(const shmbus_bus *b, struct sb_sem *sem, uin
     uint64_t most = (uint64_t)b->lay.max_clients * SB_INTENTS;
     for (uint64_t k = 0; k < w && k < most; k++)
         sb__sem_post(sem);
+}
+
+/* evfd.c: the event-loop descriptor. sb__evfd_wake() is the sender's hook, called at the
+ * end of wake_consumer(), after the commit: a system call only when the
+ * receiver armed its descriptor. */
+struct sb_evfd;
+void sb__evfd_notify(shmbus_bus *b, struct sb_mbox *mb);
+void sb__evfd_close(shmbus_client *c);
+/* Remove the event-loop sockets of bus `bus` left in the runtime directory (dir_fd). */
+void sb__evfd_remove_all(int dir_fd, const char *bus);
+static inline void sb__evfd_wake(shmbus_bus *b, struct sb_mbox *mb)
+{
+    /* seq_cst: with the commit CAS before it (seq_cst, in commit()), the sender's half of
+     * the Dekker pair with the receiver's store of fd_armed + sb__full_fence() in
+     * shmbus_client_arm(), as for sleeping in wake_consumer(). The exchange makes one sender
+     * (of many that saw 1) send the datagram. */
+    if (atomic_load_explicit(&mb->fd_armed, memory_order_seq_cst) &&
+        atomic_exchange_explicit(&mb->fd_armed, 0, memory_order_relaxed))
+        sb__evfd_notify(b, mb);
 }
 
 /* mailbox.c */

@@ -318,13 +318,14 @@ static void write_rec(shmbus_bus *b, struct sb_mbox *mb, uint64_t pos, const shm
 }
 
 /* After committing: wake the consumer if (and only if) it sleeps. */
-static void wake_consumer(struct sb_mbox *mb)
+static void wake_consumer(shmbus_bus *b, struct sb_mbox *mb)
 {
     /* seq_cst: with the commit CAS before it, the producer's half of the Dekker pair with
      * the consumer's store of sleeping + fence in recv_common() (docs/mailbox-v2.md, 8). */
     if (atomic_load_explicit(&mb->sleeping, memory_order_seq_cst) &&
         atomic_exchange_explicit(&mb->sleeping, 0, memory_order_relaxed))
         sb__sem_post(&mb->data_sem);
+    sb__evfd_wake(b, mb); /* its event-loop descriptor, if armed (evfd.c) */
 }
 
 /*
@@ -349,7 +350,7 @@ static int commit(shmbus_client *c, struct sb_mbox *mb, unsigned ii, uint64_t po
     intent_put(c, ii);
     if (!ok)
         return -ECONNRESET;
-    wake_consumer(mb);
+    wake_consumer(b, mb);
     return 0;
 }
 
@@ -1627,7 +1628,7 @@ int shmbus_loan_cancel(shmbus_client *c, struct shmbus_loan *loan)
     loan->data = NULL;
     if (!ok)
         return -ECONNRESET;
-    wake_consumer(mb); /* it may wait behind the claim */
+    wake_consumer(c->bus, mb); /* it may wait behind the claim */
     return 0;
 }
 

@@ -396,6 +396,7 @@ void shmbus_leave(shmbus_client *c)
 {
     if (c == NULL)
         return;
+    sb__evfd_close(c); /* while still LIVE: the id's next client may arm its own */
     leave(c, false);
     free(c->hcache);
     free(c);
@@ -405,6 +406,7 @@ int shmbus_leave_keep(shmbus_client *c)
 {
     if (c == NULL)
         return -EINVAL;
+    sb__evfd_close(c);
     int r = leave(c, true);
     free(c->hcache);
     free(c);
