@@ -50,7 +50,7 @@
 
 #include "shmbus.h"
 
-#define SB_MAGIC          0x3130535542484d53ull /* "SHMBUS01" little-endian */
+#define SB_MAGIC 0x3130535542484d53ull /* "SHMBUS01" little-endian */
 /* 2: sb_entry.kept_gen; 3: mailbox v2 (the byte ring), sb_mbox.fd_armed (evfd.c) */
 #define SB_LAYOUT_VERSION 3u
 #define SB_LINE           64u
@@ -153,9 +153,9 @@ struct sb_mbox {
      * receive but rarely written. The ring starts at the next page. */
     _Alignas(SB_LINE) _Atomic uint64_t tail; /* (pos 48 bits, last claim's units 16) */
     _Atomic uint64_t claimed; /* messages claimed, added after each claim (the line is ours) */
-    _Alignas(SB_LINE) _Atomic uint64_t head;      /* consumer's published position */
-    _Alignas(SB_LINE) _Atomic uint64_t passed;    /* messages taken, dropped or skipped */
-    _Alignas(SB_LINE) _Atomic uint32_t sleeping;  /* the consumer is (about to be) asleep */
+    _Alignas(SB_LINE) _Atomic uint64_t head;     /* consumer's published position */
+    _Alignas(SB_LINE) _Atomic uint64_t passed;   /* messages taken, dropped or skipped */
+    _Alignas(SB_LINE) _Atomic uint32_t sleeping; /* the consumer is (about to be) asleep */
     _Atomic uint32_t fd_armed; /* the consumer waits on its event-loop socket (evfd.c) */
     _Alignas(SB_LINE) _Atomic int32_t pending_hi; /* prio > 0 committed (or about to be) */
     /* Blocked producers. */
