@@ -39,9 +39,6 @@ int sb_cmd_top(int argc, char **argv);
 int sb_cmd_clean(int argc, char **argv);
 int sb_cmd_ring(int argc, char **argv);
 
-/* From tools/monitor.c (the web monitor). */
-int sb_monitor_main(int argc, char **argv);
-
 /* "shmbus: <what>: <why>" on stderr; why is printf-style. */
 void sb_err(const char *what, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
