@@ -7,7 +7,8 @@
 MONITOR_SRCS := $(wildcard tools/monitor*.c)
 TOOLS_SRCS   := $(filter-out $(MONITOR_SRCS),$(wildcard tools/*.c))
 TOOLS_OBJS   := $(TOOLS_SRCS:%.c=$(BUILD)/%.o)
-MONITOR_OBJS := $(MONITOR_SRCS:%.c=$(BUILD)/%.o)
+# The monitor shares the "did you mean" of tools/suggest.c with the command.
+MONITOR_OBJS := $(MONITOR_SRCS:%.c=$(BUILD)/%.o) $(BUILD)/tools/suggest.o
 SHMBUS_BIN   := $(BUILD)/bin/shmbus
 MONITOR_BIN  := $(BUILD)/bin/shmbus-monitor
 

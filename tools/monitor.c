@@ -29,6 +29,7 @@
 #include <unistd.h>
 
 #include "monitor.h"
+#include "suggest.h"
 
 int sb_monitor_main(int argc, char **argv);
 
@@ -95,8 +96,17 @@ static int parse_options(int argc, char **argv, struct options *o)
             return 1;
         case ':':
             return bad_usage("%s needs a value", argv[optind - 1]);
-        default:
-            return bad_usage("unknown option '%s'", argv[optind - 1]);
+        default: {
+            char near[48];
+            const char *arg = argv[optind - 1];
+
+            if (sb_suggest_option(arg, usage_text, near, sizeof(near)) != NULL) {
+                fprintf(stderr, "shmbus: monitor: unknown option '%s' (did you mean '%s'?)\n%s",
+                        arg, near, usage_text);
+                return 2;
+            }
+            return bad_usage("unknown option '%s'", arg);
+        }
         }
     }
     if (optind >= argc)

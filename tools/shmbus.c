@@ -27,6 +27,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "suggest.h"
 #include "tools.h"
 
 /* Exec `prog` if path dir/rel/prog is executable; returns only if it is not (or exec failed:
@@ -142,6 +143,24 @@ static int finish(int status)
     return status;
 }
 
+/* "unknown command", with the nearest known one if it looks like a typo of it. */
+static int unknown_command(const char *word)
+{
+    const char *names[sizeof(commands) / sizeof(commands[0])];
+    const char *near;
+    size_t i;
+
+    for (i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+        names[i] = commands[i].name;
+    near = sb_suggest(word, names, sizeof(names) / sizeof(names[0]));
+    if (near != NULL)
+        fprintf(stderr, "shmbus: %s: unknown command (did you mean '%s'?)\n", word, near);
+    else
+        fprintf(stderr, "shmbus: %s: unknown command\n", word);
+    usage(stderr);
+    return SB_EXIT_USAGE;
+}
+
 static int dispatch(int argc, char **argv)
 {
     size_t i;
@@ -163,9 +182,7 @@ static int dispatch(int argc, char **argv)
     for (i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
         if (strcmp(argv[1], commands[i].name) == 0)
             return commands[i].run(argc - 1, argv + 1);
-    fprintf(stderr, "shmbus: %s: unknown command\n", argv[1]);
-    usage(stderr);
-    return SB_EXIT_USAGE;
+    return unknown_command(argv[1]);
 }
 
 int main(int argc, char **argv)
