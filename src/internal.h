@@ -10,6 +10,9 @@
  *   mbox_off             mailbox[max]           (one per client id), each:
  *                          struct sb_mbox        (indices, wake-up flags, two semaphores)
  *                          slot[slots]           (struct sb_slot header + payload)
+ *   flows_off            flow row[max]          (one per client id, stats.c), each:
+ *                          struct sb_flow_row    (the id's bus-wide counters)
+ *                          uint64_t from[max]    (messages this id took from each sender id)
  *
  * Every size and offset is computed from (max_clients, slots, msg_size) by sb__layout(); a
  * process that attaches recomputes them itself and only checks that the header agrees, so
@@ -58,7 +61,8 @@
 #include "shmbus.h"
 
 #define SB_MAGIC          0x3130535542484d53ull /* "SHMBUS01" little-endian */
-#define SB_LAYOUT_VERSION 2u /* 2: sb_entry.kept_gen (leave with a kept mailbox) */
+#define SB_LAYOUT_VERSION 3u /* 2: sb_entry.kept_gen (leave with a kept mailbox);
+                              * 3: flow rows (bus-wide counters, per-pair counts) */
 #define SB_LINE           64u
 #define SB_HEADER_SIZE    4096u
 #define SB_INTENTS        4u  /* concurrent sending threads per client that can each be tracked */
@@ -187,10 +191,29 @@ _Static_assert(sizeof(struct sb_mbox) % SB_LINE == 0, "mailbox header is whole l
 _Static_assert(offsetof(struct sb_entry, sent) == SB_LINE,
                "identity (with kept_gen) fits its line: the entry size is as in version 1");
 
+/*
+ * Counters of one client id that outlive its clients (stats.c): never reset at a join, so
+ * their sums over all ids are bus-wide counters that only grow while clients come and go.
+ * The send line is added to by the id's sending threads (atomic adds); the receive part and
+ * the from[] cells that follow the row are written only by the id's receiving thread (one
+ * at a time per client, as for the entry's counters).
+ */
+struct sb_flow_row {
+    _Alignas(SB_LINE) _Atomic uint64_t sent; /* messages sent by clients of this id */
+    _Atomic uint64_t bytes_sent;
+    _Alignas(SB_LINE) _Atomic uint64_t received; /* messages taken by clients of this id */
+    _Atomic uint64_t bytes_received;
+    _Atomic uint64_t lat_count;  /* latency samples, as in the entry's lat_hist */
+    _Atomic uint64_t lat_sum_ns; /* their sum */
+    _Alignas(SB_LINE) _Atomic uint64_t lat_hist[SHMBUS_LAT_BUCKETS];
+    /* _Atomic uint64_t from[max_clients] follows: from[k] = messages taken from id k + 1 */
+};
+
 /* Sizes and offsets, computed locally from the three parameters. */
 struct sb_layout {
     uint32_t max_clients, slots, msg_size, slot_size;
     uint64_t entry_size, mbox_size, registry_off, mbox_off, total_size;
+    uint64_t flow_row_size, flows_off;
 };
 
 struct shmbus_bus {
@@ -326,6 +349,12 @@ static inline void sb__post_waiters(const shmbus_bus *b, struct sb_sem *sem, uin
     for (uint64_t k = 0; k < w && k < most; k++)
         sb__sem_post(sem);
 }
+
+/* stats.c: bus-wide counters and per-pair counts (see struct sb_flow_row). Called by the
+ * send and receive paths of mailbox.c, once per send call and once per message taken. */
+void sb__stats_sent(shmbus_bus *b, uint32_t src, uint64_t n, uint64_t bytes);
+/* `sent_ns` nonzero: the message is a latency sample (as the entry's lat_hist counts it). */
+void sb__stats_taken(shmbus_bus *b, uint32_t dst, uint32_t src, uint64_t len, uint64_t sent_ns);
 
 /* mailbox.c */
 int sb__mbox_skip_dead(shmbus_bus *b, uint32_t mbox_id, uint64_t pos);

@@ -370,6 +370,7 @@ static int send_one(shmbus_client *c, uint32_t dst, const void *data, size_t len
     sb__tp(SB_TP_RESERVED); /* test-only: reserved, not yet filled */
     uint64_t seq = atomic_fetch_add_explicit(&c->e->sent, 1, memory_order_relaxed) + 1;
     atomic_fetch_add_explicit(&c->e->bytes_sent, len, memory_order_relaxed);
+    sb__stats_sent(b, c->id, 1, len);
     if (prio > 0)
         atomic_fetch_add_explicit(&mb->pending_hi, 1, memory_order_relaxed);
     fill_slot(b, mb, pos, c, gen, data, len, prio, mflags, seq, corr, sb__now_ns());
@@ -440,6 +441,7 @@ int shmbus_send_batch(shmbus_client *c, uint32_t dst, const struct shmbus_iov *m
             sb__tp(SB_TP_BATCH_PART); /* test-only: part of a batch committed */
     }
     atomic_fetch_add_explicit(&c->e->bytes_sent, bytes, memory_order_relaxed);
+    sb__stats_sent(b, c->id, (uint64_t)k, bytes);
     finish_send(c, mb, i);
     return k;
 }
@@ -654,6 +656,7 @@ static void consume_at(shmbus_client *c, uint64_t pos, const struct shmbus_msg *
         ack_sender(b, m->src, src_gen, m->seq);
     add_counter(&c->e->received, 1);
     add_counter(&c->e->bytes_received, m->len);
+    sb__stats_taken(b, c->id, m->src, m->len, sample ? m->sent_ns : 0);
     if (sample) {
         uint64_t now = sb__now_ns();
         if (now > m->sent_ns) {
@@ -939,6 +942,7 @@ static size_t take_run(shmbus_client *c, struct shmbus_msg *hdrs, uint8_t *bufs,
         m->len = len;
         m->prio = 0;
         m->flags = flags;
+        sb__stats_taken(b, c->id, m->src, len, 0);
         memcpy(bufs + got * stride, (uint8_t *)sl + sizeof(*sl), len);
         free_slot(b, mb, h++);
         bytes += len;
