@@ -2,11 +2,11 @@
  * shmbus as rows of the benchmark (three receiver modes) and the ring scale test.
  *
  * Design notes
- * - Each measurement gets its own bus, created by the parent (SHMBUS_CREATE | SHMBUS_EXCL,
- *   key file in the bench's private directory through SHMBUS_DIR) and destroyed by it after
- *   the children are gone. The parent only creates and destroys; every child opens the bus by
- *   name and joins with a fixed id (consumer or pong 1, ping 2, producer k 2 + k), so the
- *   liveness the library records is the child's own pid.
+ * - Each measurement gets its own bus, created by the parent (SHMBUS_OPEN_CREATE |
+ * SHMBUS_OPEN_EXCL, key file in the bench's private directory through SHMBUS_DIR) and destroyed by
+ * it after the children are gone. The parent only creates and destroys; every child opens the bus
+ * by name and joins with a fixed id (consumer or pong 1, ping 2, producer k 2 + k), so the liveness
+ * the library records is the child's own pid.
  * - Modes are the client's spin budget: shmbus-spin spins without a bound in practice (10 s),
  *   shmbus-sleep sleeps at once (the library's default, spin 0), shmbus-default spins up to
  *   DEFAULT_SPIN_US and then sleeps (bounded spin, then sleep). A fourth row, shmbus-poll, is
@@ -86,7 +86,7 @@ static int bus_create(char *name, size_t namelen, uint32_t clients, uint32_t slo
     struct shmbus_bus_opts o = {
         .max_clients = clients, .slots = slots, .msg_size = (uint32_t)msg_size};
     shmbus_bus *bus = NULL;
-    int rc = shmbus_bus_open(name, &o, SHMBUS_CREATE | SHMBUS_EXCL, &bus);
+    int rc = shmbus_bus_open(name, &o, SHMBUS_OPEN_CREATE | SHMBUS_OPEN_EXCL, &bus);
     if (rc < 0) {
         snprintf(why, whylen, "shmbus_bus_open %s: %s", name, shmbus_strerror(rc));
         return rc;
@@ -181,7 +181,7 @@ static int open_default(struct bench_chan *ch, enum bench_role role, int index, 
 static int sb_send(void *ep, const void *buf, size_t len)
 {
     struct sb_ep *e = ep;
-    int rc = shmbus_send(e->c, e->peer, buf, len, 0, 0, -1);
+    int rc = shmbus_send(e->c, e->peer, buf, len, 0, -1);
     return rc < 0 ? rc : 0;
 }
 
@@ -217,7 +217,7 @@ static int sb_stream_send(void *ep, const void *buf, size_t len, int n)
         e->iov[i] = (struct shmbus_iov){.data = buf, .len = len};
     int done = 0;
     while (done < n) {
-        int rc = shmbus_send_batch(e->c, e->peer, e->iov + done, (size_t)(n - done), 0, 0, -1);
+        int rc = shmbus_send_batch(e->c, e->peer, e->iov + done, (size_t)(n - done), 0, -1);
         if (rc < 0)
             return rc;
         done += rc;
@@ -374,7 +374,7 @@ static int ring_client(const char *bus_name, int n, int k, uint64_t hops, struct
     uint64_t hop = 0;
     if (k == n) {
         memcpy(buf, &hop, sizeof(hop));
-        rc = shmbus_send(c, 1, buf, sizeof(buf), 0, 0, 10000);
+        rc = shmbus_send(c, 1, buf, sizeof(buf), 0, 10000);
     }
     while (rc >= 0 && !atomic_load(&sh->failed)) {
         struct shmbus_msg m;
@@ -391,7 +391,7 @@ static int ring_client(const char *bus_name, int n, int k, uint64_t hops, struct
             memcpy(buf, &hop, sizeof(hop));
             for (int d = 1; d <= n && rc >= 0; d++)
                 if (d != k)
-                    rc = shmbus_send(c, (uint32_t)d, buf, sizeof(buf), 0, 0, 10000);
+                    rc = shmbus_send(c, (uint32_t)d, buf, sizeof(buf), 0, 10000);
             break;
         }
         /* the (i mod (n-1))-th of the other clients, ascending */
@@ -401,7 +401,7 @@ static int ring_client(const char *bus_name, int n, int k, uint64_t hops, struct
         i++;
         hop++;
         memcpy(buf, &hop, sizeof(hop));
-        rc = shmbus_send(c, (uint32_t)d, buf, sizeof(buf), 0, 0, 10000);
+        rc = shmbus_send(c, (uint32_t)d, buf, sizeof(buf), 0, 10000);
     }
     if (rc < 0) {
         int expect = 0;

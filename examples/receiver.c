@@ -7,7 +7,7 @@ int main(void)
 {
     shmbus_bus *bus;
     shmbus_client *me;
-    int r = shmbus_bus_open("demo", NULL, SHMBUS_CREATE, &bus);
+    int r = shmbus_bus_open("demo", NULL, SHMBUS_OPEN_CREATE, &bus);
     if (r == 0)
         r = shmbus_join(bus, 2, "receiver", &me);
     if (r < 0) {

@@ -57,25 +57,42 @@ typedef struct shmbus_client shmbus_client;
 /* ------------------------------------------------------------------------------------------
  * Errors
  * ------------------------------------------------------------------------------------------
- * Besides the usual ones (-EINVAL bad argument, -ENOMEM, -EACCES/-EPERM permission), the
- * library uses these codes with a specific meaning:
- *   -ENOENT        no bus of that name (shmbus_bus_open without SHMBUS_CREATE)
- *   -EEXIST        the bus exists (SHMBUS_CREATE | SHMBUS_EXCL), or the client id is taken
+ * Each function below lists every code it can return. What they mean:
+ *   -EINVAL        a bad argument: NULL where a handle or buffer is needed, a bad name, an
+ *                  option or id out of range, or a flag the call does not take (an unknown
+ *                  bit, a flag of another call family, a priority above 7)
+ *   -ENOMEM        out of memory (a handle could not be allocated)
+ *   -EACCES/-EPERM permission: the runtime directory, key file or segment is not the
+ *                  caller's (or its group bus's), or only the bus's owner may do this
+ *   -ENOENT        no bus of that name (shmbus_bus_open without SHMBUS_OPEN_CREATE); also
+ *                  a key file whose segment is gone (it is replaced, or removed by destroy)
+ *   -EEXIST        the bus exists (SHMBUS_OPEN_CREATE | SHMBUS_OPEN_EXCL), or the client id
+ *                  or name is taken
  *   -EPROTO        the segment the key file names is not a shmbus bus; left untouched
  *   -EPROTONOSUPPORT  a shmbus bus of an incompatible layout version
  *   -EUCLEAN       the key file is not a shmbus key file (not a regular file, or garbage);
  *                  left untouched (shmbus_bus_destroy_force() removes it)
+ *   -ENOTDIR       the runtime directory is not a directory (or is a symbolic link)
+ *   -ENAMETOOLONG  the runtime directory's path is too long
  *   -EFBIG         the options ask for a segment over SHMBUS_MAX_BUS_SIZE
+ *   -ENOSPC        the system's shared memory limits (shmmni, shmall) are reached
  *   -EBUSY         another process holds the key directory's lock for seconds (stopped?)
+ *   -EROFS         the bus was opened SHMBUS_OPEN_RDONLY and the call would write to it
  *   -EINTR         a signal handler ran while a blocking call waited (see "Signals" below)
  *   -EBADMSG       the segment's contents are corrupt (a peer wrote garbage)
  *   -EIDRM         the bus was destroyed while attached
- *   -EHOSTUNREACH  no client with that id or name is on the bus
+ *   -EHOSTUNREACH  no client with that id or name is on the bus (or it left meanwhile)
  *   -ECONNRESET    the destination client died (it is cleaned up shortly after)
  *   -EMSGSIZE      message larger than the bus's msg_size (send), or buffer too small (recv)
- *   -EAGAIN        would block (mailbox full / empty, or SHMBUS_NONBLOCK)
+ *   -EAGAIN        would block (mailbox full / empty, or SHMBUS_SEND_NONBLOCK)
  *   -ETIMEDOUT     the timeout passed
  *   -EUSERS        the bus has no free client slot
+ *   -ENOMSG        shmbus_consume() has no peeked message to take
+ * Calls that create or read files and segments (shmbus_bus_open, _destroy, _destroy_force,
+ * _shmid, _names, shmbus_runtime_dir, shmbus_clean) can also pass on the errno of a failed
+ * system call as it is (e.g. -EROFS, -EDQUOT or -EIO writing the key file, -ENOENT from a
+ * removed working directory); their lists below say "-errno of the file system" for these.
+ * -ESTALE is never returned: a key file naming a segment that is gone reads as -ENOENT.
  *
  * Signals. Every call that can block (send, send_batch, broadcast, request, reply, recv,
  * recv_batch: their waits for room, for an acknowledgement, for data) returns -EINTR when a
@@ -112,13 +129,14 @@ struct shmbus_bus_opts {
                            * 0660 for group access; other bits are refused (-EINVAL) */
 };
 
-/* Flags of shmbus_bus_open(). */
-#define SHMBUS_CREATE 0x1u /* create the bus if it does not exist */
-#define SHMBUS_EXCL   0x2u /* with SHMBUS_CREATE: fail with -EEXIST if it exists */
-#define SHMBUS_RDONLY 0x4u /* attach read-only (monitors): join and send are refused */
+/* Flags of shmbus_bus_open(). Each call family has its own prefix and its own bits, so a
+ * flag of another family (SHMBUS_SEND_*, SHMBUS_PRIO()) is refused with -EINVAL. */
+#define SHMBUS_OPEN_CREATE 0x1u /* create the bus if it does not exist */
+#define SHMBUS_OPEN_EXCL   0x2u /* with SHMBUS_OPEN_CREATE: fail with -EEXIST if it exists */
+#define SHMBUS_OPEN_RDONLY 0x4u /* attach read-only (monitors): join and send are refused */
 
 /*
- * Attach to the bus called `name`, creating it if flags has SHMBUS_CREATE.
+ * Attach to the bus called `name`, creating it if flags has SHMBUS_OPEN_CREATE.
  *
  * The key file is <dir>/<name>.bus where dir is $SHMBUS_DIR (made absolute against the
  * working directory if relative), else $XDG_RUNTIME_DIR/shmbus, else /tmp/shmbus-<uid>; the
@@ -138,9 +156,12 @@ struct shmbus_bus_opts {
  *
  * On success *out is a handle the caller frees with shmbus_bus_close(). Blocks only while
  * another process is creating the same bus (at most 5 s, then -EBUSY). Thread-safe.
- * Errors: -EINVAL (bad name/opts/NULL), -EFBIG (over SHMBUS_MAX_BUS_SIZE),
- * -ENOENT, -EEXIST, -EPROTO, -EPROTONOSUPPORT, -EUCLEAN, -EBADMSG, -EACCES, -EBUSY,
- * -ENOMEM/-ENOSPC (segment too large for the system).
+ * Errors: -EINVAL (bad name, opts out of range, out NULL, a flag other than
+ * SHMBUS_OPEN_*, or SHMBUS_OPEN_CREATE with SHMBUS_OPEN_RDONLY), -EFBIG (over
+ * SHMBUS_MAX_BUS_SIZE), -ENOENT (no such bus, or no runtime directory, without
+ * SHMBUS_OPEN_CREATE), -EEXIST (SHMBUS_OPEN_EXCL), -EPROTO, -EPROTONOSUPPORT, -EUCLEAN,
+ * -EBADMSG, -EACCES, -EBUSY, -ENOTDIR, -ENAMETOOLONG, -ENOMEM, -ENOSPC (segment too large
+ * for the system, or no segment id left), and -errno of the file system.
  */
 int shmbus_bus_open(const char *name, const struct shmbus_bus_opts *opts, unsigned flags,
                     shmbus_bus **out);
@@ -152,8 +173,10 @@ void shmbus_bus_close(shmbus_bus *bus);
 /* Remove the bus called `name`: its segment and key file. Processes still attached keep
  * their mapping until they close it; their calls then fail with -EIDRM. Does not block
  * (beyond the directory lock, see shmbus_bus_open). Only the owner can (-EPERM).
- * Errors: -ENOENT, -EPROTO/-EBADMSG/-EUCLEAN (what is there is not this bus, or is
- * corrupt: left alone), -EACCES, -EPERM, -EBUSY. */
+ * Errors: -EINVAL (bad name), -ENOENT (no such bus; a key file whose segment is gone is
+ * removed and also reported as -ENOENT), -EPROTO/-EPROTONOSUPPORT/-EBADMSG/-EUCLEAN (what is
+ * there is not this bus, or is corrupt: left alone), -EACCES, -EPERM, -EBUSY, -ENOTDIR,
+ * -ENAMETOOLONG, -ENOMEM, and -errno of the file system. */
 int shmbus_bus_destroy(const char *name);
 
 /* What a bus is, for tools. Filled by shmbus_bus_info(). */
@@ -171,13 +194,15 @@ struct shmbus_bus_info {
     uint64_t nonce;      /* random, chosen at creation: tells two incarnations apart */
 };
 
-/* Fill *info. Does not block. Thread-safe. Errors: -EINVAL, -EIDRM. */
+/* Fill *info. Does not block. Thread-safe. Errors: -EINVAL (NULL), -EIDRM (the bus was
+ * destroyed; *info is filled all the same). */
 int shmbus_bus_info(shmbus_bus *bus, struct shmbus_bus_info *info);
 
 /* The directory holding the key files (see shmbus_bus_open), written into buf: always an
  * absolute path (a relative $SHMBUS_DIR is taken against the working directory, so that
- * every later use means the same folder). Returns the length, or -ENAMETOOLONG. Does not
- * create it. */
+ * every later use means the same folder). Returns the length, -EINVAL (buf NULL),
+ * -ENAMETOOLONG (longer than size - 1), or the -errno of getcwd() for a relative
+ * $SHMBUS_DIR. Does not create it. */
 int shmbus_runtime_dir(char *buf, size_t size);
 
 /* Size in bytes of a bus created with these options, without creating it (-EINVAL if an
@@ -188,6 +213,8 @@ ssize_t shmbus_bus_size(const struct shmbus_bus_opts *opts);
  * The names of the buses that have a key file in the runtime directory, written to
  * names[0..n-1] (sorted). Returns how many there are (may exceed n). Does not attach to them:
  * a name may belong to a bus whose segment is gone (shmbus_clean() removes such files).
+ * No runtime directory means no bus: 0. Errors: -EINVAL (names NULL with n > 0), those of
+ * shmbus_runtime_dir(), -EACCES, -ENOTDIR, -ENOMEM, and -errno of the file system.
  */
 int shmbus_bus_names(char (*names)[SHMBUS_NAME_MAX + 1], size_t n);
 
@@ -204,7 +231,8 @@ typedef void (*shmbus_clean_fn)(const char *kind, const char *what, const char *
  * shmbus_bus_destroy_force()). An idle bus (nobody attached, no client listed) is not stale: it was
  * made to last. With dry_run nothing is changed. Never touches a segment that is not a shmbus bus
  * or that belongs to another user. Returns the number of objects found stale (removed unless
- * dry_run). cb may be NULL. Thread-safe; may take a few ms per bus.
+ * dry_run). cb may be NULL. Thread-safe; may take a few ms per bus. Errors: those of
+ * shmbus_bus_names(), and -ENOMEM; a bus that cannot be examined is skipped, not an error.
  */
 int shmbus_clean(int dry_run, shmbus_clean_fn cb, void *arg);
 
@@ -213,12 +241,15 @@ int shmbus_clean(int dry_run, shmbus_clean_fn cb, void *arg);
  * the key file itself (whatever kind of file it is), and shmbus segments made for this
  * name that no key file names. cb (may be NULL) is told about each object, with what it
  * is, before it is removed (kind "segment" or "key file"). Returns the number of objects
- * removed, -ENOENT if there was none, or -EPERM/-EACCES/-EBUSY. Thread-safe. */
+ * removed, or -EINVAL (bad name), -ENOENT (there was none, or no runtime directory),
+ * -EPERM (the runtime directory is not the caller's), -EACCES, -EBUSY, -ENOTDIR,
+ * -ENAMETOOLONG, -errno of the file system. Thread-safe. */
 int shmbus_bus_destroy_force(const char *name, shmbus_clean_fn cb, void *arg);
 
 /* The shmid that bus `name`'s key file records, without attaching or checking the segment
- * (for tools that show what a broken bus is). -ENOENT without a key file, -EUCLEAN if it
- * is not a shmbus key file, -EACCES. */
+ * (for tools that show what a broken bus is). Errors: -EINVAL (bad name), -ENOENT without
+ * a key file (or runtime directory), -EUCLEAN if it is not a shmbus key file, -EACCES,
+ * -ENOTDIR, -ENAMETOOLONG, -errno of the file system. */
 int shmbus_bus_shmid(const char *name);
 
 /* ------------------------------------------------------------------------------------------
@@ -231,8 +262,9 @@ int shmbus_bus_shmid(const char *name);
  * A slot held by a client whose process died is reclaimed first.
  *
  * On success *out is a handle freed by shmbus_leave(). Does not block. Thread-safe.
- * Errors: -EINVAL (id out of range, bad name), -EEXIST (id or name taken by a live client),
- * -EUSERS (no free id), -EROFS (bus opened SHMBUS_RDONLY), -EIDRM.
+ * Errors: -EINVAL (bus or out NULL, id out of range, bad name), -EEXIST (id or name taken by
+ * a live client), -EUSERS (no free id), -EROFS (bus opened SHMBUS_OPEN_RDONLY), -EIDRM,
+ * -ENOMEM.
  */
 int shmbus_join(shmbus_bus *bus, uint32_t id, const char *name, shmbus_client **out);
 
@@ -281,7 +313,8 @@ shmbus_bus *shmbus_client_bus(const shmbus_client *c);
  * Spinning trades a core for latency and throughput; useful only with a core to spare. */
 void shmbus_client_set_spin(shmbus_client *c, unsigned usec);
 
-/* The id of the live client called `name`, or -EHOSTUNREACH. Does not block. Thread-safe. */
+/* The id of the live client called `name`, -EHOSTUNREACH if there is none, or -EINVAL (bus
+ * NULL, bad name). Does not block. Thread-safe. */
 int shmbus_lookup(shmbus_bus *bus, const char *name);
 
 /* Per-client counters, kept in the segment. Updated with relaxed atomics: each is exact,
@@ -328,22 +361,41 @@ struct shmbus_client_info {
  * order. Returns how many there are, which may exceed n (then only n were written); pass
  * n = 0 to count. Checks each client's process (one /proc read each) and reports dead ones
  * as SHMBUS_CLIENT_DEAD without cleaning them. Does not block. Thread-safe.
+ * Errors: -EINVAL (bus NULL, or out NULL with n > 0).
  */
 int shmbus_list(shmbus_bus *bus, struct shmbus_client_info *out, size_t n);
 
 /* Clean up every client whose process has died: reclaim its id, discard its mailbox, skip
  * slots it reserved but never filled. Returns how many were cleaned. Exactly one process
  * cleans a given client; one that dies while cleaning leaves it for the next. The library
- * also does this by itself about once a second from blocked calls. Thread-safe. */
+ * also does this by itself about once a second from blocked calls. Thread-safe.
+ * Errors: -EINVAL (bus NULL), -EROFS (bus opened SHMBUS_OPEN_RDONLY). */
 int shmbus_reap(shmbus_bus *bus);
 
 /* ------------------------------------------------------------------------------------------
  * Messages
  * ------------------------------------------------------------------------------------------ */
 
-/* Flags of the send calls. */
-#define SHMBUS_NONBLOCK 0x1u /* fail with -EAGAIN at once if the mailbox is full */
-#define SHMBUS_ACK      0x2u /* return only once the receiver has taken the message */
+/*
+ * Flags of the send calls (shmbus_send, shmbus_send_batch, shmbus_broadcast, shmbus_request,
+ * shmbus_reply). The priority travels in the same word: SHMBUS_PRIO(n), n = 0 (normal, the
+ * lowest; also what no SHMBUS_PRIO() means) .. 7 (highest, taken first). These bits overlap
+ * neither each other nor the SHMBUS_OPEN_* flags: a send given an open flag, an unknown
+ * bit or a priority above 7 fails with -EINVAL and sends nothing.
+ */
+#define SHMBUS_SEND_NONBLOCK 0x100u /* fail with -EAGAIN at once if the mailbox is full */
+#define SHMBUS_SEND_ACK      0x200u /* return only once the receiver has taken the message */
+#define SHMBUS_PRIO_SHIFT    12
+#define SHMBUS_PRIO_MASK     0xf000u /* 4 bits, so that 8..15 are seen (and refused) */
+/* Priority n as send flags. Not masked: n = 8..15 lands in SHMBUS_PRIO_MASK and n >= 16 on
+ * unknown bits, so any n above 7 is refused (-EINVAL) rather than silently cut. */
+#define SHMBUS_PRIO(n) ((unsigned)(n) << SHMBUS_PRIO_SHIFT)
+
+/* The priority a send-flags word asks for (0..15; above 7 a send refuses it). */
+static inline unsigned shmbus_flags_prio(unsigned flags)
+{
+    return (flags & SHMBUS_PRIO_MASK) >> SHMBUS_PRIO_SHIFT;
+}
 
 /* Flags carried by a received message (shmbus_msg.flags). */
 #define SHMBUS_MSG_ACK       0x1u /* the sender waits for this message to be taken */
@@ -364,21 +416,27 @@ struct shmbus_msg {
 };
 
 /*
- * Send len bytes to client `dst` at priority `prio` (0..7; higher is taken first).
+ * Send len bytes to client `dst`. flags: SHMBUS_PRIO(n) (0..7; higher is taken first; none
+ * means 0), SHMBUS_SEND_NONBLOCK, SHMBUS_SEND_ACK, or-ed together.
  *
  * The payload is copied into the destination's mailbox. If the mailbox is full the call
- * waits up to timeout_ms for room (never drops): with SHMBUS_NONBLOCK it fails at once with
- * -EAGAIN. With SHMBUS_ACK it then also waits, within the same timeout, until the receiver
- * has taken the message (-ETIMEDOUT if it did not; the message may still be taken later).
- * ACK sends from one client must not run in several threads at once.
+ * waits up to timeout_ms for room (never drops): with SHMBUS_SEND_NONBLOCK it fails at once
+ * with -EAGAIN. With SHMBUS_SEND_ACK it then also waits, within the same timeout, until the
+ * receiver has taken the message (-ETIMEDOUT if it did not; the message may still be taken
+ * later). ACK sends from one client must not run in several threads at once.
  *
  * Sending to yourself is allowed. The fast path (room in the mailbox, receiver not asleep)
  * makes no system call. Thread-safe for several senders on one client.
- * Errors: -EINVAL (NULL, prio > 7), -EMSGSIZE, -EHOSTUNREACH, -ECONNRESET, -EAGAIN,
- * -ETIMEDOUT, -EIDRM.
+ * Errors: -EINVAL (c NULL, data NULL with len > 0, dst 0 or above max_clients, a flag this
+ * call does not take, a priority above 7), -EMSGSIZE (len over the bus's msg_size),
+ * -EHOSTUNREACH (no client dst, or it left while we waited), -ECONNRESET (dst died),
+ * -EAGAIN (full, with SHMBUS_SEND_NONBLOCK or timeout_ms 0), -ETIMEDOUT, -EINTR, -EIDRM,
+ * -EBADMSG (dst's mailbox is corrupt). With SHMBUS_SEND_ACK, -ETIMEDOUT, -EINTR,
+ * -EHOSTUNREACH and -ECONNRESET can also come after the message was delivered, while
+ * waiting for its acknowledgement.
  */
-int shmbus_send(shmbus_client *c, uint32_t dst, const void *data, size_t len, unsigned prio,
-                unsigned flags, int timeout_ms);
+int shmbus_send(shmbus_client *c, uint32_t dst, const void *data, size_t len, unsigned flags,
+                int timeout_ms);
 
 /* One message of a batch. */
 struct shmbus_iov {
@@ -387,20 +445,26 @@ struct shmbus_iov {
 };
 
 /*
- * Send n messages to `dst` at one priority, reserving mailbox room for as many as fit at
- * once: one atomic operation and at most one wake-up per batch instead of per message.
- * Returns how many were sent (1..n), in order; waits as shmbus_send() only when none fit.
- * SHMBUS_ACK is not accepted here (-EINVAL). Errors as shmbus_send().
+ * Send n messages to `dst` at one priority (flags: SHMBUS_PRIO(n), SHMBUS_SEND_NONBLOCK),
+ * reserving mailbox room for as many as fit at once: one atomic operation and at most one
+ * wake-up per batch instead of per message. Returns how many were sent (1..n), in order;
+ * waits as shmbus_send() only when none fit. Errors as shmbus_send() without an ACK's, and
+ * -EINVAL also for msgs NULL, n 0, a msgs[k].data NULL with len > 0, or SHMBUS_SEND_ACK;
+ * -EMSGSIZE if any message is too large (then none is sent).
  */
 int shmbus_send_batch(shmbus_client *c, uint32_t dst, const struct shmbus_iov *msgs, size_t n,
-                      unsigned prio, unsigned flags, int timeout_ms);
+                      unsigned flags, int timeout_ms);
 
 /*
- * Send one copy to every live client except the sender. Returns how many got it. A receiver
- * whose mailbox stays full for timeout_ms (or at once with SHMBUS_NONBLOCK) is skipped and
- * not counted: compare with the number of live clients to see who missed it.
+ * Send one copy to every live client except the sender (flags: SHMBUS_PRIO(n),
+ * SHMBUS_SEND_NONBLOCK). Returns how many got it. A receiver whose mailbox stays full for
+ * timeout_ms (or at once with SHMBUS_SEND_NONBLOCK), that leaves or dies meanwhile, or whose
+ * mailbox is corrupt, is skipped and not counted: compare with the number of live clients
+ * to see who missed it. Errors: -EINVAL (as shmbus_send(); SHMBUS_SEND_ACK too), -EMSGSIZE,
+ * -EIDRM, and -EINTR when a signal came before any copy was delivered (after one, the count
+ * so far is returned and the rest are not sent).
  */
-int shmbus_broadcast(shmbus_client *c, const void *data, size_t len, unsigned prio, unsigned flags,
+int shmbus_broadcast(shmbus_client *c, const void *data, size_t len, unsigned flags,
                      int timeout_ms);
 
 /*
@@ -413,7 +477,8 @@ int shmbus_broadcast(shmbus_client *c, const void *data, size_t len, unsigned pr
  * no CPU (it wakes a few times a second to check for dead senders).
  * If cap is smaller than the message, fails with -EMSGSIZE and leaves the message in place
  * (hdr->len says how much room it needs); a buffer of the bus's msg_size always suffices.
- * One thread at a time per client. Errors: -EINVAL, -EAGAIN, -ETIMEDOUT, -EMSGSIZE, -EIDRM.
+ * One thread at a time per client. Errors: -EINVAL (c NULL, buf NULL with cap > 0), -EAGAIN
+ * (timeout_ms 0 and nothing there), -ETIMEDOUT, -EMSGSIZE, -EINTR, -EIDRM.
  */
 int shmbus_recv(shmbus_client *c, struct shmbus_msg *hdr, void *buf, size_t cap, int timeout_ms);
 
@@ -422,7 +487,7 @@ int shmbus_recv(shmbus_client *c, struct shmbus_msg *hdr, void *buf, size_t cap,
  * priority first). Copies the payload into buf and the header into *hdr (may be NULL) exactly
  * as shmbus_recv() does, waits for a message the same way (timeout_ms: -1 forever, 0 not at
  * all), and returns the payload length; but the message stays in the mailbox: its slot is
- * not freed, its sender is not acknowledged (SHMBUS_ACK), and `received` does not count it.
+ * not freed, its sender is not acknowledged (SHMBUS_SEND_ACK), and `received` does not count it.
  * shmbus_consume() then takes it; until then nothing is lost if the process dies or leaves.
  *
  * This is how a program that hands messages on (to a pipe, a file, a socket) takes only
@@ -450,25 +515,35 @@ int shmbus_consume(shmbus_client *c);
 /*
  * Take up to n messages at once: message k's payload goes to bufs + k * stride (stride
  * bytes of room each) and its header to hdrs[k]. Returns how many (>= 1); waits as
- * shmbus_recv() only while there are none.
+ * shmbus_recv() only while there are none. Errors as shmbus_recv() (-EMSGSIZE when the
+ * first message needs more than stride bytes), and -EINVAL for hdrs or bufs NULL or n 0.
  */
 int shmbus_recv_batch(shmbus_client *c, struct shmbus_msg *hdrs, void *bufs, size_t stride,
                       size_t n, int timeout_ms);
 
 /*
  * Send a request to `dst` and wait up to timeout_ms for its reply, matched by sequence
- * number. Other messages that arrive meanwhile stay in the mailbox, in order, for
- * shmbus_recv(). Returns the reply's payload length; the reply's header goes to *rhdr (may be
- * NULL). Uses the receive side: not concurrently with shmbus_recv() on the same client.
+ * number. flags: SHMBUS_PRIO(n) (the request's priority, which the reply keeps),
+ * SHMBUS_SEND_NONBLOCK (fail with -EAGAIN if dst's mailbox is full; the wait for the reply
+ * still takes up to timeout_ms). Other messages that arrive meanwhile stay in the mailbox,
+ * in order, for shmbus_recv(). Returns the reply's payload length; the reply's header goes
+ * to *rhdr (may be NULL). Uses the receive side: not concurrently with shmbus_recv() on the
+ * same client.
+ * Errors: those of shmbus_send() for the request (SHMBUS_SEND_ACK is -EINVAL: the reply is
+ * the acknowledgement), -EINVAL also for rbuf NULL with cap > 0; then, with the request
+ * delivered: -ETIMEDOUT (-EAGAIN with timeout_ms 0), -EINTR, -EMSGSIZE (the reply is larger
+ * than cap; it stays in the mailbox), -EHOSTUNREACH/-ECONNRESET (dst left or died without
+ * answering), -EIDRM.
  */
 int shmbus_request(shmbus_client *c, uint32_t dst, const void *req, size_t len,
-                   struct shmbus_msg *rhdr, void *rbuf, size_t cap, int timeout_ms);
+                   struct shmbus_msg *rhdr, void *rbuf, size_t cap, unsigned flags, int timeout_ms);
 
-/* Answer the request `req` (as received) with len bytes, at the request's priority. Does not
- * wait for room longer than timeout_ms. Errors as shmbus_send(), and -EINVAL if req is not
- * a request. */
+/* Answer the request `req` (as received) with len bytes, at the request's priority: flags
+ * may hold SHMBUS_SEND_NONBLOCK only (a SHMBUS_PRIO() here is -EINVAL, so that nobody
+ * believes it changed the reply's priority). Does not wait for room longer than timeout_ms.
+ * Errors as shmbus_send() without an ACK's, and -EINVAL if req is NULL or not a request. */
 int shmbus_reply(shmbus_client *c, const struct shmbus_msg *req, const void *data, size_t len,
-                 int timeout_ms);
+                 unsigned flags, int timeout_ms);
 
 /* ------------------------------------------------------------------------------------------
  * Bus-wide counters

@@ -477,10 +477,10 @@ int shmbus_bus_open(const char *name, const struct shmbus_bus_opts *opts, unsign
     if (out == NULL || !sb__valid_name(name))
         return -EINVAL;
     *out = NULL;
-    if (flags & ~(SHMBUS_CREATE | SHMBUS_EXCL | SHMBUS_RDONLY))
+    if (flags & ~(SHMBUS_OPEN_CREATE | SHMBUS_OPEN_EXCL | SHMBUS_OPEN_RDONLY))
         return -EINVAL;
-    bool create = flags & SHMBUS_CREATE;
-    if (create && (flags & SHMBUS_RDONLY))
+    bool create = flags & SHMBUS_OPEN_CREATE;
+    if (create && (flags & SHMBUS_OPEN_RDONLY))
         return -EINVAL;
 
     struct shmbus_bus_opts o = {0};
@@ -506,11 +506,11 @@ int shmbus_bus_open(const char *name, const struct shmbus_bus_opts *opts, unsign
         return -ENOMEM;
     }
     snprintf(b->name, sizeof(b->name), "%s", name);
-    b->rdonly = flags & SHMBUS_RDONLY;
+    b->rdonly = flags & SHMBUS_OPEN_RDONLY;
     b->uid = geteuid();
 
     r = open_existing(&d, name, b->rdonly, b);
-    if (r == 0 && create && (flags & SHMBUS_EXCL)) {
+    if (r == 0 && create && (flags & SHMBUS_OPEN_EXCL)) {
         shmdt(b->base);
         r = -EEXIST;
     } else if (create && (r == -ENOENT || r == -ESTALE)) {
@@ -518,7 +518,7 @@ int shmbus_bus_open(const char *name, const struct shmbus_bus_opts *opts, unsign
         r = lock_dir(&d);
         if (r == 0)
             r = open_existing(&d, name, false, b);
-        if (r == 0 && (flags & SHMBUS_EXCL)) {
+        if (r == 0 && (flags & SHMBUS_OPEN_EXCL)) {
             shmdt(b->base);
             r = -EEXIST;
         } else if (r == -ENOENT || r == -ESTALE) {

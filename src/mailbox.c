@@ -226,9 +226,14 @@ static int wait_space(shmbus_bus *b, struct sb_mbox *mb, uint32_t dst, uint32_t 
     return 0;
 }
 
-static int check_send_args(shmbus_client *c, size_t len, unsigned prio)
+/* The checks every send-family call starts with. `allowed` is the SHMBUS_SEND_* flags the
+ * call accepts; SHMBUS_PRIO() bits are accepted where `prio_ok`. Anything else (an unknown
+ * bit, a flag of another family, a priority above 7) is -EINVAL. */
+static int check_send_args(shmbus_client *c, size_t len, unsigned flags, unsigned allowed,
+                           bool prio_ok)
 {
-    if (c == NULL || prio >= SHMBUS_PRIO_LEVELS)
+    unsigned known = allowed | (prio_ok ? SHMBUS_PRIO_MASK : 0u);
+    if (c == NULL || (flags & ~known) != 0 || shmbus_flags_prio(flags) >= SHMBUS_PRIO_LEVELS)
         return -EINVAL;
     if (len > c->bus->lay.msg_size)
         return -EMSGSIZE;
@@ -261,7 +266,7 @@ static int reserve_wait(shmbus_client *c, uint32_t dst, uint32_t gen, uint32_t w
             intent_put(c, i);
             return k;
         }
-        if ((flags & SHMBUS_NONBLOCK) || deadline == 0) {
+        if ((flags & SHMBUS_SEND_NONBLOCK) || deadline == 0) {
             intent_put(c, i);
             return -EAGAIN;
         }
@@ -377,35 +382,37 @@ static int send_one(shmbus_client *c, uint32_t dst, const void *data, size_t len
     finish_send(c, mb, i);
     if (seq_out != NULL)
         *seq_out = seq;
-    if (flags & SHMBUS_ACK)
+    if (flags & SHMBUS_SEND_ACK)
         return wait_ack(c, dst, gen, seq, deadline);
     return 0;
 }
 
-int shmbus_send(shmbus_client *c, uint32_t dst, const void *data, size_t len, unsigned prio,
-                unsigned flags, int timeout_ms)
+int shmbus_send(shmbus_client *c, uint32_t dst, const void *data, size_t len, unsigned flags,
+                int timeout_ms)
 {
-    int r = check_send_args(c, len, prio);
+    int r = check_send_args(c, len, flags, SHMBUS_SEND_NONBLOCK | SHMBUS_SEND_ACK, true);
     if (r < 0)
         return r;
-    if ((data == NULL && len != 0) || (flags & ~(SHMBUS_NONBLOCK | SHMBUS_ACK)))
+    if (data == NULL && len != 0)
         return -EINVAL;
+    unsigned prio = shmbus_flags_prio(flags);
     uint64_t deadline;
     deadline_of(timeout_ms, &deadline);
     if (timeout_ms == 0)
         deadline = 0;
-    unsigned mflags = (flags & SHMBUS_ACK) ? SHMBUS_MSG_ACK : 0;
+    unsigned mflags = (flags & SHMBUS_SEND_ACK) ? SHMBUS_MSG_ACK : 0;
     return send_one(c, dst, data, len, prio, flags, mflags, 0, deadline, NULL);
 }
 
 int shmbus_send_batch(shmbus_client *c, uint32_t dst, const struct shmbus_iov *msgs, size_t n,
-                      unsigned prio, unsigned flags, int timeout_ms)
+                      unsigned flags, int timeout_ms)
 {
-    if (c == NULL || msgs == NULL || n == 0 || (flags & ~SHMBUS_NONBLOCK))
+    if (c == NULL || msgs == NULL || n == 0)
         return -EINVAL;
-    int r = check_send_args(c, 0, prio);
+    int r = check_send_args(c, 0, flags, SHMBUS_SEND_NONBLOCK, true);
     if (r < 0)
         return r;
+    unsigned prio = shmbus_flags_prio(flags);
     for (size_t k = 0; k < n; k++) {
         if (msgs[k].len > c->bus->lay.msg_size)
             return -EMSGSIZE;
@@ -446,14 +453,14 @@ int shmbus_send_batch(shmbus_client *c, uint32_t dst, const struct shmbus_iov *m
     return k;
 }
 
-int shmbus_broadcast(shmbus_client *c, const void *data, size_t len, unsigned prio, unsigned flags,
-                     int timeout_ms)
+int shmbus_broadcast(shmbus_client *c, const void *data, size_t len, unsigned flags, int timeout_ms)
 {
-    int r = check_send_args(c, len, prio);
+    int r = check_send_args(c, len, flags, SHMBUS_SEND_NONBLOCK, true);
     if (r < 0)
         return r;
-    if ((data == NULL && len != 0) || (flags & ~SHMBUS_NONBLOCK))
+    if (data == NULL && len != 0)
         return -EINVAL;
+    unsigned prio = shmbus_flags_prio(flags);
     uint64_t deadline;
     deadline_of(timeout_ms, &deadline);
     if (timeout_ms == 0)
@@ -992,16 +999,17 @@ int shmbus_recv_batch(shmbus_client *c, struct shmbus_msg *hdrs, void *bufs, siz
 }
 
 int shmbus_request(shmbus_client *c, uint32_t dst, const void *req, size_t len,
-                   struct shmbus_msg *rhdr, void *rbuf, size_t cap, int timeout_ms)
+                   struct shmbus_msg *rhdr, void *rbuf, size_t cap, unsigned flags, int timeout_ms)
 {
-    int r = check_send_args(c, len, 0);
+    int r = check_send_args(c, len, flags, SHMBUS_SEND_NONBLOCK, true);
     if (r < 0)
         return r;
     if ((req == NULL && len != 0) || (rbuf == NULL && cap != 0))
         return -EINVAL;
     uint64_t deadline, seq;
     deadline_of(timeout_ms, &deadline);
-    r = send_one(c, dst, req, len, 0, 0, SHMBUS_MSG_REQUEST, 0, deadline, &seq);
+    r = send_one(c, dst, req, len, shmbus_flags_prio(flags), flags, SHMBUS_MSG_REQUEST, 0, deadline,
+                 &seq);
     if (r < 0)
         return r;
     struct want w = {.reply_only = true, .from = dst, .corr = seq};
@@ -1015,11 +1023,12 @@ int shmbus_request(shmbus_client *c, uint32_t dst, const void *req, size_t len,
 }
 
 int shmbus_reply(shmbus_client *c, const struct shmbus_msg *req, const void *data, size_t len,
-                 int timeout_ms)
+                 unsigned flags, int timeout_ms)
 {
     if (req == NULL || !(req->flags & SHMBUS_MSG_REQUEST))
         return -EINVAL;
-    int r = check_send_args(c, len, req->prio & 7);
+    /* No SHMBUS_PRIO(): a reply travels at its request's priority. */
+    int r = check_send_args(c, len, flags, SHMBUS_SEND_NONBLOCK, false);
     if (r < 0)
         return r;
     if (data == NULL && len != 0)
@@ -1028,8 +1037,8 @@ int shmbus_reply(shmbus_client *c, const struct shmbus_msg *req, const void *dat
     deadline_of(timeout_ms, &deadline);
     if (timeout_ms == 0)
         deadline = 0;
-    return send_one(c, req->src, data, len, req->prio & 7, 0, SHMBUS_MSG_REPLY, req->seq, deadline,
-                    NULL);
+    return send_one(c, req->src, data, len, req->prio & 7, flags, SHMBUS_MSG_REPLY, req->seq,
+                    deadline, NULL);
 }
 
 /* ---- recovery --------------------------------------------------------------------------- */

@@ -4,15 +4,18 @@ LIB_OBJS   := $(LIB_SRCS:%.c=$(BUILD)/%.o)
 LIB_A      := $(BUILD)/lib/libshmbus.a
 LIB_SO     := $(BUILD)/lib/libshmbus.so.0
 LIB_VERSION := 0.1.0
+LIB_MAP    := src/libshmbus.map
 
 $(LIB_A): $(LIB_OBJS)
 	@mkdir -p $(dir $@)
 	rm -f $@
 	$(AR) rcs $@ $^
 
-$(LIB_SO): $(LIB_OBJS)
+# The version script exports shmbus_* only (tests/test_exports.sh).
+$(LIB_SO): $(LIB_OBJS) $(LIB_MAP)
 	@mkdir -p $(dir $@)
-	$(CC) -shared -Wl,-soname,libshmbus.so.0 $(LDFLAGS) -o $@ $^ -pthread -lrt
+	$(CC) -shared -Wl,-soname,libshmbus.so.0 -Wl,--version-script=$(LIB_MAP) $(LDFLAGS) -o $@ \
+	    $(LIB_OBJS) -pthread -lrt
 	ln -sf libshmbus.so.0 $(BUILD)/lib/libshmbus.so
 
 .PHONY: lib

@@ -507,7 +507,7 @@ static int clean_bus(const char *name, int dry_run, shmbus_clean_fn cb, void *ar
     /* Anything else that cannot be opened (not a bus, scribbled, another user's) is left
      * as it is: `shmbus ls` shows it, `shmbus destroy --force` removes it. */
     shmbus_bus *b;
-    r = shmbus_bus_open(name, NULL, dry_run ? SHMBUS_RDONLY : 0, &b);
+    r = shmbus_bus_open(name, NULL, dry_run ? SHMBUS_OPEN_RDONLY : 0, &b);
     if (r < 0)
         return 0;
 

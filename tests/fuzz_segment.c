@@ -13,7 +13,7 @@
  *     byte   length n, then n bytes to write there
  * and then the readers' paths run on it: shmbus_list, shmbus_lookup, shmbus_bus_info, and as
  * the joined clients shmbus_recv with timeout 0, shmbus_recv_batch, shmbus_reply to a
- * request, shmbus_send / shmbus_send_batch / shmbus_broadcast with SHMBUS_NONBLOCK,
+ * request, shmbus_send / shmbus_send_batch / shmbus_broadcast with SHMBUS_SEND_NONBLOCK,
  * shmbus_reap; then a fresh shmbus_bus_open of the patched segment (header checks), read-only
  * and read-write, with list, lookup, info, join, send, recv and leave on that handle.
  *
@@ -180,7 +180,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     }
     snprintf(name, sizeof(name), "fuzz-%d", (int)getpid());
     struct shmbus_bus_opts o = {.max_clients = 4, .slots = 4, .msg_size = MSG};
-    int r = shmbus_bus_open(name, &o, SHMBUS_CREATE | SHMBUS_EXCL, &bus);
+    int r = shmbus_bus_open(name, &o, SHMBUS_OPEN_CREATE | SHMBUS_OPEN_EXCL, &bus);
     if (r < 0)
         die("create bus", r);
     struct shmbus_bus_info info;
@@ -190,9 +190,9 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     atexit(at_exit);
     if ((r = shmbus_join(bus, 1, "a", &ca)) < 0 || (r = shmbus_join(bus, 2, "b", &cb)) < 0)
         die("join", r);
-    shmbus_send(cb, 1, "hello", 5, 0, SHMBUS_NONBLOCK, 0);
-    shmbus_send(cb, 1, "urgent", 6, 5, SHMBUS_NONBLOCK, 0);
-    shmbus_send(ca, 2, "x", 1, 0, SHMBUS_NONBLOCK, 0);
+    shmbus_send(cb, 1, "hello", 5, SHMBUS_SEND_NONBLOCK, 0);
+    shmbus_send(cb, 1, "urgent", 6, SHMBUS_PRIO(5) | SHMBUS_SEND_NONBLOCK, 0);
+    shmbus_send(ca, 2, "x", 1, SHMBUS_SEND_NONBLOCK, 0);
 
     seg_size = info.segment_size;
     seg = shmat(shmid, NULL, 0);
@@ -251,7 +251,7 @@ static void drain(shmbus_client *c)
         if (r < 0)
             break;
         if (h.flags & SHMBUS_MSG_REQUEST)
-            shmbus_reply(c, &h, "r", 1, 0);
+            shmbus_reply(c, &h, "r", 1, 0, 0);
     }
     struct shmbus_msg hs[4];
     uint8_t bufs[4][MSG];
@@ -261,10 +261,10 @@ static void drain(shmbus_client *c)
 static void send_all(shmbus_client *from, uint32_t to)
 {
     struct shmbus_iov iov[3] = {{"1", 1}, {"22", 2}, {"333", 3}};
-    shmbus_send(from, to, "m", 1, 0, SHMBUS_NONBLOCK, 0);
-    shmbus_send(from, to, "p", 1, 6, SHMBUS_NONBLOCK, 0);
-    shmbus_send_batch(from, to, iov, 3, 0, SHMBUS_NONBLOCK, 0);
-    shmbus_broadcast(from, "all", 3, 0, SHMBUS_NONBLOCK, 0);
+    shmbus_send(from, to, "m", 1, SHMBUS_SEND_NONBLOCK, 0);
+    shmbus_send(from, to, "p", 1, SHMBUS_PRIO(6) | SHMBUS_SEND_NONBLOCK, 0);
+    shmbus_send_batch(from, to, iov, 3, SHMBUS_SEND_NONBLOCK, 0);
+    shmbus_broadcast(from, "all", 3, SHMBUS_SEND_NONBLOCK, 0);
 }
 
 static void read_paths(shmbus_bus *b)
@@ -282,7 +282,7 @@ static void read_paths(shmbus_bus *b)
 static void fresh_open(void)
 {
     shmbus_bus *b;
-    if (shmbus_bus_open(name, NULL, SHMBUS_RDONLY, &b) == 0) {
+    if (shmbus_bus_open(name, NULL, SHMBUS_OPEN_RDONLY, &b) == 0) {
         read_paths(b);
         shmbus_bus_close(b);
     }
@@ -290,8 +290,8 @@ static void fresh_open(void)
         read_paths(b);
         shmbus_client *c;
         if (shmbus_join(b, 0, NULL, &c) == 0) {
-            shmbus_send(c, shmbus_client_id(c), "s", 1, 0, SHMBUS_NONBLOCK, 0);
-            shmbus_send(c, 1, "t", 1, 0, SHMBUS_NONBLOCK, 0);
+            shmbus_send(c, shmbus_client_id(c), "s", 1, SHMBUS_SEND_NONBLOCK, 0);
+            shmbus_send(c, 1, "t", 1, SHMBUS_SEND_NONBLOCK, 0);
             drain(c);
             shmbus_leave(c);
         }
@@ -339,18 +339,18 @@ static void timed_calls(void)
     int r = shmbus_recv(ca, &h, buf, sizeof(buf), TIMED_MS);
     timing_check(t, "recv", r);
 
-    for (int k = 0; k < 8 && shmbus_send(ca, 2, "f", 1, 0, SHMBUS_NONBLOCK, 0) == 0; k++)
+    for (int k = 0; k < 8 && shmbus_send(ca, 2, "f", 1, SHMBUS_SEND_NONBLOCK, 0) == 0; k++)
         ;
     t = timing_start();
-    r = shmbus_send(ca, 2, "w", 1, 0, 0, TIMED_MS);
+    r = shmbus_send(ca, 2, "w", 1, 0, TIMED_MS);
     timing_check(t, "send to a full mailbox", r);
 
     t = timing_start();
-    r = shmbus_send(cb, 1, "k", 1, 0, SHMBUS_ACK, TIMED_MS);
+    r = shmbus_send(cb, 1, "k", 1, SHMBUS_SEND_ACK, TIMED_MS);
     timing_check(t, "ACK send", r);
 
     t = timing_start();
-    r = shmbus_request(ca, 2, "q", 1, &h, buf, sizeof(buf), TIMED_MS);
+    r = shmbus_request(ca, 2, "q", 1, &h, buf, sizeof(buf), 0, TIMED_MS);
     timing_check(t, "request", r);
 }
 

@@ -114,7 +114,8 @@ shmbus_bus *th_open_bus(const char *tag, uint32_t clients, uint32_t slots, uint3
 {
     struct shmbus_bus_opts o = {.max_clients = clients, .slots = slots, .msg_size = msg};
     shmbus_bus *b = NULL;
-    assert_int_equal(shmbus_bus_open(th_name(tag), &o, SHMBUS_CREATE | SHMBUS_EXCL, &b), 0);
+    assert_int_equal(shmbus_bus_open(th_name(tag), &o, SHMBUS_OPEN_CREATE | SHMBUS_OPEN_EXCL, &b),
+                     0);
     return b;
 }
 

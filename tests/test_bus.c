@@ -20,9 +20,10 @@ static void test_create_open_close(void **state)
     const char *name = th_name("basic");
     shmbus_bus *b = NULL, *b2 = NULL;
     assert_int_equal(shmbus_bus_open(name, NULL, 0, &b), -ENOENT);
-    assert_int_equal(shmbus_bus_open(name, NULL, SHMBUS_CREATE, &b), 0);
+    assert_int_equal(shmbus_bus_open(name, NULL, SHMBUS_OPEN_CREATE, &b), 0);
     assert_non_null(b);
-    assert_int_equal(shmbus_bus_open(name, NULL, SHMBUS_CREATE | SHMBUS_EXCL, &b2), -EEXIST);
+    assert_int_equal(shmbus_bus_open(name, NULL, SHMBUS_OPEN_CREATE | SHMBUS_OPEN_EXCL, &b2),
+                     -EEXIST);
     assert_int_equal(shmbus_bus_open(name, NULL, 0, &b2), 0);
 
     struct shmbus_bus_info info;
@@ -52,28 +53,29 @@ static void test_bad_arguments(void **state)
 {
     (void)state;
     shmbus_bus *b;
-    assert_int_equal(shmbus_bus_open(NULL, NULL, SHMBUS_CREATE, &b), -EINVAL);
-    assert_int_equal(shmbus_bus_open("x", NULL, SHMBUS_CREATE, NULL), -EINVAL);
-    assert_int_equal(shmbus_bus_open("", NULL, SHMBUS_CREATE, &b), -EINVAL);
-    assert_int_equal(shmbus_bus_open("a/b", NULL, SHMBUS_CREATE, &b), -EINVAL);
-    assert_int_equal(shmbus_bus_open("..", NULL, SHMBUS_CREATE, &b), -EINVAL);
-    assert_int_equal(shmbus_bus_open(".", NULL, SHMBUS_CREATE, &b), -EINVAL);
-    assert_int_equal(shmbus_bus_open("sp ace", NULL, SHMBUS_CREATE, &b), -EINVAL);
+    assert_int_equal(shmbus_bus_open(NULL, NULL, SHMBUS_OPEN_CREATE, &b), -EINVAL);
+    assert_int_equal(shmbus_bus_open("x", NULL, SHMBUS_OPEN_CREATE, NULL), -EINVAL);
+    assert_int_equal(shmbus_bus_open("", NULL, SHMBUS_OPEN_CREATE, &b), -EINVAL);
+    assert_int_equal(shmbus_bus_open("a/b", NULL, SHMBUS_OPEN_CREATE, &b), -EINVAL);
+    assert_int_equal(shmbus_bus_open("..", NULL, SHMBUS_OPEN_CREATE, &b), -EINVAL);
+    assert_int_equal(shmbus_bus_open(".", NULL, SHMBUS_OPEN_CREATE, &b), -EINVAL);
+    assert_int_equal(shmbus_bus_open("sp ace", NULL, SHMBUS_OPEN_CREATE, &b), -EINVAL);
     char longname[64];
     memset(longname, 'a', sizeof(longname) - 1);
     longname[63] = '\0';
-    assert_int_equal(shmbus_bus_open(longname, NULL, SHMBUS_CREATE, &b), -EINVAL);
+    assert_int_equal(shmbus_bus_open(longname, NULL, SHMBUS_OPEN_CREATE, &b), -EINVAL);
     assert_int_equal(shmbus_bus_open("x", NULL, 0x100, &b), -EINVAL);
-    assert_int_equal(shmbus_bus_open("x", NULL, SHMBUS_CREATE | SHMBUS_RDONLY, &b), -EINVAL);
+    assert_int_equal(shmbus_bus_open("x", NULL, SHMBUS_OPEN_CREATE | SHMBUS_OPEN_RDONLY, &b),
+                     -EINVAL);
 
     struct shmbus_bus_opts o = {.slots = 3};
-    assert_int_equal(shmbus_bus_open("x", &o, SHMBUS_CREATE, &b), -EINVAL);
+    assert_int_equal(shmbus_bus_open("x", &o, SHMBUS_OPEN_CREATE, &b), -EINVAL);
     o = (struct shmbus_bus_opts){.max_clients = SHMBUS_MAX_CLIENTS + 1};
-    assert_int_equal(shmbus_bus_open("x", &o, SHMBUS_CREATE, &b), -EINVAL);
+    assert_int_equal(shmbus_bus_open("x", &o, SHMBUS_OPEN_CREATE, &b), -EINVAL);
     o = (struct shmbus_bus_opts){.msg_size = SHMBUS_MAX_MSG_SIZE + 1};
-    assert_int_equal(shmbus_bus_open("x", &o, SHMBUS_CREATE, &b), -EINVAL);
+    assert_int_equal(shmbus_bus_open("x", &o, SHMBUS_OPEN_CREATE, &b), -EINVAL);
     o = (struct shmbus_bus_opts){.mode = 0666};
-    assert_int_equal(shmbus_bus_open("x", &o, SHMBUS_CREATE, &b), -EINVAL);
+    assert_int_equal(shmbus_bus_open("x", &o, SHMBUS_OPEN_CREATE, &b), -EINVAL);
     assert_int_equal(shmbus_bus_destroy("a/b"), -EINVAL);
     assert_int_equal(shmbus_bus_info(NULL, NULL), -EINVAL);
     shmbus_bus_close(NULL);
@@ -88,7 +90,7 @@ static void test_sizes(void **state)
     struct shmbus_bus_opts o = {.max_clients = 1024, .slots = 16, .msg_size = 64};
     const char *name = th_name("big");
     shmbus_bus *b;
-    assert_int_equal(shmbus_bus_open(name, &o, SHMBUS_CREATE, &b), 0);
+    assert_int_equal(shmbus_bus_open(name, &o, SHMBUS_OPEN_CREATE, &b), 0);
     shmbus_client *c;
     assert_int_equal(shmbus_join(b, 1024, NULL, &c), 0);
     assert_int_equal(shmbus_client_id(c), 1024);
@@ -98,7 +100,7 @@ static void test_sizes(void **state)
 
     o = (struct shmbus_bus_opts){.max_clients = 2, .slots = 4, .msg_size = 65536};
     name = th_name("large-msg");
-    assert_int_equal(shmbus_bus_open(name, &o, SHMBUS_CREATE, &b), 0);
+    assert_int_equal(shmbus_bus_open(name, &o, SHMBUS_OPEN_CREATE, &b), 0);
     shmbus_bus_close(b);
     assert_int_equal(shmbus_bus_destroy(name), 0);
 }
@@ -110,7 +112,7 @@ static void check_modes(mode_t mask)
     mode_t old = umask(mask);
     const char *name = th_name("mode");
     shmbus_bus *b;
-    assert_int_equal(shmbus_bus_open(name, NULL, SHMBUS_CREATE, &b), 0);
+    assert_int_equal(shmbus_bus_open(name, NULL, SHMBUS_OPEN_CREATE, &b), 0);
     struct shmbus_bus_info info;
     assert_int_equal(shmbus_bus_info(b, &info), 0);
     struct shmid_ds ds;
@@ -128,7 +130,7 @@ static void check_modes(mode_t mask)
     assert_int_equal(shmbus_bus_destroy(name), 0);
 
     struct shmbus_bus_opts o = {.mode = 0660};
-    assert_int_equal(shmbus_bus_open(name, &o, SHMBUS_CREATE, &b), 0);
+    assert_int_equal(shmbus_bus_open(name, &o, SHMBUS_OPEN_CREATE, &b), 0);
     assert_int_equal(shmbus_bus_info(b, &info), 0);
     assert_int_equal(shmctl(info.shmid, IPC_STAT, &ds), 0);
     assert_int_equal(ds.shm_perm.mode & 0777, 0660);
@@ -165,7 +167,7 @@ static void test_private_key(void **state)
     (void)state;
     const char *name = th_name("private");
     shmbus_bus *b;
-    assert_int_equal(shmbus_bus_open(name, NULL, SHMBUS_CREATE, &b), 0);
+    assert_int_equal(shmbus_bus_open(name, NULL, SHMBUS_OPEN_CREATE, &b), 0);
     struct shmbus_bus_info info;
     assert_int_equal(shmbus_bus_info(b, &info), 0);
     struct shmid_ds ds;
@@ -188,14 +190,14 @@ static void test_foreign_segment(void **state)
     char *p = shmat(id, NULL, 0);
     assert_true(p != (void *)-1);
     memset(p, 0x5a, 65536);
-    assert_int_equal(shmbus_bus_open(name, NULL, SHMBUS_CREATE, &b), 0); /* makes the dir */
+    assert_int_equal(shmbus_bus_open(name, NULL, SHMBUS_OPEN_CREATE, &b), 0); /* makes the dir */
     shmbus_bus_close(b);
     assert_int_equal(shmbus_bus_destroy(name), 0);
     point_key_at(name, id, 1);
 
     /* Garbage: refused, and left exactly as it was. */
     assert_int_equal(shmbus_bus_open(name, NULL, 0, &b), -EPROTO);
-    assert_int_equal(shmbus_bus_open(name, NULL, SHMBUS_CREATE, &b), -EPROTO);
+    assert_int_equal(shmbus_bus_open(name, NULL, SHMBUS_OPEN_CREATE, &b), -EPROTO);
     assert_int_equal(shmbus_bus_destroy(name), -EPROTO);
     assert_int_equal((unsigned char)p[100], 0x5a);
 
@@ -219,7 +221,7 @@ static void test_foreign_segment(void **state)
     shmdt(p);
     assert_int_equal(shmctl(id, IPC_RMID, NULL), 0);
     assert_int_equal(shmbus_bus_open(name, NULL, 0, &b), -ENOENT);
-    assert_int_equal(shmbus_bus_open(name, NULL, SHMBUS_CREATE, &b), 0);
+    assert_int_equal(shmbus_bus_open(name, NULL, SHMBUS_OPEN_CREATE, &b), 0);
     shmbus_bus_close(b);
     assert_int_equal(shmbus_bus_destroy(name), 0);
     point_key_at(name, id, 1);
@@ -232,7 +234,7 @@ static void test_corrupt_header(void **state)
     (void)state;
     const char *name = th_name("corrupt");
     shmbus_bus *b;
-    assert_int_equal(shmbus_bus_open(name, NULL, SHMBUS_CREATE, &b), 0);
+    assert_int_equal(shmbus_bus_open(name, NULL, SHMBUS_OPEN_CREATE, &b), 0);
     struct shmbus_bus_info info;
     assert_int_equal(shmbus_bus_info(b, &info), 0);
     uint32_t *hdr = shmat(info.shmid, NULL, 0);
@@ -256,9 +258,9 @@ static void test_readonly(void **state)
     const char *name = th_name("ro");
     shmbus_bus *b, *ro;
     shmbus_client *c;
-    assert_int_equal(shmbus_bus_open(name, NULL, SHMBUS_CREATE, &b), 0);
+    assert_int_equal(shmbus_bus_open(name, NULL, SHMBUS_OPEN_CREATE, &b), 0);
     assert_int_equal(shmbus_join(b, 3, "three", &c), 0);
-    assert_int_equal(shmbus_bus_open(name, NULL, SHMBUS_RDONLY, &ro), 0);
+    assert_int_equal(shmbus_bus_open(name, NULL, SHMBUS_OPEN_RDONLY, &ro), 0);
     shmbus_client *x;
     assert_int_equal(shmbus_join(ro, 0, NULL, &x), -EROFS);
     struct shmbus_client_info ci[4];
@@ -280,11 +282,11 @@ static void test_destroy_while_attached(void **state)
     const char *name = th_name("gone");
     shmbus_bus *b;
     shmbus_client *c;
-    assert_int_equal(shmbus_bus_open(name, NULL, SHMBUS_CREATE, &b), 0);
+    assert_int_equal(shmbus_bus_open(name, NULL, SHMBUS_OPEN_CREATE, &b), 0);
     assert_int_equal(shmbus_join(b, 1, NULL, &c), 0);
     assert_int_equal(shmbus_bus_destroy(name), 0);
     char buf[8];
-    assert_int_equal(shmbus_send(c, 1, "x", 1, 0, 0, 0), -EIDRM);
+    assert_int_equal(shmbus_send(c, 1, "x", 1, 0, 0), -EIDRM);
     assert_int_equal(shmbus_recv(c, NULL, buf, sizeof(buf), 1000), -EIDRM);
     shmbus_client *d;
     assert_int_equal(shmbus_join(b, 2, NULL, &d), -EIDRM);
@@ -305,9 +307,9 @@ static void test_bad_runtime_dir(void **state)
     char *old = strdup(dir);
     setenv("SHMBUS_DIR", file, 1);
     shmbus_bus *b;
-    assert_int_equal(shmbus_bus_open("x", NULL, SHMBUS_CREATE, &b), -ENOTDIR);
+    assert_int_equal(shmbus_bus_open("x", NULL, SHMBUS_OPEN_CREATE, &b), -ENOTDIR);
     setenv("SHMBUS_DIR", "/proc/no/such/dir", 1);
-    assert_true(shmbus_bus_open("x", NULL, SHMBUS_CREATE, &b) < 0);
+    assert_true(shmbus_bus_open("x", NULL, SHMBUS_OPEN_CREATE, &b) < 0);
     setenv("SHMBUS_DIR", old, 1);
     unlink(file);
     free(old);
@@ -366,24 +368,24 @@ static void test_clean(void **state)
     snprintf(crashed, sizeof(crashed), "%s", th_name("crashed"));
     snprintf(keyonly, sizeof(keyonly), "%s", th_name("keyonly"));
     shmbus_bus *b;
-    assert_int_equal(shmbus_bus_open(idle, NULL, SHMBUS_CREATE, &b), 0);
+    assert_int_equal(shmbus_bus_open(idle, NULL, SHMBUS_OPEN_CREATE, &b), 0);
     shmbus_bus_close(b);
 
     /* A bus whose only client's process died without leaving. */
-    assert_int_equal(shmbus_bus_open(crashed, NULL, SHMBUS_CREATE, &b), 0);
+    assert_int_equal(shmbus_bus_open(crashed, NULL, SHMBUS_OPEN_CREATE, &b), 0);
     shmbus_bus_close(b);
     pid_t pid = th_fork(join_and_exit, crashed);
     assert_int_equal(th_wait(pid, 10000), 0);
 
     /* A key file without a segment. */
-    assert_int_equal(shmbus_bus_open(keyonly, NULL, SHMBUS_CREATE, &b), 0);
+    assert_int_equal(shmbus_bus_open(keyonly, NULL, SHMBUS_OPEN_CREATE, &b), 0);
     struct shmbus_bus_info kinfo;
     assert_int_equal(shmbus_bus_info(b, &kinfo), 0);
     shmbus_bus_close(b);
     assert_int_equal(shmctl(kinfo.shmid, IPC_RMID, NULL), 0);
 
     /* A bus whose key file vanished (its runtime directory was wiped). */
-    assert_int_equal(shmbus_bus_open(orphan, NULL, SHMBUS_CREATE, &b), 0);
+    assert_int_equal(shmbus_bus_open(orphan, NULL, SHMBUS_OPEN_CREATE, &b), 0);
     struct shmbus_bus_info oinfo;
     assert_int_equal(shmbus_bus_info(b, &oinfo), 0);
     th_track_shmid(oinfo.shmid);

@@ -225,11 +225,11 @@ static int sender_main(void *arg)
         }
         atomic_store(&sh->attempted[j->id], n + k);
         if (k == 1) {
-            r = shmbus_send(c, j->dst, bufs[0], iov[0].len, j->prio, 0, j->timeout_ms);
+            r = shmbus_send(c, j->dst, bufs[0], iov[0].len, SHMBUS_PRIO(j->prio), j->timeout_ms);
             if (r == 0)
                 r = 1;
         } else {
-            r = shmbus_send_batch(c, j->dst, iov, k, j->prio, 0, j->timeout_ms);
+            r = shmbus_send_batch(c, j->dst, iov, k, SHMBUS_PRIO(j->prio), j->timeout_ms);
         }
         if (r == -ECONNRESET || r == -EHOSTUNREACH) {
             shmbus_leave(c);
@@ -346,7 +346,7 @@ static shmbus_bus *make_bus(const char *name)
 {
     struct shmbus_bus_opts o = {.max_clients = MAXC, .slots = SLOTS, .msg_size = MSG_SIZE};
     shmbus_bus *b;
-    assert_int_equal(shmbus_bus_open(name, &o, SHMBUS_CREATE | SHMBUS_EXCL, &b), 0);
+    assert_int_equal(shmbus_bus_open(name, &o, SHMBUS_OPEN_CREATE | SHMBUS_OPEN_EXCL, &b), 0);
     return b;
 }
 
@@ -418,7 +418,7 @@ static void kill_reserved(int point, uint32_t batch, int pace_ms)
     const char *name = th_name(point == SB_TP_RESERVED ? "kres" : "kbatch");
     struct shmbus_bus_opts o = {.max_clients = MAXC, .slots = 16, .msg_size = MSG_SIZE};
     shmbus_bus *b;
-    assert_int_equal(shmbus_bus_open(name, &o, SHMBUS_CREATE | SHMBUS_EXCL, &b), 0);
+    assert_int_equal(shmbus_bus_open(name, &o, SHMBUS_OPEN_CREATE | SHMBUS_OPEN_EXCL, &b), 0);
     shmbus_client *me;
     assert_int_equal(shmbus_join(b, RECV_ID, NULL, &me), 0);
 
@@ -629,7 +629,7 @@ static void test_reap_during_stale_intent(void **state)
     kill_and_wait(v);
     assert_int_equal(shmbus_reap(b), 1); /* cleans client 2 while our intent covers 1 */
     atomic_store(&in->n, 0);             /* the loser moves on and sends */
-    assert_int_equal(shmbus_send(loser, RECV_ID, "late", 4, 0, 0, 1000), 0);
+    assert_int_equal(shmbus_send(loser, RECV_ID, "late", 4, 0, 1000), 0);
 
     uint32_t src, n;
     assert_true(take_checked(me, 1000, &src, &n) >= 0);
@@ -764,7 +764,7 @@ static void test_sigstop_receiver(void **state)
     assert_int_equal(th_wait(s, 10000), 0);
     shmbus_client *ctl;
     assert_int_equal(shmbus_join(b, CTL_ID, NULL, &ctl), 0);
-    assert_int_equal(shmbus_send(ctl, RECV_ID, "", 0, 0, 0, 5000), 0);
+    assert_int_equal(shmbus_send(ctl, RECV_ID, "", 0, 0, 5000), 0);
     assert_int_equal(th_wait(r, 10000), 0);
     if (atomic_load(&sh->err_set))
         fail_msg("%s", sh->err);
@@ -897,7 +897,7 @@ static void kill_round(int round, struct tally *t)
     if (kind != V_RECEIVER) {
         shmbus_client *ctl;
         assert_int_equal(shmbus_join(b, CTL_ID, NULL, &ctl), 0);
-        assert_int_equal(shmbus_send(ctl, RECV_ID, "", 0, 0, 0, 5000), 0);
+        assert_int_equal(shmbus_send(ctl, RECV_ID, "", 0, 0, 5000), 0);
         int st = th_wait(recv_pid, 10000);
         if (st != 0)
             fail_msg("round %d (victim %d): receiver exit %d: %s", round, kind, st, sh->err);

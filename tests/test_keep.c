@@ -39,7 +39,7 @@ static int listed(shmbus_bus *b, uint32_t id, struct shmbus_client_info *out)
 
 static void send_str(shmbus_client *c, uint32_t dst, const char *s, unsigned prio)
 {
-    assert_int_equal(shmbus_send(c, dst, s, strlen(s), prio, 0, 0), 0);
+    assert_int_equal(shmbus_send(c, dst, s, strlen(s), SHMBUS_PRIO(prio), 0), 0);
 }
 
 /* Receive the next message without waiting and check it is `want`. */
@@ -86,7 +86,7 @@ static void test_keep_hands_over(void **state)
     assert_int_equal(shmbus_leave_keep(r), 0);
 
     /* The id is free meanwhile, and listed as kept with its messages. */
-    assert_int_equal(shmbus_send(a, 2, "x", 1, 0, 0, 0), -EHOSTUNREACH);
+    assert_int_equal(shmbus_send(a, 2, "x", 1, 0, 0), -EHOSTUNREACH);
     assert_int_equal(shmbus_lookup(b, "reader"), -EHOSTUNREACH);
     assert_true(listed(b, 2, &ci));
     assert_int_equal(ci.state, SHMBUS_CLIENT_KEPT);
@@ -205,7 +205,7 @@ struct child {
     int fd;
 };
 
-/* Sends one message with SHMBUS_ACK to client 2 and reports the result. */
+/* Sends one message with SHMBUS_SEND_ACK to client 2 and reports the result. */
 static int ack_sender_main(void *arg)
 {
     struct child *k = arg;
@@ -213,7 +213,7 @@ static int ack_sender_main(void *arg)
     shmbus_client *c;
     if (shmbus_bus_open(k->bus, NULL, 0, &b) != 0 || shmbus_join(b, 3, NULL, &c) != 0)
         return 10;
-    int r = shmbus_send(c, 2, "acked", 5, 0, SHMBUS_ACK, 20000);
+    int r = shmbus_send(c, 2, "acked", 5, SHMBUS_SEND_ACK, 20000);
     if (write(k->fd, &r, sizeof(r)) != (ssize_t)sizeof(r))
         return 11;
     shmbus_leave(c);

@@ -207,10 +207,10 @@ static void test_thousand_views(void **state)
     struct shmbus_bus_opts o = {.max_clients = 8, .slots = 16, .msg_size = 64};
     shmbus_bus *b;
     shmbus_client *a, *c;
-    assert_int_equal(shmbus_bus_open(name, &o, SHMBUS_CREATE | SHMBUS_EXCL, &b), 0);
+    assert_int_equal(shmbus_bus_open(name, &o, SHMBUS_OPEN_CREATE | SHMBUS_OPEN_EXCL, &b), 0);
     assert_int_equal(shmbus_join(b, 1, "alpha", &a), 0);
     assert_int_equal(shmbus_join(b, 2, "beta", &c), 0);
-    assert_int_equal(shmbus_send(a, 2, "hi", 2, 0, 0, 0), 0);
+    assert_int_equal(shmbus_send(a, 2, "hi", 2, 0, 0), 0);
 
     int port = start_monitor(name);
     long rss0 = rss_kb(mon_pid);

@@ -65,7 +65,7 @@ static void test_join_leave_lookup(void **state)
     shmbus_leave(e);
     shmbus_leave(a);
     assert_int_equal(shmbus_lookup(b, "alpha"), -EHOSTUNREACH);
-    assert_int_equal(shmbus_send(c, 2, "x", 1, 0, 0, 0), -EHOSTUNREACH);
+    assert_int_equal(shmbus_send(c, 2, "x", 1, 0, 0), -EHOSTUNREACH);
     assert_int_equal(shmbus_join(b, 2, "alpha", &a), 0);
     shmbus_leave(a);
     shmbus_leave(c);
@@ -86,8 +86,8 @@ static void test_send_recv_basic(void **state)
     assert_int_equal(shmbus_recv(c, &m, buf, sizeof(buf), 0), -EAGAIN);
     assert_int_equal(shmbus_recv(c, &m, buf, sizeof(buf), 20), -ETIMEDOUT);
 
-    assert_int_equal(shmbus_send(a, 2, "hello", 5, 0, 0, 0), 0);
-    assert_int_equal(shmbus_send(a, 2, "", 0, 0, 0, 0), 0);
+    assert_int_equal(shmbus_send(a, 2, "hello", 5, 0, 0), 0);
+    assert_int_equal(shmbus_send(a, 2, "", 0, 0, 0), 0);
     assert_int_equal(shmbus_recv(c, &m, buf, sizeof(buf), 0), 5);
     assert_memory_equal(buf, "hello", 5);
     assert_int_equal(m.src, 1);
@@ -101,26 +101,26 @@ static void test_send_recv_basic(void **state)
 
     /* Bad arguments. */
     char big[65] = {0};
-    assert_int_equal(shmbus_send(a, 2, big, 65, 0, 0, 0), -EMSGSIZE);
-    assert_int_equal(shmbus_send(a, 2, big, 1, 8, 0, 0), -EINVAL);
-    assert_int_equal(shmbus_send(a, 2, NULL, 1, 0, 0, 0), -EINVAL);
-    assert_int_equal(shmbus_send(a, 2, big, 1, 0, 0x80, 0), -EINVAL);
-    assert_int_equal(shmbus_send(NULL, 2, big, 1, 0, 0, 0), -EINVAL);
-    assert_int_equal(shmbus_send(a, 0, big, 1, 0, 0, 0), -EINVAL);
-    assert_int_equal(shmbus_send(a, 5, big, 1, 0, 0, 0), -EINVAL);
-    assert_int_equal(shmbus_send(a, 3, big, 1, 0, 0, 0), -EHOSTUNREACH);
+    assert_int_equal(shmbus_send(a, 2, big, 65, 0, 0), -EMSGSIZE);
+    assert_int_equal(shmbus_send(a, 2, big, 1, SHMBUS_PRIO(8), 0), -EINVAL);
+    assert_int_equal(shmbus_send(a, 2, NULL, 1, 0, 0), -EINVAL);
+    assert_int_equal(shmbus_send(a, 2, big, 1, 0x80, 0), -EINVAL);
+    assert_int_equal(shmbus_send(NULL, 2, big, 1, 0, 0), -EINVAL);
+    assert_int_equal(shmbus_send(a, 0, big, 1, 0, 0), -EINVAL);
+    assert_int_equal(shmbus_send(a, 5, big, 1, 0, 0), -EINVAL);
+    assert_int_equal(shmbus_send(a, 3, big, 1, 0, 0), -EHOSTUNREACH);
     assert_int_equal(shmbus_recv(NULL, &m, buf, sizeof(buf), 0), -EINVAL);
     assert_int_equal(shmbus_recv(c, &m, NULL, 4, 0), -EINVAL);
 
     /* A buffer too small leaves the message in place. */
-    assert_int_equal(shmbus_send(a, 2, "0123456789", 10, 0, 0, 0), 0);
+    assert_int_equal(shmbus_send(a, 2, "0123456789", 10, 0, 0), 0);
     assert_int_equal(shmbus_recv(c, &m, buf, 4, 0), -EMSGSIZE);
     assert_int_equal(m.len, 10);
     assert_int_equal(shmbus_recv(c, &m, buf, sizeof(buf), 0), 10);
     assert_memory_equal(buf, "0123456789", 10);
 
     /* Sending to yourself. */
-    assert_int_equal(shmbus_send(a, 1, "me", 2, 0, 0, 0), 0);
+    assert_int_equal(shmbus_send(a, 1, "me", 2, 0, 0), 0);
     assert_int_equal(shmbus_recv(a, &m, buf, sizeof(buf), 0), 2);
     assert_int_equal(m.src, 1);
 
@@ -142,12 +142,12 @@ static void test_full_mailbox(void **state)
     assert_int_equal(shmbus_join(b, 1, NULL, &a), 0);
     assert_int_equal(shmbus_join(b, 2, NULL, &c), 0);
     for (int i = 0; i < 4; i++)
-        assert_int_equal(shmbus_send(a, 2, &i, sizeof(i), 0, 0, 0), 0);
+        assert_int_equal(shmbus_send(a, 2, &i, sizeof(i), 0, 0), 0);
     int v = 4;
-    assert_int_equal(shmbus_send(a, 2, &v, sizeof(v), 0, SHMBUS_NONBLOCK, -1), -EAGAIN);
-    assert_int_equal(shmbus_send(a, 2, &v, sizeof(v), 0, 0, 0), -EAGAIN);
+    assert_int_equal(shmbus_send(a, 2, &v, sizeof(v), SHMBUS_SEND_NONBLOCK, -1), -EAGAIN);
+    assert_int_equal(shmbus_send(a, 2, &v, sizeof(v), 0, 0), -EAGAIN);
     uint64_t t0 = th_now_ns();
-    assert_int_equal(shmbus_send(a, 2, &v, sizeof(v), 0, 0, 50), -ETIMEDOUT);
+    assert_int_equal(shmbus_send(a, 2, &v, sizeof(v), 0, 50), -ETIMEDOUT);
     assert_true(th_now_ns() - t0 >= 45000000ull);
     /* Nothing was dropped: the four are there, in order. */
     struct shmbus_msg m;
@@ -177,7 +177,7 @@ static void test_priorities(void **state)
     for (int round = 0; round < 4; round++) {
         for (unsigned p = 0; p < SHMBUS_PRIO_LEVELS; p++) {
             int v = (int)(p * 100 + (unsigned)round);
-            assert_int_equal(shmbus_send(a, 2, &v, sizeof(v), (p * 3) % 8, 0, 0), 0);
+            assert_int_equal(shmbus_send(a, 2, &v, sizeof(v), SHMBUS_PRIO((p * 3) % 8), 0), 0);
             sent++;
         }
     }
@@ -200,6 +200,166 @@ static void test_priorities(void **state)
     th_close_bus(b);
 }
 
+/* Nothing is waiting in c's mailbox. */
+static void assert_empty(shmbus_client *c)
+{
+    char buf[16];
+    assert_int_equal(shmbus_recv(c, NULL, buf, sizeof(buf), 0), -EAGAIN);
+}
+
+/*
+ * Each call family takes only its own flags: an open flag given to a send, a send flag or a
+ * priority given to shmbus_bus_open(), an unknown bit, or a flag a call does not take fails
+ * with -EINVAL and has no effect (nothing is sent, no bus is opened). The values of the
+ * families do not overlap, so a flag of the wrong family can never pass for another one.
+ */
+static void test_flags_wrong_family(void **state)
+{
+    (void)state;
+    shmbus_bus *b = th_open_bus("fam", 2, 8, 16);
+    shmbus_client *a, *c;
+    assert_int_equal(shmbus_join(b, 1, NULL, &a), 0);
+    assert_int_equal(shmbus_join(b, 2, NULL, &c), 0);
+    struct shmbus_iov iov = {"x", 1};
+    struct shmbus_msg m;
+    char buf[16];
+    const unsigned open_flags[] = {SHMBUS_OPEN_CREATE, SHMBUS_OPEN_EXCL, SHMBUS_OPEN_RDONLY};
+    for (size_t k = 0; k < sizeof(open_flags) / sizeof(open_flags[0]); k++) {
+        unsigned f = open_flags[k];
+        assert_int_equal(f & (SHMBUS_SEND_NONBLOCK | SHMBUS_SEND_ACK | SHMBUS_PRIO_MASK), 0);
+        assert_int_equal(shmbus_send(a, 2, "x", 1, f, 0), -EINVAL);
+        assert_int_equal(shmbus_send_batch(a, 2, &iov, 1, f, 0), -EINVAL);
+        assert_int_equal(shmbus_broadcast(a, "x", 1, f, 0), -EINVAL);
+        assert_int_equal(shmbus_request(a, 2, "x", 1, &m, buf, sizeof(buf), f, 0), -EINVAL);
+    }
+    /* Unknown bits, and send flags the call does not take. */
+    assert_int_equal(shmbus_send(a, 2, "x", 1, 0x10000u, 0), -EINVAL);
+    assert_int_equal(shmbus_send(a, 2, "x", 1, 0x80000000u, 0), -EINVAL);
+    assert_int_equal(shmbus_send_batch(a, 2, &iov, 1, SHMBUS_SEND_ACK, 0), -EINVAL);
+    assert_int_equal(shmbus_broadcast(a, "x", 1, SHMBUS_SEND_ACK, 0), -EINVAL);
+    assert_int_equal(shmbus_request(a, 2, "x", 1, &m, buf, sizeof(buf), SHMBUS_SEND_ACK, 0),
+                     -EINVAL);
+    assert_empty(c);
+
+    /* A real request, to check shmbus_reply()'s flags: only SHMBUS_SEND_NONBLOCK. */
+    assert_int_equal(shmbus_request(a, 2, "q", 1, &m, buf, sizeof(buf), 0, 0), -EAGAIN);
+    struct shmbus_msg req;
+    assert_int_equal(shmbus_recv(c, &req, buf, sizeof(buf), 0), 1);
+    assert_true(req.flags & SHMBUS_MSG_REQUEST);
+    assert_int_equal(shmbus_reply(c, &req, "r", 1, SHMBUS_OPEN_CREATE, 0), -EINVAL);
+    assert_int_equal(shmbus_reply(c, &req, "r", 1, SHMBUS_SEND_ACK, 0), -EINVAL);
+    assert_int_equal(shmbus_reply(c, &req, "r", 1, SHMBUS_PRIO(1), 0), -EINVAL);
+    assert_empty(a);
+    assert_int_equal(shmbus_reply(c, &req, "r", 1, SHMBUS_SEND_NONBLOCK, 0), 0);
+    assert_int_equal(shmbus_recv(a, &m, buf, sizeof(buf), 0), 1);
+    assert_true(m.flags & SHMBUS_MSG_REPLY);
+    assert_int_equal(m.corr, req.seq);
+
+    /* The open side: send flags and priorities are not open flags. */
+    const unsigned send_flags[] = {SHMBUS_SEND_NONBLOCK, SHMBUS_SEND_ACK, SHMBUS_PRIO(1),
+                                   SHMBUS_PRIO(7), 0x8u};
+    for (size_t k = 0; k < sizeof(send_flags) / sizeof(send_flags[0]); k++) {
+        unsigned f = send_flags[k];
+        assert_int_equal(f & (SHMBUS_OPEN_CREATE | SHMBUS_OPEN_EXCL | SHMBUS_OPEN_RDONLY), 0);
+        shmbus_bus *x = (shmbus_bus *)&x;
+        /* On an existing bus and on a new name: neither is opened, nothing is created. */
+        assert_int_equal(shmbus_bus_open(th_name("fam"), NULL, f, &x), -EINVAL);
+        assert_null(x);
+        assert_int_equal(shmbus_bus_open(th_name("fam-new"), NULL, SHMBUS_OPEN_CREATE | f, &x),
+                         -EINVAL);
+        assert_int_equal(shmbus_bus_destroy(th_name("fam-new")), -ENOENT);
+    }
+    shmbus_leave(a);
+    shmbus_leave(c);
+    th_close_bus(b);
+}
+
+/* A priority above 7 is refused by every send call, whichever way it is written, and sends
+ * nothing; 7 itself is accepted. shmbus_flags_prio() reads back what SHMBUS_PRIO() set. */
+static void test_prio_out_of_range(void **state)
+{
+    (void)state;
+    shmbus_bus *b = th_open_bus("prange", 3, 8, 16);
+    shmbus_client *a, *c, *d;
+    assert_int_equal(shmbus_join(b, 1, NULL, &a), 0);
+    assert_int_equal(shmbus_join(b, 2, NULL, &c), 0);
+    assert_int_equal(shmbus_join(b, 3, NULL, &d), 0);
+    struct shmbus_iov iov = {"x", 1};
+    struct shmbus_msg m;
+    char buf[16];
+    const unsigned bad[] = {8, 9, 15, 16, 255, 4096};
+    for (size_t k = 0; k < sizeof(bad) / sizeof(bad[0]); k++) {
+        unsigned f = SHMBUS_PRIO(bad[k]);
+        assert_int_equal(shmbus_send(a, 2, "x", 1, f, 0), -EINVAL);
+        assert_int_equal(shmbus_send(a, 2, "x", 1, f | SHMBUS_SEND_NONBLOCK, 0), -EINVAL);
+        assert_int_equal(shmbus_send_batch(a, 2, &iov, 1, f, 0), -EINVAL);
+        assert_int_equal(shmbus_broadcast(a, "x", 1, f, 0), -EINVAL);
+        assert_int_equal(shmbus_request(a, 2, "x", 1, &m, buf, sizeof(buf), f, 0), -EINVAL);
+    }
+    assert_empty(c);
+    assert_empty(d);
+    for (unsigned p = 0; p < SHMBUS_PRIO_LEVELS; p++)
+        assert_int_equal(shmbus_flags_prio(SHMBUS_PRIO(p) | SHMBUS_SEND_NONBLOCK), p);
+    assert_int_equal(shmbus_send(a, 2, "7", 1, SHMBUS_PRIO(7), 0), 0);
+    assert_int_equal(shmbus_recv(c, &m, buf, sizeof(buf), 0), 1);
+    assert_int_equal(m.prio, 7);
+    shmbus_leave(a);
+    shmbus_leave(c);
+    shmbus_leave(d);
+    th_close_bus(b);
+}
+
+/*
+ * Priorities set through the flags order what every send call delivers: highest first,
+ * first in first out within a level, whichever call sent it. A request carries the priority
+ * it was sent with, and its reply comes back at that priority.
+ */
+static void test_prio_flags_order(void **state)
+{
+    (void)state;
+    shmbus_bus *b = th_open_bus("pflags", 2, 32, 16);
+    shmbus_client *a, *c;
+    assert_int_equal(shmbus_join(b, 1, NULL, &a), 0);
+    assert_int_equal(shmbus_join(b, 2, NULL, &c), 0);
+    struct shmbus_msg m;
+    char buf[16];
+    assert_int_equal(shmbus_send(a, 2, "n1", 2, 0, 0), 0);
+    assert_int_equal(shmbus_send(a, 2, "p3", 2, SHMBUS_PRIO(3) | SHMBUS_SEND_NONBLOCK, 0), 0);
+    struct shmbus_iov iov[2] = {{"b1", 2}, {"b2", 2}};
+    assert_int_equal(shmbus_send_batch(a, 2, iov, 2, SHMBUS_PRIO(5), 0), 2);
+    assert_int_equal(shmbus_send(a, 2, "n2", 2, SHMBUS_PRIO(0), 0), 0);
+    assert_int_equal(shmbus_broadcast(a, "bc", 2, SHMBUS_PRIO(7), 0), 1);
+    assert_int_equal(shmbus_send(a, 2, "p3b", 3, SHMBUS_PRIO(3), 0), 0);
+    /* The request's reply cannot come within 0 ms: -EAGAIN, but the request is sent. */
+    assert_int_equal(shmbus_request(a, 2, "rq", 2, &m, buf, sizeof(buf), SHMBUS_PRIO(6), 0),
+                     -EAGAIN);
+    const char *want[] = {"bc", "rq", "b1", "b2", "p3", "p3b", "n1", "n2"};
+    const unsigned want_prio[] = {7, 6, 5, 5, 3, 3, 0, 0};
+    struct shmbus_msg req = {0};
+    for (size_t k = 0; k < sizeof(want) / sizeof(want[0]); k++) {
+        int r = shmbus_recv(c, &m, buf, sizeof(buf), 0);
+        assert_int_equal(r, strlen(want[k]));
+        assert_memory_equal(buf, want[k], (size_t)r);
+        assert_int_equal(m.prio, want_prio[k]);
+        if (m.flags & SHMBUS_MSG_REQUEST)
+            req = m;
+    }
+    assert_empty(c);
+    assert_int_equal(req.prio, 6);
+    /* Below the reply, a message of priority 4 that arrives first. */
+    assert_int_equal(shmbus_send(c, 1, "p4", 2, SHMBUS_PRIO(4), 0), 0);
+    assert_int_equal(shmbus_reply(c, &req, "re", 2, 0, 0), 0);
+    assert_int_equal(shmbus_recv(a, &m, buf, sizeof(buf), 0), 2);
+    assert_memory_equal(buf, "re", 2);
+    assert_true(m.flags & SHMBUS_MSG_REPLY);
+    assert_int_equal(m.prio, 6);
+    assert_int_equal(shmbus_recv(a, &m, buf, sizeof(buf), 0), 2);
+    assert_memory_equal(buf, "p4", 2);
+    shmbus_leave(a);
+    shmbus_leave(c);
+    th_close_bus(b);
+}
+
 static void test_batch(void **state)
 {
     (void)state;
@@ -213,10 +373,10 @@ static void test_batch(void **state)
         vals[i] = i;
         iov[i] = (struct shmbus_iov){&vals[i], sizeof(int)};
     }
-    assert_int_equal(shmbus_send_batch(a, 2, iov, 40, 0, 0, 0), 16);
-    assert_int_equal(shmbus_send_batch(a, 2, iov, 40, 0, 0, 0), -EAGAIN);
-    assert_int_equal(shmbus_send_batch(a, 2, iov, 1, 0, SHMBUS_ACK, 0), -EINVAL);
-    assert_int_equal(shmbus_send_batch(a, 2, NULL, 1, 0, 0, 0), -EINVAL);
+    assert_int_equal(shmbus_send_batch(a, 2, iov, 40, 0, 0), 16);
+    assert_int_equal(shmbus_send_batch(a, 2, iov, 40, 0, 0), -EAGAIN);
+    assert_int_equal(shmbus_send_batch(a, 2, iov, 1, SHMBUS_SEND_ACK, 0), -EINVAL);
+    assert_int_equal(shmbus_send_batch(a, 2, NULL, 1, 0, 0), -EINVAL);
     struct shmbus_msg hdrs[10];
     char bufs[10][32];
     assert_int_equal(shmbus_recv_batch(c, hdrs, bufs, 32, 10, 0), 10);
@@ -270,7 +430,7 @@ static void test_broadcast(void **state)
     shmbus_client *cl[5];
     for (int i = 0; i < 5; i++)
         assert_int_equal(shmbus_join(b, 0, NULL, &cl[i]), 0);
-    assert_int_equal(shmbus_broadcast(cl[0], "all", 3, 2, 0, 0), 4);
+    assert_int_equal(shmbus_broadcast(cl[0], "all", 3, SHMBUS_PRIO(2), 0), 4);
     for (int i = 1; i < 5; i++) {
         expect_copy(cl[i], 1, "all", 2);
         assert_int_equal(shmbus_recv(cl[i], NULL, NULL, 0, 0), -EAGAIN); /* one copy each */
@@ -279,11 +439,11 @@ static void test_broadcast(void **state)
 
     /* Fill client 3 (cl[2]): it is skipped, the others are not. */
     for (int k = 0; k < 4; k++)
-        assert_int_equal(shmbus_send(cl[0], 3, "f", 1, 0, 0, 0), 0);
-    assert_int_equal(shmbus_broadcast(cl[0], "x", 1, 0, SHMBUS_NONBLOCK, 0), 3);
+        assert_int_equal(shmbus_send(cl[0], 3, "f", 1, 0, 0), 0);
+    assert_int_equal(shmbus_broadcast(cl[0], "x", 1, SHMBUS_SEND_NONBLOCK, 0), 3);
     /* The timeout path: it waits for room up to the timeout, then skips. */
     uint64_t t0 = th_now_ns();
-    assert_int_equal(shmbus_broadcast(cl[0], "y", 1, 0, 0, 60), 3);
+    assert_int_equal(shmbus_broadcast(cl[0], "y", 1, 0, 60), 3);
     uint64_t waited = th_now_ns() - t0;
     assert_true(waited >= 55000000ull);
     assert_true(waited < 1060000000ull);
@@ -308,15 +468,15 @@ static void test_broadcast(void **state)
     pid_t pid = th_fork(join_and_exit, (void *)th_name("bcast"));
     assert_int_equal(th_wait(pid, 10000), 0);
     for (int k = 0; k < 4; k++)
-        assert_int_equal(shmbus_send(cl[0], 6, "f", 1, 0, 0, 0), 0);
+        assert_int_equal(shmbus_send(cl[0], 6, "f", 1, 0, 0), 0);
     t0 = th_now_ns();
-    assert_int_equal(shmbus_broadcast(cl[0], "z", 1, 0, 0, 5000), 4);
+    assert_int_equal(shmbus_broadcast(cl[0], "z", 1, 0, 5000), 4);
     assert_true(th_now_ns() - t0 < 2000000000ull);
     for (int i = 1; i < 5; i++)
         expect_copy(cl[i], 1, "z", 0);
     /* Once reaped, it is not a destination at all. */
     shmbus_reap(b);
-    assert_int_equal(shmbus_broadcast(cl[0], "w", 1, 0, SHMBUS_NONBLOCK, 0), 4);
+    assert_int_equal(shmbus_broadcast(cl[0], "w", 1, SHMBUS_SEND_NONBLOCK, 0), 4);
     for (int i = 0; i < 5; i++)
         shmbus_leave(cl[i]);
     th_close_bus(b);
@@ -349,7 +509,7 @@ static int serve_out_of_order(shmbus_client *c, int n)
     }
     for (int j = 1; j <= n; j++) {
         int i = j % n;
-        if (shmbus_reply(c, &req[i], body[i], (size_t)len[i], 5000) != 0)
+        if (shmbus_reply(c, &req[i], body[i], (size_t)len[i], 0, 5000) != 0)
             return 22;
     }
     shmbus_leave(c);
@@ -417,7 +577,7 @@ static int peer_main(void *p)
         if (a->mode == 0 && (m.flags & SHMBUS_MSG_REQUEST)) {
             for (int k = 0; k < r; k++)
                 buf[k] = (char)(buf[k] ^ 0x20);
-            if (shmbus_reply(c, &m, buf, (size_t)r, 5000) != 0)
+            if (shmbus_reply(c, &m, buf, (size_t)r, 0, 5000) != 0)
                 return 13;
         }
     }
@@ -451,24 +611,24 @@ static void test_request_reply(void **state)
     assert_int_equal(shmbus_join(b, 1, NULL, &c), 0);
     wait_live(b, 2);
     /* A plain message first: it must stay available for the peer, not confuse the reply. */
-    assert_int_equal(shmbus_send(c, 2, "plain", 5, 0, 0, 1000), 0);
+    assert_int_equal(shmbus_send(c, 2, "plain", 5, 0, 1000), 0);
     char out[64];
     struct shmbus_msg m;
-    int r = shmbus_request(c, 2, "hello", 5, &m, out, sizeof(out), 5000);
+    int r = shmbus_request(c, 2, "hello", 5, &m, out, sizeof(out), 0, 5000);
     assert_int_equal(r, 5);
     assert_memory_equal(out, "HELLO", 5);
     assert_true(m.flags & SHMBUS_MSG_REPLY);
     assert_int_equal(m.src, 2);
     /* A message from ourselves to ourselves, then a request: the reply is matched past it. */
-    assert_int_equal(shmbus_send(c, 1, "self", 4, 0, 0, 0), 0);
-    r = shmbus_request(c, 2, "abc", 3, &m, out, sizeof(out), 5000);
+    assert_int_equal(shmbus_send(c, 1, "self", 4, 0, 0), 0);
+    r = shmbus_request(c, 2, "abc", 3, &m, out, sizeof(out), 0, 5000);
     assert_int_equal(r, 3);
     assert_memory_equal(out, "ABC", 3);
     assert_int_equal(shmbus_recv(c, &m, out, sizeof(out), 0), 4);
     assert_memory_equal(out, "self", 4);
     assert_int_equal(th_wait(pid, 10000), 0);
     struct shmbus_msg fake = {.src = 2, .flags = 0};
-    assert_int_equal(shmbus_reply(c, &fake, "x", 1, 0), -EINVAL);
+    assert_int_equal(shmbus_reply(c, &fake, "x", 1, 0, 0), -EINVAL);
     shmbus_leave(c);
     th_close_bus(b);
 }
@@ -492,12 +652,12 @@ static void test_request_out_of_order(void **state)
     wait_live(b, 2);
     char out[64];
     struct shmbus_msg m;
-    assert_int_equal(shmbus_request(c, 2, "one", 3, &m, out, sizeof(out), 30), -ETIMEDOUT);
-    assert_int_equal(shmbus_request(c, 2, "two", 3, &m, out, sizeof(out), 30), -ETIMEDOUT);
+    assert_int_equal(shmbus_request(c, 2, "one", 3, &m, out, sizeof(out), 0, 30), -ETIMEDOUT);
+    assert_int_equal(shmbus_request(c, 2, "two", 3, &m, out, sizeof(out), 0, 30), -ETIMEDOUT);
     /* Our next request will have seq 3: a reply to "seq 3" from client 3, not from 2. */
     struct shmbus_msg fake = {.src = 1, .seq = 3, .flags = SHMBUS_MSG_REQUEST};
-    assert_int_equal(shmbus_reply(decoy, &fake, "decoy", 5, 0), 0);
-    int r = shmbus_request(c, 2, "three", 5, &m, out, sizeof(out), 5000);
+    assert_int_equal(shmbus_reply(decoy, &fake, "decoy", 5, 0, 0), 0);
+    int r = shmbus_request(c, 2, "three", 5, &m, out, sizeof(out), 0, 5000);
     assert_int_equal(r, 5);
     assert_memory_equal(out, "THREE", 5);
     assert_int_equal(m.src, 2);
@@ -533,7 +693,7 @@ static void test_ack(void **state)
     shmbus_client *quiet;
     assert_int_equal(shmbus_join(b, 3, NULL, &quiet), 0);
     /* Nobody takes it: the ack times out, but the message stays delivered. */
-    assert_int_equal(shmbus_send(c, 3, "a", 1, 0, SHMBUS_ACK, 50), -ETIMEDOUT);
+    assert_int_equal(shmbus_send(c, 3, "a", 1, SHMBUS_SEND_ACK, 50), -ETIMEDOUT);
     struct shmbus_msg m;
     char buf[64];
     assert_int_equal(shmbus_recv(quiet, &m, buf, sizeof(buf), 0), 1);
@@ -549,7 +709,7 @@ static void test_ack(void **state)
     uint64_t lat[5];
     for (int i = 0; i < 5; i++) {
         uint64_t t0 = th_now_ns();
-        assert_int_equal(shmbus_send(c, 2, "ack me", 6, 0, SHMBUS_ACK, 5000), 0);
+        assert_int_equal(shmbus_send(c, 2, "ack me", 6, SHMBUS_SEND_ACK, 5000), 0);
         lat[i] = th_now_ns() - t0;
     }
     assert_int_equal(th_wait(pid, 10000), 0);
@@ -569,7 +729,7 @@ static int prio_sender(void *p)
     if (shmbus_bus_open(bus, NULL, 0, &b) != 0 || shmbus_join(b, 2, NULL, &c) != 0)
         return 10;
     for (unsigned i = 0; i < 16; i++)
-        if (shmbus_send(c, 1, &i, sizeof(i), i % 8, 0, 5000) != 0)
+        if (shmbus_send(c, 1, &i, sizeof(i), SHMBUS_PRIO(i % 8), 5000) != 0)
             return 11;
     shmbus_leave(c);
     shmbus_bus_close(b);
@@ -676,7 +836,7 @@ static void test_blocked_recv_sleeps(void **state)
     struct timespec ts = {2, 0};
     nanosleep(&ts, NULL);
     uint64_t t0 = th_now_ns();
-    assert_int_equal(shmbus_send(c, 2, "wake", 4, 0, 0, 1000), 0);
+    assert_int_equal(shmbus_send(c, 2, "wake", 4, 0, 1000), 0);
     struct wait_report rep;
     read_report(fds[0], &rep);
     uint64_t woke_ms = (th_now_ns() - t0) / 1000000;
@@ -716,7 +876,7 @@ static int latency_receiver(void *p)
         }
         rep.lat_ns[i] = th_now_ns() - m.sent_ns;
         rep.r++;
-        if (shmbus_send(c, 1, "next", 4, 0, 0, 5000) != 0)
+        if (shmbus_send(c, 1, "next", 4, 0, 5000) != 0)
             return 11;
     }
     shmbus_leave(c);
@@ -755,7 +915,7 @@ static void test_wake_latency(void **state)
         struct timespec ts = {0, 20000000};
         nanosleep(&ts, NULL);
         uint64_t v = (uint64_t)i;
-        assert_int_equal(shmbus_send(c, 2, &v, sizeof(v), 0, 0, 1000), 0);
+        assert_int_equal(shmbus_send(c, 2, &v, sizeof(v), 0, 1000), 0);
         char buf[8];
         assert_int_equal(shmbus_recv(c, NULL, buf, sizeof(buf), 5000), 4);
     }
@@ -784,7 +944,7 @@ static int steady_sender(void *p)
     if (shmbus_bus_open(a->bus, NULL, 0, &b) != 0 || shmbus_join(b, a->id, NULL, &c) != 0)
         return 10;
     for (int i = 0; i < a->count; i++)
-        if (shmbus_send(c, 1, &i, sizeof(i), 0, 0, 10000) != 0)
+        if (shmbus_send(c, 1, &i, sizeof(i), 0, 10000) != 0)
             return 11;
     shmbus_leave(c);
     shmbus_bus_close(b);
@@ -881,19 +1041,19 @@ static void test_dead_destination(void **state)
     assert_int_equal(shmbus_reap(b), 0);
     assert_int_equal(shmbus_lookup(b, "doomed"), 2);
     for (int i = 0; i < 4; i++)
-        assert_int_equal(shmbus_send(c, 2, "m", 1, 0, 0, 0), 0);
+        assert_int_equal(shmbus_send(c, 2, "m", 1, 0, 0), 0);
     kill(pid, SIGKILL);
     assert_int_equal(th_wait(pid, 5000), 128 + SIGKILL);
     /* Blocked on its full mailbox: told it died, within a slice. */
     uint64_t t0 = th_now_ns();
-    assert_int_equal(shmbus_send(c, 2, "m", 1, 0, 0, 5000), -ECONNRESET);
+    assert_int_equal(shmbus_send(c, 2, "m", 1, 0, 5000), -ECONNRESET);
     assert_true(th_now_ns() - t0 < 1000000000ull);
     struct shmbus_client_info ci[4];
     assert_int_equal(shmbus_list(b, ci, 4), 2);
     assert_int_equal(ci[1].state, SHMBUS_CLIENT_DEAD);
     assert_int_equal(shmbus_reap(b), 1);
     assert_int_equal(shmbus_list(b, ci, 4), 1);
-    assert_int_equal(shmbus_send(c, 2, "m", 1, 0, 0, 0), -EHOSTUNREACH);
+    assert_int_equal(shmbus_send(c, 2, "m", 1, 0, 0), -EHOSTUNREACH);
     /* The id is free again, with an empty mailbox. */
     shmbus_client *n;
     assert_int_equal(shmbus_join(b, 2, NULL, &n), 0);
@@ -911,7 +1071,7 @@ static void *late_sender(void *p)
     shmbus_client *c = p;
     struct timespec ts = {0, 2000000}; /* lands inside the receiver's 1 s spin */
     nanosleep(&ts, NULL);
-    shmbus_send(c, 2, "late", 4, 0, 0, 1000);
+    shmbus_send(c, 2, "late", 4, 0, 1000);
     return NULL;
 }
 
@@ -929,7 +1089,7 @@ static void test_spin(void **state)
     shmbus_client_set_spin(c, 5000);
     assert_int_equal(shmbus_recv(c, NULL, buf, sizeof(buf), 30), -ETIMEDOUT);
     assert_true(th_now_ns() - t0 >= 29000000ull);
-    assert_int_equal(shmbus_send(a, 2, "now", 3, 0, 0, 0), 0);
+    assert_int_equal(shmbus_send(a, 2, "now", 3, 0, 0), 0);
     assert_int_equal(shmbus_recv(c, NULL, buf, sizeof(buf), 0), 3);
     shmbus_client_set_spin(c, 1000000);
     pthread_t t;
@@ -971,14 +1131,14 @@ static void test_spin_for_room(void **state)
     assert_int_equal(shmbus_join(b, 1, NULL, &a), 0);
     assert_int_equal(shmbus_join(b, 2, NULL, &c), 0);
     for (int k = 0; k < 4; k++)
-        assert_int_equal(shmbus_send(a, 2, "f", 1, 0, 0, 0), 0);
+        assert_int_equal(shmbus_send(a, 2, "f", 1, 0, 0), 0);
     shmbus_client_set_spin(a, 1000000);
     pthread_t t;
     struct rusage r0, r1;
     getrusage(RUSAGE_THREAD, &r0);
     assert_int_equal(pthread_create(&t, NULL, late_taker, c), 0);
     uint64_t t0 = th_now_ns();
-    assert_int_equal(shmbus_send(a, 2, "g", 1, 0, 0, 5000), 0);
+    assert_int_equal(shmbus_send(a, 2, "g", 1, 0, 5000), 0);
     uint64_t took = th_now_ns() - t0;
     getrusage(RUSAGE_THREAD, &r1);
     pthread_join(t, NULL);
@@ -1072,9 +1232,9 @@ static void test_pid_reuse(void **state)
     assert_int_equal(shmbus_list(b, ci, 8), 2);
     assert_int_equal(ci[1].pid, pid);
     assert_int_equal(ci[1].state, SHMBUS_CLIENT_DEAD); /* ...but not the one that joined */
-    assert_int_equal(shmbus_send(c, 5, "x", 1, 0, 0, 0), 0);
+    assert_int_equal(shmbus_send(c, 5, "x", 1, 0, 0), 0);
     assert_int_equal(shmbus_reap(b), 1);
-    assert_int_equal(shmbus_send(c, 5, "x", 1, 0, 0, 0), -EHOSTUNREACH);
+    assert_int_equal(shmbus_send(c, 5, "x", 1, 0, 0), -EHOSTUNREACH);
     kill(pid, SIGKILL);
     assert_int_equal(th_wait(pid, 5000), 128 + SIGKILL);
     shmbus_leave(c);
@@ -1110,6 +1270,9 @@ int main(void)
         cmocka_unit_test(test_send_recv_basic),
         cmocka_unit_test(test_full_mailbox),
         cmocka_unit_test(test_priorities),
+        cmocka_unit_test(test_flags_wrong_family),
+        cmocka_unit_test(test_prio_out_of_range),
+        cmocka_unit_test(test_prio_flags_order),
         cmocka_unit_test(test_batch),
         cmocka_unit_test(test_broadcast),
         cmocka_unit_test(test_request_reply),

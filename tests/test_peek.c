@@ -50,8 +50,8 @@ static void test_peek_leaves_message(void **state)
 
     assert_int_equal(shmbus_consume(r), -ENOMSG); /* nothing peeked yet */
     assert_int_equal(shmbus_peek(r, &m, buf, sizeof(buf), 0), -EAGAIN);
-    assert_int_equal(shmbus_send(a, 2, "one", 3, 0, 0, 0), 0);
-    assert_int_equal(shmbus_send(a, 2, "two", 3, 0, 0, 0), 0);
+    assert_int_equal(shmbus_send(a, 2, "one", 3, 0, 0), 0);
+    assert_int_equal(shmbus_send(a, 2, "two", 3, 0, 0), 0);
 
     /* Peeked twice: the same message both times, and still in the mailbox. */
     for (int k = 0; k < 2; k++) {
@@ -77,13 +77,13 @@ static void test_peek_leaves_message(void **state)
     /* A recv after a peek takes the peeked message; the stale peek cannot take another. */
     assert_int_equal(shmbus_recv(r, &m, buf, sizeof(buf), 0), 3);
     assert_int_equal(m.seq, 2);
-    assert_int_equal(shmbus_send(a, 2, "three", 5, 0, 0, 0), 0);
+    assert_int_equal(shmbus_send(a, 2, "three", 5, 0, 0), 0);
     assert_int_equal(shmbus_consume(r), -ENOMSG);
     assert_int_equal(shmbus_recv(r, &m, buf, sizeof(buf), 0), 5);
     assert_int_equal(m.seq, 3);
 
     /* Too small a buffer: -EMSGSIZE with the length, and nothing to consume. */
-    assert_int_equal(shmbus_send(a, 2, "four!", 5, 0, 0, 0), 0);
+    assert_int_equal(shmbus_send(a, 2, "four!", 5, 0, 0), 0);
     assert_int_equal(shmbus_peek(r, &m, buf, 2, 0), -EMSGSIZE);
     assert_int_equal(m.len, 5);
     assert_int_equal(shmbus_consume(r), -ENOMSG);
@@ -122,10 +122,10 @@ static void test_consume_is_the_peeked_one(void **state)
     char buf[64];
     assert_int_equal(shmbus_join(b, 1, NULL, &a), 0);
     assert_int_equal(shmbus_join(b, 2, NULL, &r), 0);
-    assert_int_equal(shmbus_send(a, 2, "low", 3, 0, 0, 0), 0);
+    assert_int_equal(shmbus_send(a, 2, "low", 3, 0, 0), 0);
     assert_int_equal(shmbus_peek(r, &m, buf, sizeof(buf), 0), 3);
     assert_int_equal(m.prio, 0);
-    assert_int_equal(shmbus_send(a, 2, "HIGH", 4, 5, 0, 0), 0);
+    assert_int_equal(shmbus_send(a, 2, "HIGH", 4, SHMBUS_PRIO(5), 0), 0);
     assert_int_equal(shmbus_consume(r), 0); /* takes "low" */
     assert_int_equal(shmbus_recv(r, &m, buf, sizeof(buf), 0), 4);
     assert_memory_equal(buf, "HIGH", 4);
@@ -134,11 +134,11 @@ static void test_consume_is_the_peeked_one(void **state)
 
     /* A peek sees the highest priority first, like recv; a later peek of a higher one
      * replaces it. */
-    assert_int_equal(shmbus_send(a, 2, "a", 1, 0, 0, 0), 0);
-    assert_int_equal(shmbus_send(a, 2, "b", 1, 3, 0, 0), 0);
+    assert_int_equal(shmbus_send(a, 2, "a", 1, 0, 0), 0);
+    assert_int_equal(shmbus_send(a, 2, "b", 1, SHMBUS_PRIO(3), 0), 0);
     assert_int_equal(shmbus_peek(r, &m, buf, sizeof(buf), 0), 1);
     assert_int_equal(buf[0], 'b');
-    assert_int_equal(shmbus_send(a, 2, "c", 1, 7, 0, 0), 0);
+    assert_int_equal(shmbus_send(a, 2, "c", 1, SHMBUS_PRIO(7), 0), 0);
     assert_int_equal(shmbus_peek(r, &m, buf, sizeof(buf), 0), 1);
     assert_int_equal(buf[0], 'c');
     assert_int_equal(shmbus_consume(r), 0);
@@ -160,12 +160,12 @@ static void test_peek_keeps_backpressure(void **state)
     char buf[64];
     assert_int_equal(shmbus_join(b, 1, NULL, &a), 0);
     assert_int_equal(shmbus_join(b, 2, NULL, &r), 0);
-    assert_int_equal(shmbus_send(a, 2, "x", 1, 0, 0, 0), 0);
-    assert_int_equal(shmbus_send(a, 2, "y", 1, 0, 0, 0), 0);
+    assert_int_equal(shmbus_send(a, 2, "x", 1, 0, 0), 0);
+    assert_int_equal(shmbus_send(a, 2, "y", 1, 0, 0), 0);
     assert_int_equal(shmbus_peek(r, NULL, buf, sizeof(buf), 0), 1);
-    assert_int_equal(shmbus_send(a, 2, "z", 1, 0, SHMBUS_NONBLOCK, 0), -EAGAIN);
+    assert_int_equal(shmbus_send(a, 2, "z", 1, SHMBUS_SEND_NONBLOCK, 0), -EAGAIN);
     assert_int_equal(shmbus_consume(r), 0);
-    assert_int_equal(shmbus_send(a, 2, "z", 1, 0, SHMBUS_NONBLOCK, 0), 0);
+    assert_int_equal(shmbus_send(a, 2, "z", 1, SHMBUS_SEND_NONBLOCK, 0), 0);
     shmbus_leave(a);
     shmbus_leave(r);
     th_close_bus(b);
@@ -185,10 +185,10 @@ static int ack_sender_main(void *arg)
     shmbus_client *c;
     if (shmbus_bus_open(k->bus, NULL, 0, &b) != 0 || shmbus_join(b, 3, NULL, &c) != 0)
         return 10;
-    int r = shmbus_send(c, 2, "first", 5, 0, SHMBUS_ACK, 300);
+    int r = shmbus_send(c, 2, "first", 5, SHMBUS_SEND_ACK, 300);
     if (write(k->fd, &r, sizeof(r)) != (ssize_t)sizeof(r))
         return 11;
-    r = shmbus_send(c, 2, "second", 6, 0, SHMBUS_ACK, 10000);
+    r = shmbus_send(c, 2, "second", 6, SHMBUS_SEND_ACK, 10000);
     if (write(k->fd, &r, sizeof(r)) != (ssize_t)sizeof(r))
         return 11;
     shmbus_leave(c);
@@ -249,7 +249,7 @@ static void test_scribbled(void **state)
     char buf[64];
     assert_int_equal(shmbus_join(b, 1, NULL, &a), 0);
     assert_int_equal(shmbus_join(b, 2, NULL, &r), 0);
-    assert_int_equal(shmbus_send(a, 2, "one", 3, 0, 0, 0), 0);
+    assert_int_equal(shmbus_send(a, 2, "one", 3, 0, 0), 0);
     assert_int_equal(shmbus_peek(r, &m, buf, sizeof(buf), 0), 3);
     struct sb_mbox *mb = sb__mbox(b, 2);
     struct sb_slot *sl = sb__slot(b, mb, 0);

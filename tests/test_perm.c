@@ -4,7 +4,7 @@
  *
  * The other-uid tests need root: a forked child drops to nobody:nogroup (setgroups,
  * setresgid, setresuid) and tries every way in: shmbus_bus_open() (with and without
- * SHMBUS_CREATE), shmat() and IPC_STAT on its shmid, both with
+ * SHMBUS_OPEN_CREATE), shmat() and IPC_STAT on its shmid, both with
  * the key directory private (the default) and with the directory and key file opened up to
  * everyone by mistake. Without root the binary exits 77 (skip) and says why.
  */
@@ -60,10 +60,10 @@ static int intruder(void *arg)
         fprintf(stderr, "nobody: shmbus_bus_open: %s\n", shmbus_strerror(r));
         return 2;
     }
-    r = shmbus_bus_open(p->name, NULL, SHMBUS_RDONLY, &b);
+    r = shmbus_bus_open(p->name, NULL, SHMBUS_OPEN_RDONLY, &b);
     if (r != -EACCES)
         return 3;
-    r = shmbus_bus_open(p->name, NULL, SHMBUS_CREATE, &b);
+    r = shmbus_bus_open(p->name, NULL, SHMBUS_OPEN_CREATE, &b);
     if (r != -EACCES) {
         fprintf(stderr, "nobody: shmbus_bus_open(CREATE): %s\n", shmbus_strerror(r));
         return 4;
@@ -109,7 +109,7 @@ static void nobody_kept_out(mode_t mask, bool open_up_dir)
     mode_t old = umask(mask);
     const char *name = th_name(open_up_dir ? "perm-open" : "perm");
     shmbus_bus *b;
-    assert_int_equal(shmbus_bus_open(name, NULL, SHMBUS_CREATE, &b), 0);
+    assert_int_equal(shmbus_bus_open(name, NULL, SHMBUS_OPEN_CREATE, &b), 0);
     shmbus_client *c;
     assert_int_equal(shmbus_join(b, 1, "owner", &c), 0);
     check_owner_only(b, name);
@@ -147,7 +147,7 @@ static void nobody_kept_out(mode_t mask, bool open_up_dir)
 
     /* The owner's client is untouched. */
     assert_int_equal(shmbus_lookup(b, "owner"), 1);
-    assert_int_equal(shmbus_send(c, 1, "x", 1, 0, SHMBUS_NONBLOCK, 0), 0);
+    assert_int_equal(shmbus_send(c, 1, "x", 1, SHMBUS_SEND_NONBLOCK, 0), 0);
     char buf[8];
     assert_int_equal(shmbus_recv(c, NULL, buf, sizeof(buf), 0), 1);
     shmbus_leave(c);
@@ -190,7 +190,7 @@ static void test_group_mode_outsider(void **state)
     const char *name = th_name("perm-group");
     struct shmbus_bus_opts o = {.mode = 0660};
     shmbus_bus *b;
-    assert_int_equal(shmbus_bus_open(name, &o, SHMBUS_CREATE, &b), 0);
+    assert_int_equal(shmbus_bus_open(name, &o, SHMBUS_OPEN_CREATE, &b), 0);
     struct shmbus_bus_info info;
     assert_int_equal(shmbus_bus_info(b, &info), 0);
     struct shmid_ds ds;
@@ -225,7 +225,7 @@ static int member(void *arg)
     shmbus_client *c;
     if (shmbus_join(b, 2, "member", &c) != 0)
         return 3;
-    if (shmbus_send(c, 1, "hi", 2, 0, 0, 5000) != 0)
+    if (shmbus_send(c, 1, "hi", 2, 0, 5000) != 0)
         return 4;
     shmbus_leave(c);
     shmbus_bus_close(b);
@@ -262,7 +262,7 @@ static void test_group_member(void **state)
     struct shmbus_bus_opts o = {.mode = 0660};
     shmbus_bus *b;
     shmbus_client *c;
-    assert_int_equal(shmbus_bus_open(name, &o, SHMBUS_CREATE, &b), 0);
+    assert_int_equal(shmbus_bus_open(name, &o, SHMBUS_OPEN_CREATE, &b), 0);
     struct shmbus_bus_info info;
     assert_int_equal(shmbus_bus_info(b, &info), 0);
     struct shmid_ds ds;

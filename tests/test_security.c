@@ -88,7 +88,7 @@ static void test_scribbled_semaphores(void **state)
     struct shmbus_bus_opts o = {.max_clients = 4, .slots = 2, .msg_size = 8};
     shmbus_bus *b;
     shmbus_client *a, *c;
-    assert_int_equal(shmbus_bus_open(name, &o, SHMBUS_CREATE, &b), 0);
+    assert_int_equal(shmbus_bus_open(name, &o, SHMBUS_OPEN_CREATE, &b), 0);
     assert_int_equal(shmbus_join(b, 1, "a", &a), 0);
     assert_int_equal(shmbus_join(b, 2, "c", &c), 0);
     uint8_t *raw = attach_raw(b);
@@ -101,11 +101,11 @@ static void test_scribbled_semaphores(void **state)
         span_check(s, TIMED_MS, "recv, data_sem scribbled");
 
         /* send to a full mailbox whose space semaphore says the same. */
-        while (shmbus_send(a, 2, "x", 1, 0, SHMBUS_NONBLOCK, 0) == 0)
+        while (shmbus_send(a, 2, "x", 1, SHMBUS_SEND_NONBLOCK, 0) == 0)
             ;
         atomic_store(&raw_mbox(raw, 2)->space_sem.value, values[v]);
         s = span_start();
-        assert_int_equal(shmbus_send(a, 2, "x", 1, 0, 0, TIMED_MS), -ETIMEDOUT);
+        assert_int_equal(shmbus_send(a, 2, "x", 1, 0, TIMED_MS), -ETIMEDOUT);
         span_check(s, TIMED_MS, "send, space_sem scribbled");
         while (shmbus_recv(c, NULL, buf, sizeof(buf), 0) > 0)
             ;
@@ -113,7 +113,7 @@ static void test_scribbled_semaphores(void **state)
         /* An ACK send that nobody takes, with the ack semaphore scribbled. */
         atomic_store(&raw_entry(raw, 1)->ack_sem.value, values[v]);
         s = span_start();
-        assert_int_equal(shmbus_send(a, 2, "x", 1, 0, SHMBUS_ACK, TIMED_MS), -ETIMEDOUT);
+        assert_int_equal(shmbus_send(a, 2, "x", 1, SHMBUS_SEND_ACK, TIMED_MS), -ETIMEDOUT);
         span_check(s, TIMED_MS, "ACK send, ack_sem scribbled");
         while (shmbus_recv(c, NULL, buf, sizeof(buf), 0) > 0)
             ;
@@ -147,7 +147,7 @@ static void test_scribbled_forever_sleeps(void **state)
     struct shmbus_bus_opts o = {.max_clients = 2, .slots = 2, .msg_size = 8};
     shmbus_bus *b;
     struct forever f = {NULL, 1};
-    assert_int_equal(shmbus_bus_open(name, &o, SHMBUS_CREATE, &b), 0);
+    assert_int_equal(shmbus_bus_open(name, &o, SHMBUS_OPEN_CREATE, &b), 0);
     assert_int_equal(shmbus_join(b, 1, NULL, &f.c), 0);
     uint8_t *raw = attach_raw(b);
     struct sb_mbox *mb = raw_mbox(raw, 1);
@@ -213,7 +213,7 @@ static void test_signal_stops_wait(void **state)
     struct shmbus_bus_opts o = {.max_clients = 2, .slots = 2, .msg_size = 8};
     shmbus_bus *b;
     shmbus_client *a, *c;
-    assert_int_equal(shmbus_bus_open(name, &o, SHMBUS_CREATE, &b), 0);
+    assert_int_equal(shmbus_bus_open(name, &o, SHMBUS_OPEN_CREATE, &b), 0);
     assert_int_equal(shmbus_join(b, 1, NULL, &a), 0);
     assert_int_equal(shmbus_join(b, 2, NULL, &c), 0);
     pthread_t self = pthread_self(), t;
@@ -229,11 +229,11 @@ static void test_signal_stops_wait(void **state)
     assert_true(got_signal);
 
     /* A send into a full mailbox that would wait forever. */
-    while (shmbus_send(a, 2, "x", 1, 0, SHMBUS_NONBLOCK, 0) == 0)
+    while (shmbus_send(a, 2, "x", 1, SHMBUS_SEND_NONBLOCK, 0) == 0)
         ;
     atomic_store(&call_done, 0);
     assert_int_equal(pthread_create(&t, NULL, signaller, &self), 0);
-    r = shmbus_send(a, 2, "y", 1, 0, 0, -1);
+    r = shmbus_send(a, 2, "y", 1, 0, -1);
     atomic_store(&call_done, 1);
     pthread_join(t, NULL);
     assert_int_equal(r, -EINTR);
@@ -264,7 +264,7 @@ static void ensure_dir(void)
 {
     shmbus_bus *b;
     const char *name = th_name("mkdir");
-    assert_int_equal(shmbus_bus_open(name, NULL, SHMBUS_CREATE, &b), 0);
+    assert_int_equal(shmbus_bus_open(name, NULL, SHMBUS_OPEN_CREATE, &b), 0);
     shmbus_bus_close(b);
     assert_int_equal(shmbus_bus_destroy(name), 0);
 }
@@ -293,8 +293,8 @@ static void test_bad_key_files(void **state)
     shmbus_bus *b;
     for (int i = 0; i < 3; i++) {
         assert_int_equal(shmbus_bus_open(names[i], NULL, 0, &b), -EUCLEAN);
-        assert_int_equal(shmbus_bus_open(names[i], NULL, SHMBUS_RDONLY, &b), -EUCLEAN);
-        assert_int_equal(shmbus_bus_open(names[i], NULL, SHMBUS_CREATE, &b), -EUCLEAN);
+        assert_int_equal(shmbus_bus_open(names[i], NULL, SHMBUS_OPEN_RDONLY, &b), -EUCLEAN);
+        assert_int_equal(shmbus_bus_open(names[i], NULL, SHMBUS_OPEN_CREATE, &b), -EUCLEAN);
         assert_int_equal(shmbus_bus_destroy(names[i]), -EUCLEAN);
         assert_int_equal(shmbus_bus_shmid(names[i]), -EUCLEAN);
     }
@@ -329,7 +329,7 @@ static void test_relative_dir(void **state)
     assert_string_equal(dir, abs);
     shmbus_bus *b;
     const char *name = th_name("keep");
-    assert_int_equal(shmbus_bus_open(name, NULL, SHMBUS_CREATE, &b), 0);
+    assert_int_equal(shmbus_bus_open(name, NULL, SHMBUS_OPEN_CREATE, &b), 0);
     shmbus_bus_close(b);
 
     /* From elsewhere, "kd" is another folder: clean there finds nothing to remove. */
@@ -355,7 +355,7 @@ static int churn(void *arg)
             snprintf(name, sizeof(name), "churn-%d-%d", (int)getpid(), i);
             shmbus_bus *b;
             struct shmbus_bus_opts o = {.max_clients = 2, .slots = 2, .msg_size = 8};
-            if (shmbus_bus_open(name, &o, SHMBUS_CREATE, &b) == 0) {
+            if (shmbus_bus_open(name, &o, SHMBUS_OPEN_CREATE, &b) == 0) {
                 shmbus_client *c;
                 if (shmbus_join(b, 0, NULL, &c) == 0)
                     shmbus_leave(c);
@@ -396,7 +396,7 @@ static int create_and_die(void *arg)
 {
     atomic_store(&die_creating, 1);
     shmbus_bus *b;
-    shmbus_bus_open(arg, NULL, SHMBUS_CREATE, &b);
+    shmbus_bus_open(arg, NULL, SHMBUS_OPEN_CREATE, &b);
     return 0; /* not reached */
 }
 
@@ -425,7 +425,7 @@ static void test_creator_dies(void **state)
     assert_int_equal(th_wait(th_fork(create_and_die, nm), 10000), 9);
     shmbus_bus *b;
     assert_int_equal(shmbus_bus_open(nm, NULL, 0, &b), -ENOENT); /* never named */
-    assert_int_equal(shmbus_bus_open(nm, NULL, SHMBUS_CREATE, &b), 0);
+    assert_int_equal(shmbus_bus_open(nm, NULL, SHMBUS_OPEN_CREATE, &b), 0);
     shmbus_bus_close(b);
     struct seg_count segs = {nm, 0};
     assert_true(shmbus_clean(0, count_cb, &segs) >= 1);
@@ -493,7 +493,7 @@ static void test_planted_segment_refused(void **state)
     (void)state;
     const char *name = th_name("planted");
     shmbus_bus *b, *x;
-    assert_int_equal(shmbus_bus_open(name, NULL, SHMBUS_CREATE, &b), 0);
+    assert_int_equal(shmbus_bus_open(name, NULL, SHMBUS_OPEN_CREATE, &b), 0);
     struct shmbus_bus_info info;
     assert_int_equal(shmbus_bus_info(b, &info), 0);
     int id = shmget(IPC_PRIVATE, info.segment_size, IPC_CREAT | 0600);
@@ -532,7 +532,7 @@ static void test_planted_segment_refused(void **state)
         copy_bus(b, planted, info.segment_size);
         write_key_file(name, planted, info.nonce);
         assert_int_equal(shmbus_bus_open(name, NULL, 0, &x), -EACCES);
-        assert_int_equal(shmbus_bus_open(name, NULL, SHMBUS_CREATE, &x), -EACCES);
+        assert_int_equal(shmbus_bus_open(name, NULL, SHMBUS_OPEN_CREATE, &x), -EACCES);
         shmctl(planted, IPC_RMID, NULL);
     }
     shmbus_bus_close(b);
@@ -552,7 +552,7 @@ static void test_force_scribbled(void **state)
     (void)state;
     const char *name = th_name("scribbled");
     shmbus_bus *b;
-    assert_int_equal(shmbus_bus_open(name, NULL, SHMBUS_CREATE, &b), 0);
+    assert_int_equal(shmbus_bus_open(name, NULL, SHMBUS_OPEN_CREATE, &b), 0);
     struct shmbus_bus_info info;
     assert_int_equal(shmbus_bus_info(b, &info), 0);
     uint8_t *raw = attach_raw(b);
@@ -590,7 +590,7 @@ static void test_umask_0277(void **state)
     mode_t m = umask(0277);
     const char *name = th_name("umask");
     shmbus_bus *b;
-    assert_int_equal(shmbus_bus_open(name, NULL, SHMBUS_CREATE, &b), 0);
+    assert_int_equal(shmbus_bus_open(name, NULL, SHMBUS_OPEN_CREATE, &b), 0);
     shmbus_bus_close(b);
     struct stat st;
     assert_int_equal(stat(fresh, &st), 0);

@@ -11,7 +11,7 @@
 static void send_n(shmbus_client *c, uint32_t dst, int n, const char *text)
 {
     for (int i = 0; i < n; i++)
-        assert_int_equal(shmbus_send(c, dst, text, strlen(text), 0, 0, 1000), 0);
+        assert_int_equal(shmbus_send(c, dst, text, strlen(text), 0, 1000), 0);
 }
 
 static void recv_n(shmbus_client *c, int n)
@@ -79,7 +79,7 @@ static void test_counts_add_up(void **state)
     recv_n(c, 2);
     /* A batch, taken by recv_batch's fast path. */
     struct shmbus_iov iov[4] = {{"w", 1}, {"x", 1}, {"y", 1}, {"z", 1}};
-    assert_int_equal(shmbus_send_batch(c, 1, iov, 4, 0, 0, 1000), 4);
+    assert_int_equal(shmbus_send_batch(c, 1, iov, 4, 0, 1000), 4);
     struct shmbus_msg hdrs[4];
     char bufs[4][64];
     int got = 0;

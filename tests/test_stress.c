@@ -53,7 +53,7 @@ static int producer(void *p)
     while (n < a->count) {
         if (!batch) {
             struct rec r = {a->id, a->id * 2654435761u ^ (uint32_t)n, n};
-            int e = shmbus_send(c, 1, &r, sizeof(r), 0, 0, 30000);
+            int e = shmbus_send(c, 1, &r, sizeof(r), 0, 30000);
             if (e != 0)
                 return 11;
             (*a->calls)++;
@@ -67,7 +67,7 @@ static int producer(void *p)
             rs[k] = (struct rec){a->id, a->id * 2654435761u ^ (uint32_t)(n + k), n + k};
             iov[k] = (struct shmbus_iov){&rs[k], sizeof(rs[k])};
         }
-        int sent = shmbus_send_batch(c, 1, iov, k, 0, 0, 30000);
+        int sent = shmbus_send_batch(c, 1, iov, k, 0, 30000);
         if (sent <= 0)
             return 12;
         (*a->calls)++;
@@ -87,7 +87,7 @@ static void test_fan_in(void **state)
     struct shmbus_bus_opts o = {.max_clients = PRODUCERS + 1, .slots = 1024, .msg_size = 64};
     shmbus_bus *b;
     shmbus_client *c;
-    assert_int_equal(shmbus_bus_open(bus, &o, SHMBUS_CREATE | SHMBUS_EXCL, &b), 0);
+    assert_int_equal(shmbus_bus_open(bus, &o, SHMBUS_OPEN_CREATE | SHMBUS_OPEN_EXCL, &b), 0);
     assert_int_equal(shmbus_join(b, 1, NULL, &c), 0);
 
     uint64_t count = per_producer();
@@ -151,14 +151,14 @@ static void test_all_to_all(void **state)
     const char *name = th_name("a2a");
     struct shmbus_bus_opts o = {.max_clients = 64, .slots = 64, .msg_size = 16};
     shmbus_bus *b;
-    assert_int_equal(shmbus_bus_open(name, &o, SHMBUS_CREATE | SHMBUS_EXCL, &b), 0);
+    assert_int_equal(shmbus_bus_open(name, &o, SHMBUS_OPEN_CREATE | SHMBUS_OPEN_EXCL, &b), 0);
     shmbus_client *cl[64];
     for (int i = 0; i < 64; i++)
         assert_int_equal(shmbus_join(b, 0, NULL, &cl[i]), 0);
     for (int i = 0; i < 64; i++)
         for (uint32_t d = 1; d <= 64; d++)
             if (d != (uint32_t)i + 1)
-                assert_int_equal(shmbus_send(cl[i], d, &i, sizeof(i), 0, 0, 0), 0);
+                assert_int_equal(shmbus_send(cl[i], d, &i, sizeof(i), 0, 0), 0);
     for (int i = 0; i < 64; i++) {
         uint64_t seen = 0;
         for (int k = 0; k < 63; k++) {
@@ -222,7 +222,7 @@ static void test_batch_one_wakeup(void **state)
     struct shmbus_bus_opts o = {.max_clients = 4, .slots = 64, .msg_size = 16};
     shmbus_bus *b;
     shmbus_client *c;
-    assert_int_equal(shmbus_bus_open(name, &o, SHMBUS_CREATE | SHMBUS_EXCL, &b), 0);
+    assert_int_equal(shmbus_bus_open(name, &o, SHMBUS_OPEN_CREATE | SHMBUS_OPEN_EXCL, &b), 0);
     pid_t pid = th_fork(batch_consumer, (void *)name);
     uint64_t deadline = th_now_ns() + 5000000000ull;
     while (shmbus_list(b, NULL, 0) < 1) { /* the consumer has joined */
@@ -244,7 +244,7 @@ static void test_batch_one_wakeup(void **state)
         }
         struct timespec ts = {0, 10000000}; /* past its first look, onto the semaphore */
         nanosleep(&ts, NULL);
-        assert_int_equal(shmbus_send_batch(c, 1, iov, PER_BATCH, 0, 0, 5000), PER_BATCH);
+        assert_int_equal(shmbus_send_batch(c, 1, iov, PER_BATCH, 0, 5000), PER_BATCH);
     }
     assert_int_equal(th_wait(pid, 10000), 0);
     struct shmbus_client_info ci[2];

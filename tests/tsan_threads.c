@@ -32,7 +32,7 @@ struct msg {
     uint32_t dst;
     uint64_t n;
     uint32_t prio; /* what the sender asked for, checked against the header */
-    uint32_t ack;  /* 1 if sent with SHMBUS_ACK */
+    uint32_t ack;  /* 1 if sent with SHMBUS_SEND_ACK */
 };
 
 static atomic_ullong acks_sent, acks_seen, prio_seen;
@@ -74,18 +74,18 @@ static void *sender(void *p)
                 ms[k] = (struct msg){t, dst, n[dst] + (uint64_t)k, prio, 0};
                 iov[k] = (struct shmbus_iov){&ms[k], sizeof(ms[k])};
             }
-            r = shmbus_send_batch(c, dst, iov, 4, prio, 0, 20000);
+            r = shmbus_send_batch(c, dst, iov, 4, SHMBUS_PRIO(prio), 20000);
             if (r > 0) {
                 n[dst] += (uint64_t)r;
                 continue;
             }
         } else if (acks(t) && i % 13 == 1) {
             m.ack = 1;
-            r = shmbus_send(c, dst, &m, sizeof(m), prio, SHMBUS_ACK, 20000);
+            r = shmbus_send(c, dst, &m, sizeof(m), SHMBUS_PRIO(prio) | SHMBUS_SEND_ACK, 20000);
             if (r == 0)
                 atomic_fetch_add(&acks_sent, 1);
         } else {
-            r = shmbus_send(c, dst, &m, sizeof(m), prio, 0, 20000);
+            r = shmbus_send(c, dst, &m, sizeof(m), SHMBUS_PRIO(prio), 20000);
         }
         if (r < 0)
             die("send", r);
@@ -94,7 +94,7 @@ static void *sender(void *p)
     /* Tell every receiver how many to expect from this thread. */
     for (uint32_t d = 1; d <= CLIENTS; d++) {
         struct msg end = {t | 0x80000000u, d, n[d], 7, 0};
-        int r = shmbus_send(c, d, &end, sizeof(end), 7, 0, 20000);
+        int r = shmbus_send(c, d, &end, sizeof(end), SHMBUS_PRIO(7), 20000);
         if (r < 0)
             die("send end", r);
     }
@@ -173,7 +173,7 @@ int main(void)
     snprintf(name, sizeof(name), "tsan-%d", (int)getpid());
     struct shmbus_bus_opts o = {.max_clients = CLIENTS, .slots = 64, .msg_size = 32};
     shmbus_bus *b;
-    int r = shmbus_bus_open(name, &o, SHMBUS_CREATE | SHMBUS_EXCL, &b);
+    int r = shmbus_bus_open(name, &o, SHMBUS_OPEN_CREATE | SHMBUS_OPEN_EXCL, &b);
     if (r < 0)
         die("open", r);
     for (uint32_t i = 0; i < CLIENTS; i++) {

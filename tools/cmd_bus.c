@@ -1,8 +1,8 @@
 /*
  * cmd_bus.c - `shmbus create` and `shmbus destroy`: make a bus with chosen sizes, remove one.
  *
- * create refuses an existing bus (SHMBUS_CREATE | SHMBUS_EXCL): a script that creates a bus
- * must know it got a fresh one, not somebody else's with other sizes.
+ * create refuses an existing bus (SHMBUS_OPEN_CREATE | SHMBUS_OPEN_EXCL): a script that creates a
+ * bus must know it got a fresh one, not somebody else's with other sizes.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -94,7 +94,7 @@ int sb_cmd_create(int argc, char **argv)
                 (unsigned long long)(SHMBUS_MAX_BUS_SIZE >> 30));
         return SB_EXIT_FAIL;
     }
-    rc = shmbus_bus_open(name, &bo, SHMBUS_CREATE | SHMBUS_EXCL, &bus);
+    rc = shmbus_bus_open(name, &bo, SHMBUS_OPEN_CREATE | SHMBUS_OPEN_EXCL, &bus);
     if ((rc == -ENOMEM || rc == -ENOSPC || rc == -EINVAL) && size > 0) {
         /* Most likely the segment is over kernel.shmmax/shmall: say how large it is. */
         sb_errf("create %s", name, "%s (the bus needs %zd bytes; see sysctl kernel.shmmax)",

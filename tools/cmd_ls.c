@@ -1,7 +1,7 @@
 /*
  * cmd_ls.c - `shmbus ls` and `shmbus stat`: what is on this user's buses.
  *
- * Both attach read-only (SHMBUS_RDONLY) and never join, so looking at a bus does not change
+ * Both attach read-only (SHMBUS_OPEN_RDONLY) and never join, so looking at a bus does not change
  * who is on it. A snapshot of many clients is not taken at one instant (the counters are
  * relaxed atomics, see shmbus.h): a sum can be a few messages off while traffic flows.
  */
@@ -95,7 +95,7 @@ static void ls_bus_text(const char *name)
     shmbus_bus *bus;
     int rc, n, i;
 
-    rc = shmbus_bus_open(name, NULL, SHMBUS_RDONLY, &bus);
+    rc = shmbus_bus_open(name, NULL, SHMBUS_OPEN_RDONLY, &bus);
     if (rc < 0) {
         int shmid;
         unsigned key;
@@ -142,7 +142,7 @@ static void ls_bus_json(const char *name)
 
     fputs("{\"name\":", stdout);
     sb_json_str(stdout, name, strlen(name));
-    rc = shmbus_bus_open(name, NULL, SHMBUS_RDONLY, &bus);
+    rc = shmbus_bus_open(name, NULL, SHMBUS_OPEN_RDONLY, &bus);
     if (rc < 0) {
         int shmid;
         unsigned key;
@@ -348,7 +348,7 @@ int sb_cmd_stat(int argc, char **argv)
     if ((why = sb_bad_name(name)) != NULL)
         return sb_bad_usage("stat", stat_usage, "'%s': %s", name, why);
 
-    if (sb_open_bus("stat", name, SHMBUS_RDONLY, &bus) < 0)
+    if (sb_open_bus("stat", name, SHMBUS_OPEN_RDONLY, &bus) < 0)
         return SB_EXIT_FAIL;
     n = sb_list_clients(bus, &cl);
     if (n < 0) {

@@ -139,9 +139,9 @@ static int send_one(shmbus_client *cl, const struct send_args *a, int dst, const
     int rc;
 
     if (dst == 0)
-        rc = shmbus_broadcast(cl, data, len, a->prio, a->flags, a->timeout);
+        rc = shmbus_broadcast(cl, data, len, SHMBUS_PRIO(a->prio) | a->flags, a->timeout);
     else
-        rc = shmbus_send(cl, (uint32_t)dst, data, len, a->prio, a->flags, a->timeout);
+        rc = shmbus_send(cl, (uint32_t)dst, data, len, SHMBUS_PRIO(a->prio) | a->flags, a->timeout);
     if (rc >= 0)
         return 0;
     if (rc == -EINTR && sb_stop)
@@ -150,7 +150,7 @@ static int send_one(shmbus_client *cl, const struct send_args *a, int dst, const
         sb_errf("send %s", a->bus, "no client %s on the bus", a->to);
     else if (rc == -ECONNRESET)
         sb_errf("send %s", a->bus, "client %s died", a->to);
-    else if ((rc == -ETIMEDOUT || rc == -EAGAIN) && (a->flags & SHMBUS_ACK))
+    else if ((rc == -ETIMEDOUT || rc == -EAGAIN) && (a->flags & SHMBUS_SEND_ACK))
         sb_errf("send %s", a->bus, "client %s did not take the message within %d ms", a->to,
                 a->timeout);
     else if (rc == -ETIMEDOUT || rc == -EAGAIN)
@@ -218,7 +218,7 @@ int sb_cmd_send(int argc, char **argv)
                 return sb_bad_usage("send", send_usage, "--prio: 0..7, not '%s'", optarg);
             break;
         case 'k':
-            a.flags |= SHMBUS_ACK;
+            a.flags |= SHMBUS_SEND_ACK;
             break;
         case 'T':
             if (sb_parse_timeout(optarg, &a.timeout) < 0)
@@ -247,7 +247,7 @@ int sb_cmd_send(int argc, char **argv)
         return sb_bad_usage("send", send_usage, "--as '%s': %s", a.as, why);
     if (strcmp(a.to, "all") != 0 && (why = bad_client(a.to)) != NULL)
         return sb_bad_usage("send", send_usage, "--to '%s': %s", a.to, why);
-    if ((a.flags & SHMBUS_ACK) && strcmp(a.to, "all") == 0)
+    if ((a.flags & SHMBUS_SEND_ACK) && strcmp(a.to, "all") == 0)
         return sb_bad_usage("send", send_usage, "--ack needs one destination, not 'all'");
 
     sb_catch_stop_signals();

@@ -194,7 +194,7 @@ int sb_cmd_top(int argc, char **argv)
     if ((why = sb_bad_name(name)) != NULL)
         return sb_bad_usage("top", top_usage, "'%s': %s", name, why);
 
-    if (sb_open_bus("top", name, SHMBUS_RDONLY, &bus) < 0)
+    if (sb_open_bus("top", name, SHMBUS_OPEN_RDONLY, &bus) < 0)
         return SB_EXIT_FAIL;
     term = isatty(STDOUT_FILENO);
     sb_catch_stop_signals();

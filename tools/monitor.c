@@ -376,7 +376,7 @@ static void tick(struct monitor *m)
     m->last_ns = t;
 
     if (!m->bus) {
-        int err = shmbus_bus_open(m->opt.bus, NULL, SHMBUS_RDONLY, &m->bus);
+        int err = shmbus_bus_open(m->opt.bus, NULL, SHMBUS_OPEN_RDONLY, &m->bus);
         if (err < 0) {
             m->bus = NULL;
             next.err = err;
@@ -476,7 +476,7 @@ int sb_monitor_main(int argc, char **argv)
     }
     m.st.allow_remote = m.opt.allow_remote;
 
-    int err = shmbus_bus_open(m.opt.bus, NULL, SHMBUS_RDONLY, &m.bus);
+    int err = shmbus_bus_open(m.opt.bus, NULL, SHMBUS_OPEN_RDONLY, &m.bus);
     if (err < 0) {
         fprintf(stderr, "shmbus: monitor: %s: %s\n", m.opt.bus, shmbus_strerror(err));
         return 1;

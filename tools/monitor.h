@@ -3,7 +3,7 @@
  *
  * Design notes
  * ------------
- * The monitor attaches to one bus read-only (SHMBUS_RDONLY) and never joins it, so nothing it
+ * The monitor attaches to one bus read-only (SHMBUS_OPEN_RDONLY) and never joins it, so nothing it
  * does, or anything a browser asks of it, can change the bus.
  *
  *   monitor.c          the command: options, the listening socket, the sampling loop, signals

@@ -18,7 +18,7 @@
  * gone (`shmbus ring | head -3`) ends that client with SB_EXIT_OUTPUT; the parent then stops
  * the others and removes the bus like on any failure, and exits 141 itself.
  *
- * Processes. The parent creates the bus (unique name, SHMBUS_EXCL), forks N children and
+ * Processes. The parent creates the bus (unique name, SHMBUS_OPEN_EXCL), forks N children and
  * never joins. Each child sets PR_SET_PDEATHSIG (it dies with the parent), opens the bus by
  * name, joins as its id, writes one byte to the `ready` pipe and blocks reading the `go`
  * pipe; when all N are ready the parent closes go's write end and every child reads EOF at
@@ -130,7 +130,7 @@ static int send_data(shmbus_client *cl, uint32_t k, uint32_t dst, uint64_t packe
     m.packet_no = (uint32_t)packet;
     snprintf(m.text, sizeof(m.text), "This is message %llu from client %u",
              (unsigned long long)packet, k);
-    rc = shmbus_send(cl, dst, &m, sizeof(m), 0, 0, -1);
+    rc = shmbus_send(cl, dst, &m, sizeof(m), 0, -1);
     if (rc < 0)
         child_fail(k, "send", rc);
     return rc;
@@ -202,7 +202,7 @@ static int exchange(shmbus_client *cl, struct ring_shared *sh, const struct ring
         if (m.packet_no + 1 == a->messages) {
             memset(&m, 0, sizeof(m));
             m.kind = RING_STOP;
-            rc = shmbus_broadcast(cl, &m, sizeof(m), 0, 0, 10000);
+            rc = shmbus_broadcast(cl, &m, sizeof(m), 0, 10000);
             if (rc < 0 || (uint32_t)rc != n - 1) {
                 child_fail(k, "broadcast of stop", rc < 0 ? rc : -ETIMEDOUT);
                 return 1;
@@ -445,7 +445,7 @@ static int create_bus(struct ring_args *a)
     for (tries = 0; tries < 8 && rc == -EEXIST; tries++) {
         snprintf(a->bus, sizeof(a->bus), "ring-%d-%08x", (int)getpid(),
                  (unsigned)(sb_now_ns() * 2654435761u >> 7) ^ (unsigned)tries);
-        rc = shmbus_bus_open(a->bus, &bo, SHMBUS_CREATE | SHMBUS_EXCL, &bus);
+        rc = shmbus_bus_open(a->bus, &bo, SHMBUS_OPEN_CREATE | SHMBUS_OPEN_EXCL, &bus);
     }
     if (rc < 0) {
         sb_errf("ring: create bus %s", a->bus, "%s", shmbus_strerror(rc));

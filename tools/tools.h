@@ -40,7 +40,7 @@ int sb_cmd_clean(int argc, char **argv);
 int sb_cmd_ring(int argc, char **argv);
 
 /* Attach to the existing bus `name` (never creating it: only `shmbus create` does) with
- * shmbus_bus_open() flags (0 or SHMBUS_RDONLY). On failure prints
+ * shmbus_bus_open() flags (0 or SHMBUS_OPEN_RDONLY). On failure prints
  * "shmbus: <cmd> <name>: <why>", for a missing bus "no such bus" and how to create it, and
  * returns the negative error. */
 int sb_open_bus(const char *cmd, const char *name, unsigned flags, shmbus_bus **out);
