@@ -663,6 +663,39 @@ int shmbus_reply(shmbus_client *c, const struct shmbus_msg *req, const void *dat
                  unsigned flags, int timeout_ms);
 
 /* ------------------------------------------------------------------------------------------
+ * Bus-wide counters
+ * ------------------------------------------------------------------------------------------
+ * Kept in the segment per client id and never reset when a client leaves or joins, so that
+ * they only grow for as long as the bus exists (the per-client counters of shmbus_list()
+ * start at 0 with each client). Relaxed atomics: each counter is exact, a set of them is not
+ * read at one instant. */
+
+struct shmbus_bus_stats {
+    uint64_t sent;     /* messages sent (a broadcast counts each copy) */
+    uint64_t received; /* messages taken from mailboxes */
+    uint64_t bytes_sent;
+    uint64_t bytes_received;
+    uint64_t lat_count;  /* latency samples (the messages shmbus_counters.lat_hist samples) */
+    uint64_t lat_sum_ns; /* their sum in nanoseconds */
+    uint64_t lat_hist[SHMBUS_LAT_BUCKETS];
+};
+
+/* Fill *out with the bus's counters since it was created. Does not block. Thread-safe.
+ * Errors: -EINVAL, -EIDRM. */
+int shmbus_bus_stats(shmbus_bus *bus, struct shmbus_bus_stats *out);
+
+/* Messages taken by clients of id `dst` from clients of id `src`, since the bus was made. */
+struct shmbus_flow {
+    uint32_t src, dst;
+    uint64_t messages;
+};
+
+/* The pairs with at least one message, by src then dst, into out[0..n-1]. Returns how many
+ * there are (may exceed n; n = 0 counts). Reads max_clients^2 words: about a millisecond
+ * for 64 clients. Does not block. Thread-safe. Errors: -EINVAL, -EIDRM. */
+int shmbus_bus_flows(shmbus_bus *bus, struct shmbus_flow *out, size_t n);
+
+/* ------------------------------------------------------------------------------------------
  * Latency histograms
  * ------------------------------------------------------------------------------------------
  * shmbus_counters.lat_hist is log-linear: 4 buckets per power of two of nanoseconds.

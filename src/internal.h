@@ -10,6 +10,9 @@
  *   mbox_off             mailbox[max]           (one per client id), each mbox_size bytes:
  *                          struct sb_mbox        (one page: tail, head, flags, semaphores)
  *                          ring                  (ring_units units of 64 bytes)
+ *   flows_off            flow row[max]          (one per client id, stats.c), each:
+ *                          struct sb_flow_row    (the id's bus-wide counters)
+ *                          uint64_t from[max]    (messages this id took from each sender id)
  *
  * Every size and offset is computed from (max_clients, slots, msg_size, ring bytes) by
  * sb__layout(); a process that attaches recomputes them itself and only checks that the
@@ -51,7 +54,8 @@
 #include "shmbus.h"
 
 #define SB_MAGIC 0x3130535542484d53ull /* "SHMBUS01" little-endian */
-/* 2: sb_entry.kept_gen; 3: mailbox v2 (the byte ring), sb_mbox.fd_armed (evfd.c) */
+/* 2: sb_entry.kept_gen; 3: mailbox v2 (the byte ring), sb_mbox.fd_armed (evfd.c), flow rows
+ * (stats.c: bus-wide counters, per-pair counts) */
 #define SB_LAYOUT_VERSION 3u
 #define SB_LINE           64u
 #define SB_HEADER_SIZE    4096u
@@ -209,11 +213,30 @@ _Static_assert(sizeof(struct sb_mbox) == 4096, "mailbox header is one page");
 _Static_assert(offsetof(struct sb_entry, sent) == SB_LINE,
                "identity (with kept_gen) fits its line: the entry size is as in version 1");
 
+/*
+ * Counters of one client id that outlive its clients (stats.c): never reset at a join, so
+ * their sums over all ids are bus-wide counters that only grow while clients come and go.
+ * The send line is added to by the id's sending threads (atomic adds); the receive part and
+ * the from[] cells that follow the row are written only by the id's receiving thread (one
+ * at a time per client, as for the entry's counters).
+ */
+struct sb_flow_row {
+    _Alignas(SB_LINE) _Atomic uint64_t sent; /* messages sent by clients of this id */
+    _Atomic uint64_t bytes_sent;
+    _Alignas(SB_LINE) _Atomic uint64_t received; /* messages taken by clients of this id */
+    _Atomic uint64_t bytes_received;
+    _Atomic uint64_t lat_count;  /* latency samples, as in the entry's lat_hist */
+    _Atomic uint64_t lat_sum_ns; /* their sum */
+    _Alignas(SB_LINE) _Atomic uint64_t lat_hist[SHMBUS_LAT_BUCKETS];
+    /* _Atomic uint64_t from[max_clients] follows: from[k] = messages taken from id k + 1 */
+};
+
 /* Sizes and offsets, computed locally from the four parameters. */
 struct sb_layout {
     uint32_t max_clients, slots, msg_size;
     uint32_t ring_units, ring_shift; /* ring_units == 1 << ring_shift */
     uint64_t entry_size, mbox_size, registry_off, mbox_off, total_size;
+    uint64_t flow_row_size, flows_off;
 };
 
 struct shmbus_bus {
@@ -387,6 +410,12 @@ static inline void sb__evfd_wake(shmbus_bus *b, struct sb_mbox *mb)
         atomic_exchange_explicit(&mb->fd_armed, 0, memory_order_relaxed))
         sb__evfd_notify(b, mb);
 }
+
+/* stats.c: bus-wide counters and per-pair counts (see struct sb_flow_row). Called by the
+ * send and receive paths of mailbox.c, once per send call and once per message taken. */
+void sb__stats_sent(shmbus_bus *b, uint32_t src, uint64_t n, uint64_t bytes);
+/* `sent_ns` nonzero: the message is a latency sample (as the entry's lat_hist counts it). */
+void sb__stats_taken(shmbus_bus *b, uint32_t dst, uint32_t src, uint64_t len, uint64_t sent_ns);
 
 /* mailbox.c */
 /* Drain mailbox mb as its consumer (a cleaner of a dead receiver, or a leaver): drop every

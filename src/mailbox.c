@@ -590,6 +590,7 @@ static int send_one(shmbus_client *c, uint32_t dst, const void *data, size_t len
     sb__tp(SB_TP_RESERVED); /* test-only: claimed, not yet filled */
     uint64_t seq = atomic_fetch_add_explicit(&c->e->sent, 1, memory_order_relaxed) + 1;
     atomic_fetch_add_explicit(&c->e->bytes_sent, len, memory_order_relaxed);
+    sb__stats_sent(b, c->id, 1, len);
     if (prio > 0) /* before the commit, whose release orders it (docs/mailbox-v2.md, 6) */
         atomic_fetch_add_explicit(&mb->pending_hi, 1, memory_order_relaxed);
     write_rec(b, mb, pos, c, gen, data, len, mflags, seq, corr, sb__now_ns());
@@ -681,6 +682,7 @@ int shmbus_send_batch(shmbus_client *c, uint32_t dst, const struct shmbus_iov *m
         p = padd(p, units[j]);
     }
     atomic_fetch_add_explicit(&c->e->bytes_sent, bytes, memory_order_relaxed);
+    sb__stats_sent(b, c->id, (uint64_t)k, bytes);
     r = commit(c, mb, i, pos, total, units[0], prio);
     return r < 0 ? r : k;
 }
@@ -1020,6 +1022,7 @@ static void consume_at(shmbus_client *c, uint64_t pos, uint64_t v, const struct 
         ack_sender(c->bus, m->src, src_gen, m->seq);
     add_counter(&c->e->received, 1);
     add_counter(&c->e->bytes_received, m->len);
+    sb__stats_taken(c->bus, c->id, m->src, m->len, sample ? m->sent_ns : 0);
     if (sample) {
         uint64_t now = sb__now_ns();
         if (now > m->sent_ns) {
@@ -1421,6 +1424,7 @@ static size_t take_run(shmbus_client *c, struct shmbus_msg *hdrs, uint8_t *bufs,
             m->prio = 0;
             m->flags = (uint8_t)flags;
             memcpy(bufs + got * stride, (uint8_t *)rc + SB_REC_HDR, len);
+            sb__stats_taken(b, c->id, src, len, 0);
             bytes += len;
             got++;
         }
@@ -1597,6 +1601,7 @@ int shmbus_loan_commit(shmbus_client *c, struct shmbus_loan *loan, size_t used)
     struct sb_mbox *mb = sb__mbox(b, dst);
     uint64_t seq = atomic_fetch_add_explicit(&c->e->sent, 1, memory_order_relaxed) + 1;
     atomic_fetch_add_explicit(&c->e->bytes_sent, used, memory_order_relaxed);
+    sb__stats_sent(b, c->id, 1, used);
     if (prio > 0) /* before the commit, whose release orders it */
         atomic_fetch_add_explicit(&mb->pending_hi, 1, memory_order_relaxed);
     write_rec(b, mb, pos, c, gen, NULL, used, 0, seq, 0, sb__now_ns());

@@ -24,16 +24,14 @@ ifneq ($(LIB_SRCS),)
 ALL_TARGETS += $(LIB_A) $(LIB_SO)
 endif
 
-# make install PREFIX=/usr/local [DESTDIR=...]: header, static and shared library (soname
-# libshmbus.so.0), pkg-config file, the shmbus tool and its man page.
-LIBDIR ?= $(PREFIX)/lib
-INCDIR ?= $(PREFIX)/include
-BINDIR ?= $(PREFIX)/bin
-MANDIR ?= $(PREFIX)/share/man
+# make install (Makefile) runs install-lib: the header, the static and the shared library
+# (soname libshmbus.so.0) and the pkg-config file.
+.PHONY: install-lib uninstall-lib
+INSTALL_PARTS   += install-lib
+UNINSTALL_PARTS += uninstall-lib
 
-install: all
-	install -d $(DESTDIR)$(LIBDIR)/pkgconfig $(DESTDIR)$(INCDIR) $(DESTDIR)$(BINDIR) \
-	    $(DESTDIR)$(MANDIR)/man1
+install-lib: $(LIB_A) $(LIB_SO)
+	install -d $(DESTDIR)$(LIBDIR)/pkgconfig $(DESTDIR)$(INCDIR)
 	install -m 644 include/shmbus.h $(DESTDIR)$(INCDIR)/shmbus.h
 	install -m 644 $(LIB_A) $(DESTDIR)$(LIBDIR)/libshmbus.a
 	install -m 755 $(LIB_SO) $(DESTDIR)$(LIBDIR)/libshmbus.so.$(LIB_VERSION)
@@ -43,10 +41,7 @@ install: all
 	    'Name: shmbus' 'Description: local message bus over System V shared memory' \
 	    'Version: $(LIB_VERSION)' 'Libs: -L$${libdir} -lshmbus' 'Libs.private: -pthread -lrt' \
 	    'Cflags: -I$${includedir}' > $(DESTDIR)$(LIBDIR)/pkgconfig/shmbus.pc
-	if [ -x $(BUILD)/bin/shmbus ]; then install -m 755 $(BUILD)/bin/shmbus $(DESTDIR)$(BINDIR)/shmbus; fi
-	if [ -f tools/shmbus.1 ]; then install -m 644 tools/shmbus.1 $(DESTDIR)$(MANDIR)/man1/shmbus.1; fi
 
-uninstall:
+uninstall-lib:
 	rm -f $(DESTDIR)$(INCDIR)/shmbus.h $(DESTDIR)$(LIBDIR)/libshmbus.a \
-	    $(DESTDIR)$(LIBDIR)/libshmbus.so* $(DESTDIR)$(LIBDIR)/pkgconfig/shmbus.pc \
-	    $(DESTDIR)$(BINDIR)/shmbus $(DESTDIR)$(MANDIR)/man1/shmbus.1
+	    $(DESTDIR)$(LIBDIR)/libshmbus.so* $(DESTDIR)$(LIBDIR)/pkgconfig/shmbus.pc

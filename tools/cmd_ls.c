@@ -89,7 +89,9 @@ static int broken_segment(const char *name, int *shmid, unsigned *key)
 static void ls_bus_text(const char *name)
 {
     struct shmbus_client_info *cl = NULL;
+    struct sb_client_counts k;
     struct shmbus_bus_info bi;
+    char counts[96];
     shmbus_bus *bus;
     int rc, n, i;
 
@@ -115,10 +117,12 @@ static void ls_bus_text(const char *name)
         shmbus_bus_close(bus);
         return;
     }
-    printf("%s: %u live client%s (max %u), %u slots x %u B, mode %04o, %zu KiB, "
-           "%u attached\n",
-           name, bi.live_clients, bi.live_clients == 1 ? "" : "s", bi.max_clients, bi.slots,
-           bi.msg_size, bi.mode, bi.segment_size / 1024, bi.attached);
+    /* The counts are those of the rows below (the segment's own live count also holds
+     * clients whose process died and that nobody has cleaned up yet). */
+    sb_count_clients(cl, n, &k);
+    printf("%s: %s (max %u), %u slots x %u B, mode %04o, %zu KiB, %u attached\n", name,
+           sb_fmt_client_counts(&k, counts, sizeof(counts)), bi.max_clients, bi.slots, bi.msg_size,
+           bi.mode, bi.segment_size / 1024, bi.attached);
     if (n > 0)
         printf("  %5s  %-*s  %8s  %-7s  %s\n", "ID", 16, "NAME", "PID", "STATE", "MAILBOX");
     for (i = 0; i < n; i++)
@@ -131,6 +135,7 @@ static void ls_bus_text(const char *name)
 static void ls_bus_json(const char *name)
 {
     struct shmbus_client_info *cl = NULL;
+    struct sb_client_counts k;
     struct shmbus_bus_info bi;
     shmbus_bus *bus;
     int rc, n, i;
@@ -158,13 +163,14 @@ static void ls_bus_json(const char *name)
         shmbus_bus_close(bus);
         return;
     }
+    sb_count_clients(cl, n, &k);
     printf(",\"max_clients\":%u,\"slots\":%u,\"msg_size\":%u,\"mode\":\"%04o\","
            "\"layout_version\":%u,\"creator_uid\":%u,\"creator_pid\":%d,\"shmid\":%d,"
-           "\"segment_size\":%zu,\"attached\":%u,\"live_clients\":%u,\"created_ns\":%llu,"
-           "\"clients\":[",
+           "\"segment_size\":%zu,\"attached\":%u,\"live_clients\":%u,\"dead_clients\":%u,"
+           "\"joining_clients\":%u,\"kept_clients\":%u,\"created_ns\":%llu,\"clients\":[",
            bi.max_clients, bi.slots, bi.msg_size, bi.mode, bi.layout_version,
            (unsigned)bi.creator_uid, (int)bi.creator_pid, bi.shmid, bi.segment_size, bi.attached,
-           bi.live_clients, (unsigned long long)bi.created_ns);
+           k.live, k.dead, k.joining, k.kept, (unsigned long long)bi.created_ns);
     for (i = 0; i < n; i++) {
         printf("%s{\"id\":%u,\"name\":", i ? "," : "", cl[i].id);
         sb_json_str(stdout, cl[i].name, strlen(cl[i].name));
@@ -325,7 +331,7 @@ int sb_cmd_stat(int argc, char **argv)
     shmbus_bus *bus;
     const char *name, *why;
     char idbuf[16];
-    int c, n, i, rc, json = 0;
+    int c, n, i, json = 0;
 
     while ((c = getopt_long(argc, argv, ":jh", opts, NULL)) != -1) {
         if (c == 'j')
@@ -342,11 +348,8 @@ int sb_cmd_stat(int argc, char **argv)
     if ((why = sb_bad_name(name)) != NULL)
         return sb_bad_usage("stat", stat_usage, "'%s': %s", name, why);
 
-    rc = shmbus_bus_open(name, NULL, SHMBUS_OPEN_RDONLY, &bus);
-    if (rc < 0) {
-        sb_errf("stat %s", name, "%s", rc == -ENOENT ? "no such bus" : shmbus_strerror(rc));
+    if (sb_open_bus("stat", name, SHMBUS_OPEN_RDONLY, &bus) < 0)
         return SB_EXIT_FAIL;
-    }
     n = sb_list_clients(bus, &cl);
     if (n < 0) {
         sb_errf("stat %s", name, "%s", shmbus_strerror(n));
