@@ -37,10 +37,12 @@ import math
 import os
 import time
 import weakref
-from typing import AsyncIterator, Iterable, Iterator, List, Optional, Union
+from typing import AsyncIterator, Iterable, Iterator, List, Optional, TypeVar, Union
 
 from . import _lib
 from ._lib import lib
+
+_T = TypeVar("_T", bound="_Closing")
 
 __all__ = [
     "Bus", "Client", "Message", "BusInfo", "ClientInfo", "destroy", "bus_names",
@@ -221,7 +223,26 @@ class ClientInfo:
                 f"pid={self.pid}, depth={self.depth})")
 
 
-class Bus:
+class _Closing:
+    """A context manager whose block, or the garbage collector, ends with close()."""
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self: _T) -> _T:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:
+            pass
+
+
+class Bus(_Closing):
     """An attached bus. A context manager: leaving the block closes it.
 
     ``Bus(name)`` attaches to an existing bus (FileNotFoundError if there is none);
@@ -310,24 +331,12 @@ class Bus:
         lib.shmbus_bus_close(self._b)
         self._b = None
 
-    def __enter__(self) -> "Bus":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def __del__(self) -> None:
-        try:
-            self.close()
-        except Exception:
-            pass
-
     def __repr__(self) -> str:
         state = "closed" if self._b is None else "open"
         return f"<shmbus.Bus {self.name!r} {state}>"
 
 
-class Client:
+class Client(_Closing):
     """A client joined to a bus (Bus.join()). A context manager: leaving the block leaves
     the bus (messages still in the mailbox are discarded; see leave_keep()).
 
@@ -571,18 +580,6 @@ class Client:
         r = lib.shmbus_leave_keep(c)
         if r < 0:
             raise _error(r, "leave")
-
-    def __enter__(self) -> "Client":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def __del__(self) -> None:
-        try:
-            self.close()
-        except Exception:
-            pass
 
     def __repr__(self) -> str:
         state = "left" if self._c is None else "joined"
