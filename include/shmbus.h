@@ -696,6 +696,54 @@ struct shmbus_flow {
 int shmbus_bus_flows(shmbus_bus *bus, struct shmbus_flow *out, size_t n);
 
 /* ------------------------------------------------------------------------------------------
+ * Passive view: watch what is sent without taking it
+ * ------------------------------------------------------------------------------------------
+ * A tap sees a copy of every message sent on the bus from the moment it opens (every send,
+ * batch, broadcast copy, request, reply and loan), with its header, the names its sender
+ * and receiver had when it was sent, and the first SHMBUS_TAP_CAPTURE bytes of its payload.
+ * It takes nothing from anyone's mailbox and never slows a sender down: the copies go to a
+ * ring of the 1024 most recent messages, shared by all taps; a tap that falls further
+ * behind loses the oldest, and is told how many. While no tap is open senders pay one load
+ * of a read-mostly word; while one is, each message costs its sender a copy of at most
+ * 512 bytes.
+ *
+ * At most 8 taps are open on a bus at once (a tap of a process that died is freed by the
+ * next shmbus_tap_open() or reap). Taps need a writable attachment. `shmbus tail` is built
+ * on these calls. */
+#define SHMBUS_TAP_CAPTURE 400 /* payload bytes a tap keeps of each message */
+typedef struct shmbus_tap shmbus_tap;
+
+/* What a tap saw of one message. */
+struct shmbus_tap_msg {
+    struct shmbus_msg msg;              /* its header; msg.len is its whole length */
+    char src_name[SHMBUS_NAME_MAX + 1]; /* the sender's name when it sent ("": none) */
+    char dst_name[SHMBUS_NAME_MAX + 1]; /* the receiver's name then ("": none) */
+    uint32_t captured;                  /* payload bytes kept: min(len, CAPTURE) */
+    uint64_t missed; /* messages lost to this tap just before this one (or before the
+                      * error): overwritten before it read them, or claimed by a sender
+                      * that died mid-copy */
+};
+
+/* Start watching: *out is a new tap that sees every message sent from now on. The caller
+ * owns it (shmbus_tap_close()); it must not outlive the bus handle. Does not block.
+ * Thread-safe; one tap is used by one thread at a time. Errors: -EINVAL (NULL), -EROFS
+ * (the bus is attached read-only), -EIDRM (destroyed), -EUSERS (8 taps are open already),
+ * -ENOMEM. */
+int shmbus_tap_open(shmbus_bus *bus, shmbus_tap **out);
+
+/* The next message seen, oldest first: what the tap saw into *out (may be NULL) and up to
+ * min(captured, cap) payload bytes into buf. Returns how many payload bytes it copied.
+ * Waits up to timeout_ms (-1: forever, 0: not at all). Errors: -EINVAL (t NULL, or buf
+ * NULL with cap > 0), -EAGAIN (nothing, with timeout 0), -ETIMEDOUT, -EINTR (a signal
+ * handler ran while it slept), -EIDRM. On an error, out->missed still counts what was
+ * lost meanwhile. */
+int shmbus_tap_next(shmbus_tap *t, struct shmbus_tap_msg *out, void *buf, size_t cap,
+                    int timeout_ms);
+
+/* Stop watching and free t (NULL: nothing). Does not block. */
+void shmbus_tap_close(shmbus_tap *t);
+
+/* ------------------------------------------------------------------------------------------
  * Latency histograms
  * ------------------------------------------------------------------------------------------
  * shmbus_counters.lat_hist is log-linear: 4 buckets per power of two of nanoseconds.

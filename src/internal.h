@@ -13,6 +13,8 @@
  *   flows_off            flow row[max]          (one per client id, stats.c), each:
  *                          struct sb_flow_row    (the id's bus-wide counters)
  *                          uint64_t from[max]    (messages this id took from each sender id)
+ *   tap_off              tap area               (tap.c): struct sb_tap_ctl, then 1024
+ *                                                 slots of 512 bytes (copies for taps)
  *
  * Every size and offset is computed from (max_clients, slots, msg_size, ring bytes) by
  * sb__layout(); a process that attaches recomputes them itself and only checks that the
@@ -55,7 +57,7 @@
 
 #define SB_MAGIC 0x3130535542484d53ull /* "SHMBUS01" little-endian */
 /* 2: sb_entry.kept_gen; 3: mailbox v2 (the byte ring), sb_mbox.fd_armed (evfd.c), flow rows
- * (stats.c: bus-wide counters, per-pair counts) */
+ * (stats.c: bus-wide counters, per-pair counts), the tap area (tap.c) */
 #define SB_LAYOUT_VERSION 3u
 #define SB_LINE           64u
 #define SB_HEADER_SIZE    4096u
@@ -237,6 +239,7 @@ struct sb_layout {
     uint32_t ring_units, ring_shift; /* ring_units == 1 << ring_shift */
     uint64_t entry_size, mbox_size, registry_off, mbox_off, total_size;
     uint64_t flow_row_size, flows_off;
+    uint64_t tap_off; /* the tap area (tap.c), after the flow rows */
 };
 
 struct shmbus_bus {
@@ -416,6 +419,34 @@ static inline void sb__evfd_wake(shmbus_bus *b, struct sb_mbox *mb)
 void sb__stats_sent(shmbus_bus *b, uint32_t src, uint64_t n, uint64_t bytes);
 /* `sent_ns` nonzero: the message is a latency sample (as the entry's lat_hist counts it). */
 void sb__stats_taken(shmbus_bus *b, uint32_t dst, uint32_t src, uint64_t len, uint64_t sent_ns);
+
+/*
+ * tap.c: the passive view. The control block starts the tap area; the slots follow it.
+ * sb__tap_on() is the senders' one branch: one relaxed load of a line written only when a
+ * tap opens or closes.
+ */
+#define SB_TAP_MAX      8u           /* taps open at once on one bus */
+#define SB_TAP_SLOTS    1024u        /* tap ring positions (a power of two) */
+#define SB_TAP_STUCK_NS 100000000ull /* a claimed tap slot not written by then is missed */
+struct sb_tap_ctl {
+    _Alignas(SB_LINE) _Atomic uint64_t mask; /* bit i: watcher[i] is in use */
+    struct {
+        _Atomic uint64_t pid;
+        _Atomic uint64_t start_time;
+    } watcher[SB_TAP_MAX];
+    _Alignas(SB_LINE) _Atomic uint64_t head; /* the next tap position to claim */
+    _Alignas(SB_LINE) _Atomic uint32_t sleepers;
+    struct sb_sem sem; /* posted by a sender that finds a reader asleep */
+};
+uint64_t sb__tap_size(void);
+void sb__tap_copy(shmbus_bus *b, uint32_t src, uint32_t dst, uint64_t seq, uint64_t corr,
+                  uint64_t sent_ns, const void *data, size_t len, unsigned prio, unsigned mflags);
+void sb__tap_reap(shmbus_bus *b);
+static inline bool sb__tap_on(const shmbus_bus *b)
+{
+    const struct sb_tap_ctl *ctl = (const struct sb_tap_ctl *)(b->base + b->lay.tap_off);
+    return atomic_load_explicit(&ctl->mask, memory_order_relaxed) != 0;
+}
 
 /* mailbox.c */
 /* Drain mailbox mb as its consumer (a cleaner of a dead receiver, or a leaver): drop every

@@ -302,8 +302,8 @@ static int claim(shmbus_client *c, uint32_t dst, struct sb_mbox *mb, unsigned ii
 
 /* Fill the record at pos (fields and payload; the header word is the caller's). */
 static void write_rec(shmbus_bus *b, struct sb_mbox *mb, uint64_t pos, const shmbus_client *c,
-                      uint32_t dst_gen, const void *data, size_t len, unsigned mflags, uint64_t seq,
-                      uint64_t corr, uint64_t now)
+                      uint32_t dst_gen, const void *data, size_t len, unsigned mflags,
+                      unsigned prio, uint64_t seq, uint64_t corr, uint64_t now)
 {
     struct sb_rec *r = sb__unit(b, mb, pos);
     r->seq = seq;
@@ -315,6 +315,9 @@ static void write_rec(shmbus_bus *b, struct sb_mbox *mb, uint64_t pos, const shm
     r->dst_gen = dst_gen;
     if (data != NULL && len != 0)
         memcpy((uint8_t *)r + SB_REC_HDR, data, len);
+    if (sb__tap_on(b)) /* the passive view (tap.c): one branch while nobody watches */
+        sb__tap_copy(b, c->id, mbox_id_of(b, mb), seq, corr, now, (uint8_t *)r + SB_REC_HDR, len,
+                     prio, mflags);
 }
 
 /* After committing: wake the consumer if (and only if) it sleeps. */
@@ -593,7 +596,7 @@ static int send_one(shmbus_client *c, uint32_t dst, const void *data, size_t len
     sb__stats_sent(b, c->id, 1, len);
     if (prio > 0) /* before the commit, whose release orders it (docs/mailbox-v2.md, 6) */
         atomic_fetch_add_explicit(&mb->pending_hi, 1, memory_order_relaxed);
-    write_rec(b, mb, pos, c, gen, data, len, mflags, seq, corr, sb__now_ns());
+    write_rec(b, mb, pos, c, gen, data, len, mflags, prio, seq, corr, sb__now_ns());
     r = commit(c, mb, i, pos, total, total, prio);
     if (r < 0)
         return r;
@@ -668,12 +671,13 @@ int shmbus_send_batch(shmbus_client *c, uint32_t dst, const struct shmbus_iov *m
     uint64_t now = sb__now_ns();
     if (prio > 0)
         atomic_fetch_add_explicit(&mb->pending_hi, k, memory_order_relaxed);
-    write_rec(b, mb, pos, c, gen, msgs[0].data, msgs[0].len, 0, seq + 1, 0, now);
+    write_rec(b, mb, pos, c, gen, msgs[0].data, msgs[0].len, 0, prio, seq + 1, 0, now);
     if (k > 1)
         sb__tp(SB_TP_BATCH_PART); /* test-only: part of a batch written */
     uint64_t p = padd(pos, units[0]);
     for (int j = 1; j < k; j++) {
-        write_rec(b, mb, p, c, gen, msgs[j].data, msgs[j].len, 0, seq + 1 + (uint64_t)j, 0, now);
+        write_rec(b, mb, p, c, gen, msgs[j].data, msgs[j].len, 0, prio, seq + 1 + (uint64_t)j, 0,
+                  now);
         /* Relaxed: nobody reads inside a CLAIMED claim; the commit CAS's release publishes
          * this header with the rest. */
         atomic_store_explicit(hw_at(b, mb, p), SB_HW(SB_HW_READY, units[j], prio, lap_of(b, p)),
@@ -1604,7 +1608,7 @@ int shmbus_loan_commit(shmbus_client *c, struct shmbus_loan *loan, size_t used)
     sb__stats_sent(b, c->id, 1, used);
     if (prio > 0) /* before the commit, whose release orders it */
         atomic_fetch_add_explicit(&mb->pending_hi, 1, memory_order_relaxed);
-    write_rec(b, mb, pos, c, gen, NULL, used, 0, seq, 0, sb__now_ns());
+    write_rec(b, mb, pos, c, gen, NULL, used, 0, prio, seq, 0, sb__now_ns());
     loan->data = NULL;
     return commit(c, mb, i, pos, total, total, prio);
 }

@@ -105,6 +105,7 @@ int shmbus_reap(shmbus_bus *b)
     int n = 0;
     for (uint32_t id = 1; id <= b->lay.max_clients; id++)
         n += cleanup_entry(b, id);
+    sb__tap_reap(b); /* a dead tail's copies cost every sender until then */
     return n;
 }
 
