@@ -102,6 +102,7 @@ static const struct command commands[] = {
     {"destroy", sb_cmd_destroy, "remove a bus"},
     {"send", sb_cmd_send, "send messages (arguments or lines of standard input)"},
     {"recv", sb_cmd_recv, "receive and print messages"},
+    {"tail", sb_cmd_tail, "print the traffic of a bus, taking nothing"},
     {"ls", sb_cmd_ls, "list buses, their clients and stale objects"},
     {"stat", sb_cmd_stat, "counters and latency percentiles of a bus"},
     {"top", sb_cmd_top, "live view of a bus in the terminal"},

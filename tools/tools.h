@@ -33,6 +33,7 @@ int sb_cmd_create(int argc, char **argv);
 int sb_cmd_destroy(int argc, char **argv);
 int sb_cmd_send(int argc, char **argv);
 int sb_cmd_recv(int argc, char **argv);
+int sb_cmd_tail(int argc, char **argv);
 int sb_cmd_ls(int argc, char **argv);
 int sb_cmd_stat(int argc, char **argv);
 int sb_cmd_top(int argc, char **argv);
