@@ -92,7 +92,9 @@ typedef struct shmbus_client shmbus_client;
  * _shmid, _names, shmbus_runtime_dir, shmbus_clean) can also pass on the errno of a failed
  * system call as it is (e.g. -EROFS, -EDQUOT or -EIO writing the key file, -ENOENT from a
  * removed working directory); their lists below say "-errno of the file system" for these.
- * -ESTALE is never returned: a key file naming a segment that is gone reads as -ENOENT.
+ * -ESTALE is returned only by shmbus_send_fenced() and shmbus_fence_check() (an epoch older
+ * than the name's current one): a key file naming a segment that is gone reads as -ENOENT.
+ *   -ENOSPC        also: the bus's table of named groups (SHMBUS_GROUPS) is full
  *
  * Signals. Every call that can block (send, send_batch, broadcast, request, reply, recv,
  * recv_batch: their waits for room, for an acknowledgement, for data) returns -EINTR when a
@@ -406,10 +408,13 @@ static inline unsigned shmbus_flags_prio(unsigned flags)
 }
 
 /* Flags carried by a received message (shmbus_msg.flags). */
-#define SHMBUS_MSG_ACK       0x1u /* the sender waits for this message to be taken */
-#define SHMBUS_MSG_REQUEST   0x2u /* a request: answer it with shmbus_reply() */
-#define SHMBUS_MSG_REPLY     0x4u /* a reply; corr is the request's seq */
-#define SHMBUS_MSG_BROADCAST 0x8u /* sent with shmbus_broadcast() */
+#define SHMBUS_MSG_ACK       0x1u  /* the sender waits for this message to be taken */
+#define SHMBUS_MSG_REQUEST   0x2u  /* a request: answer it with shmbus_reply() */
+#define SHMBUS_MSG_REPLY     0x4u  /* a reply; corr is the request's seq */
+#define SHMBUS_MSG_BROADCAST 0x8u  /* sent with shmbus_broadcast() */
+#define SHMBUS_MSG_TOPIC     0x10u /* sent with shmbus_publish(); corr is the group's index */
+#define SHMBUS_MSG_GROUP     0x20u /* sent with shmbus_send_group(); corr is the group's index */
+#define SHMBUS_MSG_FENCED    0x40u /* sent with shmbus_send_fenced(); corr is the epoch */
 
 /* The header of a received message. */
 struct shmbus_msg {
@@ -617,6 +622,68 @@ int shmbus_request(shmbus_client *c, uint32_t dst, const void *req, size_t len,
  * Errors as shmbus_send() without an ACK's, and -EINVAL if req is NULL or not a request. */
 int shmbus_reply(shmbus_client *c, const struct shmbus_msg *req, const void *data, size_t len,
                  unsigned flags, int timeout_ms);
+
+/* ------------------------------------------------------------------------------------------
+ * Named groups: topics, work queues, leader election
+ * ------------------------------------------------------------------------------------------
+ * A bus holds up to SHMBUS_GROUPS named groups (names as client names). A group is created
+ * by the first call that needs it and lasts as long as the bus. A client *subscribes* to a
+ * group to become one of its members: it then gets one copy of everything published to the
+ * group (a topic), and may be chosen for messages sent to the group (a work queue). Leaving
+ * the bus or dying ends every membership and leadership of the client; membership belongs
+ * to one join of an id (its generation), so a later client with the same id is not a member.
+ * A message that came through a group has corr = the group's index (shmbus_group_list()).
+ */
+#define SHMBUS_GROUPS 64
+
+/*
+ * Subscribe client c to group `name` (created if it does not exist). flags must be 0.
+ * Subscribing twice is not an error. Does not block. Thread-safe.
+ * Errors: -EINVAL (c NULL, bad name, flags not 0), -ENOSPC (SHMBUS_GROUPS groups exist),
+ * -EBUSY (another process stalls in the middle of creating a group), -EHOSTUNREACH /
+ * -ECONNRESET (c is no longer on the bus), -EIDRM.
+ */
+int shmbus_subscribe(shmbus_client *c, const char *name, unsigned flags);
+
+/* End c's membership of group `name`. Messages already in c's mailbox stay there. Does not
+ * block. Thread-safe. Errors: -EINVAL (c NULL, bad name), -ENOENT (c is not a member),
+ * -EIDRM. */
+int shmbus_unsubscribe(shmbus_client *c, const char *name);
+
+/*
+ * Publish: one copy of len bytes to every current member of group `name` (the caller too,
+ * if it subscribed), flagged SHMBUS_MSG_TOPIC. flags: SHMBUS_PRIO(n), SHMBUS_SEND_NONBLOCK.
+ * Copies from one publishing thread reach each subscriber in publishing order. A member's
+ * full mailbox makes the call wait for room, all copies sharing one timeout_ms; members
+ * that leave or die meanwhile are skipped. Returns how many members got a copy (0 when
+ * there are none). If a live member's mailbox stayed full until the deadline (or at once
+ * with SHMBUS_SEND_NONBLOCK), the others still get theirs, the miss is counted in the
+ * group's `missed` (shmbus_group_list()) and the call returns -ETIMEDOUT (-EAGAIN): never
+ * a silent drop. Thread-safe.
+ * Errors: -EINVAL (as shmbus_send(), SHMBUS_SEND_ACK too, bad name), -EMSGSIZE, -ETIMEDOUT,
+ * -EAGAIN, -EINTR (a signal came while waiting: the remaining members are not sent to), -EIDRM.
+ */
+int shmbus_publish(shmbus_client *c, const char *name, const void *data, size_t len, unsigned flags,
+                   int timeout_ms);
+
+/* A group as shmbus_group_list() reports it. */
+struct shmbus_group_info {
+    uint32_t index; /* 0..SHMBUS_GROUPS-1: the corr of messages sent through the group */
+    char name[SHMBUS_NAME_MAX + 1];
+    uint32_t members;   /* current members whose process is alive */
+    uint32_t leader;    /* client id of the live leader, 0 if none */
+    uint64_t epoch;     /* the latest leader's epoch (0: never had one) */
+    uint64_t published; /* topic copies delivered */
+    uint64_t missed;    /* topic copies not delivered because a mailbox stayed full */
+    uint64_t queued;    /* work-queue messages delivered */
+    uint64_t elections; /* leaders elected */
+};
+
+/* List the bus's groups into out[0..n-1] in index order; returns how many there are (may
+ * exceed n; n = 0 counts). Reads /proc once per member. Does not block. Thread-safe; works
+ * on a bus opened SHMBUS_OPEN_RDONLY. Errors: -EINVAL (bus NULL, out NULL with n > 0),
+ * -EIDRM. */
+int shmbus_group_list(shmbus_bus *bus, struct shmbus_group_info *out, size_t n);
 
 /* ------------------------------------------------------------------------------------------
  * Latency histograms

@@ -1,0 +1,406 @@
+/*
+ * test_group: named groups. The table (names, limits, membership that belongs to one join),
+ * topics (every subscriber gets every message once, in publisher order, across processes;
+ * subscribe/unsubscribe while publishing; a full subscriber makes the publisher wait and
+ * the miss is counted; leaving or dying ends a subscription), leader election (epochs,
+ * resign, a killed leader replaced, many kills, fencing) and work queues (load spread,
+ * round robin, no member, dead members skipped).
+ *
+ * Children inherit the bus handle across fork (the segment stays attached) and join their
+ * own clients. Every wait polls a state with a deadline; every child is waited for with a
+ * timeout and killed by pid if it overstays.
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "helpers.h"
+#include "shmbus.h"
+
+/* Poll fn(arg) until it is true or timeout_ms passes (1 ms between looks). */
+static bool poll_until(bool (*fn)(void *), void *arg, int timeout_ms)
+{
+    uint64_t until = th_now_ns() + (uint64_t)timeout_ms * 1000000u;
+    while (!fn(arg)) {
+        if (th_now_ns() > until)
+            return false;
+        struct timespec ts = {0, 1000000};
+        nanosleep(&ts, NULL);
+    }
+    return true;
+}
+
+/* The group called name in the list (or zeros). */
+static struct shmbus_group_info group_of(shmbus_bus *b, const char *name)
+{
+    struct shmbus_group_info gi[SHMBUS_GROUPS], none;
+    memset(&none, 0, sizeof(none));
+    int n = shmbus_group_list(b, gi, SHMBUS_GROUPS);
+    for (int i = 0; i < n && i < SHMBUS_GROUPS; i++)
+        if (strcmp(gi[i].name, name) == 0)
+            return gi[i];
+    return none;
+}
+
+struct members_want {
+    shmbus_bus *b;
+    const char *name;
+    uint32_t n;
+};
+
+static bool members_are(void *arg)
+{
+    struct members_want *w = arg;
+    return group_of(w->b, w->name).members == w->n;
+}
+
+static void wait_members(shmbus_bus *b, const char *name, uint32_t n)
+{
+    struct members_want w = {b, name, n};
+    assert_true(poll_until(members_are, &w, 10000));
+}
+
+/* ---- the table --------------------------------------------------------------------- */
+
+static void test_group_names_and_limits(void **state)
+{
+    (void)state;
+    shmbus_bus *b = th_open_bus("gnames", 4, 8, 64);
+    shmbus_client *c;
+    assert_int_equal(shmbus_join(b, 0, NULL, &c), 0);
+    assert_int_equal(shmbus_subscribe(c, "bad/name", 0), -EINVAL);
+    assert_int_equal(shmbus_subscribe(c, "", 0), -EINVAL);
+    assert_int_equal(shmbus_subscribe(c, NULL, 0), -EINVAL);
+    assert_int_equal(shmbus_subscribe(c, "ok", 1), -EINVAL);
+    assert_int_equal(shmbus_subscribe(NULL, "ok", 0), -EINVAL);
+    assert_int_equal(shmbus_unsubscribe(c, "never"), -ENOENT);
+    assert_int_equal(shmbus_group_list(b, NULL, 0), 0);
+    assert_int_equal(shmbus_group_list(NULL, NULL, 0), -EINVAL);
+
+    assert_int_equal(shmbus_subscribe(c, "news", 0), 0);
+    assert_int_equal(shmbus_subscribe(c, "news", 0), 0); /* twice is fine */
+    struct shmbus_group_info gi = group_of(b, "news");
+    assert_string_equal(gi.name, "news");
+    assert_int_equal(gi.members, 1);
+    assert_int_equal(shmbus_unsubscribe(c, "news"), 0);
+    assert_int_equal(shmbus_unsubscribe(c, "news"), -ENOENT);
+    assert_int_equal(group_of(b, "news").members, 0);
+
+    /* The table holds SHMBUS_GROUPS names, each found again, then -ENOSPC. */
+    char nm[32];
+    for (int i = 1; i < SHMBUS_GROUPS; i++) {
+        snprintf(nm, sizeof(nm), "g%d", i);
+        assert_int_equal(shmbus_subscribe(c, nm, 0), 0);
+    }
+    assert_int_equal(shmbus_group_list(b, NULL, 0), SHMBUS_GROUPS);
+    assert_int_equal(shmbus_subscribe(c, "one-too-many", 0), -ENOSPC);
+    for (int i = 1; i < SHMBUS_GROUPS; i++) {
+        snprintf(nm, sizeof(nm), "g%d", i);
+        assert_int_equal(group_of(b, nm).members, 1);
+        assert_int_equal(shmbus_unsubscribe(c, nm), 0);
+    }
+    shmbus_leave(c);
+    th_close_bus(b);
+}
+
+struct race_arg {
+    shmbus_bus *b;
+    int k;
+};
+
+static int subscribe_same(void *p)
+{
+    struct race_arg *a = p;
+    shmbus_client *c;
+    if (shmbus_join(a->b, 0, NULL, &c) != 0)
+        return 1;
+    if (shmbus_subscribe(c, "same", 0) != 0)
+        return 2;
+    shmbus_client_set_spin(c, 0);
+    struct shmbus_msg h;
+    char buf[64];
+    /* Stay a member until told to go. */
+    int r = shmbus_recv(c, &h, buf, sizeof(buf), 20000);
+    shmbus_leave(c);
+    return r == 4 ? 0 : 3;
+}
+
+/* Processes creating the same name at once end up in one group. */
+static void test_group_create_race(void **state)
+{
+    (void)state;
+    shmbus_bus *b = th_open_bus("grace", 8, 8, 64);
+    struct race_arg a = {b, 0};
+    pid_t pid[4];
+    for (int i = 0; i < 4; i++)
+        pid[i] = th_fork(subscribe_same, &a);
+    wait_members(b, "same", 4);
+    assert_int_equal(shmbus_group_list(b, NULL, 0), 1);
+    shmbus_client *c;
+    assert_int_equal(shmbus_join(b, 0, NULL, &c), 0);
+    assert_int_equal(shmbus_publish(c, "same", "stop", 4, 0, 5000), 4);
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(th_wait(pid[i], 10000), 0);
+    shmbus_leave(c);
+    th_close_bus(b);
+}
+
+/* Membership belongs to one join of an id: the next client with that id is not a member. */
+static void test_membership_is_per_join(void **state)
+{
+    (void)state;
+    shmbus_bus *b = th_open_bus("gjoin", 4, 8, 64);
+    shmbus_client *pub, *s;
+    assert_int_equal(shmbus_join(b, 1, NULL, &pub), 0);
+    assert_int_equal(shmbus_join(b, 2, NULL, &s), 0);
+    assert_int_equal(shmbus_subscribe(s, "t", 0), 0);
+    assert_int_equal(shmbus_publish(pub, "t", "a", 1, 0, 0), 1);
+    shmbus_leave(s); /* leaving ends the subscription */
+    assert_int_equal(group_of(b, "t").members, 0);
+    assert_int_equal(shmbus_publish(pub, "t", "b", 1, 0, 0), 0);
+    assert_int_equal(shmbus_join(b, 2, NULL, &s), 0);
+    assert_int_equal(group_of(b, "t").members, 0);
+    assert_int_equal(shmbus_publish(pub, "t", "c", 1, 0, 0), 0);
+    char buf[8];
+    assert_int_equal(shmbus_recv(s, NULL, buf, sizeof(buf), 0), -EAGAIN);
+    shmbus_leave(s);
+    shmbus_leave(pub);
+    th_close_bus(b);
+}
+
+static int subscribe_and_wait(void *p)
+{
+    struct race_arg *a = p;
+    shmbus_client *c;
+    if (shmbus_join(a->b, 0, NULL, &c) != 0)
+        return 1;
+    if (shmbus_subscribe(c, "t", 0) != 0)
+        return 2;
+    for (;;)
+        pause();
+}
+
+/* A subscriber killed with SIGKILL is no member any more, at once: nothing is sent to it. */
+static void test_dead_subscriber_ignored(void **state)
+{
+    (void)state;
+    shmbus_bus *b = th_open_bus("gdead", 4, 8, 64);
+    struct race_arg a = {b, 0};
+    pid_t pid = th_fork(subscribe_and_wait, &a);
+    wait_members(b, "t", 1);
+    shmbus_client *pub;
+    assert_int_equal(shmbus_join(b, 0, NULL, &pub), 0);
+    kill(pid, SIGKILL);
+    assert_int_equal(th_wait(pid, 5000), 128 + SIGKILL);
+    assert_int_equal(group_of(b, "t").members, 0);
+    assert_int_equal(shmbus_publish(pub, "t", "x", 1, 0, 1000), 0);
+    shmbus_leave(pub);
+    th_close_bus(b);
+}
+
+/* ---- topics ------------------------------------------------------------------------ */
+
+#define FAN_MSGS 300
+#define FAN_SUBS 3
+#define FAN_PUBS 2
+
+struct fan_arg {
+    shmbus_bus *b;
+    int pub; /* publisher number */
+};
+
+/* A subscriber: every message of each publisher once, numbered 0.. in order. */
+static int fan_sub(void *p)
+{
+    struct fan_arg *a = p;
+    shmbus_client *c;
+    if (shmbus_join(a->b, 0, NULL, &c) != 0)
+        return 1;
+    if (shmbus_subscribe(c, "fan", 0) != 0)
+        return 2;
+    int next[FAN_PUBS + 1] = {0};
+    uint32_t srcs[FAN_PUBS + 1] = {0};
+    for (int got = 0; got < FAN_MSGS * FAN_PUBS; got++) {
+        struct shmbus_msg h;
+        int v[2];
+        int r = shmbus_recv(c, &h, v, sizeof(v), 20000);
+        if (r != (int)sizeof(v))
+            return 3;
+        if (!(h.flags & SHMBUS_MSG_TOPIC))
+            return 4;
+        if (v[0] < 0 || v[0] >= FAN_PUBS)
+            return 5;
+        if (v[1] != next[v[0]]) /* each publisher's messages once, in order */
+            return 6;
+        if (srcs[v[0]] == 0)
+            srcs[v[0]] = h.src;
+        else if (srcs[v[0]] != h.src)
+            return 7;
+        next[v[0]]++;
+    }
+    struct shmbus_msg h;
+    int v[2];
+    int r = shmbus_recv(c, &h, v, sizeof(v), 200); /* nothing more: no duplicates */
+    shmbus_leave(c);
+    return r == -ETIMEDOUT ? 0 : 8;
+}
+
+static int fan_pub(void *p)
+{
+    struct fan_arg *a = p;
+    shmbus_client *c;
+    if (shmbus_join(a->b, 0, NULL, &c) != 0)
+        return 1;
+    for (int i = 0; i < FAN_MSGS; i++) {
+        int v[2] = {a->pub, i};
+        if (shmbus_publish(c, "fan", v, sizeof(v), 0, 20000) != FAN_SUBS)
+            return 2;
+    }
+    shmbus_leave(c);
+    return 0;
+}
+
+/* Every subscriber gets every message once, in each publisher's order, across processes;
+ * small mailboxes make publishers wait for room (the default: nothing is dropped). */
+static void test_publish_fanout_order(void **state)
+{
+    (void)state;
+    shmbus_bus *b = th_open_bus("gfan", 8, 4, 64);
+    struct fan_arg sa = {b, 0};
+    pid_t subs[FAN_SUBS], pubs[FAN_PUBS];
+    for (int i = 0; i < FAN_SUBS; i++)
+        subs[i] = th_fork(fan_sub, &sa);
+    wait_members(b, "fan", FAN_SUBS);
+    struct fan_arg pa[FAN_PUBS];
+    for (int i = 0; i < FAN_PUBS; i++) {
+        pa[i] = (struct fan_arg){b, i};
+        pubs[i] = th_fork(fan_pub, &pa[i]);
+    }
+    for (int i = 0; i < FAN_PUBS; i++)
+        assert_int_equal(th_wait(pubs[i], 30000), 0);
+    for (int i = 0; i < FAN_SUBS; i++)
+        assert_int_equal(th_wait(subs[i], 30000), 0);
+    struct shmbus_group_info gi = group_of(b, "fan");
+    assert_int_equal(gi.published, (uint64_t)FAN_MSGS * FAN_PUBS * FAN_SUBS);
+    assert_int_equal(gi.missed, 0);
+    th_close_bus(b);
+}
+
+/* A full subscriber mailbox: the publisher waits within its timeout, the other subscriber
+ * still gets its copy, and the miss is counted (never silent). */
+static void test_publish_full_subscriber(void **state)
+{
+    (void)state;
+    shmbus_bus *b = th_open_bus("gfull", 4, 4, 64);
+    shmbus_client *pub, *slow, *fast;
+    assert_int_equal(shmbus_join(b, 0, NULL, &pub), 0);
+    assert_int_equal(shmbus_join(b, 0, NULL, &slow), 0);
+    assert_int_equal(shmbus_join(b, 0, NULL, &fast), 0);
+    assert_int_equal(shmbus_subscribe(slow, "t", 0), 0);
+    assert_int_equal(shmbus_subscribe(fast, "t", 0), 0);
+    char buf[64];
+    int sent = 0;
+    for (;;) {
+        int r = shmbus_publish(pub, "t", "m", 1, SHMBUS_SEND_NONBLOCK, 0);
+        assert_true(r == 2 || r == -EAGAIN);
+        if (r == -EAGAIN)
+            break;
+        assert_int_equal(shmbus_recv(fast, NULL, buf, sizeof(buf), 0), 1);
+        sent++;
+        assert_true(sent < 10000);
+    }
+    assert_int_equal(shmbus_recv(fast, NULL, buf, sizeof(buf), 0), 1); /* fast got it */
+    assert_int_equal(group_of(b, "t").missed, 1);
+    uint64_t t0 = th_now_ns();
+    assert_int_equal(shmbus_publish(pub, "t", "m", 1, 0, 200), -ETIMEDOUT);
+    uint64_t took = th_now_ns() - t0;
+    assert_true(took >= 190000000u && took < 1200000000u);
+    assert_int_equal(shmbus_recv(fast, NULL, buf, sizeof(buf), 0), 1);
+    assert_int_equal(group_of(b, "t").missed, 2);
+    /* Room again: the publisher gets through to both. */
+    assert_int_equal(shmbus_recv(slow, NULL, buf, sizeof(buf), 0), 1);
+    assert_int_equal(shmbus_publish(pub, "t", "m", 1, 0, 1000), 2);
+    /* Bad arguments. */
+    assert_int_equal(shmbus_publish(pub, "t", "m", 1, SHMBUS_SEND_ACK, 0), -EINVAL);
+    assert_int_equal(shmbus_publish(pub, "t", "m", 1, SHMBUS_PRIO(8), 0), -EINVAL);
+    assert_int_equal(shmbus_publish(pub, "t", NULL, 1, 0, 0), -EINVAL);
+    assert_int_equal(shmbus_publish(pub, "t/x", "m", 1, 0, 0), -EINVAL);
+    assert_int_equal(shmbus_publish(pub, "t", buf, 65, 0, 0), -EMSGSIZE);
+    assert_int_equal(shmbus_publish(pub, "nobody", "m", 1, 0, 0), 0);
+    shmbus_leave(pub);
+    shmbus_leave(slow);
+    shmbus_leave(fast);
+    th_close_bus(b);
+}
+
+static int publish_forever(void *p)
+{
+    struct fan_arg *a = p;
+    shmbus_client *c;
+    if (shmbus_join(a->b, 0, NULL, &c) != 0)
+        return 1;
+    for (int i = 0;; i++) {
+        int r = shmbus_publish(c, "live", &i, sizeof(i), 0, 20000);
+        if (r < 0)
+            return 2;
+    }
+}
+
+/* Subscribing while a publisher runs: from the first message on, nothing is skipped; after
+ * unsubscribe, at most the copy in flight arrives, then nothing. */
+static void test_subscribe_while_publishing(void **state)
+{
+    (void)state;
+    shmbus_bus *b = th_open_bus("glive", 4, 8, 64);
+    struct fan_arg a = {b, 0};
+    pid_t pid = th_fork(publish_forever, &a);
+    shmbus_client *s;
+    assert_int_equal(shmbus_join(b, 0, NULL, &s), 0);
+    for (int round = 0; round < 3; round++) {
+        assert_int_equal(shmbus_subscribe(s, "live", 0), 0);
+        int prev = -1;
+        for (int k = 0; k < 200; k++) {
+            int v;
+            assert_int_equal(shmbus_recv(s, NULL, &v, sizeof(v), 10000), (int)sizeof(v));
+            if (prev >= 0)
+                assert_int_equal(v, prev + 1);
+            prev = v;
+        }
+        assert_int_equal(shmbus_unsubscribe(s, "live"), 0);
+        /* What was already queued (a ring of 16 units holds 16 of these) plus the copy in
+         * flight when we unsubscribed, then nothing (a 200 ms look). */
+        int extra = 0, v;
+        while (shmbus_recv(s, NULL, &v, sizeof(v), 200) == (int)sizeof(v)) {
+            assert_int_equal(v, prev + 1);
+            prev = v;
+            extra++;
+            assert_true(extra <= 17);
+        }
+    }
+    kill(pid, SIGKILL);
+    assert_int_equal(th_wait(pid, 5000), 128 + SIGKILL);
+    shmbus_leave(s);
+    th_close_bus(b);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_group_names_and_limits),
+        cmocka_unit_test(test_group_create_race),
+        cmocka_unit_test(test_membership_is_per_join),
+        cmocka_unit_test(test_dead_subscriber_ignored),
+        cmocka_unit_test(test_publish_fanout_order),
+        cmocka_unit_test(test_publish_full_subscriber),
+        cmocka_unit_test(test_subscribe_while_publishing),
+    };
+    th_filter_from_env();
+    return cmocka_run_group_tests(tests, NULL, th_cleanup);
+}
