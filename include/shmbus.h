@@ -685,6 +685,50 @@ struct shmbus_group_info {
  * -EIDRM. */
 int shmbus_group_list(shmbus_bus *bus, struct shmbus_group_info *out, size_t n);
 
+/*
+ * Leader election. Campaign for leadership of group `name` (created if needed): returns
+ * the epoch (>= 1) once c leads, at once if it already does. Each new leader of a name gets
+ * an epoch strictly greater than every earlier one, and one epoch has one leader. The
+ * leader stays until it resigns, leaves the bus or dies (by the registry's liveness rule: a
+ * stopped process is not dead); a campaigner notices within about 5 ms (it polls every 5 ms,
+ * sleeping in between). Does not make c a member. Thread-safe.
+ * Errors: -EINVAL (c NULL, bad name), -ETIMEDOUT (-EAGAIN with timeout_ms 0: someone else
+ * leads), -EINTR, -ENOSPC, -EBUSY, -EOVERFLOW (the name used up 2^27 - 1 epochs),
+ * -EBADMSG (the leader word names no valid client), -EIDRM, -EHOSTUNREACH (c left).
+ */
+int shmbus_elect(shmbus_client *c, const char *name, int timeout_ms);
+
+/* Stop leading `name`. The epoch stays; the next leader gets a higher one. Does not block.
+ * Errors: -EINVAL (c NULL, bad name), -EPERM (c does not lead it), -EIDRM. */
+int shmbus_resign(shmbus_client *c, const char *name);
+
+/*
+ * Who leads group `name`: *leader (may be NULL) gets the live leader's client id or 0 (none,
+ * or the recorded one died or resigned), *epoch (may be NULL) the latest epoch (0: never
+ * led, or no such group). Returns 0. Does not block; one /proc read. Thread-safe; works on
+ * a bus opened SHMBUS_OPEN_RDONLY. Errors: -EINVAL (bus NULL, bad name), -EBADMSG, -EIDRM.
+ */
+int shmbus_leader(shmbus_bus *bus, const char *name, uint32_t *leader, uint64_t *epoch);
+
+/*
+ * Fencing: send to dst as shmbus_send() does, carrying `epoch` of group `name`, flagged
+ * SHMBUS_MSG_FENCED with corr = epoch. Refused with -ESTALE, nothing sent, when epoch is older
+ * than the name's current epoch: a deposed leader cannot act once its successor was
+ * elected. The check is made when the call starts: a send that was already waiting for room
+ * when the successor was elected is delivered; a receiver that must be strict checks
+ * corr with shmbus_fence_check() when it takes the message.
+ * Errors: those of shmbus_send(), -ESTALE, and -EINVAL also for a bad name or an epoch
+ * newer than the current one (no such leader ever existed); -ENOENT (no such group).
+ */
+int shmbus_send_fenced(shmbus_client *c, uint32_t dst, const char *name, uint64_t epoch,
+                       const void *data, size_t len, unsigned flags, int timeout_ms);
+
+/* 0 if epoch is the current epoch of group `name`, -ESTALE if a newer leader has been
+ * elected since. Never blocks. Thread-safe; works on a bus opened SHMBUS_OPEN_RDONLY.
+ * Errors: -EINVAL (bus NULL, bad name, an epoch newer than the current one), -ENOENT (no
+ * such group), -EBADMSG, -EIDRM. */
+int shmbus_fence_check(shmbus_bus *bus, const char *name, uint64_t epoch);
+
 /* ------------------------------------------------------------------------------------------
  * Latency histograms
  * ------------------------------------------------------------------------------------------
