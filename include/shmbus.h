@@ -666,6 +666,23 @@ int shmbus_unsubscribe(shmbus_client *c, const char *name);
 int shmbus_publish(shmbus_client *c, const char *name, const void *data, size_t len, unsigned flags,
                    int timeout_ms);
 
+/*
+ * Work queue: send len bytes to exactly one current member of group `name`, flagged
+ * SHMBUS_MSG_GROUP: the live member with the fewest messages waiting in its mailbox, and
+ * among equals the next one in turn (round robin). Returns the chosen member's client id.
+ * flags: SHMBUS_PRIO(n), SHMBUS_SEND_NONBLOCK, SHMBUS_SEND_ACK (as shmbus_send()). While the
+ * group has no live member the call waits (polling every 10 ms) within timeout_ms, then
+ * fails with -EHOSTUNREACH; a chosen member that leaves or dies before the message is in
+ * its mailbox is replaced by another (not with SHMBUS_SEND_ACK once delivered). Choosing
+ * reads /proc once per member and walks each member's mailbox to count what waits. A message
+ * already in a member's mailbox when that member dies is lost with the mailbox (no redelivery yet).
+ * Thread-safe. Errors: -EINVAL (as shmbus_send(), bad name), -EMSGSIZE, -EHOSTUNREACH (no live
+ * member until the deadline), -ENOSPC, -EBUSY, -EAGAIN, -ETIMEDOUT, -EINTR, -EIDRM, -EBADMSG, and
+ * with SHMBUS_SEND_ACK those of its wait for the acknowledgement.
+ */
+int shmbus_send_group(shmbus_client *c, const char *name, const void *data, size_t len,
+                      unsigned flags, int timeout_ms);
+
 /* A group as shmbus_group_list() reports it. */
 struct shmbus_group_info {
     uint32_t index; /* 0..SHMBUS_GROUPS-1: the corr of messages sent through the group */

@@ -244,6 +244,96 @@ int shmbus_publish(shmbus_client *c, const char *name, const void *data, size_t 
     return miss != 0 ? miss : count;
 }
 
+/* The live member with the fewest messages waiting, the first found from the round-robin
+ * cursor among equals; the cursor moves past it. 0 if there is none. */
+static uint32_t pick_member(shmbus_bus *b, struct sb_group *g, uint32_t *gen_out)
+{
+    uint32_t n = b->lay.max_clients;
+    /* Relaxed: the cursor is a hint shared by senders; any value (even garbage) is some
+     * place to start, reduced modulo n. */
+    uint32_t start = atomic_load_explicit(&g->rr, memory_order_relaxed) % n;
+    uint32_t best = 0, best_gen = 0, best_depth = UINT32_MAX;
+    for (uint32_t i = 0; i < n; i++) {
+        uint32_t id = (start + i) % n + 1, gen;
+        if (!member_current(b, g, id, &gen, true))
+            continue;
+        uint32_t d = sb__mbox_depth(b, id);
+        if (d < best_depth) {
+            best = id;
+            best_gen = gen;
+            best_depth = d;
+            if (d == 0)
+                break; /* nobody has less */
+        }
+    }
+    if (best != 0)
+        atomic_store_explicit(&g->rr, best % n, memory_order_relaxed); /* index of best + 1 */
+    *gen_out = best_gen;
+    return best;
+}
+
+/* Sleep up to 10 ms (not past deadline); -EINTR if a signal handler ran. */
+static int member_poll_sleep(uint64_t deadline)
+{
+    uint64_t now = sb__now_ns(), wait = 10000000ull;
+    if (deadline != UINT64_MAX && deadline > now && deadline - now < wait)
+        wait = deadline - now;
+    struct timespec ts = {0, (long)wait};
+    if (nanosleep(&ts, NULL) != 0 && errno == EINTR)
+        return -EINTR;
+    return 0;
+}
+
+int shmbus_send_group(shmbus_client *c, const char *name, const void *data, size_t len,
+                      unsigned flags, int timeout_ms)
+{
+    int r = sb__send_check(c, len, flags, SHMBUS_SEND_NONBLOCK | SHMBUS_SEND_ACK, true);
+    if (r < 0)
+        return r;
+    if ((data == NULL && len != 0) || !sb__valid_name(name))
+        return -EINVAL;
+    shmbus_bus *b = c->bus;
+    uint64_t deadline = sb__deadline(timeout_ms);
+    int k = -ENOENT;
+    uint32_t retries = 0;
+    for (;;) {
+        if (k == -ENOENT) {
+            k = sb__group_find(b, name, false);
+            if (k < 0 && k != -ENOENT)
+                return k;
+        }
+        uint32_t id = 0, gen = 0;
+        if (k >= 0) {
+            struct sb_group *g = sb__group(b, (uint32_t)k);
+            id = pick_member(b, g, &gen);
+            if (id != 0) {
+                r = sb__send_member(c, id, gen, data, len, flags, SHMBUS_MSG_GROUP, (uint64_t)k,
+                                    deadline);
+                if (r == 0) {
+                    atomic_fetch_add_explicit(&g->queued, 1, memory_order_relaxed);
+                    return (int)id;
+                }
+                /* The member left or died before the message was in its mailbox: choose
+                 * again (with an ACK, -ECONNRESET may come after delivery: no resend). */
+                bool gone = r == -EHOSTUNREACH || r == -ECONNRESET;
+                if (!gone || (flags & SHMBUS_SEND_ACK))
+                    return r;
+                if (++retries <= b->lay.max_clients)
+                    continue;
+            }
+        }
+        if (sb__destroyed(b))
+            return -EIDRM;
+        if (deadline == 0 || sb__now_ns() >= deadline)
+            return -EHOSTUNREACH;
+        r = member_poll_sleep(deadline);
+        if (r < 0)
+            return r;
+        sb__maybe_reap(b);
+        retries = 0;
+    }
+}
+
 int shmbus_group_list(shmbus_bus *b, struct shmbus_group_info *out, size_t n)
 {
     if (b == NULL || (out == NULL && n != 0))

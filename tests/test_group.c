@@ -576,6 +576,193 @@ static void test_stopped_leader_keeps_leading(void **state)
     th_close_bus(b);
 }
 
+/* ---- work queues ------------------------------------------------------------------- */
+
+/* Least loaded first, round robin among equals; only members get work. */
+static void test_queue_round_robin_least_loaded(void **state)
+{
+    (void)state;
+    shmbus_bus *b = th_open_bus("gqrr", 8, 16, 64);
+    shmbus_client *snd, *w[3];
+    assert_int_equal(shmbus_join(b, 0, NULL, &snd), 0);
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(shmbus_join(b, 0, NULL, &w[i]), 0);
+        assert_int_equal(shmbus_subscribe(w[i], "jobs", 0), 0);
+    }
+    int count[9] = {0}, last = 0;
+    for (int j = 0; j < 30; j++) {
+        int id = shmbus_send_group(snd, "jobs", &j, sizeof(j), 0, 1000);
+        assert_true(id >= 2 && id <= 4);
+        assert_int_not_equal(id, last); /* equals take turns */
+        last = id;
+        count[id]++;
+    }
+    assert_int_equal(count[2], 10);
+    assert_int_equal(count[3], 10);
+    assert_int_equal(count[4], 10);
+    /* w[0] works through its queue: the next jobs go to it, the least loaded. */
+    char buf[64];
+    struct shmbus_msg h;
+    for (int j = 0; j < 10; j++) {
+        assert_int_equal(shmbus_recv(w[0], &h, buf, sizeof(buf), 0), (int)sizeof(int));
+        assert_true(h.flags & SHMBUS_MSG_GROUP);
+        assert_int_equal(h.corr, group_of(b, "jobs").index);
+    }
+    for (int j = 0; j < 5; j++)
+        assert_int_equal(shmbus_send_group(snd, "jobs", &j, sizeof(j), 0, 1000),
+                         (int)shmbus_client_id(w[0]));
+    assert_int_equal(shmbus_recv(snd, NULL, buf, sizeof(buf), 0), -EAGAIN); /* not a member */
+    assert_int_equal(group_of(b, "jobs").queued, 35);
+    /* Bad arguments. */
+    assert_int_equal(shmbus_send_group(snd, "jobs", NULL, 1, 0, 0), -EINVAL);
+    assert_int_equal(shmbus_send_group(snd, "jo bs", "x", 1, 0, 0), -EINVAL);
+    assert_int_equal(shmbus_send_group(snd, "jobs", "x", 1, SHMBUS_OPEN_CREATE, 0), -EINVAL);
+    assert_int_equal(shmbus_send_group(snd, "jobs", buf, 65, 0, 0), -EMSGSIZE);
+    for (int i = 0; i < 3; i++)
+        shmbus_leave(w[i]);
+    shmbus_leave(snd);
+    th_close_bus(b);
+}
+
+static int late_worker(void *p)
+{
+    struct race_arg *a = p;
+    shmbus_client *c;
+    if (shmbus_join(a->b, 0, NULL, &c) != 0)
+        return 1;
+    if (shmbus_subscribe(c, "late", 0) != 0)
+        return 2;
+    char buf[64];
+    int r = shmbus_recv(c, NULL, buf, sizeof(buf), 20000);
+    shmbus_leave(c);
+    return r == 3 ? 0 : 3;
+}
+
+/* No member: the sender waits within its timeout, then -EHOSTUNREACH; a member that comes
+ * while it waits gets the message. */
+static void test_queue_no_member(void **state)
+{
+    (void)state;
+    shmbus_bus *b = th_open_bus("gqnone", 4, 8, 64);
+    shmbus_client *snd;
+    assert_int_equal(shmbus_join(b, 0, NULL, &snd), 0);
+    assert_int_equal(shmbus_send_group(snd, "late", "job", 3, 0, 0), -EHOSTUNREACH);
+    uint64_t t0 = th_now_ns();
+    assert_int_equal(shmbus_send_group(snd, "late", "job", 3, 0, 100), -EHOSTUNREACH);
+    uint64_t took = th_now_ns() - t0;
+    assert_true(took >= 100000000u && took < 1100000000u);
+    struct race_arg a = {b, 0};
+    pid_t pid = th_fork(late_worker, &a);
+    int id = shmbus_send_group(snd, "late", "job", 3, 0, 10000);
+    assert_true(id > 0 && (uint32_t)id != shmbus_client_id(snd));
+    assert_int_equal(th_wait(pid, 10000), 0);
+    shmbus_leave(snd);
+    th_close_bus(b);
+}
+
+#define JOBS    600
+#define WORKERS 3
+
+struct jobs_seen {
+    _Atomic uint32_t seen[JOBS];
+    _Atomic uint32_t per_worker[WORKERS];
+};
+
+struct worker_arg {
+    shmbus_bus *b;
+    struct jobs_seen *js;
+    int i;
+};
+
+static int worker(void *p)
+{
+    struct worker_arg *a = p;
+    shmbus_client *c;
+    if (shmbus_join(a->b, 0, NULL, &c) != 0)
+        return 1;
+    if (shmbus_subscribe(c, "work", 0) != 0)
+        return 2;
+    for (;;) {
+        struct shmbus_msg h;
+        int v;
+        int r = shmbus_recv(c, &h, &v, sizeof(v), 20000);
+        if (r < 0)
+            return 3;
+        if (h.flags & SHMBUS_MSG_TOPIC)
+            break; /* the end */
+        if (r != (int)sizeof(v) || v < 0 || v >= JOBS || !(h.flags & SHMBUS_MSG_GROUP))
+            return 4;
+        atomic_fetch_add(&a->js->seen[v], 1);
+        atomic_fetch_add(&a->js->per_worker[a->i], 1);
+    }
+    shmbus_leave(c);
+    return 0;
+}
+
+/* Worker processes share the jobs: each job done exactly once, every worker gets some. */
+static void test_queue_workers_share(void **state)
+{
+    (void)state;
+    shmbus_bus *b = th_open_bus("gqwork", 8, 8, 64);
+    struct jobs_seen *js =
+        mmap(NULL, sizeof(*js), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    assert_true(js != MAP_FAILED);
+    memset(js, 0, sizeof(*js));
+    struct worker_arg wa[WORKERS];
+    pid_t pid[WORKERS];
+    for (int i = 0; i < WORKERS; i++) {
+        wa[i] = (struct worker_arg){b, js, i};
+        pid[i] = th_fork(worker, &wa[i]);
+    }
+    wait_members(b, "work", WORKERS);
+    shmbus_client *snd;
+    assert_int_equal(shmbus_join(b, 0, NULL, &snd), 0);
+    for (int j = 0; j < JOBS; j++)
+        assert_true(shmbus_send_group(snd, "work", &j, sizeof(j), 0, 10000) > 0);
+    assert_int_equal(shmbus_publish(snd, "work", "", 0, 0, 10000), WORKERS);
+    for (int i = 0; i < WORKERS; i++)
+        assert_int_equal(th_wait(pid[i], 20000), 0);
+    for (int j = 0; j < JOBS; j++)
+        assert_int_equal(atomic_load(&js->seen[j]), 1);
+    for (int i = 0; i < WORKERS; i++)
+        assert_true(atomic_load(&js->per_worker[i]) > 0);
+    shmbus_leave(snd);
+    munmap(js, sizeof(*js));
+    th_close_bus(b);
+}
+
+static int subscribe_work_and_wait(void *p)
+{
+    struct race_arg *a = p;
+    shmbus_client *c;
+    if (shmbus_join(a->b, 0, NULL, &c) != 0)
+        return 1;
+    if (shmbus_subscribe(c, "work", 0) != 0)
+        return 2;
+    for (;;)
+        pause();
+}
+
+/* A killed member gets no more work, even before anyone cleaned up after it. */
+static void test_queue_dead_member_skipped(void **state)
+{
+    (void)state;
+    shmbus_bus *b = th_open_bus("gqdead", 4, 16, 64);
+    struct race_arg a = {b, 0};
+    pid_t pid = th_fork(subscribe_work_and_wait, &a);
+    wait_members(b, "work", 1);
+    shmbus_client *w;
+    assert_int_equal(shmbus_join(b, 0, NULL, &w), 0);
+    assert_int_equal(shmbus_subscribe(w, "work", 0), 0);
+    kill(pid, SIGKILL);
+    assert_int_equal(th_wait(pid, 5000), 128 + SIGKILL);
+    for (int j = 0; j < 10; j++)
+        assert_int_equal(shmbus_send_group(w, "work", &j, sizeof(j), 0, 1000),
+                         (int)shmbus_client_id(w));
+    shmbus_leave(w);
+    th_close_bus(b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -589,6 +776,10 @@ int main(void)
         cmocka_unit_test(test_elect_resign_fence),
         cmocka_unit_test(test_leader_kills),
         cmocka_unit_test(test_stopped_leader_keeps_leading),
+        cmocka_unit_test(test_queue_round_robin_least_loaded),
+        cmocka_unit_test(test_queue_no_member),
+        cmocka_unit_test(test_queue_workers_share),
+        cmocka_unit_test(test_queue_dead_member_skipped),
     };
     th_filter_from_env();
     return cmocka_run_group_tests(tests, NULL, th_cleanup);
