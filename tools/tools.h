@@ -38,6 +38,10 @@ int sb_cmd_stat(int argc, char **argv);
 int sb_cmd_top(int argc, char **argv);
 int sb_cmd_clean(int argc, char **argv);
 int sb_cmd_ring(int argc, char **argv);
+int sb_cmd_pub(int argc, char **argv);    /* cmd_group.c */
+int sb_cmd_sub(int argc, char **argv);    /* cmd_group.c */
+int sb_cmd_group(int argc, char **argv);  /* cmd_group.c */
+int sb_cmd_leader(int argc, char **argv); /* cmd_group.c */
 
 /* From tools/monitor.c (the web monitor). */
 int sb_monitor_main(int argc, char **argv);
