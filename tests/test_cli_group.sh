@@ -91,7 +91,7 @@ out_has '{"leader":0,"epoch":0}'
 expect 2 "$SHMBUS" pub "$bus"
 err_has "shmbus: pub: BUS and TOPIC are required"
 expect 2 "$SHMBUS" send "$bus" --topic a --group b x
-err_has "one of --to, --topic and --group is required"
+err_has "one of --to, --topic and --group, not several"
 expect 2 "$SHMBUS" recv "$bus" --sub 'bad/name'
 expect 2 "$SHMBUS" group list "$bus"
 expect 2 "$SHMBUS" leader "$bus"

@@ -271,10 +271,10 @@ int sb_cmd_send(int argc, char **argv)
     a.bus = argv[optind++];
     if ((why = sb_bad_name(a.bus)) != NULL)
         return sb_bad_usage("send", send_usage, "'%s': %s", a.bus, why);
+    if (a.topic == NULL && a.group == NULL && (a.as == NULL || a.to == NULL))
+        return sb_bad_usage("send", send_usage, "--as and --to are required");
     if ((a.to != NULL) + (a.topic != NULL) + (a.group != NULL) != 1)
-        return sb_bad_usage("send", send_usage, "one of --to, --topic and --group is required");
-    if (a.as == NULL && a.to != NULL)
-        return sb_bad_usage("send", send_usage, "--as is required with --to");
+        return sb_bad_usage("send", send_usage, "one of --to, --topic and --group, not several");
     if (a.as != NULL && (why = bad_client(a.as)) != NULL)
         return sb_bad_usage("send", send_usage, "--as '%s': %s", a.as, why);
     if (a.topic != NULL && (why = sb_bad_name(a.topic)) != NULL)
