@@ -683,6 +683,16 @@ int shmbus_publish(shmbus_client *c, const char *name, const void *data, size_t 
 int shmbus_send_group(shmbus_client *c, const char *name, const void *data, size_t len,
                       unsigned flags, int timeout_ms);
 
+/*
+ * Work queue with sticky routing: as shmbus_send_group(), but every message with the same key
+ * goes to the same member as long as that member stays current (subscribed, on the bus,
+ * alive), however loaded it is; then the key moves to the least loaded member and stays
+ * there. Keys share 64 buckets per group, so different keys may share a member too. Returns
+ * the chosen member's client id. Errors as shmbus_send_group(). Thread-safe.
+ */
+int shmbus_send_group_key(shmbus_client *c, const char *name, uint64_t key, const void *data,
+                          size_t len, unsigned flags, int timeout_ms);
+
 /* A group as shmbus_group_list() reports it. */
 struct shmbus_group_info {
     uint32_t index; /* 0..SHMBUS_GROUPS-1: the corr of messages sent through the group */
@@ -726,6 +736,17 @@ int shmbus_resign(shmbus_client *c, const char *name);
  * a bus opened SHMBUS_OPEN_RDONLY. Errors: -EINVAL (bus NULL, bad name), -EBADMSG, -EIDRM.
  */
 int shmbus_leader(shmbus_bus *bus, const char *name, uint32_t *leader, uint64_t *epoch);
+
+/*
+ * Wait for a change of leader of group `name`: *leader and *epoch hold what the caller saw
+ * last (0 and 0 the first time); returns 0 with them updated as soon as shmbus_leader() says
+ * otherwise (a new leader, or the leader gone), at once if it already does. Polls every
+ * 5 ms, sleeping. Errors: -EINVAL (bus, leader or epoch NULL, bad name), -EAGAIN
+ * (timeout_ms 0, no change), -ETIMEDOUT, -EINTR, -EBADMSG, -EIDRM. Thread-safe; works on a
+ * bus opened SHMBUS_OPEN_RDONLY.
+ */
+int shmbus_leader_wait(shmbus_bus *bus, const char *name, uint32_t *leader, uint64_t *epoch,
+                       int timeout_ms);
 
 /*
  * Fencing: send to dst as shmbus_send() does, carrying `epoch` of group `name`, flagged

@@ -150,6 +150,35 @@ int shmbus_leader(shmbus_bus *b, const char *name, uint32_t *leader, uint64_t *e
     return 0;
 }
 
+int shmbus_leader_wait(shmbus_bus *b, const char *name, uint32_t *leader, uint64_t *epoch,
+                       int timeout_ms)
+{
+    if (b == NULL || leader == NULL || epoch == NULL || !sb__valid_name(name))
+        return -EINVAL;
+    uint64_t deadline = sb__deadline(timeout_ms);
+    for (;;) {
+        uint32_t id;
+        uint64_t ep;
+        int r = shmbus_leader(b, name, &id, &ep);
+        if (r < 0)
+            return r;
+        if (id != *leader || ep != *epoch) {
+            *leader = id;
+            *epoch = ep;
+            return 0;
+        }
+        if (sb__destroyed(b))
+            return -EIDRM;
+        if (deadline == 0)
+            return -EAGAIN;
+        if (sb__now_ns() >= deadline)
+            return -ETIMEDOUT;
+        r = poll_sleep(deadline);
+        if (r < 0)
+            return r;
+    }
+}
+
 /* The one fencing rule: 0 if epoch is group k's current one, -ESTALE if older, -EINVAL if
  * newer (never handed out). */
 static int fence(shmbus_bus *b, const char *name, uint64_t epoch)

@@ -284,8 +284,34 @@ static int member_poll_sleep(uint64_t deadline)
     return 0;
 }
 
-int shmbus_send_group(shmbus_client *c, const char *name, const void *data, size_t len,
-                      unsigned flags, int timeout_ms)
+/* A keyed send: the member bucket `slot` is bound to, while it is current; else the least
+ * loaded, bound to the bucket by CAS (the first binder wins, the others use its choice). */
+static uint32_t pick_sticky(shmbus_bus *b, struct sb_group *g, uint32_t slot, uint32_t *gen_out)
+{
+    for (int attempt = 0; attempt < 4; attempt++) {
+        /* Relaxed: the bucket names a member; whether it is one is checked against the
+         * registry (with its own acquire), not inferred from this word. */
+        uint64_t w = atomic_load_explicit(&g->sticky[slot], memory_order_relaxed);
+        uint32_t id = SB_STICKY_ID(w), gen = SB_STICKY_GEN(w), mg;
+        if (id >= 1 && id <= b->lay.max_clients && member_current(b, g, id, &mg, true) &&
+            mg == gen) {
+            *gen_out = gen;
+            return id;
+        }
+        uint32_t pick = pick_member(b, g, &mg);
+        if (pick == 0)
+            return 0;
+        if (atomic_compare_exchange_strong_explicit(&g->sticky[slot], &w, SB_STICKY_WORD(mg, pick),
+                                                    memory_order_relaxed, memory_order_relaxed)) {
+            *gen_out = mg;
+            return pick;
+        }
+    }
+    return pick_member(b, g, gen_out); /* the bucket keeps changing: any member will do */
+}
+
+static int send_group(shmbus_client *c, const char *name, bool keyed, uint64_t key,
+                      const void *data, size_t len, unsigned flags, int timeout_ms)
 {
     int r = sb__send_check(c, len, flags, SHMBUS_SEND_NONBLOCK | SHMBUS_SEND_ACK, true);
     if (r < 0)
@@ -305,7 +331,10 @@ int shmbus_send_group(shmbus_client *c, const char *name, const void *data, size
         uint32_t id = 0, gen = 0;
         if (k >= 0) {
             struct sb_group *g = sb__group(b, (uint32_t)k);
-            id = pick_member(b, g, &gen);
+            if (keyed)
+                id = pick_sticky(b, g, (uint32_t)(key % SB_STICKY), &gen);
+            else
+                id = pick_member(b, g, &gen);
             if (id != 0) {
                 r = sb__send_member(c, id, gen, data, len, flags, SHMBUS_MSG_GROUP, (uint64_t)k,
                                     deadline);
@@ -332,6 +361,22 @@ int shmbus_send_group(shmbus_client *c, const char *name, const void *data, size
         sb__maybe_reap(b);
         retries = 0;
     }
+}
+
+int shmbus_send_group(shmbus_client *c, const char *name, const void *data, size_t len,
+                      unsigned flags, int timeout_ms)
+{
+    return send_group(c, name, false, 0, data, len, flags, timeout_ms);
+}
+
+int shmbus_send_group_key(shmbus_client *c, const char *name, uint64_t key, const void *data,
+                          size_t len, unsigned flags, int timeout_ms)
+{
+    /* Mix the key so that keys that differ only in high bits use different buckets. */
+    key ^= key >> 33;
+    key *= 0xff51afd7ed558ccdull;
+    key ^= key >> 33;
+    return send_group(c, name, true, key, data, len, flags, timeout_ms);
 }
 
 int shmbus_group_list(shmbus_bus *b, struct shmbus_group_info *out, size_t n)

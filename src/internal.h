@@ -108,11 +108,15 @@ enum { SB_GRP_FREE = 0, SB_GRP_CLAIMING = 1, SB_GRP_USED = 2 };
 /* Leader word: epoch 27 bits | generation 24 | id 13 (0: nobody leads). */
 #define SB_LEAD(ep, gen, id)                                                                       \
     (((uint64_t)(ep) << 37) | (((uint64_t)(gen)&0xffffffu) << 13) | ((uint64_t)(id)&0x1fffu))
-#define SB_LEAD_EPOCH(l) ((l) >> 37)
-#define SB_LEAD_GEN(l)   ((uint32_t)(((l) >> 13) & 0xffffffu))
-#define SB_LEAD_ID(l)    ((uint32_t)((l)&0x1fffu))
-#define SB_EPOCH_MAX     ((1ull << 27) - 1)
-#define SB_MEMBER_GEN(m) ((m)&0xffffffu)
+#define SB_LEAD_EPOCH(l)        ((l) >> 37)
+#define SB_LEAD_GEN(l)          ((uint32_t)(((l) >> 13) & 0xffffffu))
+#define SB_LEAD_ID(l)           ((uint32_t)((l)&0x1fffu))
+#define SB_EPOCH_MAX            ((1ull << 27) - 1)
+#define SB_MEMBER_GEN(m)        ((m)&0xffffffu)
+#define SB_STICKY               64u
+#define SB_STICKY_WORD(gen, id) ((((uint64_t)(gen)&0xffffffu) << 32) | (uint32_t)(id))
+#define SB_STICKY_GEN(w)        ((uint32_t)(((w) >> 32) & 0xffffffu))
+#define SB_STICKY_ID(w)         ((uint32_t)(w))
 
 struct sb_group {
     _Alignas(SB_LINE) _Atomic uint64_t state; /* SB_GRP_ST(kind, claimer's pid) */
@@ -123,6 +127,9 @@ struct sb_group {
     _Atomic uint64_t missed;                  /* topic copies not delivered (full mailbox) */
     _Atomic uint64_t queued;                  /* work-queue messages delivered */
     _Atomic uint64_t elections;               /* leaders elected */
+    /* Work queue with keys: bucket (key hash % SB_STICKY) -> SB_STICKY_WORD(gen, id) of the
+     * member its keys go to while that member is current; 0: none yet. */
+    _Alignas(SB_LINE) _Atomic uint64_t sticky[SB_STICKY];
     /* Then one word per client id (index id - 1): its generation while a member, else 0. */
     _Alignas(SB_LINE) _Atomic uint32_t member[];
 };

@@ -463,6 +463,7 @@ static void test_elect_resign_fence(void **state)
 
 /* Written by the candidates (a shared anonymous mapping). */
 struct rounds {
+    _Atomic uint32_t campaigning[KILLS + 2]; /* joined, about to call shmbus_elect() */
     _Atomic uint64_t won_ns[KILLS + 2];
     _Atomic uint64_t epoch[KILLS + 2];
 };
@@ -479,6 +480,7 @@ static int candidate(void *p)
     shmbus_client *c;
     if (shmbus_join(a->b, 0, NULL, &c) != 0)
         return 1;
+    atomic_store(&a->r->campaigning[a->i], 1);
     int ep = shmbus_elect(c, "chief", 30000);
     if (ep <= 0)
         return 2;
@@ -497,6 +499,12 @@ static bool has_won(void *p)
 {
     struct won_want *w = p;
     return atomic_load(&w->r->won_ns[w->i]) != 0;
+}
+
+static bool is_campaigning(void *p)
+{
+    struct won_want *w = p;
+    return atomic_load(&w->r->campaigning[w->i]) != 0;
 }
 
 static int cmp_u64(const void *x, const void *y)
@@ -519,13 +527,15 @@ static void test_leader_kills(void **state)
     static struct cand_arg args[KILLS + 2];
     pid_t pid[KILLS + 2];
     uint64_t gap[KILLS];
+    struct won_want w = {r, 0};
     for (int i = 0; i < 2; i++) {
         args[i] = (struct cand_arg){b, r, i};
         pid[i] = th_fork(candidate, &args[i]);
+        w.i = i;
+        assert_true(poll_until(i == 0 ? has_won : is_campaigning, &w, 10000));
     }
-    struct won_want w = {r, 0};
-    assert_true(poll_until(has_won, &w, 10000));
     for (int i = 0; i < KILLS; i++) {
+        /* Leader i leads, candidate i + 1 campaigns (and nobody else): kill the leader. */
         uint64_t t0 = th_now_ns();
         kill(pid[i], SIGKILL);
         w.i = i + 1;
@@ -536,6 +546,8 @@ static void test_leader_kills(void **state)
         assert_int_equal(th_wait(pid[i], 5000), 128 + SIGKILL);
         args[i + 2] = (struct cand_arg){b, r, i + 2};
         pid[i + 2] = th_fork(candidate, &args[i + 2]);
+        w.i = i + 2;
+        assert_true(poll_until(is_campaigning, &w, 10000));
     }
     for (int i = KILLS; i < KILLS + 2; i++) {
         kill(pid[i], SIGKILL);
@@ -763,6 +775,76 @@ static void test_queue_dead_member_skipped(void **state)
     th_close_bus(b);
 }
 
+/* The same key goes to the same member while it is current, however loaded; then it moves
+ * to another member and stays there. */
+static void test_queue_sticky_keys(void **state)
+{
+    (void)state;
+    shmbus_bus *b = th_open_bus("gqkey", 8, 32, 64);
+    shmbus_client *snd, *w[3];
+    assert_int_equal(shmbus_join(b, 0, NULL, &snd), 0);
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(shmbus_join(b, 0, NULL, &w[i]), 0);
+        assert_int_equal(shmbus_subscribe(w[i], "keyed", 0), 0);
+    }
+    int first = shmbus_send_group_key(snd, "keyed", 7, "a", 1, 0, 1000);
+    assert_true(first >= 2 && first <= 4);
+    for (int j = 0; j < 10; j++) /* its mailbox fills up; the key stays */
+        assert_int_equal(shmbus_send_group_key(snd, "keyed", 7, "a", 1, 0, 1000), first);
+    /* Unkeyed sends still go to the least loaded. */
+    assert_int_not_equal(shmbus_send_group(snd, "keyed", "u", 1, 0, 1000), first);
+    shmbus_client *owner = w[first - 2];
+    assert_int_equal(shmbus_unsubscribe(owner, "keyed"), 0);
+    int second = shmbus_send_group_key(snd, "keyed", 7, "a", 1, 0, 1000);
+    assert_true(second >= 2 && second <= 4 && second != first);
+    for (int j = 0; j < 10; j++)
+        assert_int_equal(shmbus_send_group_key(snd, "keyed", 7, "a", 1, 0, 1000), second);
+    for (int i = 0; i < 3; i++)
+        shmbus_leave(w[i]);
+    assert_int_equal(shmbus_send_group_key(snd, "keyed", 7, "a", 1, 0, 0), -EHOSTUNREACH);
+    shmbus_leave(snd);
+    th_close_bus(b);
+}
+
+struct wait_arg {
+    shmbus_bus *b;
+};
+
+static int elect_and_wait(void *p)
+{
+    struct wait_arg *a = p;
+    shmbus_client *c;
+    if (shmbus_join(a->b, 0, NULL, &c) != 0)
+        return 1;
+    if (shmbus_elect(c, "watched", 10000) != 1)
+        return 2;
+    for (;;)
+        pause();
+}
+
+/* A watcher is told of each change: a leader arrives, then dies. */
+static void test_leader_wait(void **state)
+{
+    (void)state;
+    shmbus_bus *b = th_open_bus("gwatch", 4, 8, 64);
+    uint32_t who = 0;
+    uint64_t ep = 0;
+    assert_int_equal(shmbus_leader_wait(b, "watched", &who, &ep, 0), -EAGAIN);
+    struct wait_arg a = {b};
+    pid_t pid = th_fork(elect_and_wait, &a);
+    assert_int_equal(shmbus_leader_wait(b, "watched", &who, &ep, 10000), 0);
+    assert_int_not_equal(who, 0);
+    assert_int_equal(ep, 1);
+    assert_int_equal(shmbus_leader_wait(b, "watched", &who, &ep, 50), -ETIMEDOUT);
+    kill(pid, SIGKILL);
+    assert_int_equal(shmbus_leader_wait(b, "watched", &who, &ep, 10000), 0);
+    assert_int_equal(who, 0);
+    assert_int_equal(ep, 1);
+    assert_int_equal(th_wait(pid, 5000), 128 + SIGKILL);
+    assert_int_equal(shmbus_leader_wait(b, "watched", NULL, &ep, 0), -EINVAL);
+    th_close_bus(b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -780,6 +862,8 @@ int main(void)
         cmocka_unit_test(test_queue_no_member),
         cmocka_unit_test(test_queue_workers_share),
         cmocka_unit_test(test_queue_dead_member_skipped),
+        cmocka_unit_test(test_queue_sticky_keys),
+        cmocka_unit_test(test_leader_wait),
     };
     th_filter_from_env();
     return cmocka_run_group_tests(tests, NULL, th_cleanup);
