@@ -15,7 +15,7 @@ export PKG_CONFIG_PATH="$prefix/lib/pkgconfig"
 flags=$(pkg-config --cflags --libs shmbus)
 # Under a sanitizer build the installed library carries the sanitizer's runtime needs.
 san=${SAN:+-fsanitize=$SAN}
-for ex in sender receiver; do
+for ex in sender receiver subscriber worker leader; do
     cc -std=c11 -Wall -Werror $san "$SHMBUS_TOP/examples/$ex.c" $flags -o "$TEST_TMPDIR/$ex"
 done
 export LD_LIBRARY_PATH="$prefix/lib"
