@@ -633,6 +633,12 @@ int shmbus_reply(shmbus_client *c, const struct shmbus_msg *req, const void *dat
  * the bus or dying ends every membership and leadership of the client; membership belongs
  * to one join of an id (its generation), so a later client with the same id is not a member.
  * A message that came through a group has corr = the group's index (shmbus_group_list()).
+ *
+ * Every call below that looks a name up ("does not block" included) can wait up to 1 s and
+ * fail with -EBUSY when another process stalls in the middle of creating a group on the
+ * name's probe path (a live creator fills the slot within microseconds; a dead one's slot
+ * is taken over at once). A scribbled table makes the calls fail (-EBADMSG) or skip what
+ * they cannot read, never crash or hang (tests/fuzz_segment.c patches it).
  */
 #define SHMBUS_GROUPS 64
 
@@ -661,7 +667,8 @@ int shmbus_unsubscribe(shmbus_client *c, const char *name);
  * group's `missed` (shmbus_group_list()) and the call returns -ETIMEDOUT (-EAGAIN): never
  * a silent drop. Thread-safe.
  * Errors: -EINVAL (as shmbus_send(), SHMBUS_SEND_ACK too, bad name), -EMSGSIZE, -ETIMEDOUT,
- * -EAGAIN, -EINTR (a signal came while waiting: the remaining members are not sent to), -EIDRM.
+ * -EAGAIN, -EBADMSG (a member's mailbox is corrupt: counted as missed too), -EINTR (a signal
+ * came while waiting: the remaining members are not sent to), -EBUSY, -EIDRM.
  */
 int shmbus_publish(shmbus_client *c, const char *name, const void *data, size_t len, unsigned flags,
                    int timeout_ms);
