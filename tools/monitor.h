@@ -61,6 +61,11 @@ struct sb_mon_snap {
     uint64_t sent, received;           /* the bus: sum over clients */
     uint64_t hist[SHMBUS_LAT_BUCKETS]; /* the bus: sum of all clients' histograms */
     uint64_t p50, p90, p99;
+    /* Named groups (shmbus_group_list()), in index order, and each one's deliveries per
+     * second (topic copies plus work-queue messages) since the previous sample. */
+    size_t ngroups;
+    struct shmbus_group_info groups[SHMBUS_GROUPS];
+    double group_rate[SHMBUS_GROUPS];
 };
 
 /* What the sampler publishes and the HTTP side (event loop and waker) reads. */
