@@ -92,7 +92,9 @@ typedef struct shmbus_client shmbus_client;
  * _shmid, _names, shmbus_runtime_dir, shmbus_clean) can also pass on the errno of a failed
  * system call as it is (e.g. -EROFS, -EDQUOT or -EIO writing the key file, -ENOENT from a
  * removed working directory); their lists below say "-errno of the file system" for these.
- * -ESTALE is never returned: a key file naming a segment that is gone reads as -ENOENT.
+ * -ESTALE is returned only by shmbus_send_fenced() and shmbus_fence_check() (an epoch older
+ * than the name's current one): a key file naming a segment that is gone reads as -ENOENT.
+ *   -ENOSPC        also: the bus's table of named groups (SHMBUS_GROUPS) is full
  *
  * Signals. Every call that can block (send, send_batch, broadcast, request, reply, recv,
  * recv_batch: their waits for room, for an acknowledgement, for data) returns -EINTR when a
@@ -450,10 +452,13 @@ static inline unsigned shmbus_flags_prio(unsigned flags)
 }
 
 /* Flags carried by a received message (shmbus_msg.flags). */
-#define SHMBUS_MSG_ACK       0x1u /* the sender waits for this message to be taken */
-#define SHMBUS_MSG_REQUEST   0x2u /* a request: answer it with shmbus_reply() */
-#define SHMBUS_MSG_REPLY     0x4u /* a reply; corr is the request's seq */
-#define SHMBUS_MSG_BROADCAST 0x8u /* sent with shmbus_broadcast() */
+#define SHMBUS_MSG_ACK       0x1u  /* the sender waits for this message to be taken */
+#define SHMBUS_MSG_REQUEST   0x2u  /* a request: answer it with shmbus_reply() */
+#define SHMBUS_MSG_REPLY     0x4u  /* a reply; corr is the request's seq */
+#define SHMBUS_MSG_BROADCAST 0x8u  /* sent with shmbus_broadcast() */
+#define SHMBUS_MSG_TOPIC     0x10u /* sent with shmbus_publish(); corr is the group's index */
+#define SHMBUS_MSG_GROUP     0x20u /* sent with shmbus_send_group(); corr is the group's index */
+#define SHMBUS_MSG_FENCED    0x40u /* sent with shmbus_send_fenced(); corr is the epoch */
 
 /* The header of a received message. */
 struct shmbus_msg {
@@ -742,6 +747,157 @@ int shmbus_tap_next(shmbus_tap *t, struct shmbus_tap_msg *out, void *buf, size_t
 
 /* Stop watching and free t (NULL: nothing). Does not block. */
 void shmbus_tap_close(shmbus_tap *t);
+
+/* ------------------------------------------------------------------------------------------
+ * Named groups: topics, work queues, leader election
+ * ------------------------------------------------------------------------------------------
+ * A bus holds up to SHMBUS_GROUPS named groups (names as client names). A group is created
+ * by the first call that needs it and lasts as long as the bus. A client *subscribes* to a
+ * group to become one of its members: it then gets one copy of everything published to the
+ * group (a topic), and may be chosen for messages sent to the group (a work queue). Leaving
+ * the bus or dying ends every membership and leadership of the client; membership belongs
+ * to one join of an id (its generation), so a later client with the same id is not a member.
+ * A message that came through a group has corr = the group's index (shmbus_group_list()).
+ *
+ * Every call below that looks a name up ("does not block" included) can wait up to 1 s and
+ * fail with -EBUSY when another process stalls in the middle of creating a group on the
+ * name's probe path (a live creator fills the slot within microseconds; a dead one's slot
+ * is taken over at once). A scribbled table makes the calls fail (-EBADMSG) or skip what
+ * they cannot read, never crash or hang (tests/fuzz_segment.c patches it).
+ */
+#define SHMBUS_GROUPS 64
+
+/*
+ * Subscribe client c to group `name` (created if it does not exist). flags must be 0.
+ * Subscribing twice is not an error. Does not block. Thread-safe.
+ * Errors: -EINVAL (c NULL, bad name, flags not 0), -ENOSPC (SHMBUS_GROUPS groups exist),
+ * -EBUSY (another process stalls in the middle of creating a group), -EHOSTUNREACH /
+ * -ECONNRESET (c is no longer on the bus), -EIDRM.
+ */
+int shmbus_subscribe(shmbus_client *c, const char *name, unsigned flags);
+
+/* End c's membership of group `name`. Messages already in c's mailbox stay there. Does not
+ * block. Thread-safe. Errors: -EINVAL (c NULL, bad name), -ENOENT (c is not a member),
+ * -EIDRM. */
+int shmbus_unsubscribe(shmbus_client *c, const char *name);
+
+/*
+ * Publish: one copy of len bytes to every current member of group `name` (the caller too,
+ * if it subscribed), flagged SHMBUS_MSG_TOPIC. flags: SHMBUS_PRIO(n), SHMBUS_SEND_NONBLOCK.
+ * Copies from one publishing thread reach each subscriber in publishing order. A member's
+ * full mailbox makes the call wait for room, all copies sharing one timeout_ms; members
+ * that leave or die meanwhile are skipped. Returns how many members got a copy (0 when
+ * there are none). If a live member's mailbox stayed full until the deadline (or at once
+ * with SHMBUS_SEND_NONBLOCK), the others still get theirs, the miss is counted in the
+ * group's `missed` (shmbus_group_list()) and the call returns -ETIMEDOUT (-EAGAIN): never
+ * a silent drop. Thread-safe.
+ * Errors: -EINVAL (as shmbus_send(), SHMBUS_SEND_ACK too, bad name), -EMSGSIZE, -ETIMEDOUT,
+ * -EAGAIN, -EBADMSG (a member's mailbox is corrupt: counted as missed too), -EINTR (a signal
+ * came while waiting: the remaining members are not sent to), -EBUSY, -EIDRM.
+ */
+int shmbus_publish(shmbus_client *c, const char *name, const void *data, size_t len, unsigned flags,
+                   int timeout_ms);
+
+/*
+ * Work queue: send len bytes to exactly one current member of group `name`, flagged
+ * SHMBUS_MSG_GROUP: the live member with the fewest messages waiting in its mailbox, and
+ * among equals the next one in turn (round robin). Returns the chosen member's client id.
+ * flags: SHMBUS_PRIO(n), SHMBUS_SEND_NONBLOCK, SHMBUS_SEND_ACK (as shmbus_send()). While the
+ * group has no live member the call waits (polling every 10 ms) within timeout_ms, then
+ * fails with -EHOSTUNREACH; a chosen member that leaves or dies before the message is in
+ * its mailbox is replaced by another (not with SHMBUS_SEND_ACK once delivered). Choosing
+ * reads /proc once per member and walks each member's mailbox to count what waits. A message
+ * already in a member's mailbox when that member dies is lost with the mailbox (no redelivery yet).
+ * Thread-safe. Errors: -EINVAL (as shmbus_send(), bad name), -EMSGSIZE, -EHOSTUNREACH (no live
+ * member until the deadline), -ENOSPC, -EBUSY, -EAGAIN, -ETIMEDOUT, -EINTR, -EIDRM, -EBADMSG, and
+ * with SHMBUS_SEND_ACK those of its wait for the acknowledgement.
+ */
+int shmbus_send_group(shmbus_client *c, const char *name, const void *data, size_t len,
+                      unsigned flags, int timeout_ms);
+
+/*
+ * Work queue with sticky routing: as shmbus_send_group(), but every message with the same key
+ * goes to the same member as long as that member stays current (subscribed, on the bus,
+ * alive), however loaded it is; then the key moves to the least loaded member and stays
+ * there. Keys share 64 buckets per group, so different keys may share a member too. Returns
+ * the chosen member's client id. Errors as shmbus_send_group(). Thread-safe.
+ */
+int shmbus_send_group_key(shmbus_client *c, const char *name, uint64_t key, const void *data,
+                          size_t len, unsigned flags, int timeout_ms);
+
+/* A group as shmbus_group_list() reports it. */
+struct shmbus_group_info {
+    uint32_t index; /* 0..SHMBUS_GROUPS-1: the corr of messages sent through the group */
+    char name[SHMBUS_NAME_MAX + 1];
+    uint32_t members;   /* current members whose process is alive */
+    uint32_t leader;    /* client id of the live leader, 0 if none */
+    uint64_t epoch;     /* the latest leader's epoch (0: never had one) */
+    uint64_t published; /* topic copies delivered */
+    uint64_t missed;    /* topic copies not delivered because a mailbox stayed full */
+    uint64_t queued;    /* work-queue messages delivered */
+    uint64_t elections; /* leaders elected */
+};
+
+/* List the bus's groups into out[0..n-1] in index order; returns how many there are (may
+ * exceed n; n = 0 counts). Reads /proc once per member. Does not block. Thread-safe; works
+ * on a bus opened SHMBUS_OPEN_RDONLY. Errors: -EINVAL (bus NULL, out NULL with n > 0),
+ * -EIDRM. */
+int shmbus_group_list(shmbus_bus *bus, struct shmbus_group_info *out, size_t n);
+
+/*
+ * Leader election. Campaign for leadership of group `name` (created if needed): returns
+ * the epoch (>= 1) once c leads, at once if it already does. Each new leader of a name gets
+ * an epoch strictly greater than every earlier one, and one epoch has one leader. The
+ * leader stays until it resigns, leaves the bus or dies (by the registry's liveness rule: a
+ * stopped process is not dead); a campaigner notices within about 5 ms (it polls every 5 ms,
+ * sleeping in between). Does not make c a member. Thread-safe.
+ * Errors: -EINVAL (c NULL, bad name), -ETIMEDOUT (-EAGAIN with timeout_ms 0: someone else
+ * leads), -EINTR, -ENOSPC, -EBUSY, -EOVERFLOW (the name used up 2^27 - 1 epochs),
+ * -EBADMSG (the leader word names no valid client), -EIDRM, -EHOSTUNREACH (c left).
+ */
+int shmbus_elect(shmbus_client *c, const char *name, int timeout_ms);
+
+/* Stop leading `name`. The epoch stays; the next leader gets a higher one. Does not block.
+ * Errors: -EINVAL (c NULL, bad name), -EPERM (c does not lead it), -EIDRM. */
+int shmbus_resign(shmbus_client *c, const char *name);
+
+/*
+ * Who leads group `name`: *leader (may be NULL) gets the live leader's client id or 0 (none,
+ * or the recorded one died or resigned), *epoch (may be NULL) the latest epoch (0: never
+ * led, or no such group). Returns 0. Does not block; one /proc read. Thread-safe; works on
+ * a bus opened SHMBUS_OPEN_RDONLY. Errors: -EINVAL (bus NULL, bad name), -EBADMSG, -EIDRM.
+ */
+int shmbus_leader(shmbus_bus *bus, const char *name, uint32_t *leader, uint64_t *epoch);
+
+/*
+ * Wait for a change of leader of group `name`: *leader and *epoch hold what the caller saw
+ * last (0 and 0 the first time); returns 0 with them updated as soon as shmbus_leader() says
+ * otherwise (a new leader, or the leader gone), at once if it already does. Polls every
+ * 5 ms, sleeping. Errors: -EINVAL (bus, leader or epoch NULL, bad name), -EAGAIN
+ * (timeout_ms 0, no change), -ETIMEDOUT, -EINTR, -EBADMSG, -EIDRM. Thread-safe; works on a
+ * bus opened SHMBUS_OPEN_RDONLY.
+ */
+int shmbus_leader_wait(shmbus_bus *bus, const char *name, uint32_t *leader, uint64_t *epoch,
+                       int timeout_ms);
+
+/*
+ * Fencing: send to dst as shmbus_send() does, carrying `epoch` of group `name`, flagged
+ * SHMBUS_MSG_FENCED with corr = epoch. Refused with -ESTALE, nothing sent, when epoch is older
+ * than the name's current epoch: a deposed leader cannot act once its successor was
+ * elected. The check is made when the call starts: a send that was already waiting for room
+ * when the successor was elected is delivered; a receiver that must be strict checks
+ * corr with shmbus_fence_check() when it takes the message.
+ * Errors: those of shmbus_send(), -ESTALE, and -EINVAL also for a bad name or an epoch
+ * newer than the current one (no such leader ever existed); -ENOENT (no such group).
+ */
+int shmbus_send_fenced(shmbus_client *c, uint32_t dst, const char *name, uint64_t epoch,
+                       const void *data, size_t len, unsigned flags, int timeout_ms);
+
+/* 0 if epoch is the current epoch of group `name`, -ESTALE if a newer leader has been
+ * elected since. Never blocks. Thread-safe; works on a bus opened SHMBUS_OPEN_RDONLY.
+ * Errors: -EINVAL (bus NULL, bad name, an epoch newer than the current one), -ENOENT (no
+ * such group), -EBADMSG, -EIDRM. */
+int shmbus_fence_check(shmbus_bus *bus, const char *name, uint64_t epoch);
 
 /* ------------------------------------------------------------------------------------------
  * Latency histograms

@@ -15,6 +15,9 @@
  *                          uint64_t from[max]    (messages this id took from each sender id)
  *   tap_off              tap area               (tap.c): struct sb_tap_ctl, then 1024
  *                                                 slots of 512 bytes (copies for taps)
+ *   group_off            struct sb_group[SB_GROUPS]  (named groups, group.c), each
+ *                          group_size bytes: name, leader word, counters, then one
+ *                          membership word per client id
  *
  * Every size and offset is computed from (max_clients, slots, msg_size, ring bytes) by
  * sb__layout(); a process that attaches recomputes them itself and only checks that the
@@ -42,6 +45,14 @@
  * generation in the entry's kept_gen (layout version 2; the word sits in the identity line's
  * padding, so the entry size did not change). The next join of the id accepts messages
  * stamped with that one generation as its own. See registry.c.
+ *
+ * Named groups (layout 3; group.c and election.c): SB_GROUPS slots found by name, by linear
+ * probing from a hash of the name. A slot goes FREE -> CLAIMING(pid) -> USED and never back,
+ * so a probe that meets a FREE slot knows the name is not further on. Membership is one word
+ * per client id holding the member's generation (0: none): a member is current only while
+ * the registry entry is LIVE with that same generation, so a client that left or died is
+ * never a member again even before anyone clears its word. The leader word packs
+ * (epoch, generation, id) so that one CAS both names the new leader and raises the epoch.
  */
 #ifndef SHMBUS_INTERNAL_H
 #define SHMBUS_INTERNAL_H
@@ -57,7 +68,8 @@
 
 #define SB_MAGIC 0x3130535542484d53ull /* "SHMBUS01" little-endian */
 /* 2: sb_entry.kept_gen; 3: mailbox v2 (the byte ring), sb_mbox.fd_armed (evfd.c), flow rows
- * (stats.c: bus-wide counters, per-pair counts), the tap area (tap.c) */
+ * (stats.c: bus-wide counters, per-pair counts), the tap area (tap.c), the group table
+ * (group.c) */
 #define SB_LAYOUT_VERSION 3u
 #define SB_LINE           64u
 #define SB_HEADER_SIZE    4096u
@@ -93,6 +105,41 @@ struct sb_header {
     _Atomic uint64_t leader;  /* reserved: leader election */
     char key_path[512];       /* the key file this bus was created under (for clean) */
     uint64_t reserved[64];    /* reserved: groups, persistence (layout version 1 keeps 0) */
+};
+
+/* Named groups (group.c, election.c). */
+#define SB_GROUPS 64u
+enum { SB_GRP_FREE = 0, SB_GRP_CLAIMING = 1, SB_GRP_USED = 2 };
+#define SB_GRP_ST(kind, pid) (((uint64_t)(kind) << 56) | (uint32_t)(pid))
+#define SB_GRP_KIND(s)       ((unsigned)((s) >> 56))
+#define SB_GRP_PID(s)        ((pid_t)(uint32_t)(s))
+/* Leader word: epoch 27 bits | generation 24 | id 13 (0: nobody leads). */
+#define SB_LEAD(ep, gen, id)                                                                       \
+    (((uint64_t)(ep) << 37) | (((uint64_t)(gen)&0xffffffu) << 13) | ((uint64_t)(id)&0x1fffu))
+#define SB_LEAD_EPOCH(l)        ((l) >> 37)
+#define SB_LEAD_GEN(l)          ((uint32_t)(((l) >> 13) & 0xffffffu))
+#define SB_LEAD_ID(l)           ((uint32_t)((l)&0x1fffu))
+#define SB_EPOCH_MAX            ((1ull << 27) - 1)
+#define SB_MEMBER_GEN(m)        ((m)&0xffffffu)
+#define SB_STICKY               64u
+#define SB_STICKY_WORD(gen, id) ((((uint64_t)(gen)&0xffffffu) << 32) | (uint32_t)(id))
+#define SB_STICKY_GEN(w)        ((uint32_t)(((w) >> 32) & 0xffffffu))
+#define SB_STICKY_ID(w)         ((uint32_t)(w))
+
+struct sb_group {
+    _Alignas(SB_LINE) _Atomic uint64_t state; /* SB_GRP_ST(kind, claimer's pid) */
+    char name[SHMBUS_NAME_MAX + 1];           /* written only while CLAIMING */
+    _Atomic uint32_t rr;                      /* work queue: where the next pick starts */
+    _Alignas(SB_LINE) _Atomic uint64_t lead;  /* SB_LEAD(epoch, gen, id) */
+    _Atomic uint64_t published;               /* topic copies delivered */
+    _Atomic uint64_t missed;                  /* topic copies not delivered (full mailbox) */
+    _Atomic uint64_t queued;                  /* work-queue messages delivered */
+    _Atomic uint64_t elections;               /* leaders elected */
+    /* Work queue with keys: bucket (key hash % SB_STICKY) -> SB_STICKY_WORD(gen, id) of the
+     * member its keys go to while that member is current; 0: none yet. */
+    _Alignas(SB_LINE) _Atomic uint64_t sticky[SB_STICKY];
+    /* Then one word per client id (index id - 1): its generation while a member, else 0. */
+    _Alignas(SB_LINE) _Atomic uint32_t member[];
 };
 
 /* Registry entry state word. */
@@ -240,6 +287,7 @@ struct sb_layout {
     uint64_t entry_size, mbox_size, registry_off, mbox_off, total_size;
     uint64_t flow_row_size, flows_off;
     uint64_t tap_off; /* the tap area (tap.c), after the flow rows */
+    uint64_t group_size, group_off;
 };
 
 struct shmbus_bus {
@@ -308,6 +356,8 @@ bool sb__valid_name(const char *name);
 uint64_t sb__now_ns(void);
 uint64_t sb__realtime_ns(void);
 void sb__abs_deadline(struct timespec *ts, uint64_t ns_from_now);
+/* CLOCK_MONOTONIC deadline of a timeout in ms: 0 for 0 (never wait), UINT64_MAX for < 0. */
+uint64_t sb__deadline(int timeout_ms);
 
 static inline struct sb_entry *sb__entry(const shmbus_bus *b, uint32_t id)
 {
@@ -318,6 +368,12 @@ static inline struct sb_entry *sb__entry(const shmbus_bus *b, uint32_t id)
 static inline struct sb_mbox *sb__mbox(const shmbus_bus *b, uint32_t id)
 {
     return (struct sb_mbox *)(b->base + b->lay.mbox_off + (uint64_t)(id - 1) * b->lay.mbox_size);
+}
+
+/* Group slot k (0..SB_GROUPS-1). */
+static inline struct sb_group *sb__group(const shmbus_bus *b, uint32_t k)
+{
+    return (struct sb_group *)(b->base + b->lay.group_off + (uint64_t)k * b->lay.group_size);
 }
 
 /* The unit at position pos of mailbox mb (masked: always inside the ring). */
@@ -364,6 +420,17 @@ int sb__dest_state(shmbus_bus *b, uint32_t id, uint32_t *gen);
 uint32_t sb__kept_gen(const struct sb_entry *e, uint64_t state);
 int sb__maybe_reap(shmbus_bus *b);
 void sb__note_dropped(struct sb_entry *e, uint64_t n);
+/* Is client id (1..max_clients) joined with generation gen? With check_process, is its
+ * process also alive (the registry's one liveness rule)? */
+bool sb__client_current(shmbus_bus *b, uint32_t id, uint32_t gen, bool check_process);
+
+/* group.c */
+/* Client id (generation gen) leaves the bus or was found dead: end its memberships and its
+ * leaderships. Idempotent; CAS only on words that still name (id, gen). */
+void sb__groups_forget(shmbus_bus *b, uint32_t id, uint32_t gen);
+/* Slot of group `name`, created if `create`: 0..SB_GROUPS-1, or -ENOENT (absent, and not
+ * create), -ENOSPC (table full), -EBUSY (a live claimer stalls), -EINVAL (bad name). */
+int sb__group_find(shmbus_bus *b, const char *name, bool create);
 
 /*
  * Test-only hook. A test binary may define sb__test_point() to stop or kill the process at a
@@ -464,5 +531,11 @@ void sb__mbox_publish(shmbus_client *c);
 uint32_t sb__mbox_depth(shmbus_bus *b, uint32_t id);
 /* How many of the bus's largest messages one mailbox holds. */
 uint32_t sb__mbox_capacity(const shmbus_bus *b);
+/* The argument checks of the send family (shmbus_send()'s list), for group sends. */
+int sb__send_check(shmbus_client *c, size_t len, unsigned flags, unsigned allowed, bool prio_ok);
+/* One message to client dst, only if it is still joined with generation gen (group sends
+ * address a member, not an id). mflags are SHMBUS_MSG_* flags, corr the header's corr. */
+int sb__send_member(shmbus_client *c, uint32_t dst, uint32_t gen, const void *data, size_t len,
+                    unsigned flags, unsigned mflags, uint64_t corr, uint64_t deadline);
 
 #endif

@@ -54,6 +54,19 @@ bool sb__entry_alive(const struct sb_entry *e, uint64_t s)
     return sb__proc_alive(SB_ST_PID(s), start);
 }
 
+bool sb__client_current(shmbus_bus *b, uint32_t id, uint32_t gen, bool check_process)
+{
+    if (id < 1 || id > b->lay.max_clients || gen == 0)
+        return false;
+    struct sb_entry *e = sb__entry(b, id);
+    /* Acquire pairs with the release store of LIVE in shmbus_join(): the start time we
+     * judge the process by belongs to this state. */
+    uint64_t s = atomic_load_explicit(&e->state, memory_order_acquire);
+    if (SB_ST_KIND(s) != SB_LIVE || SB_ST_GEN(s) != gen)
+        return false;
+    return !check_process || sb__entry_alive(e, s);
+}
+
 static uint64_t my_start_time(void)
 {
     return sb__proc_start_time(getpid());
@@ -79,7 +92,8 @@ static int cleanup_entry(shmbus_bus *b, uint32_t id)
         return 0; /* someone else is on it, or it changed */
 
     sb__mbox_skip_intents(b, e);
-    sb__tp(SB_TP_CLEANING); /* test-only: a cleaner half-way */
+    sb__groups_forget(b, id, SB_ST_GEN(s)); /* a dead client is nobody's member or leader */
+    sb__tp(SB_TP_CLEANING);                 /* test-only: a cleaner half-way */
     struct sb_mbox *mb = sb__mbox(b, id);
     uint64_t n = sb__mbox_drain(b, mb);
     sb__note_dropped(e, n);
@@ -368,8 +382,9 @@ static int leave(shmbus_client *c, bool keep)
     if (!atomic_compare_exchange_strong_explicit(&e->state, &s, mine, memory_order_acq_rel,
                                                  memory_order_relaxed))
         return SB_ST_KIND(s) == SB_CLEANING ? -ECONNRESET : -EHOSTUNREACH;
-    sb__tp(SB_TP_LEAVING); /* test-only: leaving, entry CLEANING */
-    sb__mbox_publish(c);   /* the drain or the next client starts where we stopped */
+    sb__tp(SB_TP_LEAVING);               /* test-only: leaving, entry CLEANING */
+    sb__groups_forget(b, c->id, c->gen); /* leaving ends subscriptions and leaderships */
+    sb__mbox_publish(c);                 /* the drain or the next client starts where we stopped */
     sb__mbox_skip_intents(b, e);
     if (keep) {
         /* One kept generation only: ours. Messages still stamped with the one we took

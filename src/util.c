@@ -65,7 +65,10 @@ int sb__layout(struct sb_layout *lay, uint32_t max_clients, uint32_t slots, uint
     lay->flow_row_size =
         round_up(sizeof(struct sb_flow_row) + (uint64_t)max_clients * sizeof(uint64_t), SB_LINE);
     lay->tap_off = lay->flows_off + (uint64_t)max_clients * lay->flow_row_size;
-    lay->total_size = lay->tap_off + sb__tap_size();
+    lay->group_off = round_up(lay->tap_off + sb__tap_size(), SB_LINE);
+    lay->group_size =
+        round_up(sizeof(struct sb_group) + (uint64_t)max_clients * sizeof(uint32_t), SB_LINE);
+    lay->total_size = round_up(lay->group_off + SB_GROUPS * lay->group_size, 4096);
     /* 64 GiB: far beyond what a sane bus needs, and keeps every product above in range. */
     if (lay->total_size > SHMBUS_MAX_BUS_SIZE)
         return -EFBIG;
@@ -110,6 +113,15 @@ void sb__abs_deadline(struct timespec *ts, uint64_t ns_from_now)
     uint64_t t = sb__now_ns() + ns_from_now;
     ts->tv_sec = (time_t)(t / 1000000000ull);
     ts->tv_nsec = (long)(t % 1000000000ull);
+}
+
+uint64_t sb__deadline(int timeout_ms)
+{
+    if (timeout_ms == 0)
+        return 0;
+    if (timeout_ms < 0)
+        return UINT64_MAX;
+    return sb__now_ns() + (uint64_t)timeout_ms * 1000000ull;
 }
 
 const char *shmbus_version(void)

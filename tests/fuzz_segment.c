@@ -8,14 +8,18 @@
  *
  * Each input: the segment is reset to the pristine image, then patched by the input, a list
  * of records
- *     byte   region (low 2 bits: 0 header, 1 registry, 2 mailboxes, 3 anywhere)
+ *     byte   region (low 2 bits: 0 header, 1 registry, 2 mailboxes, 3 anywhere; with bit 2
+ *            set, the named-group table instead)
  *     u16le  offset within that region (taken modulo its size)
  *     byte   length n, then n bytes to write there
  * and then the readers' paths run on it: shmbus_list, shmbus_lookup, shmbus_bus_info, and as
  * the joined clients shmbus_recv with timeout 0, shmbus_recv_batch, shmbus_reply to a
  * request, shmbus_send / shmbus_send_batch / shmbus_broadcast with SHMBUS_SEND_NONBLOCK,
  * shmbus_reap; then a fresh shmbus_bus_open of the patched segment (header checks), read-only
- * and read-write, with list, lookup, info, join, send, recv and leave on that handle.
+ * and read-write, with list, lookup, info, join, send, recv and leave on that handle. Named
+ * groups (issue 12): client a subscribes to "t" and b leads "L" at setup; each input then
+ * publishes, sends to the work queue, campaigns, asks who leads, fences, lists the groups,
+ * unsubscribes and resigns on the patched table.
  *
  * Time (issue 9): then the waits run with a small timeout T (TIMED_MS): a receive on an
  * empty mailbox, a send into a full one, an ACK send nobody takes, a request nobody answers.
@@ -57,7 +61,7 @@ static shmbus_bus *bus;
 static shmbus_client *ca, *cb;
 static uint8_t *seg;      /* our own mapping of the segment, to patch it */
 static uint8_t *pristine; /* its bytes after setup */
-static size_t seg_size, reg_off, reg_size, mbox_off;
+static size_t seg_size, reg_off, reg_size, mbox_off, grp_off;
 static int shmid = -1;
 static char dir[256], name[64];
 static int guard_fd = -1;
@@ -193,6 +197,8 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     shmbus_send(cb, 1, "hello", 5, SHMBUS_SEND_NONBLOCK, 0);
     shmbus_send(cb, 1, "urgent", 6, SHMBUS_PRIO(5) | SHMBUS_SEND_NONBLOCK, 0);
     shmbus_send(ca, 2, "x", 1, SHMBUS_SEND_NONBLOCK, 0);
+    if ((r = shmbus_subscribe(ca, "t", 0)) < 0 || (r = shmbus_elect(cb, "L", 0)) != 1)
+        die("groups", r < 0 ? r : -EPROTO);
 
     seg_size = info.segment_size;
     seg = shmat(shmid, NULL, 0);
@@ -205,6 +211,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     reg_off = lay.registry_off;
     mbox_off = lay.mbox_off;
     reg_size = mbox_off - reg_off;
+    grp_off = lay.group_off;
     pristine = malloc(seg_size);
     memcpy(pristine, seg, seg_size);
     return 0;
@@ -216,7 +223,7 @@ static void patch(const uint8_t *data, size_t size)
 {
     size_t i = 0;
     while (i + 4 <= size) {
-        unsigned region = data[i] & 3;
+        unsigned region = data[i] & 3, groups = data[i] & 4;
         size_t off = (size_t)data[i + 1] | (size_t)data[i + 2] << 8;
         size_t n = data[i + 3];
         i += 4;
@@ -230,7 +237,11 @@ static void patch(const uint8_t *data, size_t size)
             len = reg_size;
         } else if (region == 2) {
             base = mbox_off;
-            len = seg_size - mbox_off;
+            len = grp_off - mbox_off;
+        }
+        if (groups) {
+            base = grp_off;
+            len = seg_size - grp_off;
         }
         off %= len;
         if (n > len - off)
@@ -278,6 +289,26 @@ static void send_all(shmbus_client *from, uint32_t to)
     }
     if (shmbus_loan(from, to, 1, SHMBUS_PRIO(2) | SHMBUS_SEND_NONBLOCK, 0, &l) == 0)
         shmbus_loan_cancel(from, &l);
+}
+
+/* Every group call on the (patched) table: they fail or succeed, never crash or hang. */
+static void group_calls(void)
+{
+    struct shmbus_group_info gi[SHMBUS_GROUPS];
+    uint32_t who;
+    uint64_t ep;
+    shmbus_group_list(bus, gi, SHMBUS_GROUPS);
+    shmbus_publish(cb, "t", "pub", 3, SHMBUS_SEND_NONBLOCK, 0);
+    shmbus_send_group(cb, "t", "job", 3, SHMBUS_SEND_NONBLOCK, 0);
+    shmbus_send_group(cb, "none", "job", 3, 0, 0);
+    shmbus_leader(bus, "L", &who, &ep);
+    shmbus_fence_check(bus, "L", 1);
+    shmbus_send_fenced(cb, 1, "L", 1, "f", 1, SHMBUS_SEND_NONBLOCK, 0);
+    shmbus_elect(ca, "L", 0);
+    shmbus_elect(ca, "new", 0);
+    shmbus_resign(cb, "L");
+    shmbus_unsubscribe(ca, "t");
+    shmbus_subscribe(cb, "u", 0);
 }
 
 static void read_paths(shmbus_bus *b)
@@ -365,6 +396,14 @@ static void timed_calls(void)
     t = timing_start();
     r = shmbus_request(ca, 2, "q", 1, &h, buf, sizeof(buf), 0, TIMED_MS);
     timing_check(t, "request", r);
+
+    t = timing_start();
+    r = shmbus_elect(ca, "L", TIMED_MS);
+    timing_check(t, "elect", r);
+
+    t = timing_start();
+    r = shmbus_send_group(cb, "empty", "j", 1, 0, TIMED_MS);
+    timing_check(t, "send to a group with no member", r);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -378,6 +417,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     send_all(ca, 2);
     send_all(ca, 1);
     drain(cb);
+    drain(ca);
+    group_calls();
     drain(ca);
     shmbus_reap(bus);
     read_paths(bus);

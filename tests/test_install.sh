@@ -84,6 +84,13 @@ echo "shmbus-monitor needs: $needed"
 grep -q libmicrohttpd <<<"$needed" || fail "shmbus-monitor does not link libmicrohttpd"
 extra=$(tr ' ' '\n' <<<"$needed" | grep -vE '^(libmicrohttpd\.so|libc\.so|libpthread\.so|librt\.so|$)')
 [ -z "$extra" ] || fail "shmbus-monitor links more than libmicrohttpd and libc: $extra"
+# Every example program builds against the installed header and library alone.
+for ex in epoll_receiver subscriber worker leader; do
+    cc -std=c11 -Wall -Werror "$src/examples/$ex.c" \
+        $(PKG_CONFIG_PATH="$prefix/lib/pkgconfig" pkg-config --cflags --libs shmbus) \
+        -o "$TEST_TMPDIR/$ex" 2>"$TEST_TMPDIR/cc.err" ||
+        fail "examples/$ex.c does not build against the install: $(cat "$TEST_TMPDIR/cc.err")"
+done
 # The installed command finds its monitor, and says clearly that the benchmark is absent.
 PATH=/usr/bin:/bin "$prefix/bin/shmbus" monitor --help >"$TEST_TMPDIR/out" 2>&1 ||
     fail "installed 'shmbus monitor --help' failed: $(cat "$TEST_TMPDIR/out")"

@@ -193,13 +193,48 @@ static void test_bus_gone(void **state)
     sb_mon_buf_free(&b);
 }
 
+/* Named groups: in the JSON (with their delivery rate) and as labelled /metrics series; a
+ * scribbled group name still gives valid output. */
+static void test_groups(void **state)
+{
+    (void)state;
+    struct sb_mon_snap s = make_snap();
+    s.ngroups = 2;
+    s.groups[0] = (struct shmbus_group_info){.index = 3,
+                                             .members = 2,
+                                             .leader = 1,
+                                             .epoch = 4,
+                                             .published = 10,
+                                             .missed = 1,
+                                             .queued = 5,
+                                             .elections = 4};
+    strcpy(s.groups[0].name, "news");
+    s.group_rate[0] = 12.5;
+    s.groups[1].index = 9;
+    memset(s.groups[1].name, '"', sizeof(s.groups[1].name)); /* no NUL, all quotes */
+    struct sb_mon_buf b = {0};
+    sb_mon_render_json(&s, &b);
+    assert_clean(&b, 0);
+    assert_non_null(strstr(b.p, "\"groups\":[{\"index\":3,\"name\":\"news\",\"members\":2,"
+                                "\"leader\":1,\"epoch\":4,\"published\":10,\"missed\":1,"
+                                "\"queued\":5,\"elections\":4,\"rate\":12.50}"));
+    sb_mon_buf_free(&b);
+    memset(&b, 0, sizeof(b));
+    sb_mon_render_metrics(&s, &b);
+    assert_clean(&b, 1);
+    assert_non_null(strstr(b.p, "shmbus_group_members{bus=\"demo\",group=\"news\"} 2\n"));
+    assert_non_null(strstr(b.p, "shmbus_group_epoch{bus=\"demo\",group=\"news\"} 4\n"));
+    assert_non_null(strstr(b.p, "shmbus_group_missed_total{bus=\"demo\",group=\"news\"} 1\n"));
+    assert_non_null(strstr(b.p, "# TYPE shmbus_group_queued_total counter\n"));
+    sb_mon_buf_free(&b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_json_edges),
-        cmocka_unit_test(test_json_hostile_names),
-        cmocka_unit_test(test_metrics),
-        cmocka_unit_test(test_bus_gone),
+        cmocka_unit_test(test_json_edges), cmocka_unit_test(test_json_hostile_names),
+        cmocka_unit_test(test_metrics),    cmocka_unit_test(test_bus_gone),
+        cmocka_unit_test(test_groups),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

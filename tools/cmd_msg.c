@@ -18,7 +18,10 @@
  * message it did not print was not handed on, and discarding it is never what was asked.
  *
  * --as takes an id (all digits: join with that id) or a name (join with the lowest free id
- * under that name); --to takes an id, a name, or "all" (a broadcast).
+ * under that name); --to takes an id, a name, or "all" (a broadcast). Named groups: send
+ * --topic publishes and send --group hands each message to one member (a work queue), recv
+ * --sub joins a group first; `shmbus pub` and `shmbus sub` (cmd_group.c) are these with the
+ * group as an argument. With a group, --as may be left out: an anonymous client joins.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -42,7 +45,7 @@ static const char *bad_client(const char *s)
     return sb_bad_name(s);
 }
 
-/* Open the existing bus and join it as `as`. */
+/* Open the existing bus and join it as `as` (NULL: an anonymous client). */
 static int open_and_join(const char *cmd, const char *name, const char *as, shmbus_bus **busp,
                          shmbus_client **clp)
 {
@@ -54,9 +57,11 @@ static int open_and_join(const char *cmd, const char *name, const char *as, shmb
     snprintf(what, sizeof(what), "%s %s", cmd, name);
     if (sb_open_bus(cmd, name, 0, busp) < 0)
         return -1;
-    if (sb_is_number(as))
+    if (as != NULL && sb_is_number(as))
         sb_parse_u32(as, 1, SHMBUS_MAX_CLIENTS, &id);
     rc = shmbus_join(*busp, id, id != 0 ? NULL : as, clp);
+    if (as == NULL)
+        as = "an anonymous client";
     if (rc < 0) {
         if (rc == -EEXIST)
             sb_err(what, "client %s%s is already on the bus", id != 0 ? "" : "name ", as);
@@ -115,6 +120,10 @@ static const char send_usage[] =
     "--to, and leave. The bus must exist (shmbus create BUS).\n"
     "  -a, --as ID|NAME     join as this id (digits) or under this name (lowest free id)\n"
     "  -t, --to ID|NAME|all destination; `all` sends to every other live client\n"
+    "  -o, --topic NAME     instead of --to: publish to every member of group NAME\n"
+    "  -g, --group NAME     instead of --to: give each message to one member of group NAME,\n"
+    "                       the least loaded (a work queue); waits for a member and for\n"
+    "                       room within --timeout\n"
     "  -p, --prio P         priority 0 (default, lowest) .. 7\n"
     "  -k, --ack            wait until the receiver has taken each message\n"
     "  -T, --timeout MS     wait at most MS for room in a full mailbox (and for the ack);\n"
@@ -127,7 +136,7 @@ static const char send_usage[] =
     "message being waited for is not sent, or with --ack not known to be taken).\n";
 
 struct send_args {
-    const char *bus, *as, *to;
+    const char *bus, *as, *to, *topic, *group;
     unsigned prio, flags;
     int timeout, wait;
 };
@@ -138,7 +147,12 @@ static int send_one(shmbus_client *cl, const struct send_args *a, int dst, const
 {
     int rc;
 
-    if (dst == 0)
+    if (a->topic != NULL)
+        rc = shmbus_publish(cl, a->topic, data, len, SHMBUS_PRIO(a->prio), a->timeout);
+    else if (a->group != NULL)
+        rc =
+            shmbus_send_group(cl, a->group, data, len, SHMBUS_PRIO(a->prio) | a->flags, a->timeout);
+    else if (dst == 0)
         rc = shmbus_broadcast(cl, data, len, SHMBUS_PRIO(a->prio) | a->flags, a->timeout);
     else
         rc = shmbus_send(cl, (uint32_t)dst, data, len, SHMBUS_PRIO(a->prio) | a->flags, a->timeout);
@@ -146,7 +160,13 @@ static int send_one(shmbus_client *cl, const struct send_args *a, int dst, const
         return 0;
     if (rc == -EINTR && sb_stop)
         return -1; /* asked to stop: the caller exits 128 + signal, nothing to report */
-    if (rc == -EHOSTUNREACH)
+    if (a->topic != NULL && (rc == -ETIMEDOUT || rc == -EAGAIN))
+        sb_errf("send %s", a->bus,
+                "a subscriber's mailbox of topic %s stayed full for %d ms (counted as missed)",
+                a->topic, a->timeout);
+    else if (a->group != NULL && rc == -EHOSTUNREACH)
+        sb_errf("send %s", a->bus, "group %s had no live member for %d ms", a->group, a->timeout);
+    else if (rc == -EHOSTUNREACH)
         sb_errf("send %s", a->bus, "no client %s on the bus", a->to);
     else if (rc == -ECONNRESET)
         sb_errf("send %s", a->bus, "client %s died", a->to);
@@ -197,6 +217,7 @@ int sb_cmd_send(int argc, char **argv)
         {"as", required_argument, NULL, 'a'},      {"to", required_argument, NULL, 't'},
         {"prio", required_argument, NULL, 'p'},    {"ack", no_argument, NULL, 'k'},
         {"timeout", required_argument, NULL, 'T'}, {"wait", required_argument, NULL, 'w'},
+        {"topic", required_argument, NULL, 'o'},   {"group", required_argument, NULL, 'g'},
         {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0},
     };
     struct send_args a = {.timeout = -1, .wait = 0};
@@ -205,13 +226,19 @@ int sb_cmd_send(int argc, char **argv)
     const char *why;
     int c, dst, status;
 
-    while ((c = getopt_long(argc, argv, ":a:t:p:kT:w:h", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, ":a:t:o:g:p:kT:w:h", opts, NULL)) != -1) {
         switch (c) {
         case 'a':
             a.as = optarg;
             break;
         case 't':
             a.to = optarg;
+            break;
+        case 'o':
+            a.topic = optarg;
+            break;
+        case 'g':
+            a.group = optarg;
             break;
         case 'p':
             if (sb_parse_u32(optarg, 0, SHMBUS_PRIO_LEVELS - 1, &a.prio) < 0)
@@ -241,20 +268,26 @@ int sb_cmd_send(int argc, char **argv)
     a.bus = argv[optind++];
     if ((why = sb_bad_name(a.bus)) != NULL)
         return sb_bad_usage("send", send_usage, "'%s': %s", a.bus, why);
-    if (a.as == NULL || a.to == NULL)
+    if (a.topic == NULL && a.group == NULL && (a.as == NULL || a.to == NULL))
         return sb_bad_usage("send", send_usage, "--as and --to are required");
-    if ((why = bad_client(a.as)) != NULL)
+    if ((a.to != NULL) + (a.topic != NULL) + (a.group != NULL) != 1)
+        return sb_bad_usage("send", send_usage, "one of --to, --topic and --group, not several");
+    if (a.as != NULL && (why = bad_client(a.as)) != NULL)
         return sb_bad_usage("send", send_usage, "--as '%s': %s", a.as, why);
-    if (strcmp(a.to, "all") != 0 && (why = bad_client(a.to)) != NULL)
+    if (a.topic != NULL && (why = sb_bad_name(a.topic)) != NULL)
+        return sb_bad_usage("send", send_usage, "--topic '%s': %s", a.topic, why);
+    if (a.group != NULL && (why = sb_bad_name(a.group)) != NULL)
+        return sb_bad_usage("send", send_usage, "--group '%s': %s", a.group, why);
+    if (a.to != NULL && strcmp(a.to, "all") != 0 && (why = bad_client(a.to)) != NULL)
         return sb_bad_usage("send", send_usage, "--to '%s': %s", a.to, why);
-    if ((a.flags & SHMBUS_SEND_ACK) && strcmp(a.to, "all") == 0)
-        return sb_bad_usage("send", send_usage, "--ack needs one destination, not 'all'");
+    if ((a.flags & SHMBUS_SEND_ACK) && (a.topic != NULL || (a.to && strcmp(a.to, "all") == 0)))
+        return sb_bad_usage("send", send_usage, "--ack needs one destination");
 
     sb_catch_stop_signals();
     if (open_and_join("send", a.bus, a.as, &bus, &cl) < 0)
         return SB_EXIT_FAIL;
     dst = 0;
-    if (strcmp(a.to, "all") != 0) {
+    if (a.to != NULL && strcmp(a.to, "all") != 0) {
         dst = resolve_dst(bus, a.to, a.wait);
         if (dst < 0 && sb_stop) {
             /* stopped while waiting for it to join: 128 + signal below */
@@ -287,6 +320,8 @@ static const char recv_usage[] =
     "written when the reader left) stays for the next client of its id, e.g. the next\n"
     "`shmbus recv BUS --as ID`; `shmbus ls` and `stat` show it as a kept client meanwhile.\n"
     "  -a, --as ID|NAME   join as this id (digits) or under this name (lowest free id)\n"
+    "  -S, --sub NAME     subscribe to group NAME first: receive what is published to it and\n"
+    "                     a share of what is sent to it as a work queue (--as optional)\n"
     "  -n, --count N      stop after N messages\n"
     "  -T, --timeout MS   stop after MS milliseconds without a message (default: never)\n"
     "  -s, --spin USEC    spin up to USEC microseconds before sleeping (default 0)\n"
@@ -399,7 +434,7 @@ static int format_msg(const struct shmbus_msg *h, const char *name, const char *
 }
 
 struct recv_args {
-    const char *bus, *as;
+    const char *bus, *as, *sub;
     uint64_t count; /* 0: no limit */
     int timeout;    /* idle timeout, -1: none */
     unsigned spin;
@@ -521,10 +556,15 @@ static int recv_loop(shmbus_bus *bus, shmbus_client *cl, const struct recv_args 
 int sb_cmd_recv(int argc, char **argv)
 {
     static const struct option opts[] = {
-        {"as", required_argument, NULL, 'a'},      {"count", required_argument, NULL, 'n'},
-        {"timeout", required_argument, NULL, 'T'}, {"spin", required_argument, NULL, 's'},
-        {"json", no_argument, NULL, 'j'},          {"no-pace", no_argument, NULL, 'P'},
-        {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0},
+        {"as", required_argument, NULL, 'a'},
+        {"count", required_argument, NULL, 'n'},
+        {"timeout", required_argument, NULL, 'T'},
+        {"spin", required_argument, NULL, 's'},
+        {"json", no_argument, NULL, 'j'},
+        {"no-pace", no_argument, NULL, 'P'},
+        {"sub", required_argument, NULL, 'S'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
     };
     struct recv_args a = {.timeout = -1};
     shmbus_bus *bus;
@@ -532,10 +572,13 @@ int sb_cmd_recv(int argc, char **argv)
     const char *why;
     int c, status;
 
-    while ((c = getopt_long(argc, argv, ":a:n:T:s:jPh", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, ":a:n:T:s:jPS:h", opts, NULL)) != -1) {
         switch (c) {
         case 'a':
             a.as = optarg;
+            break;
+        case 'S':
+            a.sub = optarg;
             break;
         case 'n':
             if (sb_parse_u64(optarg, 1, UINT64_MAX, &a.count) < 0)
@@ -568,16 +611,24 @@ int sb_cmd_recv(int argc, char **argv)
     a.bus = argv[optind];
     if ((why = sb_bad_name(a.bus)) != NULL)
         return sb_bad_usage("recv", recv_usage, "'%s': %s", a.bus, why);
-    if (a.as == NULL)
-        return sb_bad_usage("recv", recv_usage, "--as is required");
-    if ((why = bad_client(a.as)) != NULL)
+    if (a.as == NULL && a.sub == NULL)
+        return sb_bad_usage("recv", recv_usage, "--as is required (or --sub)");
+    if (a.as != NULL && (why = bad_client(a.as)) != NULL)
         return sb_bad_usage("recv", recv_usage, "--as '%s': %s", a.as, why);
+    if (a.sub != NULL && (why = sb_bad_name(a.sub)) != NULL)
+        return sb_bad_usage("recv", recv_usage, "--sub '%s': %s", a.sub, why);
 
     sb_catch_stop_signals();
     if (open_and_join("recv", a.bus, a.as, &bus, &cl) < 0)
         return SB_EXIT_FAIL;
     if (a.spin > 0)
         shmbus_client_set_spin(cl, a.spin);
+    if (a.sub != NULL && (c = shmbus_subscribe(cl, a.sub, 0)) < 0) {
+        sb_errf("recv %s", a.bus, "subscribing to %s: %s", a.sub, shmbus_strerror(c));
+        shmbus_leave(cl);
+        shmbus_bus_close(bus);
+        return SB_EXIT_FAIL;
+    }
     status = recv_loop(bus, cl, &a);
     /* Keep what was not printed for the next client of this id (see the notes above). It
      * fails only if a cleaner already judged us dead; nothing is left to keep then. */

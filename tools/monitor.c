@@ -279,6 +279,16 @@ static void derive(struct sb_mon_snap *next, const struct sb_mon_snap *prev)
     next->p50 = shmbus_hist_percentile(next->stats.lat_hist, 50);
     next->p90 = shmbus_hist_percentile(next->stats.lat_hist, 90);
     next->p99 = shmbus_hist_percentile(next->stats.lat_hist, 99);
+    /* A group is the same one if its index and name match (groups are never removed). */
+    for (size_t g = 0; same_bus && g < next->ngroups; g++) {
+        const struct shmbus_group_info *n = &next->groups[g];
+        for (size_t h = 0; h < prev->ngroups; h++) {
+            const struct shmbus_group_info *o = &prev->groups[h];
+            if (o->index == n->index && strcmp(o->name, n->name) == 0)
+                next->group_rate[g] =
+                    rate(n->published + n->queued, o->published + o->queued, next->dt);
+        }
+    }
 }
 
 /* The bus's counters and flows into *next. 0 or a negative errno. */
@@ -350,6 +360,8 @@ static int sample(shmbus_bus *bus, struct sb_mon_snap *next)
         free(infos);
         next->clients = cs;
         next->n = (size_t)n;
+        int g = shmbus_group_list(bus, next->groups, SHMBUS_GROUPS);
+        next->ngroups = g < 0 ? 0 : g > (int)SHMBUS_GROUPS ? SHMBUS_GROUPS : (size_t)g;
         err = sample_flows(bus, next);
         return err < 0 ? (next->err = err) : 0;
     }

@@ -75,6 +75,11 @@ struct sb_mon_snap {
     int has_rate;                /* 0: first sample, no rates yet */
     double sent_rate, recv_rate; /* the bus, since the previous sample */
     uint64_t p50, p90, p99;      /* of stats.lat_hist; meaningless when stats.lat_count == 0 */
+    /* Named groups (shmbus_group_list()), in index order, and each one's deliveries per
+     * second (topic copies plus work-queue messages) since the previous sample. */
+    size_t ngroups;
+    struct shmbus_group_info groups[SHMBUS_GROUPS];
+    double group_rate[SHMBUS_GROUPS];
 };
 
 /* What the sampler publishes and the HTTP side (event loop and waker) reads. */

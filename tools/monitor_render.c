@@ -187,6 +187,22 @@ static void json_client(const struct sb_mon_client *mc, struct sb_mon_buf *b)
     sb_mon_buf_puts(b, "}");
 }
 
+/* A named group: who is in it, who leads, what went through it. */
+static void json_group(const struct sb_mon_snap *s, size_t i, struct sb_mon_buf *b)
+{
+    const struct shmbus_group_info *g = &s->groups[i];
+    sb_mon_buf_printf(b, "{\"index\":%u,\"name\":", g->index);
+    json_str(b, g->name, field_len(g->name, sizeof(g->name)));
+    sb_mon_buf_printf(b,
+                      ",\"members\":%u,\"leader\":%u,\"epoch\":%llu,\"published\":%llu,"
+                      "\"missed\":%llu,\"queued\":%llu,\"elections\":%llu,",
+                      g->members, g->leader, (unsigned long long)g->epoch,
+                      (unsigned long long)g->published, (unsigned long long)g->missed,
+                      (unsigned long long)g->queued, (unsigned long long)g->elections);
+    json_rate(b, "rate", s->group_rate[i]);
+    sb_mon_buf_puts(b, "}");
+}
+
 /* The flows (see the design notes): every pair of ids a message went between, with its
  * count since the bus was made and its rate over the last interval (null at first). */
 static void json_edges(const struct sb_mon_snap *s, struct sb_mon_buf *b)
@@ -250,6 +266,12 @@ void sb_mon_render_json(const struct sb_mon_snap *s, struct sb_mon_buf *b)
         if (i)
             sb_mon_buf_puts(b, ",");
         json_client(&s->clients[i], b);
+    }
+    sb_mon_buf_puts(b, "],\"groups\":[");
+    for (size_t i = 0; i < s->ngroups && i < SHMBUS_GROUPS; i++) {
+        if (i)
+            sb_mon_buf_puts(b, ",");
+        json_group(s, i, b);
     }
     sb_mon_buf_puts(b, "],");
     json_edges(s, b);
@@ -487,6 +509,36 @@ static void prom_bus_gauge(struct sb_mon_buf *b, const struct sb_mon_snap *s, co
     sb_mon_buf_printf(b, "} %llu\n", v);
 }
 
+/* The per-group series, labelled bus and group. */
+static void prom_groups(struct sb_mon_buf *b, const struct sb_mon_snap *s)
+{
+    static const struct {
+        const char *name, *type, *help;
+    } gm[] = {
+        {"shmbus_group_members", "gauge", "Live members (subscribers) of a named group."},
+        {"shmbus_group_leader", "gauge", "Client id of the group's live leader, 0 if none."},
+        {"shmbus_group_epoch", "gauge", "The group's latest leader epoch."},
+        {"shmbus_group_published_total", "counter", "Topic copies delivered to members."},
+        {"shmbus_group_missed_total", "counter",
+         "Topic copies not delivered: a member's mailbox stayed full."},
+        {"shmbus_group_queued_total", "counter", "Work-queue messages delivered."},
+        {"shmbus_group_elections_total", "counter", "Leaders elected."},
+    };
+    for (size_t m = 0; m < sizeof(gm) / sizeof(gm[0]); m++) {
+        prom_head(b, gm[m].name, gm[m].type, gm[m].help);
+        for (size_t i = 0; i < s->ngroups && i < SHMBUS_GROUPS; i++) {
+            const struct shmbus_group_info *g = &s->groups[i];
+            unsigned long long v[] = {g->members, g->leader, g->epoch,    g->published,
+                                      g->missed,  g->queued, g->elections};
+            sb_mon_buf_printf(b, "%s{bus=", gm[m].name);
+            prom_label_value(b, s->bus.name, field_len(s->bus.name, sizeof(s->bus.name)));
+            sb_mon_buf_puts(b, ",group=");
+            prom_label_value(b, g->name, field_len(g->name, sizeof(g->name)));
+            sb_mon_buf_printf(b, "} %llu\n", v[m]);
+        }
+    }
+}
+
 void sb_mon_render_metrics(const struct sb_mon_snap *s, struct sb_mon_buf *b)
 {
     prom_bus_gauge(b, s, "shmbus_monitor_up",
@@ -533,4 +585,5 @@ void sb_mon_render_metrics(const struct sb_mon_snap *s, struct sb_mon_buf *b)
     }
     prom_flows(b, s);
     prom_hist(b, s);
+    prom_groups(b, s);
 }

@@ -39,6 +39,10 @@ int sb_cmd_stat(int argc, char **argv);
 int sb_cmd_top(int argc, char **argv);
 int sb_cmd_clean(int argc, char **argv);
 int sb_cmd_ring(int argc, char **argv);
+int sb_cmd_pub(int argc, char **argv);    /* cmd_group.c */
+int sb_cmd_sub(int argc, char **argv);    /* cmd_group.c */
+int sb_cmd_group(int argc, char **argv);  /* cmd_group.c */
+int sb_cmd_leader(int argc, char **argv); /* cmd_group.c */
 
 /* Attach to the existing bus `name` (never creating it: only `shmbus create` does) with
  * shmbus_bus_open() flags (0 or SHMBUS_OPEN_RDONLY). On failure prints

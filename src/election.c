@@ -1,0 +1,225 @@
+/*
+ * election.c - leaders of named groups: campaigning, resigning, epochs and fencing.
+ *
+ * Design notes
+ * ------------
+ * Each group's leader word (struct sb_group.lead) packs the epoch, the leader's generation
+ * and its client id: SB_LEAD(epoch, gen, id), id 0 when nobody leads. Every change is one
+ * CAS on that word, so:
+ *   - taking over is "the word names nobody, or a client that is not current (left, died,
+ *     a later join of the id)": CAS it to (epoch + 1, our gen, our id). Two campaigners that
+ *     read the same word both try the same CAS and exactly one wins; the loser reads the
+ *     winner. So one epoch has one leader, and epochs only grow.
+ *   - resigning, leaving, and the cleaner of a dead leader CAS (e, gen, id) to (e, 0, 0):
+ *     the epoch stays, so the next leader's is higher still.
+ * "Current" is the registry's rule (sb__client_current() with the process check): the
+ * kernel ends it when the process dies; a stopped or slow process keeps its leadership.
+ * There is no sleeping primitive for "some other process died", so a campaigner polls the
+ * word every POLL_NS, sleeping in between: a new leader is in place within that much (plus
+ * a /proc read) of the old one's death, with no busy spin.
+ *
+ * Fencing: shmbus_send_fenced() refuses an epoch older than the word's. The word is loaded
+ * once and checked; a garbage id (above max_clients) makes the calls fail with -EBADMSG. A
+ * campaigner that dies between its winning CAS and returning leaves a leader word naming a
+ * dead client: the next campaigner takes over with a higher epoch, as for any dead leader.
+ */
+#include <errno.h>
+#include <time.h>
+
+#include "internal.h"
+
+#define POLL_NS 5000000ull /* a campaigner's look at the leader word: every 5 ms */
+
+/* The leader word of group k, loaded once; -EBADMSG if its id cannot be a client. */
+static int load_lead(shmbus_bus *b, uint32_t k, uint64_t *out)
+{
+    /* Acquire pairs with the release CASes in shmbus_elect(), shmbus_resign() and
+     * sb__groups_forget(): a word naming a leader is seen with what it did before. */
+    uint64_t l = atomic_load_explicit(&sb__group(b, k)->lead, memory_order_acquire);
+    if (SB_LEAD_ID(l) > b->lay.max_clients)
+        return -EBADMSG;
+    *out = l;
+    return 0;
+}
+
+/* Sleep one poll (or less, up to deadline); -EINTR if a signal handler ran. */
+static int poll_sleep(uint64_t deadline)
+{
+    uint64_t now = sb__now_ns(), wait = POLL_NS;
+    if (deadline != UINT64_MAX && deadline - now < wait)
+        wait = deadline - now;
+    struct timespec ts = {0, (long)wait};
+    if (nanosleep(&ts, NULL) != 0 && errno == EINTR)
+        return -EINTR;
+    return 0;
+}
+
+int shmbus_elect(shmbus_client *c, const char *name, int timeout_ms)
+{
+    if (c == NULL || !sb__valid_name(name))
+        return -EINVAL;
+    shmbus_bus *b = c->bus;
+    int k = sb__group_find(b, name, true);
+    if (k < 0)
+        return k;
+    struct sb_group *g = sb__group(b, (uint32_t)k);
+    uint64_t deadline = sb__deadline(timeout_ms);
+    for (;;) {
+        if (sb__destroyed(b))
+            return -EIDRM;
+        if (!sb__client_current(b, c->id, c->gen, false))
+            return -EHOSTUNREACH; /* we were cleaned up: not a client any more */
+        uint64_t l;
+        int r = load_lead(b, (uint32_t)k, &l);
+        if (r < 0)
+            return r;
+        uint32_t id = SB_LEAD_ID(l), gen = SB_LEAD_GEN(l);
+        uint64_t ep = SB_LEAD_EPOCH(l);
+        if (id == c->id && gen == c->gen)
+            return (int)ep; /* we lead already */
+        if (id == 0 || !sb__client_current(b, id, gen, true)) {
+            if (ep >= SB_EPOCH_MAX)
+                return -EOVERFLOW;
+            /* Release pairs with the acquire in load_lead(): whoever sees us lead sees
+             * what we did before campaigning. Acquire (on failure too, relaxed is enough:
+             * we reload) orders what we do as leader after the win. */
+            if (atomic_compare_exchange_strong_explicit(
+                    &g->lead, &l, SB_LEAD(ep + 1, c->gen, c->id), memory_order_acq_rel,
+                    memory_order_relaxed)) {
+                atomic_fetch_add_explicit(&g->elections, 1, memory_order_relaxed);
+                return (int)(ep + 1);
+            }
+            continue; /* someone else changed it: look again */
+        }
+        if (deadline == 0)
+            return -EAGAIN;
+        if (sb__now_ns() >= deadline)
+            return -ETIMEDOUT;
+        r = poll_sleep(deadline);
+        if (r < 0)
+            return r;
+        sb__maybe_reap(b);
+    }
+}
+
+int shmbus_resign(shmbus_client *c, const char *name)
+{
+    if (c == NULL || !sb__valid_name(name))
+        return -EINVAL;
+    int k = sb__group_find(c->bus, name, false);
+    if (k == -ENOENT)
+        return -EPERM;
+    if (k < 0)
+        return k;
+    uint64_t l;
+    int r = load_lead(c->bus, (uint32_t)k, &l);
+    if (r < 0)
+        return r;
+    if (SB_LEAD_ID(l) != c->id || SB_LEAD_GEN(l) != c->gen)
+        return -EPERM;
+    /* Release pairs with the acquire in load_lead(): what we did as leader is seen by
+     * whoever sees the word without us. */
+    if (!atomic_compare_exchange_strong_explicit(&sb__group(c->bus, (uint32_t)k)->lead, &l,
+                                                 SB_LEAD(SB_LEAD_EPOCH(l), 0, 0),
+                                                 memory_order_release, memory_order_relaxed))
+        return -EPERM; /* deposed meanwhile */
+    return 0;
+}
+
+int shmbus_leader(shmbus_bus *b, const char *name, uint32_t *leader, uint64_t *epoch)
+{
+    if (b == NULL || !sb__valid_name(name))
+        return -EINVAL;
+    if (leader != NULL)
+        *leader = 0;
+    if (epoch != NULL)
+        *epoch = 0;
+    int k = sb__group_find(b, name, false);
+    if (k == -ENOENT)
+        return 0;
+    if (k < 0)
+        return k;
+    uint64_t l;
+    int r = load_lead(b, (uint32_t)k, &l);
+    if (r < 0)
+        return r;
+    if (epoch != NULL)
+        *epoch = SB_LEAD_EPOCH(l);
+    if (leader != NULL && sb__client_current(b, SB_LEAD_ID(l), SB_LEAD_GEN(l), true))
+        *leader = SB_LEAD_ID(l);
+    return 0;
+}
+
+int shmbus_leader_wait(shmbus_bus *b, const char *name, uint32_t *leader, uint64_t *epoch,
+                       int timeout_ms)
+{
+    if (b == NULL || leader == NULL || epoch == NULL || !sb__valid_name(name))
+        return -EINVAL;
+    uint64_t deadline = sb__deadline(timeout_ms);
+    for (;;) {
+        uint32_t id;
+        uint64_t ep;
+        int r = shmbus_leader(b, name, &id, &ep);
+        if (r < 0)
+            return r;
+        if (id != *leader || ep != *epoch) {
+            *leader = id;
+            *epoch = ep;
+            return 0;
+        }
+        if (sb__destroyed(b))
+            return -EIDRM;
+        if (deadline == 0)
+            return -EAGAIN;
+        if (sb__now_ns() >= deadline)
+            return -ETIMEDOUT;
+        r = poll_sleep(deadline);
+        if (r < 0)
+            return r;
+    }
+}
+
+/* The one fencing rule: 0 if epoch is group k's current one, -ESTALE if older, -EINVAL if
+ * newer (never handed out). */
+static int fence(shmbus_bus *b, const char *name, uint64_t epoch)
+{
+    int k = sb__group_find(b, name, false);
+    if (k < 0)
+        return k;
+    uint64_t l;
+    int r = load_lead(b, (uint32_t)k, &l);
+    if (r < 0)
+        return r;
+    uint64_t cur = SB_LEAD_EPOCH(l);
+    if (epoch < cur)
+        return -ESTALE;
+    return epoch > cur ? -EINVAL : 0;
+}
+
+int shmbus_fence_check(shmbus_bus *b, const char *name, uint64_t epoch)
+{
+    if (b == NULL || !sb__valid_name(name))
+        return -EINVAL;
+    return fence(b, name, epoch);
+}
+
+int shmbus_send_fenced(shmbus_client *c, uint32_t dst, const char *name, uint64_t epoch,
+                       const void *data, size_t len, unsigned flags, int timeout_ms)
+{
+    int r = sb__send_check(c, len, flags, SHMBUS_SEND_NONBLOCK | SHMBUS_SEND_ACK, true);
+    if (r < 0)
+        return r;
+    if ((data == NULL && len != 0) || !sb__valid_name(name))
+        return -EINVAL;
+    if (dst < 1 || dst > c->bus->lay.max_clients)
+        return -EINVAL;
+    r = fence(c->bus, name, epoch);
+    if (r < 0)
+        return r;
+    uint32_t gen;
+    r = sb__dest_state(c->bus, dst, &gen);
+    if (r < 0)
+        return r;
+    return sb__send_member(c, dst, gen, data, len, flags, SHMBUS_MSG_FENCED, epoch,
+                           sb__deadline(timeout_ms));
+}
