@@ -200,16 +200,22 @@ static void seq_check(const struct frame *f)
     pthread_mutex_lock(&lock);
     k = seq_find(seq_in, f->org, len, f->kind);
     if (k != NULL) {
-        if (k->epoch != f->epoch) {
-            /* A new bridge there: its count starts at 1 (what it numbered before it
-             * started is not ours to know). */
+        if (k->epoch == 0) {
+            /* The first frame we see from there: what it sent before we were here is not
+             * ours to count. */
+            k->epoch = f->epoch;
+            k->seq = f->seq;
+        } else if (k->epoch != f->epoch) {
+            /* A new bridge there: its numbers start at 1 again. */
             k->epoch = f->epoch;
             gap = f->seq - 1;
-        } else if (f->seq > k->seq + 1) {
-            gap = f->seq - k->seq - 1;
-        }
-        if (f->seq > k->seq || k->epoch != f->epoch)
             k->seq = f->seq;
+        } else {
+            if (f->seq > k->seq + 1)
+                gap = f->seq - k->seq - 1;
+            if (f->seq > k->seq)
+                k->seq = f->seq;
+        }
     }
     pthread_mutex_unlock(&lock);
     if (gap > 0)
@@ -357,7 +363,8 @@ static void on_req(natsConnection *c, natsSubscription *sub, natsMsg *m, void *a
     struct shmbus_msg rh;
     char *buf = malloc(msg_size), *rbuf = malloc(msg_size);
     uint8_t *out = malloc((size_t)msg_size + FRAME_HDR + 2 * ADDR_MAX);
-    const char *reply = natsMsg_GetReply(m);
+    const char *reply = natsMsg_GetReply(m), *slash;
+    size_t org_node;
     long n, fl;
     int id, rc = 0;
 
@@ -368,6 +375,12 @@ static void on_req(natsConnection *c, natsSubscription *sub, natsMsg *m, void *a
         count_error(&st.bad, "a malformed request on %s ignored", natsMsg_GetSubject(m));
         goto out;
     }
+    slash = memchr(f.org, '/', f.org_len);
+    if (slash == NULL || !frame_node_ok(f.org, (size_t)(slash - f.org))) {
+        count_error(&st.bad, "a request with a bad origin ignored");
+        goto out;
+    }
+    org_node = (size_t)(slash - f.org);
     seq_check(&f);
     add(&st.requests_in, 1);
     id = resolve(f.dst, f.dst_len);
@@ -387,8 +400,7 @@ static void on_req(natsConnection *c, natsSubscription *sub, natsMsg *m, void *a
     r.prio = f.prio;
     r.flags = SHMBUS_MSG_REPLY;
     r.epoch = epoch;
-    r.seq =
-        seq_next(f.org, (size_t)((const char *)memchr(f.org, '/', f.org_len) - f.org), FRAME_REP);
+    r.seq = seq_next(f.org, org_node, FRAME_REP);
     r.token = f.token;
     r.status = rc < 0 ? (uint32_t)-rc : 0;
     r.dst = f.org;

@@ -193,6 +193,8 @@ expect 0 onA timeout 30 python3 "$work/peer.py" send src bridge hostB/sink 1 20 
 wait_for "20 messages after the restart" lines "$work/sink.out" 20
 [ "$(cat "$work/sink.out")" = "$(for i in $(seq 1 20); do echo "2 hostA/src $i"; done)" ] ||
     fail "after the bridge's restart: $(head -3 "$work/sink.out")"
+# A new bridge numbers its frames from 1 again: B must not count that as a loss.
+[ "$(state "$B" lost)" = "$lost" ] || fail "B counted $(state "$B" lost) lost, was $lost"
 
 if [ "$fails" -ne 0 ]; then
     for f in bridgeA.log bridgeA2.log bridgeB.log nats.log; do
