@@ -10,6 +10,7 @@
 #     the sequence numbers the receiving bridge saw) or undeliverable (the sending bridge
 #     gave up waiting for its peer), in the bridges' state (`shmbus-bridge --stats`)
 #   - a bridge killed (-9): local traffic on its bus is unaffected; restarted, it carries on
+#   - `shmbus monitor` shows the bridge on /metrics (up, messages delivered)
 # Every wait polls for a state with a deadline; every process is stopped by pid.
 set -u
 TEST_TIMEOUT=120
@@ -84,7 +85,6 @@ elif mode == "request":  # request NAME ADDR BODY: print the reply
                   prio=3, timeout=10)
     print(r.data.decode(), r.prio)
 EOF
-peer() { python3 "$work/peer.py" "$@"; }
 onA() { SHMBUS_DIR=$A "$@"; }
 onB() { SHMBUS_DIR=$B "$@"; }
 
@@ -126,7 +126,7 @@ wait_for "bridge A connected" state_is "$A" connected true
 wait_for "bridge B connected" state_is "$B" connected true
 
 # 2. Direct messages across, in order, with priority and origin.
-onB peer sink sink "$work/sink.out" &
+SHMBUS_DIR=$B python3 "$work/peer.py" sink sink "$work/sink.out" &
 pids="$pids $!"
 wait_for "sink on B" has_client "$B" sink
 expect 0 onA timeout 30 python3 "$work/peer.py" send src bridge hostB/sink 1 200 5
@@ -136,19 +136,36 @@ want=$(for i in $(seq 1 200); do echo "5 hostA/src $i"; done)
     fail "sink got, in this order: $(head -3 "$work/sink.out") ... (want '5 hostA/src 1'...)"
 
 # 3. Request/reply across.
-onB peer serve svc &
+SHMBUS_DIR=$B python3 "$work/peer.py" serve svc &
 pids="$pids $!"
 wait_for "svc on B" has_client "$B" svc
 expect 0 onA timeout 30 python3 "$work/peer.py" request asker hostB/svc hello
 out_has "re:hostA/asker hello 3"
 
+# The monitor of bus B shows its bridge on /metrics.
+SHMBUS_DIR=$B "$SHMBUS" monitor "$bus" --listen 127.0.0.1:0 --interval 50 >"$work/mon.out" 2>&1 &
+pids="$pids $!"
+wait_for "the monitor's URL" grep -q '^listening on http' "$work/mon.out"
+mon=$(sed -n 's/^listening on \(http:.*\)$/\1/p' "$work/mon.out")
+scrape() {
+    python3 -c 'import sys, urllib.request
+sys.stdout.write(urllib.request.urlopen(sys.argv[1] + "metrics", timeout=10).read().decode())' \
+        "$mon" >"$work/metrics" 2>&1
+}
+has_metric() { scrape && grep -qF -- "$1" "$work/metrics"; }
+wait_for "the bridge on /metrics" has_metric \
+    "shmbus_bridge_up{bus=\"$bus\",bridge=\"bridge\",node=\"hostB\"} 1"
+# 200 messages and one request delivered on B.
+wait_for "the bridge's deliveries on /metrics" has_metric \
+    "shmbus_bridge_received_messages_total{bus=\"$bus\",bridge=\"bridge\",node=\"hostB\"} 201"
+
 # 4. The server killed mid-stream and restarted.
 [ "$(state "$B" lost)" = 0 ] || fail "messages lost before any fault: $(state "$B" lost)"
 : >"$work/sink2.out"
-onB peer sink sink2 "$work/sink2.out" &
+SHMBUS_DIR=$B python3 "$work/peer.py" sink sink2 "$work/sink2.out" &
 pids="$pids $!"
 wait_for "sink2 on B" has_client "$B" sink2
-onA python3 -c '
+SHMBUS_DIR=$A python3 -c '
 import sys, time, shmbus
 b = shmbus.Bus(sys.argv[1]); c = b.join(name="src2"); to = b.lookup("bridge")
 for i in range(1, 3001):
@@ -179,7 +196,7 @@ echo "server restart: $got of 3001 arrived, $lost counted lost by B, $undelivera
 # 5. Bridge A killed with -9: local traffic on A unaffected; restarted, it carries on.
 kill -KILL "$bridge_hostA"
 wait "$bridge_hostA" 2>/dev/null
-onA peer sink local "$work/local.out" &
+SHMBUS_DIR=$A python3 "$work/peer.py" sink local "$work/local.out" &
 pids="$pids $!"
 wait_for "local on A" has_client "$A" local
 expect 0 onA timeout 30 python3 "$work/peer.py" send lsrc local here 1 50 0
