@@ -115,24 +115,25 @@ static int open_in(const char *dir, const char *name, shmbus_bus **bus)
     return shmbus_bus_open(name, NULL, SHMBUS_OPEN_CREATE, bus);
 }
 
-static pid_t spawn_bridge(const char *self, const char *dir, const char *url, const char *node)
+static pid_t spawn_bridge(const char *self, const char *dir, const char *url, const char *node,
+                          const char *spin)
 {
     pid_t pid = fork();
 
     if (pid == 0) {
         setenv("SHMBUS_DIR", dir, 1);
-        execl(self, "shmbus-bridge", "bench", "--nats", url, "--node", node, "--quiet",
-              (char *)NULL);
+        execl(self, "shmbus-bridge", "bench", "--nats", url, "--node", node, "--quiet", "--spin",
+              spin, (char *)NULL);
         _exit(127);
     }
     return pid;
 }
 
 /* count round trips across two bridges into t[]; 0 or -1. */
-static int across(const char *self, const char *url, int count, uint64_t *t)
+static int across(const char *self, const char *url, int count, int spin_us, uint64_t *t)
 {
     char root[] = "/tmp/shmbus-bridge-bench.XXXXXX", da[64], db[64], req[PAYLOAD + 16];
-    char rbuf[1024];
+    char rbuf[1024], spin[16];
     shmbus_bus *ba = NULL, *bb = NULL;
     shmbus_client *echo = NULL, *me = NULL;
     pid_t pa = -1, pb = -1;
@@ -149,11 +150,14 @@ static int across(const char *self, const char *url, int count, uint64_t *t)
         fprintf(stderr, "shmbus: bridge: bench: cannot make the two buses\n");
         goto out;
     }
+    snprintf(spin, sizeof(spin), "%d", spin_us);
+    shmbus_client_set_spin(echo, (unsigned)spin_us);
+    shmbus_client_set_spin(me, (unsigned)spin_us);
     if (pthread_create(&th, NULL, echo_bus, echo) != 0)
         goto out;
     started = 1;
-    pa = spawn_bridge(self, da, url, "benchA");
-    pb = spawn_bridge(self, db, url, "benchB");
+    pa = spawn_bridge(self, da, url, "benchA", spin);
+    pb = spawn_bridge(self, db, url, "benchB", spin);
     snprintf(req, sizeof(req), "benchB/echo ");
     memset(req + strlen(req), 'x', PAYLOAD);
     /* Warm-up: until the first request crosses (both bridges up and subscribed). */
@@ -204,18 +208,19 @@ out:
     return rc;
 }
 
-int bridge_bench(const char *self, const char *url, int count)
+int bridge_bench(const char *self, const char *url, int count, int spin_us)
 {
     uint64_t *d = calloc((size_t)count, sizeof(*d)), *b = calloc((size_t)count, sizeof(*b));
     int rc = 1;
 
     if (d == NULL || b == NULL || nats_Open(-1) != NATS_OK)
         goto out;
-    if (direct(url, count, d) != 0 || across(self, url, count, b) != 0)
+    if (direct(url, count, d) != 0 || across(self, url, count, spin_us, b) != 0)
         goto out;
     qsort(d, (size_t)count, sizeof(*d), cmp_u64);
     qsort(b, (size_t)count, sizeof(*b), cmp_u64);
-    printf("round trip, %d-byte payload, %d requests each, NATS at %s\n", PAYLOAD, count, url);
+    printf("round trip, %d-byte payload, %d requests each, NATS at %s, spin %d us\n", PAYLOAD,
+           count, url, spin_us);
     printf("  NATS C client direct  median %8.1f us  p99 %8.1f us\n", d[count / 2] / 1e3,
            d[count * 99 / 100] / 1e3);
     printf("  across two bridges    median %8.1f us  p99 %8.1f us\n", b[count / 2] / 1e3,

@@ -57,7 +57,7 @@
 struct config {
     const char *bus, *url, *node, *as, *prefix;
     const char *creds, *user, *password, *tls_ca, *tls_cert, *tls_key;
-    int once, timeout_ms, interval_ms, quiet, bench, count;
+    int once, timeout_ms, interval_ms, quiet, bench, count, spin_us;
 };
 
 struct counters {
@@ -921,6 +921,8 @@ static int join_bus(void)
                 shmbus_strerror(rc));
         return -1;
     }
+    shmbus_client_set_spin(cl, (unsigned)cfg.spin_us);
+    shmbus_client_set_spin(reqcl, (unsigned)cfg.spin_us);
     return 0;
 }
 
@@ -943,6 +945,7 @@ static void usage(FILE *f)
           "  --once             fail if NATS is unreachable at start (default: retry)\n"
           "  --timeout MS       how long a delivery may wait for room (default 5000)\n"
           "  --interval MS      how often the state file is written (default 1000)\n"
+          "  --spin USEC        spin before sleeping when waiting on the bus (default 0)\n"
           "  --stats            print the running bridge's state (JSON) and exit\n"
           "  --bench [--count N]  round trips across two bridges (two temporary buses)\n"
           "                     against the NATS C client direct, same server; one run\n"
@@ -964,17 +967,27 @@ static int parse_ms(const char *s, int *out)
 
 static int parse_args(int argc, char **argv, int *stats)
 {
-    static const struct option longopts[] = {
-        {"nats", required_argument, NULL, 'n'},     {"node", required_argument, NULL, 'N'},
-        {"as", required_argument, NULL, 'a'},       {"prefix", required_argument, NULL, 'P'},
-        {"creds", required_argument, NULL, 'c'},    {"user", required_argument, NULL, 'u'},
-        {"password", required_argument, NULL, 'p'}, {"tls-ca", required_argument, NULL, 'C'},
-        {"tls-cert", required_argument, NULL, 'T'}, {"tls-key", required_argument, NULL, 'K'},
-        {"once", no_argument, NULL, '1'},           {"timeout", required_argument, NULL, 't'},
-        {"interval", required_argument, NULL, 'i'}, {"stats", no_argument, NULL, 's'},
-        {"quiet", no_argument, NULL, 'q'},          {"help", no_argument, NULL, 'h'},
-        {"version", no_argument, NULL, 'V'},        {"bench", no_argument, NULL, 'B'},
-        {"count", required_argument, NULL, 'k'},    {NULL, 0, NULL, 0}};
+    static const struct option longopts[] = {{"nats", required_argument, NULL, 'n'},
+                                             {"node", required_argument, NULL, 'N'},
+                                             {"as", required_argument, NULL, 'a'},
+                                             {"prefix", required_argument, NULL, 'P'},
+                                             {"creds", required_argument, NULL, 'c'},
+                                             {"user", required_argument, NULL, 'u'},
+                                             {"password", required_argument, NULL, 'p'},
+                                             {"tls-ca", required_argument, NULL, 'C'},
+                                             {"tls-cert", required_argument, NULL, 'T'},
+                                             {"tls-key", required_argument, NULL, 'K'},
+                                             {"once", no_argument, NULL, '1'},
+                                             {"timeout", required_argument, NULL, 't'},
+                                             {"interval", required_argument, NULL, 'i'},
+                                             {"stats", no_argument, NULL, 's'},
+                                             {"quiet", no_argument, NULL, 'q'},
+                                             {"help", no_argument, NULL, 'h'},
+                                             {"version", no_argument, NULL, 'V'},
+                                             {"bench", no_argument, NULL, 'B'},
+                                             {"count", required_argument, NULL, 'k'},
+                                             {"spin", required_argument, NULL, 'S'},
+                                             {NULL, 0, NULL, 0}};
     int o;
 
     cfg.url = "nats://127.0.0.1:4222";
@@ -1025,6 +1038,13 @@ static int parse_args(int argc, char **argv, int *stats)
             break;
         case 'B':
             cfg.bench = 1;
+            break;
+        case 'S':
+            if (parse_ms(optarg, &cfg.spin_us) != 0) {
+                fprintf(stderr, "shmbus: bridge: --spin: not a number of microseconds: %s\n",
+                        optarg);
+                return EXIT_USAGE;
+            }
             break;
         case 'k':
             if (parse_ms(optarg, &cfg.count) != 0 || cfg.count < 1) {
@@ -1149,7 +1169,8 @@ int main(int argc, char **argv)
     if (stats)
         return show_state();
     if (cfg.bench)
-        return bridge_bench("/proc/self/exe", cfg.url, cfg.count > 0 ? cfg.count : 2000);
+        return bridge_bench("/proc/self/exe", cfg.url, cfg.count > 0 ? cfg.count : 2000,
+                            cfg.spin_us);
     memset(&sa, 0, sizeof(sa));
     sa.sa_handler = on_signal;
     sigaction(SIGINT, &sa, NULL);
