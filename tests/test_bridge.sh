@@ -1,6 +1,7 @@
 #!/bin/bash
 # shmbus-bridge (issue 15): two buses in two runtime directories stand for two hosts, each
 # with its bridge, joined through a real nats-server this test starts on a free loopback port.
+#   - credentials reach NATS (--user, $SHMBUS_NATS_PASSWORD)
 #   - NATS unreachable at start: --once fails with a clear error; without it the bridge
 #     retries with backoff (little CPU while it waits) and connects once the server is up
 #   - direct messages across, in order per sender, priority carried, origin shown
@@ -124,6 +125,27 @@ cpu=$(awk '{print $14 + $15}' "/proc/$bridge_hostA/stat")
 start_nats
 wait_for "bridge A connected" state_is "$A" connected true
 wait_for "bridge B connected" state_is "$B" connected true
+
+# Credentials go to NATS: a server that wants a user and password refuses a wrong one,
+# and takes the right one from $SHMBUS_NATS_PASSWORD (kept out of the process list).
+aport=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+nats-server -a 127.0.0.1 -p "$aport" --user u --pass secret >>"$work/nats-auth.log" 2>&1 &
+auth_pid=$!
+pids="$pids $auth_pid"
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+wait_for "the second server" port_open "$aport"
+expect 1 onA timeout 10 "$BRIDGE" "$bus" --nats "nats://127.0.0.1:$aport" --node hostA --as auth \
+    --once --user u --password wrong
+err_has "cannot connect"
+SHMBUS_DIR=$A SHMBUS_NATS_PASSWORD=secret "$BRIDGE" "$bus" --nats "nats://127.0.0.1:$aport" \
+    --node hostA --as auth --user u --once --interval 100 >"$work/auth.log" 2>&1 &
+auth_bridge=$!
+pids="$pids $auth_bridge"
+auth_connected() { [ "$(SHMBUS_DIR=$A "$BRIDGE" "$bus" --as auth --stats 2>/dev/null |
+    python3 -c 'import json, sys; print(json.load(sys.stdin)["connected"])')" = True ]; }
+wait_for "the bridge with the right password" auth_connected
+kill -TERM "$auth_bridge" "$auth_pid"
+wait "$auth_bridge" "$auth_pid" 2>/dev/null # both end on SIGTERM (the run's timeout bounds it)
 
 # 2. Direct messages across, in order, with priority and origin.
 SHMBUS_DIR=$B python3 "$work/peer.py" sink sink "$work/sink.out" &
