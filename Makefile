@@ -11,6 +11,7 @@
 #                      man pages, the shmbus command (and its monitor) and bash completion:
 #                      needs only the build and monitor package groups
 #   make install-bench the benchmark program shmbus-bench (found by `shmbus bench`)
+#   make install-bridge the NATS bridge shmbus-bridge (found by `shmbus bridge`)
 #   make DEBUG=1       classic clients that trace every semaphore operation
 #
 # Each part of the tree adds its own rules in <dir>/module.mk; this file holds what they share.
@@ -63,9 +64,11 @@ ifeq ($(filter-out install uninstall lib tools,$(MAKECMDGOALS)),)
 DEPS_GROUPS ?= build monitor
 else ifeq ($(filter-out install-bench uninstall-bench,$(MAKECMDGOALS)),)
 DEPS_GROUPS ?= build bench
+else ifeq ($(filter-out install-bridge uninstall-bridge bridge,$(MAKECMDGOALS)),)
+DEPS_GROUPS ?= build bridge
 endif
 endif
-DEPS_GROUPS ?= build test monitor bench fuzz
+DEPS_GROUPS ?= build test monitor bench fuzz bridge
 
 # Install missing Debian packages before anything is read or built: the modules below look
 # for some headers (ZeroMQ, iceoryx, libFuzzer) when they are parsed, and a parallel build
@@ -80,6 +83,7 @@ include src/module.mk
 include classic/module.mk
 include tools/module.mk
 include bench/module.mk
+include bridge/module.mk
 include tests/module.mk
 -include examples/module.mk
 include python/module.mk

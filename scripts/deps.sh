@@ -1,7 +1,7 @@
 #!/bin/sh
 # Install the Debian packages a make target needs.
 #
-#   scripts/deps.sh GROUP...     groups: build, test, monitor, bench, fuzz, browser
+#   scripts/deps.sh GROUP...     groups: build, test, monitor, bench, fuzz, browser, bridge
 #
 # Each group names Debian 12 packages. Packages already installed cost one dpkg-query.
 # As root, missing packages are installed with apt-get; otherwise the exact command is
@@ -18,6 +18,9 @@ pkgs_monitor="libmicrohttpd-dev"
 pkgs_bench="libzmq3-dev libiceoryx-binding-c-dev iceoryx python3-zmq"
 pkgs_fuzz="clang libclang-rt-14-dev"
 pkgs_browser="chromium nodejs npm"
+# The NATS bridge (bridge/, shmbus-bridge): the official C client to build it, and the server
+# its test starts on a loopback port.
+pkgs_bridge="libnats-dev nats-server"
 
 want=""
 for group in "$@"; do
@@ -28,6 +31,7 @@ for group in "$@"; do
     bench) want="$want $pkgs_bench" ;;
     fuzz) want="$want $pkgs_fuzz" ;;
     browser) want="$want $pkgs_browser" ;;
+    bridge) want="$want $pkgs_bridge" ;;
     *)
         echo "deps.sh: unknown group '$group'" >&2
         exit 2
@@ -63,7 +67,7 @@ fi
 echo "shmbus: installing Debian packages:$missing" >&2
 export DEBIAN_FRONTEND=noninteractive
 # A fresh machine has no package lists; refresh them once if a lookup fails.
-if ! apt-get install -y --no-install-recommends $missing >/dev/null 2>&1; then
-    apt-get update >/dev/null
-    apt-get install -y --no-install-recommends $missing
+if ! apt-get -o DPkg::Lock::Timeout=120 install -y --no-install-recommends $missing >/dev/null 2>&1; then
+    apt-get -o DPkg::Lock::Timeout=120 update >/dev/null
+    apt-get -o DPkg::Lock::Timeout=120 install -y --no-install-recommends $missing
 fi

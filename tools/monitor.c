@@ -17,6 +17,8 @@
  * to attach again by name at every interval, so it follows a bus that is re-created.
  */
 #include <arpa/inet.h>
+#include <dirent.h>
+#include <limits.h>
 #include <errno.h>
 #include <getopt.h>
 #include <netinet/in.h>
@@ -368,6 +370,77 @@ static int sample(shmbus_bus *bus, struct sb_mon_snap *next)
     return next->err = -EAGAIN;
 }
 
+/* The number after "key": in a bridge's one-line state file (0 if absent). */
+static uint64_t state_u64(const char *line, const char *key)
+{
+    char pat[48];
+    const char *p;
+
+    snprintf(pat, sizeof(pat), "\"%s\":", key);
+    p = strstr(line, pat);
+    return p ? strtoull(p + strlen(pat), NULL, 10) : 0;
+}
+
+/* Is pid a running shmbus-bridge? (Its state file outlives it.) */
+static int bridge_running(uint64_t pid)
+{
+    char path[64], comm[32] = "";
+    FILE *f;
+
+    snprintf(path, sizeof(path), "/proc/%llu/comm", (unsigned long long)pid);
+    f = pid ? fopen(path, "r") : NULL;
+    if (!f)
+        return 0;
+    if (!fgets(comm, sizeof(comm), f))
+        comm[0] = '\0';
+    fclose(f);
+    return strcmp(comm, "shmbus-bridge\n") == 0;
+}
+
+/* The bus's NATS bridges, from their state files in the runtime directory (at most 16). */
+static void sample_bridges(const char *bus, struct sb_mon_snap *next)
+{
+    char dir[PATH_MAX], path[PATH_MAX + 300], line[4096];
+    size_t blen = strlen(bus);
+    struct dirent *e;
+    DIR *d;
+
+    if (shmbus_runtime_dir(dir, sizeof(dir)) < 0 || !(d = opendir(dir)))
+        return;
+    while ((e = readdir(d)) && next->nbridges < 16) {
+        size_t len = strlen(e->d_name), sfx = strlen(".bridge.json");
+        if (len <= blen + 1 + sfx || strncmp(e->d_name, bus, blen) || e->d_name[blen] != '.' ||
+            strcmp(e->d_name + len - sfx, ".bridge.json"))
+            continue;
+        snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
+        FILE *f = fopen(path, "r");
+        if (!f)
+            continue;
+        int ok = fgets(line, sizeof(line), f) != NULL;
+        fclose(f);
+        if (!ok)
+            continue;
+        if (!next->bridges && !(next->bridges = calloc(16, sizeof(*next->bridges))))
+            break;
+        struct sb_mon_bridge *b = &next->bridges[next->nbridges++];
+        size_t nlen = len - blen - 1 - sfx;
+        snprintf(b->name, sizeof(b->name), "%.*s", (int)nlen, e->d_name + blen + 1);
+        const char *p = strstr(line, "\"node\":\"");
+        if (p)
+            snprintf(b->node, sizeof(b->node), "%.*s", (int)strcspn(p + 8, "\""), p + 8);
+        b->up = strstr(line, "\"connected\":true") && bridge_running(state_u64(line, "pid"));
+        b->out_msgs = state_u64(line, "out_msgs");
+        b->out_bytes = state_u64(line, "out_bytes");
+        b->in_msgs = state_u64(line, "in_msgs");
+        b->in_bytes = state_u64(line, "in_bytes");
+        b->queue = state_u64(line, "queue");
+        b->lost = state_u64(line, "lost");
+        b->undeliverable = state_u64(line, "undeliverable");
+        b->errors = state_u64(line, "errors");
+    }
+    closedir(d);
+}
+
 struct monitor {
     struct options opt;
     shmbus_bus *bus;
@@ -408,6 +481,8 @@ static void tick(struct monitor *m)
     }
     if (next.err) /* keep the name on the page while the bus is away */
         snprintf(next.bus.name, sizeof(next.bus.name), "%s", m->opt.bus);
+    else
+        sample_bridges(m->opt.bus, &next);
 
     /* Only this thread writes st.snap, so reading the previous one needs no lock. */
     derive(&next, &m->st.snap);
@@ -431,6 +506,7 @@ static void tick(struct monitor *m)
 
     free(old.clients);
     free(old.flows);
+    free(old.bridges);
     free(old_json);
     sb_mon_buf_free(&json);
 }
@@ -539,6 +615,7 @@ int sb_monitor_main(int argc, char **argv)
     shmbus_bus_close(m.bus);
     free(m.st.snap.clients);
     free(m.st.snap.flows);
+    free(m.st.snap.bridges);
     free(m.st.json);
     pthread_cond_destroy(&m.st.cond);
     pthread_mutex_destroy(&m.st.lock);

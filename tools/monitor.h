@@ -56,6 +56,15 @@ struct sb_mon_flow {
     int has_rate; /* 0: no previous sample of the bus */
 };
 
+/* A NATS bridge of the bus, as its state file says (shmbus-bridge(1): the file
+ * <runtime dir>/<bus>.<name>.bridge.json that shmbus-bridge rewrites every second). */
+struct sb_mon_bridge {
+    char name[SHMBUS_NAME_MAX + 1]; /* its client name (--as) */
+    char node[32];                  /* its --node */
+    uint64_t up;                    /* 1: running and connected to NATS */
+    uint64_t out_msgs, out_bytes, in_msgs, in_bytes, queue, lost, undeliverable, errors;
+};
+
 /* One sample of the bus. */
 struct sb_mon_snap {
     uint64_t seq;     /* 1, 2, ... */
@@ -80,6 +89,8 @@ struct sb_mon_snap {
     size_t ngroups;
     struct shmbus_group_info groups[SHMBUS_GROUPS];
     double group_rate[SHMBUS_GROUPS];
+    size_t nbridges; /* bridges[0..nbridges-1]: the bus's NATS bridges, if any */
+    struct sb_mon_bridge *bridges;
 };
 
 /* What the sampler publishes and the HTTP side (event loop and waker) reads. */

@@ -539,6 +539,57 @@ static void prom_groups(struct sb_mon_buf *b, const struct sb_mon_snap *s)
     }
 }
 
+/* The bus's NATS bridges (shmbus-bridge): nothing at all when it has none. */
+static void prom_bridges(struct sb_mon_buf *b, const struct sb_mon_snap *s)
+{
+    static const struct {
+        const char *name, *type, *help;
+        size_t off;
+    } ms[] = {
+        {"shmbus_bridge_up", "gauge", "1 if the bridge runs and is connected to NATS.",
+         offsetof(struct sb_mon_bridge, up)},
+        {"shmbus_bridge_sent_messages_total", "counter",
+         "Messages the bridge took from the bus and published to NATS.",
+         offsetof(struct sb_mon_bridge, out_msgs)},
+        {"shmbus_bridge_sent_bytes_total", "counter", "Their payload bytes.",
+         offsetof(struct sb_mon_bridge, out_bytes)},
+        {"shmbus_bridge_received_messages_total", "counter",
+         "Messages from NATS the bridge delivered on the bus (replies included).",
+         offsetof(struct sb_mon_bridge, in_msgs)},
+        {"shmbus_bridge_received_bytes_total", "counter", "Their payload bytes.",
+         offsetof(struct sb_mon_bridge, in_bytes)},
+        {"shmbus_bridge_queue_messages", "gauge",
+         "Messages waiting in the bridge's mailbox for NATS.",
+         offsetof(struct sb_mon_bridge, queue)},
+        {"shmbus_bridge_lost_messages_total", "counter",
+         "Messages for this bus lost inside NATS (gaps in the peers' sequence numbers).",
+         offsetof(struct sb_mon_bridge, lost)},
+        {"shmbus_bridge_undeliverable_messages_total", "counter",
+         "Messages the bridge could not deliver (no such client or node, mailbox full).",
+         offsetof(struct sb_mon_bridge, undeliverable)},
+        {"shmbus_bridge_errors_total", "counter", "Errors of any kind the bridge counted.",
+         offsetof(struct sb_mon_bridge, errors)},
+    };
+
+    if (s->nbridges == 0)
+        return;
+    for (size_t m = 0; m < sizeof(ms) / sizeof(ms[0]); m++) {
+        prom_head(b, ms[m].name, ms[m].type, ms[m].help);
+        for (size_t i = 0; i < s->nbridges; i++) {
+            const struct sb_mon_bridge *br = &s->bridges[i];
+            uint64_t v;
+            memcpy(&v, (const char *)br + ms[m].off, sizeof(v)); /* every field is a uint64_t */
+            sb_mon_buf_printf(b, "%s{bus=", ms[m].name);
+            prom_label_value(b, s->bus.name, field_len(s->bus.name, sizeof(s->bus.name)));
+            sb_mon_buf_puts(b, ",bridge=");
+            prom_label_value(b, br->name, field_len(br->name, sizeof(br->name)));
+            sb_mon_buf_puts(b, ",node=");
+            prom_label_value(b, br->node, field_len(br->node, sizeof(br->node)));
+            sb_mon_buf_printf(b, "} %llu\n", (unsigned long long)v);
+        }
+    }
+}
+
 void sb_mon_render_metrics(const struct sb_mon_snap *s, struct sb_mon_buf *b)
 {
     prom_bus_gauge(b, s, "shmbus_monitor_up",
@@ -586,4 +637,5 @@ void sb_mon_render_metrics(const struct sb_mon_snap *s, struct sb_mon_buf *b)
     prom_flows(b, s);
     prom_hist(b, s);
     prom_groups(b, s);
+    prom_bridges(b, s);
 }

@@ -15,10 +15,10 @@
  * that run until stopped (top, ring) check every write themselves and stop at the first
  * that fails.
  *
- * `monitor` and `bench` are companion programs (shmbus-monitor links libmicrohttpd,
- * shmbus-bench the benchmark's peers), so that this command needs nothing but libc: they
- * are exec'd in place of this process (same pid, same descriptors), found by
- * run_companion().
+ * `monitor`, `bench` and `bridge` are companion programs (shmbus-monitor links
+ * libmicrohttpd, shmbus-bench the benchmark's peers, shmbus-bridge libnats), so that this command
+ * needs nothing but libc: they are exec'd in place of this process (same pid, same descriptors),
+ * found by run_companion().
  */
 #include <errno.h>
 #include <limits.h>
@@ -91,6 +91,13 @@ static int cmd_bench(int argc, char **argv)
                          "build it with make, install it with make install-bench", argv);
 }
 
+static int cmd_bridge(int argc, char **argv)
+{
+    (void)argc;
+    return run_companion("bridge", "shmbus-bridge",
+                         "build it with make, install it with make install-bridge", argv);
+}
+
 struct command {
     const char *name;
     int (*run)(int argc, char **argv);
@@ -114,6 +121,7 @@ static const struct command commands[] = {
     {"ring", sb_cmd_ring, "run the seed's N-client exchange on a private bus"},
     {"monitor", cmd_monitor, "serve a live web view of a bus"},
     {"bench", cmd_bench, "run the benchmark"},
+    {"bridge", cmd_bridge, "carry messages to buses on other hosts through NATS"},
 };
 
 static void usage(FILE *f)

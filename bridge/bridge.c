@@ -1,0 +1,1215 @@
+/*
+ * bridge.c - shmbus-bridge: programs on different hosts talk through NATS as if on one bus.
+ *
+ * Design notes.
+ *   One bridge per bus and host. It is an ordinary client of the bus (public API only,
+ *   include/shmbus.h), joined under a name (--as, default "bridge"), plus a second client
+ *   "<name>.req" that makes the requests remote nodes ask for (a request waits for its reply
+ *   on the receive side of its client, which the main loop must keep for itself).
+ *
+ *   Threads. The main thread takes what local programs send to the bridge (peek, publish,
+ *   consume: a message leaves the mailbox only once NATS took it, into its socket or into
+ *   its reconnect buffer) and writes the state file once per --interval. libnats runs one
+ *   thread per subscription: PREFIX.NODE.msg (delivers to local clients), PREFIX.NODE.req
+ *   (makes the request through the .req client and publishes the reply) and PREFIX.NODE.rep
+ *   (hands replies to local requesters with shmbus_reply()). Per-sender order holds because
+ *   each of those paths is one thread and NATS keeps one publisher's order on a subject.
+ *
+ *   Losses. Core NATS is at most once: a server that dies takes what it held. Every frame
+ *   carries a sequence number per (sending bridge, destination node, kind); the receiving
+ *   bridge counts the gaps ("lost"), the messages libnats dropped for a slow consumer, and
+ *   the ones it could not deliver (no such client, its mailbox full for --timeout), so that
+ *   every loss shows in the state file. JetStream (at least once) is not used.
+ *
+ *   Counters are relaxed atomics: each is exact, they are only read for the state file, and
+ *   nothing is ordered by them (no release/acquire pairs in this file).
+ *
+ *   Crashes. A bridge killed with -9 leaves a dead client that the library reaps; local
+ *   traffic between other clients never passes through the bridge. On SIGINT/SIGTERM the
+ *   bridge leaves with shmbus_leave_keep(), so that messages queued for it wait for the
+ *   next bridge of that name.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <nats/nats.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "bench.h"
+#include "frame.h"
+#include "shmbus.h"
+
+#define PENDING    1024 /* requests in flight across the bridge at once */
+#define SEQ_KEYS   256  /* (node, kind) pairs followed for sequence numbers */
+#define EXIT_FAIL  1
+#define EXIT_USAGE 2
+
+struct config {
+    const char *bus, *url, *node, *as, *prefix;
+    const char *creds, *user, *password, *tls_ca, *tls_cert, *tls_key;
+    int once, timeout_ms, interval_ms, quiet, bench, count, spin_us;
+};
+
+struct counters {
+    atomic_uint_fast64_t out_msgs, out_bytes, in_msgs, in_bytes;
+    atomic_uint_fast64_t requests_out, replies_in, requests_in, replies_out;
+    atomic_uint_fast64_t lost, dropped_slow, undeliverable, bad, errors;
+    atomic_uint_fast64_t disconnects, reconnects;
+    atomic_int connected;
+    atomic_uint generation; /* 1 at the first connection, + 1 at each reconnection */
+};
+
+/* A remote node as the main thread sees it (see peer_ready()). */
+struct peer {
+    char node[NODE_MAX + 1];
+    unsigned gen;      /* the connection generation its bridge last answered in; 0 never */
+    int absent;        /* its bridge did not answer: drop what is for it, ping again later */
+    int64_t since;     /* when we started waiting for it to come back (0: not waiting) */
+    int64_t next_ping; /* when absent: no ping before this */
+};
+
+struct pending {
+    uint64_t token; /* 0: free */
+    struct shmbus_msg req;
+};
+
+struct seqkey {
+    char node[NODE_MAX + 1];
+    uint8_t kind;
+    uint64_t epoch, seq; /* out: last sent (epoch unused); in: sender's epoch, last seen */
+};
+
+static struct config cfg;
+static struct counters st;
+static volatile sig_atomic_t stop;
+static shmbus_bus *bus;
+static shmbus_client *cl, *reqcl;
+static uint32_t msg_size;
+static uint64_t epoch;
+static natsConnection *nc;
+static natsSubscription *subs[4];
+static char last_error[160];
+
+static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER; /* guards the tables below */
+static struct pending pending[PENDING];
+static uint64_t next_token = 1;
+static struct seqkey seq_out[SEQ_KEYS], seq_in[SEQ_KEYS];
+static struct peer peers[SEQ_KEYS]; /* the main thread's only */
+
+static void logmsg(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void logmsg(const char *fmt, ...)
+{
+    va_list ap;
+
+    if (cfg.quiet)
+        return;
+    va_start(ap, fmt);
+    fputs("shmbus-bridge: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+}
+
+/* An error that is counted and remembered for the state file; logged for the first 20. */
+static void count_error(atomic_uint_fast64_t *which, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static void count_error(atomic_uint_fast64_t *which, const char *fmt, ...)
+{
+    va_list ap;
+    uint64_t n = atomic_fetch_add_explicit(&st.errors, 1, memory_order_relaxed);
+
+    if (which != NULL)
+        atomic_fetch_add_explicit(which, 1, memory_order_relaxed);
+    pthread_mutex_lock(&lock);
+    va_start(ap, fmt);
+    vsnprintf(last_error, sizeof(last_error), fmt, ap);
+    va_end(ap);
+    if (n < 20)
+        logmsg("%s%s", last_error, n == 19 ? " (further errors are only counted)" : "");
+    pthread_mutex_unlock(&lock);
+}
+
+static void add(atomic_uint_fast64_t *c, uint64_t v)
+{
+    atomic_fetch_add_explicit(c, v, memory_order_relaxed);
+}
+
+static uint64_t get(atomic_uint_fast64_t *c)
+{
+    return atomic_load_explicit(c, memory_order_relaxed);
+}
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    stop = 1;
+}
+
+/* ---- sequence numbers ---------------------------------------------------------------- */
+
+static struct seqkey *seq_find(struct seqkey *t, const char *node, size_t len, uint8_t kind)
+{
+    size_t i;
+
+    for (i = 0; i < SEQ_KEYS; i++) {
+        if (t[i].kind == 0) {
+            memcpy(t[i].node, node, len);
+            t[i].node[len] = '\0';
+            t[i].kind = kind;
+            return &t[i];
+        }
+        if (t[i].kind == kind && strlen(t[i].node) == len && memcmp(t[i].node, node, len) == 0)
+            return &t[i];
+    }
+    return NULL; /* more than SEQ_KEYS peers: not followed */
+}
+
+static uint64_t seq_next(const char *node, size_t len, uint8_t kind)
+{
+    struct seqkey *k;
+    uint64_t s = 0;
+
+    pthread_mutex_lock(&lock);
+    k = seq_find(seq_out, node, len, kind);
+    if (k != NULL)
+        s = ++k->seq;
+    pthread_mutex_unlock(&lock);
+    return s;
+}
+
+/* Count the frames missing between the last one seen from f's sender and this one. The
+ * sender's node is the origin's node (before the '/'). */
+static void seq_check(const struct frame *f)
+{
+    const char *slash = memchr(f->org, '/', f->org_len);
+    size_t len = slash != NULL ? (size_t)(slash - f->org) : 0;
+    struct seqkey *k;
+    uint64_t gap = 0;
+
+    if (len == 0 || len > NODE_MAX || f->seq == 0)
+        return;
+    pthread_mutex_lock(&lock);
+    k = seq_find(seq_in, f->org, len, f->kind);
+    if (k != NULL) {
+        if (k->epoch == 0) {
+            /* The first frame we see from there: what it sent before we were here is not
+             * ours to count. */
+            k->epoch = f->epoch;
+            k->seq = f->seq;
+        } else if (k->epoch != f->epoch) {
+            /* A new bridge there: its numbers start at 1 again. */
+            k->epoch = f->epoch;
+            gap = f->seq - 1;
+            k->seq = f->seq;
+        } else {
+            if (f->seq > k->seq + 1)
+                gap = f->seq - k->seq - 1;
+            if (f->seq > k->seq)
+                k->seq = f->seq;
+        }
+    }
+    pthread_mutex_unlock(&lock);
+    if (gap > 0)
+        count_error(NULL, "%" PRIu64 " message(s) from %.*s lost on the way (NATS at most once)",
+                    gap, (int)len, f->org);
+    add(&st.lost, gap);
+}
+
+/* ---- local side ---------------------------------------------------------------------- */
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/*
+ * The name of local client `id` ("#ID" if it has none), as remote nodes will address it.
+ * The list of clients is read at most every 50 ms (it costs a /proc read per client), and
+ * again when `id` is not in it. So a sender that left before the bridge took its message
+ * shows as "#ID", and one whose id was reused within 50 ms may show under the old name.
+ */
+static void origin_of(uint32_t id, char *out, size_t cap)
+{
+    static struct shmbus_client_info *list;
+    static size_t have, room;
+    static int64_t when;
+    int64_t now = now_ms();
+    size_t i;
+    int pass, n;
+
+    for (pass = 0; pass < 2; pass++) {
+        if (pass == 1 || list == NULL || now - when > 50) {
+            n = shmbus_list(bus, list, room);
+            if (n > (int)room) {
+                free(list);
+                room = (size_t)n + 16;
+                list = calloc(room, sizeof(*list));
+                n = list != NULL ? shmbus_list(bus, list, room) : 0;
+            }
+            have = n < 0 ? 0 : (size_t)n < room ? (size_t)n : room;
+            when = now;
+        }
+        for (i = 0; i < have; i++)
+            if (list[i].id == id && list[i].state == SHMBUS_CLIENT_LIVE) {
+                if (list[i].name[0] == '\0')
+                    break;
+                snprintf(out, cap, "%s/%s", cfg.node, list[i].name);
+                return;
+            }
+        if (i < have)
+            break; /* listed without a name */
+    }
+    snprintf(out, cap, "%s/#%" PRIu32, cfg.node, id);
+}
+
+/* The local client a frame's destination names, or a negative errno. */
+static int resolve(const char *dst, size_t len)
+{
+    char name[SHMBUS_NAME_MAX + 1];
+
+    if (!frame_name_ok(dst, len))
+        return -EINVAL;
+    memcpy(name, dst, len);
+    name[len] = '\0';
+    if (name[0] == '#')
+        return atoi(name + 1) > 0 ? atoi(name + 1) : -EINVAL;
+    return shmbus_lookup(bus, name);
+}
+
+/* "ORIGIN body" into buf (cap bytes): returns its length or -EMSGSIZE. */
+static long with_origin(const struct frame *f, char *buf, size_t cap)
+{
+    size_t n = f->org_len + 1 + f->body_len;
+
+    if (n > cap)
+        return -EMSGSIZE;
+    memcpy(buf, f->org, f->org_len);
+    buf[f->org_len] = ' ';
+    if (f->body_len > 0)
+        memcpy(buf + f->org_len + 1, f->body, f->body_len);
+    return (long)n;
+}
+
+/* ---- NATS callbacks -------------------------------------------------------------------- */
+
+static void subject(char *out, size_t cap, const char *node, size_t len, const char *kind)
+{
+    snprintf(out, cap, "%s.%.*s.%s", cfg.prefix, (int)len, node, kind);
+}
+
+static int publish(const char *subj, const char *reply, const uint8_t *data, size_t len)
+{
+    natsStatus s;
+
+    if (reply != NULL)
+        s = natsConnection_PublishRequest(nc, subj, reply, data, (int)len);
+    else
+        s = natsConnection_Publish(nc, subj, data, (int)len);
+    return s == NATS_OK ? 0 : (int)s;
+}
+
+/* A direct message for a local client. */
+static void on_msg(natsConnection *c, natsSubscription *sub, natsMsg *m, void *arg)
+{
+    struct frame f;
+    char *buf = malloc(msg_size);
+    long n;
+    int id, rc;
+
+    (void)c, (void)sub, (void)arg;
+    if (buf == NULL || frame_decode(natsMsg_GetData(m), (size_t)natsMsg_GetDataLength(m), &f) ||
+        f.kind != FRAME_MSG) {
+        count_error(&st.bad, "a malformed frame on %s ignored", natsMsg_GetSubject(m));
+        goto out;
+    }
+    seq_check(&f);
+    id = resolve(f.dst, f.dst_len);
+    n = with_origin(&f, buf, msg_size);
+    if (id < 0 || n < 0) {
+        count_error(&st.undeliverable, "message from %.*s to %.*s: %s", (int)f.org_len, f.org,
+                    (int)f.dst_len, f.dst, shmbus_strerror(id < 0 ? id : (int)n));
+        goto out;
+    }
+    rc = shmbus_send(cl, (uint32_t)id, buf, (size_t)n, SHMBUS_PRIO(f.prio), cfg.timeout_ms);
+    if (rc < 0) {
+        count_error(&st.undeliverable, "message from %.*s to %.*s: %s", (int)f.org_len, f.org,
+                    (int)f.dst_len, f.dst, shmbus_strerror(rc));
+        goto out;
+    }
+    add(&st.in_msgs, 1);
+    add(&st.in_bytes, f.body_len);
+out:
+    free(buf);
+    natsMsg_Destroy(m);
+}
+
+/* A request for a local client: made through the .req client; the reply (or the error) is
+ * published to the NATS reply subject. One at a time (this subscription's thread). */
+static void on_req(natsConnection *c, natsSubscription *sub, natsMsg *m, void *arg)
+{
+    struct frame f, r;
+    struct shmbus_msg rh;
+    char *buf = malloc(msg_size), *rbuf = malloc(msg_size);
+    uint8_t *out = malloc((size_t)msg_size + FRAME_HDR + 2 * ADDR_MAX);
+    const char *reply = natsMsg_GetReply(m), *slash;
+    size_t org_node;
+    long n, fl;
+    int id, rc = 0;
+
+    (void)c, (void)sub, (void)arg;
+    if (buf == NULL || rbuf == NULL || out == NULL || reply == NULL ||
+        frame_decode(natsMsg_GetData(m), (size_t)natsMsg_GetDataLength(m), &f) ||
+        f.kind != FRAME_REQ) {
+        count_error(&st.bad, "a malformed request on %s ignored", natsMsg_GetSubject(m));
+        goto out;
+    }
+    slash = memchr(f.org, '/', f.org_len);
+    if (slash == NULL || !frame_node_ok(f.org, (size_t)(slash - f.org))) {
+        count_error(&st.bad, "a request with a bad origin ignored");
+        goto out;
+    }
+    org_node = (size_t)(slash - f.org);
+    seq_check(&f);
+    add(&st.requests_in, 1);
+    id = resolve(f.dst, f.dst_len);
+    n = with_origin(&f, buf, msg_size);
+    if (id < 0)
+        rc = id;
+    else if (n < 0)
+        rc = (int)n;
+    else
+        rc = shmbus_request(reqcl, (uint32_t)id, buf, (size_t)n, &rh, rbuf, msg_size,
+                            SHMBUS_PRIO(f.prio), cfg.timeout_ms);
+    if (rc < 0)
+        count_error(&st.undeliverable, "request from %.*s to %.*s: %s", (int)f.org_len, f.org,
+                    (int)f.dst_len, f.dst, shmbus_strerror(rc));
+    memset(&r, 0, sizeof(r));
+    r.kind = FRAME_REP;
+    r.prio = f.prio;
+    r.flags = SHMBUS_MSG_REPLY;
+    r.epoch = epoch;
+    r.seq = seq_next(f.org, org_node, FRAME_REP);
+    r.token = f.token;
+    r.status = rc < 0 ? (uint32_t)-rc : 0;
+    r.dst = f.org;
+    r.dst_len = f.org_len;
+    r.org = f.dst;
+    r.org_len = f.dst_len;
+    r.body = rbuf;
+    r.body_len = rc < 0 ? 0 : (size_t)rc;
+    fl = frame_encode(&r, out, (size_t)msg_size + FRAME_HDR + 2 * ADDR_MAX);
+    if (fl < 0 || publish(reply, NULL, out, (size_t)fl) != 0) {
+        count_error(NULL, "reply to %.*s: cannot publish", (int)f.org_len, f.org);
+        goto out;
+    }
+    if (rc >= 0) {
+        add(&st.replies_out, 1);
+        add(&st.in_msgs, 1);
+        add(&st.in_bytes, f.body_len);
+    }
+out:
+    free(buf);
+    free(rbuf);
+    free(out);
+    natsMsg_Destroy(m);
+}
+
+/* A reply to a request a local client made through us. */
+static void on_rep(natsConnection *c, natsSubscription *sub, natsMsg *m, void *arg)
+{
+    struct frame f;
+    struct shmbus_msg req;
+    struct pending *p;
+    int found = 0, rc;
+
+    (void)c, (void)sub, (void)arg;
+    if (frame_decode(natsMsg_GetData(m), (size_t)natsMsg_GetDataLength(m), &f) ||
+        f.kind != FRAME_REP) {
+        count_error(&st.bad, "a malformed reply on %s ignored", natsMsg_GetSubject(m));
+        goto out;
+    }
+    seq_check(&f);
+    pthread_mutex_lock(&lock);
+    p = &pending[f.token % PENDING];
+    if (p->token == f.token && f.token != 0) {
+        req = p->req;
+        p->token = 0;
+        found = 1;
+    }
+    pthread_mutex_unlock(&lock);
+    if (!found) {
+        count_error(&st.undeliverable, "a reply from %.*s came too late", (int)f.org_len, f.org);
+        goto out;
+    }
+    if (f.status != 0) {
+        count_error(&st.undeliverable, "request to %.*s failed there: %s", (int)f.org_len, f.org,
+                    shmbus_strerror(-(int)f.status));
+        goto out;
+    }
+    rc = shmbus_reply(cl, &req, f.body, f.body_len, 0, cfg.timeout_ms);
+    if (rc < 0) {
+        count_error(&st.undeliverable, "reply from %.*s to local client %" PRIu32 ": %s",
+                    (int)f.org_len, f.org, req.src, shmbus_strerror(rc));
+        goto out;
+    }
+    add(&st.replies_in, 1);
+    add(&st.in_msgs, 1);
+    add(&st.in_bytes, f.body_len);
+out:
+    natsMsg_Destroy(m);
+}
+
+/* PREFIX.NODE.ping: answer, so that a peer knows our subscriptions are on its server. */
+static void on_ping(natsConnection *c, natsSubscription *sub, natsMsg *m, void *arg)
+{
+    (void)sub, (void)arg;
+    if (natsMsg_GetReply(m) != NULL)
+        natsConnection_Publish(c, natsMsg_GetReply(m), NULL, 0);
+    natsMsg_Destroy(m);
+}
+
+static void on_disconnected(natsConnection *c, void *arg)
+{
+    (void)c, (void)arg;
+    atomic_store_explicit(&st.connected, 0, memory_order_relaxed);
+    if (stop)
+        return; /* our own close */
+    add(&st.disconnects, 1);
+    logmsg("disconnected from NATS; reconnecting (local messages wait in the bridge's "
+           "mailbox)");
+}
+
+static void on_reconnected(natsConnection *c, void *arg)
+{
+    (void)c, (void)arg;
+    atomic_fetch_add_explicit(&st.generation, 1, memory_order_relaxed);
+    atomic_store_explicit(&st.connected, 1, memory_order_relaxed);
+    add(&st.reconnects, 1);
+    logmsg("reconnected to NATS");
+}
+
+static void on_nats_error(natsConnection *c, natsSubscription *sub, natsStatus err, void *arg)
+{
+    (void)c, (void)sub, (void)arg;
+    count_error(NULL, "NATS: %s", natsStatus_GetText(err));
+}
+
+/* ---- from the bus to NATS -------------------------------------------------------------- */
+
+/*
+ * May we publish to `node` now? Core NATS drops what has no subscriber, so before the first
+ * message to a node, and again after each reconnection (ours or, as the server restarted,
+ * likely theirs too), we ask its bridge PREFIX.NODE.ping: an answer means its
+ * subscriptions are on our server. Returns 0 (go), -EAGAIN (not yet: NATS is down, or a
+ * bridge that answered before has not come back yet, for up to 5 s: the message waits in
+ * our mailbox) or -EHOSTUNREACH (no bridge answers for that node: the caller drops the
+ * message and counts it; we ping again at most once a second).
+ */
+static int peer_ready(const char *node, size_t len)
+{
+    unsigned gen = atomic_load_explicit(&st.generation, memory_order_relaxed);
+    char subj[256];
+    natsMsg *r = NULL;
+    struct peer *p = NULL;
+    int64_t now;
+    size_t i;
+
+    if (!atomic_load_explicit(&st.connected, memory_order_relaxed))
+        return -EAGAIN;
+    for (i = 0; i < SEQ_KEYS && p == NULL; i++)
+        if (peers[i].node[0] == '\0' ||
+            (strlen(peers[i].node) == len && memcmp(peers[i].node, node, len) == 0))
+            p = &peers[i];
+    if (p == NULL)
+        return 0; /* more nodes than we follow: publish and hope */
+    if (p->node[0] == '\0')
+        memcpy(p->node, node, len);
+    if (p->gen == gen)
+        return 0;
+    now = now_ms();
+    if (p->absent && now < p->next_ping)
+        return -EHOSTUNREACH;
+    subject(subj, sizeof(subj), node, len, "ping");
+    if (natsConnection_Request(&r, nc, subj, NULL, 0, 500) == NATS_OK) {
+        natsMsg_Destroy(r);
+        p->gen = gen;
+        p->absent = 0;
+        p->since = 0;
+        return 0;
+    }
+    if (!p->absent && p->gen != 0) {
+        if (p->since == 0)
+            p->since = now;
+        if (now - p->since < 5000)
+            return -EAGAIN;
+    }
+    p->absent = 1;
+    p->since = 0;
+    p->next_ping = now + 1000;
+    return -EHOSTUNREACH;
+}
+
+/*
+ * Publish the message the main loop peeked. Returns 0 when it is done with (published, or
+ * refused and counted: it is consumed either way), -EAGAIN when NATS cannot take it now
+ * (its reconnect buffer is full or it is closed): it stays in the mailbox for a later try.
+ */
+static int forward(const struct shmbus_msg *h, const char *data, size_t len, uint8_t *out,
+                   size_t cap)
+{
+    const char *node, *target, *body;
+    size_t nlen, tlen, blen;
+    char org[ADDR_MAX + 8], subj[256], reply[256];
+    struct frame f;
+    struct pending *p;
+    uint64_t token = 0;
+    long fl;
+    int s;
+
+    if (h->flags & SHMBUS_MSG_BROADCAST)
+        return 0; /* broadcasts stay on their bus */
+    if (h->flags & SHMBUS_MSG_REPLY) {
+        count_error(&st.bad, "a reply from client %" PRIu32 " to the bridge ignored", h->src);
+        return 0;
+    }
+    if (frame_split(data, len, &node, &nlen, &target, &tlen, &body, &blen) != 0) {
+        count_error(&st.bad,
+                    "client %" PRIu32 ": a message without a \"NODE/NAME \" address ignored",
+                    h->src);
+        return 0;
+    }
+    s = peer_ready(node, nlen);
+    if (s == -EAGAIN)
+        return -EAGAIN;
+    if (s < 0) {
+        count_error(&st.undeliverable,
+                    "no bridge answers for node %.*s: message from client %" PRIu32 " dropped",
+                    (int)nlen, node, h->src);
+        return 0;
+    }
+    origin_of(h->src, org, sizeof(org));
+    memset(&f, 0, sizeof(f));
+    f.kind = (h->flags & SHMBUS_MSG_REQUEST) ? FRAME_REQ : FRAME_MSG;
+    f.prio = h->prio;
+    f.flags = h->flags;
+    f.epoch = epoch;
+    f.dst = target;
+    f.dst_len = tlen;
+    f.org = org;
+    f.org_len = strlen(org);
+    f.body = body;
+    f.body_len = blen;
+    subject(subj, sizeof(subj), node, nlen, f.kind == FRAME_REQ ? "req" : "msg");
+    if (f.kind == FRAME_REQ) {
+        pthread_mutex_lock(&lock);
+        token = next_token++;
+        p = &pending[token % PENDING];
+        p->token = token; /* an older request still waiting here is forgotten */
+        p->req = *h;
+        pthread_mutex_unlock(&lock);
+        f.token = token;
+        subject(reply, sizeof(reply), cfg.node, strlen(cfg.node), "rep");
+    }
+    f.seq = seq_next(node, nlen, f.kind);
+    fl = frame_encode(&f, out, cap);
+    if (fl < 0) {
+        count_error(&st.bad, "client %" PRIu32 ": message too large", h->src);
+        return 0;
+    }
+    s = publish(subj, f.kind == FRAME_REQ ? reply : NULL, out, (size_t)fl);
+    if (s != 0) {
+        if (token != 0) {
+            pthread_mutex_lock(&lock);
+            if (pending[token % PENDING].token == token)
+                pending[token % PENDING].token = 0;
+            pthread_mutex_unlock(&lock);
+        }
+        /* Not sent: take the number back so that the peer sees no gap. */
+        pthread_mutex_lock(&lock);
+        seq_find(seq_out, node, nlen, f.kind)->seq--;
+        pthread_mutex_unlock(&lock);
+        return -EAGAIN;
+    }
+    add(&st.out_msgs, 1);
+    add(&st.out_bytes, blen);
+    if (f.kind == FRAME_REQ)
+        add(&st.requests_out, 1);
+    return 0;
+}
+
+/* ---- state file ------------------------------------------------------------------------ */
+
+static int state_path(char *out, size_t cap)
+{
+    char dir[PATH_MAX];
+    int n = shmbus_runtime_dir(dir, sizeof(dir));
+
+    if (n < 0)
+        return n;
+    if (snprintf(out, cap, "%s/%s.%s.bridge.json", dir, cfg.bus, cfg.as) >= (int)cap)
+        return -ENAMETOOLONG;
+    return 0;
+}
+
+static void json_str(FILE *f, const char *s)
+{
+    fputc('"', f);
+    for (; *s != '\0'; s++) {
+        if (*s == '"' || *s == '\\')
+            fprintf(f, "\\%c", *s);
+        else if ((unsigned char)*s < 0x20)
+            fprintf(f, "\\u%04x", (unsigned char)*s);
+        else
+            fputc(*s, f);
+    }
+    fputc('"', f);
+}
+
+/* Write the state, atomically (a reader sees the old file or the new one). */
+static void write_state(void)
+{
+    char path[PATH_MAX], tmp[PATH_MAX + 16], err[sizeof(last_error)];
+    struct shmbus_client_info info[64];
+    uint32_t depth = 0, myid = shmbus_client_id(cl);
+    int64_t dropped = 0;
+    int n, i;
+    FILE *f;
+
+    if (state_path(path, sizeof(path)) != 0)
+        return;
+    n = shmbus_list(bus, info, 64);
+    for (i = 0; i < n && i < 64; i++)
+        if (info[i].id == myid)
+            depth = info[i].depth;
+    for (i = 0; i < 4; i++) {
+        int64_t d = 0;
+
+        if (subs[i] != NULL && natsSubscription_GetDropped(subs[i], &d) == NATS_OK)
+            dropped += d;
+    }
+    if (subs[0] != NULL) /* else closed: keep the last count */
+        atomic_store_explicit(&st.dropped_slow, (uint64_t)dropped, memory_order_relaxed);
+    dropped = (int64_t)get(&st.dropped_slow);
+    pthread_mutex_lock(&lock);
+    memcpy(err, last_error, sizeof(err));
+    pthread_mutex_unlock(&lock);
+    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+    f = fopen(tmp, "w");
+    if (f == NULL)
+        return;
+    fprintf(f, "{\"bus\":");
+    json_str(f, cfg.bus);
+    fprintf(f, ",\"node\":");
+    json_str(f, cfg.node);
+    fprintf(f, ",\"client\":");
+    json_str(f, cfg.as);
+    fprintf(f, ",\"id\":%" PRIu32 ",\"pid\":%ld,\"url\":", myid, (long)getpid());
+    json_str(f, cfg.url);
+    fprintf(f,
+            ",\"connected\":%s,\"disconnects\":%" PRIu64 ",\"reconnects\":%" PRIu64
+            ",\"out_msgs\":%" PRIu64 ",\"out_bytes\":%" PRIu64 ",\"in_msgs\":%" PRIu64
+            ",\"in_bytes\":%" PRIu64 ",\"requests_out\":%" PRIu64 ",\"replies_in\":%" PRIu64
+            ",\"requests_in\":%" PRIu64 ",\"replies_out\":%" PRIu64 ",\"queue\":%" PRIu32
+            ",\"nats_buffered\":%d,\"lost\":%" PRIu64 ",\"dropped_slow\":%" PRIu64
+            ",\"undeliverable\":%" PRIu64 ",\"bad\":%" PRIu64 ",\"errors\":%" PRIu64
+            ",\"last_error\":",
+            atomic_load_explicit(&st.connected, memory_order_relaxed) ? "true" : "false",
+            get(&st.disconnects), get(&st.reconnects), get(&st.out_msgs), get(&st.out_bytes),
+            get(&st.in_msgs), get(&st.in_bytes), get(&st.requests_out), get(&st.replies_in),
+            get(&st.requests_in), get(&st.replies_out), depth,
+            nc != NULL ? natsConnection_Buffered(nc) : 0, get(&st.lost), (uint64_t)dropped,
+            get(&st.undeliverable), get(&st.bad), get(&st.errors));
+    json_str(f, err);
+    fprintf(f, "}\n");
+    if (fclose(f) != 0 || rename(tmp, path) != 0)
+        unlink(tmp);
+}
+
+/* Is pid a running shmbus-bridge (and not another process that got its number)? */
+static int is_bridge(long pid)
+{
+    char path[64], comm[32] = "";
+    FILE *f;
+
+    if (pid <= 0)
+        return 0;
+    snprintf(path, sizeof(path), "/proc/%ld/comm", pid);
+    f = fopen(path, "r");
+    if (f == NULL)
+        return 0;
+    if (fgets(comm, sizeof(comm), f) == NULL)
+        comm[0] = '\0';
+    fclose(f);
+    return strcmp(comm, "shmbus-bridge\n") == 0;
+}
+
+/* shmbus-bridge --stats BUS: print the state file of the bridge; 1 if it is not running. */
+static int show_state(void)
+{
+    char path[PATH_MAX], line[4096];
+    const char *p;
+    FILE *f;
+    long pid = 0;
+    int rc = state_path(path, sizeof(path));
+
+    if (rc != 0) {
+        fprintf(stderr, "shmbus: bridge: %s: %s\n", cfg.bus, shmbus_strerror(rc));
+        return EXIT_FAIL;
+    }
+    f = fopen(path, "r");
+    if (f == NULL) {
+        fprintf(stderr, "shmbus: bridge: %s: no bridge has run on this bus (%s: %s)\n", cfg.bus,
+                path, strerror(errno));
+        return EXIT_FAIL;
+    }
+    if (fgets(line, sizeof(line), f) == NULL)
+        line[0] = '\0';
+    fclose(f);
+    p = strstr(line, "\"pid\":");
+    if (p != NULL)
+        pid = strtol(p + 6, NULL, 10);
+    fputs(line, stdout);
+    if (!is_bridge(pid)) {
+        fprintf(stderr, "shmbus: bridge: %s: not running (above: its last state)\n", cfg.bus);
+        return EXIT_FAIL;
+    }
+    return 0;
+}
+
+/* ---- start-up ---------------------------------------------------------------------------- */
+
+static int nats_options(natsOptions **opts)
+{
+    natsStatus s = natsOptions_Create(opts);
+    char name[96];
+
+    snprintf(name, sizeof(name), "shmbus-bridge %s/%s", cfg.node, cfg.bus);
+    if (s == NATS_OK)
+        s = natsOptions_SetURL(*opts, cfg.url);
+    if (s == NATS_OK)
+        s = natsOptions_SetName(*opts, name);
+    if (s == NATS_OK)
+        s = natsOptions_SetTimeout(*opts, 2000);
+    if (s == NATS_OK)
+        s = natsOptions_SetAllowReconnect(*opts, true);
+    if (s == NATS_OK)
+        s = natsOptions_SetMaxReconnect(*opts, -1); /* forever; the state file says so */
+    if (s == NATS_OK)
+        s = natsOptions_SetReconnectWait(*opts, 250);
+    /* Write each publish at once rather than leave it to libnats's flusher thread: one
+     * thread hand-off less per message, which is most of the bridge's added latency. */
+    if (s == NATS_OK)
+        s = natsOptions_SetSendAsap(*opts, true);
+    if (s == NATS_OK)
+        s = natsOptions_SetDisconnectedCB(*opts, on_disconnected, NULL);
+    if (s == NATS_OK)
+        s = natsOptions_SetReconnectedCB(*opts, on_reconnected, NULL);
+    if (s == NATS_OK)
+        s = natsOptions_SetErrorHandler(*opts, on_nats_error, NULL);
+    if (s == NATS_OK && cfg.creds != NULL)
+        s = natsOptions_SetUserCredentialsFromFiles(*opts, cfg.creds, NULL);
+    if (s == NATS_OK && cfg.user != NULL)
+        s = natsOptions_SetUserInfo(*opts, cfg.user, cfg.password);
+    if (s == NATS_OK && (cfg.tls_ca != NULL || cfg.tls_cert != NULL))
+        s = natsOptions_SetSecure(*opts, true);
+    if (s == NATS_OK && cfg.tls_ca != NULL)
+        s = natsOptions_LoadCATrustedCertificates(*opts, cfg.tls_ca);
+    if (s == NATS_OK && cfg.tls_cert != NULL)
+        s = natsOptions_LoadCertificatesChain(*opts, cfg.tls_cert, cfg.tls_key);
+    if (s != NATS_OK) {
+        fprintf(stderr, "shmbus: bridge: NATS options: %s\n", nats_GetLastError(NULL));
+        return -1;
+    }
+    return 0;
+}
+
+/* Sleep ms milliseconds, or less if a signal asks us to stop. */
+static void nap(int ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+
+    while (!stop && nanosleep(&ts, &ts) != 0 && errno == EINTR)
+        ;
+}
+
+/* Connect, retrying with backoff (250 ms doubling to 10 s) unless --once. NATS threads are
+ * made with SIGINT/SIGTERM blocked so that the main thread is the one that sees them. */
+static int connect_nats(natsOptions *opts)
+{
+    sigset_t set, old;
+    int delay = 250;
+    natsStatus s;
+
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    for (;;) {
+        pthread_sigmask(SIG_BLOCK, &set, &old);
+        s = natsConnection_Connect(&nc, opts);
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
+        if (s == NATS_OK)
+            return 0;
+        if (cfg.once) {
+            fprintf(stderr, "shmbus: bridge: %s: cannot connect: %s\n", cfg.url,
+                    natsStatus_GetText(s));
+            return -1;
+        }
+        fprintf(stderr, "shmbus: bridge: %s: cannot connect: %s; retrying in %.2g s\n", cfg.url,
+                natsStatus_GetText(s), delay / 1000.0);
+        nap(delay);
+        if (stop)
+            return -1;
+        delay = delay * 2 > 10000 ? 10000 : delay * 2;
+    }
+}
+
+static int subscribe(void)
+{
+    static const char *const kinds[4] = {"msg", "req", "rep", "ping"};
+    natsMsgHandler cbs[4] = {on_msg, on_req, on_rep, on_ping};
+    char subj[256];
+    int i;
+
+    for (i = 0; i < 4; i++) {
+        subject(subj, sizeof(subj), cfg.node, strlen(cfg.node), kinds[i]);
+        if (natsConnection_Subscribe(&subs[i], nc, subj, cbs[i], NULL) != NATS_OK) {
+            fprintf(stderr, "shmbus: bridge: subscribe %s: %s\n", subj, nats_GetLastError(NULL));
+            return -1;
+        }
+    }
+    /* The subscriptions must be on the server before we say we are ready. */
+    if (natsConnection_FlushTimeout(nc, 5000) != NATS_OK) {
+        fprintf(stderr, "shmbus: bridge: %s: %s\n", cfg.url, nats_GetLastError(NULL));
+        return -1;
+    }
+    return 0;
+}
+
+static int join_bus(void)
+{
+    struct shmbus_bus_info info;
+    char reqname[SHMBUS_NAME_MAX + 1];
+    int rc = shmbus_bus_open(cfg.bus, NULL, SHMBUS_OPEN_CREATE, &bus);
+
+    if (rc == 0)
+        rc = shmbus_bus_info(bus, &info);
+    if (rc < 0) {
+        fprintf(stderr, "shmbus: bridge: %s: %s\n", cfg.bus, shmbus_strerror(rc));
+        return -1;
+    }
+    msg_size = info.msg_size;
+    shmbus_reap(bus); /* a bridge killed with -9 may still hold our name */
+    rc = shmbus_join(bus, 0, cfg.as, &cl);
+    snprintf(reqname, sizeof(reqname), "%s.req", cfg.as);
+    if (rc == 0)
+        rc = shmbus_join(bus, 0, reqname, &reqcl);
+    if (rc < 0) {
+        fprintf(stderr, "shmbus: bridge: %s: join as %s: %s\n", cfg.bus, cfg.as,
+                shmbus_strerror(rc));
+        return -1;
+    }
+    shmbus_client_set_spin(cl, (unsigned)cfg.spin_us);
+    shmbus_client_set_spin(reqcl, (unsigned)cfg.spin_us);
+    return 0;
+}
+
+static void usage(FILE *f)
+{
+    fputs("Usage: shmbus-bridge BUS --node NAME [--nats URL] [OPTION]...\n"
+          "       shmbus-bridge BUS --stats [--as NAME]\n"
+          "       shmbus-bridge --bench [--nats URL] [--count N]\n"
+          "Carry messages between BUS and the buses of other hosts through NATS.\n"
+          "Local programs send \"NODE/NAME body\" (or \"NODE/#ID body\") to the client\n"
+          "named `bridge`; the bridge of NODE delivers \"ORIGIN body\" to NAME there.\n"
+          "\n"
+          "  --nats URL         NATS server (default nats://127.0.0.1:4222)\n"
+          "  --node NAME        this host's node name ([A-Za-z0-9_-])\n"
+          "  --as NAME          the bridge's client name on BUS (default bridge)\n"
+          "  --prefix P         NATS subject prefix (default shmbus)\n"
+          "  --creds FILE       NATS credentials file (JWT and seed)\n"
+          "  --user U --password P   NATS user and password ($SHMBUS_NATS_PASSWORD)\n"
+          "  --tls-ca FILE --tls-cert FILE --tls-key FILE   TLS to the NATS server\n"
+          "  --once             fail if NATS is unreachable at start (default: retry)\n"
+          "  --timeout MS       how long a delivery may wait for room (default 5000)\n"
+          "  --interval MS      how often the state file is written (default 1000)\n"
+          "  --spin USEC        spin before sleeping when waiting on the bus (default 0)\n"
+          "  --stats            print the running bridge's state (JSON) and exit\n"
+          "  --bench [--count N]  round trips across two bridges (two temporary buses)\n"
+          "                     against the NATS C client direct, same server; one run\n"
+          "  --quiet            log nothing but fatal errors\n"
+          "See shmbus-bridge(1).\n",
+          f);
+}
+
+static int parse_ms(const char *s, int *out)
+{
+    char *end;
+    long v = strtol(s, &end, 10);
+
+    if (*s == '\0' || *end != '\0' || v < 0 || v > INT_MAX)
+        return -1;
+    *out = (int)v;
+    return 0;
+}
+
+static int parse_args(int argc, char **argv, int *stats)
+{
+    static const struct option longopts[] = {{"nats", required_argument, NULL, 'n'},
+                                             {"node", required_argument, NULL, 'N'},
+                                             {"as", required_argument, NULL, 'a'},
+                                             {"prefix", required_argument, NULL, 'P'},
+                                             {"creds", required_argument, NULL, 'c'},
+                                             {"user", required_argument, NULL, 'u'},
+                                             {"password", required_argument, NULL, 'p'},
+                                             {"tls-ca", required_argument, NULL, 'C'},
+                                             {"tls-cert", required_argument, NULL, 'T'},
+                                             {"tls-key", required_argument, NULL, 'K'},
+                                             {"once", no_argument, NULL, '1'},
+                                             {"timeout", required_argument, NULL, 't'},
+                                             {"interval", required_argument, NULL, 'i'},
+                                             {"stats", no_argument, NULL, 's'},
+                                             {"quiet", no_argument, NULL, 'q'},
+                                             {"help", no_argument, NULL, 'h'},
+                                             {"version", no_argument, NULL, 'V'},
+                                             {"bench", no_argument, NULL, 'B'},
+                                             {"count", required_argument, NULL, 'k'},
+                                             {"spin", required_argument, NULL, 'S'},
+                                             {NULL, 0, NULL, 0}};
+    int o;
+
+    cfg.url = "nats://127.0.0.1:4222";
+    cfg.as = "bridge";
+    cfg.prefix = "shmbus";
+    cfg.timeout_ms = 5000;
+    cfg.interval_ms = 1000;
+    while ((o = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+        switch (o) {
+        case 'n':
+            cfg.url = optarg;
+            break;
+        case 'N':
+            cfg.node = optarg;
+            break;
+        case 'a':
+            cfg.as = optarg;
+            break;
+        case 'P':
+            cfg.prefix = optarg;
+            break;
+        case 'c':
+            cfg.creds = optarg;
+            break;
+        case 'u':
+            cfg.user = optarg;
+            break;
+        case 'p':
+            cfg.password = optarg;
+            break;
+        case 'C':
+            cfg.tls_ca = optarg;
+            break;
+        case 'T':
+            cfg.tls_cert = optarg;
+            break;
+        case 'K':
+            cfg.tls_key = optarg;
+            break;
+        case '1':
+            cfg.once = 1;
+            break;
+        case 'q':
+            cfg.quiet = 1;
+            break;
+        case 's':
+            *stats = 1;
+            break;
+        case 'B':
+            cfg.bench = 1;
+            break;
+        case 'S':
+            if (parse_ms(optarg, &cfg.spin_us) != 0) {
+                fprintf(stderr, "shmbus: bridge: --spin: not a number of microseconds: %s\n",
+                        optarg);
+                return EXIT_USAGE;
+            }
+            break;
+        case 'k':
+            if (parse_ms(optarg, &cfg.count) != 0 || cfg.count < 1) {
+                fprintf(stderr, "shmbus: bridge: --count: not a positive number: %s\n", optarg);
+                return EXIT_USAGE;
+            }
+            break;
+        case 't':
+        case 'i':
+            if (parse_ms(optarg, o == 't' ? &cfg.timeout_ms : &cfg.interval_ms) != 0 ||
+                (o == 'i' && cfg.interval_ms == 0)) {
+                fprintf(stderr, "shmbus: bridge: --%s: not a number of milliseconds: %s\n",
+                        o == 't' ? "timeout" : "interval", optarg);
+                return EXIT_USAGE;
+            }
+            break;
+        case 'h':
+            usage(stdout);
+            exit(0);
+        case 'V':
+            printf("shmbus-bridge %s\n", shmbus_version());
+            exit(0);
+        default:
+            usage(stderr);
+            return EXIT_USAGE;
+        }
+    }
+    if (cfg.bench)
+        return optind == argc ? 0 : EXIT_USAGE;
+    if (optind != argc - 1) {
+        fprintf(stderr, "shmbus: bridge: %s\n", optind >= argc ? "no BUS given" : "one BUS only");
+        usage(stderr);
+        return EXIT_USAGE;
+    }
+    cfg.bus = argv[optind];
+    if (strlen(cfg.as) > SHMBUS_NAME_MAX - 4 || !frame_name_ok(cfg.as, strlen(cfg.as)) ||
+        cfg.as[0] == '#') {
+        fprintf(stderr,
+                "shmbus: bridge: --as %s: a client name of at most %d characters "
+                "[A-Za-z0-9._-]\n",
+                cfg.as, SHMBUS_NAME_MAX - 4);
+        return EXIT_USAGE;
+    }
+    if (*stats)
+        return 0;
+    if (cfg.node == NULL || !frame_node_ok(cfg.node, strlen(cfg.node))) {
+        fprintf(stderr, "shmbus: bridge: --node: %s\n",
+                cfg.node == NULL ? "required (this host's node name)"
+                                 : "at most 31 characters [A-Za-z0-9_-] (no dot)");
+        return EXIT_USAGE;
+    }
+    if (!frame_node_ok(cfg.prefix, strlen(cfg.prefix))) {
+        fprintf(stderr, "shmbus: bridge: --prefix %s: at most 31 characters [A-Za-z0-9_-]\n",
+                cfg.prefix);
+        return EXIT_USAGE;
+    }
+    if (cfg.password == NULL)
+        cfg.password = getenv("SHMBUS_NATS_PASSWORD");
+    if ((cfg.password != NULL && cfg.user == NULL) ||
+        (cfg.tls_key != NULL) != (cfg.tls_cert != NULL)) {
+        fprintf(stderr, "shmbus: bridge: %s\n",
+                cfg.user == NULL && cfg.password != NULL ? "--password needs --user"
+                                                         : "--tls-cert and --tls-key go together");
+        return EXIT_USAGE;
+    }
+    return 0;
+}
+
+/* The main loop: peek, publish, consume; the state file once per interval. */
+static int run(void)
+{
+    size_t cap = (size_t)msg_size + FRAME_HDR + 2 * ADDR_MAX;
+    char *buf = malloc(msg_size);
+    uint8_t *out = malloc(cap);
+    struct timespec now;
+    int64_t next = 0, t;
+    int rc = 0, n;
+
+    if (buf == NULL || out == NULL) {
+        fprintf(stderr, "shmbus: bridge: %s\n", strerror(ENOMEM));
+        free(buf);
+        free(out);
+        return EXIT_FAIL;
+    }
+    while (!stop) {
+        struct shmbus_msg h;
+
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        t = (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000;
+        if (t >= next) {
+            write_state();
+            next = t + cfg.interval_ms;
+        }
+        n = shmbus_peek(cl, &h, buf, msg_size, 100);
+        if (n == -ETIMEDOUT || n == -EAGAIN || n == -EINTR)
+            continue;
+        if (n < 0) {
+            fprintf(stderr, "shmbus: bridge: %s: %s\n", cfg.bus, shmbus_strerror(n));
+            rc = EXIT_FAIL;
+            break;
+        }
+        if (forward(&h, buf, (size_t)n, out, cap) == -EAGAIN) {
+            nap(50); /* NATS cannot take it now (closed, or its buffer is full): try again */
+            continue;
+        }
+        shmbus_consume(cl);
+    }
+    free(buf);
+    free(out);
+    return rc;
+}
+
+int main(int argc, char **argv)
+{
+    natsOptions *opts = NULL;
+    struct sigaction sa;
+    int stats = 0, rc, i;
+
+    rc = parse_args(argc, argv, &stats);
+    if (rc != 0)
+        return rc;
+    if (stats)
+        return show_state();
+    if (cfg.bench)
+        return bridge_bench("/proc/self/exe", cfg.url, cfg.count > 0 ? cfg.count : 2000,
+                            cfg.spin_us);
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_signal;
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    if (getrandom(&epoch, sizeof(epoch), 0) != (ssize_t)sizeof(epoch))
+        epoch = (uint64_t)time(NULL) << 20 ^ (uint64_t)getpid();
+    if (join_bus() != 0)
+        return EXIT_FAIL;
+    write_state();
+    rc = EXIT_FAIL;
+    if (nats_Open(-1) != NATS_OK || nats_options(&opts) != 0 || connect_nats(opts) != 0)
+        goto out;
+    atomic_store_explicit(&st.generation, 1, memory_order_relaxed);
+    atomic_store_explicit(&st.connected, 1, memory_order_relaxed);
+    if (subscribe() != 0)
+        goto out;
+    logmsg("bus %s, client %s (id %" PRIu32 "), node %s, NATS %s: ready", cfg.bus, cfg.as,
+           shmbus_client_id(cl), cfg.node, cfg.url);
+    rc = run();
+out:
+    if (nc != NULL) {
+        natsConnection_Close(nc);
+        write_state(); /* the last counts, while the subscriptions are still there */
+        for (i = 0; i < 4; i++) {
+            natsSubscription_Destroy(subs[i]);
+            subs[i] = NULL;
+        }
+        natsConnection_Destroy(nc);
+        nc = NULL;
+    }
+    natsOptions_Destroy(opts);
+    nats_CloseAndWait(cfg.timeout_ms + 2000);
+    atomic_store_explicit(&st.connected, 0, memory_order_relaxed);
+    write_state();
+    if (stop)
+        rc = 0; /* asked to stop: a clean end */
+    shmbus_leave(reqcl);
+    shmbus_leave_keep(cl); /* what waits for the bridge waits for the next one */
+    shmbus_bus_close(bus);
+    return rc;
+}
