@@ -46,3 +46,14 @@ CHECK_DEPS  += $(BENCH_BIN)
 # The full run. It also builds the classic clients when they exist, for the exchange row.
 bench: deps $(BENCH_BIN) $(if $(wildcard classic/*.c),$(CLASSIC_BINS))
 	BUILD=$(BUILD) $(BENCH_BIN)
+
+# `make callgrind`: the hot path's instructions per message (bench/cg/), reproducible on any
+# machine. Not part of `make check`: valgrind takes a while.
+CG_BIN := $(BUILD)/bench/cgprobe
+$(CG_BIN): $(BUILD)/bench/cg/cgprobe.o $(LIB_A)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+ALL_TARGETS += $(CG_BIN)
+
+.PHONY: callgrind
+callgrind: $(CG_BIN)
+	bench/cg/run.sh $(CG_BIN)
