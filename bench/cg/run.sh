@@ -11,7 +11,7 @@ trap 'rm -rf "$dir"' EXIT
 export SHMBUS_DIR=$dir/run
 count() { # mode messages-per-iteration
     local out=$dir/cg.$1
-    valgrind --tool=callgrind --toggle-collect=measured --callgrind-out-file="$out" \
+    valgrind --tool=callgrind --collect-atstart=no --toggle-collect=measured --callgrind-out-file="$out" \
         "$probe" "cg-$$-$1" "$1" "$n" >/dev/null 2>"$dir/log.$1" ||
         { cat "$dir/log.$1" >&2; return 1; }
     local ir
