@@ -200,9 +200,11 @@ struct seen {
  * (the claim is *pos, *total units, its header stored CLAIMED), -EAGAIN (no room, or the
  * chain rule says wait: *seen says which), or -EBADMSG (tail or head are garbage).
  */
-static int claim(shmbus_client *c, uint32_t dst, struct sb_mbox *mb, unsigned ii,
-                 const uint32_t *units, uint32_t nrec, unsigned prio, uint64_t *pos,
-                 uint32_t *total, struct seen *seen)
+#define HOT static inline __attribute__((always_inline))
+
+HOT int claim(shmbus_client *c, uint32_t dst, struct sb_mbox *mb, unsigned ii,
+              const uint32_t *units, uint32_t nrec, unsigned prio, uint64_t *pos, uint32_t *total,
+              struct seen *seen)
 {
     shmbus_bus *b = c->bus;
     struct sb_intent *in = &c->e->intent[ii];
@@ -301,9 +303,9 @@ static int claim(shmbus_client *c, uint32_t dst, struct sb_mbox *mb, unsigned ii
 }
 
 /* Fill the record at pos (fields and payload; the header word is the caller's). */
-static void write_rec(shmbus_bus *b, struct sb_mbox *mb, uint64_t pos, const shmbus_client *c,
-                      uint32_t dst_gen, const void *data, size_t len, unsigned mflags, uint64_t seq,
-                      uint64_t corr, uint64_t now)
+HOT void write_rec(shmbus_bus *b, struct sb_mbox *mb, uint64_t pos, const shmbus_client *c,
+                   uint32_t dst_gen, const void *data, size_t len, unsigned mflags, uint64_t seq,
+                   uint64_t corr, uint64_t now)
 {
     struct sb_rec *r = sb__unit(b, mb, pos);
     r->seq = seq;
@@ -318,7 +320,7 @@ static void write_rec(shmbus_bus *b, struct sb_mbox *mb, uint64_t pos, const shm
 }
 
 /* After committing: wake the consumer if (and only if) it sleeps. */
-static void wake_consumer(struct sb_mbox *mb)
+HOT void wake_consumer(struct sb_mbox *mb)
 {
     /* seq_cst: with the commit CAS before it, the producer's half of the Dekker pair with
      * the consumer's store of sleeping + fence in recv_common() (docs/mailbox-v2.md, 8). */
@@ -331,8 +333,8 @@ static void wake_consumer(struct sb_mbox *mb)
  * Commit the claim at pos (steps 8..10): CLAIMED(claimed) -> READY(first), end the intent,
  * wake the consumer. -ECONNRESET if the claim was skipped (nothing delivered).
  */
-static int commit(shmbus_client *c, struct sb_mbox *mb, unsigned ii, uint64_t pos, uint32_t claimed,
-                  uint32_t first, unsigned prio)
+HOT int commit(shmbus_client *c, struct sb_mbox *mb, unsigned ii, uint64_t pos, uint32_t claimed,
+               uint32_t first, unsigned prio)
 {
     shmbus_bus *b = c->bus;
     uint64_t lap = lap_of(b, pos);
@@ -502,27 +504,23 @@ static int wait_space(shmbus_bus *b, struct sb_mbox *mb, uint32_t dst, uint32_t 
 }
 
 /*
- * Claim room for units[0..nrec) in dst's mailbox, waiting for room as the flags and the
- * deadline allow. On success (how many records) the caller holds intent record *ii and
- * must commit.
+ * claim_wait()'s waiting: claim() said -EAGAIN (or an error) on its first try, k and seen
+ * are what it said. Loops until a claim succeeds, the deadline, or an error; gives the
+ * intent record back on failure.
  */
-static int claim_wait(shmbus_client *c, uint32_t dst, uint32_t gen, const uint32_t *units,
-                      uint32_t nrec, unsigned prio, unsigned flags, uint64_t deadline, bool loan,
-                      unsigned *ii, uint64_t *pos, uint32_t *total)
+static __attribute__((noinline)) int
+claim_wait_slow(shmbus_client *c, uint32_t dst, uint32_t gen, const uint32_t *units, uint32_t nrec,
+                unsigned prio, unsigned flags, uint64_t deadline, unsigned i, int k,
+                struct seen seen, unsigned *ii, uint64_t *pos, uint32_t *total)
 {
     shmbus_bus *b = c->bus;
     struct sb_mbox *mb = sb__mbox(b, dst);
-    unsigned i;
-    if (!loan)
-        i = intent_get(c);
-    else if (intent_try_get(c, &i) < 0)
-        return -EBUSY; /* a thread holding loans must not wait for itself */
     bool counted = false;
     uint64_t spin_until = 0;
     uint32_t spins = 0, chain_spins = 0;
-    for (;;) {
-        struct seen seen;
-        int k = claim(c, dst, mb, i, units, nrec, prio, pos, total, &seen);
+    for (bool first = true;; first = false) {
+        if (!first)
+            k = claim(c, dst, mb, i, units, nrec, prio, pos, total, &seen);
         if (k > 0) {
             *ii = i;
             return k;
@@ -569,10 +567,36 @@ static int claim_wait(shmbus_client *c, uint32_t dst, uint32_t gen, const uint32
     }
 }
 
-/* One message to one destination. *seq_out gets its sequence number. */
-static int send_one(shmbus_client *c, uint32_t dst, const void *data, size_t len, unsigned prio,
-                    unsigned flags, unsigned mflags, uint64_t corr, uint64_t deadline,
-                    uint64_t *seq_out)
+/*
+ * Claim room for units[0..nrec) in dst's mailbox, waiting for room as the flags and the
+ * deadline allow. On success (how many records) the caller holds intent record *ii and
+ * must commit. The first try is inline (the common case: room by the cached head); the
+ * waiting, out of line.
+ */
+HOT int claim_wait(shmbus_client *c, uint32_t dst, uint32_t gen, const uint32_t *units,
+                   uint32_t nrec, unsigned prio, unsigned flags, uint64_t deadline, bool loan,
+                   unsigned *ii, uint64_t *pos, uint32_t *total)
+{
+    unsigned i;
+    if (!loan)
+        i = intent_get(c);
+    else if (intent_try_get(c, &i) < 0)
+        return -EBUSY; /* a thread holding loans must not wait for itself */
+    struct seen seen;
+    int k = claim(c, dst, sb__mbox(c->bus, dst), i, units, nrec, prio, pos, total, &seen);
+    if (k > 0) {
+        *ii = i;
+        return k;
+    }
+    return claim_wait_slow(c, dst, gen, units, nrec, prio, flags, deadline, i, k, seen, ii, pos,
+                           total);
+}
+
+/* One message to one destination. *seq_out gets its sequence number. Inline, so that
+ * shmbus_send()'s common case (priority 0, no ACK) is compiled with those constants. */
+HOT int send_rec(shmbus_client *c, uint32_t dst, const void *data, size_t len, unsigned prio,
+                 unsigned flags, unsigned mflags, uint64_t corr, uint64_t deadline,
+                 uint64_t *seq_out)
 {
     shmbus_bus *b = c->bus;
     uint32_t gen;
@@ -602,6 +626,13 @@ static int send_one(shmbus_client *c, uint32_t dst, const void *data, size_t len
     return 0;
 }
 
+static int send_one(shmbus_client *c, uint32_t dst, const void *data, size_t len, unsigned prio,
+                    unsigned flags, unsigned mflags, uint64_t corr, uint64_t deadline,
+                    uint64_t *seq_out)
+{
+    return send_rec(c, dst, data, len, prio, flags, mflags, corr, deadline, seq_out);
+}
+
 int shmbus_send(shmbus_client *c, uint32_t dst, const void *data, size_t len, unsigned flags,
                 int timeout_ms)
 {
@@ -616,6 +647,8 @@ int shmbus_send(shmbus_client *c, uint32_t dst, const void *data, size_t len, un
         deadline = 0; /* no clock read for a send that must not wait */
     else
         deadline_of(timeout_ms, &deadline);
+    if ((flags & ~SHMBUS_SEND_NONBLOCK) == 0) /* the common case, with its constants */
+        return send_rec(c, dst, data, len, 0, flags, 0, 0, deadline, NULL);
     unsigned mflags = (flags & SHMBUS_SEND_ACK) ? SHMBUS_MSG_ACK : 0;
     return send_one(c, dst, data, len, prio, flags, mflags, 0, deadline, NULL);
 }
@@ -864,7 +897,7 @@ static void publish(shmbus_client *c, bool all)
  * quarter ring, or when a producer waits. Caught up is not optional: we may just have
  * zeroed the last claim's header, and the chain rule lets producers past a zero there
  * only once head says it was consumed. */
-static void maybe_publish(shmbus_client *c)
+HOT void maybe_publish(shmbus_client *c)
 {
     shmbus_bus *b = c->bus;
     if (c->h == c->hpub)
@@ -1326,10 +1359,69 @@ static int recv_common(shmbus_client *c, const struct want *w, struct shmbus_msg
     }
 }
 
+/*
+ * The common receive, inline (docs/mailbox-v2.md, 5, "Fast path"): a READY record at h of
+ * priority 0, no ACK, that fits in buf, with no record lent and no priority pending. The
+ * same steps as find_msg() + read_at() + consume_at() + the pass at h in try_take(), with
+ * the cases they handle for the general path left out. Returns its length, or -EAGAIN for
+ * "take the general path", having written nothing to the segment. Every field is read once
+ * and checked before use; the general path reads them again and checks them again.
+ */
+HOT int recv_fast(shmbus_client *c, struct shmbus_msg *hdr, void *buf, size_t cap)
+{
+    shmbus_bus *b = c->bus;
+    struct sb_mbox *mb = c->mb;
+    if (c->nheld != 0 || atomic_load_explicit(&mb->pending_hi, memory_order_relaxed) != 0)
+        return -EAGAIN;
+    uint64_t h = c->h;
+    const struct sb_rec *rc = sb__unit(b, mb, h);
+    /* Acquire pairs with the commit CAS in commit(): the fields and payload are visible. */
+    uint64_t v = atomic_load_explicit(&rc->hw, memory_order_acquire);
+    if ((v & 0x1f) != SB_HW_READY || !hw_valid(b, v, h)) /* READY at priority 0 */
+        return -EAGAIN;
+    uint32_t u = SB_HW_UNITS(v);
+    uint32_t len = rc->len, src = rc->src, sg = rc->src_gen;
+    unsigned flags = (sg >> 24) & MSG_FLAGS;
+    if ((flags & SHMBUS_MSG_ACK) || len > cap || len > b->lay.msg_size ||
+        len > u * SB_UNIT - SB_REC_HDR || src < 1 || src > b->lay.max_clients ||
+        !our_gen(c, rc->dst_gen))
+        return -EAGAIN; /* an ACK, too large, or to be dropped: the general path */
+    uint64_t sent_ns = rc->sent_ns;
+    if (hdr != NULL)
+        *hdr = (struct shmbus_msg){.src = src,
+                                   .dst = c->id,
+                                   .seq = rc->seq,
+                                   .corr = rc->corr,
+                                   .sent_ns = sent_ns,
+                                   .len = len,
+                                   .prio = 0,
+                                   .flags = (uint8_t)flags};
+    if (len != 0)
+        memcpy(buf, (const uint8_t *)rc + SB_REC_HDR, len);
+    /* Taken at h: DONE first (a consumer that dies while zeroing must not leave a READY
+     * header over zeroed payload words), then passed at once. Relaxed, as in mark_done(). */
+    atomic_store_explicit(hw_at(b, mb, h), (v & ~(uint64_t)3) | SB_HW_DONE, memory_order_relaxed);
+    zero_units(b, mb, h, u);
+    c->h = padd(h, u);
+    note_passed(mb, 1);
+    add_counter(&c->e->received, 1);
+    add_counter(&c->e->bytes_received, len);
+    if ((c->recv_count++ & 15) == 0) { /* the histogram's sample, as recv_common() */
+        uint64_t now = sb__now_ns();
+        if (now > sent_ns)
+            add_counter(&c->e->lat_hist[shmbus_hist_bucket(now - sent_ns)], 1);
+    }
+    maybe_publish(c);
+    return (int)len;
+}
+
 int shmbus_recv(shmbus_client *c, struct shmbus_msg *hdr, void *buf, size_t cap, int timeout_ms)
 {
     if (c == NULL || (buf == NULL && cap != 0))
         return -EINVAL;
+    int r = recv_fast(c, hdr, buf, cap);
+    if (r != -EAGAIN)
+        return r;
     struct want w = {0};
     return recv_common(c, &w, hdr, buf, cap, timeout_ms);
 }
