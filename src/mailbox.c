@@ -74,14 +74,48 @@ static inline _Atomic uint64_t *hw_at(const shmbus_bus *b, struct sb_mbox *mb, u
     return &sb__unit(b, mb, p)->hw;
 }
 
-/* Is v a real header for position p: a state, this lap, units inside the ring? */
+/*
+ * A mailbox's ring as the hot loops use it: its geometry copied into locals once. Every
+ * store to the segment could, for all the compiler knows, alias the bus's fields, so code
+ * that reads b->lay after each store reloads it each time; a struct rv on the stack stays
+ * in registers.
+ */
+struct rv {
+    uint8_t *ring;
+    uint64_t mask; /* units - 1 */
+    uint64_t units;
+    unsigned shift; /* units == 1 << shift */
+};
+
+static inline __attribute__((always_inline)) struct rv rv_of(const shmbus_bus *b,
+                                                             struct sb_mbox *mb)
+{
+    return (struct rv){mb->ring, (uint64_t)b->lay.ring_units - 1, b->lay.ring_units,
+                       b->lay.ring_shift};
+}
+
+static inline __attribute__((always_inline)) struct sb_rec *rv_rec(const struct rv *r, uint64_t p)
+{
+    return (struct sb_rec *)(r->ring + (p & r->mask) * SB_UNIT);
+}
+
+/* Is v a real header for position p: a state, this lap, units inside the ring? The one
+ * check of a header word (hw_valid() is this with the bus's geometry). */
+static inline __attribute__((always_inline)) bool rv_valid(const struct rv *r, uint64_t v,
+                                                           uint64_t p)
+{
+    if (SB_HW_STATE(v) == SB_HW_ZERO || SB_HW_PAD(v) != 0 ||
+        SB_HW_LAP(v) != ((p >> r->shift) & SB_LAP_MASK))
+        return false;
+    uint32_t u = SB_HW_UNITS(v);
+    return u >= 1 && (p & r->mask) + u <= r->units;
+}
+
 static inline __attribute__((always_inline)) bool hw_valid(const shmbus_bus *b, uint64_t v,
                                                            uint64_t p)
 {
-    if (SB_HW_STATE(v) == SB_HW_ZERO || SB_HW_PAD(v) != 0 || SB_HW_LAP(v) != lap_of(b, p))
-        return false;
-    uint32_t u = SB_HW_UNITS(v);
-    return u >= 1 && idx_of(b, p) + u <= b->lay.ring_units;
+    struct rv r = {NULL, (uint64_t)b->lay.ring_units - 1, b->lay.ring_units, b->lay.ring_shift};
+    return rv_valid(&r, v, p);
 }
 
 static uint32_t mbox_id_of(const shmbus_bus *b, const struct sb_mbox *mb)
@@ -99,10 +133,27 @@ static inline bool our_gen(const shmbus_client *c, uint32_t g)
 /* Zero the first word of each unit of the record [p, p + u), the header last: a consumer
  * that dies half-way leaves a run of zero units that ends at a real header. The stores are
  * published by the release half of the head store in publish(). */
+static inline __attribute__((always_inline)) void rv_zero(const struct rv *r, uint64_t p,
+                                                          uint32_t u)
+{
+    if ((p & r->mask) + u <= r->units) {
+        /* The record does not cross the ring's end (every checked header says so): walk
+         * its units by address, last to first. */
+        uint8_t *first = r->ring + (p & r->mask) * SB_UNIT;
+        for (uint8_t *q = first + (uint64_t)u * SB_UNIT; q != first;) {
+            q -= SB_UNIT;
+            atomic_store_explicit(&((struct sb_rec *)q)->hw, 0, memory_order_relaxed);
+        }
+        return;
+    }
+    for (uint32_t x = u; x-- > 0;)
+        atomic_store_explicit(&rv_rec(r, p + x)->hw, 0, memory_order_relaxed);
+}
+
 static void zero_units(const shmbus_bus *b, struct sb_mbox *mb, uint64_t p, uint32_t u)
 {
-    for (uint32_t x = u; x-- > 0;)
-        atomic_store_explicit(hw_at(b, mb, padd(p, x)), 0, memory_order_relaxed);
+    struct rv r = rv_of(b, mb);
+    rv_zero(&r, p, u);
 }
 
 /*
@@ -1363,11 +1414,12 @@ static int recv_common(shmbus_client *c, const struct want *w, struct shmbus_msg
  * The common receive, inline (docs/mailbox-v2.md, 5, "Fast path"): a READY record at h of
  * priority 0, no ACK, that fits in buf, with no record lent and no priority pending. The
  * same steps as find_msg() + read_at() + consume_at() + the pass at h in try_take(), with
- * the cases they handle for the general path left out. Returns its length, or -EAGAIN for
+ * the cases they handle for the general path left out; with ref, lend_at()'s instead of
+ * the copy (shmbus_recv_ref()). Returns its length, or -EAGAIN for
  * "take the general path", having written nothing to the segment. Every field is read once
  * and checked before use; the general path reads them again and checks them again.
  */
-HOT int recv_fast(shmbus_client *c, struct shmbus_msg *hdr, void *buf, size_t cap)
+HOT int recv_fast(shmbus_client *c, struct shmbus_msg *hdr, void *buf, size_t cap, const void **ref)
 {
     shmbus_bus *b = c->bus;
     struct sb_mbox *mb = c->mb;
@@ -1382,7 +1434,7 @@ HOT int recv_fast(shmbus_client *c, struct shmbus_msg *hdr, void *buf, size_t ca
     uint32_t u = SB_HW_UNITS(v);
     uint32_t len = rc->len, src = rc->src, sg = rc->src_gen;
     unsigned flags = (sg >> 24) & MSG_FLAGS;
-    if ((flags & SHMBUS_MSG_ACK) || len > cap || len > b->lay.msg_size ||
+    if ((flags & SHMBUS_MSG_ACK) || (ref == NULL && len > cap) || len > b->lay.msg_size ||
         len > u * SB_UNIT - SB_REC_HDR || src < 1 || src > b->lay.max_clients ||
         !our_gen(c, rc->dst_gen))
         return -EAGAIN; /* an ACK, too large, or to be dropped: the general path */
@@ -1396,13 +1448,23 @@ HOT int recv_fast(shmbus_client *c, struct shmbus_msg *hdr, void *buf, size_t ca
                                    .len = len,
                                    .prio = 0,
                                    .flags = (uint8_t)flags};
-    if (len != 0)
+    if (ref != NULL) {
+        /* Lent in place (lend_at()): DONE, held, not passed until shmbus_recv_release().
+         * Relaxed, as in mark_done(). */
+        atomic_store_explicit(hw_at(b, mb, h), (v & ~(uint64_t)3) | SB_HW_DONE,
+                              memory_order_relaxed);
+        c->held[c->nheld++] = h;
+        *ref = (const uint8_t *)rc + SB_REC_HDR;
+    } else if (len != 0) {
         memcpy(buf, (const uint8_t *)rc + SB_REC_HDR, len);
-    /* Taken at h: DONE first (a consumer that dies while zeroing must not leave a READY
-     * header over zeroed payload words), then passed at once. Relaxed, as in mark_done(). */
-    atomic_store_explicit(hw_at(b, mb, h), (v & ~(uint64_t)3) | SB_HW_DONE, memory_order_relaxed);
-    zero_units(b, mb, h, u);
-    c->h = padd(h, u);
+    }
+    /* Taken at h: passed at once, as take_run() does, with no DONE store first. A consumer
+     * that dies half-way through the zeroing leaves a READY header over zeroed words, but
+     * only a drain ever consumes after a dead consumer, and it drops READY records. */
+    if (ref == NULL) {
+        zero_units(b, mb, h, u);
+        c->h = padd(h, u);
+    }
     note_passed(mb, 1);
     add_counter(&c->e->received, 1);
     add_counter(&c->e->bytes_received, len);
@@ -1419,7 +1481,7 @@ int shmbus_recv(shmbus_client *c, struct shmbus_msg *hdr, void *buf, size_t cap,
 {
     if (c == NULL || (buf == NULL && cap != 0))
         return -EINVAL;
-    int r = recv_fast(c, hdr, buf, cap);
+    int r = recv_fast(c, hdr, buf, cap, NULL);
     if (r != -EAGAIN)
         return r;
     struct want w = {0};
@@ -1478,17 +1540,19 @@ static size_t take_run(shmbus_client *c, struct shmbus_msg *hdrs, uint8_t *bufs,
     bool held = c->nheld != 0;
     uint64_t stop = held ? oldest_held(c) : 0;
     uint64_t h = c->h, h0 = h, bytes = 0, dropped = 0;
-    uint64_t cap = b->lay.ring_units;
+    const struct rv r = rv_of(b, mb);
+    const uint32_t msg_size = b->lay.msg_size, max_clients = b->lay.max_clients;
+    const uint32_t id = c->id, gen = c->gen, kept_gen = c->kept_gen;
     size_t got = 0;
-    while (got < n && pdiff(h, h0) < cap && !(held && h == stop)) {
-        struct sb_rec *rc = sb__unit(b, mb, h);
+    while (got < n && pdiff(h, h0) < r.units && !(held && h == stop)) {
+        struct sb_rec *rc = rv_rec(&r, h);
         /* Acquire pairs with the commit CAS in commit(). */
         uint64_t v = atomic_load_explicit(&rc->hw, memory_order_acquire);
-        if (!hw_valid(b, v, h))
+        if (!rv_valid(&r, v, h))
             break;
         uint32_t u = SB_HW_UNITS(v);
         if (SB_HW_STATE(v) == SB_HW_DONE) {
-            zero_units(b, mb, h, u);
+            rv_zero(&r, h, u);
             h = padd(h, u);
             continue;
         }
@@ -1498,13 +1562,14 @@ static size_t take_run(shmbus_client *c, struct shmbus_msg *hdrs, uint8_t *bufs,
         unsigned flags = (sg >> 24) & MSG_FLAGS;
         if ((flags & SHMBUS_MSG_ACK) || len > stride)
             break;
-        if (len > b->lay.msg_size || len > u * SB_UNIT - SB_REC_HDR || src < 1 ||
-            src > b->lay.max_clients || !our_gen(c, rc->dst_gen)) {
+        uint32_t dg = rc->dst_gen;
+        if (len > msg_size || len > u * SB_UNIT - SB_REC_HDR || src < 1 || src > max_clients ||
+            !(dg == gen || (kept_gen != 0 && dg == kept_gen))) { /* our_gen(), on copies */
             dropped++;
         } else {
             struct shmbus_msg *m = &hdrs[got];
             m->src = src;
-            m->dst = c->id;
+            m->dst = id;
             m->seq = rc->seq;
             m->corr = rc->corr;
             m->sent_ns = rc->sent_ns;
@@ -1515,7 +1580,7 @@ static size_t take_run(shmbus_client *c, struct shmbus_msg *hdrs, uint8_t *bufs,
             bytes += len;
             got++;
         }
-        zero_units(b, mb, h, u);
+        rv_zero(&r, h, u);
         h = padd(h, u);
     }
     c->h = h;
@@ -1729,6 +1794,9 @@ int shmbus_recv_ref(shmbus_client *c, struct shmbus_msg *hdr, const void **data,
         return -EINVAL;
     if (c->nheld >= SB_HELD)
         return -EBUSY;
+    int r = recv_fast(c, hdr, NULL, 0, data);
+    if (r != -EAGAIN)
+        return r;
     struct want w = {.ref = data};
     return recv_common(c, &w, hdr, NULL, 0, timeout_ms);
 }
