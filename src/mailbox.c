@@ -664,8 +664,10 @@ HOT int send_rec(shmbus_client *c, uint32_t dst, const void *data, size_t len, u
     sb__tp(SB_TP_RESERVED); /* test-only: claimed, not yet filled */
     uint64_t seq = atomic_fetch_add_explicit(&c->e->sent, 1, memory_order_relaxed) + 1;
     atomic_fetch_add_explicit(&c->e->bytes_sent, len, memory_order_relaxed);
-    if (prio > 0) /* before the commit, whose release orders it (docs/mailbox-v2.md, 6) */
-        atomic_fetch_add_explicit(&mb->pending_hi, 1, memory_order_relaxed);
+    /* Before the commit (docs/mailbox-v2.md, 6). Release pairs with the acquire load of
+     * pending_hi in find_msg(): our claim comes first. */
+    if (prio > 0)
+        atomic_fetch_add_explicit(&mb->pending_hi, 1, memory_order_release);
     write_rec(b, mb, pos, c, gen, data, len, mflags, seq, corr, sb__now_ns());
     r = commit(c, mb, i, pos, total, total, prio);
     if (r < 0)
@@ -748,8 +750,8 @@ int shmbus_send_batch(shmbus_client *c, uint32_t dst, const struct shmbus_iov *m
     uint64_t seq = atomic_fetch_add_explicit(&c->e->sent, (uint64_t)k, memory_order_relaxed);
     uint64_t bytes = msgs[0].len;
     uint64_t now = sb__now_ns();
-    if (prio > 0)
-        atomic_fetch_add_explicit(&mb->pending_hi, k, memory_order_relaxed);
+    if (prio > 0) /* release pairs with the acquire load in find_msg(), as in send_rec() */
+        atomic_fetch_add_explicit(&mb->pending_hi, k, memory_order_release);
     write_rec(b, mb, pos, c, gen, msgs[0].data, msgs[0].len, 0, seq + 1, 0, now);
     if (k > 1)
         sb__tp(SB_TP_BATCH_PART); /* test-only: part of a batch written */
@@ -960,6 +962,26 @@ HOT void maybe_publish(shmbus_client *c)
 }
 
 /*
+ * pending_hi counts prio > 0 messages committed and not taken; a producer that died between
+ * its add and its commit leaves it too high for ever (its claim is skipped, never taken),
+ * and every receive would then scan (docs/mailbox-v2.md, 6). find_msg() calls this when a
+ * scan from h, begun after loading `seen` from pending_hi, met no READY prio > 0 record and
+ * ended at a zero word at `end`: if end is tail.pos, no claim is outstanding, so every add
+ * that `seen` counts belongs to a record already taken (and subtracted) or skipped, and the
+ * true count is 0. The CAS fails if a producer added meanwhile (only the consumer
+ * subtracts, so the word cannot come back to `seen`: no ABA).
+ */
+static void repair_pending_hi(struct sb_mbox *mb, int32_t seen, uint64_t end)
+{
+    /* Acquire pairs with the release CAS on tail in claim(). */
+    if (SB_TAIL_POS(atomic_load_explicit(&mb->tail, memory_order_acquire)) != end)
+        return;
+    /* Relaxed: a hint; the release adds of producers are ordered by their own claims. */
+    atomic_compare_exchange_strong_explicit(&mb->pending_hi, &seen, 0, memory_order_relaxed,
+                                            memory_order_relaxed);
+}
+
+/*
  * Find the message to take next: among the committed prefix from h, the first of the
  * highest priority (or the first reply matching `w`). 0 with *found and *v (its header
  * word) set, -EAGAIN, or -EBADMSG.
@@ -968,8 +990,11 @@ static int find_msg(shmbus_client *c, const struct want *w, uint64_t *found, uin
 {
     shmbus_bus *b = c->bus;
     struct sb_mbox *mb = c->mb;
-    bool scan = w->reply_only || c->nheld != 0 ||
-                atomic_load_explicit(&mb->pending_hi, memory_order_relaxed) > 0;
+    /* Acquire pairs with the release adds to pending_hi in send_rec(), shmbus_send_batch()
+     * and shmbus_loan_commit(): a producer's add comes after its claim (the tail CAS), so
+     * whoever sees the add sees the claim; repair_pending_hi() relies on it. */
+    int32_t hi = atomic_load_explicit(&mb->pending_hi, memory_order_acquire);
+    bool scan = w->reply_only || c->nheld != 0 || hi > 0;
     if (!scan) {
         /* The common case first: a READY record at h (nothing at h to pass). Acquire pairs
          * with the commit CAS in commit(): its fields and payload are visible. */
@@ -998,11 +1023,17 @@ static int find_msg(shmbus_client *c, const struct want *w, uint64_t *found, uin
         return 0;
     }
     int best = -1;
+    bool hi_seen = false;
     uint64_t p = h;
     for (uint64_t steps = 0; steps < cap;) {
         /* Acquire pairs with the commit CAS in commit(), as above. */
         uint64_t v = atomic_load_explicit(hw_at(b, mb, p), memory_order_acquire);
-        if (v == 0 || SB_HW_STATE(v) == SB_HW_CLAIMED)
+        if (v == 0) {
+            if (hi > 0 && !hi_seen)
+                repair_pending_hi(mb, hi, p);
+            break; /* the committed prefix ends here */
+        }
+        if (SB_HW_STATE(v) == SB_HW_CLAIMED)
             break; /* the committed prefix ends here */
         if (!hw_valid(b, v, p)) {
             if (best >= 0)
@@ -1010,6 +1041,7 @@ static int find_msg(shmbus_client *c, const struct want *w, uint64_t *found, uin
             return -EBADMSG;
         }
         if (SB_HW_STATE(v) == SB_HW_READY) {
+            hi_seen |= SB_HW_PRIO(v) > 0;
             if (w->reply_only) {
                 const struct sb_rec *rc = sb__unit(b, mb, p);
                 if (((rc->src_gen >> 24) & SHMBUS_MSG_REPLY) && rc->src == w->from &&
@@ -1753,8 +1785,8 @@ int shmbus_loan_commit(shmbus_client *c, struct shmbus_loan *loan, size_t used)
     struct sb_mbox *mb = sb__mbox(b, dst);
     uint64_t seq = atomic_fetch_add_explicit(&c->e->sent, 1, memory_order_relaxed) + 1;
     atomic_fetch_add_explicit(&c->e->bytes_sent, used, memory_order_relaxed);
-    if (prio > 0) /* before the commit, whose release orders it */
-        atomic_fetch_add_explicit(&mb->pending_hi, 1, memory_order_relaxed);
+    if (prio > 0) /* release pairs with the acquire load in find_msg(), as in send_rec() */
+        atomic_fetch_add_explicit(&mb->pending_hi, 1, memory_order_release);
     write_rec(b, mb, pos, c, gen, NULL, used, 0, seq, 0, sb__now_ns());
     loan->data = NULL;
     return commit(c, mb, i, pos, total, total, prio);
