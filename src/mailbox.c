@@ -99,13 +99,42 @@ static inline __attribute__((always_inline)) struct sb_rec *rv_rec(const struct 
     return (struct sb_rec *)(r->ring + (p & r->mask) * SB_UNIT);
 }
 
+/* memcpy for payloads: up to 64 bytes (the common small message) as two overlapping
+ * fixed-size moves the compiler inlines, without a call that spills the caller's
+ * registers; larger ones through memcpy. */
+static inline __attribute__((always_inline)) void copy_payload(void *dst, const void *src,
+                                                               size_t len)
+{
+    uint8_t *d = dst;
+    const uint8_t *s = src;
+    if (len >= 32 && len <= 64) {
+        memcpy(d, s, 32);
+        memcpy(d + len - 32, s + len - 32, 32);
+    } else if (len >= 16 && len < 32) {
+        memcpy(d, s, 16);
+        memcpy(d + len - 16, s + len - 16, 16);
+    } else if (len >= 8 && len < 16) {
+        memcpy(d, s, 8);
+        memcpy(d + len - 8, s + len - 8, 8);
+    } else if (len < 8) {
+        for (size_t i = 0; i < len; i++)
+            d[i] = s[i];
+    } else {
+        memcpy(d, s, len);
+    }
+}
+
+static inline __attribute__((always_inline)) uint64_t rv_lap(const struct rv *r, uint64_t p)
+{
+    return (p >> r->shift) & SB_LAP_MASK;
+}
+
 /* Is v a real header for position p: a state, this lap, units inside the ring? The one
  * check of a header word (hw_valid() is this with the bus's geometry). */
 static inline __attribute__((always_inline)) bool rv_valid(const struct rv *r, uint64_t v,
                                                            uint64_t p)
 {
-    if (SB_HW_STATE(v) == SB_HW_ZERO || SB_HW_PAD(v) != 0 ||
-        SB_HW_LAP(v) != ((p >> r->shift) & SB_LAP_MASK))
+    if (SB_HW_STATE(v) == SB_HW_ZERO || SB_HW_PAD(v) != 0 || SB_HW_LAP(v) != rv_lap(r, p))
         return false;
     uint32_t u = SB_HW_UNITS(v);
     return u >= 1 && (p & r->mask) + u <= r->units;
@@ -259,7 +288,8 @@ HOT int claim(shmbus_client *c, uint32_t dst, struct sb_mbox *mb, unsigned ii,
 {
     shmbus_bus *b = c->bus;
     struct sb_intent *in = &c->e->intent[ii];
-    uint64_t cap = b->lay.ring_units;
+    const struct rv r = rv_of(b, mb); /* geometry in registers across our stores */
+    uint64_t cap = r.units;
     /* fresh: head was loaded from the mailbox before tail in this round, so head <= tail
      * unless the words are garbage; a cached head is older still. A head loaded after tail
      * could be past it (consumers move on meanwhile): every refresh starts a new round. */
@@ -285,7 +315,7 @@ HOT int claim(shmbus_client *c, uint32_t dst, struct sb_mbox *mb, unsigned ii,
             /* Relaxed: the CAS succeeds only if tail is still (t, l); a consumer that later
              * acquires tail reads this word after us, and by read-read coherence sees the
              * header we saw (docs/mailbox-v2.md, 4). */
-            uint64_t v = atomic_load_explicit(hw_at(b, mb, pdiff(t, l)), memory_order_relaxed);
+            uint64_t v = atomic_load_explicit(&rv_rec(&r, pdiff(t, l))->hw, memory_order_relaxed);
             if (v == 0 && head != t) {
                 if (!fresh) {
                     fresh = true; /* consumed and zeroed already? Only head can say */
@@ -296,7 +326,7 @@ HOT int claim(shmbus_client *c, uint32_t dst, struct sb_mbox *mb, unsigned ii,
             }
         }
         /* Wrap and room (step 3). */
-        uint64_t idx = idx_of(b, t);
+        uint64_t idx = (t & r.mask);
         bool pad = idx + units[0] > cap;
         uint64_t n = pad ? cap - idx : units[0];
         if (pdiff(t, head) + n > cap) {
@@ -337,7 +367,7 @@ HOT int claim(shmbus_client *c, uint32_t dst, struct sb_mbox *mb, unsigned ii,
         if (pad) {
             /* Padding to the ring's end: a record nobody takes. Release pairs with the
              * acquire loads of hw in advance(), find() and skip_one(). */
-            atomic_store_explicit(hw_at(b, mb, t), SB_HW(SB_HW_DONE, n, 0, lap_of(b, t)),
+            atomic_store_explicit(&rv_rec(&r, t)->hw, SB_HW(SB_HW_DONE, n, 0, rv_lap(&r, t)),
                                   memory_order_release);
             /* Release pairs with the acquire load of n in claimant_live(). */
             atomic_store_explicit(&in->n, 0, memory_order_release);
@@ -345,7 +375,7 @@ HOT int claim(shmbus_client *c, uint32_t dst, struct sb_mbox *mb, unsigned ii,
             continue;
         }
         /* Step 6. Release pairs with the acquire loads of hw in find(), skip_one(). */
-        atomic_store_explicit(hw_at(b, mb, t), SB_HW(SB_HW_CLAIMED, n, prio, lap_of(b, t)),
+        atomic_store_explicit(&rv_rec(&r, t)->hw, SB_HW(SB_HW_CLAIMED, n, prio, rv_lap(&r, t)),
                               memory_order_release);
         *pos = t;
         *total = (uint32_t)n;
@@ -354,11 +384,9 @@ HOT int claim(shmbus_client *c, uint32_t dst, struct sb_mbox *mb, unsigned ii,
 }
 
 /* Fill the record at pos (fields and payload; the header word is the caller's). */
-HOT void write_rec(shmbus_bus *b, struct sb_mbox *mb, uint64_t pos, const shmbus_client *c,
-                   uint32_t dst_gen, const void *data, size_t len, unsigned mflags, uint64_t seq,
-                   uint64_t corr, uint64_t now)
+HOT void write_rec(struct sb_rec *r, const shmbus_client *c, uint32_t dst_gen, const void *data,
+                   size_t len, unsigned mflags, uint64_t seq, uint64_t corr, uint64_t now)
 {
-    struct sb_rec *r = sb__unit(b, mb, pos);
     r->seq = seq;
     r->corr = corr;
     r->sent_ns = now;
@@ -367,7 +395,7 @@ HOT void write_rec(shmbus_bus *b, struct sb_mbox *mb, uint64_t pos, const shmbus
     r->src_gen = (c->gen & 0xffffffu) | ((uint32_t)mflags << 24);
     r->dst_gen = dst_gen;
     if (data != NULL && len != 0)
-        memcpy((uint8_t *)r + SB_REC_HDR, data, len);
+        copy_payload((uint8_t *)r + SB_REC_HDR, data, len);
 }
 
 /* After committing: wake the consumer if (and only if) it sleeps. */
@@ -668,7 +696,7 @@ HOT int send_rec(shmbus_client *c, uint32_t dst, const void *data, size_t len, u
      * pending_hi in find_msg(): our claim comes first. */
     if (prio > 0)
         atomic_fetch_add_explicit(&mb->pending_hi, 1, memory_order_release);
-    write_rec(b, mb, pos, c, gen, data, len, mflags, seq, corr, sb__now_ns());
+    write_rec(sb__unit(b, mb, pos), c, gen, data, len, mflags, seq, corr, sb__now_ns());
     r = commit(c, mb, i, pos, total, total, prio);
     if (r < 0)
         return r;
@@ -720,11 +748,17 @@ int shmbus_send_batch(shmbus_client *c, uint32_t dst, const struct shmbus_iov *m
     if (r < 0)
         return r;
     unsigned prio = shmbus_flags_prio(flags);
+    uint32_t want = n > BATCH_MAX ? BATCH_MAX : (uint32_t)n;
+    uint32_t units[BATCH_MAX];
+    const size_t msg_size = c->bus->lay.msg_size;
     for (size_t k = 0; k < n; k++) {
-        if (msgs[k].len > c->bus->lay.msg_size)
+        size_t len = msgs[k].len;
+        if (len > msg_size)
             return -EMSGSIZE;
-        if (msgs[k].data == NULL && msgs[k].len != 0)
+        if (msgs[k].data == NULL && len != 0)
             return -EINVAL;
+        if (k < want)
+            units[k] = sb__rec_units(len);
     }
     shmbus_bus *b = c->bus;
     uint32_t gen;
@@ -736,10 +770,6 @@ int shmbus_send_batch(shmbus_client *c, uint32_t dst, const struct shmbus_iov *m
         deadline = 0; /* no clock read for a send that must not wait */
     else
         deadline_of(timeout_ms, &deadline);
-    uint32_t want = n > BATCH_MAX ? BATCH_MAX : (uint32_t)n;
-    uint32_t units[BATCH_MAX];
-    for (uint32_t j = 0; j < want; j++)
-        units[j] = sb__rec_units(msgs[j].len);
     struct sb_mbox *mb = sb__mbox(b, dst);
     unsigned i;
     uint64_t pos;
@@ -752,15 +782,17 @@ int shmbus_send_batch(shmbus_client *c, uint32_t dst, const struct shmbus_iov *m
     uint64_t now = sb__now_ns();
     if (prio > 0) /* release pairs with the acquire load in find_msg(), as in send_rec() */
         atomic_fetch_add_explicit(&mb->pending_hi, k, memory_order_release);
-    write_rec(b, mb, pos, c, gen, msgs[0].data, msgs[0].len, 0, seq + 1, 0, now);
+    const struct rv rg = rv_of(b, mb); /* geometry in registers across our stores */
+    write_rec(rv_rec(&rg, pos), c, gen, msgs[0].data, msgs[0].len, 0, seq + 1, 0, now);
     if (k > 1)
         sb__tp(SB_TP_BATCH_PART); /* test-only: part of a batch written */
     uint64_t p = padd(pos, units[0]);
     for (int j = 1; j < k; j++) {
-        write_rec(b, mb, p, c, gen, msgs[j].data, msgs[j].len, 0, seq + 1 + (uint64_t)j, 0, now);
+        struct sb_rec *rec = rv_rec(&rg, p);
+        write_rec(rec, c, gen, msgs[j].data, msgs[j].len, 0, seq + 1 + (uint64_t)j, 0, now);
         /* Relaxed: nobody reads inside a CLAIMED claim; the commit CAS's release publishes
          * this header with the rest. */
-        atomic_store_explicit(hw_at(b, mb, p), SB_HW(SB_HW_READY, units[j], prio, lap_of(b, p)),
+        atomic_store_explicit(&rec->hw, SB_HW(SB_HW_READY, units[j], prio, rv_lap(&rg, p)),
                               memory_order_relaxed);
         bytes += msgs[j].len;
         p = padd(p, units[j]);
@@ -1458,10 +1490,11 @@ HOT int recv_fast(shmbus_client *c, struct shmbus_msg *hdr, void *buf, size_t ca
     if (c->nheld != 0 || atomic_load_explicit(&mb->pending_hi, memory_order_relaxed) != 0)
         return -EAGAIN;
     uint64_t h = c->h;
-    const struct sb_rec *rc = sb__unit(b, mb, h);
+    const struct rv r = rv_of(b, mb);
+    const struct sb_rec *rc = rv_rec(&r, h);
     /* Acquire pairs with the commit CAS in commit(): the fields and payload are visible. */
     uint64_t v = atomic_load_explicit(&rc->hw, memory_order_acquire);
-    if ((v & 0x1f) != SB_HW_READY || !hw_valid(b, v, h)) /* READY at priority 0 */
+    if ((v & 0x1f) != SB_HW_READY || !rv_valid(&r, v, h)) /* READY at priority 0 */
         return -EAGAIN;
     uint32_t u = SB_HW_UNITS(v);
     uint32_t len = rc->len, src = rc->src, sg = rc->src_gen;
@@ -1483,18 +1516,18 @@ HOT int recv_fast(shmbus_client *c, struct shmbus_msg *hdr, void *buf, size_t ca
     if (ref != NULL) {
         /* Lent in place (lend_at()): DONE, held, not passed until shmbus_recv_release().
          * Relaxed, as in mark_done(). */
-        atomic_store_explicit(hw_at(b, mb, h), (v & ~(uint64_t)3) | SB_HW_DONE,
+        atomic_store_explicit(&rv_rec(&r, h)->hw, (v & ~(uint64_t)3) | SB_HW_DONE,
                               memory_order_relaxed);
         c->held[c->nheld++] = h;
         *ref = (const uint8_t *)rc + SB_REC_HDR;
     } else if (len != 0) {
-        memcpy(buf, (const uint8_t *)rc + SB_REC_HDR, len);
+        copy_payload(buf, (const uint8_t *)rc + SB_REC_HDR, len);
     }
     /* Taken at h: passed at once, as take_run() does, with no DONE store first. A consumer
      * that dies half-way through the zeroing leaves a READY header over zeroed words, but
      * only a drain ever consumes after a dead consumer, and it drops READY records. */
     if (ref == NULL) {
-        zero_units(b, mb, h, u);
+        rv_zero(&r, h, u);
         c->h = padd(h, u);
     }
     note_passed(mb, 1);
@@ -1608,7 +1641,7 @@ static size_t take_run(shmbus_client *c, struct shmbus_msg *hdrs, uint8_t *bufs,
             m->len = len;
             m->prio = 0;
             m->flags = (uint8_t)flags;
-            memcpy(bufs + got * stride, (uint8_t *)rc + SB_REC_HDR, len);
+            copy_payload(bufs + got * stride, (uint8_t *)rc + SB_REC_HDR, len);
             bytes += len;
             got++;
         }
@@ -1787,7 +1820,7 @@ int shmbus_loan_commit(shmbus_client *c, struct shmbus_loan *loan, size_t used)
     atomic_fetch_add_explicit(&c->e->bytes_sent, used, memory_order_relaxed);
     if (prio > 0) /* release pairs with the acquire load in find_msg(), as in send_rec() */
         atomic_fetch_add_explicit(&mb->pending_hi, 1, memory_order_release);
-    write_rec(b, mb, pos, c, gen, NULL, used, 0, seq, 0, sb__now_ns());
+    write_rec(sb__unit(b, mb, pos), c, gen, NULL, used, 0, seq, 0, sb__now_ns());
     loan->data = NULL;
     return commit(c, mb, i, pos, total, total, prio);
 }
