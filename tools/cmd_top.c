@@ -80,8 +80,11 @@ static int draw(const char *name, const struct shmbus_bus_info *bi, const struct
     memset(bus_hist, 0, sizeof(bus_hist));
     /* Home, clear screen: the whole view is redrawn each time. */
     fputs("\033[H\033[2J", stdout);
-    printf("shmbus top - bus %s: %u live client%s (max %u), %u slots x %u B, %u attached\n\n", name,
-           bi->live_clients, bi->live_clients == 1 ? "" : "s", bi->max_clients, bi->slots,
+    char ring[32];
+    sb_fmt_bytes(bi->ring_bytes, ring, sizeof(ring));
+    printf("shmbus top - bus %s: %u live client%s (max %u), %s mailboxes, messages up to %u B, "
+           "%u attached\n\n",
+           name, bi->live_clients, bi->live_clients == 1 ? "" : "s", bi->max_clients, ring,
            bi->msg_size, bi->attached);
     printf("%5s %-16s %8s %-7s %11s %11s %9s %9s %9s\n", "ID", "NAME", "PID", "STATE", "SENT/S",
            "RECV/S", "MAILBOX", "P50", "P99");
@@ -101,10 +104,10 @@ static int draw(const char *name, const struct shmbus_bus_info *bi, const struct
         tx_total += tx;
         rx_total += rx;
         depth_total += c->depth;
-        printf("%5u %-16s %8d %-7s %11.0f %11.0f %4u/%-4u %9s %9s\n", c->id,
-               c->name[0] ? c->name : "-", (int)c->pid, sb_state_name(c->state), tx, rx, c->depth,
-               c->capacity, sb_fmt_pct(hist, 50, p50, sizeof(p50)),
-               sb_fmt_pct(hist, 99, p99, sizeof(p99)));
+        /* MAILBOX: messages waiting (the ring's size in bytes is in the title line). */
+        printf("%5u %-16s %8d %-7s %11.0f %11.0f %9u %9s %9s\n", c->id, c->name[0] ? c->name : "-",
+               (int)c->pid, sb_state_name(c->state), tx, rx, c->depth,
+               sb_fmt_pct(hist, 50, p50, sizeof(p50)), sb_fmt_pct(hist, 99, p99, sizeof(p99)));
     }
     printf("%5s %-16s %8s %-7s %11.0f %11.0f %9llu %9s %9s\n", "all", "(bus)", "", "", tx_total,
            rx_total, (unsigned long long)depth_total, sb_fmt_pct(bus_hist, 50, p50, sizeof(p50)),
