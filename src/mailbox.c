@@ -395,7 +395,11 @@ HOT void write_rec(struct sb_rec *r, const shmbus_client *c, uint32_t dst_gen, c
     r->src_gen = (c->gen & 0xffffffu) | ((uint32_t)mflags << 24);
     r->dst_gen = dst_gen;
     if (data != NULL && len != 0)
-        copy_payload((uint8_t *)r + SB_REC_HDR, data, len);
+        /* memcpy, not copy_payload(): with the copy inlined here, the bench's spinning
+         * 64 B round trip was 140 ns slower (measured A/B, 1.51 vs 1.37 us), although it
+         * ran fewer instructions. Likely cause, not proven: the order of the stores to the
+         * record's first line, which a spinning receiver polls, changed. */
+        memcpy((uint8_t *)r + SB_REC_HDR, data, len);
 }
 
 /* After committing: wake the consumer if (and only if) it sleeps. */
