@@ -7,7 +7,10 @@
 #   make tsan          the threaded harness under ThreadSanitizer
 #   make mutants       hand-picked mutations of src/ (tests/mutants/list): each must be caught
 #   make bench         the benchmark (shmbus bench)
-#   make install PREFIX=/usr/local
+#   make install PREFIX=/usr/local [DESTDIR=...]   the library, headers, pkg-config file,
+#                      man pages, the shmbus command (and its monitor) and bash completion:
+#                      needs only the build and monitor package groups
+#   make install-bench the benchmark program shmbus-bench (found by `shmbus bench`)
 #   make DEBUG=1       classic clients that trace every semaphore operation
 #
 # Each part of the tree adds its own rules in <dir>/module.mk; this file holds what they share.
@@ -34,7 +37,17 @@ CFLAGS   += -std=c11 -Wall -Wextra -Werror -fPIC $(SANFLAGS)
 LDFLAGS  += $(SANFLAGS)
 LDLIBS   += -pthread -lrt
 
+# Where `make install` puts things (PREFIX and DESTDIR as usual).
+LIBDIR        ?= $(PREFIX)/lib
+INCDIR        ?= $(PREFIX)/include
+BINDIR        ?= $(PREFIX)/bin
+LIBEXECDIR    ?= $(PREFIX)/libexec
+MANDIR        ?= $(PREFIX)/share/man
+COMPLETIONDIR ?= $(PREFIX)/share/bash-completion/completions
+
 # Filled in by the module.mk files.
+INSTALL_PARTS   :=
+UNINSTALL_PARTS :=
 ALL_TARGETS  :=
 TEST_BINS    :=
 TEST_SCRIPTS :=
@@ -42,6 +55,16 @@ CHECK_DEPS   :=
 CLEAN_FILES  :=
 
 DEPS := scripts/deps.sh
+# Installing pulls only what the installed files need: the library (libc) and the shmbus
+# command with its monitor (libmicrohttpd); the benchmark only its peers. Anything else
+# (tests, fuzzing) wants every group.
+ifneq ($(MAKECMDGOALS),)
+ifeq ($(filter-out install uninstall lib tools,$(MAKECMDGOALS)),)
+DEPS_GROUPS ?= build monitor
+else ifeq ($(filter-out install-bench uninstall-bench,$(MAKECMDGOALS)),)
+DEPS_GROUPS ?= build bench
+endif
+endif
 DEPS_GROUPS ?= build test monitor bench fuzz
 
 # Install missing Debian packages before anything is read or built: the modules below look
@@ -59,10 +82,18 @@ include tools/module.mk
 include bench/module.mk
 include tests/module.mk
 -include examples/module.mk
+include python/module.mk
 
-.PHONY: all deps check demo tsan bench install uninstall clean format mutants
+.PHONY: all deps check demo tsan bench install uninstall install-bench uninstall-bench clean \
+    format mutants
 
 all: deps $(ALL_TARGETS)
+
+# Each module adds its install-<part> to INSTALL_PARTS (src: the library; tools: the
+# command, its monitor, man pages and completion; python/module.mk, when there is one, the
+# Python module); the benchmark has its own install-bench, not part of these.
+install: $(INSTALL_PARTS)
+uninstall: $(UNINSTALL_PARTS)
 
 # The packages are checked when make starts (above); `make deps` does only that.
 deps:

@@ -1,5 +1,5 @@
-/* shmbus-bench: the benchmark on its own, for `make bench` (the `shmbus bench` subcommand
- * calls the same sb_bench_main()). */
+/* shmbus-bench: the benchmark, its own program so that the shmbus command never links the
+ * peers (ZeroMQ, iceoryx). `make bench` runs it; `shmbus bench` execs it. */
 #include "bench.h"
 
 int main(int argc, char **argv)

@@ -1,9 +1,11 @@
-# The benchmark (issue 5). `make bench` builds and runs it in full; the `shmbus` command
-# (tools/) links $(BENCH_A) with $(BENCH_LDLIBS) and calls sb_bench_main() from bench/bench.h.
+# The benchmark (issue 5): its own program, shmbus-bench, which links the peers (ZeroMQ,
+# iceoryx). `make bench` builds and runs it in full; `shmbus bench` runs it (found next to
+# the shmbus command, or in PATH); `make install-bench` installs it in BINDIR. The shmbus
+# command never links it.
 BENCH_SRCS := $(filter-out bench/main.c,$(wildcard bench/*.c))
 BENCH_OBJS := $(BENCH_SRCS:%.c=$(BUILD)/%.o)
 BENCH_A    := $(BUILD)/bench/libbench.a
-BENCH_BIN  := $(BUILD)/bench/shmbus-bench
+BENCH_BIN  := $(BUILD)/bin/shmbus-bench
 
 # Peers are found at build time (scripts/deps.sh bench installs them). One that is missing
 # becomes a "skipped: why" line in the report, not a build failure.
@@ -38,6 +40,7 @@ $(BENCH_A): $(BENCH_OBJS)
 	$(AR) rcs $@ $^
 
 $(BENCH_BIN): $(BUILD)/bench/main.o $(BENCH_A) $(BENCH_LIB)
+	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(BENCH_LDLIBS) $(LDLIBS)
 
 ALL_TARGETS += $(BENCH_A) $(BENCH_BIN)
@@ -46,6 +49,16 @@ CHECK_DEPS  += $(BENCH_BIN)
 # The full run. It also builds the classic clients when they exist, for the exchange row.
 bench: deps $(BENCH_BIN) $(if $(wildcard classic/*.c),$(CLASSIC_BINS))
 	BUILD=$(BUILD) $(BENCH_BIN)
+
+# Separate from `make install`, which must not pull the peers' packages (Makefile picks the
+# bench package group alone for this goal).
+.PHONY: install-bench uninstall-bench
+install-bench: $(BENCH_BIN)
+	install -d $(DESTDIR)$(BINDIR)
+	install -m 755 $(BENCH_BIN) $(DESTDIR)$(BINDIR)/shmbus-bench
+
+uninstall-bench:
+	rm -f $(DESTDIR)$(BINDIR)/shmbus-bench
 
 # `make callgrind`: the hot path's instructions per message (bench/cg/), reproducible on any
 # machine. Not part of `make check`: valgrind takes a while.

@@ -32,9 +32,9 @@ extern "C" {
 #endif
 
 #define SHMBUS_VERSION_MAJOR  0
-#define SHMBUS_VERSION_MINOR  1
+#define SHMBUS_VERSION_MINOR  2
 #define SHMBUS_VERSION_PATCH  0
-#define SHMBUS_VERSION_STRING "0.1.0"
+#define SHMBUS_VERSION_STRING "0.2.0"
 
 /* Limits. */
 #define SHMBUS_NAME_MAX     31      /* bus and client names: [A-Za-z0-9._-], not "." or ".." */
@@ -320,6 +320,50 @@ shmbus_bus *shmbus_client_bus(const shmbus_client *c);
  * empty, and in a send that finds the destination's mailbox full (default 0: sleep at once).
  * Spinning trades a core for latency and throughput; useful only with a core to spare. */
 void shmbus_client_set_spin(shmbus_client *c, unsigned usec);
+
+/*
+ * Event loops (poll, epoll, select, asyncio, libuv): a descriptor that becomes readable
+ * when messages may be waiting.
+ *
+ * shmbus_client_fd() returns the client's descriptor, creating it on the first call (a Unix
+ * datagram socket bound at <runtime dir>/<bus>.<id>.sock, mode 0600, or 0660 on a group
+ * bus). The handle owns it: do not close or read it; shmbus_leave() / shmbus_leave_keep()
+ * close it and remove the file. Later calls return the same descriptor. It is non-blocking
+ * and close-on-exec. Errors: -EINVAL (c NULL), -EIDRM, -ENAMETOOLONG (the path does not fit
+ * a socket address: use a shorter $SHMBUS_DIR), -EACCES (the runtime directory is not
+ * writable, e.g. a group member on a group bus), -EEXIST (something other than a socket
+ * has that name), -EMFILE/-ENOMEM.
+ *
+ * Senders touch the descriptor only while it is *armed*, so an unarmed client costs its
+ * senders nothing. The protocol, one turn of the loop:
+ *
+ *     int fd = shmbus_client_fd(c);              once
+ *     for (;;) {
+ *         shmbus_client_arm(c);                  drain fd, arm, look at the mailbox
+ *         poll/epoll_wait on fd (POLLIN)         readable: messages may be waiting
+ *         while ((n = shmbus_recv(c, &m, buf, cap, 0)) >= 0)   take them, timeout 0
+ *             handle(...);                       until -EAGAIN
+ *     }
+ *
+ * shmbus_client_arm() empties the descriptor, arms it, then looks at the mailbox. It returns
+ * 0 when the mailbox was empty (a later message makes fd readable), or 1 when a message was
+ * already waiting: then it has disarmed and made fd readable itself, so a caller may as well
+ * receive at once. Either way, a message that arrives at any moment before, during or after
+ * the call is never missed: after arm, fd becomes readable once for whatever is waiting.
+ * Readiness may be spurious (a message taken meanwhile, a notification from an earlier
+ * turn): receive with timeout 0 and treat -EAGAIN as "nothing yet". Arming is edge-like:
+ * one notification per arm, so call it again after draining.
+ *
+ * Receive side: shmbus_client_fd() and shmbus_client_arm() follow the one-receiving-thread
+ * rule (not concurrently with shmbus_recv() etc. on the same client). Arming keeps a
+ * message shmbus_peek() returned for shmbus_consume(). Neither call blocks; arm makes one
+ * to three system calls. A message held back by a sender that died in the middle of its
+ * send is released by the periodic reap (see shmbus_reap()), which an event-loop program
+ * should call every second or so when it never blocks in shmbus_recv().
+ * arm's errors: -EINVAL (c NULL), -EBADF (no shmbus_client_fd() yet), -EIDRM.
+ */
+int shmbus_client_fd(shmbus_client *c);
+int shmbus_client_arm(shmbus_client *c);
 
 /* The id of the live client called `name`, -EHOSTUNREACH if there is none, or -EINVAL (bus
  * NULL, bad name). Does not block. Thread-safe. */
@@ -617,6 +661,87 @@ int shmbus_request(shmbus_client *c, uint32_t dst, const void *req, size_t len,
  * Errors as shmbus_send() without an ACK's, and -EINVAL if req is NULL or not a request. */
 int shmbus_reply(shmbus_client *c, const struct shmbus_msg *req, const void *data, size_t len,
                  unsigned flags, int timeout_ms);
+
+/* ------------------------------------------------------------------------------------------
+ * Bus-wide counters
+ * ------------------------------------------------------------------------------------------
+ * Kept in the segment per client id and never reset when a client leaves or joins, so that
+ * they only grow for as long as the bus exists (the per-client counters of shmbus_list()
+ * start at 0 with each client). Relaxed atomics: each counter is exact, a set of them is not
+ * read at one instant. */
+
+struct shmbus_bus_stats {
+    uint64_t sent;     /* messages sent (a broadcast counts each copy) */
+    uint64_t received; /* messages taken from mailboxes */
+    uint64_t bytes_sent;
+    uint64_t bytes_received;
+    uint64_t lat_count;  /* latency samples (the messages shmbus_counters.lat_hist samples) */
+    uint64_t lat_sum_ns; /* their sum in nanoseconds */
+    uint64_t lat_hist[SHMBUS_LAT_BUCKETS];
+};
+
+/* Fill *out with the bus's counters since it was created. Does not block. Thread-safe.
+ * Errors: -EINVAL, -EIDRM. */
+int shmbus_bus_stats(shmbus_bus *bus, struct shmbus_bus_stats *out);
+
+/* Messages taken by clients of id `dst` from clients of id `src`, since the bus was made. */
+struct shmbus_flow {
+    uint32_t src, dst;
+    uint64_t messages;
+};
+
+/* The pairs with at least one message, by src then dst, into out[0..n-1]. Returns how many
+ * there are (may exceed n; n = 0 counts). Reads max_clients^2 words: about a millisecond
+ * for 64 clients. Does not block. Thread-safe. Errors: -EINVAL, -EIDRM. */
+int shmbus_bus_flows(shmbus_bus *bus, struct shmbus_flow *out, size_t n);
+
+/* ------------------------------------------------------------------------------------------
+ * Passive view: watch what is sent without taking it
+ * ------------------------------------------------------------------------------------------
+ * A tap sees a copy of every message sent on the bus from the moment it opens (every send,
+ * batch, broadcast copy, request, reply and loan), with its header, the names its sender
+ * and receiver had when it was sent, and the first SHMBUS_TAP_CAPTURE bytes of its payload.
+ * It takes nothing from anyone's mailbox and never slows a sender down: the copies go to a
+ * ring of the 1024 most recent messages, shared by all taps; a tap that falls further
+ * behind loses the oldest, and is told how many. While no tap is open senders pay one load
+ * of a read-mostly word; while one is, each message costs its sender a copy of at most
+ * 512 bytes.
+ *
+ * At most 8 taps are open on a bus at once (a tap of a process that died is freed by the
+ * next shmbus_tap_open() or reap). Taps need a writable attachment. `shmbus tail` is built
+ * on these calls. */
+#define SHMBUS_TAP_CAPTURE 400 /* payload bytes a tap keeps of each message */
+typedef struct shmbus_tap shmbus_tap;
+
+/* What a tap saw of one message. */
+struct shmbus_tap_msg {
+    struct shmbus_msg msg;              /* its header; msg.len is its whole length */
+    char src_name[SHMBUS_NAME_MAX + 1]; /* the sender's name when it sent ("": none) */
+    char dst_name[SHMBUS_NAME_MAX + 1]; /* the receiver's name then ("": none) */
+    uint32_t captured;                  /* payload bytes kept: min(len, CAPTURE) */
+    uint64_t missed; /* messages lost to this tap just before this one (or before the
+                      * error): overwritten before it read them, or claimed by a sender
+                      * that died mid-copy */
+};
+
+/* Start watching: *out is a new tap that sees every message sent from now on. The caller
+ * owns it (shmbus_tap_close()); it must not outlive the bus handle. Does not block.
+ * Thread-safe; one tap is used by one thread at a time. Errors: -EINVAL (NULL), -EROFS
+ * (the bus is attached read-only), -EIDRM (destroyed), -EUSERS (8 taps are open already),
+ * -ENOMEM. */
+int shmbus_tap_open(shmbus_bus *bus, shmbus_tap **out);
+
+/* The next message seen, oldest first: what the tap saw into *out (may be NULL) and up to
+ * min(captured, cap) payload bytes into buf. Returns how many payload bytes it copied.
+ * Waits up to timeout_ms (-1: forever, 0: not at all). Errors: -EINVAL (t NULL, or buf
+ * NULL with cap > 0), -EAGAIN (nothing, with timeout 0), -ETIMEDOUT, -EINTR (a signal
+ * handler ran while it slept), -EIDRM. On an error, out->missed still counts what was
+ * lost meanwhile. */
+int shmbus_tap_next(shmbus_tap *t, struct shmbus_tap_msg *out, void *buf, size_t cap,
+                    int timeout_ms);
+
+/* Stop watching and free t (NULL: nothing). Does not block. */
+void shmbus_tap_close(shmbus_tap *t);
 
 /* ------------------------------------------------------------------------------------------
  * Latency histograms

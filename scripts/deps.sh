@@ -12,10 +12,10 @@ pkgs_build="gcc make pkg-config libc6-dev"
 # Everything a test needs, so that nothing skips for want of a tool: python3 and jq read
 # JSON, procps gives ps/pgrep (tests/run.sh finds stray processes), util-linux gives setsid,
 # ipcs and unshare, binutils gives objdump (the soname check), pkg-config the install test,
-# g++ the C++ check of classic/client.h.
-pkgs_test="libcmocka-dev valgrind spin procps util-linux g++ python3 jq binutils pkg-config"
+# g++ the C++ check of classic/client.h, python3-pytest the Python module's tests.
+pkgs_test="libcmocka-dev valgrind spin procps util-linux g++ python3 python3-pytest jq binutils pkg-config"
 pkgs_monitor="libmicrohttpd-dev"
-pkgs_bench="libzmq3-dev libiceoryx-binding-c-dev iceoryx"
+pkgs_bench="libzmq3-dev libiceoryx-binding-c-dev iceoryx python3-zmq"
 pkgs_fuzz="clang libclang-rt-14-dev"
 pkgs_browser="chromium nodejs npm"
 

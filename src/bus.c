@@ -576,8 +576,10 @@ int shmbus_bus_destroy(const char *name)
         r = -ENOENT;
     } else if (r == 0) {
         r = remove_bus(&b);
-        if (r == 0)
+        if (r == 0) {
             unlinkat(d.fd, file, 0);
+            sb__evfd_remove_all(d.fd, name); /* clients killed while holding one */
+        }
     }
     close_dir(&d);
     return r;

@@ -10,6 +10,11 @@
  *   mbox_off             mailbox[max]           (one per client id), each mbox_size bytes:
  *                          struct sb_mbox        (one page: tail, head, flags, semaphores)
  *                          ring                  (ring_units units of 64 bytes)
+ *   flows_off            flow row[max]          (one per client id, stats.c), each:
+ *                          struct sb_flow_row    (the id's bus-wide counters)
+ *                          uint64_t from[max]    (messages this id took from each sender id)
+ *   tap_off              tap area               (tap.c): struct sb_tap_ctl, then 1024
+ *                                                 slots of 512 bytes (copies for taps)
  *
  * Every size and offset is computed from (max_clients, slots, msg_size, ring bytes) by
  * sb__layout(); a process that attaches recomputes them itself and only checks that the
@@ -51,8 +56,10 @@
 
 #include "shmbus.h"
 
-#define SB_MAGIC          0x3130535542484d53ull /* "SHMBUS01" little-endian */
-#define SB_LAYOUT_VERSION 3u /* 3: mailbox v2, the byte ring (2: sb_entry.kept_gen) */
+#define SB_MAGIC 0x3130535542484d53ull /* "SHMBUS01" little-endian */
+/* 2: sb_entry.kept_gen; 3: mailbox v2 (the byte ring), sb_mbox.fd_armed (evfd.c), flow rows
+ * (stats.c: bus-wide counters, per-pair counts), the tap area (tap.c) */
+#define SB_LAYOUT_VERSION 3u
 #define SB_LINE           64u
 #define SB_HEADER_SIZE    4096u
 #define SB_INTENTS        4u  /* concurrent sending threads per client that can each be tracked */
@@ -153,9 +160,10 @@ struct sb_mbox {
      * receive but rarely written. The ring starts at the next page. */
     _Alignas(SB_LINE) _Atomic uint64_t tail; /* (pos 48 bits, last claim's units 16) */
     _Atomic uint64_t claimed; /* messages claimed, added after each claim (the line is ours) */
-    _Alignas(SB_LINE) _Atomic uint64_t head;      /* consumer's published position */
-    _Alignas(SB_LINE) _Atomic uint64_t passed;    /* messages taken, dropped or skipped */
-    _Alignas(SB_LINE) _Atomic uint32_t sleeping;  /* the consumer is (about to be) asleep */
+    _Alignas(SB_LINE) _Atomic uint64_t head;     /* consumer's published position */
+    _Alignas(SB_LINE) _Atomic uint64_t passed;   /* messages taken, dropped or skipped */
+    _Alignas(SB_LINE) _Atomic uint32_t sleeping; /* the consumer is (about to be) asleep */
+    _Atomic uint32_t fd_armed; /* the consumer waits on its event-loop socket (evfd.c) */
     _Alignas(SB_LINE) _Atomic int32_t pending_hi; /* prio > 0 committed (or about to be) */
     /* Blocked producers. */
     _Alignas(SB_LINE) _Atomic uint32_t space_waiters;
@@ -208,11 +216,31 @@ _Static_assert(sizeof(struct sb_mbox) == 4096, "mailbox header is one page");
 _Static_assert(offsetof(struct sb_entry, sent) == SB_LINE,
                "identity (with kept_gen) fits its line: the entry size is as in version 1");
 
+/*
+ * Counters of one client id that outlive its clients (stats.c): never reset at a join, so
+ * their sums over all ids are bus-wide counters that only grow while clients come and go.
+ * The send line is added to by the id's sending threads (atomic adds); the receive part and
+ * the from[] cells that follow the row are written only by the id's receiving thread (one
+ * at a time per client, as for the entry's counters).
+ */
+struct sb_flow_row {
+    _Alignas(SB_LINE) _Atomic uint64_t sent; /* messages sent by clients of this id */
+    _Atomic uint64_t bytes_sent;
+    _Alignas(SB_LINE) _Atomic uint64_t received; /* messages taken by clients of this id */
+    _Atomic uint64_t bytes_received;
+    _Atomic uint64_t lat_count;  /* latency samples, as in the entry's lat_hist */
+    _Atomic uint64_t lat_sum_ns; /* their sum */
+    _Alignas(SB_LINE) _Atomic uint64_t lat_hist[SHMBUS_LAT_BUCKETS];
+    /* _Atomic uint64_t from[max_clients] follows: from[k] = messages taken from id k + 1 */
+};
+
 /* Sizes and offsets, computed locally from the four parameters. */
 struct sb_layout {
     uint32_t max_clients, slots, msg_size;
     uint32_t ring_units, ring_shift; /* ring_units == 1 << ring_shift */
     uint64_t entry_size, mbox_size, registry_off, mbox_off, total_size;
+    uint64_t flow_row_size, flows_off;
+    uint64_t tap_off; /* the tap area (tap.c), after the flow rows */
 };
 
 struct shmbus_bus {
@@ -258,6 +286,7 @@ struct shmbus_client {
     uint64_t peek_pos;
     uint64_t peek_hw; /* its header word: still READY at the same lap for consume */
     struct shmbus_msg peek_msg;
+    struct sb_evfd *evfd; /* shmbus_client_fd()'s socket, NULL until asked for (evfd.c) */
 };
 
 /* A full barrier for the Dekker pairs (store flag; barrier; load the other side's word).
@@ -383,6 +412,59 @@ static inline void sb__post_waiters(const shmbus_bus *b, struct sb_sem *sem, uin
     uint64_t most = (uint64_t)b->lay.max_clients * SB_INTENTS;
     for (uint64_t k = 0; k < w && k < most; k++)
         sb__sem_post(sem);
+}
+
+/* evfd.c: the event-loop descriptor. sb__evfd_wake() is the sender's hook, called at the
+ * end of wake_consumer(), after the commit: a system call only when the
+ * receiver armed its descriptor. */
+struct sb_evfd;
+void sb__evfd_notify(shmbus_bus *b, struct sb_mbox *mb);
+void sb__evfd_close(shmbus_client *c);
+/* Remove the event-loop sockets of bus `bus` left in the runtime directory (dir_fd). */
+void sb__evfd_remove_all(int dir_fd, const char *bus);
+static inline void sb__evfd_wake(shmbus_bus *b, struct sb_mbox *mb)
+{
+    /* seq_cst: with the commit CAS before it (seq_cst, in commit()), the sender's half of
+     * the Dekker pair with the receiver's store of fd_armed + sb__full_fence() in
+     * shmbus_client_arm(), as for sleeping in wake_consumer(). The exchange makes one sender
+     * (of many that saw 1) send the datagram. */
+    if (atomic_load_explicit(&mb->fd_armed, memory_order_seq_cst) &&
+        atomic_exchange_explicit(&mb->fd_armed, 0, memory_order_relaxed))
+        sb__evfd_notify(b, mb);
+}
+
+/* stats.c: bus-wide counters and per-pair counts (see struct sb_flow_row). Called by the
+ * send and receive paths of mailbox.c, once per send call and once per message taken. */
+void sb__stats_sent(shmbus_bus *b, uint32_t src, uint64_t n, uint64_t bytes);
+/* `sent_ns` nonzero: the message is a latency sample (as the entry's lat_hist counts it). */
+void sb__stats_taken(shmbus_bus *b, uint32_t dst, uint32_t src, uint64_t len, uint64_t sent_ns);
+
+/*
+ * tap.c: the passive view. The control block starts the tap area; the slots follow it.
+ * sb__tap_on() is the senders' one branch: one relaxed load of a line written only when a
+ * tap opens or closes.
+ */
+#define SB_TAP_MAX      8u           /* taps open at once on one bus */
+#define SB_TAP_SLOTS    1024u        /* tap ring positions (a power of two) */
+#define SB_TAP_STUCK_NS 100000000ull /* a claimed tap slot not written by then is missed */
+struct sb_tap_ctl {
+    _Alignas(SB_LINE) _Atomic uint64_t mask; /* bit i: watcher[i] is in use */
+    struct {
+        _Atomic uint64_t pid;
+        _Atomic uint64_t start_time;
+    } watcher[SB_TAP_MAX];
+    _Alignas(SB_LINE) _Atomic uint64_t head; /* the next tap position to claim */
+    _Alignas(SB_LINE) _Atomic uint32_t sleepers;
+    struct sb_sem sem; /* posted by a sender that finds a reader asleep */
+};
+uint64_t sb__tap_size(void);
+void sb__tap_copy(shmbus_bus *b, uint32_t src, uint32_t dst, uint64_t seq, uint64_t corr,
+                  uint64_t sent_ns, const void *data, size_t len, unsigned prio, unsigned mflags);
+void sb__tap_reap(shmbus_bus *b);
+static inline bool sb__tap_on(const shmbus_bus *b)
+{
+    const struct sb_tap_ctl *ctl = (const struct sb_tap_ctl *)(b->base + b->lay.tap_off);
+    return atomic_load_explicit(&ctl->mask, memory_order_relaxed) != 0;
 }
 
 /* mailbox.c */

@@ -383,9 +383,17 @@ HOT int claim(shmbus_client *c, uint32_t dst, struct sb_mbox *mb, unsigned ii,
     }
 }
 
+/* The id of the mailbox record r lies in (r is a record of ours: in range). The division in
+ * mbox_id_of() rounds down, so any address inside a mailbox gives its id. */
+static uint32_t rec_mbox_id(const shmbus_bus *b, const struct sb_rec *r)
+{
+    return mbox_id_of(b, (const struct sb_mbox *)(const void *)r);
+}
+
 /* Fill the record at pos (fields and payload; the header word is the caller's). */
 HOT void write_rec(struct sb_rec *r, const shmbus_client *c, uint32_t dst_gen, const void *data,
-                   size_t len, unsigned mflags, uint64_t seq, uint64_t corr, uint64_t now)
+                   size_t len, unsigned mflags, unsigned prio, uint64_t seq, uint64_t corr,
+                   uint64_t now)
 {
     r->seq = seq;
     r->corr = corr;
@@ -400,16 +408,20 @@ HOT void write_rec(struct sb_rec *r, const shmbus_client *c, uint32_t dst_gen, c
          * ran fewer instructions. Likely cause, not proven: the order of the stores to the
          * record's first line, which a spinning receiver polls, changed. */
         memcpy((uint8_t *)r + SB_REC_HDR, data, len);
+    if (sb__tap_on(c->bus)) /* the passive view (tap.c): one branch while nobody watches */
+        sb__tap_copy(c->bus, c->id, rec_mbox_id(c->bus, r), seq, corr, now,
+                     (uint8_t *)r + SB_REC_HDR, len, prio, mflags);
 }
 
 /* After committing: wake the consumer if (and only if) it sleeps. */
-HOT void wake_consumer(struct sb_mbox *mb)
+HOT void wake_consumer(shmbus_bus *b, struct sb_mbox *mb)
 {
     /* seq_cst: with the commit CAS before it, the producer's half of the Dekker pair with
      * the consumer's store of sleeping + fence in recv_common() (docs/mailbox-v2.md, 8). */
     if (atomic_load_explicit(&mb->sleeping, memory_order_seq_cst) &&
         atomic_exchange_explicit(&mb->sleeping, 0, memory_order_relaxed))
         sb__sem_post(&mb->data_sem);
+    sb__evfd_wake(b, mb); /* its event-loop descriptor, if armed (evfd.c) */
 }
 
 /*
@@ -434,7 +446,7 @@ HOT int commit(shmbus_client *c, struct sb_mbox *mb, unsigned ii, uint64_t pos, 
     intent_put(c, ii);
     if (!ok)
         return -ECONNRESET;
-    wake_consumer(mb);
+    wake_consumer(b, mb);
     return 0;
 }
 
@@ -696,11 +708,12 @@ HOT int send_rec(shmbus_client *c, uint32_t dst, const void *data, size_t len, u
     sb__tp(SB_TP_RESERVED); /* test-only: claimed, not yet filled */
     uint64_t seq = atomic_fetch_add_explicit(&c->e->sent, 1, memory_order_relaxed) + 1;
     atomic_fetch_add_explicit(&c->e->bytes_sent, len, memory_order_relaxed);
+    sb__stats_sent(b, c->id, 1, len);
     /* Before the commit (docs/mailbox-v2.md, 6). Release pairs with the acquire load of
      * pending_hi in find_msg(): our claim comes first. */
     if (prio > 0)
         atomic_fetch_add_explicit(&mb->pending_hi, 1, memory_order_release);
-    write_rec(sb__unit(b, mb, pos), c, gen, data, len, mflags, seq, corr, sb__now_ns());
+    write_rec(sb__unit(b, mb, pos), c, gen, data, len, mflags, prio, seq, corr, sb__now_ns());
     r = commit(c, mb, i, pos, total, total, prio);
     if (r < 0)
         return r;
@@ -787,13 +800,13 @@ int shmbus_send_batch(shmbus_client *c, uint32_t dst, const struct shmbus_iov *m
     if (prio > 0) /* release pairs with the acquire load in find_msg(), as in send_rec() */
         atomic_fetch_add_explicit(&mb->pending_hi, k, memory_order_release);
     const struct rv rg = rv_of(b, mb); /* geometry in registers across our stores */
-    write_rec(rv_rec(&rg, pos), c, gen, msgs[0].data, msgs[0].len, 0, seq + 1, 0, now);
+    write_rec(rv_rec(&rg, pos), c, gen, msgs[0].data, msgs[0].len, 0, prio, seq + 1, 0, now);
     if (k > 1)
         sb__tp(SB_TP_BATCH_PART); /* test-only: part of a batch written */
     uint64_t p = padd(pos, units[0]);
     for (int j = 1; j < k; j++) {
         struct sb_rec *rec = rv_rec(&rg, p);
-        write_rec(rec, c, gen, msgs[j].data, msgs[j].len, 0, seq + 1 + (uint64_t)j, 0, now);
+        write_rec(rec, c, gen, msgs[j].data, msgs[j].len, 0, prio, seq + 1 + (uint64_t)j, 0, now);
         /* Relaxed: nobody reads inside a CLAIMED claim; the commit CAS's release publishes
          * this header with the rest. */
         atomic_store_explicit(&rec->hw, SB_HW(SB_HW_READY, units[j], prio, rv_lap(&rg, p)),
@@ -802,6 +815,7 @@ int shmbus_send_batch(shmbus_client *c, uint32_t dst, const struct shmbus_iov *m
         p = padd(p, units[j]);
     }
     atomic_fetch_add_explicit(&c->e->bytes_sent, bytes, memory_order_relaxed);
+    sb__stats_sent(b, c->id, (uint64_t)k, bytes);
     r = commit(c, mb, i, pos, total, units[0], prio);
     return r < 0 ? r : k;
 }
@@ -1171,6 +1185,7 @@ static void consume_at(shmbus_client *c, uint64_t pos, uint64_t v, const struct 
         ack_sender(c->bus, m->src, src_gen, m->seq);
     add_counter(&c->e->received, 1);
     add_counter(&c->e->bytes_received, m->len);
+    sb__stats_taken(c->bus, c->id, m->src, m->len, sample ? m->sent_ns : 0);
     if (sample) {
         uint64_t now = sb__now_ns();
         if (now > m->sent_ns) {
@@ -1537,7 +1552,9 @@ HOT int recv_fast(shmbus_client *c, struct shmbus_msg *hdr, void *buf, size_t ca
     note_passed(mb, 1);
     add_counter(&c->e->received, 1);
     add_counter(&c->e->bytes_received, len);
-    if ((c->recv_count++ & 15) == 0) { /* the histogram's sample, as recv_common() */
+    bool sample = (c->recv_count++ & 15) == 0; /* the histogram's sample, as recv_common() */
+    sb__stats_taken(b, c->id, src, len, sample ? sent_ns : 0);
+    if (sample) {
         uint64_t now = sb__now_ns();
         if (now > sent_ns)
             add_counter(&c->e->lat_hist[shmbus_hist_bucket(now - sent_ns)], 1);
@@ -1646,6 +1663,7 @@ static size_t take_run(shmbus_client *c, struct shmbus_msg *hdrs, uint8_t *bufs,
             m->prio = 0;
             m->flags = (uint8_t)flags;
             copy_payload(bufs + got * stride, (uint8_t *)rc + SB_REC_HDR, len);
+            sb__stats_taken(b, c->id, src, len, 0);
             bytes += len;
             got++;
         }
@@ -1822,9 +1840,10 @@ int shmbus_loan_commit(shmbus_client *c, struct shmbus_loan *loan, size_t used)
     struct sb_mbox *mb = sb__mbox(b, dst);
     uint64_t seq = atomic_fetch_add_explicit(&c->e->sent, 1, memory_order_relaxed) + 1;
     atomic_fetch_add_explicit(&c->e->bytes_sent, used, memory_order_relaxed);
+    sb__stats_sent(b, c->id, 1, used);
     if (prio > 0) /* release pairs with the acquire load in find_msg(), as in send_rec() */
         atomic_fetch_add_explicit(&mb->pending_hi, 1, memory_order_release);
-    write_rec(sb__unit(b, mb, pos), c, gen, NULL, used, 0, seq, 0, sb__now_ns());
+    write_rec(sb__unit(b, mb, pos), c, gen, NULL, used, 0, prio, seq, 0, sb__now_ns());
     loan->data = NULL;
     return commit(c, mb, i, pos, total, total, prio);
 }
@@ -1853,7 +1872,7 @@ int shmbus_loan_cancel(shmbus_client *c, struct shmbus_loan *loan)
     loan->data = NULL;
     if (!ok)
         return -ECONNRESET;
-    wake_consumer(mb); /* it may wait behind the claim */
+    wake_consumer(c->bus, mb); /* it may wait behind the claim */
     return 0;
 }
 

@@ -1,9 +1,15 @@
-# libshmbus: a static and a shared library (soname libshmbus.so.0), libc only.
+# libshmbus: a static and a shared library (soname libshmbus.so.$(LIB_SOMAJOR)), libc only.
 LIB_SRCS   := $(wildcard src/*.c)
 LIB_OBJS   := $(LIB_SRCS:%.c=$(BUILD)/%.o)
 LIB_A      := $(BUILD)/lib/libshmbus.a
-LIB_SO     := $(BUILD)/lib/libshmbus.so.0
-LIB_VERSION := 0.1.0
+# The soname's number changes whenever a program built against the previous library could
+# misbehave with this one (1: the send flags and struct shmbus_bus_opts of 0.2.0). The
+# package version is include/shmbus.h's SHMBUS_VERSION_STRING (tests/test_install.sh).
+LIB_SOMAJOR := 1
+LIB_SONAME := libshmbus.so.$(LIB_SOMAJOR)
+LIB_SO     := $(BUILD)/lib/$(LIB_SONAME)
+LIB_FILE   := $(LIB_SONAME).0.0
+PKG_VERSION := $(shell sed -n 's/^\#define SHMBUS_VERSION_STRING "\(.*\)"/\1/p' include/shmbus.h)
 LIB_MAP    := src/libshmbus.map
 
 $(LIB_A): $(LIB_OBJS)
@@ -14,9 +20,9 @@ $(LIB_A): $(LIB_OBJS)
 # The version script exports shmbus_* only (tests/test_exports.sh).
 $(LIB_SO): $(LIB_OBJS) $(LIB_MAP)
 	@mkdir -p $(dir $@)
-	$(CC) -shared -Wl,-soname,libshmbus.so.0 -Wl,--version-script=$(LIB_MAP) $(LDFLAGS) -o $@ \
+	$(CC) -shared -Wl,-soname,$(LIB_SONAME) -Wl,--version-script=$(LIB_MAP) $(LDFLAGS) -o $@ \
 	    $(LIB_OBJS) -pthread -lrt
-	ln -sf libshmbus.so.0 $(BUILD)/lib/libshmbus.so
+	ln -sf $(LIB_SONAME) $(BUILD)/lib/libshmbus.so
 
 .PHONY: lib
 lib: $(LIB_A) $(LIB_SO)
@@ -24,29 +30,24 @@ ifneq ($(LIB_SRCS),)
 ALL_TARGETS += $(LIB_A) $(LIB_SO)
 endif
 
-# make install PREFIX=/usr/local [DESTDIR=...]: header, static and shared library (soname
-# libshmbus.so.0), pkg-config file, the shmbus tool and its man page.
-LIBDIR ?= $(PREFIX)/lib
-INCDIR ?= $(PREFIX)/include
-BINDIR ?= $(PREFIX)/bin
-MANDIR ?= $(PREFIX)/share/man
+# make install (Makefile) runs install-lib: the header, the static and the shared library
+# (soname $(LIB_SONAME)) and the pkg-config file.
+.PHONY: install-lib uninstall-lib
+INSTALL_PARTS   += install-lib
+UNINSTALL_PARTS += uninstall-lib
 
-install: all
-	install -d $(DESTDIR)$(LIBDIR)/pkgconfig $(DESTDIR)$(INCDIR) $(DESTDIR)$(BINDIR) \
-	    $(DESTDIR)$(MANDIR)/man1
+install-lib: $(LIB_A) $(LIB_SO)
+	install -d $(DESTDIR)$(LIBDIR)/pkgconfig $(DESTDIR)$(INCDIR)
 	install -m 644 include/shmbus.h $(DESTDIR)$(INCDIR)/shmbus.h
 	install -m 644 $(LIB_A) $(DESTDIR)$(LIBDIR)/libshmbus.a
-	install -m 755 $(LIB_SO) $(DESTDIR)$(LIBDIR)/libshmbus.so.$(LIB_VERSION)
-	ln -sf libshmbus.so.$(LIB_VERSION) $(DESTDIR)$(LIBDIR)/libshmbus.so.0
-	ln -sf libshmbus.so.0 $(DESTDIR)$(LIBDIR)/libshmbus.so
+	install -m 755 $(LIB_SO) $(DESTDIR)$(LIBDIR)/$(LIB_FILE)
+	ln -sf $(LIB_FILE) $(DESTDIR)$(LIBDIR)/$(LIB_SONAME)
+	ln -sf $(LIB_SONAME) $(DESTDIR)$(LIBDIR)/libshmbus.so
 	printf '%s\n' 'prefix=$(PREFIX)' 'libdir=$(LIBDIR)' 'includedir=$(INCDIR)' '' \
 	    'Name: shmbus' 'Description: local message bus over System V shared memory' \
-	    'Version: $(LIB_VERSION)' 'Libs: -L$${libdir} -lshmbus' 'Libs.private: -pthread -lrt' \
+	    'Version: $(PKG_VERSION)' 'Libs: -L$${libdir} -lshmbus' 'Libs.private: -pthread -lrt' \
 	    'Cflags: -I$${includedir}' > $(DESTDIR)$(LIBDIR)/pkgconfig/shmbus.pc
-	if [ -x $(BUILD)/bin/shmbus ]; then install -m 755 $(BUILD)/bin/shmbus $(DESTDIR)$(BINDIR)/shmbus; fi
-	if [ -f tools/shmbus.1 ]; then install -m 644 tools/shmbus.1 $(DESTDIR)$(MANDIR)/man1/shmbus.1; fi
 
-uninstall:
+uninstall-lib:
 	rm -f $(DESTDIR)$(INCDIR)/shmbus.h $(DESTDIR)$(LIBDIR)/libshmbus.a \
-	    $(DESTDIR)$(LIBDIR)/libshmbus.so* $(DESTDIR)$(LIBDIR)/pkgconfig/shmbus.pc \
-	    $(DESTDIR)$(BINDIR)/shmbus $(DESTDIR)$(MANDIR)/man1/shmbus.1
+	    $(DESTDIR)$(LIBDIR)/libshmbus.so* $(DESTDIR)$(LIBDIR)/pkgconfig/shmbus.pc

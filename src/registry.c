@@ -105,6 +105,7 @@ int shmbus_reap(shmbus_bus *b)
     int n = 0;
     for (uint32_t id = 1; id <= b->lay.max_clients; id++)
         n += cleanup_entry(b, id);
+    sb__tap_reap(b); /* a dead tail's copies cost every sender until then */
     return n;
 }
 
@@ -379,6 +380,7 @@ void shmbus_leave(shmbus_client *c)
 {
     if (c == NULL)
         return;
+    sb__evfd_close(c); /* while still LIVE: the id's next client may arm its own */
     leave(c, false);
     free(c->hcache);
     free(c);
@@ -388,6 +390,7 @@ int shmbus_leave_keep(shmbus_client *c)
 {
     if (c == NULL)
         return -EINVAL;
+    sb__evfd_close(c);
     int r = leave(c, true);
     free(c->hcache);
     free(c);

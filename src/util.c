@@ -61,7 +61,11 @@ int sb__layout(struct sb_layout *lay, uint32_t max_clients, uint32_t slots, uint
     lay->mbox_size = round_up(lay->mbox_size, 4096);
     lay->registry_off = SB_HEADER_SIZE;
     lay->mbox_off = round_up(lay->registry_off + (uint64_t)max_clients * lay->entry_size, 4096);
-    lay->total_size = lay->mbox_off + (uint64_t)max_clients * lay->mbox_size;
+    lay->flows_off = lay->mbox_off + (uint64_t)max_clients * lay->mbox_size;
+    lay->flow_row_size =
+        round_up(sizeof(struct sb_flow_row) + (uint64_t)max_clients * sizeof(uint64_t), SB_LINE);
+    lay->tap_off = lay->flows_off + (uint64_t)max_clients * lay->flow_row_size;
+    lay->total_size = lay->tap_off + sb__tap_size();
     /* 64 GiB: far beyond what a sane bus needs, and keeps every product above in range. */
     if (lay->total_size > SHMBUS_MAX_BUS_SIZE)
         return -EFBIG;

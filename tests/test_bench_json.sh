@@ -7,7 +7,7 @@
 # and that the run left nothing behind: no System V message queue, no /dev/shm entry, no
 # iox-roudi, no RouDi socket or lock in /tmp. Bad options exit 2.
 set -u
-bin="$BUILD/bench/shmbus-bench"
+bin="$BUILD/bin/shmbus-bench"
 tmp="${TEST_TMPDIR:-$(mktemp -d)}"
 if [ ! -x "$bin" ]; then
     echo "skip: $bin not built"

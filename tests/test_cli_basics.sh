@@ -31,6 +31,22 @@ expect 2 "$SHMBUS"
 err_has "no command given"
 expect 2 "$SHMBUS" frobnicate
 err_has "shmbus: frobnicate: unknown command"
+grep -q "did you mean" "$work/err" && fail "frobnicate is no typo of a command: $(head -1 "$work/err")"
+# A typo gets the nearest command or option (edit distance), and still exit 2.
+expect 2 "$SHMBUS" recieve
+err_has "shmbus: recieve: unknown command (did you mean 'recv'?)"
+expect 2 "$SHMBUS" sned
+err_has "shmbus: sned: unknown command (did you mean 'send'?)"
+expect 2 "$SHMBUS" destory
+err_has "(did you mean 'destroy'?)"
+expect 2 "$SHMBUS" recv "$b1" --as 1 --jsno
+err_has "shmbus: recv: unknown option '--jsno' (did you mean '--json'?)"
+expect 2 "$SHMBUS" create "$b1" --clinets 4
+err_has "shmbus: create: unknown option '--clinets' (did you mean '--clients'?)"
+expect 2 "$SHMBUS" send "$b1" --as 1 --to 2 --timeuot=5 x
+err_has "unknown option '--timeuot=5' (did you mean '--timeout'?)"
+expect 2 "$SHMBUS" monitor "$b1" --intreval 100
+err_has "shmbus: monitor: unknown option '--intreval' (did you mean '--interval'?)"
 
 # Every subcommand has --help (exit 0, usage on stdout) and refuses an unknown option (2).
 for c in create destroy send recv ls stat top clean ring; do
@@ -83,11 +99,21 @@ expect 2 "$SHMBUS" clean extra
 # None of the refusals above created anything.
 [ -z "$(ls -A "$SHMBUS_DIR" 2>/dev/null)" ] || fail "bad usage left files: $(ls -A "$SHMBUS_DIR")"
 
-# A bus that does not exist: exit 1 and "no such bus".
+# A bus that does not exist: exit 1 and "no such bus". Only create makes a bus: send and
+# recv do not (a typo in a name used to create a 17 MiB bus), and say how to create it.
 for c in destroy stat top; do
     expect 1 "$SHMBUS" "$c" "$b1"
     err_has "shmbus: $c $b1: no such bus"
 done
+segs_before=$(ipcs -m | grep -c '^0x')
+expect 1 "$SHMBUS" recv "$b1" --as 1 --count 1 --timeout 100
+err_has "shmbus: recv $b1: no such bus (create it first: shmbus create $b1)"
+expect 1 "$SHMBUS" send "$b1" --as 1 --to 2 hello
+err_has "shmbus: send $b1: no such bus (create it first: shmbus create $b1)"
+expect 1 "$SHMBUS" send "$b1" --as 1 --to all hello
+err_has "no such bus"
+[ -z "$(ls -A "$SHMBUS_DIR" 2>/dev/null)" ] || fail "send/recv on a missing bus made files: $(ls -A "$SHMBUS_DIR")"
+[ "$(ipcs -m | grep -c '^0x')" -eq "$segs_before" ] || fail "send/recv on a missing bus made a segment"
 
 # create, then the same again (exit 1, "bus exists"), then destroy (twice: 0 then 1).
 expect 0 "$SHMBUS" create "$b1" --clients 8 --slots 16 --msg-size 100

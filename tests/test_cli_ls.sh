@@ -90,10 +90,22 @@ grep -qE '"id":3,[^}]*"received":5,"bytes_sent":0,"bytes_received":[0-9]+' "$wor
 grep -qE '"total":\{"sent":[0-9]+,"received":5,.*"latency_ns":\{"p50":[0-9]+,"p99":[0-9]+,"p99\.9":[0-9]+\}\}\}$' \
     "$work/out" || fail "stat --json: total: $(cat "$work/out")"
 
-# top: two screens, each starting with a clear screen, listing both clients.
+# top into a file (not a terminal): two screens of plain text, one after the other, each
+# headed with the time of day, and no escape sequence anywhere.
 expect 0 "$SHMBUS" top "$bus" --iterations 2 --interval 50
-[ "$(grep -c $'\033\[H\033\[2J' "$work/out")" -eq 2 ] || fail "top: expected 2 screens"
-out_has "shmbus top - bus $bus: 2 live clients"
+[ "$(grep -c "^shmbus top - bus $bus at [0-9][0-9]:[0-9][0-9]:[0-9][0-9]\.[0-9]*: 2 live clients" \
+    "$work/out")" -eq 2 ] || fail "top: expected 2 plain screens: $(cat "$work/out")"
+grep -q $'\033' "$work/out" && fail "top wrote escape sequences to a file: $(cat -A "$work/out" | head -3)"
+grep -q "q quits" "$work/out" && fail "top offered 'q quits' with no terminal"
+# On a terminal (script(1) gives it one) each screen starts with cursor home and clear.
+if command -v script >/dev/null; then
+    script -qec "'$SHMBUS' top '$bus' --iterations 2 --interval 50" /dev/null </dev/null >"$work/tty.out" 2>&1
+    [ "$(grep -c $'\033\[H\033\[2J' "$work/tty.out")" -eq 2 ] ||
+        fail "top on a terminal: expected 2 cleared screens: $(cat -A "$work/tty.out" | head -3)"
+else
+    fail "script(1) is missing (util-linux/bsdutils): cannot check top on a terminal"
+fi
+out_has "2 live clients"
 grep -qE "^ +1 +worker +$worker +live " "$work/out" || fail "top: worker row: $(cat "$work/out")"
 grep -qE '^ +all +\(bus\) ' "$work/out" || fail "top: no total row"
 # top quits on SIGINT too, with 130 (sent once its first screen shows that it is running).
@@ -121,6 +133,7 @@ rc=$?
 # clean: a bus whose only client was killed is stale; --dry-run lists it and keeps it,
 # clean removes it; a bus in use or idle is left alone. (clean covers every stale object of
 # this user, not only this test's: the checks look only at this test's buses.)
+expect 0 "$SHMBUS" create "$stale" --clients 4 --slots 4
 "$SHMBUS" recv "$stale" --as 1 >/dev/null 2>&1 &
 victim=$!
 pids+=("$victim")
@@ -130,7 +143,25 @@ wait "$victim" 2>/dev/null
 poll_stat "$stale" '"id":1,[^}]*"state":"dead"'
 expect 0 "$SHMBUS" ls
 grep -qE "^ +1 +- +$victim +dead " "$work/out" || fail "ls: dead client: $(cat "$work/out")"
+# The header counts what the rows show: no live client, one dead (it used to say "1 live
+# client" over a row that said "dead").
+grep -q "^$stale: 0 live clients, 1 dead (max 4)" "$work/out" ||
+    fail "ls: header of $stale does not match its dead row: $(grep "^$stale" "$work/out")"
 grep -q "^stale (remove with \`shmbus clean\`):" "$work/out" || fail "ls: no stale section"
+expect 0 "$SHMBUS" ls --json
+json_valid
+python3 - "$work/out" "$stale" <<'PY' || fail "ls --json: counts do not match the rows"
+import json, sys
+doc = json.load(open(sys.argv[1]))
+for b in doc["buses"]:
+    if "clients" not in b:
+        continue
+    states = [c["state"] for c in b["clients"]]
+    assert b["live_clients"] == states.count("live"), b
+    assert b["dead_clients"] == states.count("dead"), b
+    if b["name"] == sys.argv[2]:
+        assert (b["live_clients"], b["dead_clients"]) == (0, 1), b
+PY
 expect 0 "$SHMBUS" clean --dry-run
 grep -q "^stale .*$stale" "$work/out" || fail "clean --dry-run: $(cat "$work/out")"
 grep -q "$bus" "$work/out" && fail "clean --dry-run lists the idle bus: $(cat "$work/out")"

@@ -122,7 +122,7 @@ done
 echo go >"$go"
 wait "$reader"
 [ "$(cat "$work/recv1.rc" 2>/dev/null)" = 0 ] || fail "recv --count 1000 exited $(cat "$work/recv1.rc")"
-cat "$work/first" "$work/rest" | sed 's/^from 1 prio 0 seq \([0-9]*\): \([0-9]*\)$/\1 \2/' >"$work/seqs"
+cat "$work/first" "$work/rest" | sed 's/^[0-9:.]* from 1 prio 0 seq \([0-9]*\): \([0-9]*\)$/\1 \2/' >"$work/seqs"
 seq 1000 | paste -d' ' - <(seq 1000) | cmp -s - "$work/seqs" ||
     fail "the 1000 messages did not arrive once each in order: $(head -3 "$work/seqs")"
 wait_gone "$bus" 2
@@ -178,14 +178,14 @@ grep -Eq '^ +2 - \(kept\) +0 +1 ' "$work/stat" || fail "stat does not show id 2 
 "$SHMBUS" recv "$bus" --as 2 | head -1 >"$work/first"
 st=("${PIPESTATUS[@]}")
 [ "${st[0]}" = 141 ] || fail "recv | head -1 with 999 waiting: recv exited ${st[0]}, expected 141"
-[ "$(cat "$work/first")" = "from 1 prio 0 seq 2: 2" ] || fail "recv | head -1 printed: $(cat "$work/first")"
+[ "$(cut -d' ' -f2- "$work/first")" = "from 1 prio 0 seq 2: 2" ] || fail "recv | head -1 printed: $(cat "$work/first")"
 wait_field "$bus" 2 state kept
 read -r r d < <(field "$bus" 2 received depth | paste -sd' ')
 [ "$r" = 1 ] && [ "$d" = 998 ] || fail "after recv | head -1: received $r, kept $d (expected 1, 998)"
 # The next recv gets exactly the rest, in order, once each.
 "$SHMBUS" recv "$bus" --as 2 --count 998 --timeout 20000 >"$work/rest" 2>"$work/err" ||
     fail "recv --count 998 of the kept: $(cat "$work/err")"
-sed 's/^from 1 prio 0 seq \([0-9]*\): \([0-9]*\)$/\1 \2/' "$work/rest" >"$work/seqs"
+sed 's/^[0-9:.]* from 1 prio 0 seq \([0-9]*\): \([0-9]*\)$/\1 \2/' "$work/rest" >"$work/seqs"
 seq 3 1000 | paste -d' ' - <(seq 3 1000) | cmp -s - "$work/seqs" ||
     fail "the 998 kept messages did not arrive once each in order: $(head -3 "$work/seqs")"
 wait_gone "$bus" 2

@@ -52,8 +52,31 @@ static void test_escapes(void **state)
     check("h\xc3\xa9", 3, 0, "\"h\\u00c3\\u00a9\"");
 }
 
+static void check_payload(const char *in, size_t len, const char *want)
+{
+    struct out o = {{0}, 0};
+    sb_json_payload(in, len, put, &o);
+    assert_string_equal(o.buf, want);
+}
+
+/* A payload is lossless: valid UTF-8 as "data", anything else as "data_base64" (every
+ * padding length), since \u00ff would read back as U+00FF, two bytes in UTF-8. */
+static void test_payload(void **state)
+{
+    (void)state;
+    check_payload("h\xc3\xa9 \"x\"\n", 8, "\"data\":\"h\xc3\xa9 \\\"x\\\"\\n\"");
+    check_payload("a\0b", 3, "\"data\":\"a\\u0000b\"");
+    check_payload("", 0, "\"data\":\"\"");
+    check_payload("\xff", 1, "\"data_base64\":\"/w==\"");
+    check_payload("a\xff", 2, "\"data_base64\":\"Yf8=\"");
+    check_payload("a\xff" "b", 3, "\"data_base64\":\"Yf9i\"");
+    check_payload("\xc3", 1, "\"data_base64\":\"ww==\"");
+    check_payload("ok\xed\xa0\x80", 5, "\"data_base64\":\"b2vtoIA=\"");
+}
+
 int main(void)
 {
-    const struct CMUnitTest tests[] = {cmocka_unit_test(test_escapes)};
+    const struct CMUnitTest tests[] = {cmocka_unit_test(test_escapes),
+                                       cmocka_unit_test(test_payload)};
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

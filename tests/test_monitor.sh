@@ -96,8 +96,10 @@ echo "ok: monitor listening at $url"
 
 # -- the HTTP checks, in python3 ---------------------------------------------------------
 timeout 60 python3 - "$url" "$bus" "$tmp/metrics.txt" <<'EOF' || fail "HTTP checks"
-import http.client, json, math, re, sys, time
+import http.client, json, math, os, re, sys, time
 from urllib.parse import urlsplit
+sys.path.insert(0, os.environ["SHMBUS_TOP"] + "/tests")
+import prom_text
 
 url, bus, metrics_path = sys.argv[1], sys.argv[2], sys.argv[3]
 host, port = urlsplit(url).hostname, urlsplit(url).port
@@ -138,102 +140,31 @@ ok(snap2["totals"]["received"] > snap["totals"]["received"],
    f"received rises ({snap['totals']['received']} -> {snap2['totals']['received']})")
 ok(snap2["totals"]["recv_rate"] > 0, f"receive rate {snap2['totals']['recv_rate']}/s")
 edges = {(e["from"], e["to"]) for e in snap2["edges"]}
-ok(snap2["edges_estimated"] is True and {(1, 2), (2, 3), (3, 1)} <= edges,
-   f"estimated edges include the ring {sorted(edges)}")
+ok("edges_estimated" not in snap2 and edges and edges <= {(a, b) for a in (1, 2, 3) for b in (1, 2, 3)}
+   and all(e["messages"] > 0 for e in snap2["edges"]),
+   f"edges are the ring's flows between its clients {sorted(edges)}")
 ok(len(snap2["latency_hist"]) > 0 and snap2["totals"]["latency_ns"]["p50"] > 0,
    "latency histogram and percentiles present")
 
-# /metrics: a strict parser of the text exposition format 0.0.4.
+# /metrics: the project's strict parser of the text exposition format (tests/prom_text.py).
 st, r, body = req("GET", "/metrics")
 ok(st == 200 and r.getheader("Content-Type").startswith("text/plain; version=0.0.4"),
    "/metrics is Prometheus text 0.0.4")
 text = body.decode("utf-8")
 open(metrics_path, "w").write(text)
-ok(text.endswith("\n"), "/metrics ends with a newline")
-NAME = r"[a-zA-Z_:][a-zA-Z0-9_:]*"
-LABEL = r'[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\\n]|\\[\\"n])*"'
-SAMPLE = re.compile(rf"^({NAME})(?:\{{((?:{LABEL})(?:,{LABEL})*,?)?\}})? (\S+)(?: (-?[0-9]+))?$")
-LABEL_RE = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\\n]|\\[\\"n])*)"')
-helps, types, done, series = {}, {}, set(), set()
-current = None
-hist = {}
-def family(name):
-    for suf in ("_bucket", "_count", "_sum"):
-        base = name[: -len(suf)]
-        if name.endswith(suf) and types.get(base) in ("histogram", "summary"):
-            return base
-    return name
-def number(s):
-    if s in ("+Inf", "-Inf", "NaN"):
-        return float(s.replace("Inf", "inf").replace("NaN", "nan"))
-    if not re.fullmatch(r"[-+]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?", s):
-        raise ValueError(s)
-    return float(s)
-for n, line in enumerate(text.split("\n")[:-1], 1):
-    where = f"/metrics line {n}: {line!r}"
-    if line.startswith("#"):
-        m = re.match(rf"^# (HELP|TYPE) ({NAME}) (.*)$", line)
-        if not m:
-            ok(re.match(r"^#( |$)", line), where + " is a comment")
-            continue
-        kind, name, rest = m.groups()
-        if kind == "HELP":
-            if name in helps or name in done:
-                ok(False, where + ": second HELP")
-            if re.search(r"\\[^\\n]", rest):
-                ok(False, where + ": bad escape in HELP")
-            helps[name] = rest
-        else:
-            if name in types or name in done:
-                ok(False, where + ": second TYPE, or TYPE after samples")
-            if rest not in ("counter", "gauge", "histogram", "summary", "untyped"):
-                ok(False, where + ": unknown type")
-            if rest == "counter" and not name.endswith("_total"):
-                ok(False, where + ": counter without _total")
-            types[name] = rest
-        continue
-    m = SAMPLE.match(line)
-    if not m:
-        ok(False, where + " is not a sample line")
-    name, labels, value, _ = m.groups()
-    try:
-        v = number(value)
-    except ValueError:
-        ok(False, where + ": bad value")
-    fam = family(name)
-    if fam != current:
-        if fam in done:
-            ok(False, where + f": family {fam} interleaved with another")
-        if current:
-            done.add(current)
-        current = fam
-    if fam not in types or fam not in helps:
-        ok(False, where + f": no HELP/TYPE before samples of {fam}")
-    lab = dict(LABEL_RE.findall(labels or ""))
-    key = (name, tuple(sorted(lab.items())))
-    if key in series:
-        ok(False, where + ": duplicate series")
-    series.add(key)
-    if lab.get("bus") != bus:
-        ok(False, where + ": no bus label for this bus")
-    if fam.startswith("shmbus_client_") and not ("client" in lab and "name" in lab):
-        ok(False, where + ": client metric without client/name labels")
-    if types[fam] == "counter" and not (v >= 0 and math.isfinite(v)):
-        ok(False, where + ": counter not a finite non-negative number")
-    if types[fam] == "histogram":
-        h = hist.setdefault(fam, {"le": [], "count": None})
-        if name.endswith("_bucket"):
-            h["le"].append((number(lab["le"]), v))
-        elif name.endswith("_count"):
-            h["count"] = v
-ok(current is not None and len(series) > 20, f"/metrics: {len(series)} series, every line parses")
+try:
+    types, samples = prom_text.parse(text, bus)
+except ValueError as e:
+    ok(False, f"/metrics: {e}")
+ok(len(samples) > 20, f"/metrics: {len(samples)} series, every line parses")
 ok(types.get("shmbus_client_received_messages_total") == "counter", "received counter present")
 ok(all(types[f] == "counter" for f in types if f.endswith("_total")), "_total names are counters")
-for fam, h in hist.items():
-    les = [le for le, _ in h["le"]]
-    counts = [c for _, c in h["le"]]
-    ok(les == sorted(les) and les[-1] == math.inf, f"{fam}: le ascending, ends at +Inf")
-    ok(counts == sorted(counts) and h["count"] == counts[-1], f"{fam}: cumulative, _count = +Inf")
+ok(types.get("shmbus_bus_latency_seconds") == "histogram" and
+   any(n == "shmbus_bus_latency_seconds_sum" for n, _ in samples), "latency histogram has _sum")
+ok(any(n == "shmbus_build_info" for n, _ in samples), "shmbus_build_info present")
+ring_flows = {(dict(l)["src"], dict(l)["dst"]) for n, l in samples if n == "shmbus_flow_messages_total"}
+ok(ring_flows and {(str(a), str(b)) for a, b in edges} <= ring_flows,
+   f"flow counters {sorted(ring_flows)} hold the page's edges")
 
 # Errors and methods: read-only, loopback names only.
 for path in ("/nope", "/api", "/api/bus/x", "/metrics/", "/index.html"):
@@ -245,7 +176,7 @@ st, r, body = req("HEAD", "/")
 ok(st == 200 and body == b"" and r.getheader("Content-Type").startswith("text/html"),
    "HEAD / -> 200, no body")
 st, r, body = req("GET", "/")
-ok(st == 200 and b"shmbus monitor" in body and b"estimated" in body, "GET / serves the page")
+ok(st == 200 and b"shmbus monitor" in body and b"exact count" in body, "GET / serves the page")
 ok("default-src 'self'" in (r.getheader("Content-Security-Policy") or ""), "page sent with a CSP")
 ok(not re.search(rb'(src|href)="(https?:)?//', body), "page links nothing outside the monitor")
 for path, typ in (("/app.js", "text/javascript"), ("/style.css", "text/css")):

@@ -16,12 +16,15 @@
 #include "../tools/monitor_render.c"
 
 static struct sb_mon_client clients[3];
+static struct sb_mon_flow flows[2];
 
-/* A sample of three clients; client 1 sends 100/s, 2 and 3 receive 60/s and 40/s. */
+/* A sample of three clients; client 1 sends 100/s, 60/s of it to 2 and 40/s to 3, as the
+ * bus's per-pair counts say (there is no flow between 2 and 3). */
 static struct sb_mon_snap make_snap(void)
 {
     struct sb_mon_snap s = {0};
     memset(clients, 0, sizeof(clients));
+    memset(flows, 0, sizeof(flows));
     s.seq = 7;
     s.interval_ms = 1000;
     strcpy(s.bus.name, "demo");
@@ -35,8 +38,22 @@ static struct sb_mon_snap make_snap(void)
     clients[0].sent_rate = 100;
     clients[1].recv_rate = 60;
     clients[2].recv_rate = 40;
+    clients[0].has_rate = clients[1].has_rate = clients[2].has_rate = 1;
     clients[1].info.counters.lat_hist[shmbus_hist_bucket(5000)] = 10;
-    s.hist[shmbus_hist_bucket(5000)] = 10;
+    clients[1].samples = 10;
+    clients[1].p50 = clients[1].p90 = clients[1].p99 = shmbus_hist_value(shmbus_hist_bucket(5000));
+    s.stats.lat_hist[shmbus_hist_bucket(5000)] = 10;
+    s.stats.lat_count = 10;
+    s.stats.lat_sum_ns = 50000;
+    s.stats.sent = 1000;
+    s.stats.received = 990;
+    flows[0] = (struct sb_mon_flow){{1, 2, 600}, 60, 1};
+    flows[1] = (struct sb_mon_flow){{1, 3, 390}, 40, 1};
+    s.flows = flows;
+    s.nflows = 2;
+    s.has_rate = 1;
+    s.sent_rate = s.recv_rate = 100;
+    s.live = 3;
     s.clients = clients;
     s.n = 3;
     return s;
@@ -64,12 +81,27 @@ static void test_json_edges(void **state)
     assert_non_null(strstr(b.p, "\"seq\":7,"));
     assert_non_null(strstr(b.p, "\"error\":null,"));
     assert_non_null(strstr(b.p, "\"name\":\"alpha\""));
-    assert_non_null(strstr(b.p, "\"edges_estimated\":true"));
-    /* The sender's 100/s split 60:40 by the receivers' rates; nobody else sends. */
-    assert_non_null(strstr(b.p, "\"edges\":[{\"from\":1,\"to\":2,\"rate\":60.00},"
-                                "{\"from\":1,\"to\":3,\"rate\":40.00}]"));
+    /* The edges are the flows, exactly: no 2 -> 3, no estimate. */
+    assert_null(strstr(b.p, "estimated"));
+    assert_non_null(strstr(b.p, "\"edges\":[{\"from\":1,\"to\":2,\"messages\":600,\"rate\":60.00},"
+                                "{\"from\":1,\"to\":3,\"messages\":390,\"rate\":40.00}]"));
     assert_non_null(strstr(b.p, "\"latency_hist\":[[0,0],"));
+    /* Totals from the bus's counters; a client without samples has null percentiles. */
+    assert_non_null(strstr(b.p, "\"totals\":{\"sent\":1000,\"received\":990,"));
+    assert_non_null(strstr(b.p, "\"latency_ns\":{\"samples\":0,\"p50\":null,\"p90\":null,"
+                                "\"p99\":null}"));
+    assert_non_null(strstr(b.p, "\"latency_sum_ns\":50000}"));
     sb_mon_buf_free(&b);
+
+    /* The first sample: rates are not known, and say so (null), not 0. */
+    s.has_rate = 0;
+    flows[0].has_rate = flows[1].has_rate = 0;
+    clients[0].has_rate = 0;
+    struct sb_mon_buf b2 = {0};
+    sb_mon_render_json(&s, &b2);
+    assert_non_null(strstr(b2.p, "{\"from\":1,\"to\":2,\"messages\":600,\"rate\":null}"));
+    assert_non_null(strstr(b2.p, "\"sent_rate\":null,\"recv_rate\":null,\"latency_ns\""));
+    sb_mon_buf_free(&b2);
 }
 
 static void test_json_hostile_names(void **state)
@@ -79,7 +111,7 @@ static void test_json_hostile_names(void **state)
     memcpy(clients[1].info.name, "a\"b\\c\n\xff", 8);
     memset(clients[2].info.name, 'x', sizeof(clients[2].info.name)); /* no NUL */
     memset(s.bus.name, 'y', sizeof(s.bus.name));
-    clients[0].sent_rate = NAN;
+    clients[0].sent_rate = NAN; /* known, but not a number */
     struct sb_mon_buf b = {0};
     sb_mon_render_json(&s, &b);
     assert_clean(&b, 0);
@@ -114,6 +146,22 @@ static void test_metrics(void **state)
     assert_non_null(
         strstr(b.p, "shmbus_bus_latency_seconds_bucket{bus=\"demo\",le=\"+Inf\"} 10\n"));
     assert_non_null(strstr(b.p, "shmbus_bus_latency_seconds_count{bus=\"demo\"} 10\n"));
+    assert_non_null(strstr(b.p, "shmbus_bus_latency_seconds_sum{bus=\"demo\"} 0.000050000\n"));
+    /* Counters of the bus, exact flows, build info. */
+    assert_non_null(strstr(b.p, "# TYPE shmbus_bus_sent_messages_total counter\n"
+                                "shmbus_bus_sent_messages_total{bus=\"demo\"} 1000\n"));
+    assert_non_null(
+        strstr(b.p, "shmbus_flow_messages_total{bus=\"demo\",src=\"1\",dst=\"3\"} 390\n"));
+    assert_null(strstr(b.p, "dst=\"2\",src"));
+    assert_null(strstr(b.p, "src=\"2\""));
+    char info[128];
+    snprintf(info, sizeof(info), "shmbus_build_info{bus=\"demo\",version=\"%s\",",
+             shmbus_version());
+    assert_non_null(strstr(b.p, info));
+    /* No data is no sample: client 2 has latency samples, 1 and 3 have none. */
+    assert_non_null(strstr(b.p, "shmbus_client_latency_p50_seconds{bus=\"demo\",client=\"2\""));
+    assert_null(strstr(b.p, "shmbus_client_latency_p50_seconds{bus=\"demo\",client=\"1\""));
+    assert_null(strstr(b.p, "shmbus_client_latency_p99_seconds{bus=\"demo\",client=\"3\""));
     /* Every line is a comment or ends in a number. */
     for (char *line = b.p; *line; line = strchr(line, '\n') + 1) {
         assert_non_null(strchr(line, '\n'));

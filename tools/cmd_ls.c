@@ -89,7 +89,9 @@ static int broken_segment(const char *name, int *shmid, unsigned *key)
 static void ls_bus_text(const char *name)
 {
     struct shmbus_client_info *cl = NULL;
+    struct sb_client_counts k;
     struct shmbus_bus_info bi;
+    char counts[96];
     shmbus_bus *bus;
     int rc, n, i;
 
@@ -115,12 +117,13 @@ static void ls_bus_text(const char *name)
         shmbus_bus_close(bus);
         return;
     }
+    sb_count_clients(cl, n, &k);
     char ring[32];
     sb_fmt_bytes(bi.ring_bytes, ring, sizeof(ring));
     /* The mailbox is a byte ring (layout 3): its size in bytes, not slots. */
-    printf("%s: %u live client%s (max %u), %s mailboxes, messages up to %u B, mode %04o, "
-           "%zu KiB, %u attached\n",
-           name, bi.live_clients, bi.live_clients == 1 ? "" : "s", bi.max_clients, ring,
+    printf("%s: %s (max %u), %s mailboxes, messages up to %u B, mode %04o, %zu KiB, "
+           "%u attached\n",
+           name, sb_fmt_client_counts(&k, counts, sizeof(counts)), bi.max_clients, ring,
            bi.msg_size, bi.mode, bi.segment_size / 1024, bi.attached);
     if (n > 0)
         printf("  %5s  %-*s  %8s  %-7s  %s\n", "ID", 16, "NAME", "PID", "STATE",
@@ -135,6 +138,7 @@ static void ls_bus_text(const char *name)
 static void ls_bus_json(const char *name)
 {
     struct shmbus_client_info *cl = NULL;
+    struct sb_client_counts k;
     struct shmbus_bus_info bi;
     shmbus_bus *bus;
     int rc, n, i;
@@ -162,13 +166,16 @@ static void ls_bus_json(const char *name)
         shmbus_bus_close(bus);
         return;
     }
+    sb_count_clients(cl, n, &k);
     printf(",\"max_clients\":%u,\"slots\":%u,\"msg_size\":%u,\"mode\":\"%04o\","
            "\"layout_version\":%u,\"creator_uid\":%u,\"creator_pid\":%d,\"shmid\":%d,"
-           "\"segment_size\":%zu,\"attached\":%u,\"live_clients\":%u,\"created_ns\":%llu,"
-           "\"ring_bytes\":%llu,\"clients\":[",
+           "\"segment_size\":%zu,\"attached\":%u,\"live_clients\":%u,\"dead_clients\":%u,"
+           "\"joining_clients\":%u,\"kept_clients\":%u,\"created_ns\":%llu,\"ring_bytes\":%llu,"
+           "\"clients\":[",
            bi.max_clients, bi.slots, bi.msg_size, bi.mode, bi.layout_version,
            (unsigned)bi.creator_uid, (int)bi.creator_pid, bi.shmid, bi.segment_size, bi.attached,
-           bi.live_clients, (unsigned long long)bi.created_ns, (unsigned long long)bi.ring_bytes);
+           k.live, k.dead, k.joining, k.kept, (unsigned long long)bi.created_ns,
+           (unsigned long long)bi.ring_bytes);
     for (i = 0; i < n; i++) {
         printf("%s{\"id\":%u,\"name\":", i ? "," : "", cl[i].id);
         sb_json_str(stdout, cl[i].name, strlen(cl[i].name));
@@ -329,7 +336,7 @@ int sb_cmd_stat(int argc, char **argv)
     shmbus_bus *bus;
     const char *name, *why;
     char idbuf[16];
-    int c, n, i, rc, json = 0;
+    int c, n, i, json = 0;
 
     while ((c = getopt_long(argc, argv, ":jh", opts, NULL)) != -1) {
         if (c == 'j')
@@ -346,11 +353,8 @@ int sb_cmd_stat(int argc, char **argv)
     if ((why = sb_bad_name(name)) != NULL)
         return sb_bad_usage("stat", stat_usage, "'%s': %s", name, why);
 
-    rc = shmbus_bus_open(name, NULL, SHMBUS_OPEN_RDONLY, &bus);
-    if (rc < 0) {
-        sb_errf("stat %s", name, "%s", rc == -ENOENT ? "no such bus" : shmbus_strerror(rc));
+    if (sb_open_bus("stat", name, SHMBUS_OPEN_RDONLY, &bus) < 0)
         return SB_EXIT_FAIL;
-    }
     n = sb_list_clients(bus, &cl);
     if (n < 0) {
         sb_errf("stat %s", name, "%s", shmbus_strerror(n));

@@ -4,9 +4,9 @@
  * Both join the bus for the length of the command and leave before they exit, also on
  * SIGINT/SIGTERM/SIGHUP (exit 128 + the signal) and when their output is closed (exit 141).
  * The signal handler only sets a flag: the library's waits return -EINTR when it runs, the
- * loops look at the flag between calls, and recv waits in slices of at most 200 ms. Both
- * create the bus with default options if it does not exist, so `recv ... & send ...` works
- * without `create`.
+ * loops look at the flag between calls, and recv waits in slices of at most 200 ms. Neither
+ * creates a bus: a mistyped name must fail ("no such bus"), not make a new 17 MiB bus that
+ * nobody else uses; `shmbus create` is the one command that creates.
  *
  * recv takes a message only once it has handed it on: it peeks (shmbus_peek), writes the
  * whole line with write(2) (no stdio buffer ever holds a taken message), waits, when standard
@@ -42,7 +42,7 @@ static const char *bad_client(const char *s)
     return sb_bad_name(s);
 }
 
-/* Open (creating with defaults if missing) the bus and join it as `as`. */
+/* Open the existing bus and join it as `as`. */
 static int open_and_join(const char *cmd, const char *name, const char *as, shmbus_bus **busp,
                          shmbus_client **clp)
 {
@@ -52,11 +52,8 @@ static int open_and_join(const char *cmd, const char *name, const char *as, shmb
     int rc;
 
     snprintf(what, sizeof(what), "%s %s", cmd, name);
-    rc = shmbus_bus_open(name, NULL, SHMBUS_OPEN_CREATE, busp);
-    if (rc < 0) {
-        sb_err(what, "%s", shmbus_strerror(rc));
+    if (sb_open_bus(cmd, name, 0, busp) < 0)
         return -1;
-    }
     if (sb_is_number(as))
         sb_parse_u32(as, 1, SHMBUS_MAX_CLIENTS, &id);
     rc = shmbus_join(*busp, id, id != 0 ? NULL : as, clp);
@@ -115,7 +112,7 @@ static int resolve_dst(shmbus_bus *bus, const char *to, int wait_ms)
 static const char send_usage[] =
     "Usage: shmbus send BUS --as ID|NAME --to ID|NAME|all [OPTION]... [MESSAGE]...\n"
     "Join BUS as --as, send each MESSAGE (or, with none, each line of standard input) to\n"
-    "--to, and leave. The bus is created with default options if it does not exist.\n"
+    "--to, and leave. The bus must exist (shmbus create BUS).\n"
     "  -a, --as ID|NAME     join as this id (digits) or under this name (lowest free id)\n"
     "  -t, --to ID|NAME|all destination; `all` sends to every other live client\n"
     "  -p, --prio P         priority 0 (default, lowest) .. 7\n"
@@ -277,10 +274,11 @@ int sb_cmd_send(int argc, char **argv)
 static const char recv_usage[] =
     "Usage: shmbus recv BUS --as ID|NAME [--count N] [--timeout MS] [--json] [--no-pace]\n"
     "Join BUS as --as and print each message received, as\n"
-    "    from SRC prio P seq N: PAYLOAD\n"
+    "    HH:MM:SS.mmm from NAME (ID) prio P seq N: PAYLOAD\n"
+    "(the local time of day it was sent; a sender without a name shows as `from ID`)\n"
     "until N messages (--count), MS milliseconds without a message (--timeout), a closed\n"
-    "standard output, or SIGINT/SIGTERM/SIGHUP; then leave. The bus is created with default\n"
-    "options if it does not exist.\n"
+    "standard output, or SIGINT/SIGTERM/SIGHUP; then leave. The bus must exist (shmbus\n"
+    "create BUS).\n"
     "A message is taken from the mailbox only once its line is handed on: written whole and,\n"
     "when standard output is a pipe or FIFO, read from it by the reader (recv waits for that\n"
     "before taking the next; the pipe is shrunk to one page). So `recv ... | head -1` takes\n"
@@ -292,8 +290,10 @@ static const char recv_usage[] =
     "  -n, --count N      stop after N messages\n"
     "  -T, --timeout MS   stop after MS milliseconds without a message (default: never)\n"
     "  -s, --spin USEC    spin up to USEC microseconds before sleeping (default 0)\n"
-    "  -j, --json         one JSON object per message and line: src, dst, seq, prio, flags,\n"
-    "                     sent_ns, latency_ns, len, data\n"
+    "  -j, --json         one JSON object per message and line: src, src_name (null if\n"
+    "                     none), dst, seq, prio, flags, time (UTC, ISO 8601), sent_ns\n"
+    "                     (monotonic), latency_ns, len, and data (the payload as a string\n"
+    "                     when it is valid UTF-8) or data_base64 (when it is not)\n"
     "  -P, --no-pace      on a pipe, take each message once its line is written, without\n"
     "                     waiting for the reader: faster, but lines still in the pipe when\n"
     "                     the reader leaves (up to the pipe's size) are lost\n"
@@ -302,27 +302,88 @@ static const char recv_usage[] =
     "141 standard output closed (nothing taken that was not handed on); 130/143/129 stopped\n"
     "by SIGINT/SIGTERM/SIGHUP.\n";
 
+/*
+ * Sender names, from shmbus_list(): a cache refreshed when a message comes from an id it
+ * does not hold, or when it is over a second older than the message (a client that joined
+ * since may have taken a free id). A cached client that joined after the message was sent
+ * is not its sender: no name is shown then rather than a wrong one.
+ */
+struct name_cache {
+    struct shmbus_client_info *v;
+    int n;
+    uint64_t at_ns; /* CLOCK_MONOTONIC when listed */
+};
+
+static void refresh_names(shmbus_bus *bus, struct name_cache *nc)
+{
+    struct shmbus_client_info *v;
+    int n = sb_list_clients(bus, &v);
+
+    if (n < 0)
+        return; /* names are a courtesy: keep the old ones */
+    free(nc->v);
+    nc->v = v;
+    nc->n = n;
+    nc->at_ns = sb_now_ns();
+}
+
+static const struct shmbus_client_info *cached_client(const struct name_cache *nc, uint32_t id)
+{
+    int i;
+
+    for (i = 0; i < nc->n; i++)
+        if (nc->v[i].id == id && nc->v[i].state != SHMBUS_CLIENT_KEPT)
+            return &nc->v[i];
+    return NULL;
+}
+
+/* The name of the client that sent a message at wall-clock time sent_wall, or NULL. */
+static const char *sender_name(shmbus_bus *bus, struct name_cache *nc, uint32_t id,
+                               uint64_t sent_mono, uint64_t sent_wall)
+{
+    const struct shmbus_client_info *c = cached_client(nc, id);
+
+    if (c == NULL || (sent_mono > nc->at_ns && sent_mono - nc->at_ns > 1000000000u)) {
+        refresh_names(bus, nc);
+        c = cached_client(nc, id);
+    }
+    if (c == NULL || c->name[0] == '\0' || c->joined_ns > sent_wall)
+        return NULL;
+    return c->name;
+}
+
 /* The line for one message, in a malloc'd buffer (*out, *outlen). 0 or -ENOMEM. */
-static int format_msg(const struct shmbus_msg *h, const char *buf, int len, int json, char **out,
-                      size_t *outlen)
+static int format_msg(const struct shmbus_msg *h, const char *name, const char *buf, int len,
+                      int json, char **out, size_t *outlen)
 {
     uint64_t now = sb_now_ns();
+    uint64_t wall = sb_wall_of_mono_ns(h->sent_ns);
+    char when[40];
     FILE *f = open_memstream(out, outlen);
 
     if (f == NULL)
         return -ENOMEM;
     if (json) {
+        fprintf(f, "{\"src\":%u,\"src_name\":", h->src);
+        if (name != NULL)
+            sb_json_str(f, name, strlen(name));
+        else
+            fputs("null", f);
         fprintf(f,
-                "{\"src\":%u,\"dst\":%u,\"seq\":%llu,\"prio\":%u,\"flags\":%u,\"sent_ns\":%llu,"
-                "\"latency_ns\":%llu,\"len\":%d,\"data\":",
-                h->src, h->dst, (unsigned long long)h->seq, (unsigned)h->prio, (unsigned)h->flags,
-                (unsigned long long)h->sent_ns,
+                ",\"dst\":%u,\"seq\":%llu,\"prio\":%u,\"flags\":%u,\"time\":\"%s\","
+                "\"sent_ns\":%llu,\"latency_ns\":%llu,\"len\":%d,",
+                h->dst, (unsigned long long)h->seq, (unsigned)h->prio, (unsigned)h->flags,
+                sb_fmt_utc(wall, when, sizeof(when)), (unsigned long long)h->sent_ns,
                 (unsigned long long)(now > h->sent_ns ? now - h->sent_ns : 0), len);
-        sb_json_str(f, buf, (size_t)len);
+        sb_json_payload_file(f, buf, (size_t)len);
         fputs("}\n", f);
     } else {
-        fprintf(f, "from %u prio %u seq %llu: ", h->src, (unsigned)h->prio,
-                (unsigned long long)h->seq);
+        fprintf(f, "%s from ", sb_fmt_time_of_day(wall, when, sizeof(when)));
+        if (name != NULL)
+            fprintf(f, "%s (%u)", name, h->src);
+        else
+            fprintf(f, "%u", h->src);
+        fprintf(f, " prio %u seq %llu: ", (unsigned)h->prio, (unsigned long long)h->seq);
         fwrite(buf, 1, (size_t)len, f);
         fputc('\n', f);
     }
@@ -352,13 +413,16 @@ struct recv_args {
  * stopped (not taken); SB_EXIT_FAIL after printing why.
  */
 static int hand_on(shmbus_client *cl, const struct recv_args *a, const struct sb_pace *pace,
-                   const struct shmbus_msg *hdr, const char *buf, int len)
+                   struct name_cache *nc, const struct shmbus_msg *hdr, const char *buf, int len)
 {
+    const char *name;
     char *line = NULL;
     size_t n = 0;
     int rc;
 
-    rc = format_msg(hdr, buf, len, a->json, &line, &n);
+    name = sender_name(shmbus_client_bus(cl), nc, hdr->src, hdr->sent_ns,
+                       sb_wall_of_mono_ns(hdr->sent_ns));
+    rc = format_msg(hdr, name, buf, len, a->json, &line, &n);
     if (rc < 0) {
         sb_errf("recv %s", a->bus, "%s", strerror(-rc));
         return SB_EXIT_FAIL;
@@ -387,6 +451,7 @@ static int recv_loop(shmbus_bus *bus, shmbus_client *cl, const struct recv_args 
 {
     struct shmbus_bus_info info;
     struct shmbus_msg hdr;
+    struct name_cache names = {NULL, 0, 0};
     struct sb_pace pace;
     uint64_t got = 0, deadline = 0;
     char *buf;
@@ -419,6 +484,7 @@ static int recv_loop(shmbus_bus *bus, shmbus_client *cl, const struct recv_args 
         if (rc == -ETIMEDOUT || rc == -EAGAIN || rc == -EINTR) {
             /* Idle: a reader that left is noticed now, not at the next message. */
             if (pace.pipe && sb_reader_gone(STDOUT_FILENO)) {
+                free(names.v);
                 free(buf);
                 return SB_EXIT_OUTPUT;
             }
@@ -426,11 +492,13 @@ static int recv_loop(shmbus_bus *bus, shmbus_client *cl, const struct recv_args 
         }
         if (rc < 0) {
             sb_errf("recv %s", a->bus, "%s", shmbus_strerror(rc));
+            free(names.v);
             free(buf);
             return SB_EXIT_FAIL;
         }
-        rc = hand_on(cl, a, &pace, &hdr, buf, rc);
+        rc = hand_on(cl, a, &pace, &names, &hdr, buf, rc);
         if (rc != 0) {
+            free(names.v);
             free(buf);
             return rc;
         }
@@ -438,6 +506,7 @@ static int recv_loop(shmbus_bus *bus, shmbus_client *cl, const struct recv_args 
         if (a->timeout >= 0)
             deadline = sb_now_ns() + (uint64_t)a->timeout * 1000000u;
     }
+    free(names.v);
     free(buf);
     if (sb_stop)
         return sb_stop_status();

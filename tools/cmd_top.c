@@ -9,6 +9,10 @@
  *
  * Quits on `q` (when standard input is a terminal, put in non-canonical mode and restored
  * on the way out), on SIGINT/SIGTERM, after --iterations screens, or when the bus goes away.
+ *
+ * On a terminal each screen replaces the last (cursor home, clear). Anywhere else (a pipe,
+ * a file, a log) the screens are plain text one after the other, each headed by the time
+ * of day and separated by a blank line, with no escape sequences.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -67,8 +71,10 @@ static uint64_t delta(uint64_t now, uint64_t before)
 
 /* Draw one screen; returns 0, or -1 if it could not all be written (output closed). */
 static int draw(const char *name, const struct shmbus_bus_info *bi, const struct snapshot *cur,
-                const struct snapshot *prev, int first)
+                const struct snapshot *prev, int first, int term)
 {
+    struct sb_client_counts k;
+    char counts[96], when[24];
     static uint64_t hist[SHMBUS_LAT_BUCKETS], bus_hist[SHMBUS_LAT_BUCKETS];
     double secs = first ? 0 : (double)(cur->at_ns - prev->at_ns) / 1e9;
     double tx_total = 0, rx_total = 0;
@@ -78,14 +84,19 @@ static int draw(const char *name, const struct shmbus_bus_info *bi, const struct
     int i;
 
     memset(bus_hist, 0, sizeof(bus_hist));
-    /* Home, clear screen: the whole view is redrawn each time. */
-    fputs("\033[H\033[2J", stdout);
+    if (term)
+        fputs("\033[H\033[2J", stdout); /* home, clear: the whole view is redrawn each time */
+    else if (!first)
+        fputc('\n', stdout);
+    /* The counts are those of the rows below (see sb_count_clients()). */
+    sb_count_clients(cur->v, cur->n, &k);
     char ring[32];
     sb_fmt_bytes(bi->ring_bytes, ring, sizeof(ring));
-    printf("shmbus top - bus %s: %u live client%s (max %u), %s mailboxes, messages up to %u B, "
+    printf("shmbus top - bus %s at %s: %s (max %u), %s mailboxes, messages up to %u B, "
            "%u attached\n\n",
-           name, bi->live_clients, bi->live_clients == 1 ? "" : "s", bi->max_clients, ring,
-           bi->msg_size, bi->attached);
+           name, sb_fmt_time_of_day(sb_wall_of_mono_ns(cur->at_ns), when, sizeof(when)),
+           sb_fmt_client_counts(&k, counts, sizeof(counts)), bi->max_clients, ring, bi->msg_size,
+           bi->attached);
     printf("%5s %-16s %8s %-7s %11s %11s %9s %9s %9s\n", "ID", "NAME", "PID", "STATE", "SENT/S",
            "RECV/S", "MAILBOX", "P50", "P99");
     for (i = 0; i < cur->n; i++) {
@@ -112,7 +123,7 @@ static int draw(const char *name, const struct shmbus_bus_info *bi, const struct
     printf("%5s %-16s %8s %-7s %11.0f %11.0f %9llu %9s %9s\n", "all", "(bus)", "", "", tx_total,
            rx_total, (unsigned long long)depth_total, sb_fmt_pct(bus_hist, 50, p50, sizeof(p50)),
            sb_fmt_pct(bus_hist, 99, p99, sizeof(p99)));
-    printf("\nrates and latency over the last %.1f s; q quits\n", secs);
+    printf("\nrates and latency over the last %.1f s%s\n", secs, term ? "; q quits" : "");
     return fflush(stdout) != 0 || ferror(stdout) ? -1 : 0;
 }
 
@@ -159,7 +170,7 @@ int sb_cmd_top(int argc, char **argv)
     const char *name, *why;
     uint64_t iterations = 0, done = 0;
     uint32_t interval = 1000;
-    int c, rc, tty, status = SB_EXIT_OK;
+    int c, rc, tty, term, status = SB_EXIT_OK;
 
     while ((c = getopt_long(argc, argv, ":i:n:h", opts, NULL)) != -1) {
         switch (c) {
@@ -186,11 +197,9 @@ int sb_cmd_top(int argc, char **argv)
     if ((why = sb_bad_name(name)) != NULL)
         return sb_bad_usage("top", top_usage, "'%s': %s", name, why);
 
-    rc = shmbus_bus_open(name, NULL, SHMBUS_OPEN_RDONLY, &bus);
-    if (rc < 0) {
-        sb_errf("top %s", name, "%s", rc == -ENOENT ? "no such bus" : shmbus_strerror(rc));
+    if (sb_open_bus("top", name, SHMBUS_OPEN_RDONLY, &bus) < 0)
         return SB_EXIT_FAIL;
-    }
+    term = isatty(STDOUT_FILENO);
     sb_catch_stop_signals();
     tty = isatty(STDIN_FILENO) && tcgetattr(STDIN_FILENO, &saved) == 0;
     if (tty) {
@@ -209,7 +218,7 @@ int sb_cmd_top(int argc, char **argv)
             status = SB_EXIT_FAIL;
             break;
         }
-        if (draw(name, &bi, &cur, &prev, done == 0) < 0) {
+        if (draw(name, &bi, &cur, &prev, done == 0, term) < 0) {
             status = SB_EXIT_OUTPUT; /* nobody is watching any more */
             break;
         }

@@ -12,6 +12,11 @@
  * sequence is copied whole), otherwise written as \u00XX (the code point of the same
  * number). So the output is always valid JSON, and with utf8 == 0 it is plain ASCII (the
  * monitor serves names from a segment a peer may have scribbled).
+ *
+ * Escaping is lossless only for valid UTF-8 (a lone 0xff byte becomes U+00FF, which reads
+ * back as two bytes). Bytes that are not valid UTF-8 go out as base64 instead:
+ * sb_json_payload() writes a "data" member when the bytes are valid UTF-8 and a
+ * "data_base64" member otherwise, so any payload round-trips.
  */
 #ifndef SHMBUS_TOOLS_JSON_H
 #define SHMBUS_TOOLS_JSON_H
@@ -97,6 +102,65 @@ static inline void sb_json_escape(const char *str, size_t len, int utf8, sb_json
         }
     }
     put(ctx, "\"", 1);
+}
+
+/* Is s (len bytes) valid UTF-8 throughout? */
+static inline int sb_json_is_utf8(const char *str, size_t len)
+{
+    const unsigned char *s = (const unsigned char *)str;
+    size_t i = 0, n;
+
+    while (i < len) {
+        n = sb_json_utf8_len(s + i, len - i);
+        if (n == 0)
+            return 0;
+        i += n;
+    }
+    return 1;
+}
+
+/* Write s (len bytes) as a quoted base64 string (RFC 4648, with padding). */
+static inline void sb_json_base64(const char *str, size_t len, sb_json_put_fn put, void *ctx)
+{
+    static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    const unsigned char *s = (const unsigned char *)str;
+    char out[4];
+    size_t i;
+
+    put(ctx, "\"", 1);
+    for (i = 0; i + 2 < len; i += 3) {
+        out[0] = b64[s[i] >> 2];
+        out[1] = b64[((s[i] & 3) << 4) | (s[i + 1] >> 4)];
+        out[2] = b64[((s[i + 1] & 15) << 2) | (s[i + 2] >> 6)];
+        out[3] = b64[s[i + 2] & 63];
+        put(ctx, out, 4);
+    }
+    if (len - i == 1) {
+        out[0] = b64[s[i] >> 2];
+        out[1] = b64[(s[i] & 3) << 4];
+        out[2] = out[3] = '=';
+        put(ctx, out, 4);
+    } else if (len - i == 2) {
+        out[0] = b64[s[i] >> 2];
+        out[1] = b64[((s[i] & 3) << 4) | (s[i + 1] >> 4)];
+        out[2] = b64[(s[i + 1] & 15) << 2];
+        out[3] = '=';
+        put(ctx, out, 4);
+    }
+    put(ctx, "\"", 1);
+}
+
+/* A payload as one JSON member: "data":"..." (valid UTF-8, escaped) or "data_base64":"..."
+ * (anything else), so that any bytes round-trip. */
+static inline void sb_json_payload(const char *str, size_t len, sb_json_put_fn put, void *ctx)
+{
+    if (sb_json_is_utf8(str, len)) {
+        put(ctx, "\"data\":", 7);
+        sb_json_escape(str, len, 1, put, ctx);
+    } else {
+        put(ctx, "\"data_base64\":", 14);
+        sb_json_base64(str, len, put, ctx);
+    }
 }
 
 static inline void sb_json_put_file(void *ctx, const char *s, size_t n)

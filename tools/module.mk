@@ -1,32 +1,55 @@
-# The shmbus command: every tools/*.c (the subcommands, and the web monitor in
-# tools/monitor.c) linked into $(BUILD)/bin/shmbus with the static library and libmicrohttpd;
-# with the benchmark library too when bench/ provides bench/bench.h (`shmbus bench`).
-TOOLS_SRCS   := $(wildcard tools/*.c)
+# The shmbus command and its companion programs:
+#   $(BUILD)/bin/shmbus          every tools/*.c but the monitor's, with the static library:
+#                                libc only, so the installed command pulls nothing else
+#   $(BUILD)/bin/shmbus-monitor  the web monitor (tools/monitor*.c) with libmicrohttpd;
+#                                `shmbus monitor` runs it (tools/shmbus.c, run_companion())
+# The benchmark is bench/'s own program ($(BUILD)/bin/shmbus-bench, `shmbus bench`).
+MONITOR_SRCS := $(wildcard tools/monitor*.c)
+TOOLS_SRCS   := $(filter-out $(MONITOR_SRCS),$(wildcard tools/*.c))
 TOOLS_OBJS   := $(TOOLS_SRCS:%.c=$(BUILD)/%.o)
+# The monitor shares the "did you mean" of tools/suggest.c with the command.
+MONITOR_OBJS := $(MONITOR_SRCS:%.c=$(BUILD)/%.o) $(BUILD)/tools/suggest.o
 SHMBUS_BIN   := $(BUILD)/bin/shmbus
-TOOLS_LDLIBS := -lmicrohttpd
+MONITOR_BIN  := $(BUILD)/bin/shmbus-monitor
 
-# bench/module.mk is read after this file, so BENCH_A and BENCH_LDLIBS are only used in the
-# recipe (expanded when it runs); the prerequisite names the archive's documented path.
-ifneq ($(wildcard bench/bench.h),)
-TOOLS_BENCH_A := $(BUILD)/bench/libbench.a
-$(BUILD)/tools/shmbus.o: CPPFLAGS += -DHAVE_BENCH
-$(BUILD)/tools/shmbus.o: bench/bench.h
-endif
-
-$(SHMBUS_BIN): $(TOOLS_OBJS) $(LIB_A) $(TOOLS_BENCH_A)
+$(SHMBUS_BIN): $(TOOLS_OBJS) $(LIB_A)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $(TOOLS_OBJS) \
-	    $(if $(TOOLS_BENCH_A),$(or $(BENCH_A),$(TOOLS_BENCH_A)) $(BENCH_LDLIBS)) \
-	    $(LIB_A) $(TOOLS_LDLIBS) $(LDLIBS)
+	$(CC) $(LDFLAGS) -o $@ $(TOOLS_OBJS) $(LIB_A) $(LDLIBS)
+
+$(MONITOR_BIN): $(MONITOR_OBJS) $(LIB_A)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $(MONITOR_OBJS) $(LIB_A) -lmicrohttpd $(LDLIBS)
 
 .PHONY: tools
-tools: $(SHMBUS_BIN)
+tools: $(SHMBUS_BIN) $(MONITOR_BIN)
 
 # Built with everything once the library has sources to link against.
 ifneq ($(wildcard src/*.c),)
-ALL_TARGETS += $(SHMBUS_BIN)
+ALL_TARGETS += $(SHMBUS_BIN) $(MONITOR_BIN)
 endif
+
+# make install (Makefile) runs install-cmd: the command in BINDIR, the monitor in
+# LIBEXECDIR/shmbus (where `shmbus monitor` looks, relative to its own path), the man pages
+# (shmbus(1), the API's section 3 in man/) and bash completion.
+.PHONY: install-cmd uninstall-cmd
+INSTALL_PARTS   += install-cmd
+UNINSTALL_PARTS += uninstall-cmd
+MAN3_PAGES := $(wildcard man/*.3)
+
+install-cmd: $(SHMBUS_BIN) $(MONITOR_BIN)
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBEXECDIR)/shmbus $(DESTDIR)$(MANDIR)/man1 \
+	    $(DESTDIR)$(MANDIR)/man3 $(DESTDIR)$(COMPLETIONDIR)
+	install -m 755 $(SHMBUS_BIN) $(DESTDIR)$(BINDIR)/shmbus
+	install -m 755 $(MONITOR_BIN) $(DESTDIR)$(LIBEXECDIR)/shmbus/shmbus-monitor
+	install -m 644 tools/shmbus.1 $(DESTDIR)$(MANDIR)/man1/shmbus.1
+	install -m 644 $(MAN3_PAGES) $(DESTDIR)$(MANDIR)/man3/
+	install -m 644 tools/shmbus.bash-completion $(DESTDIR)$(COMPLETIONDIR)/shmbus
+
+uninstall-cmd:
+	rm -f $(DESTDIR)$(BINDIR)/shmbus $(DESTDIR)$(LIBEXECDIR)/shmbus/shmbus-monitor \
+	    $(DESTDIR)$(MANDIR)/man1/shmbus.1 $(DESTDIR)$(COMPLETIONDIR)/shmbus \
+	    $(MAN3_PAGES:man/%=$(DESTDIR)$(MANDIR)/man3/%)
+	-rmdir $(DESTDIR)$(LIBEXECDIR)/shmbus 2>/dev/null
 
 # The issue's full-size ring (64 clients, 1,000,000 messages); make check runs a smaller one.
 .PHONY: ring-million

@@ -29,6 +29,7 @@
 #include <unistd.h>
 
 #include "monitor.h"
+#include "suggest.h"
 
 int sb_monitor_main(int argc, char **argv);
 
@@ -95,8 +96,17 @@ static int parse_options(int argc, char **argv, struct options *o)
             return 1;
         case ':':
             return bad_usage("%s needs a value", argv[optind - 1]);
-        default:
-            return bad_usage("unknown option '%s'", argv[optind - 1]);
+        default: {
+            char near[48];
+            const char *arg = argv[optind - 1];
+
+            if (sb_suggest_option(arg, usage_text, near, sizeof(near)) != NULL) {
+                fprintf(stderr, "shmbus: monitor: unknown option '%s' (did you mean '%s'?)\n%s",
+                        arg, near, usage_text);
+                return 2;
+            }
+            return bad_usage("unknown option '%s'", arg);
+        }
         }
     }
     if (optind >= argc)
@@ -213,35 +223,98 @@ static double rate(uint64_t now, uint64_t before, double dt)
 }
 
 /* Fill the rates of `next` from `prev` (both in id order). A client is the same one only if
- * its id, pid and join time all match: an id reused by a new process starts from zero. */
+ * its id, pid and join time all match: an id reused by a new process starts from zero. The
+ * bus's rates and latency come from its own counters (shmbus_bus_stats()), not from sums
+ * over the clients listed now, which drop what clients that left had counted. */
 static void derive(struct sb_mon_snap *next, const struct sb_mon_snap *prev)
 {
     size_t j = 0;
     for (size_t i = 0; i < next->n; i++) {
         struct sb_mon_client *c = &next->clients[i];
         const struct shmbus_counters *k = &c->info.counters;
+        for (unsigned b = 0; b < SHMBUS_LAT_BUCKETS; b++)
+            c->samples += k->lat_hist[b];
         c->p50 = shmbus_hist_percentile(k->lat_hist, 50);
         c->p90 = shmbus_hist_percentile(k->lat_hist, 90);
         c->p99 = shmbus_hist_percentile(k->lat_hist, 99);
-        for (unsigned b = 0; b < SHMBUS_LAT_BUCKETS; b++)
-            next->hist[b] += k->lat_hist[b];
-        next->sent += k->sent;
-        next->received += k->received;
+        if (c->info.state == SHMBUS_CLIENT_LIVE)
+            next->live++;
+        else if (c->info.state == SHMBUS_CLIENT_DEAD)
+            next->dead++;
         while (j < prev->n && prev->clients[j].info.id < c->info.id)
             j++;
-        if (j < prev->n && prev->clients[j].info.id == c->info.id &&
+        if (next->dt > 0 && j < prev->n && prev->clients[j].info.id == c->info.id &&
             prev->clients[j].info.pid == c->info.pid &&
             prev->clients[j].info.joined_ns == c->info.joined_ns) {
             const struct shmbus_counters *o = &prev->clients[j].info.counters;
             c->sent_rate = rate(k->sent, o->sent, next->dt);
             c->recv_rate = rate(k->received, o->received, next->dt);
+            c->has_rate = 1;
         }
-        next->sent_rate += c->sent_rate;
-        next->recv_rate += c->recv_rate;
     }
-    next->p50 = shmbus_hist_percentile(next->hist, 50);
-    next->p90 = shmbus_hist_percentile(next->hist, 90);
-    next->p99 = shmbus_hist_percentile(next->hist, 99);
+    /* The previous sample is comparable only if it read the same bus (same nonce). */
+    int same_bus = !next->err && !prev->err && prev->seq != 0 && next->dt > 0 &&
+                   prev->bus.nonce == next->bus.nonce;
+    if (same_bus) {
+        next->sent_rate = rate(next->stats.sent, prev->stats.sent, next->dt);
+        next->recv_rate = rate(next->stats.received, prev->stats.received, next->dt);
+        next->has_rate = 1;
+    }
+    size_t k = 0;
+    for (size_t i = 0; i < next->nflows; i++) {
+        struct sb_mon_flow *f = &next->flows[i];
+        if (!same_bus)
+            continue;
+        while (k < prev->nflows &&
+               (prev->flows[k].f.src < f->f.src ||
+                (prev->flows[k].f.src == f->f.src && prev->flows[k].f.dst < f->f.dst)))
+            k++;
+        uint64_t before = 0;
+        if (k < prev->nflows && prev->flows[k].f.src == f->f.src &&
+            prev->flows[k].f.dst == f->f.dst)
+            before = prev->flows[k].f.messages;
+        f->rate = rate(f->f.messages, before, next->dt);
+        f->has_rate = 1;
+    }
+    next->p50 = shmbus_hist_percentile(next->stats.lat_hist, 50);
+    next->p90 = shmbus_hist_percentile(next->stats.lat_hist, 90);
+    next->p99 = shmbus_hist_percentile(next->stats.lat_hist, 99);
+}
+
+/* The bus's counters and flows into *next. 0 or a negative errno. */
+static int sample_flows(shmbus_bus *bus, struct sb_mon_snap *next)
+{
+    int err = shmbus_bus_stats(bus, &next->stats);
+    if (err < 0)
+        return err;
+    for (int tries = 0; tries < 4; tries++) {
+        int n = shmbus_bus_flows(bus, NULL, 0);
+        if (n < 0)
+            return n;
+        size_t cap = (size_t)n + 16;
+        struct shmbus_flow *fl = calloc(cap, sizeof(*fl));
+        struct sb_mon_flow *mf = calloc(cap, sizeof(*mf));
+        if (!fl || !mf) {
+            free(fl);
+            free(mf);
+            return -ENOMEM;
+        }
+        n = shmbus_bus_flows(bus, fl, cap);
+        if (n < 0 || (size_t)n > cap) { /* an error, or new pairs meanwhile: again */
+            free(fl);
+            free(mf);
+            if (n < 0)
+                return n;
+            continue;
+        }
+        for (int i = 0; i < n; i++)
+            mf[i].f = fl[i];
+        free(fl);
+        next->flows = mf;
+        next->nflows = (size_t)n;
+        return 0;
+    }
+    return -EAGAIN;
 }
 
 /* Take one sample of the bus into *next. Returns 0 or a negative errno (also kept in
@@ -277,7 +350,8 @@ static int sample(shmbus_bus *bus, struct sb_mon_snap *next)
         free(infos);
         next->clients = cs;
         next->n = (size_t)n;
-        return 0;
+        err = sample_flows(bus, next);
+        return err < 0 ? (next->err = err) : 0;
     }
     return next->err = -EAGAIN;
 }
@@ -344,6 +418,7 @@ static void tick(struct monitor *m)
     pthread_mutex_unlock(&m->st.lock);
 
     free(old.clients);
+    free(old.flows);
     free(old_json);
     sb_mon_buf_free(&json);
 }
@@ -451,6 +526,7 @@ int sb_monitor_main(int argc, char **argv)
     pthread_sigmask(SIG_SETMASK, &oldset, NULL);
     shmbus_bus_close(m.bus);
     free(m.st.snap.clients);
+    free(m.st.snap.flows);
     free(m.st.json);
     pthread_cond_destroy(&m.st.cond);
     pthread_mutex_destroy(&m.st.lock);

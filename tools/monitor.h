@@ -44,7 +44,16 @@ void sb_mon_buf_free(struct sb_mon_buf *b);
 struct sb_mon_client {
     struct shmbus_client_info info;
     double sent_rate, recv_rate; /* messages per second since the previous sample */
+    int has_rate;                /* 0: first sample of this client, no rate yet */
+    uint64_t samples;            /* latency samples in its histogram (0: no percentiles) */
     uint64_t p50, p90, p99;      /* latency percentiles (ns) of its whole histogram */
+};
+
+/* One pair of client ids that messages went between (shmbus_bus_flows()), with its rate. */
+struct sb_mon_flow {
+    struct shmbus_flow f;
+    double rate;  /* messages per second since the previous sample */
+    int has_rate; /* 0: no previous sample of the bus */
 };
 
 /* One sample of the bus. */
@@ -57,10 +66,15 @@ struct sb_mon_snap {
     struct shmbus_bus_info bus;
     size_t n; /* clients[0..n-1] */
     struct sb_mon_client *clients;
-    double sent_rate, recv_rate;       /* the bus: sum over clients */
-    uint64_t sent, received;           /* the bus: sum over clients */
-    uint64_t hist[SHMBUS_LAT_BUCKETS]; /* the bus: sum of all clients' histograms */
-    uint64_t p50, p90, p99;
+    unsigned live, dead; /* clients[] by state: the counts match the rows */
+    size_t nflows;       /* flows[0..nflows-1], by src then dst */
+    struct sb_mon_flow *flows;
+    /* The bus's own counters (shmbus_bus_stats(): they never go down while clients come
+     * and go) and what was derived from them. */
+    struct shmbus_bus_stats stats;
+    int has_rate;                /* 0: first sample, no rates yet */
+    double sent_rate, recv_rate; /* the bus, since the previous sample */
+    uint64_t p50, p90, p99;      /* of stats.lat_hist; meaningless when stats.lat_count == 0 */
 };
 
 /* What the sampler publishes and the HTTP side (event loop and waker) reads. */

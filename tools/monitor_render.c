@@ -8,15 +8,15 @@
  * to their fixed size only and escaped byte by byte, so a scribbled name can make the output
  * ugly but never invalid JSON or an invalid metrics line.
  *
- * Edges. The library counts per client (sent, received), not per pair of clients, so who
- * talks to whom is not known exactly. The monitor estimates it: each sender's rate is split
- * among the other clients in proportion to their receive rates,
+ * Counts that add up. The bus's totals, rates and latency come from the bus's own counters
+ * (shmbus_bus_stats()), which only grow while clients come and go; sums over the clients
+ * listed now went down whenever one left. Edges are the library's exact per-pair counts
+ * (shmbus_bus_flows(): messages taken by id d from id s), so only flows that happened are
+ * drawn, each with its measured rate.
  *
- *     rate(s -> r) = sent_rate(s) * recv_rate(r) / sum over r' != s of recv_rate(r')
- *
- * This is exact when every sender spreads its messages over the receivers in the same
- * proportions, as `shmbus ring` and the seed's three clients do (each forwards to the others
- * in turn), and it is said on the page and in the JSON ("edges_estimated": true).
+ * No data is not 0: a rate that cannot be known yet (first sample) is null in JSON, and a
+ * percentile of an empty histogram is null in JSON and left out of /metrics, rather than a
+ * 0 that reads as "instant".
  */
 #include <stdarg.h>
 #include <stdio.h>
@@ -125,19 +125,41 @@ static void json_rate(struct sb_mon_buf *b, const char *key, double v)
     sb_mon_buf_printf(b, "\"%s\":%.2f", key, v);
 }
 
+/* A rate, or null when it is not known yet. */
+static void json_rate_or_null(struct sb_mon_buf *b, const char *key, double v, int known)
+{
+    if (known)
+        json_rate(b, key, v);
+    else
+        sb_mon_buf_printf(b, "\"%s\":null", key);
+}
+
+/* "latency_ns":{"samples":N,"p50":..,"p90":..,"p99":..}: null percentiles without samples. */
+static void json_latency(struct sb_mon_buf *b, uint64_t samples, uint64_t p50, uint64_t p90,
+                         uint64_t p99)
+{
+    sb_mon_buf_printf(b, "\"latency_ns\":{\"samples\":%llu,", (unsigned long long)samples);
+    if (samples == 0)
+        sb_mon_buf_puts(b, "\"p50\":null,\"p90\":null,\"p99\":null}");
+    else
+        sb_mon_buf_printf(b, "\"p50\":%llu,\"p90\":%llu,\"p99\":%llu}", (unsigned long long)p50,
+                          (unsigned long long)p90, (unsigned long long)p99);
+}
+
 static void json_bus(const struct sb_mon_snap *s, struct sb_mon_buf *b)
 {
     const struct shmbus_bus_info *bi = &s->bus;
     sb_mon_buf_puts(b, "\"bus\":{\"name\":");
     json_str(b, bi->name, field_len(bi->name, sizeof(bi->name)));
+    /* live_clients and dead_clients count the rows of "clients", as `shmbus ls` does. */
     sb_mon_buf_printf(b,
                       ",\"max_clients\":%u,\"slots\":%u,\"msg_size\":%u,\"mode\":\"0%o\","
                       "\"layout_version\":%u,\"creator_uid\":%u,\"creator_pid\":%d,\"shmid\":%d,"
                       "\"segment_size\":%zu,\"attached\":%u,\"live_clients\":%u,"
-                      "\"created_ns\":%llu,\"ring_bytes\":%llu}",
+                      "\"dead_clients\":%u,\"created_ns\":%llu,\"ring_bytes\":%llu}",
                       bi->max_clients, bi->slots, bi->msg_size, bi->mode, bi->layout_version,
                       (unsigned)bi->creator_uid, (int)bi->creator_pid, bi->shmid, bi->segment_size,
-                      bi->attached, bi->live_clients, (unsigned long long)bi->created_ns,
+                      bi->attached, s->live, s->dead, (unsigned long long)bi->created_ns,
                       (unsigned long long)bi->ring_bytes);
 }
 
@@ -145,9 +167,6 @@ static void json_client(const struct sb_mon_client *mc, struct sb_mon_buf *b)
 {
     const struct shmbus_client_info *ci = &mc->info;
     const struct shmbus_counters *k = &ci->counters;
-    uint64_t samples = 0;
-    for (unsigned i = 0; i < SHMBUS_LAT_BUCKETS; i++)
-        samples += k->lat_hist[i];
     sb_mon_buf_printf(b, "{\"id\":%u,\"name\":", ci->id);
     json_str(b, ci->name, field_len(ci->name, sizeof(ci->name)));
     sb_mon_buf_printf(b,
@@ -161,39 +180,25 @@ static void json_client(const struct sb_mon_client *mc, struct sb_mon_buf *b)
                       (unsigned long long)k->bytes_received, (unsigned long long)k->full_waits,
                       (unsigned long long)k->wakeups, (unsigned long long)k->spins,
                       (unsigned long long)k->dropped);
-    json_rate(b, "sent_rate", mc->sent_rate);
+    json_rate_or_null(b, "sent_rate", mc->sent_rate, mc->has_rate);
     sb_mon_buf_puts(b, ",");
-    json_rate(b, "recv_rate", mc->recv_rate);
-    sb_mon_buf_printf(b,
-                      ",\"latency_ns\":{\"samples\":%llu,\"p50\":%llu,\"p90\":%llu,\"p99\":%llu}}",
-                      (unsigned long long)samples, (unsigned long long)mc->p50,
-                      (unsigned long long)mc->p90, (unsigned long long)mc->p99);
+    json_rate_or_null(b, "recv_rate", mc->recv_rate, mc->has_rate);
+    sb_mon_buf_puts(b, ",");
+    json_latency(b, mc->samples, mc->p50, mc->p90, mc->p99);
+    sb_mon_buf_puts(b, "}");
 }
 
-/* The estimated edges (see the design notes), only those with a rate. */
+/* The flows (see the design notes): every pair of ids a message went between, with its
+ * count since the bus was made and its rate over the last interval (null at first). */
 static void json_edges(const struct sb_mon_snap *s, struct sb_mon_buf *b)
 {
-    double total_recv = 0;
-    for (size_t i = 0; i < s->n; i++)
-        total_recv += s->clients[i].recv_rate;
-    int first = 1;
     sb_mon_buf_puts(b, "\"edges\":[");
-    for (size_t i = 0; i < s->n; i++) {
-        const struct sb_mon_client *src = &s->clients[i];
-        double others = total_recv - src->recv_rate;
-        if (src->sent_rate <= 0 || others <= 0)
-            continue;
-        for (size_t j = 0; j < s->n; j++) {
-            const struct sb_mon_client *dst = &s->clients[j];
-            if (j == i || dst->recv_rate <= 0)
-                continue;
-            double rate = src->sent_rate * dst->recv_rate / others;
-            sb_mon_buf_printf(b, "%s{\"from\":%u,\"to\":%u,", first ? "" : ",", src->info.id,
-                              dst->info.id);
-            json_rate(b, "rate", rate);
-            sb_mon_buf_puts(b, "}");
-            first = 0;
-        }
+    for (size_t i = 0; i < s->nflows; i++) {
+        const struct sb_mon_flow *f = &s->flows[i];
+        sb_mon_buf_printf(b, "%s{\"from\":%u,\"to\":%u,\"messages\":%llu,", i ? "," : "", f->f.src,
+                          f->f.dst, (unsigned long long)f->f.messages);
+        json_rate_or_null(b, "rate", f->rate, f->has_rate);
+        sb_mon_buf_puts(b, "}");
     }
     sb_mon_buf_puts(b, "]");
 }
@@ -204,12 +209,13 @@ static void json_hist(const struct sb_mon_snap *s, struct sb_mon_buf *b)
 {
     unsigned last = 0;
     for (unsigned i = 0; i < SHMBUS_LAT_BUCKETS; i++)
-        if (s->hist[i])
+        if (s->stats.lat_hist[i])
             last = i + 1;
     sb_mon_buf_puts(b, "\"latency_hist\":[");
     for (unsigned i = 0; i < last; i++)
         sb_mon_buf_printf(b, "%s[%llu,%llu]", i ? "," : "",
-                          (unsigned long long)shmbus_hist_value(i), (unsigned long long)s->hist[i]);
+                          (unsigned long long)shmbus_hist_value(i),
+                          (unsigned long long)s->stats.lat_hist[i]);
     sb_mon_buf_puts(b, "]");
 }
 
@@ -227,21 +233,26 @@ void sb_mon_render_json(const struct sb_mon_snap *s, struct sb_mon_buf *b)
         sb_mon_buf_puts(b, "\"error\":null,");
     }
     json_bus(s, b);
-    sb_mon_buf_printf(b, ",\"totals\":{\"sent\":%llu,\"received\":%llu,",
-                      (unsigned long long)s->sent, (unsigned long long)s->received);
-    json_rate(b, "sent_rate", s->sent_rate);
+    /* The bus's own counters: they never go down (see the design notes). */
+    sb_mon_buf_printf(b,
+                      ",\"totals\":{\"sent\":%llu,\"received\":%llu,\"bytes_sent\":%llu,"
+                      "\"bytes_received\":%llu,",
+                      (unsigned long long)s->stats.sent, (unsigned long long)s->stats.received,
+                      (unsigned long long)s->stats.bytes_sent,
+                      (unsigned long long)s->stats.bytes_received);
+    json_rate_or_null(b, "sent_rate", s->sent_rate, s->has_rate);
     sb_mon_buf_puts(b, ",");
-    json_rate(b, "recv_rate", s->recv_rate);
-    sb_mon_buf_printf(b, ",\"latency_ns\":{\"p50\":%llu,\"p90\":%llu,\"p99\":%llu}},",
-                      (unsigned long long)s->p50, (unsigned long long)s->p90,
-                      (unsigned long long)s->p99);
+    json_rate_or_null(b, "recv_rate", s->recv_rate, s->has_rate);
+    sb_mon_buf_puts(b, ",");
+    json_latency(b, s->stats.lat_count, s->p50, s->p90, s->p99);
+    sb_mon_buf_printf(b, ",\"latency_sum_ns\":%llu},", (unsigned long long)s->stats.lat_sum_ns);
     sb_mon_buf_puts(b, "\"clients\":[");
     for (size_t i = 0; i < s->n; i++) {
         if (i)
             sb_mon_buf_puts(b, ",");
         json_client(&s->clients[i], b);
     }
-    sb_mon_buf_puts(b, "],\"edges_estimated\":true,");
+    sb_mon_buf_puts(b, "],");
     json_edges(s, b);
     sb_mon_buf_puts(b, ",");
     json_hist(s, b);
@@ -381,7 +392,7 @@ static void prom_value(struct sb_mon_buf *b, const struct sb_mon_client *mc, enu
         break;
     case F_P50:
     case F_P90:
-    case F_P99: {
+    case F_P99: { /* only called with samples (see sb_mon_render_metrics()) */
         uint64_t ns = f == F_P50 ? mc->p50 : f == F_P90 ? mc->p90 : mc->p99;
         sb_mon_buf_printf(b, "%.9f\n", (double)ns / 1e9);
         return;
@@ -390,22 +401,23 @@ static void prom_value(struct sb_mon_buf *b, const struct sb_mon_client *mc, enu
     sb_mon_buf_printf(b, "%llu\n", (unsigned long long)v);
 }
 
-/* The bus-wide latency histogram as a Prometheus histogram. Its `le` bounds are powers of
- * two of nanoseconds, which are bucket boundaries of the library's log-linear histogram (4
- * buckets per power of two), so every count is exact. There is no _sum: the library keeps
- * bucket counts, not the sum of the latencies, and an invented sum would be a lie. */
+/* The bus-wide latency histogram as a Prometheus histogram, from the bus's own counters (so
+ * it never goes down when a client leaves). Its `le` bounds are powers of two of
+ * nanoseconds, which are bucket boundaries of the library's log-linear histogram (4 buckets
+ * per power of two), so every count is exact; _sum is the library's sum of the sampled
+ * latencies, _count the +Inf bucket. */
 static void prom_hist(struct sb_mon_buf *b, const struct sb_mon_snap *s)
 {
     const char *name = "shmbus_bus_latency_seconds";
     prom_head(b, name, "histogram",
-              "Send-to-receive latency of sampled messages, all clients of the bus (no _sum: "
-              "the library keeps bucket counts only).");
+              "Send-to-receive latency of sampled messages, all clients of the bus since it "
+              "was created.");
     uint64_t cum = 0;
     unsigned b_next = 0;
     for (unsigned edge = 4; edge <= SHMBUS_LAT_BUCKETS; edge += 4) {
         /* Buckets below `edge` all lie under shmbus_hist_value(edge). */
         for (; b_next < edge; b_next++)
-            cum += s->hist[b_next];
+            cum += s->stats.lat_hist[b_next];
         if (edge == SHMBUS_LAT_BUCKETS)
             break;
         uint64_t le_ns = shmbus_hist_value(edge);
@@ -422,9 +434,49 @@ static void prom_hist(struct sb_mon_buf *b, const struct sb_mon_snap *s)
     sb_mon_buf_printf(b, "%s_bucket{bus=", name);
     prom_label_value(b, s->bus.name, field_len(s->bus.name, sizeof(s->bus.name)));
     sb_mon_buf_printf(b, ",le=\"+Inf\"} %llu\n", (unsigned long long)cum);
+    sb_mon_buf_printf(b, "%s_sum{bus=", name);
+    prom_label_value(b, s->bus.name, field_len(s->bus.name, sizeof(s->bus.name)));
+    sb_mon_buf_printf(b, "} %llu.%09llu\n",
+                      (unsigned long long)(s->stats.lat_sum_ns / 1000000000ull),
+                      (unsigned long long)(s->stats.lat_sum_ns % 1000000000ull));
     sb_mon_buf_printf(b, "%s_count{bus=", name);
     prom_label_value(b, s->bus.name, field_len(s->bus.name, sizeof(s->bus.name)));
     sb_mon_buf_printf(b, "} %llu\n", (unsigned long long)cum);
+}
+
+static void prom_bus_counter(struct sb_mon_buf *b, const struct sb_mon_snap *s, const char *name,
+                             const char *help, unsigned long long v)
+{
+    prom_head(b, name, "counter", help);
+    sb_mon_buf_printf(b, "%s{bus=", name);
+    prom_label_value(b, s->bus.name, field_len(s->bus.name, sizeof(s->bus.name)));
+    sb_mon_buf_printf(b, "} %llu\n", v);
+}
+
+/* Exact per-pair counts: one counter per pair of ids a message went between. */
+static void prom_flows(struct sb_mon_buf *b, const struct sb_mon_snap *s)
+{
+    const char *name = "shmbus_flow_messages_total";
+    prom_head(b, name, "counter",
+              "Messages taken by clients of id dst from clients of id src, since the bus was "
+              "created.");
+    for (size_t i = 0; i < s->nflows; i++) {
+        sb_mon_buf_printf(b, "%s{bus=", name);
+        prom_label_value(b, s->bus.name, field_len(s->bus.name, sizeof(s->bus.name)));
+        sb_mon_buf_printf(b, ",src=\"%u\",dst=\"%u\"} %llu\n", s->flows[i].f.src, s->flows[i].f.dst,
+                          (unsigned long long)s->flows[i].f.messages);
+    }
+}
+
+/* shmbus_build_info: the version of the library the monitor runs and of the bus's layout. */
+static void prom_build_info(struct sb_mon_buf *b, const struct sb_mon_snap *s)
+{
+    prom_head(b, "shmbus_build_info", "gauge",
+              "Always 1; the labels say the shmbus version and segment layout version.");
+    sb_mon_buf_puts(b, "shmbus_build_info{bus=");
+    prom_label_value(b, s->bus.name, field_len(s->bus.name, sizeof(s->bus.name)));
+    sb_mon_buf_printf(b, ",version=\"%s\",layout=\"%u\"} 1\n", shmbus_version(),
+                      s->err ? 0u : s->bus.layout_version);
 }
 
 static void prom_bus_gauge(struct sb_mon_buf *b, const struct sb_mon_snap *s, const char *name,
@@ -443,8 +495,24 @@ void sb_mon_render_metrics(const struct sb_mon_snap *s, struct sb_mon_buf *b)
                    s->err == 0);
     if (s->err)
         return;
+    prom_build_info(b, s);
     prom_bus_gauge(b, s, "shmbus_bus_live_clients", "Clients of the bus whose process is alive.",
-                   s->bus.live_clients);
+                   s->live);
+    prom_bus_gauge(b, s, "shmbus_bus_dead_clients",
+                   "Clients whose process died, not yet cleaned up.", s->dead);
+    prom_bus_counter(
+        b, s, "shmbus_bus_sent_messages_total",
+        "Messages sent on the bus since it was created (a broadcast counts each copy).",
+        (unsigned long long)s->stats.sent);
+    prom_bus_counter(b, s, "shmbus_bus_received_messages_total",
+                     "Messages taken from mailboxes since the bus was created.",
+                     (unsigned long long)s->stats.received);
+    prom_bus_counter(b, s, "shmbus_bus_sent_bytes_total",
+                     "Payload bytes sent on the bus since it was created.",
+                     (unsigned long long)s->stats.bytes_sent);
+    prom_bus_counter(b, s, "shmbus_bus_received_bytes_total",
+                     "Payload bytes taken from mailboxes since the bus was created.",
+                     (unsigned long long)s->stats.bytes_received);
     prom_bus_gauge(b, s, "shmbus_bus_attached_processes",
                    "Processes attached to the bus segment (the kernel's shm_nattch).",
                    s->bus.attached);
@@ -456,9 +524,14 @@ void sb_mon_render_metrics(const struct sb_mon_snap *s, struct sb_mon_buf *b)
         const struct metric *mt = &client_metrics[m];
         prom_head(b, mt->name, mt->type, mt->help);
         for (size_t i = 0; i < s->n; i++) {
+            /* No samples, no percentile: the series is left out, not written as 0. */
+            if ((mt->field == F_P50 || mt->field == F_P90 || mt->field == F_P99) &&
+                s->clients[i].samples == 0)
+                continue;
             prom_client_labels(b, s, &s->clients[i], mt->name, NULL);
             prom_value(b, &s->clients[i], mt->field);
         }
     }
+    prom_flows(b, s);
     prom_hist(b, s);
 }

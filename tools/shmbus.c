@@ -14,32 +14,81 @@
  * success into SB_EXIT_OUTPUT. Commands that print messages they take off a bus (recv) or
  * that run until stopped (top, ring) check every write themselves and stop at the first
  * that fails.
+ *
+ * `monitor` and `bench` are companion programs (shmbus-monitor links libmicrohttpd,
+ * shmbus-bench the benchmark's peers), so that this command needs nothing but libc: they
+ * are exec'd in place of this process (same pid, same descriptors), found by
+ * run_companion().
  */
+#include <errno.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
+#include "suggest.h"
 #include "tools.h"
 
-#ifdef HAVE_BENCH
-#include "../bench/bench.h"
-#endif
+/* Exec `prog` if path dir/rel/prog is executable; returns only if it is not (or exec failed:
+ * *err is set then). */
+static void try_exec(const char *dir, const char *rel, const char *prog, char **argv, int *err)
+{
+    char path[PATH_MAX + 64];
+
+    if (snprintf(path, sizeof(path), "%s%s/%s", dir, rel, prog) >= (int)sizeof(path))
+        return;
+    if (access(path, X_OK) != 0)
+        return;
+    execv(path, argv);
+    *err = errno;
+}
+
+/*
+ * Run the companion program `prog` with this command's arguments (argv[0] = the command's
+ * name becomes prog). Looked for, in order: next to this executable (build/bin/, or BINDIR
+ * for shmbus-bench), in ../libexec/shmbus/ from it (an installed shmbus-monitor, wherever
+ * PREFIX was), then in PATH. Returns only on failure, with the exit status.
+ */
+static int run_companion(const char *cmd, const char *prog, const char *how, char **argv)
+{
+    char self[PATH_MAX], *slash;
+    ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+    int err = 0;
+
+    argv[0] = (char *)prog;
+    signal(SIGPIPE, SIG_DFL); /* an ignored signal would stay ignored across exec */
+    if (n > 0) {
+        self[n] = '\0';
+        slash = strrchr(self, '/');
+        if (slash != NULL) {
+            *slash = '\0';
+            try_exec(self, "", prog, argv, &err);
+            try_exec(self, "/../libexec/shmbus", prog, argv, &err);
+        }
+    }
+    if (err == 0) {
+        execvp(prog, argv);
+        err = errno;
+    }
+    if (err == ENOENT)
+        sb_err(cmd, "%s is not installed (%s)", prog, how);
+    else
+        sb_err(cmd, "cannot run %s: %s", prog, strerror(err));
+    return SB_EXIT_FAIL;
+}
 
 static int cmd_monitor(int argc, char **argv)
 {
-    return sb_monitor_main(argc, argv);
+    (void)argc;
+    return run_companion("monitor", "shmbus-monitor", "make install installs it", argv);
 }
 
 static int cmd_bench(int argc, char **argv)
 {
-#ifdef HAVE_BENCH
-    return sb_bench_main(argc, argv);
-#else
     (void)argc;
-    (void)argv;
-    sb_err("bench", "not built (bench/ was not part of this build)");
-    return SB_EXIT_FAIL;
-#endif
+    return run_companion("bench", "shmbus-bench",
+                         "build it with make, install it with make install-bench", argv);
 }
 
 struct command {
@@ -53,6 +102,7 @@ static const struct command commands[] = {
     {"destroy", sb_cmd_destroy, "remove a bus"},
     {"send", sb_cmd_send, "send messages (arguments or lines of standard input)"},
     {"recv", sb_cmd_recv, "receive and print messages"},
+    {"tail", sb_cmd_tail, "print the traffic of a bus, taking nothing"},
     {"ls", sb_cmd_ls, "list buses, their clients and stale objects"},
     {"stat", sb_cmd_stat, "counters and latency percentiles of a bus"},
     {"top", sb_cmd_top, "live view of a bus in the terminal"},
@@ -94,6 +144,24 @@ static int finish(int status)
     return status;
 }
 
+/* "unknown command", with the nearest known one if it looks like a typo of it. */
+static int unknown_command(const char *word)
+{
+    const char *names[sizeof(commands) / sizeof(commands[0])];
+    const char *near;
+    size_t i;
+
+    for (i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+        names[i] = commands[i].name;
+    near = sb_suggest(word, names, sizeof(names) / sizeof(names[0]));
+    if (near != NULL)
+        fprintf(stderr, "shmbus: %s: unknown command (did you mean '%s'?)\n", word, near);
+    else
+        fprintf(stderr, "shmbus: %s: unknown command\n", word);
+    usage(stderr);
+    return SB_EXIT_USAGE;
+}
+
 static int dispatch(int argc, char **argv)
 {
     size_t i;
@@ -115,9 +183,7 @@ static int dispatch(int argc, char **argv)
     for (i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
         if (strcmp(argv[1], commands[i].name) == 0)
             return commands[i].run(argc - 1, argv + 1);
-    fprintf(stderr, "shmbus: %s: unknown command\n", argv[1]);
-    usage(stderr);
-    return SB_EXIT_USAGE;
+    return unknown_command(argv[1]);
 }
 
 int main(int argc, char **argv)

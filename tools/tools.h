@@ -33,14 +33,28 @@ int sb_cmd_create(int argc, char **argv);
 int sb_cmd_destroy(int argc, char **argv);
 int sb_cmd_send(int argc, char **argv);
 int sb_cmd_recv(int argc, char **argv);
+int sb_cmd_tail(int argc, char **argv);
 int sb_cmd_ls(int argc, char **argv);
 int sb_cmd_stat(int argc, char **argv);
 int sb_cmd_top(int argc, char **argv);
 int sb_cmd_clean(int argc, char **argv);
 int sb_cmd_ring(int argc, char **argv);
 
-/* From tools/monitor.c (the web monitor). */
-int sb_monitor_main(int argc, char **argv);
+/* Attach to the existing bus `name` (never creating it: only `shmbus create` does) with
+ * shmbus_bus_open() flags (0 or SHMBUS_OPEN_RDONLY). On failure prints
+ * "shmbus: <cmd> <name>: <why>", for a missing bus "no such bus" and how to create it, and
+ * returns the negative error. */
+int sb_open_bus(const char *cmd, const char *name, unsigned flags, shmbus_bus **out);
+
+/* How many of the n listed clients are in each state, as the rows of a listing show them. */
+struct sb_client_counts {
+    unsigned live, dead, joining, kept;
+};
+void sb_count_clients(const struct shmbus_client_info *cl, int n, struct sb_client_counts *k);
+
+/* "1 live client", "2 live clients, 1 dead, 1 kept" ...: the counts of a listing as text, for
+ * headers over its rows (ls, top), so a header never disagrees with the rows under it. */
+const char *sb_fmt_client_counts(const struct sb_client_counts *k, char *buf, size_t size);
 
 /* "shmbus: <what>: <why>" on stderr; why is printf-style. */
 void sb_err(const char *what, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -84,11 +98,25 @@ int sb_is_number(const char *s);
  * of tools/json.h. */
 void sb_json_str(FILE *f, const char *s, size_t len);
 
+/* Write a payload as the JSON member "data":"..." when it is valid UTF-8, else
+ * "data_base64":"...": lossless for any bytes (tools/json.h, sb_json_payload()). */
+void sb_json_payload_file(FILE *f, const char *s, size_t len);
+
 /* Name of a client state: "live", "dead", "joining" or "unknown". */
 const char *sb_state_name(int state);
 
 /* Monotonic clock in nanoseconds. */
 uint64_t sb_now_ns(void);
+
+/* The wall-clock time (CLOCK_REALTIME, ns since the epoch) of a CLOCK_MONOTONIC instant
+ * such as shmbus_msg.sent_ns, from the two clocks' offset now. */
+uint64_t sb_wall_of_mono_ns(uint64_t mono_ns);
+
+/* A wall-clock time as the local time of day "HH:MM:SS.mmm" (into buf). */
+const char *sb_fmt_time_of_day(uint64_t wall_ns, char *buf, size_t size);
+
+/* A wall-clock time as UTC ISO 8601 with microseconds, "2026-11-30T21:05:03.123456Z". */
+const char *sb_fmt_utc(uint64_t wall_ns, char *buf, size_t size);
 
 /* A latency in nanoseconds as text with a unit ("850 ns", "12.3 us", "4.56 ms") into buf. */
 const char *sb_fmt_ns(uint64_t ns, char *buf, size_t size);

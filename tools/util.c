@@ -11,6 +11,7 @@
 #include <time.h>
 
 #include "json.h"
+#include "suggest.h"
 #include "tools.h"
 
 volatile sig_atomic_t sb_stop;
@@ -120,11 +121,14 @@ const char *sb_bad_name(const char *s)
 int sb_getopt_error(const char *cmd, const char *usage, int ret, char **argv)
 {
     const char *arg = argv[optind - 1];
+    char near[48];
 
     if (ret == ':')
         return sb_bad_usage(cmd, usage, "option '%s' needs a value", arg);
     if (optopt != 0 && arg[0] == '-' && arg[1] != '-')
         return sb_bad_usage(cmd, usage, "unknown option '-%c'", optopt);
+    if (sb_suggest_option(arg, usage, near, sizeof(near)) != NULL)
+        return sb_bad_usage(cmd, usage, "unknown option '%s' (did you mean '%s'?)", arg, near);
     return sb_bad_usage(cmd, usage, "unknown option '%s'", arg);
 }
 
@@ -143,6 +147,11 @@ void sb_json_str(FILE *f, const char *str, size_t len)
     sb_json_escape(str, len, 1, sb_json_put_file, f);
 }
 
+void sb_json_payload_file(FILE *f, const char *str, size_t len)
+{
+    sb_json_payload(str, len, sb_json_put_file, f);
+}
+
 const char *sb_state_name(int state)
 {
     switch (state) {
@@ -157,6 +166,92 @@ const char *sb_state_name(int state)
     default:
         return "unknown";
     }
+}
+
+int sb_open_bus(const char *cmd, const char *name, unsigned flags, shmbus_bus **out)
+{
+    int rc = shmbus_bus_open(name, NULL, flags, out);
+
+    if (rc == -ENOENT)
+        fprintf(stderr, "shmbus: %s %s: no such bus (create it first: shmbus create %s)\n", cmd,
+                name, name);
+    else if (rc < 0)
+        fprintf(stderr, "shmbus: %s %s: %s\n", cmd, name, shmbus_strerror(rc));
+    return rc;
+}
+
+void sb_count_clients(const struct shmbus_client_info *cl, int n, struct sb_client_counts *k)
+{
+    int i;
+
+    memset(k, 0, sizeof(*k));
+    for (i = 0; i < n; i++) {
+        switch (cl[i].state) {
+        case SHMBUS_CLIENT_LIVE:
+            k->live++;
+            break;
+        case SHMBUS_CLIENT_JOINING:
+            k->joining++;
+            break;
+        case SHMBUS_CLIENT_KEPT:
+            k->kept++;
+            break;
+        default: /* dead, or a state this tool does not know: not live */
+            k->dead++;
+            break;
+        }
+    }
+}
+
+const char *sb_fmt_client_counts(const struct sb_client_counts *k, char *buf, size_t size)
+{
+    int len = snprintf(buf, size, "%u live client%s", k->live, k->live == 1 ? "" : "s");
+
+    if (k->dead > 0 && len >= 0 && (size_t)len < size)
+        len += snprintf(buf + len, size - (size_t)len, ", %u dead", k->dead);
+    if (k->joining > 0 && len >= 0 && (size_t)len < size)
+        len += snprintf(buf + len, size - (size_t)len, ", %u joining", k->joining);
+    if (k->kept > 0 && len >= 0 && (size_t)len < size)
+        snprintf(buf + len, size - (size_t)len, ", %u kept", k->kept);
+    return buf;
+}
+
+uint64_t sb_wall_of_mono_ns(uint64_t mono_ns)
+{
+    struct timespec ts;
+    uint64_t mono_now = sb_now_ns(), wall_now;
+
+    clock_gettime(CLOCK_REALTIME, &ts);
+    wall_now = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+    /* A sent_ns from the future (a scribbled header) is taken as now. */
+    return mono_ns <= mono_now ? wall_now - (mono_now - mono_ns) : wall_now;
+}
+
+const char *sb_fmt_time_of_day(uint64_t wall_ns, char *buf, size_t size)
+{
+    time_t secs = (time_t)(wall_ns / 1000000000u);
+    struct tm tm;
+
+    if (localtime_r(&secs, &tm) == NULL)
+        snprintf(buf, size, "??:??:??.???");
+    else
+        snprintf(buf, size, "%02d:%02d:%02d.%03u", tm.tm_hour, tm.tm_min, tm.tm_sec,
+                 (unsigned)(wall_ns % 1000000000u / 1000000u));
+    return buf;
+}
+
+const char *sb_fmt_utc(uint64_t wall_ns, char *buf, size_t size)
+{
+    time_t secs = (time_t)(wall_ns / 1000000000u);
+    struct tm tm;
+
+    if (gmtime_r(&secs, &tm) == NULL)
+        snprintf(buf, size, "1970-01-01T00:00:00.000000Z");
+    else
+        snprintf(buf, size, "%04d-%02d-%02dT%02d:%02d:%02d.%06uZ", tm.tm_year + 1900, tm.tm_mon + 1,
+                 tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+                 (unsigned)(wall_ns % 1000000000u / 1000u));
+    return buf;
 }
 
 uint64_t sb_now_ns(void)

@@ -24,6 +24,11 @@ function fmtRate(r) {
   return r.toFixed(r > 0 && r < 10 ? 1 : 0);
 }
 
+// A rate that is not known yet (null: the first sample) is shown as '-', not as 0.
+function fmtRateOrNone(r) {
+  return r === null || r === undefined ? '-' : fmtRate(r);
+}
+
 function fmtNs(ns) {
   if (!ns) return '-';
   if (ns < 1e3) return ns.toFixed(0) + ' ns';
@@ -45,7 +50,7 @@ function el(tag, attrs, text) {
   return e;
 }
 
-// ---- the graph: clients on a circle, estimated edges as arrows ----------------------------
+// ---- the graph: clients on a circle, the flows of the last interval as arrows ------------
 
 function drawGraph(snap) {
   const svg = $('graph');
@@ -70,9 +75,14 @@ function drawGraph(snap) {
   defs.appendChild(marker);
   svg.appendChild(defs);
 
-  // Strongest edges last, so they are drawn on top; at most MAX_EDGES of them.
-  const MAX_EDGES = 300;
-  const edges = snap.edges.slice().sort((a, b) => a.rate - b.rate).slice(-MAX_EDGES);
+  // Only flows that carried messages in the last interval (edges are exact per-pair counts;
+  // rate is null on the first sample). Strongest last, so they are drawn on top; at most
+  // MAX_EDGES of them, fewer on a big bus so that the picture stays readable.
+  const MAX_EDGES = n <= 16 ? 300 : 96;
+  const active = snap.edges.filter((e) => e.rate > 0);
+  const edges = active.slice().sort((a, b) => a.rate - b.rate).slice(-MAX_EDGES);
+  $('graph-note').textContent = active.length > edges.length
+    ? `${edges.length} strongest of ${active.length} flows shown.` : '';
   const maxRate = Math.max(1, ...edges.map((e) => e.rate));
   // Many edges share the picture: thinner lines, or the circle fills with ink.
   const maxWidth = edges.length <= 6 ? 8 : Math.max(0.7, 8 * Math.sqrt(6 / edges.length));
@@ -249,8 +259,8 @@ function drawTable(snap) {
     if (c.state !== 'live') tr.className = 'dead';
     tr.append(cell(c.id, '', 'id'), cell(c.name || '-', '', 'name'), cell(c.pid, '', 'pid'),
       cell(c.state, '', 'state'), cell(fmtCount(c.sent), 'num', 'sent'),
-      cell(fmtCount(c.received), 'num', 'received'), cell(fmtRate(c.sent_rate), 'num'),
-      cell(fmtRate(c.recv_rate), 'num'));
+      cell(fmtCount(c.received), 'num', 'received'), cell(fmtRateOrNone(c.sent_rate), 'num'),
+      cell(fmtRateOrNone(c.recv_rate), 'num'));
     const mb = cell('', '', 'depth');
     const bar = document.createElement('span');
     bar.className = 'depth';
@@ -265,10 +275,8 @@ function drawTable(snap) {
   const t = snap.totals;
   $('total-sent').textContent = fmtCount(t.sent);
   $('total-received').textContent = fmtCount(t.received);
-  $('total-sent-rate').textContent = fmtRate(t.sent_rate);
-  $('total-recv-rate').textContent = fmtRate(t.recv_rate);
-  $('total-p50').textContent = fmtNs(t.latency_ns.p50);
-  $('total-p99').textContent = fmtNs(t.latency_ns.p99);
+  $('total-sent-rate').textContent = fmtRateOrNone(t.sent_rate);
+  $('total-recv-rate').textContent = fmtRateOrNone(t.recv_rate);
 }
 
 // ---- one snapshot --------------------------------------------------------------------------
@@ -287,9 +295,11 @@ function update(snap) {
   err.textContent = snap.error ? `The bus cannot be read: ${snap.error}. The monitor keeps ` +
     'trying to attach to it again.' : '';
 
-  rateHistory.push({ sent: snap.totals.sent_rate, recv: snap.totals.recv_rate });
-  if (rateHistory.length > HISTORY) rateHistory.shift();
-  $('rate-now').textContent = `now ${fmtRate(snap.totals.recv_rate)}/s`;
+  if (snap.totals.recv_rate !== null) {
+    rateHistory.push({ sent: snap.totals.sent_rate, recv: snap.totals.recv_rate });
+    if (rateHistory.length > HISTORY) rateHistory.shift();
+  }
+  $('rate-now').textContent = `now ${fmtRateOrNone(snap.totals.recv_rate)}/s`;
 
   drawGraph(snap);
   drawTable(snap);

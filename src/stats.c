@@ -1,0 +1,119 @@
+/*
+ * stats.c - bus-wide counters and exact per-pair message counts.
+ *
+ * Design notes
+ * ------------
+ * What it owns: the flow rows after the mailboxes (struct sb_flow_row in internal.h), one per
+ * client id. A row holds the counters of every client that ever had that id: they are never
+ * reset at a join (unlike the entry's counters, which describe one client), so a sum over the
+ * rows only grows while clients come and go. That is what a Prometheus counter needs; the
+ * sums of the entries' counters went down whenever a client left.
+ *
+ * Per-pair counts: row d's from[s-1] counts the messages a client of id d took from a client
+ * of id s. They are counted when taken, not when sent, so a flow exists only if a message
+ * really went from s to d. The table is max_clients^2 words (32 KiB for the default 64
+ * clients, 128 MiB at the 4096 maximum, beside 1.1 GiB of mailboxes at the default sizes).
+ *
+ * Writers: a row's send line is written by the sending threads of its id (atomic adds, on
+ * a line of its own, so senders of different ids never share one); the receive part and
+ * from[] only by the receiving thread of its id, which the API allows one at a time per
+ * client, so a load and a store suffice, as for the entry's receive counters. Nothing here
+ * orders anything: all accesses are relaxed, and a sum of several counters is not taken at
+ * one instant (each is exact, and each only grows).
+ *
+ * Readers (shmbus_bus_stats(), shmbus_bus_flows()) compute every address from the trusted
+ * local layout; the values are plain numbers, so a scribbled one is a wrong count, never a
+ * crash. A process that dies here loses at most the message it was counting.
+ */
+#include <errno.h>
+#include <string.h>
+
+#include "internal.h"
+
+static struct sb_flow_row *flow_row(const shmbus_bus *b, uint32_t id)
+{
+    return (struct sb_flow_row *)(b->base + b->lay.flows_off +
+                                  (uint64_t)(id - 1) * b->lay.flow_row_size);
+}
+
+static _Atomic uint64_t *flow_cell(struct sb_flow_row *r, uint32_t src)
+{
+    return (_Atomic uint64_t *)((uint8_t *)r + sizeof(*r)) + (src - 1);
+}
+
+/* Single-writer add (the receiving thread's counters): no locked instruction. */
+static void bump(_Atomic uint64_t *ctr, uint64_t n)
+{
+    atomic_store_explicit(ctr, atomic_load_explicit(ctr, memory_order_relaxed) + n,
+                          memory_order_relaxed);
+}
+
+void sb__stats_sent(shmbus_bus *b, uint32_t src, uint64_t n, uint64_t bytes)
+{
+    struct sb_flow_row *r = flow_row(b, src);
+    atomic_fetch_add_explicit(&r->sent, n, memory_order_relaxed);
+    atomic_fetch_add_explicit(&r->bytes_sent, bytes, memory_order_relaxed);
+}
+
+void sb__stats_taken(shmbus_bus *b, uint32_t dst, uint32_t src, uint64_t len, uint64_t sent_ns)
+{
+    struct sb_flow_row *r = flow_row(b, dst);
+    bump(&r->received, 1);
+    bump(&r->bytes_received, len);
+    /* src comes from the slot (a peer wrote it): count it only if it names an id. */
+    if (src >= 1 && src <= b->lay.max_clients)
+        bump(flow_cell(r, src), 1);
+    if (sent_ns != 0) {
+        uint64_t now = sb__now_ns();
+        if (now > sent_ns) {
+            bump(&r->lat_count, 1);
+            bump(&r->lat_sum_ns, now - sent_ns);
+            bump(&r->lat_hist[shmbus_hist_bucket(now - sent_ns)], 1);
+        }
+    }
+}
+
+int shmbus_bus_stats(shmbus_bus *b, struct shmbus_bus_stats *out)
+{
+    if (b == NULL || out == NULL)
+        return -EINVAL;
+    memset(out, 0, sizeof(*out));
+    if (sb__destroyed(b))
+        return -EIDRM;
+    for (uint32_t id = 1; id <= b->lay.max_clients; id++) {
+        struct sb_flow_row *r = flow_row(b, id);
+        out->sent += atomic_load_explicit(&r->sent, memory_order_relaxed);
+        out->bytes_sent += atomic_load_explicit(&r->bytes_sent, memory_order_relaxed);
+        out->received += atomic_load_explicit(&r->received, memory_order_relaxed);
+        out->bytes_received += atomic_load_explicit(&r->bytes_received, memory_order_relaxed);
+        out->lat_count += atomic_load_explicit(&r->lat_count, memory_order_relaxed);
+        out->lat_sum_ns += atomic_load_explicit(&r->lat_sum_ns, memory_order_relaxed);
+        for (unsigned k = 0; k < SHMBUS_LAT_BUCKETS; k++)
+            out->lat_hist[k] += atomic_load_explicit(&r->lat_hist[k], memory_order_relaxed);
+    }
+    return 0;
+}
+
+int shmbus_bus_flows(shmbus_bus *b, struct shmbus_flow *out, size_t n)
+{
+    if (b == NULL || (out == NULL && n != 0))
+        return -EINVAL;
+    if (sb__destroyed(b))
+        return -EIDRM;
+    size_t count = 0;
+    for (uint32_t src = 1; src <= b->lay.max_clients; src++) {
+        for (uint32_t dst = 1; dst <= b->lay.max_clients; dst++) {
+            uint64_t v =
+                atomic_load_explicit(flow_cell(flow_row(b, dst), src), memory_order_relaxed);
+            if (v == 0)
+                continue;
+            if (count < n) {
+                out[count].src = src;
+                out[count].dst = dst;
+                out[count].messages = v;
+            }
+            count++;
+        }
+    }
+    return count > INT32_MAX ? INT32_MAX : (int)count;
+}
