@@ -59,3 +59,14 @@ install-bench: $(BENCH_BIN)
 
 uninstall-bench:
 	rm -f $(DESTDIR)$(BINDIR)/shmbus-bench
+
+# `make callgrind`: the hot path's instructions per message (bench/cg/), reproducible on any
+# machine. Not part of `make check`: valgrind takes a while.
+CG_BIN := $(BUILD)/bench/cgprobe
+$(CG_BIN): $(BUILD)/bench/cg/cgprobe.o $(LIB_A)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+ALL_TARGETS += $(CG_BIN)
+
+.PHONY: callgrind
+callgrind: $(CG_BIN)
+	bench/cg/run.sh $(CG_BIN)

@@ -59,6 +59,7 @@
 
 #include <semaphore.h>
 #include <stddef.h>
+#include <errno.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -388,6 +389,25 @@ static inline bool sb__destroyed(const shmbus_bus *b)
     return atomic_load_explicit(&b->hdr->state, memory_order_relaxed) != SB_BUS_READY;
 }
 
+/* Is client id a live destination? 0 with *gen its generation, -EINVAL (no such id),
+ * -ECONNRESET (being cleaned: it died) or -EHOSTUNREACH. Inline: every send asks. */
+static inline int sb__dest_state(const shmbus_bus *b, uint32_t id, uint32_t *gen)
+{
+    if (id < 1 || id > b->lay.max_clients)
+        return -EINVAL;
+    /* Acquire pairs with the release store of LIVE in shmbus_join(). */
+    uint64_t s = atomic_load_explicit(&sb__entry(b, id)->state, memory_order_acquire);
+    switch (SB_ST_KIND(s)) {
+    case SB_LIVE:
+        *gen = SB_ST_GEN(s);
+        return 0;
+    case SB_CLEANING:
+        return -ECONNRESET;
+    default:
+        return -EHOSTUNREACH;
+    }
+}
+
 /* bus.c */
 struct shmid_ds;
 /* The one orphan rule (bus.c and registry.c): a shmbus segment of ours, created by us,
@@ -416,7 +436,6 @@ bool sb__proc_alive(pid_t pid, uint64_t start_time);
 
 /* registry.c */
 bool sb__entry_alive(const struct sb_entry *e, uint64_t state);
-int sb__dest_state(shmbus_bus *b, uint32_t id, uint32_t *gen);
 uint32_t sb__kept_gen(const struct sb_entry *e, uint64_t state);
 int sb__maybe_reap(shmbus_bus *b);
 void sb__note_dropped(struct sb_entry *e, uint64_t n);

@@ -143,23 +143,6 @@ void sb__note_dropped(struct sb_entry *e, uint64_t n)
         atomic_fetch_add_explicit(&e->dropped, n, memory_order_relaxed);
 }
 
-int sb__dest_state(shmbus_bus *b, uint32_t id, uint32_t *gen)
-{
-    if (id < 1 || id > b->lay.max_clients)
-        return -EINVAL;
-    /* Acquire pairs with the release store of LIVE in shmbus_join(). */
-    uint64_t s = atomic_load_explicit(&sb__entry(b, id)->state, memory_order_acquire);
-    switch (SB_ST_KIND(s)) {
-    case SB_LIVE:
-        *gen = SB_ST_GEN(s);
-        return 0;
-    case SB_CLEANING:
-        return -ECONNRESET;
-    default:
-        return -EHOSTUNREACH;
-    }
-}
-
 /* The generation after g (24 bits, never 0). */
 static uint32_t next_gen(uint32_t g)
 {

@@ -20,7 +20,7 @@ cleanup() {
     local p
     for p in "${pids[@]}"; do kill -KILL "$p" 2>/dev/null; done
     wait 2>/dev/null
-    for b in "$bus" "$stale"; do "$SHMBUS" destroy "$b" >/dev/null 2>&1; done
+    for b in "$bus" "$stale" "$bus-r"; do "$SHMBUS" destroy "$b" >/dev/null 2>&1; done
     [ -n "${own_dir:-}" ] && rm -rf "$SHMBUS_DIR"
 }
 trap cleanup EXIT
@@ -54,15 +54,28 @@ poll_stat "$bus" '"id":3,[^}]*"received":5,'
 
 # ls: the bus with its two clients, their pids, live, mailbox sizes.
 expect 0 "$SHMBUS" ls
-out_has "$bus: 2 live clients (max 16), 32 slots x 1024 B, mode 0600"
-grep -qE "^ +1 +worker +$worker +live +0/30$" "$work/out" || fail "ls: worker row: $(cat "$work/out")"
-grep -qE "^ +3 +- +$three +live +0/30$" "$work/out" || fail "ls: client 3 row: $(cat "$work/out")"
+# 32 messages of 1024 B (17 units of 64 B each) round down to a ring of 512 units: 32 KiB.
+out_has "$bus: 2 live clients (max 16), 32 KiB mailboxes, messages up to 1024 B, mode 0600"
+grep -qE "^ +1 +worker +$worker +live +0$" "$work/out" || fail "ls: worker row: $(cat "$work/out")"
+grep -qE "^ +3 +- +$three +live +0$" "$work/out" || fail "ls: client 3 row: $(cat "$work/out")"
 expect 0 "$SHMBUS" ls --json
 json_valid
 out_has "\"dir\":\"$SHMBUS_DIR\""
 out_has "{\"id\":1,\"name\":\"worker\",\"pid\":$worker,\"state\":\"live\",\"depth\":0,\"capacity\":30,"
 out_has "{\"id\":3,\"name\":\"\",\"pid\":$three,\"state\":\"live\",\"depth\":0,\"capacity\":30,"
 grep -q '"stale":\[[^]]*'"$bus" "$work/out" && fail "ls --json: the bus in use is listed stale"
+out_has '"ring_bytes":32768,"clients":['
+
+# create --ring-bytes: the ring's size in bytes, shown by ls; a ring that cannot hold two
+# of the largest messages is a usage error, said in the option's words.
+expect 0 "$SHMBUS" create "$bus-r" --clients 2 --msg-size 100 --ring-bytes 65536
+expect 0 "$SHMBUS" ls
+out_has "$bus-r: 0 live clients (max 2), 64 KiB mailboxes, messages up to 100 B"
+expect 2 "$SHMBUS" create "$bus-r2" --ring-bytes 1000
+err_has "--ring-bytes: a power of two from 128, not '1000'"
+expect 2 "$SHMBUS" create "$bus-r2" --msg-size 4096 --ring-bytes 4096
+err_has "--ring-bytes: 4096 bytes does not hold two messages of 4096 bytes"
+expect 0 "$SHMBUS" destroy "$bus-r"
 
 # stat: per-client counters and percentiles, and the bus total.
 expect 0 "$SHMBUS" stat "$bus"

@@ -38,6 +38,12 @@ pan_run "liveness: 2 msgs, up to 1 kill, cleaner reaps: consumer always finishes
     "-DSMALL -DMAXKILL=1" "$live" "-a -f -m100000"
 pan_run "liveness: 3 msgs, up to 1 kill, consumer skips: consumer always finishes" pass \
     "-DMAXKILL=1 -DNOCLEANER" "$live" "-a -f -m100000"
+pan_run "loans: 2 msgs committed or cancelled, up to 1 kill, consumer skips" pass \
+    "-DSMALL -DLOANS -DMAXKILL=1 -DNOCLEANER" "$safety" "-m100000"
+pan_run "loans liveness: 2 msgs committed or cancelled, up to 1 kill, cleaner reaps" pass \
+    "-DSMALL -DLOANS -DMAXKILL=1" "$live" "-a -f -m100000"
+pan_run "a cancelled loan's DONE header shorter than its claim: a payload word read as a header" fail \
+    "-DSMALL -DLOANS -DCANCEL_SHORT -DMAXKILL=1 -DNOCLEANER" "$safety" "-m100000"
 pan_run "old skip rule (needed a dead claimant): consumer stuck for ever" fail \
     "-DSMALL -DMAXKILL=1 -DOLD_SKIP_RULE" "$live" "-a -f -m100000"
 pan_run "skip when a dead intent names it: a live writer's claim is skipped" fail \
@@ -57,5 +63,7 @@ if [ "${MODEL_FULL:-0}" = 1 ]; then
         "-DBIG -DMAXKILL=0 -DNOCLEANER" "$safety" "-m100000"
     pan_run "full liveness: 3 msgs, up to 1 kill, cleaner reaps" pass \
         "-DMAXKILL=1" "$live" "-a -f -m100000"
+    pan_run "full loans: 3 msgs committed or cancelled, up to 1 kill, consumer skips" pass \
+        "-DLOANS -DMAXKILL=1 -DNOCLEANER" "$safety" "-m100000"
 fi
 pan_exit

@@ -12,21 +12,29 @@
 #include "tools.h"
 
 static const char create_usage[] =
-    "Usage: shmbus create BUS [--clients N] [--slots S] [--msg-size B] [--mode MODE]\n"
+    "Usage: shmbus create BUS [--clients N] [--slots S] [--msg-size B] [--ring-bytes R]\n"
+    "                         [--mode MODE]\n"
     "Create the bus BUS; fails if it exists.\n"
     "  -c, --clients N    client ids 1..N (default 64, at most 4096)\n"
-    "  -s, --slots S      mailbox capacity in messages, a power of two from 2 to 1048576\n"
-    "                     (default 256)\n"
+    "  -s, --slots S      size the default mailbox ring for about S messages of the largest\n"
+    "                     size: a power of two from 2 to 1048576 (default 256)\n"
     "  -m, --msg-size B   largest message in bytes (default 1024, at most 1048576)\n"
+    "  -r, --ring-bytes R each mailbox's ring in bytes, instead of --slots: a power of two,\n"
+    "                     with room for two messages of the largest size (a message takes\n"
+    "                     48 + its length bytes, rounded up to 64)\n"
     "      --mode MODE    0600 (owner only, the default) or 0660 (group too)\n"
     "  -h, --help         this text, and the size of a bus with the options given before\n";
 
 int sb_cmd_create(int argc, char **argv)
 {
     static const struct option opts[] = {
-        {"clients", required_argument, NULL, 'c'},  {"slots", required_argument, NULL, 's'},
-        {"msg-size", required_argument, NULL, 'm'}, {"mode", required_argument, NULL, 'M'},
-        {"help", no_argument, NULL, 'h'},           {NULL, 0, NULL, 0},
+        {"clients", required_argument, NULL, 'c'},
+        {"slots", required_argument, NULL, 's'},
+        {"msg-size", required_argument, NULL, 'm'},
+        {"mode", required_argument, NULL, 'M'},
+        {"ring-bytes", required_argument, NULL, 'r'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
     };
     struct shmbus_bus_opts bo;
     shmbus_bus *bus;
@@ -37,7 +45,7 @@ int sb_cmd_create(int argc, char **argv)
     int c, rc, help = 0;
 
     memset(&bo, 0, sizeof(bo));
-    while ((c = getopt_long(argc, argv, ":c:s:m:h", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, ":c:s:m:r:h", opts, NULL)) != -1) {
         switch (c) {
         case 'c':
             if (sb_parse_u32(optarg, 1, SHMBUS_MAX_CLIENTS, &bo.max_clients) < 0)
@@ -56,6 +64,12 @@ int sb_cmd_create(int argc, char **argv)
                 return sb_bad_usage("create", create_usage, "--msg-size: 1..%d, not '%s'",
                                     SHMBUS_MAX_MSG_SIZE, optarg);
             break;
+        case 'r':
+            if (sb_parse_u64(optarg, 128, UINT64_MAX, &bo.ring_bytes) < 0 ||
+                (bo.ring_bytes & (bo.ring_bytes - 1)) != 0)
+                return sb_bad_usage("create", create_usage,
+                                    "--ring-bytes: a power of two from 128, not '%s'", optarg);
+            break;
         case 'M':
             mode = strtol(optarg, &end, 8);
             if (*optarg == '\0' || *end != '\0' || (mode != 0600 && mode != 0660))
@@ -70,6 +84,14 @@ int sb_cmd_create(int argc, char **argv)
             return sb_getopt_error("create", create_usage, c, argv);
         }
     }
+    /* The library's rule for the ring (room for two of the largest messages, at most its
+     * limit), said in the option's words. */
+    if (bo.ring_bytes != 0 && shmbus_bus_size(&bo) == -EINVAL)
+        return sb_bad_usage("create", create_usage,
+                            "--ring-bytes: %llu bytes does not hold two messages of %u bytes "
+                            "(or is over the limit)",
+                            (unsigned long long)bo.ring_bytes,
+                            bo.msg_size ? bo.msg_size : SHMBUS_DEFAULT_MSG_SIZE);
     if (help) {
         /* The size for the options given with --help (the defaults without any). */
         size = shmbus_bus_size(&bo);
@@ -89,7 +111,7 @@ int sb_cmd_create(int argc, char **argv)
     size = shmbus_bus_size(&bo);
     if (size == -EFBIG) {
         sb_errf("create %s", name,
-                "the bus would be over the %llu GiB limit (clients x slots x message size: "
+                "the bus would be over the %llu GiB limit (clients x mailbox ring: "
                 "lower one of them)",
                 (unsigned long long)(SHMBUS_MAX_BUS_SIZE >> 30));
         return SB_EXIT_FAIL;

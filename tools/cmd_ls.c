@@ -117,17 +117,20 @@ static void ls_bus_text(const char *name)
         shmbus_bus_close(bus);
         return;
     }
-    /* The counts are those of the rows below (the segment's own live count also holds
-     * clients whose process died and that nobody has cleaned up yet). */
     sb_count_clients(cl, n, &k);
-    printf("%s: %s (max %u), %u slots x %u B, mode %04o, %zu KiB, %u attached\n", name,
-           sb_fmt_client_counts(&k, counts, sizeof(counts)), bi.max_clients, bi.slots, bi.msg_size,
-           bi.mode, bi.segment_size / 1024, bi.attached);
+    char ring[32];
+    sb_fmt_bytes(bi.ring_bytes, ring, sizeof(ring));
+    /* The mailbox is a byte ring (layout 3): its size in bytes, not slots. */
+    printf("%s: %s (max %u), %s mailboxes, messages up to %u B, mode %04o, %zu KiB, "
+           "%u attached\n",
+           name, sb_fmt_client_counts(&k, counts, sizeof(counts)), bi.max_clients, ring,
+           bi.msg_size, bi.mode, bi.segment_size / 1024, bi.attached);
     if (n > 0)
-        printf("  %5s  %-*s  %8s  %-7s  %s\n", "ID", 16, "NAME", "PID", "STATE", "MAILBOX");
+        printf("  %5s  %-*s  %8s  %-7s  %s\n", "ID", 16, "NAME", "PID", "STATE",
+               "MAILBOX (messages waiting)");
     for (i = 0; i < n; i++)
-        printf("  %5u  %-*s  %8d  %-7s  %u/%u\n", cl[i].id, 16, cl[i].name[0] ? cl[i].name : "-",
-               (int)cl[i].pid, sb_state_name(cl[i].state), cl[i].depth, cl[i].capacity);
+        printf("  %5u  %-*s  %8d  %-7s  %u\n", cl[i].id, 16, cl[i].name[0] ? cl[i].name : "-",
+               (int)cl[i].pid, sb_state_name(cl[i].state), cl[i].depth);
     free(cl);
     shmbus_bus_close(bus);
 }
@@ -167,10 +170,12 @@ static void ls_bus_json(const char *name)
     printf(",\"max_clients\":%u,\"slots\":%u,\"msg_size\":%u,\"mode\":\"%04o\","
            "\"layout_version\":%u,\"creator_uid\":%u,\"creator_pid\":%d,\"shmid\":%d,"
            "\"segment_size\":%zu,\"attached\":%u,\"live_clients\":%u,\"dead_clients\":%u,"
-           "\"joining_clients\":%u,\"kept_clients\":%u,\"created_ns\":%llu,\"clients\":[",
+           "\"joining_clients\":%u,\"kept_clients\":%u,\"created_ns\":%llu,\"ring_bytes\":%llu,"
+           "\"clients\":[",
            bi.max_clients, bi.slots, bi.msg_size, bi.mode, bi.layout_version,
            (unsigned)bi.creator_uid, (int)bi.creator_pid, bi.shmid, bi.segment_size, bi.attached,
-           k.live, k.dead, k.joining, k.kept, (unsigned long long)bi.created_ns);
+           k.live, k.dead, k.joining, k.kept, (unsigned long long)bi.created_ns,
+           (unsigned long long)bi.ring_bytes);
     for (i = 0; i < n; i++) {
         printf("%s{\"id\":%u,\"name\":", i ? "," : "", cl[i].id);
         sb_json_str(stdout, cl[i].name, strlen(cl[i].name));

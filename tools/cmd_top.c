@@ -90,10 +90,13 @@ static int draw(const char *name, const struct shmbus_bus_info *bi, const struct
         fputc('\n', stdout);
     /* The counts are those of the rows below (see sb_count_clients()). */
     sb_count_clients(cur->v, cur->n, &k);
-    printf("shmbus top - bus %s at %s: %s (max %u), %u slots x %u B, %u attached\n\n", name,
-           sb_fmt_time_of_day(sb_wall_of_mono_ns(cur->at_ns), when, sizeof(when)),
-           sb_fmt_client_counts(&k, counts, sizeof(counts)), bi->max_clients, bi->slots,
-           bi->msg_size, bi->attached);
+    char ring[32];
+    sb_fmt_bytes(bi->ring_bytes, ring, sizeof(ring));
+    printf("shmbus top - bus %s at %s: %s (max %u), %s mailboxes, messages up to %u B, "
+           "%u attached\n\n",
+           name, sb_fmt_time_of_day(sb_wall_of_mono_ns(cur->at_ns), when, sizeof(when)),
+           sb_fmt_client_counts(&k, counts, sizeof(counts)), bi->max_clients, ring, bi->msg_size,
+           bi->attached);
     printf("%5s %-16s %8s %-7s %11s %11s %9s %9s %9s\n", "ID", "NAME", "PID", "STATE", "SENT/S",
            "RECV/S", "MAILBOX", "P50", "P99");
     for (i = 0; i < cur->n; i++) {
@@ -112,10 +115,10 @@ static int draw(const char *name, const struct shmbus_bus_info *bi, const struct
         tx_total += tx;
         rx_total += rx;
         depth_total += c->depth;
-        printf("%5u %-16s %8d %-7s %11.0f %11.0f %4u/%-4u %9s %9s\n", c->id,
-               c->name[0] ? c->name : "-", (int)c->pid, sb_state_name(c->state), tx, rx, c->depth,
-               c->capacity, sb_fmt_pct(hist, 50, p50, sizeof(p50)),
-               sb_fmt_pct(hist, 99, p99, sizeof(p99)));
+        /* MAILBOX: messages waiting (the ring's size in bytes is in the title line). */
+        printf("%5u %-16s %8d %-7s %11.0f %11.0f %9u %9s %9s\n", c->id, c->name[0] ? c->name : "-",
+               (int)c->pid, sb_state_name(c->state), tx, rx, c->depth,
+               sb_fmt_pct(hist, 50, p50, sizeof(p50)), sb_fmt_pct(hist, 99, p99, sizeof(p99)));
     }
     printf("%5s %-16s %8s %-7s %11.0f %11.0f %9llu %9s %9s\n", "all", "(bus)", "", "", tx_total,
            rx_total, (unsigned long long)depth_total, sb_fmt_pct(bus_hist, 50, p50, sizeof(p50)),

@@ -156,10 +156,11 @@ static void json_bus(const struct sb_mon_snap *s, struct sb_mon_buf *b)
                       ",\"max_clients\":%u,\"slots\":%u,\"msg_size\":%u,\"mode\":\"0%o\","
                       "\"layout_version\":%u,\"creator_uid\":%u,\"creator_pid\":%d,\"shmid\":%d,"
                       "\"segment_size\":%zu,\"attached\":%u,\"live_clients\":%u,"
-                      "\"dead_clients\":%u,\"created_ns\":%llu}",
+                      "\"dead_clients\":%u,\"created_ns\":%llu,\"ring_bytes\":%llu}",
                       bi->max_clients, bi->slots, bi->msg_size, bi->mode, bi->layout_version,
                       (unsigned)bi->creator_uid, (int)bi->creator_pid, bi->shmid, bi->segment_size,
-                      bi->attached, s->live, s->dead, (unsigned long long)bi->created_ns);
+                      bi->attached, s->live, s->dead, (unsigned long long)bi->created_ns,
+                      (unsigned long long)bi->ring_bytes);
 }
 
 static void json_client(const struct sb_mon_client *mc, struct sb_mon_buf *b)

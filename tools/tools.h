@@ -125,6 +125,9 @@ const char *sb_fmt_utc(uint64_t wall_ns, char *buf, size_t size);
 /* A latency in nanoseconds as text with a unit ("850 ns", "12.3 us", "4.56 ms") into buf. */
 const char *sb_fmt_ns(uint64_t ns, char *buf, size_t size);
 
+/* A size in bytes as text: "512 B", "64 KiB", "1.5 MiB", into buf. */
+const char *sb_fmt_bytes(uint64_t bytes, char *buf, size_t size);
+
 /* The p-th percentile of a latency histogram as sb_fmt_ns() text, or "-" if it is empty. */
 const char *sb_fmt_pct(const uint64_t *hist, double p, char *buf, size_t size);
 

@@ -275,6 +275,17 @@ const char *sb_fmt_ns(uint64_t ns, char *buf, size_t size)
     return buf;
 }
 
+const char *sb_fmt_bytes(uint64_t bytes, char *buf, size_t size)
+{
+    if (bytes < 1024)
+        snprintf(buf, size, "%llu B", (unsigned long long)bytes);
+    else if (bytes < 1048576)
+        snprintf(buf, size, bytes % 1024 ? "%.1f KiB" : "%.0f KiB", (double)bytes / 1024.0);
+    else
+        snprintf(buf, size, bytes % 1048576 ? "%.1f MiB" : "%.0f MiB", (double)bytes / 1048576.0);
+    return buf;
+}
+
 const char *sb_fmt_pct(const uint64_t *hist, double p, char *buf, size_t size)
 {
     unsigned b;

@@ -65,6 +65,11 @@
  *   -DNO_CHAIN_WAIT   producers claim after a claim whose header is not written yet: the
  *                     consumer meets a zero word that is not the last claim and cannot know
  *                     its length (safety fails);
+ *   -DLOANS           every message is a loan its owner may cancel instead of committing
+ *                     (shmbus_loan_cancel(): CAS CLAIMED -> DONE, passed like padding,
+ *                     its unit words zeroed); a cancelled loan is never delivered;
+ *   -DCANCEL_SHORT    with LOANS: the cancel's DONE header covers one unit, not the whole
+ *                     claim: the consumer reads a payload word as a header (safety fails);
  *   -DCHAIN_NO_HEAD   the chain rule waits on any zero word, forgetting that the consumer
  *                     zeroes a header once it has taken the record: producers wait for a
  *                     header that will never come (deadlock).
@@ -136,6 +141,9 @@ byte owner[NPOS];       /* message claimed at each position (PADMSG: padding) */
 byte ownerp[NPOS];      /* producer that claimed it */
 bool committed[NMSG + 1];
 bool delivered[NMSG + 1];
+#ifdef LOANS
+byte ncancel[NP];        /* loans their owner cancelled (never delivered) */
+#endif
 byte lastm[NP * 2];     /* last message delivered per (producer, priority) */
 byte ndeliv[NP];
 bool killed[NP];
@@ -228,11 +236,33 @@ again:         skip
                 :: else -> d2[t % C] = msg
                 fi
             };
+#ifdef LOANS
+            /* A loan: the user wrote (some of) it in place, then commits or cancels it.
+             * shmbus_loan_cancel(): CAS CLAIMED -> DONE by the owner, passed like padding;
+             * its unit words (JUNK inside) must be zeroed like any other record's. */
+            if
+            :: atomic { /* commit: CAS CLAIMED -> READY */
+                   assert(st[t % C] == CLAIMED && lp[t % C] == t / C); /* never skipped alive */
+                   st[t % C] = READY;
+                   committed[msg] = true
+               }
+            :: atomic { /* cancel */
+                   assert(st[t % C] == CLAIMED && lp[t % C] == t / C);
+                   st[t % C] = DONE;
+                   pr[t % C] = 0;
+#ifdef CANCEL_SHORT
+                   ln[t % C] = 1; /* broken: the DONE header covers less than the claim */
+#endif
+                   ncancel[i]++
+               }
+            fi;
+#else
             atomic { /* commit: CAS CLAIMED -> READY */
                 assert(st[t % C] == CLAIMED && lp[t % C] == t / C); /* never skipped alive */
                 st[t % C] = READY;
                 committed[msg] = true
             };
+#endif
             iact[i] = false;
             d_step { k++; t = 0; l = 0; u = 0; need = 0; msg = 0; pad = false }
         :: else -> break
@@ -398,8 +428,13 @@ proctype consumer()
     :: m1 <= NMSG -> assert(!committed[m1] || delivered[m1]); m1++
     :: else -> break
     od;
+#ifdef LOANS
+    assert(killed[0] || ndeliv[0] + ncancel[0] == mcount[0]);
+    assert(killed[1] || ndeliv[1] + ncancel[1] == mcount[1])
+#else
     assert(killed[0] || ndeliv[0] == mcount[0]);
     assert(killed[1] || ndeliv[1] == mcount[1])
+#endif
 }
 
 proctype cleaner()

@@ -286,7 +286,8 @@ function update(snap) {
   $('bus-name').textContent = b.name;
   document.title = 'shmbus monitor: ' + b.name;
   $('bus-info').textContent = `${b.live_clients} live clients of ${b.max_clients} \u00b7 ` +
-    `${b.slots} slots \u00d7 ${fmtBytes(b.msg_size)} per mailbox \u00b7 segment ` +
+    `${fmtBytes(b.ring_bytes)} per mailbox, messages up to ${fmtBytes(b.msg_size)} ` +
+    `\u00b7 segment ` +
     `${fmtBytes(b.segment_size)}, ${b.attached} processes attached \u00b7 sampled every ` +
     `${snap.interval_ms} ms \u00b7 shmbus ${snap.version}`;
   const err = $('error');
