@@ -457,6 +457,15 @@ static void deadline_of(int timeout_ms, uint64_t *deadline)
     *deadline = timeout_ms < 0 ? UINT64_MAX : sb__now_ns() + (uint64_t)timeout_ms * 1000000ull;
 }
 
+/* A send's deadline: 0 for a send that must not wait, read without the clock. */
+static inline uint64_t send_deadline(int timeout_ms)
+{
+    uint64_t deadline = 0;
+    if (timeout_ms != 0)
+        deadline_of(timeout_ms, &deadline);
+    return deadline;
+}
+
 /*
  * Sleep on sem until it is posted, the deadline, or one slice: 0 if posted, -ETIMEDOUT, or
  * -EINTR if a signal handler ran. A post says only "look again": every caller re-reads the
@@ -742,11 +751,7 @@ int shmbus_send(shmbus_client *c, uint32_t dst, const void *data, size_t len, un
     if (data == NULL && len != 0)
         return -EINVAL;
     unsigned prio = shmbus_flags_prio(flags);
-    uint64_t deadline;
-    if (timeout_ms == 0)
-        deadline = 0; /* no clock read for a send that must not wait */
-    else
-        deadline_of(timeout_ms, &deadline);
+    uint64_t deadline = send_deadline(timeout_ms);
     if ((flags & ~SHMBUS_SEND_NONBLOCK) == 0) /* the common case, with its constants */
         return send_rec(c, dst, data, len, 0, flags, 0, 0, deadline, NULL);
     unsigned mflags = (flags & SHMBUS_SEND_ACK) ? SHMBUS_MSG_ACK : 0;
@@ -784,11 +789,7 @@ int shmbus_send_batch(shmbus_client *c, uint32_t dst, const struct shmbus_iov *m
     r = sb__dest_state(b, dst, &gen);
     if (r < 0)
         return r;
-    uint64_t deadline;
-    if (timeout_ms == 0)
-        deadline = 0; /* no clock read for a send that must not wait */
-    else
-        deadline_of(timeout_ms, &deadline);
+    uint64_t deadline = send_deadline(timeout_ms);
     struct sb_mbox *mb = sb__mbox(b, dst);
     unsigned i;
     uint64_t pos;
@@ -830,11 +831,7 @@ int shmbus_broadcast(shmbus_client *c, const void *data, size_t len, unsigned fl
     if (data == NULL && len != 0)
         return -EINVAL;
     unsigned prio = shmbus_flags_prio(flags);
-    uint64_t deadline;
-    if (timeout_ms == 0)
-        deadline = 0; /* no clock read for a send that must not wait */
-    else
-        deadline_of(timeout_ms, &deadline);
+    uint64_t deadline = send_deadline(timeout_ms);
     int count = 0;
     for (uint32_t id = 1; id <= c->bus->lay.max_clients; id++) {
         if (id == c->id)
@@ -1776,11 +1773,7 @@ int shmbus_reply(shmbus_client *c, const struct shmbus_msg *req, const void *dat
         return r;
     if (data == NULL && len != 0)
         return -EINVAL;
-    uint64_t deadline;
-    if (timeout_ms == 0)
-        deadline = 0; /* no clock read for a send that must not wait */
-    else
-        deadline_of(timeout_ms, &deadline);
+    uint64_t deadline = send_deadline(timeout_ms);
     return send_one(c, req->src, data, len, req->prio & 7, flags, SHMBUS_MSG_REPLY, req->seq,
                     deadline, NULL);
 }
@@ -1812,11 +1805,7 @@ int shmbus_loan(shmbus_client *c, uint32_t dst, size_t len, unsigned flags, int 
     r = sb__dest_state(b, dst, &gen);
     if (r < 0)
         return r;
-    uint64_t deadline;
-    if (timeout_ms == 0)
-        deadline = 0; /* no clock read for a send that must not wait */
-    else
-        deadline_of(timeout_ms, &deadline);
+    uint64_t deadline = send_deadline(timeout_ms);
     uint32_t units = sb__rec_units(len), total;
     unsigned i;
     uint64_t pos;
