@@ -488,7 +488,8 @@ static int recv_loop(shmbus_bus *bus, shmbus_client *cl, const struct recv_args 
     struct shmbus_msg hdr;
     struct name_cache names = {NULL, 0, 0};
     struct sb_pace pace;
-    uint64_t got = 0, deadline = 0;
+    struct sb_idle idle = {.timeout_ms = a->timeout};
+    uint64_t got = 0;
     char *buf;
     int rc, slice;
 
@@ -503,18 +504,9 @@ static int recv_loop(shmbus_bus *bus, shmbus_client *cl, const struct recv_args 
         return SB_EXIT_FAIL;
     }
     sb_pace_init(&pace, STDOUT_FILENO, !a->no_pace);
-    if (a->timeout >= 0)
-        deadline = sb_now_ns() + (uint64_t)a->timeout * 1000000u;
-    while (!sb_stop && (a->count == 0 || got < a->count)) {
-        slice = RECV_SLICE_MS;
-        if (a->timeout >= 0) {
-            uint64_t now = sb_now_ns();
-
-            if (now >= deadline)
-                break;
-            if ((deadline - now) / 1000000u < (uint64_t)slice)
-                slice = (int)((deadline - now + 999999u) / 1000000u);
-        }
+    sb_idle_reset(&idle);
+    while (!sb_stop && (a->count == 0 || got < a->count) &&
+           (slice = sb_idle_slice(&idle, RECV_SLICE_MS)) >= 0) {
         rc = shmbus_peek(cl, &hdr, buf, info.msg_size, slice);
         if (rc == -ETIMEDOUT || rc == -EAGAIN || rc == -EINTR) {
             /* Idle: a reader that left is noticed now, not at the next message. */
@@ -538,19 +530,11 @@ static int recv_loop(shmbus_bus *bus, shmbus_client *cl, const struct recv_args 
             return rc;
         }
         got++;
-        if (a->timeout >= 0)
-            deadline = sb_now_ns() + (uint64_t)a->timeout * 1000000u;
+        sb_idle_reset(&idle);
     }
     free(names.v);
     free(buf);
-    if (sb_stop)
-        return sb_stop_status();
-    if (a->count != 0 && got < a->count) {
-        sb_errf("recv %s", a->bus, "timed out after %llu of %llu messages", (unsigned long long)got,
-                (unsigned long long)a->count);
-        return SB_EXIT_FAIL;
-    }
-    return SB_EXIT_OK;
+    return sb_stream_status("recv", a->bus, got, a->count);
 }
 
 int sb_cmd_recv(int argc, char **argv)

@@ -141,51 +141,31 @@ static int tail_loop(shmbus_tap *t, const struct tail_args *a)
 {
     struct shmbus_tap_msg tm;
     char buf[SHMBUS_TAP_CAPTURE];
-    uint64_t got = 0, deadline = 0;
-    int rc = 0;
+    struct sb_idle idle = {.timeout_ms = a->timeout};
+    uint64_t got = 0;
+    int rc = 0, slice;
 
-    if (a->timeout >= 0)
-        deadline = sb_now_ns() + (uint64_t)a->timeout * 1000000u;
-    while (!sb_stop && (a->count == 0 || got < a->count)) {
-        int slice = TAIL_SLICE_MS;
-        if (a->timeout >= 0) {
-            uint64_t now = sb_now_ns();
-            if (now >= deadline)
-                break;
-            if ((deadline - now) / 1000000u < (uint64_t)slice)
-                slice = (int)((deadline - now + 999999u) / 1000000u);
-        }
+    sb_idle_reset(&idle);
+    while (!sb_stop && (a->count == 0 || got < a->count) &&
+           (slice = sb_idle_slice(&idle, TAIL_SLICE_MS)) >= 0) {
         int n = shmbus_tap_next(t, &tm, buf, sizeof(buf), slice);
         if (tm.missed != 0 && (rc = emit(a, NULL, NULL, 0, tm.missed)) != 0)
-            break;
+            return rc;
         if (n == -ETIMEDOUT || n == -EAGAIN || n == -EINTR) {
-            if (sb_reader_gone(STDOUT_FILENO)) {
-                rc = SB_EXIT_OUTPUT;
-                break;
-            }
+            if (sb_reader_gone(STDOUT_FILENO))
+                return SB_EXIT_OUTPUT;
             continue;
         }
         if (n < 0) {
             sb_errf("tail %s", a->bus, "%s", shmbus_strerror(n));
-            rc = SB_EXIT_FAIL;
-            break;
+            return SB_EXIT_FAIL;
         }
         if ((rc = emit(a, &tm, buf, n, 0)) != 0)
-            break;
+            return rc;
         got++;
-        if (a->timeout >= 0)
-            deadline = sb_now_ns() + (uint64_t)a->timeout * 1000000u;
+        sb_idle_reset(&idle);
     }
-    if (rc != 0)
-        return rc;
-    if (sb_stop)
-        return sb_stop_status();
-    if (a->count != 0 && got < a->count) {
-        sb_errf("tail %s", a->bus, "timed out after %llu of %llu messages", (unsigned long long)got,
-                (unsigned long long)a->count);
-        return SB_EXIT_FAIL;
-    }
-    return SB_EXIT_OK;
+    return sb_stream_status("tail", a->bus, got, a->count);
 }
 
 int sb_cmd_tail(int argc, char **argv)

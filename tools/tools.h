@@ -161,6 +161,20 @@ int sb_output_gone(int err);
 /* Has the reader of the pipe fd left (checked without writing)? 1 or 0. */
 int sb_reader_gone(int fd);
 
+/* The idle timeout of a loop that prints messages as they come (recv, tail): --timeout MS
+ * without a message ends it (timeout_ms -1: never). */
+struct sb_idle {
+    int timeout_ms;
+    uint64_t deadline; /* CLOCK_MONOTONIC ns, when timeout_ms >= 0 */
+};
+/* Start, or start again after a message. */
+void sb_idle_reset(struct sb_idle *w);
+/* How long the next wait may be: at most max_ms, less near the deadline; -1 once it passed. */
+int sb_idle_slice(const struct sb_idle *w, int max_ms);
+/* How such a loop ends: 128 + signal when stopped, SB_EXIT_FAIL with "timed out after N of
+ * M messages" when --count (0: none) was not reached, else SB_EXIT_OK. */
+int sb_stream_status(const char *cmd, const char *bus, uint64_t got, uint64_t count);
+
 /* Waiting until the reader of a pipe has read what was written (see output.c). */
 struct sb_pace {
     int fd;

@@ -343,3 +343,36 @@ int sb_list_clients(shmbus_bus *bus, struct shmbus_client_info **out)
     *out = v;
     return n;
 }
+
+void sb_idle_reset(struct sb_idle *w)
+{
+    if (w->timeout_ms >= 0)
+        w->deadline = sb_now_ns() + (uint64_t)w->timeout_ms * 1000000u;
+}
+
+int sb_idle_slice(const struct sb_idle *w, int max_ms)
+{
+    if (w->timeout_ms < 0)
+        return max_ms;
+    uint64_t now = sb_now_ns();
+    if (now >= w->deadline)
+        return -1;
+    if ((w->deadline - now) / 1000000u < (uint64_t)max_ms)
+        return (int)((w->deadline - now + 999999u) / 1000000u);
+    return max_ms;
+}
+
+int sb_stream_status(const char *cmd, const char *bus, uint64_t got, uint64_t count)
+{
+    char what[96];
+
+    if (sb_stop)
+        return sb_stop_status();
+    if (count != 0 && got < count) {
+        snprintf(what, sizeof(what), "%s %s", cmd, bus);
+        sb_err(what, "timed out after %llu of %llu messages", (unsigned long long)got,
+               (unsigned long long)count);
+        return SB_EXIT_FAIL;
+    }
+    return SB_EXIT_OK;
+}
