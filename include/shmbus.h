@@ -459,6 +459,10 @@ static inline unsigned shmbus_flags_prio(unsigned flags)
 #define SHMBUS_MSG_TOPIC     0x10u /* sent with shmbus_publish(); corr is the group's index */
 #define SHMBUS_MSG_GROUP     0x20u /* sent with shmbus_send_group(); corr is the group's index */
 #define SHMBUS_MSG_FENCED    0x40u /* sent with shmbus_send_fenced(); corr is the epoch */
+/* A work-queue message (SHMBUS_MSG_GROUP too) given again to another member because the
+ * member it first went to died (or left) before taking it, or took it and never confirmed
+ * it with shmbus_done(). Its src, seq, corr and sent_ns are the original send's. */
+#define SHMBUS_MSG_REDELIVERED 0x80u
 
 /* The header of a received message. */
 struct shmbus_msg {
@@ -768,13 +772,34 @@ void shmbus_tap_close(shmbus_tap *t);
 #define SHMBUS_GROUPS 64
 
 /*
- * Subscribe client c to group `name` (created if it does not exist). flags must be 0.
- * Subscribing twice is not an error. Does not block. Thread-safe.
- * Errors: -EINVAL (c NULL, bad name, flags not 0), -ENOSPC (SHMBUS_GROUPS groups exist),
+ * Subscribe client c to group `name` (created if it does not exist). flags: 0 or
+ * SHMBUS_SUB_CONFIRM. Subscribing twice is not an error (the flags of the last call count).
+ * Does not block. Thread-safe.
+ *
+ * SHMBUS_SUB_CONFIRM (work queues): every message of this group that c takes stays recorded
+ * in c's in-flight table (in the segment) until c confirms it with shmbus_done(). If c dies
+ * or leaves first, the recorded messages go to another member, flagged
+ * SHMBUS_MSG_REDELIVERED: at least once. The table holds SHMBUS_INFLIGHT messages; while it
+ * is full, a receive that meets the next such message fails with -ENOBUFS and leaves it in
+ * the mailbox (confirm some, then receive again). Without the flag, a message c has taken
+ * is c's alone; only what still waits in its mailbox is redelivered when it dies.
+ * Errors: -EINVAL (c NULL, bad name, unknown flags), -ENOSPC (SHMBUS_GROUPS groups exist),
  * -EBUSY (another process stalls in the middle of creating a group), -EHOSTUNREACH /
  * -ECONNRESET (c is no longer on the bus), -EIDRM.
  */
 int shmbus_subscribe(shmbus_client *c, const char *name, unsigned flags);
+#define SHMBUS_SUB_CONFIRM 0x1u /* shmbus_subscribe(): c confirms each message (shmbus_done) */
+#define SHMBUS_INFLIGHT    8    /* messages one client may hold taken and not confirmed */
+
+/*
+ * Confirm that c has finished the group message whose header is *m (as a receive filled
+ * it in; matched by src, seq and corr): it leaves c's in-flight table and will not be
+ * redelivered. Only messages of groups c subscribed to with SHMBUS_SUB_CONFIRM are
+ * recorded. Call it from c's receiving thread (or serialized with it). Does not block.
+ * Errors: -EINVAL (c or m NULL), -ENOENT (no such unconfirmed message: not a recorded group
+ * message, or confirmed already), -EIDRM.
+ */
+int shmbus_done(shmbus_client *c, const struct shmbus_msg *m);
 
 /* End c's membership of group `name`. Messages already in c's mailbox stay there. Does not
  * block. Thread-safe. Errors: -EINVAL (c NULL, bad name), -ENOENT (c is not a member),
@@ -806,8 +831,18 @@ int shmbus_publish(shmbus_client *c, const char *name, const void *data, size_t 
  * group has no live member the call waits (polling every 10 ms) within timeout_ms, then
  * fails with -EHOSTUNREACH; a chosen member that leaves or dies before the message is in
  * its mailbox is replaced by another (not with SHMBUS_SEND_ACK once delivered). Choosing
- * reads /proc once per member and walks each member's mailbox to count what waits. A message
- * already in a member's mailbox when that member dies is lost with the mailbox (no redelivery yet).
+ * reads /proc once per member and reads each member's mailbox counters.
+ * Redelivery: when a member dies (found by shmbus_reap(), which blocked calls run about once
+ * a second) or leaves with shmbus_leave(), the group messages still waiting in its mailbox,
+ * and with SHMBUS_SUB_CONFIRM those it took and did not confirm, go to another current
+ * member of the same group, flagged SHMBUS_MSG_REDELIVERED. Exactly one process does it (the
+ * one that cleans the entry up); one that dies half-way leaves the rest to the next, so a
+ * message may come twice after a death, never not at all. Until every such message found a
+ * member (none live yet, or their mailboxes full), the dead client's id stays taken and the
+ * next reap goes on. Other messages in a dead mailbox are dropped and counted as ever;
+ * shmbus_leave_keep() keeps its mailbox for the next client of the id (the group messages
+ * too) and redelivers only its unconfirmed ones (dropped, counted, if no member can take
+ * them at once).
  * Thread-safe. Errors: -EINVAL (as shmbus_send(), bad name), -EMSGSIZE, -EHOSTUNREACH (no live
  * member until the deadline), -ENOSPC, -EBUSY, -EAGAIN, -ETIMEDOUT, -EINTR, -EIDRM, -EBADMSG, and
  * with SHMBUS_SEND_ACK those of its wait for the acknowledgement.
@@ -829,13 +864,14 @@ int shmbus_send_group_key(shmbus_client *c, const char *name, uint64_t key, cons
 struct shmbus_group_info {
     uint32_t index; /* 0..SHMBUS_GROUPS-1: the corr of messages sent through the group */
     char name[SHMBUS_NAME_MAX + 1];
-    uint32_t members;   /* current members whose process is alive */
-    uint32_t leader;    /* client id of the live leader, 0 if none */
-    uint64_t epoch;     /* the latest leader's epoch (0: never had one) */
-    uint64_t published; /* topic copies delivered */
-    uint64_t missed;    /* topic copies not delivered because a mailbox stayed full */
-    uint64_t queued;    /* work-queue messages delivered */
-    uint64_t elections; /* leaders elected */
+    uint32_t members;     /* current members whose process is alive */
+    uint32_t leader;      /* client id of the live leader, 0 if none */
+    uint64_t epoch;       /* the latest leader's epoch (0: never had one) */
+    uint64_t published;   /* topic copies delivered */
+    uint64_t missed;      /* topic copies not delivered because a mailbox stayed full */
+    uint64_t queued;      /* work-queue messages delivered */
+    uint64_t elections;   /* leaders elected */
+    uint64_t redelivered; /* work-queue messages given again after a member died or left */
 };
 
 /* List the bus's groups into out[0..n-1] in index order; returns how many there are (may

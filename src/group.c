@@ -169,7 +169,7 @@ static int check_self(shmbus_client *c)
 
 int shmbus_subscribe(shmbus_client *c, const char *name, unsigned flags)
 {
-    if (c == NULL || flags != 0 || !sb__valid_name(name))
+    if (c == NULL || (flags & ~SHMBUS_SUB_CONFIRM) != 0 || !sb__valid_name(name))
         return -EINVAL;
     int r = check_self(c);
     if (r < 0)
@@ -181,6 +181,11 @@ int shmbus_subscribe(shmbus_client *c, const char *name, unsigned flags)
      * a moment simply do not count us yet. */
     atomic_store_explicit(&sb__group(c->bus, (uint32_t)k)->member[c->id - 1], c->gen,
                           memory_order_relaxed);
+    /* Process-local (see shmbus_client.confirm): relaxed. */
+    if (flags & SHMBUS_SUB_CONFIRM)
+        atomic_fetch_or_explicit(&c->confirm, 1ull << k, memory_order_relaxed);
+    else
+        atomic_fetch_and_explicit(&c->confirm, ~(1ull << k), memory_order_relaxed);
     return 0;
 }
 
@@ -199,6 +204,9 @@ int shmbus_unsubscribe(shmbus_client *c, const char *name)
     if (!atomic_compare_exchange_strong_explicit(&sb__group(c->bus, (uint32_t)k)->member[c->id - 1],
                                                  &m, 0, memory_order_relaxed, memory_order_relaxed))
         return -ENOENT;
+    /* Messages of the group still in c's mailbox are taken unrecorded from now on; those
+     * recorded already stay until shmbus_done(). */
+    atomic_fetch_and_explicit(&c->confirm, ~(1ull << k), memory_order_relaxed);
     return 0;
 }
 
@@ -270,6 +278,13 @@ static uint32_t pick_member(shmbus_bus *b, struct sb_group *g, uint32_t *gen_out
         atomic_store_explicit(&g->rr, best % n, memory_order_relaxed); /* index of best + 1 */
     *gen_out = best_gen;
     return best;
+}
+
+uint32_t sb__group_pick(shmbus_bus *b, uint32_t k, uint32_t *gen)
+{
+    if (k >= SB_GROUPS)
+        return 0;
+    return pick_member(b, sb__group(b, k), gen);
 }
 
 /* Sleep up to 10 ms (not past deadline); -EINTR if a signal handler ran. */
@@ -411,6 +426,7 @@ int shmbus_group_list(shmbus_bus *b, struct shmbus_group_info *out, size_t n)
             gi->missed = atomic_load_explicit(&g->missed, memory_order_relaxed);
             gi->queued = atomic_load_explicit(&g->queued, memory_order_relaxed);
             gi->elections = atomic_load_explicit(&g->elections, memory_order_relaxed);
+            gi->redelivered = atomic_load_explicit(&g->redelivered, memory_order_relaxed);
         }
         count++;
     }

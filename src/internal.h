@@ -18,6 +18,10 @@
  *   group_off            struct sb_group[SB_GROUPS]  (named groups, group.c), each
  *                          group_size bytes: name, leader word, counters, then one
  *                          membership word per client id
+ *   inflight_off         in-flight table[max]   (one per client id, redeliver.c), each
+ *                          inflight_size bytes: SB_INFLIGHT slots of inflight_slot bytes,
+ *                          struct sb_inflight then the payload (a taken group message
+ *                          not confirmed yet)
  *
  * Every size and offset is computed from (max_clients, slots, msg_size, ring bytes) by
  * sb__layout(); a process that attaches recomputes them itself and only checks that the
@@ -136,12 +140,29 @@ struct sb_group {
     _Atomic uint64_t missed;                  /* topic copies not delivered (full mailbox) */
     _Atomic uint64_t queued;                  /* work-queue messages delivered */
     _Atomic uint64_t elections;               /* leaders elected */
+    _Atomic uint64_t redelivered;             /* work-queue messages redelivered */
     /* Work queue with keys: bucket (key hash % SB_STICKY) -> SB_STICKY_WORD(gen, id) of the
      * member its keys go to while that member is current; 0: none yet. */
     _Alignas(SB_LINE) _Atomic uint64_t sticky[SB_STICKY];
     /* Then one word per client id (index id - 1): its generation while a member, else 0. */
     _Alignas(SB_LINE) _Atomic uint32_t member[];
 };
+
+/*
+ * An in-flight slot (redeliver.c): a group message its client took from a group it
+ * subscribed to with SHMBUS_SUB_CONFIRM and has not confirmed (shmbus_done()). Written only
+ * by the client's receiving thread while alive, then only by whoever holds its entry
+ * CLEANING. The payload follows the 64-byte header.
+ */
+#define SB_INFLIGHT SHMBUS_INFLIGHT
+struct sb_inflight {
+    _Alignas(SB_LINE) _Atomic uint64_t state; /* generation of its holder; 0: free */
+    uint64_t seq, corr, sent_ns;
+    uint32_t len, src;
+    uint32_t src_gen; /* as in a record: generation 0..23, SHMBUS_MSG_* 24..31 */
+    uint32_t prio;
+};
+_Static_assert(sizeof(struct sb_inflight) == SB_LINE, "an in-flight header is one line");
 
 /* Registry entry state word. */
 enum { SB_FREE = 0, SB_JOINING = 1, SB_LIVE = 2, SB_CLEANING = 3 };
@@ -289,6 +310,7 @@ struct sb_layout {
     uint64_t flow_row_size, flows_off;
     uint64_t tap_off; /* the tap area (tap.c), after the flow rows */
     uint64_t group_size, group_off;
+    uint64_t inflight_slot, inflight_size, inflight_off; /* redeliver.c */
 };
 
 struct shmbus_bus {
@@ -335,6 +357,10 @@ struct shmbus_client {
     uint64_t peek_hw; /* its header word: still READY at the same lap for consume */
     struct shmbus_msg peek_msg;
     struct sb_evfd *evfd; /* shmbus_client_fd()'s socket, NULL until asked for (evfd.c) */
+    /* Bit k: c subscribed to group k with SHMBUS_SUB_CONFIRM, so the receive records its
+     * messages in c's in-flight table (redeliver.c). Relaxed: subscribe may run on another
+     * thread; a receive that misses a fresh bit just does not record that message. */
+    _Atomic uint64_t confirm;
 };
 
 /* A full barrier for the Dekker pairs (store flag; barrier; load the other side's word).
@@ -369,6 +395,14 @@ static inline struct sb_entry *sb__entry(const shmbus_bus *b, uint32_t id)
 static inline struct sb_mbox *sb__mbox(const shmbus_bus *b, uint32_t id)
 {
     return (struct sb_mbox *)(b->base + b->lay.mbox_off + (uint64_t)(id - 1) * b->lay.mbox_size);
+}
+
+/* In-flight slot i (0..SB_INFLIGHT-1) of client id. */
+static inline struct sb_inflight *sb__inflight(const shmbus_bus *b, uint32_t id, uint32_t i)
+{
+    return (struct sb_inflight *)(b->base + b->lay.inflight_off +
+                                  (uint64_t)(id - 1) * b->lay.inflight_size +
+                                  (uint64_t)i * b->lay.inflight_slot);
 }
 
 /* Group slot k (0..SB_GROUPS-1). */
@@ -450,6 +484,28 @@ void sb__groups_forget(shmbus_bus *b, uint32_t id, uint32_t gen);
 /* Slot of group `name`, created if `create`: 0..SB_GROUPS-1, or -ENOENT (absent, and not
  * create), -ENOSPC (table full), -EBUSY (a live claimer stalls), -EINVAL (bad name). */
 int sb__group_find(shmbus_bus *b, const char *name, bool create);
+/* The current member of group slot k with the fewest messages waiting (a work queue's
+ * choice); 0 if none. *gen gets its generation. */
+uint32_t sb__group_pick(shmbus_bus *b, uint32_t k, uint32_t *gen);
+
+/* redeliver.c */
+/* The receive hook: c takes group message *m (payload data, still in its ring): record it
+ * in c's in-flight table if c confirms that group. 0, or -ENOBUFS (table full: not taken). */
+int sb__inflight_put(shmbus_client *c, const struct shmbus_msg *m, uint32_t src_gen,
+                     const void *data);
+static inline bool sb__confirms(shmbus_client *c, const struct shmbus_msg *m)
+{
+    return (m->flags & SHMBUS_MSG_GROUP) && m->corr < SB_GROUPS &&
+           ((atomic_load_explicit(&c->confirm, memory_order_relaxed) >> m->corr) & 1u);
+}
+/* Client id (generation gen, kept: the kept generation it took over, or 0) died or leaves;
+ * its entry is CLEANING by the caller. Redeliver its in-flight messages, and with `ring`
+ * the group messages waiting in its mailbox (dropping the rest, as sb__mbox_drain()).
+ * Returns true when done; false when some message found no member able to take it now and
+ * may_park: the caller leaves the entry for the next reap. Without may_park such messages
+ * are dropped. *dropped gets how many were dropped. */
+bool sb__salvage(shmbus_bus *b, uint32_t id, uint32_t gen, uint32_t kept, bool ring, bool may_park,
+                 uint64_t *dropped);
 
 /*
  * Test-only hook. A test binary may define sb__test_point() to stop or kill the process at a
@@ -538,6 +594,20 @@ static inline bool sb__tap_on(const shmbus_bus *b)
 /* Drain mailbox mb as its consumer (a cleaner of a dead receiver, or a leaver): drop every
  * message up to the first claim with a live writer, publish head. Returns how many. */
 uint64_t sb__mbox_drain(shmbus_bus *b, struct sb_mbox *mb);
+/* sb__mbox_drain() asking fn about each READY record that passes the checks (m filled as a
+ * receive would, dst_gen the stamp, data the payload in place): fn returns 1 to drop it
+ * (counted in the return), 0 when it took care of it, < 0 to stop the drain there
+ * (*stopped set; the record and the rest stay for the next consumer). */
+typedef int (*sb__drain_fn)(void *arg, const struct shmbus_msg *m, uint32_t src_gen,
+                            uint32_t dst_gen, const void *data);
+uint64_t sb__mbox_drain_each(shmbus_bus *b, struct sb_mbox *mb, sb__drain_fn fn, void *arg,
+                             bool *stopped);
+/* Put a copy of message *m (src_gen its sender's generation, data its payload) into the
+ * mailbox of dst (only while joined with generation gen), flagged SHMBUS_MSG_REDELIVERED,
+ * keeping its src, seq, corr, sent_ns and priority. c is the sending identity (whose intent
+ * records name the claim). Never waits: -EAGAIN when there is no room. */
+int sb__mbox_resend(shmbus_client *c, uint32_t dst, uint32_t gen, const struct shmbus_msg *m,
+                    uint32_t src_gen, const void *data);
 /* A cleaner: end a dead client's intents and wake the consumers they name. */
 void sb__mbox_skip_intents(shmbus_bus *b, struct sb_entry *dead);
 void sb__mbox_restamp(shmbus_bus *b, struct sb_mbox *mb, uint32_t from_gen, uint32_t to_gen);

@@ -46,7 +46,12 @@
 
 #define MSG_FLAGS                                                                                  \
     (SHMBUS_MSG_ACK | SHMBUS_MSG_REQUEST | SHMBUS_MSG_REPLY | SHMBUS_MSG_BROADCAST |               \
-     SHMBUS_MSG_TOPIC | SHMBUS_MSG_GROUP | SHMBUS_MSG_FENCED)
+     SHMBUS_MSG_TOPIC | SHMBUS_MSG_GROUP | SHMBUS_MSG_FENCED | SHMBUS_MSG_REDELIVERED)
+/* What the fast receive paths leave to the general one: an ACK to send, and a group message,
+ * which must read DONE before its units are zeroed (a dead member's READY records are
+ * redelivered, redeliver.c, so a half-zeroed READY one must never be left behind) and may
+ * have to be recorded in flight first (consume_at()). */
+#define SLOW_FLAGS  (SHMBUS_MSG_ACK | SHMBUS_MSG_GROUP)
 #define BATCH_MAX   256u /* messages one shmbus_send_batch() claim carries at most */
 #define CHAIN_SPINS 64   /* yields while a previous claim's header is missing, before sleeping */
 
@@ -874,6 +879,37 @@ int sb__send_member(shmbus_client *c, uint32_t dst, uint32_t gen, const void *da
                     NULL);
 }
 
+int sb__mbox_resend(shmbus_client *c, uint32_t dst, uint32_t gen, const struct shmbus_msg *m,
+                    uint32_t src_gen, const void *data)
+{
+    shmbus_bus *b = c->bus;
+    uint32_t g;
+    int r = sb__dest_state(b, dst, &g);
+    if (r < 0)
+        return r;
+    if (g != gen)
+        return -EHOSTUNREACH;
+    struct sb_mbox *mb = sb__mbox(b, dst);
+    unsigned prio = m->prio & 7u, i;
+    uint32_t units = sb__rec_units(m->len), total;
+    uint64_t pos;
+    r = claim_wait(c, dst, gen, &units, 1, prio, SHMBUS_SEND_NONBLOCK, 0, false, &i, &pos, &total);
+    if (r < 0)
+        return r;
+    /* Release pairs with the acquire load of pending_hi in find_msg(), as in send_rec(). */
+    if (prio > 0)
+        atomic_fetch_add_explicit(&mb->pending_hi, 1, memory_order_release);
+    struct sb_rec *rec = sb__unit(b, mb, pos);
+    write_rec(rec, c, gen, data, m->len, (m->flags & MSG_FLAGS) | SHMBUS_MSG_REDELIVERED, prio,
+              m->seq, m->corr, m->sent_ns);
+    /* The original sender, not c: a reply or an ACK goes to it. Plain stores: the claim is
+     * ours until the commit CAS publishes it. */
+    rec->src = m->src;
+    rec->src_gen =
+        (src_gen & 0xffffffu) | ((uint32_t)((m->flags & MSG_FLAGS) | SHMBUS_MSG_REDELIVERED) << 24);
+    return commit(c, mb, i, pos, total, total, prio);
+}
+
 /* The receiver took an ACK message: tell its sender. */
 static void ack_sender(shmbus_bus *b, uint32_t src, uint32_t src_gen, uint64_t seq)
 {
@@ -1198,11 +1234,19 @@ static int read_at(shmbus_client *c, uint64_t pos, uint64_t v, struct shmbus_msg
     return (int)len;
 }
 
-/* Take the message at `pos`, already copied out by read_at() into *m: mark it DONE, ACK its
- * sender, count it. */
-static void consume_at(shmbus_client *c, uint64_t pos, uint64_t v, const struct shmbus_msg *m,
-                       uint32_t src_gen, bool sample)
+/* Take the message at `pos`, already copied out by read_at() into *m: record it in flight
+ * if c confirms its group (redeliver.c), mark it DONE, ACK its sender, count it. 0, or
+ * -ENOBUFS (the in-flight table is full: nothing done, the message stays READY). */
+static int consume_at(shmbus_client *c, uint64_t pos, uint64_t v, const struct shmbus_msg *m,
+                      uint32_t src_gen, bool sample)
 {
+    if (sb__confirms(c, m)) {
+        /* Recorded before it is DONE: a death in between gives it twice, never zero times. */
+        int r = sb__inflight_put(c, m, src_gen,
+                                 (const uint8_t *)sb__unit(c->bus, c->mb, pos) + SB_REC_HDR);
+        if (r < 0)
+            return r;
+    }
     mark_done(c, pos, v);
     if (m->flags & SHMBUS_MSG_ACK)
         ack_sender(c->bus, m->src, src_gen, m->seq);
@@ -1216,6 +1260,7 @@ static void consume_at(shmbus_client *c, uint64_t pos, uint64_t v, const struct 
             add_counter(&c->e->lat_hist[bk], 1);
         }
     }
+    return 0;
 }
 
 /*
@@ -1234,8 +1279,8 @@ static int take_at(shmbus_client *c, uint64_t pos, uint64_t v, struct shmbus_msg
         *hdr = m;
     if (r < 0)
         return r;
-    consume_at(c, pos, v, &m, src_gen, sample);
-    return r;
+    int k = consume_at(c, pos, v, &m, src_gen, sample);
+    return k < 0 ? k : r;
 }
 
 /* Copy the message at `pos` and remember it for shmbus_consume(); it stays READY.
@@ -1271,7 +1316,9 @@ static int lend_at(shmbus_client *c, uint64_t pos, uint64_t v, struct shmbus_msg
     int r = read_at(c, pos, v, &m, &src_gen, NULL, 0); /* checks only: no room to copy to */
     if (r == -ENOMSG)
         return r;
-    consume_at(c, pos, v, &m, src_gen, sample);
+    r = consume_at(c, pos, v, &m, src_gen, sample);
+    if (r < 0)
+        return r;
     c->held[c->nheld++] = pos;
     *hdr = m;
     *ref = (const uint8_t *)sb__unit(c->bus, c->mb, pos) + SB_REC_HDR;
@@ -1321,8 +1368,11 @@ static bool claimant_live(shmbus_bus *b, uint32_t mbox_id, uint64_t pos)
         /* Acquire pairs with the release stores of state in shmbus_join() and the CAS to
          * CLEANING in cleanup_entry()/leave(): kind, pid and start_time agree. */
         uint64_t s = atomic_load_explicit(&e->state, memory_order_acquire);
-        if (SB_ST_KIND(s) != SB_LIVE)
-            continue; /* a CLEANING entry's intents are a dead writer's (or a leaver's, ended) */
+        /* A CLEANING entry's intents were a dead writer's (or a leaver's) and are ended first
+         * (sb__mbox_skip_intents()); one named after that is its live cleaner's, putting a
+         * redelivered copy somewhere (sb__mbox_resend()). */
+        if (SB_ST_KIND(s) != SB_LIVE && SB_ST_KIND(s) != SB_CLEANING)
+            continue;
         bool named = false;
         for (unsigned i = 0; i < SB_INTENTS; i++) {
             struct sb_intent *in = &e->intent[i];
@@ -1541,10 +1591,10 @@ HOT int recv_fast(shmbus_client *c, struct shmbus_msg *hdr, void *buf, size_t ca
     uint32_t u = SB_HW_UNITS(v);
     uint32_t len = rc->len, src = rc->src, sg = rc->src_gen;
     unsigned flags = (sg >> 24) & MSG_FLAGS;
-    if ((flags & SHMBUS_MSG_ACK) || (ref == NULL && len > cap) || len > b->lay.msg_size ||
+    if ((flags & SLOW_FLAGS) || (ref == NULL && len > cap) || len > b->lay.msg_size ||
         len > u * SB_UNIT - SB_REC_HDR || src < 1 || src > b->lay.max_clients ||
         !our_gen(c, rc->dst_gen))
-        return -EAGAIN; /* an ACK, too large, or to be dropped: the general path */
+        return -EAGAIN; /* an ACK, a group message, too large, or to be dropped: general path */
     uint64_t sent_ns = rc->sent_ns;
     if (hdr != NULL)
         *hdr = (struct shmbus_msg){.src = src,
@@ -1625,7 +1675,11 @@ int shmbus_consume(shmbus_client *c)
     uint64_t v = atomic_load_explicit(hw_at(b, c->mb, pos), memory_order_acquire);
     if (v != c->peek_hw || rc->seq != c->peek_msg.seq || rc->src != c->peek_msg.src)
         return -ENOMSG;
-    consume_at(c, pos, v, &c->peek_msg, c->peek_src_gen, (c->recv_count++ & 15) == 0);
+    int r = consume_at(c, pos, v, &c->peek_msg, c->peek_src_gen, (c->recv_count++ & 15) == 0);
+    if (r < 0) {
+        c->peek_valid = true; /* still there: consume again after shmbus_done() */
+        return r;
+    }
     advance(c);
     maybe_publish(c);
     return 0;
@@ -1669,7 +1723,7 @@ static size_t take_run(shmbus_client *c, struct shmbus_msg *hdrs, uint8_t *bufs,
             break;
         uint32_t len = rc->len, src = rc->src, sg = rc->src_gen;
         unsigned flags = (sg >> 24) & MSG_FLAGS;
-        if ((flags & SHMBUS_MSG_ACK) || len > stride)
+        if ((flags & SLOW_FLAGS) || len > stride)
             break;
         uint32_t dg = rc->dst_gen;
         if (len > msg_size || len > u * SB_UNIT - SB_REC_HDR || src < 1 || src > max_clients ||
@@ -1976,7 +2030,37 @@ void sb__mbox_publish(shmbus_client *c)
     publish(c, true);
 }
 
+/* A READY record at h that a drain asks fn about: its fields loaded once and checked, as in
+ * read_at(). 1 (drop), 0 (fn took care of it) or < 0 (stop), as fn says; 1 if it fails the
+ * checks. */
+static int drain_ask(shmbus_bus *b, struct sb_mbox *mb, uint64_t h, uint64_t v, sb__drain_fn fn,
+                     void *arg)
+{
+    const struct sb_rec *rc = sb__unit(b, mb, h);
+    uint32_t len = rc->len, src = rc->src, sg = rc->src_gen, dst_gen = rc->dst_gen;
+    uint64_t room = (uint64_t)SB_HW_UNITS(v) * SB_UNIT - SB_REC_HDR;
+    if (len > b->lay.msg_size || len > room || src < 1 || src > b->lay.max_clients)
+        return 1;
+    struct shmbus_msg m = {
+        .src = src,
+        .dst = mbox_id_of(b, mb),
+        .seq = rc->seq,
+        .corr = rc->corr,
+        .sent_ns = rc->sent_ns,
+        .len = len,
+        .prio = (uint8_t)SB_HW_PRIO(v),
+        .flags = (uint8_t)((sg >> 24) & MSG_FLAGS),
+    };
+    return fn(arg, &m, sg & 0xffffffu, dst_gen, (const uint8_t *)rc + SB_REC_HDR);
+}
+
 uint64_t sb__mbox_drain(shmbus_bus *b, struct sb_mbox *mb)
+{
+    return sb__mbox_drain_each(b, mb, NULL, NULL, NULL);
+}
+
+uint64_t sb__mbox_drain_each(shmbus_bus *b, struct sb_mbox *mb, sb__drain_fn fn, void *arg,
+                             bool *stopped)
 {
     uint64_t h = start_pos(b, mb), n = 0, cap = b->lay.ring_units;
     for (uint64_t steps = 0; steps < 2 * cap; steps++) {
@@ -1987,11 +2071,18 @@ uint64_t sb__mbox_drain(shmbus_bus *b, struct sb_mbox *mb)
         /* Acquire pairs with the commit CAS in commit() and the header store in claim(). */
         uint64_t v = atomic_load_explicit(hw_at(b, mb, h), memory_order_acquire);
         if (SB_HW_STATE(v) == SB_HW_READY) {
-            /* Relaxed: we are the consumer now (the caller owns the entry). */
+            int k = fn != NULL ? drain_ask(b, mb, h, v, fn, arg) : 1;
+            if (k < 0) {
+                *stopped = true;
+                break; /* left READY at h: the next drain starts with it */
+            }
+            /* Relaxed: we are the consumer now (the caller owns the entry). A salvager that
+             * dies after fn redelivered the record and before this store has it
+             * redelivered again by the next one: a duplicate, never a loss. */
             atomic_store_explicit(hw_at(b, mb, h), (v & ~(uint64_t)3) | SB_HW_DONE,
                                   memory_order_relaxed);
             note_passed(mb, 1);
-            n++;
+            n += (uint64_t)k;
             continue;
         }
         if (!skip_one(b, mb, h))

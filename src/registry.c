@@ -72,6 +72,22 @@ static uint64_t my_start_time(void)
     return sb__proc_start_time(getpid());
 }
 
+/* A salvage (redeliver.c) that could not place every group message now: CLEANING(mine) ->
+ * CLEANING with pid 0, which no liveness check calls alive, so the next reap takes the
+ * entry over and goes on. Senders waiting on its full mailbox look again. */
+static void park_entry(shmbus_bus *b, uint32_t id, uint64_t mine)
+{
+    struct sb_entry *e = sb__entry(b, id);
+    /* Release pairs with the acquire load of state in cleanup_entry() of the next reaper:
+     * what we redelivered and marked is visible to it. */
+    atomic_compare_exchange_strong_explicit(&e->state, &mine,
+                                            SB_ST(SB_CLEANING, SB_ST_GEN(mine), 0),
+                                            memory_order_release, memory_order_relaxed);
+    struct sb_mbox *mb = sb__mbox(b, id);
+    uint32_t w = atomic_exchange_explicit(&mb->space_waiters, 0, memory_order_acq_rel);
+    sb__post_waiters(b, &mb->space_sem, w);
+}
+
 /* Clean up entry `id` if its owner is dead. Returns 1 if this call cleaned it. */
 static int cleanup_entry(shmbus_bus *b, uint32_t id)
 {
@@ -95,8 +111,14 @@ static int cleanup_entry(shmbus_bus *b, uint32_t id)
     sb__groups_forget(b, id, SB_ST_GEN(s)); /* a dead client is nobody's member or leader */
     sb__tp(SB_TP_CLEANING);                 /* test-only: a cleaner half-way */
     struct sb_mbox *mb = sb__mbox(b, id);
-    uint64_t n = sb__mbox_drain(b, mb);
+    /* Its group messages go to other members (redeliver.c), the rest is drained. */
+    uint64_t n;
+    bool done = sb__salvage(b, id, SB_ST_GEN(s), sb__kept_gen(e, mine), true, true, &n);
     sb__note_dropped(e, n);
+    if (!done) {
+        park_entry(b, id, mine);
+        return 1;
+    }
     atomic_store_explicit(&mb->sleeping, 0, memory_order_relaxed);
 
     /* Release: the drained mailbox is visible before the id can be joined again. Pairs
@@ -369,14 +391,23 @@ static int leave(shmbus_client *c, bool keep)
     sb__groups_forget(b, c->id, c->gen); /* leaving ends subscriptions and leaderships */
     sb__mbox_publish(c);                 /* the drain or the next client starts where we stopped */
     sb__mbox_skip_intents(b, e);
+    uint64_t dropped;
     if (keep) {
         /* One kept generation only: ours. Messages still stamped with the one we took
          * over get ours (we are their consumer, nobody else writes a committed slot). */
         if (c->kept_gen != 0)
             sb__mbox_restamp(b, c->mb, c->kept_gen, c->gen);
+        /* Our unconfirmed group messages go to other members now (dropped if none can
+         * take them at once): the kept mailbox has no room for what we took. */
+        sb__salvage(b, c->id, c->gen, c->kept_gen, false, false, &dropped);
+        sb__note_dropped(e, dropped);
         atomic_store_explicit(&e->kept_gen, c->gen, memory_order_relaxed);
-    } else {
-        sb__mbox_drain(b, c->mb);
+    } else if (!sb__salvage(b, c->id, c->gen, c->kept_gen, true, true, &dropped)) {
+        /* Group messages no member can take yet: the next reap goes on (as for a death). */
+        sb__note_dropped(e, dropped);
+        atomic_store_explicit(&c->mb->sleeping, 0, memory_order_relaxed);
+        park_entry(b, c->id, mine);
+        return 0;
     }
     atomic_store_explicit(&c->mb->sleeping, 0, memory_order_relaxed);
     /* Release: the drained mailbox, or the restamped one and kept_gen, are visible to whoever

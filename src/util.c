@@ -68,7 +68,11 @@ int sb__layout(struct sb_layout *lay, uint32_t max_clients, uint32_t slots, uint
     lay->group_off = round_up(lay->tap_off + sb__tap_size(), SB_LINE);
     lay->group_size =
         round_up(sizeof(struct sb_group) + (uint64_t)max_clients * sizeof(uint32_t), SB_LINE);
-    lay->total_size = round_up(lay->group_off + SB_GROUPS * lay->group_size, 4096);
+    lay->inflight_slot = round_up(sizeof(struct sb_inflight) + (uint64_t)msg_size, SB_LINE);
+    lay->inflight_size = (uint64_t)SB_INFLIGHT * lay->inflight_slot;
+    lay->inflight_off = round_up(lay->group_off + SB_GROUPS * lay->group_size, 4096);
+    lay->total_size =
+        round_up(lay->inflight_off + (uint64_t)max_clients * lay->inflight_size, 4096);
     /* 64 GiB: far beyond what a sane bus needs, and keeps every product above in range. */
     if (lay->total_size > SHMBUS_MAX_BUS_SIZE)
         return -EFBIG;
