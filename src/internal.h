@@ -506,6 +506,10 @@ static inline bool sb__confirms(shmbus_client *c, const struct shmbus_msg *m)
  * are dropped. *dropped gets how many were dropped. */
 bool sb__salvage(shmbus_bus *b, uint32_t id, uint32_t gen, uint32_t kept, bool ring, bool may_park,
                  uint64_t *dropped);
+/* An sb__drain_fn for a receiving client (arg): a group message stamped for an earlier
+ * client of its id is redelivered (0), anything else dropped (1). */
+int sb__stray(void *arg, const struct shmbus_msg *m, uint32_t src_gen, uint32_t dst_gen,
+              const void *data);
 
 /*
  * Test-only hook. A test binary may define sb__test_point() to stop or kill the process at a

@@ -1193,6 +1193,9 @@ static void mark_done(shmbus_client *c, uint64_t pos, uint64_t v)
     note_passed(c->mb, 1);
 }
 
+static int drain_ask(shmbus_bus *b, struct sb_mbox *mb, uint64_t h, uint64_t v, sb__drain_fn fn,
+                     void *arg);
+
 /*
  * Copy the message at `pos` (header word v) into *m and buf without taking it. Returns its
  * length, -EMSGSIZE (*m filled, so m->len says the room needed), or -ENOMSG when the record
@@ -1212,8 +1215,11 @@ static int read_at(shmbus_client *c, uint64_t pos, uint64_t v, struct shmbus_msg
     uint64_t room = (uint64_t)SB_HW_UNITS(v) * SB_UNIT - SB_REC_HDR;
     if (len > b->lay.msg_size || len > room || src < 1 || src > b->lay.max_clients ||
         !our_gen(c, dst_gen)) {
+        /* A group message for an earlier client of the id, committed after that client's
+         * salvage: another member gets it (redeliver.c), rather than the drop. */
+        if (!((sg >> 24) & SHMBUS_MSG_GROUP) || drain_ask(b, c->mb, pos, v, sb__stray, c) != 0)
+            add_counter(&c->e->dropped, 1);
         mark_done(c, pos, v);
-        add_counter(&c->e->dropped, 1);
         return -ENOMSG;
     }
     *m = (struct shmbus_msg){

@@ -170,14 +170,15 @@ static bool salvage_inflight(struct salvage *sv, uint32_t id)
     return true;
 }
 
-/* sb__mbox_drain_each()'s question for each waiting record: redeliver group messages meant
- * for the dead member, drop the rest. */
+/* sb__mbox_drain_each()'s question for each waiting record: redeliver group messages, drop
+ * the rest. A group message stamped for an earlier client of the id (committed after that
+ * one's salvage walked past) is redelivered too: it was never anyone's. */
 static int salvage_record(void *arg, const struct shmbus_msg *m, uint32_t src_gen, uint32_t dst_gen,
                           const void *data)
 {
     struct salvage *sv = arg;
-    bool ours = dst_gen == sv->gen || (sv->kept != 0 && dst_gen == sv->kept);
-    if (!ours || !(m->flags & SHMBUS_MSG_GROUP))
+    (void)dst_gen;
+    if (!(m->flags & SHMBUS_MSG_GROUP))
         return 1;
     uint64_t before = sv->dropped;
     int r = redeliver_one(sv, m, src_gen, data);
@@ -188,6 +189,24 @@ static int salvage_record(void *arg, const struct shmbus_msg *m, uint32_t src_ge
         return 1;
     }
     return 0;
+}
+
+int sb__stray(void *arg, const struct shmbus_msg *m, uint32_t src_gen, uint32_t dst_gen,
+              const void *data)
+{
+    shmbus_client *c = arg;
+    (void)dst_gen;
+    if (!(m->flags & SHMBUS_MSG_GROUP))
+        return 1;
+    /* The receiver sends the copy under its own id; it never parks (it is not cleaning). */
+    struct salvage sv = {.b = c->bus, .may_park = false};
+    sv.sc.bus = c->bus;
+    sv.sc.e = c->e;
+    sv.sc.mb = c->mb;
+    sv.sc.id = c->id;
+    sv.sc.gen = c->gen;
+    redeliver_one(&sv, m, src_gen, data);
+    return sv.dropped != 0 ? 1 : 0;
 }
 
 bool sb__salvage(shmbus_bus *b, uint32_t id, uint32_t gen, uint32_t kept, bool ring, bool may_park,

@@ -318,6 +318,39 @@ static void test_no_member_waits(void **state)
     th_close_bus(b);
 }
 
+/* Group messages stamped for an earlier client of an id (here kept by shmbus_leave_keep()
+ * and not taken over: the new client of the id drops what was kept) go to a member, not
+ * away; a direct message kept the same way is dropped as ever. */
+static void test_stray_group_message(void **state)
+{
+    (void)state;
+    shmbus_bus *b = th_open_bus("rdstray", 2, 16, 64);
+    shmbus_client *prod, *w, *n;
+    assert_int_equal(shmbus_join(b, 0, "prod", &prod), 0);
+    assert_int_equal(shmbus_join(b, 0, "w", &w), 0);
+    uint32_t wid = shmbus_client_id(w);
+    assert_int_equal(shmbus_subscribe(w, "q", 0), 0);
+    for (int v = 0; v < 2; v++)
+        assert_int_equal(shmbus_send_group(prod, "q", &v, sizeof(v), 0, 1000), (int)wid);
+    int direct = 99;
+    assert_int_equal(shmbus_send(prod, wid, &direct, sizeof(direct), 0, 0), 0);
+    assert_int_equal(shmbus_leave_keep(w), 0);
+    assert_int_equal(shmbus_join(b, 0, "n", &n), 0); /* the only free id: the kept one */
+    assert_int_equal(shmbus_client_id(n), wid);
+    assert_int_equal(shmbus_subscribe(n, "q", 0), 0);
+    int vals[2];
+    struct shmbus_msg h[2];
+    recv_n(n, 2, vals, h);
+    assert_int_equal(vals[0], 0);
+    assert_int_equal(vals[1], 1);
+    assert_true(h[0].flags & h[1].flags & SHMBUS_MSG_REDELIVERED);
+    int v;
+    assert_int_equal(shmbus_recv(n, NULL, &v, sizeof(v), 0), -EAGAIN);
+    shmbus_leave(n);
+    shmbus_leave(prod);
+    th_close_bus(b);
+}
+
 /* ---- under fire ------------------------------------------------------------------------ */
 
 #define JOBS    2000
@@ -476,6 +509,7 @@ int main(void)
         cmocka_unit_test(test_unconfirmed_redelivered),
         cmocka_unit_test(test_done_and_bound),
         cmocka_unit_test(test_no_member_waits),
+        cmocka_unit_test(test_stray_group_message),
         cmocka_unit_test(test_kill_workers_at_least_once),
     };
     return cmocka_run_group_tests(tests, NULL, th_cleanup);
