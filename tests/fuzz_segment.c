@@ -9,7 +9,8 @@
  * Each input: the segment is reset to the pristine image, then patched by the input, a list
  * of records
  *     byte   region (low 2 bits: 0 header, 1 registry, 2 mailboxes, 3 anywhere; with bit 2
- *            set, the named-group table instead)
+ *            set, the named-group table and what follows instead; with bit 3, the
+ *            in-flight tables)
  *     u16le  offset within that region (taken modulo its size)
  *     byte   length n, then n bytes to write there
  * and then the readers' paths run on it: shmbus_list, shmbus_lookup, shmbus_bus_info, and as
@@ -19,7 +20,11 @@
  * and read-write, with list, lookup, info, join, send, recv and leave on that handle. Named
  * groups (issue 12): client a subscribes to "t" and b leads "L" at setup; each input then
  * publishes, sends to the work queue, campaigns, asks who leads, fences, lists the groups,
- * unsubscribes and resigns on the patched table.
+ * unsubscribes and resigns on the patched table. Work queues at least once: at setup a
+ * subscribes to "w" with SHMBUS_SUB_CONFIRM and holds one message of it unconfirmed, one
+ * more waiting; each input a third client joins "w" confirming, takes, confirms (and
+ * confirms a message nobody holds), takes again and leaves, which redelivers what it held
+ * and what waited; the reap salvages whatever a patched registry makes look dead.
  *
  * Time (issue 9): then the waits run with a small timeout T (TIMED_MS): a receive on an
  * empty mailbox, a send into a full one, an ACK send nobody takes, a request nobody answers.
@@ -61,7 +66,7 @@ static shmbus_bus *bus;
 static shmbus_client *ca, *cb;
 static uint8_t *seg;      /* our own mapping of the segment, to patch it */
 static uint8_t *pristine; /* its bytes after setup */
-static size_t seg_size, reg_off, reg_size, mbox_off, grp_off;
+static size_t seg_size, reg_off, reg_size, mbox_off, grp_off, inflight_off;
 static int shmid = -1;
 static char dir[256], name[64];
 static int guard_fd = -1;
@@ -199,6 +204,25 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     shmbus_send(ca, 2, "x", 1, SHMBUS_SEND_NONBLOCK, 0);
     if ((r = shmbus_subscribe(ca, "t", 0)) < 0 || (r = shmbus_elect(cb, "L", 0)) != 1)
         die("groups", r < 0 ? r : -EPROTO);
+    if ((r = shmbus_subscribe(ca, "w", SHMBUS_SUB_CONFIRM)) < 0 ||
+        (r = shmbus_send_group(cb, "w", "w1", 2, SHMBUS_SEND_NONBLOCK, 0)) != 1 ||
+        (r = shmbus_send_group(cb, "w", "w2", 2, SHMBUS_SEND_NONBLOCK, 0)) != 1)
+        die("work queue", r < 0 ? r : -EPROTO);
+    {
+        uint8_t buf[MSG];
+        struct shmbus_msg h;
+        for (int k = 0; k < 4; k++) { /* a's other messages, then the first of "w" */
+            if ((r = shmbus_recv(ca, &h, buf, sizeof(buf), 0)) < 0)
+                die("recv", r);
+            if (h.flags & SHMBUS_MSG_GROUP)
+                break;
+        }
+        if (!(h.flags & SHMBUS_MSG_GROUP))
+            die("in flight", -EPROTO);
+    }
+    /* What a took to get there, again: the image keeps a priority message waiting. */
+    shmbus_send(cb, 1, "hello", 5, SHMBUS_SEND_NONBLOCK, 0);
+    shmbus_send(cb, 1, "urgent", 6, SHMBUS_PRIO(5) | SHMBUS_SEND_NONBLOCK, 0);
 
     seg_size = info.segment_size;
     seg = shmat(shmid, NULL, 0);
@@ -212,6 +236,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     mbox_off = lay.mbox_off;
     reg_size = mbox_off - reg_off;
     grp_off = lay.group_off;
+    inflight_off = lay.inflight_off;
     pristine = malloc(seg_size);
     memcpy(pristine, seg, seg_size);
     return 0;
@@ -242,6 +267,10 @@ static void patch(const uint8_t *data, size_t size)
         if (groups) {
             base = grp_off;
             len = seg_size - grp_off;
+        }
+        if (data[i - 4] & 8) {
+            base = inflight_off;
+            len = seg_size - inflight_off;
         }
         off %= len;
         if (n > len - off)
@@ -309,6 +338,23 @@ static void group_calls(void)
     shmbus_resign(cb, "L");
     shmbus_unsubscribe(ca, "t");
     shmbus_subscribe(cb, "u", 0);
+
+    /* Work queue at least once: take, confirm, hold one, leave (redelivery). */
+    shmbus_client *w;
+    if (shmbus_join(bus, 0, NULL, &w) == 0) {
+        uint8_t buf[MSG];
+        struct shmbus_msg h;
+        shmbus_subscribe(w, "w", SHMBUS_SUB_CONFIRM);
+        shmbus_send_group(cb, "w", "j1", 2, SHMBUS_SEND_NONBLOCK, 0);
+        shmbus_send_group(cb, "w", "j2", 2, SHMBUS_SEND_NONBLOCK, 0);
+        if (shmbus_recv(w, &h, buf, sizeof(buf), 0) >= 0)
+            shmbus_done(w, &h);
+        memset(&h, 0, sizeof(h));
+        shmbus_done(w, &h);
+        shmbus_recv(w, &h, buf, sizeof(buf), 0);
+        shmbus_send_group(cb, "w", "j3", 2, SHMBUS_SEND_NONBLOCK, 0);
+        shmbus_leave(w);
+    }
 }
 
 static void read_paths(shmbus_bus *b)
