@@ -601,7 +601,9 @@ uint64_t sb__mbox_drain(shmbus_bus *b, struct sb_mbox *mb);
 /* sb__mbox_drain() asking fn about each READY record that passes the checks (m filled as a
  * receive would, dst_gen the stamp, data the payload in place): fn returns 1 to drop it
  * (counted in the return), 0 when it took care of it, < 0 to stop the drain there
- * (*stopped set; the record and the rest stay for the next consumer). */
+ * (*stopped set; the record and the rest stay for the next consumer). With fn, *stopped is
+ * also set when the drain ends at a live writer's claim: a record committed after the walk
+ * must be asked about by a later drain too. */
 typedef int (*sb__drain_fn)(void *arg, const struct shmbus_msg *m, uint32_t src_gen,
                             uint32_t dst_gen, const void *data);
 uint64_t sb__mbox_drain_each(shmbus_bus *b, struct sb_mbox *mb, sb__drain_fn fn, void *arg,

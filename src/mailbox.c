@@ -2098,6 +2098,8 @@ uint64_t sb__mbox_drain_each(shmbus_bus *b, struct sb_mbox *mb, sb__drain_fn fn,
     /* Acquire pairs with the release CAS on tail in claim(). */
     if (SB_TAIL_POS(atomic_load_explicit(&mb->tail, memory_order_acquire)) == h)
         atomic_store_explicit(&mb->pending_hi, 0, memory_order_relaxed);
+    else if (fn != NULL)
+        *stopped = true; /* a live writer's claim: what it commits must be asked about too */
     return n;
 }
 

@@ -27,7 +27,10 @@
  * message finds no member that can take it now (none current, or every pick full), the
  * salvager stops there and parks the entry: CLEANING with pid 0, which no liveness check
  * calls alive, so the next reap (blocked calls run one about once a second) continues. The
- * id stays taken until then: the messages are worth more than the id.
+ * id stays taken until then: the messages are worth more than the id. The same parking
+ * happens when the walk ends at a claim whose writer lives (a sender that chose the member
+ * just before it died): what it commits is salvaged by the next reap, not left in the ring
+ * of an id nobody may join again.
  *
  * Hostile segment: every slot word is loaded once; a slot whose length, sender or flags
  * fail the checks is freed and counted as dropped; a group slot index outside the table,
