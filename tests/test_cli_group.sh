@@ -1,7 +1,8 @@
 #!/bin/bash
 # Named groups from the shell: pub/sub (every subscriber prints every message, in order),
 # send --group (a work queue: each message printed by exactly one worker), group ls (text
-# and JSON), leader (none, then who leads), and bad usage.
+# and JSON), leader (none, then who leads), bad usage, and a killed worker's jobs printed by
+# another, marked redelivered.
 #
 # A subscriber is known to be ready when `shmbus group ls --json` counts it as a member: the
 # test polls for that with a deadline, never sleeps a fixed time to synchronise.
@@ -99,6 +100,31 @@ expect 1 "$SHMBUS" group ls no-such-bus-$$
 err_has "shmbus: group ls no-such-bus-$$: no such bus"
 expect 0 "$SHMBUS" pub --help
 out_has "Usage: shmbus pub"
+
+# 7. Redelivery: a worker killed with three jobs waiting; the other worker prints them, each
+#    marked redelivered (its blocked receive reaps the dead one within about a second).
+"$SHMBUS" recv "$bus" --sub rq --as w1 >"$work/r1.out" 2>"$work/r1.err" &
+r1=$!
+pids+=("$r1")
+wait_members "$bus" rq 1
+kill -STOP "$r1" # alive, but takes nothing
+expect 0 "$SHMBUS" send "$bus" --group rq --timeout 5000 a b c
+"$SHMBUS" sub "$bus" rq --as w2 --confirm --count 3 --timeout 10000 >"$work/r2.out" \
+    2>"$work/r2.err" &
+r2=$!
+pids+=("$r2")
+wait_members "$bus" rq 2
+kill -KILL "$r1"
+wait "$r1" 2>/dev/null
+wait "$r2" || fail "worker 2 exited $?: $(cat "$work/r2.err")"
+got=$(sed 's/.*: //' "$work/r2.out" | tr '\n' ' ')
+[ "$got" = "a b c " ] || fail "redelivered jobs: expected 'a b c', got '$got'"
+[ "$(grep -c ' redelivered: ' "$work/r2.out")" = 3 ] || fail "not marked: $(cat "$work/r2.out")"
+expect 0 "$SHMBUS" group ls "$bus" --json
+out_has '"name":"rq",'
+out_has '"redelivered":3}'
+expect 2 "$SHMBUS" recv "$bus" --as x --confirm
+err_has "--confirm needs --sub"
 
 [ "$fails" -eq 0 ] || { echo "$fails check(s) failed"; exit 1; }
 echo "all checks passed"

@@ -207,7 +207,8 @@ static void test_groups(void **state)
                                              .published = 10,
                                              .missed = 1,
                                              .queued = 5,
-                                             .elections = 4};
+                                             .elections = 4,
+                                             .redelivered = 2};
     strcpy(s.groups[0].name, "news");
     s.group_rate[0] = 12.5;
     s.groups[1].index = 9;
@@ -217,7 +218,7 @@ static void test_groups(void **state)
     assert_clean(&b, 0);
     assert_non_null(strstr(b.p, "\"groups\":[{\"index\":3,\"name\":\"news\",\"members\":2,"
                                 "\"leader\":1,\"epoch\":4,\"published\":10,\"missed\":1,"
-                                "\"queued\":5,\"elections\":4,\"rate\":12.50}"));
+                                "\"queued\":5,\"elections\":4,\"redelivered\":2,\"rate\":12.50}"));
     sb_mon_buf_free(&b);
     memset(&b, 0, sizeof(b));
     sb_mon_render_metrics(&s, &b);
@@ -226,6 +227,7 @@ static void test_groups(void **state)
     assert_non_null(strstr(b.p, "shmbus_group_epoch{bus=\"demo\",group=\"news\"} 4\n"));
     assert_non_null(strstr(b.p, "shmbus_group_missed_total{bus=\"demo\",group=\"news\"} 1\n"));
     assert_non_null(strstr(b.p, "# TYPE shmbus_group_queued_total counter\n"));
+    assert_non_null(strstr(b.p, "shmbus_group_redelivered_total{bus=\"demo\",group=\"news\"} 2\n"));
     sb_mon_buf_free(&b);
 }
 

@@ -305,10 +305,12 @@ int sb_cmd_send(int argc, char **argv)
 }
 
 static const char recv_usage[] =
-    "Usage: shmbus recv BUS --as ID|NAME [--count N] [--timeout MS] [--json] [--no-pace]\n"
+    "Usage: shmbus recv BUS --as ID|NAME [--sub NAME [--confirm]] [--count N] [--timeout MS]\n"
+    "                     [--json] [--no-pace]\n"
     "Join BUS as --as and print each message received, as\n"
     "    HH:MM:SS.mmm from NAME (ID) prio P seq N: PAYLOAD\n"
-    "(the local time of day it was sent; a sender without a name shows as `from ID`)\n"
+    "(the local time of day it was sent; a sender without a name shows as `from ID`; a\n"
+    "work-queue message given again after a member died shows `redelivered` after the seq)\n"
     "until N messages (--count), MS milliseconds without a message (--timeout), a closed\n"
     "standard output, or SIGINT/SIGTERM/SIGHUP; then leave. The bus must exist (shmbus\n"
     "create BUS).\n"
@@ -322,6 +324,9 @@ static const char recv_usage[] =
     "  -a, --as ID|NAME   join as this id (digits) or under this name (lowest free id)\n"
     "  -S, --sub NAME     subscribe to group NAME first: receive what is published to it and\n"
     "                     a share of what is sent to it as a work queue (--as optional)\n"
+    "  -C, --confirm      with --sub: confirm each work-queue message (shmbus_done) once its\n"
+    "                     line is handed on; one taken and not confirmed when recv dies is\n"
+    "                     redelivered to another member\n"
     "  -n, --count N      stop after N messages\n"
     "  -T, --timeout MS   stop after MS milliseconds without a message (default: never)\n"
     "  -s, --spin USEC    spin up to USEC microseconds before sleeping (default 0)\n"
@@ -418,7 +423,8 @@ static int format_msg(const struct shmbus_msg *h, const char *name, const char *
             fprintf(f, "%s (%u)", name, h->src);
         else
             fprintf(f, "%u", h->src);
-        fprintf(f, " prio %u seq %llu: ", (unsigned)h->prio, (unsigned long long)h->seq);
+        fprintf(f, " prio %u seq %llu%s: ", (unsigned)h->prio, (unsigned long long)h->seq,
+                (h->flags & SHMBUS_MSG_REDELIVERED) ? " redelivered" : "");
         fwrite(buf, 1, (size_t)len, f);
         fputc('\n', f);
     }
@@ -440,6 +446,7 @@ struct recv_args {
     unsigned spin;
     int json;
     int no_pace;
+    int confirm;
 };
 
 /*
@@ -477,6 +484,12 @@ static int hand_on(shmbus_client *cl, const struct recv_args *a, const struct sb
     rc = shmbus_consume(cl);
     if (rc < 0) {
         sb_errf("recv %s", a->bus, "taking the message after printing it: %s", shmbus_strerror(rc));
+        return SB_EXIT_FAIL;
+    }
+    /* Handed on: done with it. -ENOENT: not a message of a group we confirm. */
+    if (a->confirm && (hdr->flags & SHMBUS_MSG_GROUP) && (rc = shmbus_done(cl, hdr)) < 0 &&
+        rc != -ENOENT) {
+        sb_errf("recv %s", a->bus, "confirming the message: %s", shmbus_strerror(rc));
         return SB_EXIT_FAIL;
     }
     return 0;
@@ -540,15 +553,11 @@ static int recv_loop(shmbus_bus *bus, shmbus_client *cl, const struct recv_args 
 int sb_cmd_recv(int argc, char **argv)
 {
     static const struct option opts[] = {
-        {"as", required_argument, NULL, 'a'},
-        {"count", required_argument, NULL, 'n'},
-        {"timeout", required_argument, NULL, 'T'},
-        {"spin", required_argument, NULL, 's'},
-        {"json", no_argument, NULL, 'j'},
-        {"no-pace", no_argument, NULL, 'P'},
-        {"sub", required_argument, NULL, 'S'},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
+        {"as", required_argument, NULL, 'a'},      {"count", required_argument, NULL, 'n'},
+        {"timeout", required_argument, NULL, 'T'}, {"spin", required_argument, NULL, 's'},
+        {"json", no_argument, NULL, 'j'},          {"no-pace", no_argument, NULL, 'P'},
+        {"sub", required_argument, NULL, 'S'},     {"confirm", no_argument, NULL, 'C'},
+        {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0},
     };
     struct recv_args a = {.timeout = -1};
     shmbus_bus *bus;
@@ -556,10 +565,13 @@ int sb_cmd_recv(int argc, char **argv)
     const char *why;
     int c, status;
 
-    while ((c = getopt_long(argc, argv, ":a:n:T:s:jPS:h", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, ":a:n:T:s:jPS:Ch", opts, NULL)) != -1) {
         switch (c) {
         case 'a':
             a.as = optarg;
+            break;
+        case 'C':
+            a.confirm = 1;
             break;
         case 'S':
             a.sub = optarg;
@@ -601,13 +613,16 @@ int sb_cmd_recv(int argc, char **argv)
         return sb_bad_usage("recv", recv_usage, "--as '%s': %s", a.as, why);
     if (a.sub != NULL && (why = sb_bad_name(a.sub)) != NULL)
         return sb_bad_usage("recv", recv_usage, "--sub '%s': %s", a.sub, why);
+    if (a.confirm && a.sub == NULL)
+        return sb_bad_usage("recv", recv_usage, "--confirm needs --sub");
 
     sb_catch_stop_signals();
     if (open_and_join("recv", a.bus, a.as, &bus, &cl) < 0)
         return SB_EXIT_FAIL;
     if (a.spin > 0)
         shmbus_client_set_spin(cl, a.spin);
-    if (a.sub != NULL && (c = shmbus_subscribe(cl, a.sub, 0)) < 0) {
+    if (a.sub != NULL &&
+        (c = shmbus_subscribe(cl, a.sub, a.confirm ? SHMBUS_SUB_CONFIRM : 0)) < 0) {
         sb_errf("recv %s", a.bus, "subscribing to %s: %s", a.sub, shmbus_strerror(c));
         shmbus_leave(cl);
         shmbus_bus_close(bus);

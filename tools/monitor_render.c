@@ -196,10 +196,11 @@ static void json_group(const struct sb_mon_snap *s, size_t i, struct sb_mon_buf 
     json_str(b, g->name, field_len(g->name, sizeof(g->name)));
     sb_mon_buf_printf(b,
                       ",\"members\":%u,\"leader\":%u,\"epoch\":%llu,\"published\":%llu,"
-                      "\"missed\":%llu,\"queued\":%llu,\"elections\":%llu,",
+                      "\"missed\":%llu,\"queued\":%llu,\"elections\":%llu,\"redelivered\":%llu,",
                       g->members, g->leader, (unsigned long long)g->epoch,
                       (unsigned long long)g->published, (unsigned long long)g->missed,
-                      (unsigned long long)g->queued, (unsigned long long)g->elections);
+                      (unsigned long long)g->queued, (unsigned long long)g->elections,
+                      (unsigned long long)g->redelivered);
     json_rate(b, "rate", s->group_rate[i]);
     sb_mon_buf_puts(b, "}");
 }
@@ -524,13 +525,15 @@ static void prom_groups(struct sb_mon_buf *b, const struct sb_mon_snap *s)
          "Topic copies not delivered: a member's mailbox stayed full."},
         {"shmbus_group_queued_total", "counter", "Work-queue messages delivered."},
         {"shmbus_group_elections_total", "counter", "Leaders elected."},
+        {"shmbus_group_redelivered_total", "counter",
+         "Work-queue messages given again after their member died or left."},
     };
     for (size_t m = 0; m < sizeof(gm) / sizeof(gm[0]); m++) {
         prom_head(b, gm[m].name, gm[m].type, gm[m].help);
         for (size_t i = 0; i < s->ngroups && i < SHMBUS_GROUPS; i++) {
             const struct shmbus_group_info *g = &s->groups[i];
-            unsigned long long v[] = {g->members, g->leader, g->epoch,    g->published,
-                                      g->missed,  g->queued, g->elections};
+            unsigned long long v[] = {g->members, g->leader, g->epoch,     g->published,
+                                      g->missed,  g->queued, g->elections, g->redelivered};
             sb_mon_buf_printf(b, "%s{bus=", gm[m].name);
             prom_label_value(b, s->bus.name, field_len(s->bus.name, sizeof(s->bus.name)));
             sb_mon_buf_puts(b, ",group=");
