@@ -539,7 +539,10 @@ int shmbus_broadcast(shmbus_client *c, const void *data, size_t len, unsigned fl
  * If cap is smaller than the message, fails with -EMSGSIZE and leaves the message in place
  * (hdr->len says how much room it needs); a buffer of the bus's msg_size always suffices.
  * One thread at a time per client. Errors: -EINVAL (c NULL, buf NULL with cap > 0), -EAGAIN
- * (timeout_ms 0 and nothing there), -ETIMEDOUT, -EMSGSIZE, -EINTR, -EIDRM.
+ * (timeout_ms 0 and nothing there), -ETIMEDOUT, -EMSGSIZE, -EINTR, -EIDRM, -ENOBUFS (the
+ * message is of a group c subscribed to with SHMBUS_SUB_CONFIRM and c's in-flight table is
+ * full: it stays in the mailbox until shmbus_done() makes room; every receive and
+ * shmbus_consume() can say this).
  */
 int shmbus_recv(shmbus_client *c, struct shmbus_msg *hdr, void *buf, size_t cap, int timeout_ms);
 
