@@ -857,6 +857,30 @@ int shmbus_group_list(shmbus_bus *bus, struct shmbus_group_info *out, size_t n);
  */
 int shmbus_elect(shmbus_client *c, const char *name, int timeout_ms);
 
+/*
+ * Campaign as shmbus_elect() does, for a leadership with a lease of lease_ms (1 ms to one
+ * day): the leader must call shmbus_renew() before the lease ends. A leader that is alive
+ * but does not renew in time (stuck, stopped, too slow) may be replaced: a campaigner that
+ * finds the lease over takes the leadership with a higher epoch. From then on the old
+ * leader's shmbus_renew(), shmbus_send_fenced() and shmbus_fence_check() of its epoch give
+ * -ESTALE. Renewing and being deposed never both succeed: a renewal that returned 0 in time
+ * keeps the leadership until the new end. Leases use CLOCK_MONOTONIC. A leader without a
+ * lease (shmbus_elect()) leads until it resigns, leaves or dies. Returns the epoch (>= 1).
+ * Errors: those of shmbus_elect(); -EINVAL also for lease_ms 0 or above 86400000.
+ */
+int shmbus_elect_lease(shmbus_client *c, const char *name, unsigned lease_ms, int timeout_ms);
+
+/*
+ * Renew the lease of leadership `epoch` of group `name`: it now ends lease_ms from now
+ * (0: no lease any more; the leadership then lasts until resign, leave or death). Works for
+ * a leadership won with shmbus_elect() too (it gains a lease). Does not block. Thread-safe.
+ * Errors: -ESTALE (deposed: a newer epoch exists, or a campaigner is taking over because
+ * the lease ended: stop acting as leader), -EPERM (c does not lead `epoch`: it resigned),
+ * -EINVAL (c NULL, bad name, epoch 0 or newer than the current one, lease_ms above one day),
+ * -ENOENT (no such group), -EBADMSG, -EIDRM.
+ */
+int shmbus_renew(shmbus_client *c, const char *name, uint64_t epoch, unsigned lease_ms);
+
 /* Stop leading `name`. The epoch stays; the next leader gets a higher one. Does not block.
  * Errors: -EINVAL (c NULL, bad name), -EPERM (c does not lead it), -EIDRM. */
 int shmbus_resign(shmbus_client *c, const char *name);

@@ -117,10 +117,19 @@ enum { SB_GRP_FREE = 0, SB_GRP_CLAIMING = 1, SB_GRP_USED = 2 };
 /* Leader word: epoch 27 bits | generation 24 | id 13 (0: nobody leads). */
 #define SB_LEAD(ep, gen, id)                                                                       \
     (((uint64_t)(ep) << 37) | (((uint64_t)(gen)&0xffffffu) << 13) | ((uint64_t)(id)&0x1fffu))
-#define SB_LEAD_EPOCH(l)        ((l) >> 37)
-#define SB_LEAD_GEN(l)          ((uint32_t)(((l) >> 13) & 0xffffffu))
-#define SB_LEAD_ID(l)           ((uint32_t)((l)&0x1fffu))
-#define SB_EPOCH_MAX            ((1ull << 27) - 1)
+#define SB_LEAD_EPOCH(l) ((l) >> 37)
+#define SB_LEAD_GEN(l)   ((uint32_t)(((l) >> 13) & 0xffffffu))
+#define SB_LEAD_ID(l)    ((uint32_t)((l)&0x1fffu))
+#define SB_EPOCH_MAX     ((1ull << 27) - 1)
+/* Lease word (election.c): the epoch it belongs to 27 bits | the lease's end in ms of
+ * CLOCK_MONOTONIC, modulo 2^36, 36 bits | deposing 1 bit. A word whose epoch is not the
+ * leader word's means "no lease" (0 at creation: no epoch 0 ever leads). */
+#define SB_LEASE_MS_MASK ((1ull << 36) - 1)
+#define SB_LEASE(ep, end_ms, dep)                                                                  \
+    (((uint64_t)(ep) << 37) | (((uint64_t)(end_ms)&SB_LEASE_MS_MASK) << 1) | (uint64_t) !!(dep))
+#define SB_LEASE_EPOCH(w)       ((w) >> 37)
+#define SB_LEASE_END(w)         (((w) >> 1) & SB_LEASE_MS_MASK)
+#define SB_LEASE_DEPOSING(w)    ((w)&1u)
 #define SB_MEMBER_GEN(m)        ((m)&0xffffffu)
 #define SB_STICKY               64u
 #define SB_STICKY_WORD(gen, id) ((((uint64_t)(gen)&0xffffffu) << 32) | (uint32_t)(id))
@@ -136,6 +145,7 @@ struct sb_group {
     _Atomic uint64_t missed;                  /* topic copies not delivered (full mailbox) */
     _Atomic uint64_t queued;                  /* work-queue messages delivered */
     _Atomic uint64_t elections;               /* leaders elected */
+    _Atomic uint64_t lease;                   /* SB_LEASE(epoch, end, deposing), election.c */
     /* Work queue with keys: bucket (key hash % SB_STICKY) -> SB_STICKY_WORD(gen, id) of the
      * member its keys go to while that member is current; 0: none yet. */
     _Alignas(SB_LINE) _Atomic uint64_t sticky[SB_STICKY];
@@ -258,6 +268,8 @@ static inline uint32_t sb__rec_units(uint64_t len)
 }
 
 _Static_assert(sizeof(struct sb_header) <= SB_HEADER_SIZE, "header fits its page");
+_Static_assert(offsetof(struct sb_group, member) == 640,
+               "a group's words keep their layout 3 places (the lease word took a spare one)");
 _Static_assert(sizeof(struct sb_rec) == SB_REC_HDR, "record header is 48 bytes");
 _Static_assert(sizeof(struct sb_mbox) == 4096, "mailbox header is one page");
 _Static_assert(offsetof(struct sb_entry, sent) == SB_LINE,
