@@ -17,9 +17,10 @@
  * request, shmbus_send / shmbus_send_batch / shmbus_broadcast with SHMBUS_SEND_NONBLOCK,
  * shmbus_reap; then a fresh shmbus_bus_open of the patched segment (header checks), read-only
  * and read-write, with list, lookup, info, join, send, recv and leave on that handle. Named
- * groups (issue 12): client a subscribes to "t" and b leads "L" at setup; each input then
- * publishes, sends to the work queue, campaigns, asks who leads, fences, lists the groups,
- * unsubscribes and resigns on the patched table.
+ * groups (issue 12): client a subscribes to "t" and b leads "L" with a lease at setup; each
+ * input then publishes, sends to the work queue, campaigns (with and without a lease),
+ * renews, asks who leads, fences, lists the groups, unsubscribes and resigns on the patched
+ * table.
  *
  * Time (issue 9): then the waits run with a small timeout T (TIMED_MS): a receive on an
  * empty mailbox, a send into a full one, an ACK send nobody takes, a request nobody answers.
@@ -197,7 +198,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     shmbus_send(cb, 1, "hello", 5, SHMBUS_SEND_NONBLOCK, 0);
     shmbus_send(cb, 1, "urgent", 6, SHMBUS_PRIO(5) | SHMBUS_SEND_NONBLOCK, 0);
     shmbus_send(ca, 2, "x", 1, SHMBUS_SEND_NONBLOCK, 0);
-    if ((r = shmbus_subscribe(ca, "t", 0)) < 0 || (r = shmbus_elect(cb, "L", 0)) != 1)
+    if ((r = shmbus_subscribe(ca, "t", 0)) < 0 || (r = shmbus_elect_lease(cb, "L", 600000, 0)) != 1)
         die("groups", r < 0 ? r : -EPROTO);
 
     seg_size = info.segment_size;
@@ -304,7 +305,9 @@ static void group_calls(void)
     shmbus_leader(bus, "L", &who, &ep);
     shmbus_fence_check(bus, "L", 1);
     shmbus_send_fenced(cb, 1, "L", 1, "f", 1, SHMBUS_SEND_NONBLOCK, 0);
+    shmbus_renew(cb, "L", 1, 600000);
     shmbus_elect(ca, "L", 0);
+    shmbus_elect_lease(ca, "L", 1000, 0);
     shmbus_elect(ca, "new", 0);
     shmbus_resign(cb, "L");
     shmbus_unsubscribe(ca, "t");
