@@ -790,7 +790,9 @@ int shmbus_unsubscribe(shmbus_client *c, const char *name);
  * there are none). If a live member's mailbox stayed full until the deadline (or at once
  * with SHMBUS_SEND_NONBLOCK), the others still get theirs, the miss is counted in the
  * group's `missed` (shmbus_group_list()) and the call returns -ETIMEDOUT (-EAGAIN): never
- * a silent drop. Thread-safe.
+ * a silent drop. A subscriber's process is looked at in /proc at most once a millisecond per
+ * publishing client: a copy to a subscriber killed within that millisecond goes with its
+ * mailbox. Thread-safe.
  * Errors: -EINVAL (as shmbus_send(), SHMBUS_SEND_ACK too, bad name), -EMSGSIZE, -ETIMEDOUT,
  * -EAGAIN, -EBADMSG (a member's mailbox is corrupt: counted as missed too), -EINTR (a signal
  * came while waiting: the remaining members are not sent to), -EBUSY, -EIDRM.
@@ -806,7 +808,9 @@ int shmbus_publish(shmbus_client *c, const char *name, const void *data, size_t 
  * group has no live member the call waits (polling every 10 ms) within timeout_ms, then
  * fails with -EHOSTUNREACH; a chosen member that leaves or dies before the message is in
  * its mailbox is replaced by another (not with SHMBUS_SEND_ACK once delivered). Choosing
- * reads /proc once per member and walks each member's mailbox to count what waits. A message
+ * reads two counters per member, and looks at a member's process in /proc at most once a
+ * millisecond per sending client (a member killed within that millisecond may still be
+ * chosen, as one killed just after any look). A message
  * already in a member's mailbox when that member dies is lost with the mailbox (no redelivery yet).
  * Thread-safe. Errors: -EINVAL (as shmbus_send(), bad name), -EMSGSIZE, -EHOSTUNREACH (no live
  * member until the deadline), -ENOSPC, -EBUSY, -EAGAIN, -ETIMEDOUT, -EINTR, -EIDRM, -EBADMSG, and

@@ -347,6 +347,9 @@ struct shmbus_client {
     uint64_t peek_hw; /* its header word: still READY at the same lap for consume */
     struct shmbus_msg peek_msg;
     struct sb_evfd *evfd; /* shmbus_client_fd()'s socket, NULL until asked for (evfd.c) */
+    /* Sender: per id (index id - 1), SB_LIVE_WORD(gen, when) of the last /proc look that
+     * found it alive (sb__client_current_cached()); NULL until the first group send. */
+    _Atomic uint64_t *_Atomic live;
 };
 
 /* A full barrier for the Dekker pairs (store flag; barrier; load the other side's word).
@@ -454,6 +457,12 @@ void sb__note_dropped(struct sb_entry *e, uint64_t n);
 /* Is client id (1..max_clients) joined with generation gen? With check_process, is its
  * process also alive (the registry's one liveness rule)? */
 bool sb__client_current(shmbus_bus *b, uint32_t id, uint32_t gen, bool check_process);
+/* As sb__client_current(b, id, gen, true), as seen by sender c: the process is re-read
+ * from /proc at most every SB_LIVE_RECHECK_NS per id (group sends look at every member on
+ * every call, and a /proc read costs microseconds). A member that died within that window
+ * still counts, as one that dies just after any check does. */
+#define SB_LIVE_RECHECK_NS 1000000ull
+bool sb__client_current_cached(shmbus_client *c, uint32_t id, uint32_t gen);
 
 /* group.c */
 /* Client id (generation gen) leaves the bus or was found dead: end its memberships and its
