@@ -723,10 +723,11 @@ struct shmbus_tap_msg {
     struct shmbus_msg msg;              /* its header; msg.len is its whole length */
     char src_name[SHMBUS_NAME_MAX + 1]; /* the sender's name when it sent ("": none) */
     char dst_name[SHMBUS_NAME_MAX + 1]; /* the receiver's name then ("": none) */
-    uint32_t captured;                  /* payload bytes kept: min(len, CAPTURE) */
-    uint64_t missed; /* messages lost to this tap just before this one (or before the
-                      * error): overwritten before it read them, or claimed by a sender
-                      * that died mid-copy */
+    uint32_t captured; /* payload bytes kept: min(len, CAPTURE), or len for a whole tap
+                        * (less if its copy was overwritten before the tap read it) */
+    uint64_t missed;   /* messages lost to this tap just before this one (or before the
+                        * error): overwritten before it read them, or claimed by a sender
+                        * that died mid-copy */
 };
 
 /* Start watching: *out is a new tap that sees every message sent from now on. The caller
@@ -736,8 +737,24 @@ struct shmbus_tap_msg {
  * -ENOMEM. */
 int shmbus_tap_open(shmbus_bus *bus, shmbus_tap **out);
 
+/* Flags of shmbus_tap_open_flags(). */
+#define SHMBUS_TAP_WHOLE 0x1u /* keep whole payloads, not only the first SHMBUS_TAP_CAPTURE */
+
+/*
+ * As shmbus_tap_open(), with flags. SHMBUS_TAP_WHOLE: while this tap is open, senders also
+ * copy each payload longer than SHMBUS_TAP_CAPTURE whole into the bus's bulk ring (8 MiB,
+ * shared by all such taps; pages are touched only once a whole tap opens), so that
+ * shmbus_tap_next() can give the whole message: `shmbus record` is built on it. A payload
+ * overwritten in the bulk ring before the tap read it (the tap fell 8 MiB behind) comes
+ * with only its first SHMBUS_TAP_CAPTURE - 8 bytes, captured saying so; nothing is silent.
+ * Costs each sender one more copy of its payload while such a tap is open.
+ * Errors: as shmbus_tap_open(), and -EINVAL for an unknown flag.
+ */
+int shmbus_tap_open_flags(shmbus_bus *bus, unsigned flags, shmbus_tap **out);
+
 /* The next message seen, oldest first: what the tap saw into *out (may be NULL) and up to
- * min(captured, cap) payload bytes into buf. Returns how many payload bytes it copied.
+ * min(captured, cap) payload bytes into buf (cap below captured: the rest is not copied,
+ * and the call still succeeds). Returns how many payload bytes it copied.
  * Waits up to timeout_ms (-1: forever, 0: not at all). Errors: -EINVAL (t NULL, or buf
  * NULL with cap > 0), -EAGAIN (nothing, with timeout 0), -ETIMEDOUT, -EINTR (a signal
  * handler ran while it slept), -EIDRM. On an error, out->missed still counts what was

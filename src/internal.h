@@ -18,6 +18,8 @@
  *   group_off            struct sb_group[SB_GROUPS]  (named groups, group.c), each
  *                          group_size bytes: name, leader word, counters, then one
  *                          membership word per client id
+ *   tap_bulk_off         bulk ring              (tap.c, layout 4): SB_TAP_BULK bytes of whole
+ *                                                 payloads, for taps opened SHMBUS_TAP_WHOLE
  *
  * Every size and offset is computed from (max_clients, slots, msg_size, ring bytes) by
  * sb__layout(); a process that attaches recomputes them itself and only checks that the
@@ -71,7 +73,7 @@
 /* 2: sb_entry.kept_gen; 3: mailbox v2 (the byte ring), sb_mbox.fd_armed (evfd.c), flow rows
  * (stats.c: bus-wide counters, per-pair counts), the tap area (tap.c), the group table
  * (group.c) */
-#define SB_LAYOUT_VERSION 3u
+#define SB_LAYOUT_VERSION 4u
 #define SB_LINE           64u
 #define SB_HEADER_SIZE    4096u
 #define SB_INTENTS        4u  /* concurrent sending threads per client that can each be tracked */
@@ -301,6 +303,7 @@ struct sb_layout {
     uint64_t flow_row_size, flows_off;
     uint64_t tap_off; /* the tap area (tap.c), after the flow rows */
     uint64_t group_size, group_off;
+    uint64_t tap_bulk_off; /* whole payloads for SHMBUS_TAP_WHOLE taps (tap.c), at the end */
 };
 
 struct shmbus_bus {
@@ -535,13 +538,16 @@ void sb__stats_taken(shmbus_bus *b, uint32_t dst, uint32_t src, uint64_t len, ui
 #define SB_TAP_MAX      8u           /* taps open at once on one bus */
 #define SB_TAP_SLOTS    1024u        /* tap ring positions (a power of two) */
 #define SB_TAP_STUCK_NS 100000000ull /* a claimed tap slot not written by then is missed */
+#define SB_TAP_BULK     (8u << 20)   /* the bulk ring of whole payloads (a power of two) */
 struct sb_tap_ctl {
     _Alignas(SB_LINE) _Atomic uint64_t mask; /* bit i: watcher[i] is in use */
     struct {
         _Atomic uint64_t pid;
         _Atomic uint64_t start_time;
     } watcher[SB_TAP_MAX];
+    _Atomic uint64_t whole; /* bit i: watcher[i] wants whole payloads (SHMBUS_TAP_WHOLE) */
     _Alignas(SB_LINE) _Atomic uint64_t head; /* the next tap position to claim */
+    _Atomic uint64_t bulk_head;              /* the next byte of the bulk ring to claim */
     _Alignas(SB_LINE) _Atomic uint32_t sleepers;
     struct sb_sem sem; /* posted by a sender that finds a reader asleep */
 };
