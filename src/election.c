@@ -179,24 +179,37 @@ int shmbus_elect_lease(shmbus_client *c, const char *name, unsigned lease_ms, in
     return campaign(c, name, lease_ms, timeout_ms);
 }
 
+/* The group `name` led by c: its index into *k and its leader word into *l. -EPERM when c
+ * does not lead it (someone else, nobody, or no such group), or an error of the lookup. */
+static int my_lead(shmbus_client *c, const char *name, int *k, uint64_t *l)
+{
+    *k = sb__group_find(c->bus, name, false);
+    if (*k == -ENOENT)
+        return -EPERM;
+    if (*k < 0)
+        return *k;
+    int r = load_lead(c->bus, (uint32_t)*k, l);
+    if (r < 0)
+        return r;
+    if (SB_LEAD_ID(*l) != c->id || SB_LEAD_GEN(*l) != c->gen)
+        return -EPERM;
+    return 0;
+}
+
+static int fence(shmbus_bus *b, const char *name, uint64_t epoch);
+
 int shmbus_renew(shmbus_client *c, const char *name, uint64_t epoch, unsigned lease_ms)
 {
     if (c == NULL || !sb__valid_name(name) || lease_ms > LEASE_MAX_MS || epoch == 0)
         return -EINVAL;
-    int k = sb__group_find(c->bus, name, false);
-    if (k < 0)
-        return k;
+    /* The fencing rule first: an older (or deposing) epoch is -ESTALE, a newer one -EINVAL,
+     * no such group -ENOENT. Then it must be ours (-EPERM: we resigned). */
+    int k, r = fence(c->bus, name, epoch);
     uint64_t l;
-    int r = load_lead(c->bus, (uint32_t)k, &l);
-    if (r < 0)
+    if (r < 0 || (r = my_lead(c, name, &k, &l)) < 0)
         return r;
-    uint64_t cur = SB_LEAD_EPOCH(l);
-    if (epoch < cur)
-        return -ESTALE;
-    if (epoch > cur)
-        return -EINVAL;
-    if (SB_LEAD_ID(l) != c->id || SB_LEAD_GEN(l) != c->gen)
-        return -EPERM; /* resigned, or epoch was never ours */
+    if (SB_LEAD_EPOCH(l) != epoch)
+        return SB_LEAD_EPOCH(l) > epoch ? -ESTALE : -EINVAL; /* changed since fence() */
     struct sb_group *g = sb__group(c->bus, (uint32_t)k);
     uint64_t w = atomic_load_explicit(&g->lease, memory_order_relaxed);
     for (;;) {
@@ -215,17 +228,11 @@ int shmbus_resign(shmbus_client *c, const char *name)
 {
     if (c == NULL || !sb__valid_name(name))
         return -EINVAL;
-    int k = sb__group_find(c->bus, name, false);
-    if (k == -ENOENT)
-        return -EPERM;
-    if (k < 0)
-        return k;
+    int k;
     uint64_t l;
-    int r = load_lead(c->bus, (uint32_t)k, &l);
+    int r = my_lead(c, name, &k, &l);
     if (r < 0)
         return r;
-    if (SB_LEAD_ID(l) != c->id || SB_LEAD_GEN(l) != c->gen)
-        return -EPERM;
     /* Release pairs with the acquire in load_lead(): what we did as leader is seen by
      * whoever sees the word without us. */
     if (!atomic_compare_exchange_strong_explicit(&sb__group(c->bus, (uint32_t)k)->lead, &l,
