@@ -24,15 +24,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# wait_for WHAT CMD...: poll CMD until it succeeds (deadline 20 s).
-wait_for() {
-    local what=$1 end=$((SECONDS + 20))
-    shift
-    until "$@"; do
-        [ $SECONDS -lt $end ] || { fail "never: $what"; return 1; }
-        sleep 0.01
-    done
-}
 live() { "$SHMBUS" stat "$1" --json 2>/dev/null | grep -qE "\"name\":\"$2\"[^}]*\"state\":\"live\""; }
 
 expect 0 "$SHMBUS" create "$a" --clients 8 --msg-size 65536
