@@ -71,8 +71,9 @@ int sb__layout(struct sb_layout *lay, uint32_t max_clients, uint32_t slots, uint
     lay->inflight_slot = round_up(sizeof(struct sb_inflight) + (uint64_t)msg_size, SB_LINE);
     lay->inflight_size = (uint64_t)SB_INFLIGHT * lay->inflight_slot;
     lay->inflight_off = round_up(lay->group_off + SB_GROUPS * lay->group_size, 4096);
-    lay->total_size =
+    lay->tap_bulk_off =
         round_up(lay->inflight_off + (uint64_t)max_clients * lay->inflight_size, 4096);
+    lay->total_size = lay->tap_bulk_off + SB_TAP_BULK;
     /* 64 GiB: far beyond what a sane bus needs, and keeps every product above in range. */
     if (lay->total_size > SHMBUS_MAX_BUS_SIZE)
         return -EFBIG;
