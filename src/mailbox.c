@@ -1374,11 +1374,8 @@ static bool claimant_live(shmbus_bus *b, uint32_t mbox_id, uint64_t pos)
         /* Acquire pairs with the release stores of state in shmbus_join() and the CAS to
          * CLEANING in cleanup_entry()/leave(): kind, pid and start_time agree. */
         uint64_t s = atomic_load_explicit(&e->state, memory_order_acquire);
-        /* A CLEANING entry's intents were a dead writer's (or a leaver's) and are ended first
-         * (sb__mbox_skip_intents()); one named after that is its live cleaner's, putting a
-         * redelivered copy somewhere (sb__mbox_resend()). */
-        if (SB_ST_KIND(s) != SB_LIVE && SB_ST_KIND(s) != SB_CLEANING)
-            continue;
+        if (SB_ST_KIND(s) != SB_LIVE)
+            continue; /* a CLEANING entry's intents are a dead writer's (or a leaver's, ended) */
         bool named = false;
         for (unsigned i = 0; i < SB_INTENTS; i++) {
             struct sb_intent *in = &e->intent[i];

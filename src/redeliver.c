@@ -17,9 +17,11 @@
  * shmbus_leave()). It puts a copy of each message into another current member's mailbox
  * (sb__mbox_resend(): never waits for room), flagged SHMBUS_MSG_REDELIVERED, then frees the
  * slot or marks the record DONE. Copies are written under the dead member's id, with the
- * dead entry's intent records naming the claims: claimant_live() counts a CLEANING entry's
- * intents as live while its cleaner lives (sb__mbox_skip_intents() ended the dead client's
- * own ones first).
+ * dead entry's intent records naming the claims (sb__mbox_skip_intents() ended the dead
+ * client's own ones first). The dead-writer rule counts only LIVE entries' intents, so a
+ * consumer that looks at its stuck head just while a copy is being filled may skip it: the
+ * copy's commit then fails (-ECONNRESET) and the salvager picks again. A rare retry, and
+ * consumers never wait longer for a salvager than for a dead writer.
  *
  * A salvager that dies half-way leaves CLEANING with its dead pid: the next reaper takes
  * the entry over and starts again from the published head and the slots still held, so
