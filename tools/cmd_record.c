@@ -28,6 +28,7 @@
  */
 #include <errno.h>
 #include <getopt.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -108,6 +109,7 @@ struct rec_out {
     FILE *f;
     const char *file;
     uint64_t messages, missed, cut;
+    off_t good; /* the end of the last whole record (for cutting off a partial one) */
 };
 
 static int put_record(struct rec_out *o, uint32_t kind, const void *a, size_t alen, const void *b,
@@ -117,9 +119,15 @@ static int put_record(struct rec_out *o, uint32_t kind, const void *a, size_t al
     p.crc = crc32c(crc32c(0, a, alen), b, blen);
     if (fwrite(&p, sizeof(p), 1, o->f) != 1 || fwrite(a, alen, 1, o->f) != 1 ||
         (blen != 0 && fwrite(b, blen, 1, o->f) != 1) || fflush(o->f) != 0) {
-        sb_err("record", "writing %s: %s", o->file, strerror(errno));
+        int err = errno;
+        /* A full disk or a file size limit: cut off the partial record, so that the file
+         * stays a whole recording of everything before it (a pipe cannot be cut). */
+        int cut = ftruncate(fileno(o->f), o->good) == 0;
+        sb_err("record", "writing %s: %s%s", o->file, strerror(err),
+               cut ? " (the file holds every message before this one)" : "");
         return -1;
     }
+    o->good += (off_t)(sizeof(p) + alen + blen);
     return 0;
 }
 
@@ -207,6 +215,7 @@ int sb_cmd_record(int argc, char **argv)
         return sb_bad_usage("record", record_usage, "'%s': %s", a.bus, why);
 
     sb_catch_stop_signals();
+    signal(SIGXFSZ, SIG_IGN); /* a file size limit is a write error (EFBIG), not a death */
     shmbus_bus *bus;
     struct shmbus_bus_info bi;
     if (sb_open_bus("record", a.bus, 0, &bus) < 0)
@@ -234,6 +243,7 @@ int sb_cmd_record(int argc, char **argv)
                            .started_wall_ns = sb_wall_of_mono_ns(sb_now_ns())};
     memcpy(h.magic, REC_MAGIC, sizeof(h.magic));
     snprintf(h.bus, sizeof(h.bus), "%s", a.bus);
+    o.good = (off_t)sizeof(h);
     if (fwrite(&h, sizeof(h), 1, o.f) != 1 || fflush(o.f) != 0) {
         sb_err("record", "writing %s: %s", a.file, strerror(errno));
         rc = SB_EXIT_FAIL;
