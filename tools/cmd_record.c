@@ -95,8 +95,9 @@ static const char record_usage[] =
     "  -h, --help         this text\n"
     "Senders pay one more copy of each message while a recording runs. FILE is complete\n"
     "whichever way record stops.\n"
-    "Exit status: 0 done; 1 failure (FILE cannot be written: the message that did not fit\n"
-    "is not in it), or --count messages did not come in time; 2 bad usage; 130/143/129\n"
+    "Exit status: 0 done; 1 failure (FILE cannot be written: it keeps every message\n"
+    "before the one that did not fit), or --count messages did not come in time; 2 bad\n"
+    "usage; 130/143/129\n"
     "stopped by SIGINT/SIGTERM/SIGHUP (the usual way to end a recording).\n";
 
 struct record_args {
