@@ -97,8 +97,8 @@ static const char record_usage[] =
     "whichever way record stops.\n"
     "Exit status: 0 done; 1 failure (FILE cannot be written: it keeps every message\n"
     "before the one that did not fit), or --count messages did not come in time; 2 bad\n"
-    "usage; 130/143/129\n"
-    "stopped by SIGINT/SIGTERM/SIGHUP (the usual way to end a recording).\n";
+    "usage; 130/143/129 stopped by SIGINT/SIGTERM/SIGHUP (the usual way to end a\n"
+    "recording).\n";
 
 struct record_args {
     const char *bus, *file;
