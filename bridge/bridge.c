@@ -3,23 +3,37 @@
  *
  * Design notes.
  *   One bridge per bus and host. It is an ordinary client of the bus (public API only,
- *   include/shmbus.h), joined under a name (--as, default "bridge"), plus a second client
- *   "<name>.req" that makes the requests remote nodes ask for (a request waits for its reply
- *   on the receive side of its client, which the main loop must keep for itself).
+ *   include/shmbus.h), joined under a name (--as, default "bridge"), plus the clients
+ *   "<name>.req" (and "<name>.r2" ... as needed, up to --requests) that make the requests
+ *   remote nodes ask for (a request waits for its reply on the receive side of its client,
+ *   which the main loop must keep for itself), and with --topic "<name>.pub", the member of
+ *   the exported topics.
  *
  *   Threads. The main thread takes what local programs send to the bridge (peek, publish,
  *   consume: a message leaves the mailbox only once NATS took it, into its socket or into
- *   its reconnect buffer) and writes the state file once per --interval. libnats runs one
- *   thread per subscription: PREFIX.NODE.msg (delivers to local clients), PREFIX.NODE.req
- *   (makes the request through the .req client and publishes the reply) and PREFIX.NODE.rep
- *   (hands replies to local requesters with shmbus_reply()). Per-sender order holds because
- *   each of those paths is one thread and NATS keeps one publisher's order on a subject.
+ *   its reconnect buffer), follows the work queues it serves (subscribed on NATS while the
+ *   group has members here) every 100 ms, and writes the state file once per --interval.
+ *   The topic thread drains "<name>.pub" and exports. libnats runs one thread per
+ *   subscription: PREFIX.NODE.msg (delivers to local clients), PREFIX.NODE.req (queues the
+ *   request for a server thread, which makes it through its own client and publishes the
+ *   reply), PREFIX.NODE.rep.* (hands replies to local requesters with shmbus_reply()),
+ *   PREFIX.topic.T per topic (publishes here), PREFIX.queue.Q per served queue (gives the
+ *   job to one local member). Per-sender order holds because each of those paths is one
+ *   thread and NATS keeps one publisher's order on a subject.
+ *
+ *   Loops. A topic's copies come back to their exporter twice: from NATS (it subscribes to
+ *   the subject it publishes on: dropped by the frame's origin node) and from the bus (its
+ *   own client is a member of the topic it publishes imports to: dropped by sender id). So
+ *   an imported message is never exported again, and each bridge exports only what
+ *   programs of its own bus published.
  *
  *   Losses. Core NATS is at most once: a server that dies takes what it held. Every frame
- *   carries a sequence number per (sending bridge, destination node, kind); the receiving
- *   bridge counts the gaps ("lost"), the messages libnats dropped for a slow consumer, and
- *   the ones it could not deliver (no such client, its mailbox full for --timeout), so that
- *   every loss shows in the state file. JetStream (at least once) is not used.
+ *   carries a sequence number per (sending bridge, destination node, kind), per topic for
+ *   topics; the receiving bridge counts the gaps ("lost"), the messages libnats dropped for
+ *   a slow consumer, and the ones it could not deliver (no such client, its mailbox full for
+ *   --timeout), so that every loss shows in the state file. Work-queue frames go to one of
+ *   several bridges and are not numbered; a queue that no bridge serves is reported by the
+ *   server ("no responders") and counted by the sender. JetStream is not used.
  *
  *   Counters are relaxed atomics: each is exact, they are only read for the state file, and
  *   nothing is ordered by them (no release/acquire pairs in this file).
