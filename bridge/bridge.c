@@ -75,7 +75,7 @@ struct config {
     const char *bus, *url, *node, *as, *prefix;
     const char *creds, *user, *password, *tls_ca, *tls_cert, *tls_key;
     const char *topics[MAX_GROUPS], *queues[MAX_GROUPS];
-    int ntopics, nqueues, requests;
+    int ntopics, nqueues, requests, jetstream;
     int once, timeout_ms, interval_ms, quiet, bench, count, spin_us;
 };
 
@@ -96,6 +96,7 @@ struct peer {
     int absent;        /* its bridge did not answer: drop what is for it, ping again later */
     int64_t since;     /* when we started waiting for it to come back (0: not waiting) */
     int64_t next_ping; /* when absent: no ping before this */
+    int64_t js_since;  /* --jetstream: when "no stream" began (0: it answers) */
 };
 
 struct pending {
@@ -132,6 +133,9 @@ static struct served served[MAX_GROUPS];
 static char topic_of[SHMBUS_GROUPS][SHMBUS_NAME_MAX + 1]; /* group index -> exported topic */
 static pthread_t topic_thread;
 static int topic_thread_on;
+static jsCtx *js;                /* --jetstream */
+static natsSubscription *js_sub; /* our stream's durable consumer */
+static uint64_t bus_nonce;       /* tells this bus's messages apart in JetStream's ids */
 static char last_error[160];
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER; /* guards the tables below */
@@ -140,6 +144,7 @@ static uint64_t next_token = 1;
 static struct seqkey seq_out[SEQ_KEYS], seq_in[SEQ_KEYS];
 static struct peer peers[SEQ_KEYS]; /* the main thread's only */
 
+static void nap(int ms);
 static void logmsg(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static void logmsg(const char *fmt, ...)
 {
@@ -1063,6 +1068,177 @@ static void on_nats_error(natsConnection *c, natsSubscription *sub, natsStatus e
     count_error(NULL, "NATS: %s", natsStatus_GetText(err));
 }
 
+/* The main thread's entry for node (made if new), or NULL if SEQ_KEYS nodes are known. */
+static struct peer *peer_find(const char *node, size_t len)
+{
+    size_t i;
+
+    for (i = 0; i < SEQ_KEYS; i++) {
+        if (peers[i].node[0] == '\0') {
+            memcpy(peers[i].node, node, len);
+            return &peers[i];
+        }
+        if (same(peers[i].node, node, len))
+            return &peers[i];
+    }
+    return NULL;
+}
+
+/* ---- JetStream (--jetstream): direct messages at least once ------------------------- */
+
+/*
+ * With --jetstream, direct messages for node N go to PREFIX.N.js, the subject of stream
+ * SHMBUS_PREFIX_N (file storage, work-queue retention) that N's bridge makes at start, and
+ * reach N's bus through that bridge's durable consumer "bridge": one message in flight
+ * (MaxAckPending 1, so that a redelivery cannot overtake), acknowledged only once the local
+ * client has it in its mailbox. The sending bridge consumes a message from its mailbox only
+ * once the stream acknowledged it, and gives each a message id made of the bus's nonce,
+ * the sender's id, its sequence number and send time, so that a publish retried after a
+ * timeout, or by the next bridge after a crash, is dropped by the stream's duplicate window
+ * (2 minutes) rather than stored twice. What remains: a receiving bridge (or the server)
+ * that dies between the local delivery and the acknowledgement delivers that message
+ * again. Requests, topics and work queues still go through core NATS.
+ */
+static void stream_name(char *out, size_t cap, const char *node, size_t len)
+{
+    snprintf(out, cap, "SHMBUS_%s_%.*s", cfg.prefix, (int)len, node);
+}
+
+/* PREFIX.NODE.js through our durable consumer: deliver, then acknowledge. */
+static void on_js(natsConnection *c, natsSubscription *sub, natsMsg *m, void *arg)
+{
+    char *buf = malloc(msg_size);
+    struct frame f;
+    long n;
+    int id, rc;
+
+    (void)c, (void)sub, (void)arg;
+    if (buf == NULL) {
+        natsMsg_NakWithDelay(m, 1000, NULL);
+        goto out;
+    }
+    if (frame_decode(natsMsg_GetData(m), (size_t)natsMsg_GetDataLength(m), &f) ||
+        f.kind != FRAME_MSG) {
+        count_error(&st.bad, "a malformed frame in the stream dropped");
+        natsMsg_Term(m, NULL);
+        goto out;
+    }
+    id = resolve(f.dst, f.dst_len);
+    n = with_origin(&f, buf, msg_size);
+    rc = id < 0 ? id : n < 0 ? (int)n : 0;
+    if (rc == 0)
+        rc = shmbus_send(cl, (uint32_t)id, buf, (size_t)n, SHMBUS_PRIO(f.prio), cfg.timeout_ms);
+    if (rc == -ETIMEDOUT || rc == -EAGAIN || rc == -EINTR) {
+        /* Its mailbox stayed full: again in a second; nothing passes it meanwhile. */
+        natsMsg_NakWithDelay(m, 1000, NULL);
+        goto out;
+    }
+    natsMsg_Ack(m, NULL);
+    if (rc < 0) {
+        count_error(&st.undeliverable, "message from %.*s to %.*s: %s", (int)f.org_len, f.org,
+                    (int)f.dst_len, f.dst, shmbus_strerror(rc));
+        goto out;
+    }
+    add(&st.in_msgs, 1);
+    add(&st.in_bytes, f.body_len);
+out:
+    free(buf);
+    natsMsg_Destroy(m);
+}
+
+/* Make (or find) our stream and bind our durable consumer to it. */
+static int jetstream_setup(void)
+{
+    char name[96], subj[256];
+    const char *subjects[1] = {subj};
+    jsStreamConfig sc;
+    jsStreamInfo *si = NULL;
+    jsSubOptions so;
+    jsErrCode jerr = 0;
+    natsStatus s;
+
+    stream_name(name, sizeof(name), cfg.node, strlen(cfg.node));
+    subject(subj, sizeof(subj), cfg.node, strlen(cfg.node), "js");
+    s = natsConnection_JetStream(&js, nc, NULL);
+    if (s == NATS_OK) {
+        jsStreamConfig_Init(&sc);
+        sc.Name = name;
+        sc.Subjects = subjects;
+        sc.SubjectsLen = 1;
+        sc.Storage = js_FileStorage;
+        sc.Retention = js_WorkQueuePolicy;
+        s = js_AddStream(&si, js, &sc, NULL, &jerr);
+        jsStreamInfo_Destroy(si);
+        if (jerr == JSStreamNameExistErr)
+            s = NATS_OK; /* made by an earlier bridge, with other settings: use it */
+    }
+    if (s != NATS_OK) {
+        fprintf(stderr,
+                "shmbus: bridge: --jetstream: stream %s: %s (does the server run with "
+                "JetStream, nats-server -js?)\n",
+                name,
+                nats_GetLastError(NULL) != NULL ? nats_GetLastError(NULL) : natsStatus_GetText(s));
+        return -1;
+    }
+    jsSubOptions_Init(&so);
+    so.Stream = name;
+    so.ManualAck = true;
+    so.Config.Durable = "bridge";
+    so.Config.AckPolicy = js_AckExplicit;
+    so.Config.AckWait = (int64_t)(cfg.timeout_ms + 5000) * 1000000; /* nanoseconds */
+    so.Config.MaxAckPending = 1;
+    so.Config.DeliverPolicy = js_DeliverAll;
+    s = js_Subscribe(&js_sub, js, subj, on_js, NULL, NULL, &so, &jerr);
+    if (s != NATS_OK) {
+        fprintf(stderr, "shmbus: bridge: --jetstream: consumer on %s: %s\n", name,
+                nats_GetLastError(NULL));
+        return -1;
+    }
+    return 0;
+}
+
+/* Publish the frame out (len bytes) for node to its stream. Returns 0 (stored, or refused
+ * and counted: consume it) or -EAGAIN (not now: it stays in the mailbox). */
+static int forward_js(const struct shmbus_msg *h, const char *node, size_t nlen, const uint8_t *out,
+                      size_t len)
+{
+    char subj[256], id[96];
+    jsPubOptions po;
+    jsPubAck *pa = NULL;
+    struct peer *p;
+    jsErrCode jerr = 0;
+    natsStatus s;
+
+    subject(subj, sizeof(subj), node, nlen, "js");
+    snprintf(id, sizeof(id), "%016" PRIx64 "-%" PRIu32 "-%" PRIu64 "-%" PRIu64, bus_nonce, h->src,
+             h->seq, h->sent_ns);
+    jsPubOptions_Init(&po);
+    po.MsgId = id;
+    po.MaxWait = 2000;
+    s = js_Publish(&pa, js, subj, out, (int)len, &po, &jerr);
+    jsPubAck_Destroy(pa);
+    p = peer_find(node, nlen);
+    if (s == NATS_OK) {
+        if (p != NULL)
+            p->js_since = 0;
+        return 0;
+    }
+    /* "No responders": no stream takes that subject. A server that has just restarted says
+     * so too, for a few seconds while it restores its streams: give it 10 s in a row. */
+    if (s == NATS_NO_RESPONDERS && p != NULL && p->js_since == 0)
+        p->js_since = now_ms();
+    if (s == NATS_NO_RESPONDERS && (p == NULL || now_ms() - p->js_since >= 10000)) {
+        count_error(&st.undeliverable,
+                    "node %.*s has no JetStream stream (its bridge runs without --jetstream?): "
+                    "message from client %" PRIu32 " dropped",
+                    (int)nlen, node, h->src);
+        return 0;
+    }
+    if (s == NATS_NO_RESPONDERS)
+        nap(100);   /* not a busy loop meanwhile */
+    return -EAGAIN; /* again later; the message id makes a stored one a duplicate */
+}
+
 /* ---- from the bus to NATS -------------------------------------------------------------- */
 
 /*
@@ -1081,18 +1257,12 @@ static int peer_ready(const char *node, size_t len)
     natsMsg *r = NULL;
     struct peer *p = NULL;
     int64_t now;
-    size_t i;
 
     if (!atomic_load_explicit(&st.connected, memory_order_relaxed))
         return -EAGAIN;
-    for (i = 0; i < SEQ_KEYS && p == NULL; i++)
-        if (peers[i].node[0] == '\0' ||
-            (strlen(peers[i].node) == len && memcmp(peers[i].node, node, len) == 0))
-            p = &peers[i];
+    p = peer_find(node, len);
     if (p == NULL)
         return 0; /* more nodes than we follow: publish and hope */
-    if (p->node[0] == '\0')
-        memcpy(p->node, node, len);
     if (p->gen == gen)
         return 0;
     now = now_ms();
@@ -1163,9 +1333,9 @@ static int forward(const struct shmbus_msg *h, const char *data, size_t len, uin
         reply_error(cl, h, node, alen, EINVAL);
         return 0;
     }
-    if (queue) {
+    if (queue || (cfg.jetstream && !request)) {
         if (!atomic_load_explicit(&st.connected, memory_order_relaxed))
-            return -EAGAIN;
+            return -EAGAIN; /* (the stream keeps it for a bridge that is down, not NATS) */
     } else {
         s = peer_ready(node, nlen);
         if (s == -EAGAIN)
@@ -1197,6 +1367,8 @@ static int forward(const struct shmbus_msg *h, const char *data, size_t len, uin
          * reply subject only ever gets the server's "no responders" (on_noresp()). */
         group_subject(subj, sizeof(subj), "queue", target, tlen);
         snprintf(reply, sizeof(reply), "%s.%s.nr.%.*s", cfg.prefix, cfg.node, (int)tlen, target);
+    } else if (cfg.jetstream && !request) {
+        /* Not numbered either: the stream loses nothing, and may deliver twice. */
     } else {
         subject(subj, sizeof(subj), node, nlen, request ? "req" : "msg");
         f.seq = seq_next(node, nlen, "", 0, f.kind);
@@ -1214,18 +1386,21 @@ static int forward(const struct shmbus_msg *h, const char *data, size_t len, uin
     }
     fl = frame_encode(&f, out, cap);
     if (fl < 0) {
-        if (!queue)
+        if (f.seq != 0)
             seq_unsend(node, nlen, "", 0, f.kind);
         count_error(&st.bad, "client %" PRIu32 ": message too large", h->src);
         if (request && pending_take(token, &gone))
             reply_error(cl, h, node, alen, EMSGSIZE);
         return 0;
     }
-    s = publish(subj, reply[0] != '\0' ? reply : NULL, out, (size_t)fl);
+    if (cfg.jetstream && !request && !queue)
+        s = forward_js(h, node, nlen, out, (size_t)fl);
+    else
+        s = publish(subj, reply[0] != '\0' ? reply : NULL, out, (size_t)fl);
     if (s != 0) {
         if (token != 0)
             pending_take(token, &gone);
-        if (!queue) /* not sent: take the number back so that the peer sees no gap */
+        if (f.seq != 0) /* not sent: take the number back so that the peer sees no gap */
             seq_unsend(node, nlen, "", 0, f.kind);
         return -EAGAIN;
     }
@@ -1529,6 +1704,7 @@ static int join_bus(void)
         return -1;
     }
     msg_size = info.msg_size;
+    bus_nonce = info.nonce;
     shmbus_reap(bus); /* a bridge killed with -9 may still hold our name */
     rc = shmbus_join(bus, 0, cfg.as, &cl);
     snprintf(reqname, sizeof(reqname), "%s.req", cfg.as);
@@ -1565,6 +1741,8 @@ static void usage(FILE *f)
           "                     group NAME has members here (repeatable, up to 32)\n"
           "  --requests N       serve up to N requests from other nodes at once, each with\n"
           "                     its own client on BUS (default 4, at most 16)\n"
+          "  --jetstream        direct messages at least once, through a JetStream stream\n"
+          "                     per node (every bridge needs it; the server runs -js)\n"
           "  --creds FILE       NATS credentials file (JWT and seed)\n"
           "  --user U --password P   NATS user and password ($SHMBUS_NATS_PASSWORD)\n"
           "  --tls-ca FILE --tls-cert FILE --tls-key FILE   TLS to the NATS server\n"
@@ -1593,19 +1771,31 @@ static int parse_ms(const char *s, int *out)
 
 static int parse_args(int argc, char **argv, int *stats)
 {
-    static const struct option longopts[] = {
-        {"nats", required_argument, NULL, 'n'},     {"node", required_argument, NULL, 'N'},
-        {"as", required_argument, NULL, 'a'},       {"prefix", required_argument, NULL, 'P'},
-        {"creds", required_argument, NULL, 'c'},    {"user", required_argument, NULL, 'u'},
-        {"password", required_argument, NULL, 'p'}, {"tls-ca", required_argument, NULL, 'C'},
-        {"tls-cert", required_argument, NULL, 'T'}, {"tls-key", required_argument, NULL, 'K'},
-        {"once", no_argument, NULL, '1'},           {"timeout", required_argument, NULL, 't'},
-        {"interval", required_argument, NULL, 'i'}, {"stats", no_argument, NULL, 's'},
-        {"quiet", no_argument, NULL, 'q'},          {"help", no_argument, NULL, 'h'},
-        {"version", no_argument, NULL, 'V'},        {"bench", no_argument, NULL, 'B'},
-        {"count", required_argument, NULL, 'k'},    {"spin", required_argument, NULL, 'S'},
-        {"topic", required_argument, NULL, 'o'},    {"queue", required_argument, NULL, 'Q'},
-        {"requests", required_argument, NULL, 'r'}, {NULL, 0, NULL, 0}};
+    static const struct option longopts[] = {{"nats", required_argument, NULL, 'n'},
+                                             {"node", required_argument, NULL, 'N'},
+                                             {"as", required_argument, NULL, 'a'},
+                                             {"prefix", required_argument, NULL, 'P'},
+                                             {"creds", required_argument, NULL, 'c'},
+                                             {"user", required_argument, NULL, 'u'},
+                                             {"password", required_argument, NULL, 'p'},
+                                             {"tls-ca", required_argument, NULL, 'C'},
+                                             {"tls-cert", required_argument, NULL, 'T'},
+                                             {"tls-key", required_argument, NULL, 'K'},
+                                             {"once", no_argument, NULL, '1'},
+                                             {"timeout", required_argument, NULL, 't'},
+                                             {"interval", required_argument, NULL, 'i'},
+                                             {"stats", no_argument, NULL, 's'},
+                                             {"quiet", no_argument, NULL, 'q'},
+                                             {"help", no_argument, NULL, 'h'},
+                                             {"version", no_argument, NULL, 'V'},
+                                             {"bench", no_argument, NULL, 'B'},
+                                             {"count", required_argument, NULL, 'k'},
+                                             {"spin", required_argument, NULL, 'S'},
+                                             {"topic", required_argument, NULL, 'o'},
+                                             {"queue", required_argument, NULL, 'Q'},
+                                             {"requests", required_argument, NULL, 'r'},
+                                             {"jetstream", no_argument, NULL, 'J'},
+                                             {NULL, 0, NULL, 0}};
     int o;
 
     cfg.url = "nats://127.0.0.1:4222";
@@ -1634,6 +1824,9 @@ static int parse_args(int argc, char **argv, int *stats)
                 cfg.topics[cfg.ntopics++] = optarg;
             else
                 cfg.queues[cfg.nqueues++] = optarg;
+            break;
+        case 'J':
+            cfg.jetstream = 1;
             break;
         case 'r':
             if (parse_ms(optarg, &cfg.requests) != 0 || cfg.requests < 1 ||
@@ -1864,7 +2057,7 @@ int main(int argc, char **argv)
         goto out;
     atomic_store_explicit(&st.generation, 1, memory_order_relaxed);
     atomic_store_explicit(&st.connected, 1, memory_order_relaxed);
-    if (subscribe() != 0 || start_topic_thread() != 0)
+    if ((cfg.jetstream && jetstream_setup() != 0) || subscribe() != 0 || start_topic_thread() != 0)
         goto out;
     logmsg("bus %s, client %s (id %" PRIu32 "), node %s, NATS %s: ready", cfg.bus, cfg.as,
            shmbus_client_id(cl), cfg.node, cfg.url);
@@ -1882,6 +2075,11 @@ out:
             natsSubscription_Destroy(subs[i]);
             subs[i] = NULL;
         }
+        /* Destroyed, never unsubscribed: that would delete the durable consumer. */
+        natsSubscription_Destroy(js_sub);
+        js_sub = NULL;
+        jsCtx_Destroy(js);
+        js = NULL;
         for (i = 0; i < MAX_GROUPS; i++) {
             natsSubscription_Destroy(topic_subs[i]);
             natsSubscription_Destroy(served[i].sub);
