@@ -27,10 +27,14 @@ start_nats() {
     nats_pid=$!
 }
 
-# state HOST KEY: a field of that host's bridge state (shmbus-bridge --stats), lower case.
+# state HOST KEY: a field of that host's bridge state (shmbus-bridge --stats), lower case;
+# fails quietly while there is no state yet.
 state() {
-    SHMBUS_DIR=$1 "$BRIDGE" "$bus" --stats 2>/dev/null |
-        python3 -c 'import json, sys; print(str(json.load(sys.stdin)[sys.argv[1]]).lower())' "$2"
+    SHMBUS_DIR=$1 "$BRIDGE" "$bus" --stats 2>/dev/null | python3 -c 'import json, sys
+try:
+    print(str(json.load(sys.stdin)[sys.argv[1]]).lower())
+except ValueError:
+    sys.exit(1)' "$2"
 }
 state_is() { [ "$(state "$1" "$2")" = "$3" ]; }
 state_ge() { local v; v=$(state "$1" "$2") && [ "${v:-0}" -ge "$3" ]; }
