@@ -33,7 +33,9 @@
  *   a slow consumer, and the ones it could not deliver (no such client, its mailbox full for
  *   --timeout), so that every loss shows in the state file. Work-queue frames go to one of
  *   several bridges and are not numbered; a queue that no bridge serves is reported by the
- *   server ("no responders") and counted by the sender. JetStream is not used.
+ *   server ("no responders") and counted by the sender. With --jetstream, direct messages
+ *   go through a stream per node instead and are delivered at least once (see "JetStream"
+ *   below).
  *
  *   Counters are relaxed atomics: each is exact, they are only read for the state file, and
  *   nothing is ordered by them (no release/acquire pairs in this file).
