@@ -46,7 +46,8 @@ trap cleanup EXIT
 # so that $! is CMD's own pid); the pid joins $pids.
 bg() {
     SHMBUS_DIR=$1 "${@:2}" &
-    pids="$pids $!"
+    last=$!
+    pids="$pids $last"
 }
 # payloads FILE: the payloads `shmbus recv` printed, one a line.
 payloads() { sed 's/^[^:]*:[^:]*:[^:]*: //' "$1"; }
@@ -96,7 +97,9 @@ done
 # 2. A work queue across: worker wA on A, wB1 and wB2 on B; 200 jobs sent on A to "*/jobs".
 bg "$A" "$SHMBUS" recv "$bus" --as wA --sub jobs >"$work/wA.out" 2>&1
 bg "$B" "$SHMBUS" recv "$bus" --as wB1 --sub jobs >"$work/wB1.out" 2>&1
+wB1=$last
 bg "$B" "$SHMBUS" recv "$bus" --as wB2 --sub jobs >"$work/wB2.out" 2>&1
+wB2=$last
 serving() { [ "$(state "$1" serving)" = "['jobs']" ]; }
 wait_for "A serving jobs" serving "$A"
 wait_for "B serving jobs" serving "$B"
@@ -112,6 +115,17 @@ onA_n=$(wc -l <"$work/wA.out")
 onB_n=$(($(wc -l <"$work/wB1.out") + $(wc -l <"$work/wB2.out")))
 echo "work queue: $onA_n jobs done on A, $onB_n on B"
 [ "$onA_n" -gt 0 ] && [ "$onB_n" -gt 0 ] || fail "jobs did not spread over both hosts (A $onA_n, B $onB_n)"
+# The bridges follow their groups: once B has no worker left, its bridge leaves the NATS
+# queue group and every job goes to A (none is lost on B's side).
+kill -TERM "$wB1" "$wB2"
+wait "$wB1" "$wB2" 2>/dev/null
+wait_for "B to stop serving jobs" state_is "$B" serving "[]"
+seq 1 50 | sed 's|^|*/jobs late |' >"$work/late.in"
+expect 0 onA timeout 30 "$SHMBUS" send "$bus" --as jsrc --to bridge --timeout 10000 <"$work/late.in"
+late_at_A() { [ "$(grep -c ': late ' "$work/wA.out")" -ge 50 ]; }
+wait_for "the 50 late jobs at A" late_at_A
+[ "$(grep -c ': late ' "$work/wA.out")" -eq 50 ] || fail "A's worker got $(grep -c ': late ' "$work/wA.out") late jobs, want 50"
+
 # A queue nobody serves: NATS says "no responders"; the sending bridge counts the loss.
 before=$(state "$A" undeliverable)
 expect 0 onA "$SHMBUS" send "$bus" --as jsrc --to bridge "*/idle x"
