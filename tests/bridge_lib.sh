@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared by the bridge's shell tests (tests/test_bridge*.sh): source it after cli_lib.sh and
 # proc_lib.sh. Two buses called $bus in two runtime directories, $A and $B, stand for two
 # hosts; nats-server runs on a free loopback port ($url). The caller sets $bus, $A, $B and
