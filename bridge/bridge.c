@@ -136,8 +136,10 @@ static char topic_of[SHMBUS_GROUPS][SHMBUS_NAME_MAX + 1]; /* group index -> expo
 static pthread_t topic_thread;
 static int topic_thread_on;
 static jsCtx *js;                /* --jetstream */
-static natsSubscription *js_sub; /* our stream's durable consumer */
-static uint64_t bus_nonce;       /* tells this bus's messages apart in JetStream's ids */
+static natsSubscription *js_sub; /* our stream's durable pull consumer */
+static pthread_t js_thread;
+static int js_thread_on;
+static uint64_t bus_nonce; /* tells this bus's messages apart in JetStream's ids */
 static char last_error[160];
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER; /* guards the tables below */
@@ -147,6 +149,27 @@ static struct seqkey seq_out[SEQ_KEYS], seq_in[SEQ_KEYS];
 static struct peer peers[SEQ_KEYS]; /* the main thread's only */
 
 static void nap(int ms);
+
+/* Start a thread of ours with SIGINT/SIGTERM blocked (the main thread takes them); *on = 1
+ * once it runs. Returns 0 or -1 (said on stderr). */
+static int start_thread(pthread_t *t, void *(*fn)(void *), int *on, const char *what)
+{
+    sigset_t set, old;
+    int rc;
+
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &set, &old);
+    rc = pthread_create(t, NULL, fn, NULL);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (rc != 0) {
+        fprintf(stderr, "shmbus: bridge: %s thread: %s\n", what, strerror(rc));
+        return -1;
+    }
+    *on = 1;
+    return 0;
+}
 static void logmsg(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static void logmsg(const char *fmt, ...)
 {
@@ -1091,30 +1114,29 @@ static struct peer *peer_find(const char *node, size_t len)
 /*
  * With --jetstream, direct messages for node N go to PREFIX.N.js, the subject of stream
  * SHMBUS_PREFIX_N (file storage, work-queue retention) that N's bridge makes at start, and
- * reach N's bus through that bridge's durable consumer "bridge": one message in flight
- * (MaxAckPending 1, so that a redelivery cannot overtake), acknowledged only once the local
- * client has it in its mailbox. The sending bridge consumes a message from its mailbox only
- * once the stream acknowledged it, and gives each a message id made of the bus's nonce,
- * the sender's id, its sequence number and send time, so that a publish retried after a
- * timeout, or by the next bridge after a crash, is dropped by the stream's duplicate window
- * (2 minutes) rather than stored twice. What remains: a receiving bridge (or the server)
- * that dies between the local delivery and the acknowledgement delivers that message
- * again. Requests, topics and work queues still go through core NATS.
+ * reach N's bus through that bridge's durable pull consumer "bridge", fetched by its
+ * JetStream thread: one message in flight (MaxAckPending 1, so that a redelivery cannot
+ * overtake), acknowledged only once the local client has it in its mailbox. The sending bridge
+ * consumes a message from its mailbox only once the stream acknowledged it, and gives each a
+ * message id made of the bus's nonce, the sender's id, its sequence number and send time, so that a
+ * publish retried after a timeout, or by the next bridge after a crash, is dropped by the stream's
+ * duplicate window (2 minutes) rather than stored twice. What remains: a receiving bridge (or the
+ * server) that dies between the local delivery and the acknowledgement delivers that message again.
+ * Requests, topics and work queues still go through core NATS.
  */
 static void stream_name(char *out, size_t cap, const char *node, size_t len)
 {
     snprintf(out, cap, "SHMBUS_%s_%.*s", cfg.prefix, (int)len, node);
 }
 
-/* PREFIX.NODE.js through our durable consumer: deliver, then acknowledge. */
-static void on_js(natsConnection *c, natsSubscription *sub, natsMsg *m, void *arg)
+/* One message of our stream: deliver, then acknowledge. m stays the caller's. */
+static void deliver_js(natsMsg *m)
 {
     char *buf = malloc(msg_size);
     struct frame f;
     long n;
     int id, rc;
 
-    (void)c, (void)sub, (void)arg;
     if (buf == NULL) {
         natsMsg_NakWithDelay(m, 1000, NULL);
         goto out;
@@ -1145,7 +1167,31 @@ static void on_js(natsConnection *c, natsSubscription *sub, natsMsg *m, void *ar
     add(&st.in_bytes, f.body_len);
 out:
     free(buf);
-    natsMsg_Destroy(m);
+}
+
+/*
+ * The JetStream thread: fetch our stream's messages one at a time from the durable pull
+ * consumer and deliver them. A pull consumer rather than a push one: each fetch is a new
+ * request, so delivery resumes by itself once a restarted server is back (a push consumer
+ * restored by nats-server 2.9 could stay silent after a restart in our tests).
+ */
+static void *js_main(void *arg)
+{
+    natsMsgList list;
+    natsStatus s;
+    int i;
+
+    (void)arg;
+    while (!stop) {
+        memset(&list, 0, sizeof(list));
+        s = natsSubscription_Fetch(&list, js_sub, 1, 500, NULL);
+        for (i = 0; s == NATS_OK && i < list.Count; i++)
+            deliver_js(list.Msgs[i]);
+        natsMsgList_Destroy(&list);
+        if (s != NATS_OK && s != NATS_TIMEOUT)
+            nap(100); /* NATS is away: no busy loop */
+    }
+    return NULL;
 }
 
 /* Make (or find) our stream and bind our durable consumer to it. */
@@ -1185,18 +1231,17 @@ static int jetstream_setup(void)
     jsSubOptions_Init(&so);
     so.Stream = name;
     so.ManualAck = true;
-    so.Config.Durable = "bridge";
     so.Config.AckPolicy = js_AckExplicit;
     so.Config.AckWait = (int64_t)(cfg.timeout_ms + 5000) * 1000000; /* nanoseconds */
     so.Config.MaxAckPending = 1;
     so.Config.DeliverPolicy = js_DeliverAll;
-    s = js_Subscribe(&js_sub, js, subj, on_js, NULL, NULL, &so, &jerr);
+    s = js_PullSubscribe(&js_sub, js, subj, "bridge", NULL, &so, &jerr);
     if (s != NATS_OK) {
         fprintf(stderr, "shmbus: bridge: --jetstream: consumer on %s: %s\n", name,
                 nats_GetLastError(NULL));
         return -1;
     }
-    return 0;
+    return start_thread(&js_thread, js_main, &js_thread_on, "JetStream");
 }
 
 /* Publish the frame out (len bytes) for node to its stream. Returns 0 (stored, or refused
@@ -1959,26 +2004,10 @@ static int parse_args(int argc, char **argv, int *stats)
     return 0;
 }
 
-/* Start the thread that exports topics (none without --topic), signals blocked in it. */
+/* Start the thread that exports topics (none without --topic). */
 static int start_topic_thread(void)
 {
-    sigset_t set, old;
-    int rc;
-
-    if (pubcl == NULL)
-        return 0;
-    sigemptyset(&set);
-    sigaddset(&set, SIGINT);
-    sigaddset(&set, SIGTERM);
-    pthread_sigmask(SIG_BLOCK, &set, &old);
-    rc = pthread_create(&topic_thread, NULL, topic_main, NULL);
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
-    if (rc != 0) {
-        fprintf(stderr, "shmbus: bridge: topic thread: %s\n", strerror(rc));
-        return -1;
-    }
-    topic_thread_on = 1;
-    return 0;
+    return pubcl == NULL ? 0 : start_thread(&topic_thread, topic_main, &topic_thread_on, "topic");
 }
 
 /* The main loop: peek, publish, consume; the state file once per interval; the work queues
@@ -2069,6 +2098,8 @@ out:
     stop = 1; /* the topic thread's end too */
     if (topic_thread_on)
         pthread_join(topic_thread, NULL);
+    if (js_thread_on) /* its fetch returns within 0.5 s */
+        pthread_join(js_thread, NULL);
     if (nc != NULL) {
         natsConnection_Close(nc);
         servers_join(); /* each finishes the request it is making (its reply is lost) */
