@@ -5,6 +5,8 @@
 #   - 3000 messages from A to a client on B while the server is killed and restarted:
 #     every one arrives (none lost), first arrivals in the order sent; duplicates (only
 #     possible for messages in flight at the kill) are counted and shown
+#   - the receiving bridge killed (-9): what is sent meanwhile waits in its stream, and the
+#     next bridge of that node (the same durable consumer) delivers all of it, in order
 #   - a bridge without a stream on the other side: the sender counts the message
 #     undeliverable instead of waiting forever
 # Every wait polls for a state with a deadline; every process is stopped by pid.
@@ -79,17 +81,34 @@ total=$(wc -l <"$work/sink.out")
 payloads | awk '$1 !~ /^hostA\// { print "line " NR ": " $0; bad = 1 }
     !seen[$2]++ { if ($2 != ++n) { print "line " NR ": " $0 " (want " n ")"; bad = 1; n = $2 } }
     END { exit bad }' >"$work/order" || fail "first arrivals out of order: $(head -5 "$work/order" | tr '\n' '|')"
-echo "server killed at $got_at_kill received: all 3000 arrived, $((total - distinct)) twice"
+echo "server killed at $got_at_kill received: $distinct of 3000 arrived, $((total - distinct)) twice"
 [ "$(state "$B" lost)" = 0 ] || fail "bridge B counted $(state "$B" lost) lost"
 
-# 2. A node whose bridge has no stream: the sender counts it and moves on.
+# 2. Bridge B killed with -9: 100 messages sent meanwhile wait in B's stream; the next
+# bridge of node hostB takes the same durable consumer over and delivers them, in order.
+kill -KILL "$bridge_hostB"
+wait "$bridge_hostB" 2>/dev/null
+: >"$work/sink2.out"
+SHMBUS_DIR=$B "$SHMBUS" recv "$bus" --as sink2 >"$work/sink2.out" 2>&1 &
+pids="$pids $!"
+wait_for "sink2 on B" has_client "$B" sink2
+seq 1 100 | sed 's|^|hostB/sink2 |' >"$work/in2"
+expect 0 onA timeout 30 "$SHMBUS" send "$bus" --as src2 --to bridge --timeout 10000 <"$work/in2"
+wait_for "A to have stored them" state_ge "$A" out_msgs $((3000 + 100))
+[ ! -s "$work/sink2.out" ] || fail "sink2 got messages with no bridge on B: $(head -2 "$work/sink2.out")"
+start_bridge "$B" hostB "$work/bridgeB2.log" --jetstream --timeout 2000
+wait_for "the 100 after B's restart" lines "$work/sink2.out" 100
+[ "$(sed 's/^[^:]*:[^:]*:[^:]*: //' "$work/sink2.out" | awk '{print $2}' | tr '\n' ' ')" = "$(seq -s ' ' 1 100) " ] ||
+    fail "after B's restart, not 1..100 in order: $(head -3 "$work/sink2.out" | tr '\n' '|')"
+
+# 3. A node whose bridge has no stream: the sender counts it and moves on.
 before=$(state "$A" undeliverable)
 expect 0 onA "$SHMBUS" send "$bus" --as src --to bridge "nostream/x hello"
 wait_for "the message counted undeliverable" state_ge "$A" undeliverable $((before + 1))
 grep -q "node nostream has no JetStream stream" "$work/bridgeA.log" || fail "no log line for the node without a stream"
 
 if [ "$fails" -ne 0 ]; then
-    for f in bridgeA.log bridgeB.log nats.log; do
+    for f in bridgeA.log bridgeB.log bridgeB2.log nats.log; do
         echo "--- $f"
         tail -20 "$work/$f" 2>/dev/null
     done
