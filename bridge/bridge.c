@@ -1244,8 +1244,8 @@ static int jetstream_setup(void)
     return start_thread(&js_thread, js_main, &js_thread_on, "JetStream");
 }
 
-/* Publish the frame out (len bytes) for node to its stream. Returns 0 (stored, or refused
- * and counted: consume it) or -EAGAIN (not now: it stays in the mailbox). */
+/* Publish the frame out (len bytes) for node to its stream. Returns 0 (stored), -EHOSTDOWN
+ * (refused and counted: consume it) or -EAGAIN (not now: it stays in the mailbox). */
 static int forward_js(const struct shmbus_msg *h, const char *node, size_t nlen, const uint8_t *out,
                       size_t len)
 {
@@ -1279,7 +1279,7 @@ static int forward_js(const struct shmbus_msg *h, const char *node, size_t nlen,
                     "node %.*s has no JetStream stream (its bridge runs without --jetstream?): "
                     "message from client %" PRIu32 " dropped",
                     (int)nlen, node, h->src);
-        return 0;
+        return -EHOSTDOWN;
     }
     if (s == NATS_NO_RESPONDERS)
         nap(100);   /* not a busy loop meanwhile */
@@ -1444,6 +1444,8 @@ static int forward(const struct shmbus_msg *h, const char *data, size_t len, uin
         s = forward_js(h, node, nlen, out, (size_t)fl);
     else
         s = publish(subj, reply[0] != '\0' ? reply : NULL, out, (size_t)fl);
+    if (s == -EHOSTDOWN)
+        return 0; /* dropped, and counted */
     if (s != 0) {
         if (token != 0)
             pending_take(token, &gone);
