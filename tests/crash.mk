@@ -1,6 +1,7 @@
 # Issue 4's crash and security proofs: extra rules (included from tests/module.mk).
 #
-#   make soak     the randomized kill test for 10,000 rounds (tests/test_crash.c)
+#   make soak     the randomized kill test for 10,000 rounds (tests/test_crash.c), and the
+#                 durable crash-and-reboot test for 2,000 (tests/test_durable_crash.c)
 #   make fuzz     the segment fuzzer for FUZZ_SECONDS (default 600) instead of make check's 60
 #   make model    the spin models (mailbox and v2 ring) with their larger configurations too
 #
@@ -44,9 +45,11 @@ fuzz: fuzz-build
 	FUZZ_SECONDS=$${FUZZ_SECONDS:-600} TEST_TIMEOUT=$$(( $${FUZZ_SECONDS:-600} + 120 )) \
 		BUILD=$(BUILD) tests/run.sh tests/test_fuzz_segment.sh
 
-soak: all $(BUILD)/tests/test_crash
+soak: all $(BUILD)/tests/test_crash $(BUILD)/tests/test_durable_crash
 	SHMBUS_KILL_ROUNDS=$${SHMBUS_KILL_ROUNDS:-10000} TEST_TIMEOUT=7200 \
 		BUILD=$(BUILD) tests/run.sh $(BUILD)/tests/test_crash
+	SHMBUS_DURABLE_ROUNDS=$${SHMBUS_DURABLE_ROUNDS:-2000} TEST_TIMEOUT=3600 \
+		BUILD=$(BUILD) tests/run.sh $(BUILD)/tests/test_durable_crash
 
 model:
 	MODEL_FULL=1 MODEL_BUDGET=$${MODEL_BUDGET:-900} TEST_TIMEOUT=3600 BUILD=$(BUILD) tests/run.sh tests/test_model.sh tests/test_model_ring.sh
