@@ -2,7 +2,8 @@
 #
 #   make soak     the randomized kill test for 10,000 rounds (tests/test_crash.c), and the
 #                 durable crash-and-reboot test for 2,000 (tests/test_durable_crash.c)
-#   make fuzz     the segment fuzzer for FUZZ_SECONDS (default 600) instead of make check's 60
+#   make fuzz     the segment and journal fuzzers for FUZZ_SECONDS (default 600) each, instead
+#                 of make check's 60 and 20
 #   make model    the spin models (mailbox and v2 ring) with their larger configurations too
 #
 # The fuzzer (tests/fuzz_segment.c) is libFuzzer: clang -fsanitize=fuzzer,address,undefined,
@@ -32,18 +33,28 @@ $(FUZZ_BIN): $(FUZZ_BUILD)/fuzz_segment.o $(FUZZ_LIBOBJS)
 	$(FUZZ_CC) $(FUZZ_SAN) -fsanitize=fuzzer -Wl,--wrap=shmat -Wl,--wrap=shmdt -o $@ $^ \
 		-pthread -lrt
 
+# The journal fuzzer (tests/fuzz_journal.c): journal files of durable buses as input.
+FUZZ_JBIN := $(FUZZ_BUILD)/fuzz_journal
+
+$(FUZZ_BUILD)/fuzz_journal.o: tests/fuzz_journal.c
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -MMD -MP -c -o $@ $<
+
+$(FUZZ_JBIN): $(FUZZ_BUILD)/fuzz_journal.o $(FUZZ_LIBOBJS)
+	$(FUZZ_CC) $(FUZZ_SAN) -fsanitize=fuzzer -o $@ $^ -pthread -lrt
+
 .PHONY: fuzz-build fuzz soak model
 fuzz-build:
 	@$(DEPS) fuzz
-	$(MAKE) --no-print-directory $(FUZZ_BIN)
+	$(MAKE) --no-print-directory $(FUZZ_BIN) $(FUZZ_JBIN)
 
 ifeq ($(FUZZ_OK),yes)
-CHECK_DEPS += $(FUZZ_BIN)
+CHECK_DEPS += $(FUZZ_BIN) $(FUZZ_JBIN)
 endif
 
 fuzz: fuzz-build
 	FUZZ_SECONDS=$${FUZZ_SECONDS:-600} TEST_TIMEOUT=$$(( $${FUZZ_SECONDS:-600} + 120 )) \
-		BUILD=$(BUILD) tests/run.sh tests/test_fuzz_segment.sh
+		BUILD=$(BUILD) tests/run.sh tests/test_fuzz_segment.sh tests/test_fuzz_journal.sh
 
 soak: all $(BUILD)/tests/test_crash $(BUILD)/tests/test_durable_crash
 	SHMBUS_KILL_ROUNDS=$${SHMBUS_KILL_ROUNDS:-10000} TEST_TIMEOUT=7200 \

@@ -55,6 +55,7 @@ pids+=($!)
 wait_live "$bus" 2
 expect 0 "$SHMBUS" send "$bus" --as 1 --to 2 first second third
 wait "${pids[-1]}" || fail "recv exited $?: $(cat "$work/r1.err")"
+cat "$work/r1.err"
 grep -q ": first$" "$work/r1.out" || fail "recv did not print first: $(cat "$work/r1.out")"
 
 reboot_sim "$bus"
