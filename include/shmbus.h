@@ -227,9 +227,12 @@ int shmbus_bus_open(const char *name, const struct shmbus_bus_opts *opts, unsign
 #define SHMBUS_JOURNAL_DIR_MAX 255 /* longest journal directory path */
 
 struct shmbus_durable {
-    const char *dir; /* journal directory: an absolute path (created 0700 if missing) */
-    unsigned sync;   /* SHMBUS_SYNC_* */
+    const char *dir;        /* journal directory: an absolute path (created 0700 if missing) */
+    unsigned sync;          /* SHMBUS_SYNC_* */
+    uint64_t compact_bytes; /* compact the journal (drop what was taken) when it grows past
+                             * this many bytes; 0: SHMBUS_COMPACT_DEFAULT; at least 4096 */
 };
+#define SHMBUS_COMPACT_DEFAULT (64ull << 20)
 
 /*
  * As shmbus_bus_open(), and if the bus is created here it is durable: its journal lives in
@@ -248,14 +251,16 @@ int shmbus_bus_open_durable(const char *name, const struct shmbus_bus_opts *opts
 
 /* What a durable bus's journal looks like, for tools and tests. */
 struct shmbus_journal_stats {
-    int durable;       /* 0: the bus keeps no journal (everything below is 0) */
-    unsigned sync;     /* SHMBUS_SYNC_* */
-    uint64_t epoch;    /* journal file number: grows at each rebuild */
-    uint64_t rebuilt;  /* messages put back in mailboxes by the last rebuild */
-    uint64_t deferred; /* messages the last rebuild left in the journal (mailbox full) */
-    uint64_t damaged;  /* records the last rebuild skipped: a bad CRC, never delivered */
-    uint64_t torn;     /* torn records the last rebuild cut or skipped (a write cut short) */
-    uint64_t syncs;    /* fdatasync() calls on the journal since the bus was created */
+    int durable;          /* 0: the bus keeps no journal (everything below is 0) */
+    unsigned sync;        /* SHMBUS_SYNC_* */
+    uint64_t epoch;       /* journal file number: grows at each rebuild */
+    uint64_t rebuilt;     /* messages put back in mailboxes by the last rebuild */
+    uint64_t deferred;    /* messages the last rebuild left in the journal (mailbox full) */
+    uint64_t damaged;     /* records the last rebuild skipped: a bad CRC, never delivered */
+    uint64_t torn;        /* torn records the last rebuild cut or skipped (a write cut short) */
+    uint64_t syncs;       /* fdatasync() calls on the journal since the bus was created */
+    uint64_t compactions; /* times the journal was compacted while the bus ran */
+    uint64_t bytes;       /* size of the journal file in use (about) */
     char dir[SHMBUS_JOURNAL_DIR_MAX + 1];
 };
 

@@ -91,10 +91,11 @@ enum { SB_BUS_INIT = 0, SB_BUS_READY = 1, SB_BUS_DESTROYED = 2 };
 #define SB_JMAGIC 0x4c4e524a53554253ull /* "SBUSJRNL" */
 struct sb_jctl {
     uint64_t magic;
-    uint64_t jid;   /* the journal's identity: random, chosen when the bus was first made */
-    uint64_t epoch; /* the journal file in use: <dir>/<bus>.<epoch as 16 hex>.jnl */
-    uint32_t sync;  /* SHMBUS_SYNC_* */
+    uint64_t jid;           /* the journal's identity: random, chosen at first creation */
+    _Atomic uint64_t epoch; /* the file in use: <dir>/<bus>.<epoch as 16 hex>.jnl */
+    uint32_t sync;          /* SHMBUS_SYNC_* */
     uint32_t pad;
+    uint64_t compact_bytes;                    /* compact the file when it grows past this */
     uint64_t rebuilt, deferred, damaged, torn; /* what the rebuild found */
     char dir[SHMBUS_JOURNAL_DIR_MAX + 1];
     _Alignas(SB_LINE) _Atomic uint64_t appended; /* records written (tickets, see journal.c) */
@@ -102,6 +103,11 @@ struct sb_jctl {
     _Atomic uint64_t sync_owner;                 /* pid flushing now (batch), or 0 */
     _Atomic uint64_t last_sync_ns;               /* CLOCK_MONOTONIC of the last flush */
     _Atomic uint64_t syncs;                      /* fdatasync() calls */
+    _Alignas(SB_LINE) _Atomic uint64_t bytes;    /* bytes written to the file in use (about) */
+    _Atomic uint64_t compact_owner;              /* pid compacting now, or 0 */
+    _Atomic uint64_t compact_target;             /* epoch a compaction renamed in, not yet
+                                                  * published (nonzero only under its lock) */
+    _Atomic uint64_t compactions;
 };
 _Static_assert(sizeof(struct sb_jctl) <= 512, "the journal control fits the old reserved bytes");
 

@@ -33,6 +33,19 @@
  * sender generations are renumbered 1..m per src in order of appearance, and the src id's
  * registry entry starts above them, so (src, generation, seq) stays unique in the new file.
  *
+ * Compaction (while the bus runs): when the file in use grows past compact_bytes, the writer
+ * that notices (and wins compact_owner) reads it up to its current end X, writes the
+ * messages not yet taken to <bus>.<epoch+1>.tmp.<pid>, then takes the file's flock
+ * exclusively. Every journal write holds the flock shared and checks the epoch under it,
+ * so once the compactor holds it nobody is in the middle of a write and nobody will write
+ * to the old file again: it copies the records after X, flushes, renames the new file in,
+ * publishes epoch + 1, unlocks (writers then reopen) and removes the old file. A compactor
+ * killed in the middle loses its lock with its life; compact_target, set only under the
+ * exclusive lock before the rename and cleared after the epoch is published, tells the
+ * next writer (which sees it under its shared lock, so its owner must be dead) to remove a
+ * half-published new file before it writes to the old one. So at any moment the newest
+ * <bus>.*.jnl holds every record: that is the file a rebuild reads.
+ *
  * Journal files are hostile: every length is checked against the bytes read, every record
  * against its CRC; a bad record is skipped and counted, never delivered.
  */
@@ -46,6 +59,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
@@ -56,9 +70,17 @@
 #include "journal.h"
 
 struct sb_journal {
+    /* One journal write (or flush, or compaction) at a time in this process: the shared
+     * flock of a write belongs to the open file, which all our threads share, so one
+     * thread's unlock must not end another's write (see "Compaction" above). */
+    pthread_mutex_t mu;
     int fd;
+    uint64_t epoch; /* of the file fd is open on */
+    pid_t pid;      /* that opened fd: a forked child opens its own */
     uint32_t sync;
+    uint64_t compact_bytes;
     struct sb_jctl *ctl; /* in the segment */
+    char dir[SHMBUS_JOURNAL_DIR_MAX + 1];
 };
 
 /* ---- CRC32C (Castagnoli, reflected polynomial 0x82F63B78), slice-by-8 ------------------ */
@@ -391,7 +413,11 @@ static int newest_epoch(int dirfd, const char *bus, uint64_t *epoch)
         if (strncmp(n, bus, bl) != 0 || n[bl] != '.')
             continue;
         const char *num = n + bl + 1;
-        if (strlen(num) != 16 + 4 || (strcmp(num + 16, ".jnl") != 0 && strcmp(num + 16, ".tmp")))
+        if (strlen(num) >= 16 + 4 && strncmp(num + 16, ".tmp", 4) == 0) {
+            unlinkat(dirfd, n, 0); /* an interrupted rebuild's or compaction's unfinished file */
+            continue;
+        }
+        if (strlen(num) != 16 + 4 || strcmp(num + 16, ".jnl") != 0)
             continue;
         char hex[17];
         memcpy(hex, num, 16);
@@ -400,10 +426,6 @@ static int newest_epoch(int dirfd, const char *bus, uint64_t *epoch)
         uint64_t e = strtoull(hex, &end, 16);
         if (*end != '\0')
             continue;
-        if (strcmp(num + 16, ".tmp") == 0) {
-            unlinkat(dirfd, n, 0); /* an interrupted rebuild's unfinished file */
-            continue;
-        }
         if (e > best)
             best = e;
     }
@@ -559,18 +581,18 @@ static int open_jdir(const char *dir)
     return fd < 0 ? -errno : fd;
 }
 
-static int open_file(shmbus_bus *b, int dirfd, uint64_t epoch, uint64_t jid)
+static int open_file(const char *bus, const char *dir, uint64_t epoch, uint64_t jid)
 {
-    char file[128];
-    snprintf(file, sizeof(file), "%s.%016" PRIx64 ".jnl", b->name, epoch);
-    int fd = openat(dirfd, file, O_RDWR | O_APPEND | O_CLOEXEC | O_NOFOLLOW);
+    char path[SHMBUS_JOURNAL_DIR_MAX + 128];
+    snprintf(path, sizeof(path), "%s/%s.%016" PRIx64 ".jnl", dir, bus, epoch);
+    int fd = open(path, O_RDWR | O_APPEND | O_CLOEXEC | O_NOFOLLOW);
     if (fd < 0)
         return -errno;
     uint8_t buf[sizeof(struct sb_jfile_hdr)];
     struct sb_jfile_hdr h;
     int r = pread(fd, buf, sizeof(buf), 0) == (ssize_t)sizeof(buf) ? 0 : -EPROTO;
     if (r == 0)
-        r = sb__jfile_check(buf, sizeof(buf), b->name, &h);
+        r = sb__jfile_check(buf, sizeof(buf), bus, &h);
     if (r == 0 && (h.jid != jid || h.epoch != epoch))
         r = -EPROTO;
     if (r < 0) {
@@ -580,19 +602,31 @@ static int open_file(shmbus_bus *b, int dirfd, uint64_t epoch, uint64_t jid)
     return fd;
 }
 
-static int make_handle(shmbus_bus *b, int dirfd)
+/* b->j for the journal the segment describes; dir, sync and compact_bytes are the caller's
+ * checked copies. */
+static int make_handle(shmbus_bus *b, const char *dir, uint32_t sync, uint64_t compact_bytes)
 {
     struct sb_jctl *jc = &b->hdr->journal;
     struct sb_journal *j = calloc(1, sizeof(*j));
     if (j == NULL)
         return -ENOMEM;
-    int fd = open_file(b, dirfd, jc->epoch, jc->jid);
+    snprintf(j->dir, sizeof(j->dir), "%s", dir);
+    int fd = -ENOENT;
+    for (int tries = 0; tries < 1000 && fd == -ENOENT; tries++) {
+        /* Acquire pairs with the release store of epoch in compact(); a compaction may
+         * remove that file before we open it: then there is a newer one. */
+        j->epoch = atomic_load_explicit(&jc->epoch, memory_order_acquire);
+        fd = open_file(b->name, j->dir, j->epoch, jc->jid);
+    }
     if (fd < 0) {
         free(j);
         return fd;
     }
+    pthread_mutex_init(&j->mu, NULL);
     j->fd = fd;
-    j->sync = jc->sync;
+    j->pid = getpid();
+    j->sync = sync;
+    j->compact_bytes = compact_bytes;
     j->ctl = jc;
     b->j = j;
     return 0;
@@ -638,12 +672,20 @@ int sb__journal_create(shmbus_bus *b, const struct shmbus_durable *dur)
         r = write_new(dirfd, b->name, jid, epoch + 1, &rb, old);
     if (r == 0) {
         remove_older(dirfd, b->name, epoch + 1);
+        uint64_t cb = dur->compact_bytes ? dur->compact_bytes : SHMBUS_COMPACT_DEFAULT;
+        /* Plain and relaxed stores: nobody is attached yet; the release store of READY in
+         * init_segment() publishes them. */
         jc->magic = SB_JMAGIC;
         jc->jid = jid;
-        jc->epoch = epoch + 1;
+        atomic_store_explicit(&jc->epoch, epoch + 1, memory_order_relaxed);
         jc->sync = dur->sync;
+        jc->compact_bytes = cb;
         snprintf(jc->dir, sizeof(jc->dir), "%s", dur->dir);
-        r = make_handle(b, dirfd);
+        uint64_t n = sizeof(struct sb_jfile_hdr); /* the new file's size: its records */
+        for (size_t i = 0; i < rb.nmsg; i++)
+            n += (rb.msg[i].r.size + 7u) & ~7u;
+        atomic_store_explicit(&jc->bytes, n, memory_order_relaxed);
+        r = make_handle(b, dur->dir, dur->sync, cb);
     }
     free(old);
     free(rb.msg);
@@ -663,38 +705,108 @@ int sb__journal_attach(shmbus_bus *b)
     char dir[sizeof(jc->dir)];
     memcpy(dir, jc->dir, sizeof(dir));
     uint32_t sync = jc->sync;
-    if (memchr(dir, '\0', sizeof(dir)) == NULL || dir[0] != '/' || sync > SHMBUS_SYNC_ALWAYS)
+    uint64_t cb = jc->compact_bytes;
+    if (memchr(dir, '\0', sizeof(dir)) == NULL || dir[0] != '/' || sync > SHMBUS_SYNC_ALWAYS ||
+        cb < 4096)
         return -EBADMSG;
     if (b->rdonly)
         return 0;
-    int dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dirfd < 0)
-        return -errno;
-    int r = make_handle(b, dirfd);
-    close(dirfd);
-    if (r == 0)
-        b->j->sync = sync; /* our checked copy, whatever the segment says later */
-    return r;
+    return make_handle(b, dir, sync, cb);
 }
 
-/* ---- flushing --------------------------------------------------------------------------- */
+/* ---- the file in use: the shared flock, the epoch, compaction ------------------------- */
 
-static int flush(struct sb_journal *j)
+static int lock_file(int fd, int how)
+{
+    while (flock(fd, how) != 0)
+        if (errno != EINTR)
+            return -errno;
+    return 0;
+}
+
+/* Reopen j on the file of epoch e (after a compaction, or in a forked child). */
+static int reopen(shmbus_bus *b, struct sb_journal *j, uint64_t e)
+{
+    int fd = open_file(b->name, j->dir, e, j->ctl->jid);
+    if (fd < 0)
+        return fd;
+    close(j->fd);
+    j->fd = fd;
+    j->epoch = e;
+    j->pid = getpid();
+    return 0;
+}
+
+/* A compactor died after renaming its new file in and before finishing (compact_target
+ * set, seen under our shared lock, so its exclusive lock is gone with it): under the
+ * exclusive lock, make the old file the newest again, or finish publishing. */
+static int repair(shmbus_bus *b, struct sb_journal *j)
 {
     struct sb_jctl *jc = j->ctl;
-    /* Acquire pairs with the acq_rel fetch_add of appended in take_ticket(): every write
-     * whose ticket we see returned before our fdatasync() starts. */
-    uint64_t t = atomic_load_explicit(&jc->appended, memory_order_acquire);
-    if (fdatasync(j->fd) != 0)
-        return errno == ENOSPC || errno == EDQUOT ? -ENOSPC : -errno;
-    atomic_fetch_add_explicit(&jc->syncs, 1, memory_order_relaxed);
-    atomic_store_explicit(&jc->last_sync_ns, sb__now_ns(), memory_order_relaxed);
-    uint64_t s = atomic_load_explicit(&jc->synced, memory_order_relaxed);
-    /* Release pairs with the acquire load of synced in wait_synced(). */
-    while (s < t && !atomic_compare_exchange_weak_explicit(&jc->synced, &s, t, memory_order_release,
-                                                           memory_order_relaxed))
-        ;
+    int r = lock_file(j->fd, LOCK_EX);
+    if (r < 0)
+        return r;
+    /* Acquire pairs with the release stores of compact_target and epoch in compact(). */
+    uint64_t t = atomic_load_explicit(&jc->compact_target, memory_order_acquire);
+    uint64_t e = atomic_load_explicit(&jc->epoch, memory_order_acquire);
+    if (e != j->epoch) { /* someone repaired or compacted meanwhile: enter() looks again */
+        flock(j->fd, LOCK_UN);
+        return 0;
+    }
+    if (t != 0 && t == e + 1) {
+        char path[SHMBUS_JOURNAL_DIR_MAX + 128];
+        snprintf(path, sizeof(path), "%s/%s.%016" PRIx64 ".jnl", j->dir, b->name, t);
+        unlink(path);
+    }
+    /* Release pairs with the acquire loads in enter() and repair(). */
+    atomic_store_explicit(&jc->compact_target, 0, memory_order_release);
+    atomic_store_explicit(&jc->compact_owner, 0, memory_order_release);
+    flock(j->fd, LOCK_UN);
     return 0;
+}
+
+/* Hold the current file's flock shared, reopening first if it was compacted away or we
+ * are a forked child. With j->mu held. */
+static int enter(shmbus_bus *b, struct sb_journal *j)
+{
+    struct sb_jctl *jc = j->ctl;
+    for (int tries = 0; tries < 1000; tries++) {
+        int r;
+        if (j->pid != getpid()) {
+            /* A forked child shares our open file, and with it our flock: its own. */
+            r = reopen(b, j, atomic_load_explicit(&jc->epoch, memory_order_acquire));
+            if (r == -ENOENT)
+                continue; /* compacted meanwhile: look again */
+            if (r < 0)
+                return r;
+        }
+        r = lock_file(j->fd, LOCK_SH);
+        if (r < 0)
+            return r;
+        /* First: is fd the file in use? Only the compactor of that file changes the epoch,
+         * under its exclusive lock, which our shared one excludes. Acquire pairs with the
+         * release store of epoch in compact(). */
+        uint64_t e = atomic_load_explicit(&jc->epoch, memory_order_acquire);
+        if (e != j->epoch) {
+            flock(j->fd, LOCK_UN);
+            r = reopen(b, j, e);
+            if (r < 0 && r != -ENOENT) /* ENOENT: compacted again meanwhile; look again */
+                return r;
+            continue;
+        }
+        /* Then: a compaction target seen under our shared lock on the file in use was left
+         * by a compactor that no longer holds its exclusive lock: a dead one. Acquire pairs
+         * with the release stores in compact() and repair(). */
+        if (atomic_load_explicit(&jc->compact_target, memory_order_acquire) != 0) {
+            flock(j->fd, LOCK_UN);
+            r = repair(b, j);
+            if (r < 0)
+                return r;
+            continue;
+        }
+        return 0;
+    }
+    return -EBADMSG; /* the segment's words keep changing under us: garbage */
 }
 
 static bool owner_dead(uint64_t pid)
@@ -702,80 +814,182 @@ static bool owner_dead(uint64_t pid)
     return pid > 0 && pid < INT32_MAX && kill((pid_t)pid, 0) != 0 && errno == ESRCH;
 }
 
-/* Be the one flusher for a while: 0 on success, else someone else is. */
-static bool own(struct sb_jctl *jc)
+/* Take an owner word (sync_owner, compact_owner): free, or its owner is dead. */
+static bool own(_Atomic uint64_t *w)
 {
     uint64_t cur = 0;
     uint64_t me = (uint64_t)getpid();
-    /* Acquire/release: the owner word only excludes; pairs with the release store of 0 in
-     * disown(). */
-    if (atomic_compare_exchange_strong_explicit(&jc->sync_owner, &cur, me, memory_order_acq_rel,
+    /* The owner word only excludes: acq_rel pairs with the release store in disown(). */
+    if (atomic_compare_exchange_strong_explicit(w, &cur, me, memory_order_acq_rel,
                                                 memory_order_relaxed))
         return true;
     if (owner_dead(cur))
-        return atomic_compare_exchange_strong_explicit(&jc->sync_owner, &cur, me,
-                                                       memory_order_acq_rel, memory_order_relaxed);
+        return atomic_compare_exchange_strong_explicit(w, &cur, me, memory_order_acq_rel,
+                                                       memory_order_relaxed);
     return false;
 }
 
-static void disown(struct sb_jctl *jc)
+static void disown(_Atomic uint64_t *w)
 {
     /* Release pairs with the acquire CAS in own(). */
-    atomic_store_explicit(&jc->sync_owner, 0, memory_order_release);
+    atomic_store_explicit(w, 0, memory_order_release);
 }
 
-/* Batch level: flush if the last flush is older than the batch interval and we can be the
- * flusher; with `wait`, return only once ticket t is on disk (flushing ourselves, after
- * the rest of the interval has let others join the batch). */
-static int batch_sync(struct sb_journal *j, uint64_t t, bool wait)
+static void keep_live(const struct sb_jrec *r, const uint8_t *payload, size_t off, void *arg)
+{
+    collect(r, payload, off, arg);
+}
+
+/* Copy every good record of buf[start..len) to fd as it is. */
+struct copier {
+    int fd;
+    int err;
+    uint64_t bytes;
+};
+static void copy_rec(const struct sb_jrec *r, const uint8_t *payload, size_t off, void *arg)
+{
+    (void)off;
+    struct copier *cp = arg;
+    if (cp->err == 0)
+        cp->err = put_rec(cp->fd, r, payload);
+    cp->bytes += (r->size + 7u) & ~7u;
+}
+
+/*
+ * Compact the file in use (design notes above). With j->mu held and no flock. Any failure
+ * leaves the old file in use, whole; the next writer past the size tries again.
+ */
+static void compact(shmbus_bus *b, struct sb_journal *j)
 {
     struct sb_jctl *jc = j->ctl;
-    const uint64_t ival = (uint64_t)SHMBUS_SYNC_BATCH_MS * 1000000u;
-    uint64_t give_up = sb__now_ns() + 10ull * 1000000000u;
-    for (;;) {
-        /* Acquire pairs with the release CAS of synced in flush(). */
-        if (atomic_load_explicit(&jc->synced, memory_order_acquire) >= t)
-            return 0;
-        uint64_t now = sb__now_ns();
-        uint64_t last = atomic_load_explicit(&jc->last_sync_ns, memory_order_relaxed);
-        bool due = now >= last + ival || last > now;
-        if ((due || wait) && own(jc)) {
-            if (!due) {
-                struct timespec ts = {0, (long)(last + ival - now)};
-                nanosleep(&ts, NULL); /* the batch fills meanwhile */
-            }
-            int r = 0;
-            if (atomic_load_explicit(&jc->synced, memory_order_acquire) < t)
-                r = flush(j);
-            disown(jc);
-            return r;
-        }
-        if (!wait)
-            return 0;
-        if (now > give_up)
-            return flush(j); /* a stuck flusher: do it ourselves */
-        struct timespec ts = {0, 200000};
-        nanosleep(&ts, NULL);
+    if (!own(&jc->compact_owner))
+        return;
+    uint64_t e = j->epoch;
+    char tmp[SHMBUS_JOURNAL_DIR_MAX + 160], fin[SHMBUS_JOURNAL_DIR_MAX + 128],
+        old[SHMBUS_JOURNAL_DIR_MAX + 128];
+    snprintf(tmp, sizeof(tmp), "%s/%s.%016" PRIx64 ".tmp.%d", j->dir, b->name, e + 1,
+             (int)getpid());
+    snprintf(fin, sizeof(fin), "%s/%s.%016" PRIx64 ".jnl", j->dir, b->name, e + 1);
+    snprintf(old, sizeof(old), "%s/%s.%016" PRIx64 ".jnl", j->dir, b->name, e);
+    struct rebuild rb = {0};
+    uint8_t *buf = NULL, *tail = NULL;
+    int tfd = -1, err = 0;
+    bool locked = false;
+    struct stat st;
+    if (fstat(j->fd, &st) != 0 || st.st_size < (off_t)sizeof(struct sb_jfile_hdr)) {
+        err = -EIO;
+        goto out;
     }
+    /* 1. Unlocked: what was not taken up to X, into the new file. */
+    size_t x = (size_t)st.st_size;
+    buf = malloc(x);
+    if (buf == NULL || pread(j->fd, buf, x, 0) != (ssize_t)x ||
+        sb__jfile_check(buf, x, b->name, NULL) != 0) {
+        err = -EIO;
+        goto out;
+    }
+    struct sb_jscan sc;
+    sb__journal_parse(buf, x, keep_live, &rb, &sc);
+    /* A write may be in progress at the end: phase 2 copies from the last whole record. */
+    x = sc.good_end;
+    if (rb.ngone > 1)
+        qsort(rb.gone, rb.ngone, sizeof(*rb.gone), ident_cmp);
+    tfd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (tfd < 0) {
+        err = -errno;
+        goto out;
+    }
+    struct sb_jfile_hdr h;
+    fill_fhdr(&h, jc->jid, e + 1, b->name);
+    err = write_all(tfd, &h, sizeof(h));
+    uint64_t bytes = sizeof(h);
+    for (size_t i = 0; err == 0 && i < rb.nmsg; i++) {
+        const struct survivor *sv = &rb.msg[i];
+        struct ident id = {(uint64_t)sv->r.src << 32 | (sv->r.src_gen & 0xffffffu), sv->r.seq};
+        if (rb.ngone && bsearch(&id, rb.gone, rb.ngone, sizeof(id), ident_cmp))
+            continue;
+        err = put_rec(tfd, &sv->r, buf + sv->off + sizeof(struct sb_jrec));
+        bytes += (sv->r.size + 7u) & ~7u;
+    }
+    if (err != 0)
+        goto out;
+    /* 2. Exclusive: nobody is writing; copy what came after X, switch files. */
+    err = lock_file(j->fd, LOCK_EX);
+    if (err != 0)
+        goto out;
+    locked = true;
+    /* Acquire pairs with the release stores in compact() and repair(). */
+    if (atomic_load_explicit(&jc->epoch, memory_order_acquire) != e ||
+        atomic_load_explicit(&jc->compact_target, memory_order_acquire) != 0) {
+        err = -EAGAIN; /* someone else compacted meanwhile (a dead owner's successor) */
+        goto out;
+    }
+    if (fstat(j->fd, &st) != 0) {
+        err = -errno;
+        goto out;
+    }
+    size_t end = (size_t)st.st_size, hl = sizeof(struct sb_jfile_hdr);
+    if (end > x) {
+        tail = malloc(hl + (end - x));
+        if (tail == NULL || pread(j->fd, tail + hl, end - x, (off_t)x) != (ssize_t)(end - x)) {
+            err = -EIO;
+            goto out;
+        }
+        struct copier cp = {tfd, 0, 0};
+        sb__journal_parse(tail, hl + (end - x), copy_rec, &cp, &sc);
+        err = cp.err;
+        bytes += cp.bytes;
+        if (err != 0)
+            goto out;
+    }
+    if (fdatasync(tfd) != 0) {
+        err = errno == ENOSPC || errno == EDQUOT ? -ENOSPC : -errno;
+        goto out;
+    }
+    /* Release pairs with the acquire load in enter(): set before the rename, so that if we
+     * die from here on, the next writer repairs before it writes to the old file. */
+    atomic_store_explicit(&jc->compact_target, e + 1, memory_order_release);
+    if (rename(tmp, fin) != 0) {
+        err = -errno;
+        atomic_store_explicit(&jc->compact_target, 0, memory_order_release);
+        goto out;
+    }
+    int dfd = open(j->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd >= 0) {
+        fsync(dfd);
+        close(dfd);
+    }
+    /* Everything written before our lock is in the new file, on disk. Acquire pairs with
+     * the acq_rel fetch_add in take_ticket(). */
+    uint64_t t = atomic_load_explicit(&jc->appended, memory_order_acquire);
+    atomic_store_explicit(&jc->bytes, bytes, memory_order_relaxed);
+    /* Release pairs with the acquire loads of epoch in enter() and make_handle(). */
+    atomic_store_explicit(&jc->epoch, e + 1, memory_order_release);
+    uint64_t sy = atomic_load_explicit(&jc->synced, memory_order_relaxed);
+    /* Release pairs with the acquire load of synced in batch_sync(). */
+    while (sy < t && !atomic_compare_exchange_weak_explicit(
+                         &jc->synced, &sy, t, memory_order_release, memory_order_relaxed))
+        ;
+    /* Release pairs with the acquire loads in enter() and repair(). */
+    atomic_store_explicit(&jc->compact_target, 0, memory_order_release);
+    atomic_fetch_add_explicit(&jc->compactions, 1, memory_order_relaxed);
+    flock(j->fd, LOCK_UN);
+    locked = false;
+    unlink(old);
+    reopen(b, j, e + 1); /* on failure the next enter() tries again */
+out:
+    if (locked)
+        flock(j->fd, LOCK_UN);
+    if (tfd >= 0)
+        close(tfd);
+    if (err != 0)
+        unlink(tmp);
+    free(buf);
+    free(tail);
+    free(rb.msg);
+    free(rb.gone);
+    disown(&jc->compact_owner);
 }
-
-static uint64_t take_ticket(struct sb_journal *j)
-{
-    /* acq_rel: pairs with the acquire load in flush(). */
-    return atomic_fetch_add_explicit(&j->ctl->appended, 1, memory_order_acq_rel) + 1;
-}
-
-static int after_write(struct sb_journal *j, bool want_sync)
-{
-    if (j->sync == SHMBUS_SYNC_NONE)
-        return 0;
-    uint64_t t = take_ticket(j);
-    if (j->sync == SHMBUS_SYNC_ALWAYS)
-        return flush(j);
-    return batch_sync(j, t, want_sync);
-}
-
-/* ---- writing ---------------------------------------------------------------------------- */
 
 static int writev_all(int fd, struct iovec *iov, int n, size_t total)
 {
@@ -787,6 +1001,112 @@ static int writev_all(int fd, struct iovec *iov, int n, size_t total)
         return errno == EFBIG || errno == EDQUOT ? -ENOSPC : -errno;
     return (size_t)k == total ? 0 : -ENOSPC; /* cut short: a torn fragment, skipped later */
 }
+
+/* Write one record or a batch's records: under our mutex and the file's shared flock, to
+ * the file in use. Then compact if the file grew past its limit. */
+static int jwrite(shmbus_bus *b, struct iovec *iov, int n, size_t total)
+{
+    struct sb_journal *j = b->j;
+    struct sb_jctl *jc = j->ctl;
+    pthread_mutex_lock(&j->mu);
+    int r = enter(b, j);
+    if (r == 0) {
+        r = writev_all(j->fd, iov, n, total);
+        flock(j->fd, LOCK_UN);
+    }
+    if (r == 0 && atomic_fetch_add_explicit(&jc->bytes, total, memory_order_relaxed) + total >
+                      j->compact_bytes)
+        compact(b, j);
+    pthread_mutex_unlock(&j->mu);
+    return r;
+}
+
+/* ---- flushing --------------------------------------------------------------------------- */
+
+static int flush(shmbus_bus *b)
+{
+    struct sb_journal *j = b->j;
+    struct sb_jctl *jc = j->ctl;
+    pthread_mutex_lock(&j->mu);
+    /* Under the shared flock, on the file in use: a compaction cannot switch files between
+     * our load of appended and the fdatasync() (what it moved, it flushed itself). */
+    int r = enter(b, j);
+    if (r < 0) {
+        pthread_mutex_unlock(&j->mu);
+        return r;
+    }
+    /* Acquire pairs with the acq_rel fetch_add of appended in take_ticket(): every write
+     * whose ticket we see returned before our fdatasync() starts. */
+    uint64_t t = atomic_load_explicit(&jc->appended, memory_order_acquire);
+    if (fdatasync(j->fd) != 0)
+        r = errno == ENOSPC || errno == EDQUOT ? -ENOSPC : -errno;
+    flock(j->fd, LOCK_UN);
+    pthread_mutex_unlock(&j->mu);
+    if (r < 0)
+        return r;
+    atomic_fetch_add_explicit(&jc->syncs, 1, memory_order_relaxed);
+    atomic_store_explicit(&jc->last_sync_ns, sb__now_ns(), memory_order_relaxed);
+    uint64_t s = atomic_load_explicit(&jc->synced, memory_order_relaxed);
+    /* Release pairs with the acquire load of synced in batch_sync(). */
+    while (s < t && !atomic_compare_exchange_weak_explicit(&jc->synced, &s, t, memory_order_release,
+                                                           memory_order_relaxed))
+        ;
+    return 0;
+}
+
+/* Batch level: flush if the last flush is older than the batch interval and we can be the
+ * flusher; with `wait`, return only once ticket t is on disk (flushing ourselves, after
+ * the rest of the interval has let others join the batch). */
+static int batch_sync(shmbus_bus *b, uint64_t t, bool wait)
+{
+    struct sb_jctl *jc = b->j->ctl;
+    const uint64_t ival = (uint64_t)SHMBUS_SYNC_BATCH_MS * 1000000u;
+    uint64_t give_up = sb__now_ns() + 10ull * 1000000000u;
+    for (;;) {
+        /* Acquire pairs with the release CAS of synced in flush() and compact(). */
+        if (atomic_load_explicit(&jc->synced, memory_order_acquire) >= t)
+            return 0;
+        uint64_t now = sb__now_ns();
+        uint64_t last = atomic_load_explicit(&jc->last_sync_ns, memory_order_relaxed);
+        bool due = now >= last + ival || last > now;
+        if ((due || wait) && own(&jc->sync_owner)) {
+            if (!due) {
+                struct timespec ts = {0, (long)(last + ival - now)};
+                nanosleep(&ts, NULL); /* the batch fills meanwhile */
+            }
+            int r = 0;
+            if (atomic_load_explicit(&jc->synced, memory_order_acquire) < t)
+                r = flush(b);
+            disown(&jc->sync_owner);
+            return r;
+        }
+        if (!wait)
+            return 0;
+        if (now > give_up)
+            return flush(b); /* a stuck flusher: do it ourselves */
+        struct timespec ts = {0, 200000};
+        nanosleep(&ts, NULL);
+    }
+}
+
+static uint64_t take_ticket(struct sb_journal *j)
+{
+    /* acq_rel: pairs with the acquire loads in flush() and compact(). */
+    return atomic_fetch_add_explicit(&j->ctl->appended, 1, memory_order_acq_rel) + 1;
+}
+
+static int after_write(shmbus_bus *b, bool want_sync)
+{
+    struct sb_journal *j = b->j;
+    if (j->sync == SHMBUS_SYNC_NONE)
+        return 0;
+    uint64_t t = take_ticket(j);
+    if (j->sync == SHMBUS_SYNC_ALWAYS)
+        return flush(b);
+    return batch_sync(b, t, want_sync);
+}
+
+/* ---- writing ---------------------------------------------------------------------------- */
 
 static void fill_rec(struct sb_jrec *r, unsigned type, uint32_t src, uint32_t src_gen, uint32_t dst,
                      uint64_t seq, uint64_t corr, unsigned prio, unsigned mflags, const void *data,
@@ -813,7 +1133,6 @@ static void fill_rec(struct sb_jrec *r, unsigned type, uint32_t src, uint32_t sr
 int sb__journal_msgs(shmbus_client *c, uint32_t dst, const struct shmbus_iov *msgs, size_t n,
                      unsigned prio, unsigned mflags, uint64_t seq0, uint64_t corr, unsigned flags)
 {
-    struct sb_journal *j = c->bus->j;
     static const uint8_t zero[8];
     struct sb_jrec recs[JBATCH];
     struct iovec iov[JBATCH * 3];
@@ -832,22 +1151,21 @@ int sb__journal_msgs(shmbus_client *c, uint32_t dst, const struct shmbus_iov *ms
                 iov[ni++] = (struct iovec){(void *)zero, pad};
             total += sizeof(recs[k]) + m->len + pad;
         }
-        int r = writev_all(j->fd, iov, ni, total);
+        int r = jwrite(c->bus, iov, ni, total);
         if (r < 0)
             return r;
         done += k;
     }
-    return after_write(j, flags & SHMBUS_SEND_SYNC);
+    return after_write(c->bus, flags & SHMBUS_SEND_SYNC);
 }
 
 static int marker(shmbus_client *c, unsigned type, uint32_t src, uint32_t src_gen, uint64_t seq)
 {
-    struct sb_journal *j = c->bus->j;
     struct sb_jrec r;
     fill_rec(&r, type, src, src_gen, c->id, seq, 0, 0, 0, NULL, 0);
     struct iovec iov = {&r, sizeof(r)};
-    int e = writev_all(j->fd, &iov, 1, sizeof(r));
-    return e < 0 ? e : after_write(j, false);
+    int e = jwrite(c->bus, &iov, 1, sizeof(r));
+    return e < 0 ? e : after_write(c->bus, false);
 }
 
 int sb__journal_taken(shmbus_client *c, const struct shmbus_msg *m, uint32_t src_gen)
@@ -869,8 +1187,9 @@ void sb__journal_close(shmbus_bus *b)
     if (j->sync == SHMBUS_SYNC_BATCH && !sb__destroyed(b) &&
         atomic_load_explicit(&jc->synced, memory_order_acquire) <
             atomic_load_explicit(&jc->appended, memory_order_acquire))
-        flush(j); /* acquires pair with the releases in flush() and take_ticket() */
+        flush(b); /* acquires pair with the releases in flush() and take_ticket() */
     close(j->fd);
+    pthread_mutex_destroy(&j->mu);
     free(j);
     b->j = NULL;
 }
@@ -881,7 +1200,8 @@ int shmbus_bus_open_durable(const char *name, const struct shmbus_bus_opts *opts
                             const struct shmbus_durable *dur, unsigned flags, shmbus_bus **out)
 {
     if (dur == NULL || dur->dir == NULL || dur->dir[0] != '/' ||
-        strlen(dur->dir) > SHMBUS_JOURNAL_DIR_MAX || dur->sync > SHMBUS_SYNC_ALWAYS)
+        strlen(dur->dir) > SHMBUS_JOURNAL_DIR_MAX || dur->sync > SHMBUS_SYNC_ALWAYS ||
+        (dur->compact_bytes != 0 && dur->compact_bytes < 4096))
         return -EINVAL;
     return sb__bus_open(name, opts, dur, flags, out);
 }
@@ -891,16 +1211,18 @@ int shmbus_journal_stats(shmbus_bus *b, struct shmbus_journal_stats *out)
     if (b == NULL || out == NULL)
         return -EINVAL;
     memset(out, 0, sizeof(*out));
-    const struct sb_jctl *jc = &b->hdr->journal;
+    struct sb_jctl *jc = &b->hdr->journal;
     if (jc->magic == SB_JMAGIC) {
         out->durable = 1;
         out->sync = jc->sync;
-        out->epoch = jc->epoch;
+        out->epoch = atomic_load_explicit(&jc->epoch, memory_order_relaxed);
         out->rebuilt = jc->rebuilt;
         out->deferred = jc->deferred;
         out->damaged = jc->damaged;
         out->torn = jc->torn;
         out->syncs = atomic_load_explicit(&jc->syncs, memory_order_relaxed);
+        out->compactions = atomic_load_explicit(&jc->compactions, memory_order_relaxed);
+        out->bytes = atomic_load_explicit(&jc->bytes, memory_order_relaxed);
         memcpy(out->dir, jc->dir, sizeof(out->dir));
         out->dir[sizeof(out->dir) - 1] = '\0';
     }

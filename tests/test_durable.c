@@ -526,6 +526,55 @@ static void test_loans_refused(void **state)
     rm_rf(jdir);
 }
 
+/* Compaction while the bus runs: taken messages leave the journal, the file stays small,
+ * and what was not taken is still delivered once, in order, after a reboot. */
+static void test_compaction(void **state)
+{
+    (void)state;
+    const char *name = th_name("cmp");
+    new_jdir("cmp");
+    struct shmbus_bus_opts o = {.max_clients = 8, .msg_size = 256, .ring_bytes = 64 * 1024};
+    struct shmbus_durable d = {.dir = jdir, .sync = SHMBUS_SYNC_NONE, .compact_bytes = 4096};
+    shmbus_bus *b;
+    assert_int_equal(shmbus_bus_open_durable(name, &o, &d, SHMBUS_OPEN_CREATE, &b), 0);
+    shmbus_client *s, *r, *keep;
+    assert_int_equal(shmbus_join(b, 1, NULL, &s), 0);
+    assert_int_equal(shmbus_join(b, 2, NULL, &r), 0);
+    assert_int_equal(shmbus_join(b, 3, NULL, &keep), 0);
+    /* 20 messages to client 3, never taken, among 2000 to client 2, all taken. */
+    char buf[64];
+    for (int i = 0; i < 2000; i++) {
+        if (i % 100 == 0) {
+            int n = snprintf(buf, sizeof(buf), "msg-%d", i / 100);
+            assert_int_equal(shmbus_send(s, 3, buf, (size_t)n, 0, 0), 0);
+        }
+        assert_int_equal(shmbus_send(s, 2, "xxxxxxxx", 8, 0, 0), 0);
+        assert_int_equal(shmbus_recv(r, NULL, buf, sizeof(buf), 0), 8);
+    }
+    struct shmbus_journal_stats js;
+    assert_int_equal(shmbus_journal_stats(b, &js), 0);
+    assert_true(js.compactions >= 10);
+    assert_true(js.epoch > 10);
+    char p[1024];
+    jfile(name, p, sizeof(p));
+    /* 2000 x (message + marker) would be 240 KB; the live file holds the 20 and a little. */
+    assert_true(fsize(p) < 4096 + 2 * 64 + 2 * 20 * 64);
+    shmbus_leave(keep);
+    shmbus_leave(r);
+    shmbus_leave(s);
+    shmbus_bus_close(b);
+    reboot_sim(name);
+    b = open_durable(name, SHMBUS_SYNC_NONE, NULL);
+    assert_int_equal(shmbus_journal_stats(b, &js), 0);
+    assert_int_equal(js.rebuilt, 20);
+    assert_int_equal(shmbus_join(b, 3, NULL, &keep), 0);
+    assert_int_equal(drain_expect(keep, 0, 1), 20);
+    shmbus_leave(keep);
+    shmbus_bus_close(b);
+    assert_int_equal(shmbus_bus_destroy(name), 0);
+    rm_rf(jdir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -533,6 +582,7 @@ int main(void)
         cmocka_unit_test(test_sync_levels),  cmocka_unit_test(test_torn_tail_and_bad_crc),
         cmocka_unit_test(test_random_flips), cmocka_unit_test(test_foreign_and_old_journal),
         cmocka_unit_test(test_enospc),       cmocka_unit_test(test_loans_refused),
+        cmocka_unit_test(test_compaction),
     };
     th_filter_from_env();
     return cmocka_run_group_tests(tests, NULL, th_cleanup);

@@ -55,7 +55,7 @@ int sb_cmd_create(int argc, char **argv)
     ssize_t size;
     int c, rc, help = 0;
     const char *durable = NULL, *sync = NULL;
-    struct shmbus_durable dur = {NULL, SHMBUS_SYNC_NONE};
+    struct shmbus_durable dur = {NULL, SHMBUS_SYNC_NONE, 0};
     char dirbuf[SHMBUS_JOURNAL_DIR_MAX + 2];
 
     memset(&bo, 0, sizeof(bo));
