@@ -209,20 +209,17 @@ int shmbus_bus_open(const char *name, const struct shmbus_bus_opts *opts, unsign
  * (shmbus_loan()) are refused on a durable bus (-EOPNOTSUPP). Messages a send was still
  * writing when its process died may or may not be delivered after a rebuild (never twice).
  */
-#define SHMBUS_SYNC_NONE                                                                           \
-    0 /* write(2) only: survives the death of every process, not a                                 \
-       * power cut or a kernel crash */
-#define SHMBUS_SYNC_BATCH                                                                          \
-    1 /* group commit: whichever sender or receiver writes to the                                  \
-       * journal more than SHMBUS_SYNC_BATCH_MS after the last flush                               \
-       * flushes it (fdatasync) for everyone; a send with                                          \
-       * SHMBUS_SEND_SYNC returns once the batch holding its record                                \
-       * is on disk. Without it, a record reaches the disk within                                  \
-       * that time if the bus keeps being used, else at the next                                   \
-       * journal write or shmbus_bus_close() */
-#define SHMBUS_SYNC_ALWAYS                                                                         \
-    2 /* every record (messages and taken markers) is on disk                                      \
-       * (fdatasync) before the call that wrote it returns */
+/* Sync levels (shmbus_durable.sync). NONE: write(2) only; survives the death of every
+ * process, not a power cut or a kernel crash. BATCH: group commit; whichever sender or
+ * receiver writes to the journal more than SHMBUS_SYNC_BATCH_MS after the last flush
+ * flushes it (fdatasync) for everyone; a send with SHMBUS_SEND_SYNC returns once the batch
+ * holding its record is on disk; without it, a record reaches the disk within that time if
+ * the bus keeps being used, else at the next journal write or shmbus_bus_close(). ALWAYS:
+ * every record (messages and taken markers) is on disk (fdatasync) before the call that
+ * wrote it returns. */
+#define SHMBUS_SYNC_NONE       0
+#define SHMBUS_SYNC_BATCH      1
+#define SHMBUS_SYNC_ALWAYS     2
 #define SHMBUS_SYNC_BATCH_MS   5
 #define SHMBUS_JOURNAL_DIR_MAX 255 /* longest journal directory path */
 
@@ -231,6 +228,11 @@ struct shmbus_durable {
     unsigned sync;          /* SHMBUS_SYNC_* */
     uint64_t compact_bytes; /* compact the journal (drop what was taken) when it grows past
                              * this many bytes; 0: SHMBUS_COMPACT_DEFAULT; at least 4096 */
+    uint64_t retain_bytes;  /* retention: compaction and rebuild keep taken messages, the */
+    uint64_t retain_ns;     /* newest retain_bytes of them (records of 56 + len bytes) and
+                             * those journaled in the last retain_ns nanoseconds (CLOCK_
+                             * REALTIME), for shmbus_journal_scan() and `shmbus replay`;
+                             * they are never delivered again by a rebuild. 0, 0: none */
 };
 #define SHMBUS_COMPACT_DEFAULT (64ull << 20)
 
@@ -531,12 +533,13 @@ int shmbus_reap(shmbus_bus *bus);
  */
 #define SHMBUS_SEND_NONBLOCK 0x100u /* fail with -EAGAIN at once if the mailbox is full */
 #define SHMBUS_SEND_ACK      0x200u /* return only once the receiver has taken the message */
-#define SHMBUS_SEND_SYNC                                                                           \
-    0x400u /* durable bus, sync level batch: return only once the                                  \
-            * journal record is on disk (see SHMBUS_SYNC_BATCH); on                                \
-            * other buses and levels it changes nothing */
-#define SHMBUS_PRIO_SHIFT 12
-#define SHMBUS_PRIO_MASK  0xf000u /* 4 bits, so that 8..15 are seen (and refused) */
+/* SHMBUS_SEND_SYNC: on a durable bus of sync level batch, return only once the journal
+ * record is on disk (see SHMBUS_SYNC_BATCH); on other buses and levels it changes nothing.
+ * SHMBUS_SEND_REPLAY: flag the message SHMBUS_MSG_REPLAYED (what `shmbus replay` sends). */
+#define SHMBUS_SEND_SYNC   0x400u
+#define SHMBUS_SEND_REPLAY 0x800u
+#define SHMBUS_PRIO_SHIFT  12
+#define SHMBUS_PRIO_MASK   0xf000u /* 4 bits, so that 8..15 are seen (and refused) */
 /* Priority n as send flags. Not masked: n = 8..15 lands in SHMBUS_PRIO_MASK and n >= 16 on
  * unknown bits, so any n above 7 is refused (-EINVAL) rather than silently cut. */
 #define SHMBUS_PRIO(n) ((unsigned)(n) << SHMBUS_PRIO_SHIFT)
@@ -555,6 +558,7 @@ static inline unsigned shmbus_flags_prio(unsigned flags)
 #define SHMBUS_MSG_TOPIC     0x10u /* sent with shmbus_publish(); corr is the group's index */
 #define SHMBUS_MSG_GROUP     0x20u /* sent with shmbus_send_group(); corr is the group's index */
 #define SHMBUS_MSG_FENCED    0x40u /* sent with shmbus_send_fenced(); corr is the epoch */
+#define SHMBUS_MSG_REPLAYED  0x80u /* sent again from a journal (SHMBUS_SEND_REPLAY) */
 
 /* The header of a received message. */
 struct shmbus_msg {
@@ -795,6 +799,28 @@ struct shmbus_flow {
  * there are (may exceed n; n = 0 counts). Reads max_clients^2 words: about a millisecond
  * for 64 clients. Does not block. Thread-safe. Errors: -EINVAL, -EIDRM. */
 int shmbus_bus_flows(shmbus_bus *bus, struct shmbus_flow *out, size_t n);
+
+/* ---- durable buses: reading the journal back (see shmbus_bus_open_durable()) ------------ */
+
+/* One message in a durable bus's journal, as shmbus_journal_scan() reports it. */
+struct shmbus_journal_entry {
+    struct shmbus_msg msg; /* src, dst, seq, corr, len, prio, flags as sent; sent_ns 0 */
+    uint64_t time_ns;      /* CLOCK_REALTIME when it was journaled */
+    int taken;             /* 1: its receiver took it (kept by retention), 0: waiting */
+};
+/* Called once per message with its payload (msg.len bytes, valid during the call); a
+ * nonzero return stops the scan and is returned. */
+typedef int (*shmbus_journal_fn)(const struct shmbus_journal_entry *e, const void *data, void *arg);
+
+/*
+ * Read the journal of a durable bus: fn for every message it holds, oldest first: those not
+ * taken yet, and the taken ones that retention keeps (shmbus_durable.retain_*). Reads the
+ * whole file into memory; takes no lock, so messages written meanwhile may be missed.
+ * Returns fn's nonzero return, or 0 when every message was reported. Thread-safe. Errors:
+ * -EINVAL (NULL), -ENOTSUP (the bus is not durable), -ENOMEM, -EPROTO (the file is not
+ * this bus's journal), -errno of the file system.
+ */
+int shmbus_journal_scan(shmbus_bus *bus, shmbus_journal_fn fn, void *arg);
 
 /* ------------------------------------------------------------------------------------------
  * Passive view: watch what is sent without taking it

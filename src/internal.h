@@ -95,7 +95,9 @@ struct sb_jctl {
     _Atomic uint64_t epoch; /* the file in use: <dir>/<bus>.<epoch as 16 hex>.jnl */
     uint32_t sync;          /* SHMBUS_SYNC_* */
     uint32_t pad;
-    uint64_t compact_bytes;                    /* compact the file when it grows past this */
+    uint64_t compact_bytes; /* compact the file when it grows past this */
+    uint64_t retain_bytes;  /* taken messages kept: the newest this many bytes, */
+    uint64_t retain_ns;     /* and those written this recently (0: none) */
     uint64_t rebuilt, deferred, damaged, torn; /* what the rebuild found */
     char dir[SHMBUS_JOURNAL_DIR_MAX + 1];
     _Alignas(SB_LINE) _Atomic uint64_t appended; /* records written (tickets, see journal.c) */

@@ -79,6 +79,7 @@ struct sb_journal {
     pid_t pid;      /* that opened fd: a forked child opens its own */
     uint32_t sync;
     uint64_t compact_bytes;
+    uint64_t retain_bytes, retain_ns;
     struct sb_jctl *ctl; /* in the segment */
     char dir[SHMBUS_JOURNAL_DIR_MAX + 1];
 };
@@ -282,6 +283,8 @@ struct ident {
 struct rebuild {
     struct survivor *msg;
     size_t nmsg, capmsg;
+    struct survivor *ret; /* taken, kept by retention (split_taken()) */
+    size_t nret;
     struct ident *gone; /* taken or cancelled */
     size_t ngone, capgone;
 };
@@ -443,6 +446,72 @@ static void remove_older(int dirfd, const char *bus, uint64_t keep)
     }
 }
 
+/* Split rb->msg: the messages not taken stay (in file order); the taken ones that
+ * retention keeps (the newest retain_bytes of them, and those written in the last
+ * retain_ns) go to rb->ret (in file order); the other taken ones are dropped. */
+static int split_taken(struct rebuild *rb, uint64_t retain_bytes, uint64_t retain_ns)
+{
+    if (rb->ngone > 1)
+        qsort(rb->gone, rb->ngone, sizeof(*rb->gone), ident_cmp);
+    bool *taken = calloc(rb->nmsg + 1, sizeof(*taken));
+    bool *kept = calloc(rb->nmsg + 1, sizeof(*kept));
+    size_t nret = 0;
+    if (taken == NULL || kept == NULL) {
+        free(taken);
+        free(kept);
+        return -ENOMEM;
+    }
+    uint64_t now = sb__realtime_ns(), bytes = 0;
+    for (size_t i = rb->nmsg; i-- > 0;) {
+        const struct sb_jrec *r = &rb->msg[i].r;
+        struct ident id = {(uint64_t)r->src << 32 | (r->src_gen & 0xffffffu), r->seq};
+        taken[i] = rb->ngone && bsearch(&id, rb->gone, rb->ngone, sizeof(id), ident_cmp);
+        if (!taken[i])
+            continue;
+        bool by_time = retain_ns != 0 && r->time_ns + retain_ns >= now;
+        bool by_size = retain_bytes != 0 && bytes + r->size <= retain_bytes;
+        if (by_size)
+            bytes += r->size;
+        kept[i] = by_time || by_size;
+        nret += kept[i];
+    }
+    free(rb->ret);
+    rb->ret = malloc((nret + 1) * sizeof(*rb->ret));
+    if (rb->ret == NULL) {
+        free(taken);
+        free(kept);
+        return -ENOMEM;
+    }
+    size_t keep = 0;
+    rb->nret = 0;
+    for (size_t i = 0; i < rb->nmsg; i++) {
+        if (kept[i])
+            rb->ret[rb->nret++] = rb->msg[i];
+        else if (!taken[i])
+            rb->msg[keep++] = rb->msg[i];
+    }
+    rb->nmsg = keep;
+    free(taken);
+    free(kept);
+    return 0;
+}
+
+/* A retained message and its marker, as they go into a new file: restamped with sender
+ * generation `gen` (0 in a rebuild: no client ever has it, and all of them are taken). */
+static int put_retained(int fd, const struct survivor *s, const uint8_t *old, uint32_t gen)
+{
+    struct sb_jrec r = s->r;
+    r.src_gen = gen;
+    int e = put_rec(fd, &r, old + s->off + sizeof(struct sb_jrec));
+    if (e != 0)
+        return e;
+    struct sb_jrec m = r;
+    m.type = SB_JREC_TAKEN;
+    m.size = sizeof(m);
+    m.corr = 0;
+    return put_rec(fd, &m, NULL);
+}
+
 /* Make <bus>.<epoch>.jnl from the survivors in rb (or none), atomically: a temporary file,
  * flushed, renamed, the directory flushed. */
 static int write_new(int dirfd, const char *bus, uint64_t jid, uint64_t epoch,
@@ -457,6 +526,8 @@ static int write_new(int dirfd, const char *bus, uint64_t jid, uint64_t epoch,
     struct sb_jfile_hdr h;
     fill_fhdr(&h, jid, epoch, bus);
     int e = write_all(fd, &h, sizeof(h));
+    for (size_t i = 0; e == 0 && rb != NULL && i < rb->nret; i++)
+        e = put_retained(fd, &rb->ret[i], old, 0);
     for (size_t i = 0; e == 0 && rb != NULL && i < rb->nmsg; i++) {
         const struct survivor *s = &rb->msg[i];
         struct sb_jrec r = s->r;
@@ -477,19 +548,13 @@ static int write_new(int dirfd, const char *bus, uint64_t jid, uint64_t epoch,
 
 /* Keep the survivors of rb that have no marker, renumber their generations, place them in
  * the rings (deferring what does not fit, and everything after it for that destination). */
-static int place(shmbus_bus *b, struct rebuild *rb, const uint8_t *old, struct sb_jctl *jc)
+static int place(shmbus_bus *b, struct rebuild *rb, const uint8_t *old, struct sb_jctl *jc,
+                 const struct shmbus_durable *dur)
 {
-    if (rb->ngone > 1)
-        qsort(rb->gone, rb->ngone, sizeof(*rb->gone), ident_cmp);
-    size_t keep = 0;
-    for (size_t i = 0; i < rb->nmsg; i++) {
-        struct survivor *s = &rb->msg[i];
-        struct ident id = {(uint64_t)s->r.src << 32 | (s->r.src_gen & 0xffffffu), s->r.seq};
-        if (rb->ngone && bsearch(&id, rb->gone, rb->ngone, sizeof(id), ident_cmp))
-            continue;
-        rb->msg[keep++] = *s;
-    }
-    rb->nmsg = keep;
+    int err = split_taken(rb, dur->retain_bytes, dur->retain_ns);
+    if (err != 0)
+        return err;
+    size_t keep = rb->nmsg;
 
     uint32_t maxc = b->lay.max_clients;
     uint32_t *top = calloc((size_t)SHMBUS_MAX_CLIENTS + 1, sizeof(*top)); /* gens per src */
@@ -504,7 +569,6 @@ static int place(shmbus_bus *b, struct rebuild *rb, const uint8_t *old, struct s
         g.cap *= 2;
     g.key = calloc(g.cap, sizeof(*g.key));
     g.val = calloc(g.cap, sizeof(*g.val));
-    int err = 0;
     if (!top || !pos || !last || !count || !full || !hi || !g.key || !g.val) {
         err = -ENOMEM;
         goto out;
@@ -627,6 +691,9 @@ static int make_handle(shmbus_bus *b, const char *dir, uint32_t sync, uint64_t c
     j->pid = getpid();
     j->sync = sync;
     j->compact_bytes = compact_bytes;
+    /* Any value is safe: retention only decides what compaction keeps. */
+    j->retain_bytes = jc->retain_bytes;
+    j->retain_ns = jc->retain_ns;
     j->ctl = jc;
     b->j = j;
     return 0;
@@ -660,7 +727,7 @@ int sb__journal_create(shmbus_bus *b, const struct shmbus_durable *dur)
             sb__journal_parse(old, oldlen, collect, &rb, &st);
             jc->damaged = st.damaged;
             jc->torn = st.torn;
-            r = place(b, &rb, old, jc);
+            r = place(b, &rb, old, jc, dur);
         }
     }
     if (r == 0 && jid == 0) {
@@ -680,15 +747,20 @@ int sb__journal_create(shmbus_bus *b, const struct shmbus_durable *dur)
         atomic_store_explicit(&jc->epoch, epoch + 1, memory_order_relaxed);
         jc->sync = dur->sync;
         jc->compact_bytes = cb;
+        jc->retain_bytes = dur->retain_bytes;
+        jc->retain_ns = dur->retain_ns;
         snprintf(jc->dir, sizeof(jc->dir), "%s", dur->dir);
         uint64_t n = sizeof(struct sb_jfile_hdr); /* the new file's size: its records */
         for (size_t i = 0; i < rb.nmsg; i++)
             n += (rb.msg[i].r.size + 7u) & ~7u;
+        for (size_t i = 0; i < rb.nret; i++)
+            n += ((rb.ret[i].r.size + 7u) & ~7u) + sizeof(struct sb_jrec);
         atomic_store_explicit(&jc->bytes, n, memory_order_relaxed);
         r = make_handle(b, dur->dir, dur->sync, cb);
     }
     free(old);
     free(rb.msg);
+    free(rb.ret);
     free(rb.gone);
     close(dirfd);
     return r;
@@ -892,8 +964,9 @@ static void compact(shmbus_bus *b, struct sb_journal *j)
     sb__journal_parse(buf, x, keep_live, &rb, &sc);
     /* A write may be in progress at the end: phase 2 copies from the last whole record. */
     x = sc.good_end;
-    if (rb.ngone > 1)
-        qsort(rb.gone, rb.ngone, sizeof(*rb.gone), ident_cmp);
+    err = split_taken(&rb, j->retain_bytes, j->retain_ns);
+    if (err != 0)
+        goto out;
     tfd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
     if (tfd < 0) {
         err = -errno;
@@ -903,11 +976,12 @@ static void compact(shmbus_bus *b, struct sb_journal *j)
     fill_fhdr(&h, jc->jid, e + 1, b->name);
     err = write_all(tfd, &h, sizeof(h));
     uint64_t bytes = sizeof(h);
+    for (size_t i = 0; err == 0 && i < rb.nret; i++) { /* identities unchanged: a live bus */
+        err = put_retained(tfd, &rb.ret[i], buf, rb.ret[i].r.src_gen);
+        bytes += ((rb.ret[i].r.size + 7u) & ~7u) + sizeof(struct sb_jrec);
+    }
     for (size_t i = 0; err == 0 && i < rb.nmsg; i++) {
         const struct survivor *sv = &rb.msg[i];
-        struct ident id = {(uint64_t)sv->r.src << 32 | (sv->r.src_gen & 0xffffffu), sv->r.seq};
-        if (rb.ngone && bsearch(&id, rb.gone, rb.ngone, sizeof(id), ident_cmp))
-            continue;
         err = put_rec(tfd, &sv->r, buf + sv->off + sizeof(struct sb_jrec));
         bytes += (sv->r.size + 7u) & ~7u;
     }
@@ -987,6 +1061,7 @@ out:
     free(buf);
     free(tail);
     free(rb.msg);
+    free(rb.ret);
     free(rb.gone);
     disown(&jc->compact_owner);
 }
@@ -1227,4 +1302,62 @@ int shmbus_journal_stats(shmbus_bus *b, struct shmbus_journal_stats *out)
         out->dir[sizeof(out->dir) - 1] = '\0';
     }
     return sb__destroyed(b) ? -EIDRM : 0;
+}
+
+/* ---- reading it back: shmbus_journal_scan() ---------------------------------------------- */
+
+int shmbus_journal_scan(shmbus_bus *b, shmbus_journal_fn fn, void *arg)
+{
+    if (b == NULL || fn == NULL)
+        return -EINVAL;
+    const struct sb_jctl *jc = &b->hdr->journal;
+    if (jc->magic != SB_JMAGIC)
+        return -ENOTSUP;
+    char dir[sizeof(jc->dir)];
+    memcpy(dir, jc->dir, sizeof(dir));
+    dir[sizeof(dir) - 1] = '\0';
+    uint64_t jid = jc->jid;
+    int fd = -ENOENT;
+    for (int tries = 0; tries < 1000 && fd == -ENOENT; tries++)
+        /* Acquire pairs with the release store of epoch in compact(). */
+        fd = open_file(b->name, dir, atomic_load_explicit(&jc->epoch, memory_order_acquire), jid);
+    if (fd < 0)
+        return fd;
+    struct stat st;
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    int r = fstat(fd, &st) == 0 ? 0 : -errno;
+    if (r == 0) {
+        len = (size_t)st.st_size;
+        buf = malloc(len ? len : 1);
+        r = buf == NULL ? -ENOMEM : pread(fd, buf, len, 0) == (ssize_t)len ? 0 : -EIO;
+    }
+    close(fd);
+    struct rebuild rb = {0};
+    if (r == 0) {
+        struct sb_jscan sc;
+        sb__journal_parse(buf, len, collect, &rb, &sc);
+        if (rb.ngone > 1)
+            qsort(rb.gone, rb.ngone, sizeof(*rb.gone), ident_cmp);
+    }
+    for (size_t i = 0; r == 0 && i < rb.nmsg; i++) {
+        const struct sb_jrec *m = &rb.msg[i].r;
+        struct ident id = {(uint64_t)m->src << 32 | (m->src_gen & 0xffffffu), m->seq};
+        struct shmbus_journal_entry e = {
+            .msg = {.src = m->src,
+                    .dst = m->dst,
+                    .seq = m->seq,
+                    .corr = m->corr,
+                    .len = m->size - (uint32_t)sizeof(*m),
+                    .prio = (uint8_t)(m->prio & 7u),
+                    .flags = m->flags},
+            .time_ns = m->time_ns,
+            .taken = rb.ngone && bsearch(&id, rb.gone, rb.ngone, sizeof(id), ident_cmp),
+        };
+        r = fn(&e, buf + rb.msg[i].off + sizeof(*m), arg);
+    }
+    free(buf);
+    free(rb.msg);
+    free(rb.gone);
+    return r;
 }

@@ -46,7 +46,7 @@
 
 #define MSG_FLAGS                                                                                  \
     (SHMBUS_MSG_ACK | SHMBUS_MSG_REQUEST | SHMBUS_MSG_REPLY | SHMBUS_MSG_BROADCAST |               \
-     SHMBUS_MSG_TOPIC | SHMBUS_MSG_GROUP | SHMBUS_MSG_FENCED)
+     SHMBUS_MSG_TOPIC | SHMBUS_MSG_GROUP | SHMBUS_MSG_FENCED | SHMBUS_MSG_REPLAYED)
 #define BATCH_MAX   256u /* messages one shmbus_send_batch() claim carries at most */
 #define CHAIN_SPINS 64   /* yields while a previous claim's header is missing, before sleeping */
 
@@ -792,8 +792,9 @@ static int send_one(shmbus_client *c, uint32_t dst, const void *data, size_t len
 int shmbus_send(shmbus_client *c, uint32_t dst, const void *data, size_t len, unsigned flags,
                 int timeout_ms)
 {
-    int r = check_send_args(c, len, flags,
-                            SHMBUS_SEND_NONBLOCK | SHMBUS_SEND_ACK | SHMBUS_SEND_SYNC, true);
+    int r = check_send_args(
+        c, len, flags,
+        SHMBUS_SEND_NONBLOCK | SHMBUS_SEND_ACK | SHMBUS_SEND_SYNC | SHMBUS_SEND_REPLAY, true);
     if (r < 0)
         return r;
     if (data == NULL && len != 0)
@@ -803,6 +804,8 @@ int shmbus_send(shmbus_client *c, uint32_t dst, const void *data, size_t len, un
     if ((flags & ~SHMBUS_SEND_NONBLOCK) == 0) /* the common case, with its constants */
         return send_rec(c, dst, data, len, 0, flags, 0, 0, deadline, NULL);
     unsigned mflags = (flags & SHMBUS_SEND_ACK) ? SHMBUS_MSG_ACK : 0;
+    if (flags & SHMBUS_SEND_REPLAY)
+        mflags |= SHMBUS_MSG_REPLAYED;
     return send_one(c, dst, data, len, prio, flags, mflags, 0, deadline, NULL);
 }
 

@@ -575,6 +575,97 @@ static void test_compaction(void **state)
     rm_rf(jdir);
 }
 
+struct scan_count {
+    int taken, waiting, replayed_flag;
+    uint64_t first_taken_seq;
+};
+
+static int count_entry(const struct shmbus_journal_entry *e, const void *data, void *arg)
+{
+    struct scan_count *sc = arg;
+    if (e->taken) {
+        if (sc->taken++ == 0)
+            sc->first_taken_seq = e->msg.seq;
+    } else {
+        sc->waiting++;
+    }
+    assert_true(e->msg.len < 64);
+    assert_true(e->msg.len == 0 || data != NULL);
+    assert_true(e->time_ns > 0);
+    return 0;
+}
+
+/* Retention: taken messages stay in the journal (through compaction and a rebuild) for
+ * shmbus_journal_scan() and replay, and a rebuild never delivers them again. Without
+ * retention, compaction removes them. */
+static void test_retention_and_replay(void **state)
+{
+    (void)state;
+    for (int mode = 0; mode < 3; mode++) { /* 0: none, 1: by time, 2: by size */
+        char name[64];
+        snprintf(name, sizeof(name), "%s%d", th_name("ret"), mode);
+        char tag[16];
+        snprintf(tag, sizeof(tag), "ret%d", mode);
+        new_jdir(tag);
+        struct shmbus_bus_opts o = {.max_clients = 8, .msg_size = 256, .ring_bytes = 64 * 1024};
+        struct shmbus_durable d = {.dir = jdir, .sync = SHMBUS_SYNC_NONE, .compact_bytes = 4096};
+        if (mode == 1)
+            d.retain_ns = 3600ull * 1000000000u;
+        if (mode == 2)
+            d.retain_bytes = 10 * 64; /* the newest 10 of "msg-NNN" (56 + 7 bytes each) */
+        shmbus_bus *b;
+        assert_int_equal(shmbus_bus_open_durable(name, &o, &d, SHMBUS_OPEN_CREATE, &b), 0);
+        shmbus_client *s, *r;
+        assert_int_equal(shmbus_join(b, 1, NULL, &s), 0);
+        assert_int_equal(shmbus_join(b, 2, NULL, &r), 0);
+        send_n(s, 2, 100, 200); /* msg-100..msg-199: 100 x 64 bytes, compacted more than once */
+        char buf[64];
+        for (int i = 0; i < 95; i++)
+            assert_int_equal(shmbus_recv(r, NULL, buf, sizeof(buf), 0), 7);
+        send_n(s, 2, 200, 260); /* more writes: compactions after the takes */
+        struct shmbus_journal_stats js;
+        assert_int_equal(shmbus_journal_stats(b, &js), 0);
+        assert_true(js.compactions >= 1);
+        struct scan_count sc = {0};
+        assert_int_equal(shmbus_journal_scan(b, count_entry, &sc), 0);
+        assert_int_equal(sc.waiting, 65);
+        if (mode == 0)
+            assert_int_equal(sc.taken, 0);
+        else if (mode == 1)
+            assert_int_equal(sc.taken, 95);
+        else
+            assert_true(sc.taken >= 10 && sc.taken <= 20); /* the newest, within the size */
+        shmbus_leave(r);
+        shmbus_leave(s);
+        shmbus_bus_close(b);
+        reboot_sim(name);
+        /* The rebuild delivers the 65 waiting ones only, and keeps what retention keeps. */
+        assert_int_equal(shmbus_bus_open_durable(name, &o, &d, SHMBUS_OPEN_CREATE, &b), 0);
+        assert_int_equal(shmbus_journal_stats(b, &js), 0);
+        assert_int_equal(js.rebuilt, 65);
+        struct scan_count sc2 = {0};
+        assert_int_equal(shmbus_journal_scan(b, count_entry, &sc2), 0);
+        assert_int_equal(sc2.waiting, 65);
+        if (mode == 1)
+            assert_int_equal(sc2.taken, 95);
+        if (mode == 2)
+            assert_int_equal(sc2.taken, 10);
+        assert_int_equal(shmbus_join(b, 2, NULL, &r), 0);
+        assert_int_equal(drain_expect(r, 195, 1), 65);
+        /* Replay: a message sent again is flagged as such. */
+        assert_int_equal(shmbus_join(b, 3, NULL, &s), 0);
+        assert_int_equal(shmbus_send(s, 2, "again", 5, SHMBUS_SEND_REPLAY, 0), 0);
+        struct shmbus_msg m;
+        assert_int_equal(shmbus_recv(r, &m, buf, sizeof(buf), 0), 5);
+        assert_int_equal(m.flags, SHMBUS_MSG_REPLAYED);
+        shmbus_leave(s);
+        shmbus_leave(r);
+        shmbus_bus_close(b);
+        assert_int_equal(shmbus_bus_destroy(name), 0);
+        rm_rf(jdir);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -582,7 +673,7 @@ int main(void)
         cmocka_unit_test(test_sync_levels),  cmocka_unit_test(test_torn_tail_and_bad_crc),
         cmocka_unit_test(test_random_flips), cmocka_unit_test(test_foreign_and_old_journal),
         cmocka_unit_test(test_enospc),       cmocka_unit_test(test_loans_refused),
-        cmocka_unit_test(test_compaction),
+        cmocka_unit_test(test_compaction),   cmocka_unit_test(test_retention_and_replay),
     };
     th_filter_from_env();
     return cmocka_run_group_tests(tests, NULL, th_cleanup);
