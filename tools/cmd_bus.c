@@ -15,7 +15,8 @@
 
 static const char create_usage[] =
     "Usage: shmbus create BUS [--clients N] [--slots S] [--msg-size B] [--ring-bytes R]\n"
-    "                         [--mode MODE] [--durable DIR [--sync none|batch|always]]\n"
+    "                         [--mode MODE] [--durable DIR [--sync none|batch|always]\n"
+    "                         [--retain SIZE|TIME] [--compact SIZE]]\n"
     "Create the bus BUS; fails if it exists.\n"
     "  -c, --clients N    client ids 1..N (default 64, at most 4096)\n"
     "  -s, --slots S      size the default mailbox ring for about S messages of the largest\n"
@@ -32,6 +33,10 @@ static const char create_usage[] =
     "      --sync LEVEL   none (the default: survives any process dying, not a power cut),\n"
     "                     batch (flushed to disk every few ms; sends with the sync flag\n"
     "                     wait for it), always (on disk before each send returns)\n"
+    "      --retain SIZE|TIME  keep taken messages in the journal, the newest SIZE (64K,\n"
+    "                     10M, 2G) or those of the last TIME (30s, 5min, 2h, 7d), for\n"
+    "                     shmbus replay (default: taken messages are deleted)\n"
+    "      --compact SIZE compact the journal when it grows past SIZE (default 64M)\n"
     "  -h, --help         this text, and the size of a bus with the options given before\n";
 
 int sb_cmd_create(int argc, char **argv)
@@ -44,6 +49,8 @@ int sb_cmd_create(int argc, char **argv)
         {"ring-bytes", required_argument, NULL, 'r'},
         {"durable", required_argument, NULL, 'D'},
         {"sync", required_argument, NULL, 'S'},
+        {"retain", required_argument, NULL, 'R'},
+        {"compact", required_argument, NULL, 'C'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -54,8 +61,8 @@ int sb_cmd_create(int argc, char **argv)
     long mode;
     ssize_t size;
     int c, rc, help = 0;
-    const char *durable = NULL, *sync = NULL;
-    struct shmbus_durable dur = {NULL, SHMBUS_SYNC_NONE, 0};
+    const char *durable = NULL, *sync = NULL, *retain = NULL, *compact = NULL;
+    struct shmbus_durable dur = {NULL, SHMBUS_SYNC_NONE, 0, 0, 0};
     char dirbuf[SHMBUS_JOURNAL_DIR_MAX + 2];
 
     memset(&bo, 0, sizeof(bo));
@@ -106,6 +113,21 @@ int sb_cmd_create(int argc, char **argv)
                 return sb_bad_usage("create", create_usage,
                                     "--sync: none, batch or always, not '%s'", sync);
             break;
+        case 'R':
+            retain = optarg;
+            if (sb_parse_duration(optarg, &dur.retain_ns) < 0 &&
+                sb_parse_size(optarg, &dur.retain_bytes) < 0)
+                return sb_bad_usage("create", create_usage,
+                                    "--retain: a size (64K, 10M, 2G) or a duration (30s, 5min, "
+                                    "2h, 7d), not '%s'",
+                                    optarg);
+            break;
+        case 'C':
+            compact = optarg;
+            if (sb_parse_size(optarg, &dur.compact_bytes) < 0 || dur.compact_bytes < 4096)
+                return sb_bad_usage("create", create_usage,
+                                    "--compact: a size of at least 4K, not '%s'", optarg);
+            break;
         case 'h':
             help = 1;
             break;
@@ -137,8 +159,11 @@ int sb_cmd_create(int argc, char **argv)
     if ((why = sb_bad_name(name)) != NULL)
         return sb_bad_usage("create", create_usage, "'%s': %s", name, why);
 
-    if (sync != NULL && durable == NULL)
-        return sb_bad_usage("create", create_usage, "--sync needs --durable DIR");
+    if ((sync != NULL || retain != NULL || compact != NULL) && durable == NULL)
+        return sb_bad_usage("create", create_usage, "--%s needs --durable DIR",
+                            sync != NULL     ? "sync"
+                            : retain != NULL ? "retain"
+                                             : "compact");
     if (durable != NULL) {
         /* The segment records the directory for every later opener: make it absolute. */
         char cwd[SHMBUS_JOURNAL_DIR_MAX + 1];

@@ -110,6 +110,7 @@ static const struct command commands[] = {
     {"send", sb_cmd_send, "send messages (arguments or lines of standard input)"},
     {"recv", sb_cmd_recv, "receive and print messages"},
     {"tail", sb_cmd_tail, "print the traffic of a bus, taking nothing"},
+    {"replay", sb_cmd_replay, "send again what a durable bus's journal kept"},
     {"pub", sb_cmd_pub, "publish to a topic (every subscriber gets a copy)"},
     {"sub", sb_cmd_sub, "subscribe to a topic and print what arrives"},
     {"group", sb_cmd_group, "list the named groups of a bus (group ls)"},
