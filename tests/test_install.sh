@@ -85,7 +85,7 @@ grep -q libmicrohttpd <<<"$needed" || fail "shmbus-monitor does not link libmicr
 extra=$(tr ' ' '\n' <<<"$needed" | grep -vE '^(libmicrohttpd\.so|libc\.so|libpthread\.so|librt\.so|$)')
 [ -z "$extra" ] || fail "shmbus-monitor links more than libmicrohttpd and libc: $extra"
 # Every example program builds against the installed header and library alone.
-for ex in epoll_receiver subscriber worker leader; do
+for ex in epoll_receiver subscriber worker leader durable; do
     cc -std=c11 -Wall -Werror "$src/examples/$ex.c" \
         $(PKG_CONFIG_PATH="$prefix/lib/pkgconfig" pkg-config --cflags --libs shmbus) \
         -o "$TEST_TMPDIR/$ex" 2>"$TEST_TMPDIR/cc.err" ||
