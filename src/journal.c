@@ -283,6 +283,13 @@ struct ident {
 struct rebuild {
     struct survivor *msg;
     size_t nmsg, capmsg;
+    /* A batch being collected (batch_rest): its first message's index and offset, how many
+     * records are still to come, and what the next one must be. */
+    size_t pend_first, pend_left, pend_off, pend_next;
+    uint32_t pend_src, pend_gen;
+    uint64_t pend_seq;
+    bool cut;             /* collect_end() dropped an unfinished batch at the end */
+    size_t cut_off;       /* where it started */
     struct survivor *ret; /* taken, kept by retention (split_taken()) */
     size_t nret;
     struct ident *gone; /* taken or cancelled */
@@ -314,15 +321,52 @@ static void collect(const struct sb_jrec *r, const uint8_t *payload, size_t off,
 {
     (void)payload;
     struct rebuild *rb = arg;
+    size_t padded = (r->size + 7u) & ~(size_t)7u;
+    if (rb->pend_left > 0) {
+        if (r->type == SB_JREC_MSG && off == rb->pend_next && r->src == rb->pend_src &&
+            r->src_gen == rb->pend_gen && r->seq == rb->pend_seq + 1 &&
+            r->batch_rest == rb->pend_left - 1) {
+            if (!grow((void **)&rb->msg, &rb->capmsg, rb->nmsg, sizeof(*rb->msg)))
+                return;
+            rb->msg[rb->nmsg++] = (struct survivor){.off = off, .r = *r};
+            rb->pend_left--;
+            rb->pend_seq++;
+            rb->pend_next = off + padded;
+            return;
+        }
+        rb->nmsg = rb->pend_first; /* a batch cut short: none of it was accepted */
+        rb->pend_left = 0;
+    }
     if (r->type == SB_JREC_MSG) {
         if (!grow((void **)&rb->msg, &rb->capmsg, rb->nmsg, sizeof(*rb->msg)))
             return;
         rb->msg[rb->nmsg++] = (struct survivor){.off = off, .r = *r};
+        if (r->batch_rest > 0) {
+            rb->pend_first = rb->nmsg - 1;
+            rb->pend_left = r->batch_rest;
+            rb->pend_off = off;
+            rb->pend_next = off + padded;
+            rb->pend_src = r->src;
+            rb->pend_gen = r->src_gen;
+            rb->pend_seq = r->seq;
+        }
     } else {
         if (!grow((void **)&rb->gone, &rb->capgone, rb->ngone, sizeof(*rb->gone)))
             return;
         rb->gone[rb->ngone++] =
             (struct ident){(uint64_t)r->src << 32 | (r->src_gen & 0xffffffu), r->seq};
+    }
+}
+
+/* After the parse: a batch still unfinished at the end was cut short (or is being written:
+ * compact() copies it later from its start). */
+static void collect_end(struct rebuild *rb)
+{
+    if (rb->pend_left > 0) {
+        rb->nmsg = rb->pend_first;
+        rb->pend_left = 0;
+        rb->cut = true;
+        rb->cut_off = rb->pend_off;
     }
 }
 
@@ -502,6 +546,7 @@ static int put_retained(int fd, const struct survivor *s, const uint8_t *old, ui
 {
     struct sb_jrec r = s->r;
     r.src_gen = gen;
+    r.batch_rest = 0;
     int e = put_rec(fd, &r, old + s->off + sizeof(struct sb_jrec));
     if (e != 0)
         return e;
@@ -532,6 +577,7 @@ static int write_new(int dirfd, const char *bus, uint64_t jid, uint64_t epoch,
         const struct survivor *s = &rb->msg[i];
         struct sb_jrec r = s->r;
         r.src_gen = s->new_gen;
+        r.batch_rest = 0; /* checked whole: each record stands alone from now on */
         e = put_rec(fd, &r, old + s->off + sizeof(struct sb_jrec));
     }
     if (e == 0 && fdatasync(fd) != 0)
@@ -725,6 +771,7 @@ int sb__journal_create(shmbus_bus *b, const struct shmbus_durable *dur)
             jid = h.jid;
             struct sb_jscan st;
             sb__journal_parse(old, oldlen, collect, &rb, &st);
+            collect_end(&rb);
             jc->damaged = st.damaged;
             jc->torn = st.torn;
             r = place(b, &rb, old, jc, dur);
@@ -962,8 +1009,10 @@ static void compact(shmbus_bus *b, struct sb_journal *j)
     }
     struct sb_jscan sc;
     sb__journal_parse(buf, x, keep_live, &rb, &sc);
-    /* A write may be in progress at the end: phase 2 copies from the last whole record. */
-    x = sc.good_end;
+    collect_end(&rb);
+    /* A write may be in progress at the end: phase 2 copies from the last whole record, or
+     * from the start of a batch not whole yet. */
+    x = rb.cut && rb.cut_off < sc.good_end ? rb.cut_off : sc.good_end;
     err = split_taken(&rb, j->retain_bytes, j->retain_ns);
     if (err != 0)
         goto out;
@@ -982,7 +1031,9 @@ static void compact(shmbus_bus *b, struct sb_journal *j)
     }
     for (size_t i = 0; err == 0 && i < rb.nmsg; i++) {
         const struct survivor *sv = &rb.msg[i];
-        err = put_rec(tfd, &sv->r, buf + sv->off + sizeof(struct sb_jrec));
+        struct sb_jrec r = sv->r;
+        r.batch_rest = 0; /* checked whole: each record stands alone from now on */
+        err = put_rec(tfd, &r, buf + sv->off + sizeof(struct sb_jrec));
         bytes += (sv->r.size + 7u) & ~7u;
     }
     if (err != 0)
@@ -1185,7 +1236,7 @@ static int after_write(shmbus_bus *b, bool want_sync)
 
 static void fill_rec(struct sb_jrec *r, unsigned type, uint32_t src, uint32_t src_gen, uint32_t dst,
                      uint64_t seq, uint64_t corr, unsigned prio, unsigned mflags, const void *data,
-                     size_t len)
+                     size_t len, uint32_t batch_rest)
 {
     memset(r, 0, sizeof(*r));
     r->magic = SB_JREC_MAGIC;
@@ -1199,11 +1250,12 @@ static void fill_rec(struct sb_jrec *r, unsigned type, uint32_t src, uint32_t sr
     r->seq = seq;
     r->corr = corr;
     r->time_ns = sb__realtime_ns();
+    r->batch_rest = batch_rest;
     uint32_t crc = sb__crc32c(0, (const uint8_t *)r + 12, sizeof(*r) - 12);
     r->crc = len ? sb__crc32c(crc, data, len) : crc;
 }
 
-#define JBATCH 64 /* records per writev */
+#define JBATCH 256 /* records per writev: a whole send_batch claim (BATCH_MAX in mailbox.c) */
 
 int sb__journal_msgs(shmbus_client *c, uint32_t dst, const struct shmbus_iov *msgs, size_t n,
                      unsigned prio, unsigned mflags, uint64_t seq0, uint64_t corr, unsigned flags)
@@ -1216,8 +1268,9 @@ int sb__journal_msgs(shmbus_client *c, uint32_t dst, const struct shmbus_iov *ms
         size_t total = 0, k = 0;
         for (; k < JBATCH && done + k < n; k++) {
             const struct shmbus_iov *m = &msgs[done + k];
+            size_t chunk = n - done < JBATCH ? n - done : JBATCH;
             fill_rec(&recs[k], SB_JREC_MSG, c->id, c->gen, dst, seq0 + done + k, corr, prio, mflags,
-                     m->data, m->len);
+                     m->data, m->len, (uint32_t)(chunk - 1 - k));
             iov[ni++] = (struct iovec){&recs[k], sizeof(recs[k])};
             if (m->len)
                 iov[ni++] = (struct iovec){(void *)m->data, m->len};
@@ -1237,7 +1290,7 @@ int sb__journal_msgs(shmbus_client *c, uint32_t dst, const struct shmbus_iov *ms
 static int marker(shmbus_client *c, unsigned type, uint32_t src, uint32_t src_gen, uint64_t seq)
 {
     struct sb_jrec r;
-    fill_rec(&r, type, src, src_gen, c->id, seq, 0, 0, 0, NULL, 0);
+    fill_rec(&r, type, src, src_gen, c->id, seq, 0, 0, 0, NULL, 0, 0);
     struct iovec iov = {&r, sizeof(r)};
     int e = jwrite(c->bus, &iov, 1, sizeof(r));
     return e < 0 ? e : after_write(c->bus, false);
@@ -1337,6 +1390,7 @@ int shmbus_journal_scan(shmbus_bus *b, shmbus_journal_fn fn, void *arg)
     if (r == 0) {
         struct sb_jscan sc;
         sb__journal_parse(buf, len, collect, &rb, &sc);
+        collect_end(&rb);
         if (rb.ngone > 1)
             qsort(rb.gone, rb.ngone, sizeof(*rb.gone), ident_cmp);
     }

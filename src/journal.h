@@ -42,7 +42,8 @@ struct sb_jrec {
     uint32_t src;
     uint32_t src_gen;
     uint32_t dst;
-    uint32_t pad2;
+    uint32_t batch_rest; /* MSG: records of the same write that follow this one (a batch is
+                          * kept whole or not at all: a write cut short loses all of it) */
     uint64_t seq;
     uint64_t corr;
     uint64_t time_ns; /* CLOCK_REALTIME when written */

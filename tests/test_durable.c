@@ -666,14 +666,75 @@ static void test_retention_and_replay(void **state)
     }
 }
 
+/* A send_batch whose journal write is cut short (full disk) accepted nothing: none of its
+ * messages, not even the ones whose records were written whole, come back after a reboot. */
+static int batch_enospc_child(void *arg)
+{
+    const char *name = arg;
+    signal(SIGXFSZ, SIG_IGN);
+    shmbus_bus *b = open_durable(name, SHMBUS_SYNC_NONE, NULL);
+    shmbus_client *s, *r;
+    if (shmbus_join(b, 1, NULL, &s) || shmbus_join(b, 2, NULL, &r))
+        return 10;
+    char p[1024];
+    jfile(name, p, sizeof(p));
+    struct rlimit rl;
+    getrlimit(RLIMIT_FSIZE, &rl);
+    struct rlimit lim = {.rlim_cur = (rlim_t)fsize(p) + 2 * REC + 30, .rlim_max = rl.rlim_max};
+    if (setrlimit(RLIMIT_FSIZE, &lim) != 0)
+        return 11;
+    struct shmbus_iov v[5] = {{"bad-0", 5}, {"bad-1", 5}, {"bad-2", 5}, {"bad-3", 5}, {"bad-4", 5}};
+    if (shmbus_send_batch(s, 2, v, 5, 0, 0) != -ENOSPC)
+        return 12;
+    char buf[64];
+    if (shmbus_recv(r, NULL, buf, sizeof(buf), 0) != -EAGAIN)
+        return 13; /* nothing of the batch became visible */
+    if (setrlimit(RLIMIT_FSIZE, &rl) != 0)
+        return 14;
+    struct shmbus_iov w[3] = {{"msg-0", 5}, {"msg-1", 5}, {"msg-2", 5}};
+    if (shmbus_send_batch(s, 2, w, 3, 0, 0) != 3)
+        return 15;
+    shmbus_leave(r);
+    shmbus_leave(s);
+    shmbus_bus_close(b);
+    return 0;
+}
+
+static void test_batch_cut_short(void **state)
+{
+    (void)state;
+    const char *name = th_name("bcut");
+    new_jdir("bcut");
+    pid_t pid = th_fork(batch_enospc_child, (void *)name);
+    assert_int_equal(th_wait(pid, 20000), 0);
+    reboot_sim(name);
+    shmbus_bus *b = open_durable(name, SHMBUS_SYNC_NONE, NULL);
+    struct shmbus_journal_stats js;
+    assert_int_equal(shmbus_journal_stats(b, &js), 0);
+    assert_int_equal(js.rebuilt, 3);
+    shmbus_client *r;
+    assert_int_equal(shmbus_join(b, 2, NULL, &r), 0);
+    assert_int_equal(drain_expect(r, 0, 1), 3); /* msg-0..2 only: no bad-* */
+    shmbus_leave(r);
+    shmbus_bus_close(b);
+    assert_int_equal(shmbus_bus_destroy(name), 0);
+    rm_rf(jdir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_crc32c),       cmocka_unit_test(test_rebuild_delivers_untaken_once),
-        cmocka_unit_test(test_sync_levels),  cmocka_unit_test(test_torn_tail_and_bad_crc),
-        cmocka_unit_test(test_random_flips), cmocka_unit_test(test_foreign_and_old_journal),
-        cmocka_unit_test(test_enospc),       cmocka_unit_test(test_loans_refused),
-        cmocka_unit_test(test_compaction),   cmocka_unit_test(test_retention_and_replay),
+        cmocka_unit_test(test_crc32c),
+        cmocka_unit_test(test_rebuild_delivers_untaken_once),
+        cmocka_unit_test(test_sync_levels),
+        cmocka_unit_test(test_torn_tail_and_bad_crc),
+        cmocka_unit_test(test_random_flips),
+        cmocka_unit_test(test_foreign_and_old_journal),
+        cmocka_unit_test(test_enospc),
+        cmocka_unit_test(test_loans_refused),
+        cmocka_unit_test(test_compaction),
+        cmocka_unit_test(test_retention_and_replay),
+        cmocka_unit_test(test_batch_cut_short),
     };
     th_filter_from_env();
     return cmocka_run_group_tests(tests, NULL, th_cleanup);
