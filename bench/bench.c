@@ -418,6 +418,9 @@ static void walk(struct bench_run *r)
     bench_measure_scale(r, scale_clients, 3, progress);
     if (interrupted)
         return;
+    bench_measure_groups(r, progress);
+    if (interrupted)
+        return;
     progress("classic exchange");
     bench_measure_classic(r);
 }

@@ -319,7 +319,7 @@ static int consumer_side(struct child_ctx *c, void *ep)
     return rc < 0 ? rc : 0;
 }
 
-static void pin(int cpu)
+void bench_pin(int cpu)
 {
     if (cpu < 0)
         return;
@@ -364,7 +364,7 @@ static pid_t spawn(struct child_ctx *c, enum bench_role role, int cpu)
     signal(SIGINT, SIG_DFL);
     signal(SIGTERM, SIG_DFL);
     signal(SIGHUP, SIG_DFL);
-    pin(cpu);
+    bench_pin(cpu);
     _exit(child_main(c, role) < 0 ? 1 : 0);
 }
 

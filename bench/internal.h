@@ -134,6 +134,13 @@ const char *bench_iox_unavailable(void);
 const char *bench_shmbus_unavailable(void);
 /* The library's version string, or "not built". */
 const char *bench_shmbus_version(void);
+/* Create a fresh bus (64 B messages, default ring) for `clients` in the bench's private
+ * SHMBUS_DIR (set for this process and its children); its name goes to name. 0, or -errno
+ * with why filled in. Only with BENCH_HAVE_SHMBUS. */
+int bench_sb_bus_create(char *name, size_t namelen, uint32_t clients, char *why, size_t whylen);
+
+/* Pin the calling process to cpu (nothing for -1); best effort (harness.c). */
+void bench_pin(int cpu);
 
 /* ---- cleanup on a signal (bench.c) ---- */
 

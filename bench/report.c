@@ -139,7 +139,7 @@ struct target {
     char detail[300];
 };
 
-#define NTARGETS 8
+#define NTARGETS 10
 
 static const char *shmbus_why(const struct bench_run *r, const struct bench_transport *t,
                               enum bench_what w, size_t size)
@@ -178,6 +178,8 @@ static void compare(struct target *g, const struct bench_rec *a, const struct be
                  fmt_rate(x, sizeof(x), a->rate, "msg/s"), b->t->name,
                  fmt_rate(y, sizeof(y), b->rate, "msg/s"), v, at_least ? ">=" : "<=", limit);
 }
+
+static void evaluate_groups(const struct bench_run *r, struct target *g);
 
 static void evaluate(const struct bench_run *r, struct target *g)
 {
@@ -295,6 +297,37 @@ static void evaluate(const struct bench_run *r, struct target *g)
                  fmt_ns(a, sizeof(a), (double)s64->hop_median),
                  fmt_ns(b, sizeof(b), (double)s3->hop_median), g[7].value);
     }
+    evaluate_groups(r, g + 8);
+}
+
+/* Targets 9 and 10 (issue 12): the work queue against direct sends, failover p99. */
+static void evaluate_groups(const struct bench_run *r, struct target *g)
+{
+    const struct bench_groups *gr = &r->groups;
+    g[0].name = "work queue, 2 workers, 64 B >= 0.8x direct sends";
+    if (!gr->ran || !gr->queue.ok) {
+        not_measured(&g[0], "shmbus work queue", gr->ran ? gr->queue.why : "not run");
+    } else {
+        char a[32], b[32];
+        g[0].value = gr->queue.group_rate / gr->queue.direct_rate;
+        g[0].limit = 0.8;
+        g[0].status = g[0].value >= 0.8 ? MET : MISSED;
+        snprintf(g[0].detail, sizeof(g[0].detail), "send_group %s vs send %s: %.2fx (>= 0.8)",
+                 fmt_rate(a, sizeof(a), gr->queue.group_rate, "msg/s"),
+                 fmt_rate(b, sizeof(b), gr->queue.direct_rate, "msg/s"), g[0].value);
+    }
+    g[1].name = "leader failover p99 <= 100 ms";
+    if (!gr->ran || !gr->failover.ok) {
+        not_measured(&g[1], "leader failover", gr->ran ? gr->failover.why : "not run");
+    } else {
+        char a[32], b[32];
+        g[1].value = (double)gr->failover.p99 / 1e6;
+        g[1].limit = 100;
+        g[1].status = g[1].value <= 100 ? MET : MISSED;
+        snprintf(g[1].detail, sizeof(g[1].detail), "%d kills: p50 %s, p99 %s (<= 100 ms)",
+                 gr->failover.kills, fmt_ns(a, sizeof(a), (double)gr->failover.p50),
+                 fmt_ns(b, sizeof(b), (double)gr->failover.p99));
+    }
 }
 
 static const char *status_name(enum status s)
@@ -405,6 +438,41 @@ void bench_report_table(FILE *f, const struct bench_run *r)
                     s->clients, fmt_ns(a, sizeof(a), (double)s->hop_median),
                     fmt_ns(b, sizeof(b), (double)s->hop_p99), (unsigned long long)s->messages,
                     s->seconds, (unsigned long long)s->segment_bytes);
+    }
+
+    const struct bench_groups *gr = &r->groups;
+    fprintf(f,
+            "\n== Named groups: 64 B, best of %d rounds of %.2f s; publisher on one CPU, "
+            "receivers on the other ==\n",
+            r->rounds, r->stream_seconds);
+    for (int i = 0; i < BENCH_FANOUTS + 1; i++) {
+        const struct bench_group_rate *q = i < BENCH_FANOUTS ? &gr->fanout[i] : &gr->queue;
+        char what[64], a[32], b[32];
+        if (i < BENCH_FANOUTS)
+            snprintf(what, sizeof(what), "topic fan-out to %2d", q->receivers);
+        else
+            snprintf(what, sizeof(what), "work queue, %d workers", q->receivers);
+        if (!gr->ran)
+            fprintf(f, "%-22s not run\n", what);
+        else if (!q->ok)
+            fprintf(f, "%-22s %s\n", what, q->why);
+        else
+            fprintf(f, "%-22s %s deliveries, direct sends %s: %.2fx direct\n", what,
+                    fmt_rate(a, sizeof(a), q->group_rate, "msg/s"),
+                    fmt_rate(b, sizeof(b), q->direct_rate, "msg/s"),
+                    q->group_rate / q->direct_rate);
+    }
+    if (!gr->ran) {
+        fprintf(f, "%-22s not run\n", "leader failover");
+    } else if (!gr->failover.ok) {
+        fprintf(f, "%-22s %s\n", "leader failover", gr->failover.why);
+    } else {
+        char a[32], b[32], c2[32];
+        fprintf(f, "%-22s %d leaders killed: kill to successor's win p50 %s, p99 %s, max %s\n",
+                "leader failover", gr->failover.kills,
+                fmt_ns(a, sizeof(a), (double)gr->failover.p50),
+                fmt_ns(b, sizeof(b), (double)gr->failover.p99),
+                fmt_ns(c2, sizeof(c2), (double)gr->failover.max));
     }
 
     fprintf(f, "\n== The classic three-client exchange (classic/start.sh) against the seed's "
@@ -576,7 +644,34 @@ void bench_report_json(FILE *f, const struct bench_run *r)
         }
         fputc('}', f);
     }
-    fprintf(f, "\n  ],\n  \"classic\": {");
+    fprintf(f, "\n  ],\n  \"groups\": {\"fanout\": [");
+    for (int i = 0; i < BENCH_FANOUTS + 1; i++) {
+        const struct bench_group_rate *q =
+            i < BENCH_FANOUTS ? &r->groups.fanout[i] : &r->groups.queue;
+        if (i == BENCH_FANOUTS)
+            fprintf(f, "],\n    \"queue\": ");
+        fprintf(f, "%s{\"receivers\": %d, ", i && i < BENCH_FANOUTS ? ", " : "", q->receivers);
+        if (!r->groups.ran || !q->ok) {
+            fprintf(f, "\"skipped\": ");
+            json_str(f, r->groups.ran ? q->why : "not run");
+        } else {
+            json_num(f, "group_rate", q->group_rate, 1);
+            json_num(f, "direct_rate", q->direct_rate, 0);
+        }
+        fputc('}', f);
+    }
+    const struct bench_failover *fo = &r->groups.failover;
+    fprintf(f, ",\n    \"failover\": {\"kills\": %d, ", fo->kills);
+    if (!r->groups.ran || !fo->ok) {
+        fprintf(f, "\"skipped\": ");
+        json_str(f, r->groups.ran ? fo->why : "not run");
+    } else {
+        json_num(f, "p50_ns", (double)fo->p50, 1);
+        json_num(f, "p99_ns", (double)fo->p99, 1);
+        json_num(f, "max_ns", (double)fo->max, 0);
+    }
+    fprintf(f, "}}");
+    fprintf(f, ",\n  \"classic\": {");
     const struct bench_classic *c = &r->classic;
     if (!c->ok) {
         fprintf(f, "\"skipped\": ");

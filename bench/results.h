@@ -46,6 +46,30 @@ struct bench_classic {
     double sem_op_us; /* measured sem_wait+sem_post pair on one semaphore, uncontended */
 };
 
+/* Named groups (groups.c): a group call against the same receivers served directly. */
+struct bench_group_rate {
+    int receivers; /* subscribers, or workers */
+    int ok;
+    char why[BENCH_WHY_LEN];
+    double group_rate;  /* deliveries per second through the group call */
+    double direct_rate; /* the same deliveries by shmbus_send() */
+};
+
+struct bench_failover {
+    int kills;
+    int ok;
+    char why[BENCH_WHY_LEN];
+    uint64_t p50, p99, max; /* ns from kill() to the successor's win */
+};
+
+#define BENCH_FANOUTS 3
+struct bench_groups {
+    int ran;
+    struct bench_group_rate fanout[BENCH_FANOUTS]; /* 1, 4, 16 subscribers */
+    struct bench_group_rate queue;                 /* two workers */
+    struct bench_failover failover;
+};
+
 struct bench_machine {
     char cpu[128];
     char kernel[200];
@@ -77,6 +101,7 @@ struct bench_run {
     int nscale;
     struct bench_scale scale[BENCH_MAX_SCALE];
     struct bench_classic classic;
+    struct bench_groups groups;
     double total_seconds;
 };
 
@@ -90,5 +115,7 @@ void bench_report_json(FILE *f, const struct bench_run *r);
 void bench_measure_scale(struct bench_run *r, const int *clients, int n,
                          void (*progress)(const char *));
 void bench_measure_classic(struct bench_run *r);
+/* Named groups (groups.c): topic fan-out, work queue, failover. */
+void bench_measure_groups(struct bench_run *r, void (*progress)(const char *));
 
 #endif

@@ -102,6 +102,11 @@ static int bus_create(char *name, size_t namelen, uint32_t clients, uint32_t slo
     return 0;
 }
 
+int bench_sb_bus_create(char *name, size_t namelen, uint32_t clients, char *why, size_t whylen)
+{
+    return bus_create(name, namelen, clients, SHMBUS_DEFAULT_SLOTS, 64, NULL, why, whylen);
+}
+
 static int sb_setup(struct bench_chan **chp, size_t size, int nprod, int streaming, char *why,
                     size_t whylen)
 {

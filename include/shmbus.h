@@ -845,10 +845,11 @@ struct shmbus_tap_msg {
     struct shmbus_msg msg;              /* its header; msg.len is its whole length */
     char src_name[SHMBUS_NAME_MAX + 1]; /* the sender's name when it sent ("": none) */
     char dst_name[SHMBUS_NAME_MAX + 1]; /* the receiver's name then ("": none) */
-    uint32_t captured;                  /* payload bytes kept: min(len, CAPTURE) */
-    uint64_t missed; /* messages lost to this tap just before this one (or before the
-                      * error): overwritten before it read them, or claimed by a sender
-                      * that died mid-copy */
+    uint32_t captured; /* payload bytes kept: min(len, CAPTURE), or len for a whole tap
+                        * (less if its copy was overwritten before the tap read it) */
+    uint64_t missed;   /* messages lost to this tap just before this one (or before the
+                        * error): overwritten before it read them, or claimed by a sender
+                        * that died mid-copy */
 };
 
 /* Start watching: *out is a new tap that sees every message sent from now on. The caller
@@ -858,8 +859,24 @@ struct shmbus_tap_msg {
  * -ENOMEM. */
 int shmbus_tap_open(shmbus_bus *bus, shmbus_tap **out);
 
+/* Flags of shmbus_tap_open_flags(). */
+#define SHMBUS_TAP_WHOLE 0x1u /* keep whole payloads, not only the first SHMBUS_TAP_CAPTURE */
+
+/*
+ * As shmbus_tap_open(), with flags. SHMBUS_TAP_WHOLE: while this tap is open, senders also
+ * copy each payload longer than SHMBUS_TAP_CAPTURE whole into the bus's bulk ring (8 MiB,
+ * shared by all such taps; pages are touched only once a whole tap opens), so that
+ * shmbus_tap_next() can give the whole message: `shmbus record` is built on it. A payload
+ * overwritten in the bulk ring before the tap read it (the tap fell 8 MiB behind) comes
+ * with only its first SHMBUS_TAP_CAPTURE - 8 bytes, captured saying so; nothing is silent.
+ * Costs each sender one more copy of its payload while such a tap is open.
+ * Errors: as shmbus_tap_open(), and -EINVAL for an unknown flag.
+ */
+int shmbus_tap_open_flags(shmbus_bus *bus, unsigned flags, shmbus_tap **out);
+
 /* The next message seen, oldest first: what the tap saw into *out (may be NULL) and up to
- * min(captured, cap) payload bytes into buf. Returns how many payload bytes it copied.
+ * min(captured, cap) payload bytes into buf (cap below captured: the rest is not copied,
+ * and the call still succeeds). Returns how many payload bytes it copied.
  * Waits up to timeout_ms (-1: forever, 0: not at all). Errors: -EINVAL (t NULL, or buf
  * NULL with cap > 0), -EAGAIN (nothing, with timeout 0), -ETIMEDOUT, -EINTR (a signal
  * handler ran while it slept), -EIDRM. On an error, out->missed still counts what was
@@ -912,7 +929,9 @@ int shmbus_unsubscribe(shmbus_client *c, const char *name);
  * there are none). If a live member's mailbox stayed full until the deadline (or at once
  * with SHMBUS_SEND_NONBLOCK), the others still get theirs, the miss is counted in the
  * group's `missed` (shmbus_group_list()) and the call returns -ETIMEDOUT (-EAGAIN): never
- * a silent drop. Thread-safe.
+ * a silent drop. A subscriber's process is looked at in /proc at most once a millisecond per
+ * publishing client: a copy to a subscriber killed within that millisecond goes with its
+ * mailbox. Thread-safe.
  * Errors: -EINVAL (as shmbus_send(), SHMBUS_SEND_ACK too, bad name), -EMSGSIZE, -ETIMEDOUT,
  * -EAGAIN, -EBADMSG (a member's mailbox is corrupt: counted as missed too), -EINTR (a signal
  * came while waiting: the remaining members are not sent to), -EBUSY, -EIDRM.
@@ -928,7 +947,9 @@ int shmbus_publish(shmbus_client *c, const char *name, const void *data, size_t 
  * group has no live member the call waits (polling every 10 ms) within timeout_ms, then
  * fails with -EHOSTUNREACH; a chosen member that leaves or dies before the message is in
  * its mailbox is replaced by another (not with SHMBUS_SEND_ACK once delivered). Choosing
- * reads /proc once per member and walks each member's mailbox to count what waits. A message
+ * reads two counters per member, and looks at a member's process in /proc at most once a
+ * millisecond per sending client (a member killed within that millisecond may still be
+ * chosen, as one killed just after any look). A message
  * already in a member's mailbox when that member dies is lost with the mailbox (no redelivery yet).
  * Thread-safe. Errors: -EINVAL (as shmbus_send(), bad name), -EMSGSIZE, -EHOSTUNREACH (no live
  * member until the deadline), -ENOSPC, -EBUSY, -EAGAIN, -ETIMEDOUT, -EINTR, -EIDRM, -EBADMSG, and
@@ -978,6 +999,30 @@ int shmbus_group_list(shmbus_bus *bus, struct shmbus_group_info *out, size_t n);
  * -EBADMSG (the leader word names no valid client), -EIDRM, -EHOSTUNREACH (c left).
  */
 int shmbus_elect(shmbus_client *c, const char *name, int timeout_ms);
+
+/*
+ * Campaign as shmbus_elect() does, for a leadership with a lease of lease_ms (1 ms to one
+ * day): the leader must call shmbus_renew() before the lease ends. A leader that is alive
+ * but does not renew in time (stuck, stopped, too slow) may be replaced: a campaigner that
+ * finds the lease over takes the leadership with a higher epoch. From then on the old
+ * leader's shmbus_renew(), shmbus_send_fenced() and shmbus_fence_check() of its epoch give
+ * -ESTALE. Renewing and being deposed never both succeed: a renewal that returned 0 in time
+ * keeps the leadership until the new end. Leases use CLOCK_MONOTONIC. A leader without a
+ * lease (shmbus_elect()) leads until it resigns, leaves or dies. Returns the epoch (>= 1).
+ * Errors: those of shmbus_elect(); -EINVAL also for lease_ms 0 or above 86400000.
+ */
+int shmbus_elect_lease(shmbus_client *c, const char *name, unsigned lease_ms, int timeout_ms);
+
+/*
+ * Renew the lease of leadership `epoch` of group `name`: it now ends lease_ms from now
+ * (0: no lease any more; the leadership then lasts until resign, leave or death). Works for
+ * a leadership won with shmbus_elect() too (it gains a lease). Does not block. Thread-safe.
+ * Errors: -ESTALE (deposed: a newer epoch exists, or a campaigner is taking over because
+ * the lease ended: stop acting as leader), -EPERM (c does not lead `epoch`: it resigned),
+ * -EINVAL (c NULL, bad name, epoch 0 or newer than the current one, lease_ms above one day),
+ * -ENOENT (no such group), -EBADMSG, -EIDRM.
+ */
+int shmbus_renew(shmbus_client *c, const char *name, uint64_t epoch, unsigned lease_ms);
 
 /* Stop leading `name`. The epoch stays; the next leader gets a higher one. Does not block.
  * Errors: -EINVAL (c NULL, bad name), -EPERM (c does not lead it), -EIDRM. */

@@ -22,13 +22,69 @@
  * once and checked; a garbage id (above max_clients) makes the calls fail with -EBADMSG. A
  * campaigner that dies between its winning CAS and returning leaves a leader word naming a
  * dead client: the next campaigner takes over with a higher epoch, as for any dead leader.
+ *
+ * Leases (shmbus_elect_lease(), shmbus_renew()): a leader that is alive but stuck must be
+ * replaceable too, and liveness cannot see "stuck". A leased leader stores, in the group's
+ * lease word, its epoch and the time its lease ends (CLOCK_MONOTONIC, the same clock in
+ * every process of the host). A campaigner that finds the current epoch's lease over marks
+ * the word "deposing" with a CAS, then takes the leader word as for a dead leader. A renewal
+ * is a CAS on the same word that refuses a deposing mark, so a renewal and a deposition
+ * never both succeed: the leader either renewed in time (and the campaigner's CAS fails) or
+ * learns it was deposed (-ESTALE), never both. A campaigner that dies after marking leaves
+ * the mark; the next one sees it and finishes the takeover. Fencing treats a marked epoch
+ * as stale already.
  */
 #include <errno.h>
 #include <time.h>
 
 #include "internal.h"
 
-#define POLL_NS 5000000ull /* a campaigner's look at the leader word: every 5 ms */
+#define POLL_NS      5000000ull /* a campaigner's look at the leader word: every 5 ms */
+#define LEASE_MAX_MS 86400000u  /* the longest lease: one day */
+
+static uint64_t now_ms(void)
+{
+    return sb__now_ns() / 1000000ull;
+}
+
+/* Has lease word w's end passed? Ends are kept modulo 2^36 ms (2.2 years): a difference
+ * below half of that is "past", above it "still to come". */
+static bool lease_ended(uint64_t w)
+{
+    uint64_t d = (now_ms() - SB_LEASE_END(w)) & SB_LEASE_MS_MASK;
+    return d < (SB_LEASE_MS_MASK >> 1);
+}
+
+/* Is the leadership of epoch ep over by its lease? true when its lease word is marked
+ * deposing, or its lease ended and we marked it (one CAS: the partner of the renewal's CAS
+ * in shmbus_renew(), so only one of the two succeeds). false when ep has no lease, or it
+ * was renewed in time. */
+static bool lease_over(struct sb_group *g, uint64_t ep)
+{
+    /* Acquire pairs with the release CAS in shmbus_renew() and the release store in
+     * campaign(): a lease word of epoch ep is seen with the leadership it belongs to. */
+    uint64_t w = atomic_load_explicit(&g->lease, memory_order_acquire);
+    if (w == 0 || SB_LEASE_EPOCH(w) != ep)
+        return false;
+    if (SB_LEASE_DEPOSING(w))
+        return true; /* marked by a campaigner that may have died since: finish its work */
+    if (!lease_ended(w))
+        return false;
+    /* Acq_rel: the renewal's release CAS (its partner) either happened before (we fail and
+     * reload) or fails against our mark. */
+    if (atomic_compare_exchange_strong_explicit(&g->lease, &w, w | 1u, memory_order_acq_rel,
+                                                memory_order_acquire))
+        return true;
+    return SB_LEASE_EPOCH(w) == ep && SB_LEASE_DEPOSING(w); /* someone else marked it */
+}
+
+/* Is epoch ep marked deposing? (Fencing and shmbus_leader() treat it as over.) */
+static bool deposing(struct sb_group *g, uint64_t ep)
+{
+    /* Acquire pairs with the acq_rel CAS that marks the word in lease_over(). */
+    uint64_t w = atomic_load_explicit(&g->lease, memory_order_acquire);
+    return ep != 0 && SB_LEASE_EPOCH(w) == ep && SB_LEASE_DEPOSING(w);
+}
 
 /* The leader word of group k, loaded once; -EBADMSG if its id cannot be a client. */
 static int load_lead(shmbus_bus *b, uint32_t k, uint64_t *out)
@@ -54,9 +110,10 @@ static int poll_sleep(uint64_t deadline)
     return 0;
 }
 
-int shmbus_elect(shmbus_client *c, const char *name, int timeout_ms)
+/* Campaign for `name`; lease_ms 0: no lease. Returns the epoch won, or -errno. */
+static int campaign(shmbus_client *c, const char *name, unsigned lease_ms, int timeout_ms)
 {
-    if (c == NULL || !sb__valid_name(name))
+    if (c == NULL || !sb__valid_name(name) || lease_ms > LEASE_MAX_MS)
         return -EINVAL;
     shmbus_bus *b = c->bus;
     int k = sb__group_find(b, name, true);
@@ -75,9 +132,12 @@ int shmbus_elect(shmbus_client *c, const char *name, int timeout_ms)
             return r;
         uint32_t id = SB_LEAD_ID(l), gen = SB_LEAD_GEN(l);
         uint64_t ep = SB_LEAD_EPOCH(l);
-        if (id == c->id && gen == c->gen)
-            return (int)ep; /* we lead already */
-        if (id == 0 || !sb__client_current(b, id, gen, true)) {
+        if (id == c->id && gen == c->gen && !deposing(g, ep)) {
+            /* We lead already; a lease asked for now starts now. */
+            r = lease_ms != 0 ? shmbus_renew(c, name, ep, lease_ms) : 0;
+            return r < 0 ? r : (int)ep;
+        }
+        if (id == 0 || !sb__client_current(b, id, gen, true) || lease_over(g, ep)) {
             if (ep >= SB_EPOCH_MAX)
                 return -EOVERFLOW;
             /* Release pairs with the acquire in load_lead(): whoever sees us lead sees
@@ -87,6 +147,11 @@ int shmbus_elect(shmbus_client *c, const char *name, int timeout_ms)
                     &g->lead, &l, SB_LEAD(ep + 1, c->gen, c->id), memory_order_acq_rel,
                     memory_order_relaxed)) {
                 atomic_fetch_add_explicit(&g->elections, 1, memory_order_relaxed);
+                /* Release pairs with the acquire in lease_over() and deposing(). Until
+                 * this store the word holds an older epoch, which means "no lease". */
+                if (lease_ms != 0)
+                    atomic_store_explicit(&g->lease, SB_LEASE(ep + 1, now_ms() + lease_ms, 0),
+                                          memory_order_release);
                 return (int)(ep + 1);
             }
             continue; /* someone else changed it: look again */
@@ -102,21 +167,72 @@ int shmbus_elect(shmbus_client *c, const char *name, int timeout_ms)
     }
 }
 
+int shmbus_elect(shmbus_client *c, const char *name, int timeout_ms)
+{
+    return campaign(c, name, 0, timeout_ms);
+}
+
+int shmbus_elect_lease(shmbus_client *c, const char *name, unsigned lease_ms, int timeout_ms)
+{
+    if (lease_ms == 0)
+        return -EINVAL;
+    return campaign(c, name, lease_ms, timeout_ms);
+}
+
+/* The group `name` led by c: its index into *k and its leader word into *l. -EPERM when c
+ * does not lead it (someone else, nobody, or no such group), or an error of the lookup. */
+static int my_lead(shmbus_client *c, const char *name, int *k, uint64_t *l)
+{
+    *k = sb__group_find(c->bus, name, false);
+    if (*k == -ENOENT)
+        return -EPERM;
+    if (*k < 0)
+        return *k;
+    int r = load_lead(c->bus, (uint32_t)*k, l);
+    if (r < 0)
+        return r;
+    if (SB_LEAD_ID(*l) != c->id || SB_LEAD_GEN(*l) != c->gen)
+        return -EPERM;
+    return 0;
+}
+
+static int fence(shmbus_bus *b, const char *name, uint64_t epoch);
+
+int shmbus_renew(shmbus_client *c, const char *name, uint64_t epoch, unsigned lease_ms)
+{
+    if (c == NULL || !sb__valid_name(name) || lease_ms > LEASE_MAX_MS || epoch == 0)
+        return -EINVAL;
+    /* The fencing rule first: an older (or deposing) epoch is -ESTALE, a newer one -EINVAL,
+     * no such group -ENOENT. Then it must be ours (-EPERM: we resigned). */
+    int k, r = fence(c->bus, name, epoch);
+    uint64_t l;
+    if (r < 0 || (r = my_lead(c, name, &k, &l)) < 0)
+        return r;
+    if (SB_LEAD_EPOCH(l) != epoch)
+        return SB_LEAD_EPOCH(l) > epoch ? -ESTALE : -EINVAL; /* changed since fence() */
+    struct sb_group *g = sb__group(c->bus, (uint32_t)k);
+    uint64_t w = atomic_load_explicit(&g->lease, memory_order_relaxed);
+    for (;;) {
+        if (SB_LEASE_EPOCH(w) == epoch && SB_LEASE_DEPOSING(w))
+            return -ESTALE;
+        uint64_t nw = lease_ms != 0 ? SB_LEASE(epoch, now_ms() + lease_ms, 0) : 0;
+        /* Release pairs with the acquire in lease_over(); the CAS itself is the partner of
+         * lease_over()'s marking CAS: only one of the two can replace this w. */
+        if (atomic_compare_exchange_weak_explicit(&g->lease, &w, nw, memory_order_release,
+                                                  memory_order_relaxed))
+            return 0;
+    }
+}
+
 int shmbus_resign(shmbus_client *c, const char *name)
 {
     if (c == NULL || !sb__valid_name(name))
         return -EINVAL;
-    int k = sb__group_find(c->bus, name, false);
-    if (k == -ENOENT)
-        return -EPERM;
-    if (k < 0)
-        return k;
+    int k;
     uint64_t l;
-    int r = load_lead(c->bus, (uint32_t)k, &l);
+    int r = my_lead(c, name, &k, &l);
     if (r < 0)
         return r;
-    if (SB_LEAD_ID(l) != c->id || SB_LEAD_GEN(l) != c->gen)
-        return -EPERM;
     /* Release pairs with the acquire in load_lead(): what we did as leader is seen by
      * whoever sees the word without us. */
     if (!atomic_compare_exchange_strong_explicit(&sb__group(c->bus, (uint32_t)k)->lead, &l,
@@ -145,7 +261,8 @@ int shmbus_leader(shmbus_bus *b, const char *name, uint32_t *leader, uint64_t *e
         return r;
     if (epoch != NULL)
         *epoch = SB_LEAD_EPOCH(l);
-    if (leader != NULL && sb__client_current(b, SB_LEAD_ID(l), SB_LEAD_GEN(l), true))
+    if (leader != NULL && sb__client_current(b, SB_LEAD_ID(l), SB_LEAD_GEN(l), true) &&
+        !deposing(sb__group(b, (uint32_t)k), SB_LEAD_EPOCH(l)))
         *leader = SB_LEAD_ID(l);
     return 0;
 }
@@ -191,7 +308,7 @@ static int fence(shmbus_bus *b, const char *name, uint64_t epoch)
     if (r < 0)
         return r;
     uint64_t cur = SB_LEAD_EPOCH(l);
-    if (epoch < cur)
+    if (epoch < cur || (epoch == cur && deposing(sb__group(b, (uint32_t)k), cur)))
         return -ESTALE;
     return epoch > cur ? -EINVAL : 0;
 }

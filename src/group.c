@@ -122,13 +122,16 @@ int sb__group_find(shmbus_bus *b, const char *name, bool create)
     return create ? -ENOSPC : -ENOENT;
 }
 
-/* Is client id a current member of g? *gen gets the generation it joined with. */
+/* Is client id a current member of g, its process alive? *gen gets the generation it joined
+ * with. With a sender c, the process is looked at through c's cache (at most one /proc read
+ * per member per SB_LIVE_RECHECK_NS); without, every time. */
 static bool member_current(shmbus_bus *b, struct sb_group *g, uint32_t id, uint32_t *gen,
-                           bool check_process)
+                           shmbus_client *c)
 {
     uint32_t m = atomic_load_explicit(&g->member[id - 1], memory_order_relaxed);
     uint32_t mg = SB_MEMBER_GEN(m);
-    if (mg == 0 || !sb__client_current(b, id, mg, check_process))
+    if (mg == 0 ||
+        !(c != NULL ? sb__client_current_cached(c, id, mg) : sb__client_current(b, id, mg, true)))
         return false;
     *gen = mg;
     return true;
@@ -221,9 +224,10 @@ int shmbus_publish(shmbus_client *c, const char *name, const void *data, size_t 
     int count = 0, miss = 0;
     for (uint32_t id = 1; id <= b->lay.max_clients; id++) {
         uint32_t gen;
-        /* The process is checked (one /proc read per member): a subscriber killed a moment
-         * ago is no member, even before a cleaner has seen it. */
-        if (!member_current(b, g, id, &gen, true))
+        /* The process is checked (through our cache: a /proc read per member at most every
+         * millisecond): a subscriber killed before that is no member, even before a
+         * cleaner has seen it. */
+        if (!member_current(b, g, id, &gen, c))
             continue;
         r = sb__send_member(c, id, gen, data, len, flags, SHMBUS_MSG_TOPIC, (uint64_t)k, deadline);
         if (r == 0) {
@@ -246,8 +250,9 @@ int shmbus_publish(shmbus_client *c, const char *name, const void *data, size_t 
 
 /* The live member with the fewest messages waiting, the first found from the round-robin
  * cursor among equals; the cursor moves past it. 0 if there is none. */
-static uint32_t pick_member(shmbus_bus *b, struct sb_group *g, uint32_t *gen_out)
+static uint32_t pick_member(shmbus_client *c, struct sb_group *g, uint32_t *gen_out)
 {
+    shmbus_bus *b = c->bus;
     uint32_t n = b->lay.max_clients;
     /* Relaxed: the cursor is a hint shared by senders; any value (even garbage) is some
      * place to start, reduced modulo n. */
@@ -255,7 +260,7 @@ static uint32_t pick_member(shmbus_bus *b, struct sb_group *g, uint32_t *gen_out
     uint32_t best = 0, best_gen = 0, best_depth = UINT32_MAX;
     for (uint32_t i = 0; i < n; i++) {
         uint32_t id = (start + i) % n + 1, gen;
-        if (!member_current(b, g, id, &gen, true))
+        if (!member_current(b, g, id, &gen, c))
             continue;
         uint32_t d = sb__mbox_depth(b, id);
         if (d < best_depth) {
@@ -286,19 +291,19 @@ static int member_poll_sleep(uint64_t deadline)
 
 /* A keyed send: the member bucket `slot` is bound to, while it is current; else the least
  * loaded, bound to the bucket by CAS (the first binder wins, the others use its choice). */
-static uint32_t pick_sticky(shmbus_bus *b, struct sb_group *g, uint32_t slot, uint32_t *gen_out)
+static uint32_t pick_sticky(shmbus_client *c, struct sb_group *g, uint32_t slot, uint32_t *gen_out)
 {
+    shmbus_bus *b = c->bus;
     for (int attempt = 0; attempt < 4; attempt++) {
         /* Relaxed: the bucket names a member; whether it is one is checked against the
          * registry (with its own acquire), not inferred from this word. */
         uint64_t w = atomic_load_explicit(&g->sticky[slot], memory_order_relaxed);
         uint32_t id = SB_STICKY_ID(w), gen = SB_STICKY_GEN(w), mg;
-        if (id >= 1 && id <= b->lay.max_clients && member_current(b, g, id, &mg, true) &&
-            mg == gen) {
+        if (id >= 1 && id <= b->lay.max_clients && member_current(b, g, id, &mg, c) && mg == gen) {
             *gen_out = gen;
             return id;
         }
-        uint32_t pick = pick_member(b, g, &mg);
+        uint32_t pick = pick_member(c, g, &mg);
         if (pick == 0)
             return 0;
         if (atomic_compare_exchange_strong_explicit(&g->sticky[slot], &w, SB_STICKY_WORD(mg, pick),
@@ -307,7 +312,7 @@ static uint32_t pick_sticky(shmbus_bus *b, struct sb_group *g, uint32_t slot, ui
             return pick;
         }
     }
-    return pick_member(b, g, gen_out); /* the bucket keeps changing: any member will do */
+    return pick_member(c, g, gen_out); /* the bucket keeps changing: any member will do */
 }
 
 static int send_group(shmbus_client *c, const char *name, bool keyed, uint64_t key,
@@ -332,9 +337,9 @@ static int send_group(shmbus_client *c, const char *name, bool keyed, uint64_t k
         if (k >= 0) {
             struct sb_group *g = sb__group(b, (uint32_t)k);
             if (keyed)
-                id = pick_sticky(b, g, (uint32_t)(key % SB_STICKY), &gen);
+                id = pick_sticky(c, g, (uint32_t)(key % SB_STICKY), &gen);
             else
-                id = pick_member(b, g, &gen);
+                id = pick_member(c, g, &gen);
             if (id != 0) {
                 r = sb__send_member(c, id, gen, data, len, flags, SHMBUS_MSG_GROUP, (uint64_t)k,
                                     deadline);
@@ -400,7 +405,7 @@ int shmbus_group_list(shmbus_bus *b, struct shmbus_group_info *out, size_t n)
             gi->name[SHMBUS_NAME_MAX] = '\0';
             for (uint32_t id = 1; id <= b->lay.max_clients; id++) {
                 uint32_t gen;
-                if (member_current(b, g, id, &gen, true))
+                if (member_current(b, g, id, &gen, NULL))
                     gi->members++;
             }
             uint64_t l = atomic_load_explicit(&g->lead, memory_order_relaxed);

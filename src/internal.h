@@ -18,6 +18,8 @@
  *   group_off            struct sb_group[SB_GROUPS]  (named groups, group.c), each
  *                          group_size bytes: name, leader word, counters, then one
  *                          membership word per client id
+ *   tap_bulk_off         bulk ring              (tap.c, layout 4): SB_TAP_BULK bytes of whole
+ *                                                 payloads, for taps opened SHMBUS_TAP_WHOLE
  *
  * Every size and offset is computed from (max_clients, slots, msg_size, ring bytes) by
  * sb__layout(); a process that attaches recomputes them itself and only checks that the
@@ -70,8 +72,9 @@
 #define SB_MAGIC 0x3130535542484d53ull /* "SHMBUS01" little-endian */
 /* 2: sb_entry.kept_gen; 3: mailbox v2 (the byte ring), sb_mbox.fd_armed (evfd.c), flow rows
  * (stats.c: bus-wide counters, per-pair counts), the tap area (tap.c), the group table
- * (group.c); 4: the journal control of durable buses (journal.c) in the header */
-#define SB_LAYOUT_VERSION 4u
+ * (group.c); 4: the tap bulk ring (tap.c); 5: the journal control of durable buses
+ * (journal.c) in the header */
+#define SB_LAYOUT_VERSION 5u
 #define SB_LINE           64u
 #define SB_HEADER_SIZE    4096u
 #define SB_INTENTS        4u  /* concurrent sending threads per client that can each be tracked */
@@ -148,10 +151,19 @@ enum { SB_GRP_FREE = 0, SB_GRP_CLAIMING = 1, SB_GRP_USED = 2 };
 /* Leader word: epoch 27 bits | generation 24 | id 13 (0: nobody leads). */
 #define SB_LEAD(ep, gen, id)                                                                       \
     (((uint64_t)(ep) << 37) | (((uint64_t)(gen)&0xffffffu) << 13) | ((uint64_t)(id)&0x1fffu))
-#define SB_LEAD_EPOCH(l)        ((l) >> 37)
-#define SB_LEAD_GEN(l)          ((uint32_t)(((l) >> 13) & 0xffffffu))
-#define SB_LEAD_ID(l)           ((uint32_t)((l)&0x1fffu))
-#define SB_EPOCH_MAX            ((1ull << 27) - 1)
+#define SB_LEAD_EPOCH(l) ((l) >> 37)
+#define SB_LEAD_GEN(l)   ((uint32_t)(((l) >> 13) & 0xffffffu))
+#define SB_LEAD_ID(l)    ((uint32_t)((l)&0x1fffu))
+#define SB_EPOCH_MAX     ((1ull << 27) - 1)
+/* Lease word (election.c): the epoch it belongs to 27 bits | the lease's end in ms of
+ * CLOCK_MONOTONIC, modulo 2^36, 36 bits | deposing 1 bit. A word whose epoch is not the
+ * leader word's means "no lease" (0 at creation: no epoch 0 ever leads). */
+#define SB_LEASE_MS_MASK ((1ull << 36) - 1)
+#define SB_LEASE(ep, end_ms, dep)                                                                  \
+    (((uint64_t)(ep) << 37) | (((uint64_t)(end_ms)&SB_LEASE_MS_MASK) << 1) | (uint64_t) !!(dep))
+#define SB_LEASE_EPOCH(w)       ((w) >> 37)
+#define SB_LEASE_END(w)         (((w) >> 1) & SB_LEASE_MS_MASK)
+#define SB_LEASE_DEPOSING(w)    ((w)&1u)
 #define SB_MEMBER_GEN(m)        ((m)&0xffffffu)
 #define SB_STICKY               64u
 #define SB_STICKY_WORD(gen, id) ((((uint64_t)(gen)&0xffffffu) << 32) | (uint32_t)(id))
@@ -167,6 +179,7 @@ struct sb_group {
     _Atomic uint64_t missed;                  /* topic copies not delivered (full mailbox) */
     _Atomic uint64_t queued;                  /* work-queue messages delivered */
     _Atomic uint64_t elections;               /* leaders elected */
+    _Atomic uint64_t lease;                   /* SB_LEASE(epoch, end, deposing), election.c */
     /* Work queue with keys: bucket (key hash % SB_STICKY) -> SB_STICKY_WORD(gen, id) of the
      * member its keys go to while that member is current; 0: none yet. */
     _Alignas(SB_LINE) _Atomic uint64_t sticky[SB_STICKY];
@@ -289,6 +302,8 @@ static inline uint32_t sb__rec_units(uint64_t len)
 }
 
 _Static_assert(sizeof(struct sb_header) <= SB_HEADER_SIZE, "header fits its page");
+_Static_assert(offsetof(struct sb_group, member) == 640,
+               "a group's words keep their layout 3 places (the lease word took a spare one)");
 _Static_assert(sizeof(struct sb_rec) == SB_REC_HDR, "record header is 48 bytes");
 _Static_assert(sizeof(struct sb_mbox) == 4096, "mailbox header is one page");
 _Static_assert(offsetof(struct sb_entry, sent) == SB_LINE,
@@ -320,6 +335,7 @@ struct sb_layout {
     uint64_t flow_row_size, flows_off;
     uint64_t tap_off; /* the tap area (tap.c), after the flow rows */
     uint64_t group_size, group_off;
+    uint64_t tap_bulk_off; /* whole payloads for SHMBUS_TAP_WHOLE taps (tap.c), at the end */
 };
 
 struct shmbus_bus {
@@ -367,6 +383,9 @@ struct shmbus_client {
     uint64_t peek_hw; /* its header word: still READY at the same lap for consume */
     struct shmbus_msg peek_msg;
     struct sb_evfd *evfd; /* shmbus_client_fd()'s socket, NULL until asked for (evfd.c) */
+    /* Sender: per id (index id - 1), SB_LIVE_WORD(gen, when) of the last /proc look that
+     * found it alive (sb__client_current_cached()); NULL until the first group send. */
+    _Atomic uint64_t *_Atomic live;
 };
 
 /* A full barrier for the Dekker pairs (store flag; barrier; load the other side's word).
@@ -474,6 +493,12 @@ void sb__note_dropped(struct sb_entry *e, uint64_t n);
 /* Is client id (1..max_clients) joined with generation gen? With check_process, is its
  * process also alive (the registry's one liveness rule)? */
 bool sb__client_current(shmbus_bus *b, uint32_t id, uint32_t gen, bool check_process);
+/* As sb__client_current(b, id, gen, true), as seen by sender c: the process is re-read
+ * from /proc at most every SB_LIVE_RECHECK_NS per id (group sends look at every member on
+ * every call, and a /proc read costs microseconds). A member that died within that window
+ * still counts, as one that dies just after any check does. */
+#define SB_LIVE_RECHECK_NS 1000000ull
+bool sb__client_current_cached(shmbus_client *c, uint32_t id, uint32_t gen);
 
 /* group.c */
 /* Client id (generation gen) leaves the bus or was found dead: end its memberships and its
@@ -546,13 +571,16 @@ void sb__stats_taken(shmbus_bus *b, uint32_t dst, uint32_t src, uint64_t len, ui
 #define SB_TAP_MAX      8u           /* taps open at once on one bus */
 #define SB_TAP_SLOTS    1024u        /* tap ring positions (a power of two) */
 #define SB_TAP_STUCK_NS 100000000ull /* a claimed tap slot not written by then is missed */
+#define SB_TAP_BULK     (8u << 20)   /* the bulk ring of whole payloads (a power of two) */
 struct sb_tap_ctl {
     _Alignas(SB_LINE) _Atomic uint64_t mask; /* bit i: watcher[i] is in use */
     struct {
         _Atomic uint64_t pid;
         _Atomic uint64_t start_time;
     } watcher[SB_TAP_MAX];
+    _Atomic uint64_t whole; /* bit i: watcher[i] wants whole payloads (SHMBUS_TAP_WHOLE) */
     _Alignas(SB_LINE) _Atomic uint64_t head; /* the next tap position to claim */
+    _Atomic uint64_t bulk_head;              /* the next byte of the bulk ring to claim */
     _Alignas(SB_LINE) _Atomic uint32_t sleepers;
     struct sb_sem sem; /* posted by a sender that finds a reader asleep */
 };

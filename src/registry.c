@@ -67,6 +67,44 @@ bool sb__client_current(shmbus_bus *b, uint32_t id, uint32_t gen, bool check_pro
     return !check_process || sb__entry_alive(e, s);
 }
 
+/* A liveness cache word: the generation found alive (24 bits) and when, in units of 2^20
+ * ns (40 bits). */
+#define LIVE_WORD(gen, t) (((uint64_t)((gen)&0xffffffu) << 40) | (((t) >> 20) & 0xffffffffffull))
+#define LIVE_GEN(w)       ((uint32_t)((w) >> 40))
+#define LIVE_AT(w)        (((w)&0xffffffffffull) << 20)
+#define LIVE_AT_MASK      (0xffffffffffull << 20)
+
+bool sb__client_current_cached(shmbus_client *c, uint32_t id, uint32_t gen)
+{
+    shmbus_bus *b = c->bus;
+    if (!sb__client_current(b, id, gen, false))
+        return false; /* left, rejoined or being cleaned: no /proc read needed */
+    /* Acquire pairs with the release CAS below: the array's zeroes are seen. */
+    _Atomic uint64_t *live = atomic_load_explicit(&c->live, memory_order_acquire);
+    if (live == NULL) {
+        _Atomic uint64_t *fresh = calloc(b->lay.max_clients, sizeof(*fresh));
+        if (fresh == NULL)
+            return sb__client_current(b, id, gen, true); /* no cache: ask every time */
+        /* Release pairs with the acquire load above, in other threads of this process. */
+        if (atomic_compare_exchange_strong_explicit(&c->live, &live, fresh, memory_order_acq_rel,
+                                                    memory_order_acquire))
+            live = fresh;
+        else
+            free(fresh); /* another thread's array won; live holds it */
+    }
+    uint64_t now = sb__now_ns();
+    /* Relaxed: a hint private to this process; a torn race between threads only costs one
+     * more /proc read. */
+    uint64_t w = atomic_load_explicit(&live[id - 1], memory_order_relaxed);
+    if (w != 0 && LIVE_GEN(w) == (gen & 0xffffffu) &&
+        (((now & LIVE_AT_MASK) - LIVE_AT(w)) & LIVE_AT_MASK) < SB_LIVE_RECHECK_NS)
+        return true;
+    if (!sb__client_current(b, id, gen, true))
+        return false;
+    atomic_store_explicit(&live[id - 1], LIVE_WORD(gen, now), memory_order_relaxed);
+    return true;
+}
+
 static uint64_t my_start_time(void)
 {
     return sb__proc_start_time(getpid());
@@ -398,6 +436,7 @@ void shmbus_leave(shmbus_client *c)
     sb__evfd_close(c); /* while still LIVE: the id's next client may arm its own */
     leave(c, false);
     free(c->hcache);
+    free((void *)c->live);
     free(c);
 }
 
@@ -408,6 +447,7 @@ int shmbus_leave_keep(shmbus_client *c)
     sb__evfd_close(c);
     int r = leave(c, true);
     free(c->hcache);
+    free((void *)c->live);
     free(c);
     return r;
 }

@@ -13,6 +13,15 @@
  * a reader wait for more than its timeout.
  *
  * The area is all zero at creation and stays untouched pages until a tap opens.
+ *
+ * Whole payloads (SHMBUS_TAP_WHOLE, for `shmbus record`): while any tap asks for them
+ * (`whole` != 0), a sender of a payload longer than a slot holds also claims a run of the
+ * bulk ring (a byte ring of SB_TAP_BULK at the end of the segment) with a fetch-add on
+ * `bulk_head`, copies the payload there, and puts the run's start in the slot (first 8 data
+ * bytes; the slot then keeps 392 bytes of the payload). A reader copies the run, then
+ * re-reads `bulk_head`: if no claim has reached a lap past the run's start, nobody can have
+ * written over it while it copied; else it falls back to the slot's 392 bytes and says so
+ * in `captured`. Positions stay one per message, so `missed` stays exact.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -27,7 +36,9 @@ struct sb_tap_slot {
     uint64_t mseq, corr, sent_ns;
     uint32_t len; /* the message's whole length; SHMBUS_TAP_CAPTURE bytes at most are kept */
     uint8_t prio, flags;
-    uint8_t pad[2];
+    uint8_t bulk; /* 1: data[0..8) is the payload's start in the bulk ring, data[8..) its
+                   * first bytes */
+    uint8_t pad;
     char src_name[SHMBUS_NAME_MAX + 1], dst_name[SHMBUS_NAME_MAX + 1];
     uint8_t data[SHMBUS_TAP_CAPTURE];
 };
@@ -36,6 +47,7 @@ _Static_assert(sizeof(struct sb_tap_slot) == 512, "a tap slot is eight lines");
 struct shmbus_tap {
     shmbus_bus *bus;
     unsigned slot;     /* our watcher slot */
+    bool whole;        /* opened SHMBUS_TAP_WHOLE */
     uint64_t next;     /* the next position to read */
     uint64_t stuck_ns; /* since when position `next` has been claimed but not written */
 };
@@ -49,6 +61,31 @@ static struct sb_tap_slot *tap_slot(const shmbus_bus *b, uint64_t n)
 {
     return (struct sb_tap_slot *)(b->base + b->lay.tap_off + sizeof(struct sb_tap_ctl)) +
            (n & (SB_TAP_SLOTS - 1));
+}
+
+static uint8_t *bulk(const shmbus_bus *b)
+{
+    return b->base + b->lay.tap_bulk_off;
+}
+
+/* Copy len bytes into the bulk ring at byte position pos (wrapping). */
+static void bulk_put(shmbus_bus *b, uint64_t pos, const void *data, size_t len)
+{
+    size_t at = (size_t)(pos & (SB_TAP_BULK - 1)), first = SB_TAP_BULK - at;
+    if (first > len)
+        first = len;
+    memcpy(bulk(b) + at, data, first);
+    memcpy(bulk(b), (const uint8_t *)data + first, len - first);
+}
+
+/* ... and out of it. */
+static void bulk_get(const shmbus_bus *b, uint64_t pos, void *out, size_t len)
+{
+    size_t at = (size_t)(pos & (SB_TAP_BULK - 1)), first = SB_TAP_BULK - at;
+    if (first > len)
+        first = len;
+    memcpy(out, bulk(b) + at, first);
+    memcpy((uint8_t *)out + first, bulk(b), len - first);
 }
 
 uint64_t sb__tap_size(void)
@@ -76,12 +113,29 @@ void sb__tap_copy(shmbus_bus *b, uint32_t src, uint32_t dst, uint64_t seq, uint6
     s->len = (uint32_t)len;
     s->prio = (uint8_t)prio;
     s->flags = (uint8_t)mflags;
+    /* seq_cst: the sender's half of the Dekker pair with the seq_cst fetch-or of `whole`
+     * then load of head in shmbus_tap_open_flags(): a whole tap that will read position n
+     * set its bit before we claimed n, so we see it. */
+    bool whole = len > SHMBUS_TAP_CAPTURE && len <= SB_TAP_BULK / 8 && data != NULL &&
+                 atomic_load_explicit(&ctl->whole, memory_order_seq_cst) != 0;
+    s->bulk = whole;
     /* The names as they are now: a sender that leaves at once is still named. Ids come
      * from the sender's own checks (its id, a destination in range). */
     memcpy(s->src_name, sb__entry(b, src)->name, sizeof(s->src_name));
     memcpy(s->dst_name, sb__entry(b, dst)->name, sizeof(s->dst_name));
-    if (data != NULL)
+    if (whole) {
+        uint64_t need = (len + 63) & ~(uint64_t)63;
+        uint64_t at = atomic_fetch_add_explicit(&ctl->bulk_head, need, memory_order_relaxed);
+        /* Release fence: our claim is visible before any byte we write in the run. Pairs
+         * with the acquire fence in bulk_read() before it re-reads bulk_head: a reader that
+         * copied a byte we wrote sees our claim, and drops its copy if we lapped it. */
+        atomic_thread_fence(memory_order_release);
+        bulk_put(b, at, data, len);
+        memcpy(s->data, &at, sizeof(at));
+        memcpy(s->data + sizeof(at), data, SHMBUS_TAP_CAPTURE - sizeof(at));
+    } else if (data != NULL) {
         memcpy(s->data, data, len < SHMBUS_TAP_CAPTURE ? len : SHMBUS_TAP_CAPTURE);
+    }
     /* Release: the fields before the even sequence. Pairs with the acquire load of seq in
      * read_slot(). */
     atomic_store_explicit(&s->seq, 2 * n + 2, memory_order_release);
@@ -108,14 +162,23 @@ void sb__tap_reap(shmbus_bus *b)
         if (w == 0 || sb__proc_alive((pid_t)w, st))
             continue;
         if (atomic_compare_exchange_strong_explicit(&ctl->watcher[i].pid, &w, 0,
-                                                    memory_order_relaxed, memory_order_relaxed))
+                                                    memory_order_relaxed, memory_order_relaxed)) {
+            atomic_fetch_and_explicit(&ctl->whole, ~(1ull << i), memory_order_relaxed);
             atomic_fetch_and_explicit(&ctl->mask, ~(1ull << i), memory_order_relaxed);
+        }
     }
 }
 
 int shmbus_tap_open(shmbus_bus *b, shmbus_tap **out)
 {
-    if (b == NULL || out == NULL)
+    return shmbus_tap_open_flags(b, 0, out);
+}
+
+int shmbus_tap_open_flags(shmbus_bus *b, unsigned flags, shmbus_tap **out)
+{
+    if (out != NULL)
+        *out = NULL;
+    if (b == NULL || out == NULL || (flags & ~SHMBUS_TAP_WHOLE) != 0)
         return -EINVAL;
     *out = NULL;
     if (b->rdonly)
@@ -135,14 +198,20 @@ int shmbus_tap_open(shmbus_bus *b, shmbus_tap **out)
             continue;
         atomic_store_explicit(&ctl->watcher[i].start_time, sb__proc_start_time((pid_t)pid),
                               memory_order_relaxed);
+        /* seq_cst: with the load of head below, our half of the Dekker pair with the
+         * sender's fetch-add on head then load of whole in sb__tap_copy(). Before the mask
+         * bit: a sender that copies for us at all copies whole. */
+        if (flags & SHMBUS_TAP_WHOLE)
+            atomic_fetch_or_explicit(&ctl->whole, 1ull << i, memory_order_seq_cst);
         /* seq_cst: senders that load mask after this copy what they send. The first
          * position we read is taken after it, so we never wait for a send that began
          * before it and did not see the bit (it claims no tap position at all). */
         atomic_fetch_or_explicit(&ctl->mask, 1ull << i, memory_order_seq_cst);
         t->bus = b;
         t->slot = i;
-        /* Relaxed: head is only a position; what we read there is ordered by seq. */
-        t->next = atomic_load_explicit(&ctl->head, memory_order_relaxed);
+        t->whole = (flags & SHMBUS_TAP_WHOLE) != 0;
+        /* seq_cst: see the fetch-or of whole above (what we read there is ordered by seq). */
+        t->next = atomic_load_explicit(&ctl->head, memory_order_seq_cst);
         *out = t;
         return 0;
     }
@@ -158,10 +227,32 @@ void shmbus_tap_close(shmbus_tap *t)
     if (!sb__destroyed(t->bus)) {
         uint64_t pid = (uint64_t)getpid();
         if (atomic_compare_exchange_strong_explicit(&ctl->watcher[t->slot].pid, &pid, 0,
-                                                    memory_order_relaxed, memory_order_relaxed))
+                                                    memory_order_relaxed, memory_order_relaxed)) {
+            atomic_fetch_and_explicit(&ctl->whole, ~(1ull << t->slot), memory_order_relaxed);
             atomic_fetch_and_explicit(&ctl->mask, ~(1ull << t->slot), memory_order_relaxed);
+        }
     }
     free(t);
+}
+
+/* The whole payload of a bulk slot (run start `at`, length len) into buf, at most cap bytes
+ * (want bytes wanted): the number copied, or -1 if the run may have been written over while
+ * we copied (the caller then falls back to the slot's own bytes). */
+static long bulk_read(const shmbus_bus *b, uint64_t at, size_t len, size_t want, void *buf,
+                      size_t cap)
+{
+    size_t n = want < cap ? want : cap;
+    if (buf != NULL && n != 0)
+        bulk_get(b, at, buf, n);
+    /* Acquire fence: our copy happens before the load below. Pairs with the release fence
+     * in sb__tap_copy() after a later sender's claim: if we copied a byte it wrote, we see
+     * its claim here, a lap past `at`. */
+    atomic_thread_fence(memory_order_acquire);
+    uint64_t h = atomic_load_explicit(&tap_ctl(b)->bulk_head, memory_order_relaxed);
+    uint64_t need = (len + 63) & ~(uint64_t)63;
+    if (h - at < need || h - at > SB_TAP_BULK)
+        return -1; /* lapped (or a scribbled start that nobody claimed) */
+    return (long)n;
 }
 
 /* Copy position t->next out of its slot. 1: copied; 0: not written yet; -1: overwritten. */
@@ -187,21 +278,38 @@ static int read_slot(shmbus_tap *t, struct shmbus_tap_msg *out, void *buf, size_
     };
     memcpy(m.src_name, s->src_name, SHMBUS_NAME_MAX);
     memcpy(m.dst_name, s->dst_name, SHMBUS_NAME_MAX); /* the last byte stays NUL */
-    m.captured = m.msg.len < SHMBUS_TAP_CAPTURE ? m.msg.len : SHMBUS_TAP_CAPTURE;
-    size_t n = m.captured < cap ? m.captured : cap;
+    bool in_bulk = s->bulk == 1;
     uint8_t tmp[SHMBUS_TAP_CAPTURE];
-    memcpy(tmp, s->data, n);
+    memcpy(tmp, s->data, sizeof(tmp));
     /* Acquire fence: our copies above happen before the load below. Pairs with the release
      * fence in sb__tap_copy(): a writer of a later lap that changed any of it has made the
      * sequence odd (or later) by then. */
     atomic_thread_fence(memory_order_acquire);
     if (atomic_load_explicit(&s->seq, memory_order_relaxed) != s1)
         return -1;
+    size_t len = m.msg.len;
+    if (in_bulk && len > SHMBUS_TAP_CAPTURE && len <= SB_TAP_BULK / 8) {
+        uint64_t at;
+        memcpy(&at, tmp, sizeof(at));
+        size_t wanted = t->whole ? len : SHMBUS_TAP_CAPTURE;
+        long n = bulk_read(t->bus, at, len, wanted, buf, cap);
+        if (n >= 0) {
+            m.captured = (uint32_t)wanted;
+            *kept = (size_t)n;
+        } else { /* overwritten: the slot's own first bytes */
+            m.captured = SHMBUS_TAP_CAPTURE - sizeof(at);
+            *kept = m.captured < cap ? m.captured : cap;
+            if (buf != NULL && *kept != 0)
+                memcpy(buf, tmp + sizeof(at), *kept);
+        }
+    } else {
+        m.captured = len < SHMBUS_TAP_CAPTURE ? (uint32_t)len : SHMBUS_TAP_CAPTURE;
+        *kept = m.captured < cap ? m.captured : cap;
+        if (buf != NULL && *kept != 0)
+            memcpy(buf, tmp, *kept);
+    }
     if (out != NULL)
         *out = m;
-    if (buf != NULL && n != 0)
-        memcpy(buf, tmp, n);
-    *kept = n;
     return 1;
 }
 

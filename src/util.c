@@ -68,7 +68,8 @@ int sb__layout(struct sb_layout *lay, uint32_t max_clients, uint32_t slots, uint
     lay->group_off = round_up(lay->tap_off + sb__tap_size(), SB_LINE);
     lay->group_size =
         round_up(sizeof(struct sb_group) + (uint64_t)max_clients * sizeof(uint32_t), SB_LINE);
-    lay->total_size = round_up(lay->group_off + SB_GROUPS * lay->group_size, 4096);
+    lay->tap_bulk_off = round_up(lay->group_off + SB_GROUPS * lay->group_size, 4096);
+    lay->total_size = lay->tap_bulk_off + SB_TAP_BULK;
     /* 64 GiB: far beyond what a sane bus needs, and keeps every product above in range. */
     if (lay->total_size > SHMBUS_MAX_BUS_SIZE)
         return -EFBIG;

@@ -57,3 +57,14 @@ for line in sys.stdin:
         n += 1
 sys.exit(0 if n else 1)' <"$f" || fail "$f is not one JSON document per line: $(head -c 400 "$f")"
 }
+
+# wait_for WHAT CMD...: poll CMD until it succeeds (deadline 20 s; a state, never a fixed
+# time); on the deadline, fail "timed out waiting for WHAT" and return 1.
+wait_for() {
+    local what=$1 end=$((SECONDS + 20))
+    shift
+    until "$@"; do
+        [ $SECONDS -lt $end ] || { fail "timed out waiting for $what"; return 1; }
+        sleep 0.02
+    done
+}

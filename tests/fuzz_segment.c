@@ -9,7 +9,7 @@
  * Each input: the segment is reset to the pristine image, then patched by the input, a list
  * of records
  *     byte   region (low 2 bits: 0 header, 1 registry, 2 mailboxes, 3 anywhere; with bit 2
- *            set, the named-group table instead)
+ *            set, the named-group table instead; with bit 3, the tap area)
  *     u16le  offset within that region (taken modulo its size)
  *     byte   length n, then n bytes to write there
  * and then the readers' paths run on it: shmbus_list, shmbus_lookup, shmbus_bus_info, and as
@@ -17,9 +17,12 @@
  * request, shmbus_send / shmbus_send_batch / shmbus_broadcast with SHMBUS_SEND_NONBLOCK,
  * shmbus_reap; then a fresh shmbus_bus_open of the patched segment (header checks), read-only
  * and read-write, with list, lookup, info, join, send, recv and leave on that handle. Named
- * groups (issue 12): client a subscribes to "t" and b leads "L" at setup; each input then
- * publishes, sends to the work queue, campaigns, asks who leads, fences, lists the groups,
- * unsubscribes and resigns on the patched table.
+ * groups (issue 12): client a subscribes to "t" and b leads "L" with a lease at setup; each
+ * input then publishes, sends to the work queue, campaigns (with and without a lease),
+ * renews, asks who leads, fences, lists the groups, unsubscribes and resigns on the patched
+ * table. Taps (issue 13): a whole tap (SHMBUS_TAP_WHOLE) is opened on the patched tap area
+ * before the sends and reads what it saw after them (a scribbled slot may claim a payload in
+ * the bulk ring at any offset).
  *
  * Time (issue 9): then the waits run with a small timeout T (TIMED_MS): a receive on an
  * empty mailbox, a send into a full one, an ACK send nobody takes, a request nobody answers.
@@ -61,7 +64,7 @@ static shmbus_bus *bus;
 static shmbus_client *ca, *cb;
 static uint8_t *seg;      /* our own mapping of the segment, to patch it */
 static uint8_t *pristine; /* its bytes after setup */
-static size_t seg_size, reg_off, reg_size, mbox_off, grp_off;
+static size_t seg_size, reg_off, reg_size, mbox_off, grp_off, tap_off, restore_size;
 static int shmid = -1;
 static char dir[256], name[64];
 static int guard_fd = -1;
@@ -197,7 +200,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     shmbus_send(cb, 1, "hello", 5, SHMBUS_SEND_NONBLOCK, 0);
     shmbus_send(cb, 1, "urgent", 6, SHMBUS_PRIO(5) | SHMBUS_SEND_NONBLOCK, 0);
     shmbus_send(ca, 2, "x", 1, SHMBUS_SEND_NONBLOCK, 0);
-    if ((r = shmbus_subscribe(ca, "t", 0)) < 0 || (r = shmbus_elect(cb, "L", 0)) != 1)
+    if ((r = shmbus_subscribe(ca, "t", 0)) < 0 || (r = shmbus_elect_lease(cb, "L", 600000, 0)) != 1)
         die("groups", r < 0 ? r : -EPROTO);
 
     seg_size = info.segment_size;
@@ -212,8 +215,12 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     mbox_off = lay.mbox_off;
     reg_size = mbox_off - reg_off;
     grp_off = lay.group_off;
-    pristine = malloc(seg_size);
-    memcpy(pristine, seg, seg_size);
+    tap_off = lay.tap_off;
+    /* Everything but the tap bulk ring (8 MiB of payload bytes, trusted by nobody: a reader
+     * checks bulk_head, which is in the tap control block) is restored before each input. */
+    restore_size = lay.tap_bulk_off;
+    pristine = malloc(restore_size);
+    memcpy(pristine, seg, restore_size);
     return 0;
 }
 
@@ -223,7 +230,7 @@ static void patch(const uint8_t *data, size_t size)
 {
     size_t i = 0;
     while (i + 4 <= size) {
-        unsigned region = data[i] & 3, groups = data[i] & 4;
+        unsigned region = data[i] & 3, groups = data[i] & 4, taps = data[i] & 8;
         size_t off = (size_t)data[i + 1] | (size_t)data[i + 2] << 8;
         size_t n = data[i + 3];
         i += 4;
@@ -242,6 +249,10 @@ static void patch(const uint8_t *data, size_t size)
         if (groups) {
             base = grp_off;
             len = seg_size - grp_off;
+        }
+        if (taps) {
+            base = tap_off;
+            len = grp_off - tap_off;
         }
         off %= len;
         if (n > len - off)
@@ -291,6 +302,17 @@ static void send_all(shmbus_client *from, uint32_t to)
         shmbus_loan_cancel(from, &l);
 }
 
+/* A whole tap on the (patched) tap area: every read fails or succeeds, never crashes. */
+static void tap_reads(shmbus_tap *t)
+{
+    static uint8_t buf[4096];
+    struct shmbus_tap_msg tm;
+    for (int k = 0; t != NULL && k < 40; k++)
+        if (shmbus_tap_next(t, &tm, buf, sizeof(buf), 0) == -EAGAIN)
+            break;
+    shmbus_tap_close(t);
+}
+
 /* Every group call on the (patched) table: they fail or succeed, never crash or hang. */
 static void group_calls(void)
 {
@@ -304,7 +326,9 @@ static void group_calls(void)
     shmbus_leader(bus, "L", &who, &ep);
     shmbus_fence_check(bus, "L", 1);
     shmbus_send_fenced(cb, 1, "L", 1, "f", 1, SHMBUS_SEND_NONBLOCK, 0);
+    shmbus_renew(cb, "L", 1, 600000);
     shmbus_elect(ca, "L", 0);
+    shmbus_elect_lease(ca, "L", 1000, 0);
     shmbus_elect(ca, "new", 0);
     shmbus_resign(cb, "L");
     shmbus_unsubscribe(ca, "t");
@@ -409,13 +433,16 @@ static void timed_calls(void)
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    memcpy(seg, pristine, seg_size);
+    memcpy(seg, pristine, restore_size);
     patch(data, size);
     read_paths(bus);
     drain(ca);
+    shmbus_tap *tap = NULL;
+    shmbus_tap_open_flags(bus, SHMBUS_TAP_WHOLE, &tap);
     send_all(cb, 1);
     send_all(ca, 2);
     send_all(ca, 1);
+    tap_reads(tap);
     drain(cb);
     drain(ca);
     group_calls();

@@ -88,7 +88,8 @@ def need(cond, what):
         errors.append(what)
 
 for key in ("bench", "mode", "date", "total_seconds", "machine", "method", "transports",
-            "latency", "open_loop", "throughput", "fan_in", "scale", "classic", "targets"):
+            "latency", "open_loop", "throughput", "fan_in", "scale", "groups", "classic",
+            "targets"):
     need(key in doc, "missing section: " + key)
 if errors:
     print("\n".join(errors)); sys.exit(1)
@@ -168,7 +169,19 @@ for s in doc["scale"]:
 c = doc["classic"]
 need("skipped" in c or ("hop_us" in c and "cpu_us_per_message" in c), "classic: no figures, no reason")
 
-need(len(doc["targets"]) == 8, "there must be 8 targets")
+g = doc["groups"]
+need([q.get("receivers") for q in g.get("fanout", [])] == [1, 4, 16],
+     "groups.fanout must list 1, 4 and 16 subscribers")
+for q in g.get("fanout", []) + [g.get("queue", {})]:
+    need("skipped" not in q, "groups: shmbus not measured: %s" % q.get("skipped"))
+    need(q.get("group_rate", 0) > 0 and q.get("direct_rate", 0) > 0,
+         "groups %r: no rates" % q.get("receivers"))
+fo = g.get("failover", {})
+need("skipped" not in fo, "groups.failover not measured: %s" % fo.get("skipped"))
+need(fo.get("kills", 0) >= 20 and 0 < fo.get("p50_ns", 0) <= fo.get("p99_ns", 0),
+     "groups.failover: bad figures %r" % fo)
+
+need(len(doc["targets"]) == 10, "there must be 10 targets")
 for t in doc["targets"]:
     need(t.get("status") in ("MET", "MISSED", "NOT MEASURED"), "bad target status: %r" % t)
     need(t.get("detail"), "target without detail: %r" % t.get("target"))

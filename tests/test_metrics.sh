@@ -22,15 +22,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# wait_for WHAT CMD...: poll CMD (deadline 20 s) until it succeeds.
-wait_for() {
-    local what=$1 end=$((SECONDS + 20))
-    shift
-    until "$@"; do
-        [ $SECONDS -lt $end ] || { fail "timed out waiting for $what"; return 1; }
-        sleep 0.05
-    done
-}
 client_listed() { "$SHMBUS" stat "$bus" --json 2>/dev/null | grep -q "\"name\":\"$1\""; }
 client_gone() { ! client_listed "$1"; }
 

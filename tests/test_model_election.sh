@@ -1,6 +1,6 @@
 #!/bin/bash
 # test_model_election: model-check leader election with epochs and fencing
-# (tests/model/election.pml, src/election.c) with spin.
+# (tests/model/election.pml, src/election.c) and leases (tests/model/lease.pml) with spin.
 #
 # Safety runs check the assertions (one leader per epoch, epochs only grow, a fenced send
 # accepted only while no newer leader exists) and end states; liveness runs check, under
@@ -33,4 +33,15 @@ pan_run "take-over by plain store: two leaders in one epoch" fail \
     "-DSAFETY -DBROKEN_CHECK" "$safety" "-m100000"
 pan_run "dead leaders never noticed: a campaigner waits for ever" fail \
     "-DN=2 -DNO_DEATH_CHECK -DNOCLEANER" "$live" "-a -f -m100000"
+
+# Leases: a renewal and a takeover never both succeed; a campaigner that dies after marking
+# the lease leaves a takeover the next one finishes.
+pan_model="$top/tests/model/lease.pml"
+pan_run "lease safety: 2 renewals, 2 campaigners, one dies after marking" pass "-DSAFETY" \
+    "$safety" "-m100000"
+pan_run "lease liveness: the stuck leader is replaced" pass "" "$live" "-a -f -m100000"
+pan_run "lease renewal by plain store: a renewal cut short" fail "-DSAFETY -DBROKEN_RENEW" \
+    "$safety" "-m100000"
+pan_run "a mark left by a dead campaigner never finished: the leader never replaced" fail \
+    "-DNO_MARK_FINISH" "$live" "-a -f -m100000"
 pan_exit

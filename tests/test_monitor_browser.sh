@@ -48,10 +48,10 @@ if [ "$(have)" != "$want" ]; then
 fi
 
 # -- traffic and the monitor ----------------------------------------------------------------
-ring_pid="" mon_pid=""
+ring_pid="" mon_pid="" sub_pid="" gmon_pid=""
 . "$SHMBUS_TOP/tests/proc_lib.sh"
 cleanup() {
-    stop_pids "$mon_pid" "$ring_pid"
+    stop_pids "$gmon_pid" "$sub_pid" "$mon_pid" "$ring_pid"
     for f in "$SHMBUS_DIR"/*.bus; do
         [ -e "$f" ] && "$shmbus" destroy "$(basename "$f" .bus)" >/dev/null 2>&1
     done
@@ -99,4 +99,29 @@ wait "$mon_pid"
 rc=$?
 mon_pid=""
 [ $rc -eq 0 ] || { cat "$tmp/mon.err"; fail "monitor exit $rc after SIGTERM"; }
+
+# -- the Groups card: a topic with one subscriber, on a bus of its own ------------------------
+gbus=groups-$$
+"$shmbus" create "$gbus" --clients 4 >/dev/null || fail "shmbus create $gbus"
+"$shmbus" sub "$gbus" news --timeout 100000 >"$tmp/sub.out" 2>&1 &
+sub_pid=$!
+for ((i = 0; i < 100; i++)); do # the subscription exists: a state, polled with a deadline
+    "$shmbus" group ls "$gbus" --json 2>/dev/null | grep -q '"name":"news","members":1' && break
+    sleep 0.1
+done
+"$shmbus" pub "$gbus" news one two three || fail "shmbus pub to $gbus"
+"$shmbus" monitor "$gbus" --listen 127.0.0.1:0 >"$tmp/gmon.out" 2>"$tmp/gmon.err" &
+gmon_pid=$!
+gurl=""
+for ((i = 0; i < 100; i++)); do
+    gurl=$(sed -n 's/^listening on \(http:.*\)$/\1/p' "$tmp/gmon.out" 2>/dev/null)
+    [ -n "$gurl" ] && break
+    sleep 0.1
+done
+[ -n "$gurl" ] || { cat "$tmp/gmon.out" "$tmp/gmon.err"; fail "the groups monitor did not start"; }
+HOME="$tmp/home" XDG_CONFIG_HOME="$tmp/home/.config" XDG_CACHE_HOME="$tmp/home/.cache" \
+    CHROMIUM="$chromium" \
+    timeout 90 node "$dir/groups.mjs" "$gurl" "$tmp/chromium-profile2" news 3 ||
+    { cat "$tmp/gmon.err"; fail "groups card checks"; }
+
 echo "browser test passed"

@@ -106,6 +106,117 @@ static void test_tap_sees_without_taking(void **state)
     th_close_bus(b);
 }
 
+/* Message i of the whole-payload tests: len bytes, byte k = (i * 31 + k * 7) & 0xff. */
+static void fill(uint8_t *p, size_t len, int i)
+{
+    for (size_t k = 0; k < len; k++)
+        p[k] = (uint8_t)((size_t)i * 31 + k * 7);
+}
+
+/* A whole tap gets every byte of long messages; a plain tap open at the same time still
+ * gets the first 400; short ones are unchanged. */
+static void test_tap_whole_payloads(void **state)
+{
+    (void)state;
+    shmbus_bus *b = th_open_bus("tapwhole", 4, 4, 65536);
+    shmbus_client *a, *r;
+    assert_int_equal(shmbus_join(b, 1, NULL, &a), 0);
+    assert_int_equal(shmbus_join(b, 2, NULL, &r), 0);
+    shmbus_tap *whole, *plain;
+    assert_int_equal(shmbus_tap_open_flags(b, 0x2, &whole), -EINVAL);
+    assert_null(whole);
+    assert_int_equal(shmbus_tap_open_flags(NULL, SHMBUS_TAP_WHOLE, &whole), -EINVAL);
+    assert_int_equal(shmbus_tap_open_flags(b, SHMBUS_TAP_WHOLE, &whole), 0);
+    assert_int_equal(shmbus_tap_open(b, &plain), 0);
+    static uint8_t msg[65536], got[65536];
+    const size_t sizes[] = {1, 400, 401, 4096, 65536};
+    struct shmbus_msg m;
+    for (int i = 0; i < 5; i++) {
+        fill(msg, sizes[i], i);
+        assert_int_equal(shmbus_send(a, 2, msg, sizes[i], 0, 0), 0);
+        assert_int_equal(shmbus_recv(r, &m, got, sizeof(got), 0), (int)sizes[i]);
+    }
+    struct shmbus_tap_msg tm;
+    for (int i = 0; i < 5; i++) {
+        fill(msg, sizes[i], i);
+        memset(got, 0, sizeof(got));
+        assert_int_equal(shmbus_tap_next(whole, &tm, got, sizeof(got), 1000), (int)sizes[i]);
+        assert_int_equal(tm.captured, sizes[i]);
+        assert_int_equal(tm.msg.len, sizes[i]);
+        assert_int_equal(tm.missed, 0);
+        assert_memory_equal(got, msg, sizes[i]);
+        size_t kept = sizes[i] < SHMBUS_TAP_CAPTURE ? sizes[i] : SHMBUS_TAP_CAPTURE;
+        memset(got, 0, sizeof(got));
+        assert_int_equal(shmbus_tap_next(plain, &tm, got, sizeof(got), 1000), (int)kept);
+        assert_int_equal(tm.captured, kept);
+        assert_memory_equal(got, msg, kept);
+    }
+    /* A buffer smaller than the message gets what fits, and the call succeeds. */
+    fill(msg, 5000, 9);
+    assert_int_equal(shmbus_send(a, 2, msg, 5000, 0, 0), 0);
+    assert_int_equal(shmbus_tap_next(whole, &tm, got, 1000, 1000), 1000);
+    assert_int_equal(tm.captured, 5000);
+    assert_memory_equal(got, msg, 1000);
+    shmbus_tap_close(plain);
+    shmbus_tap_close(whole);
+    /* With the whole tap closed, long messages are kept as before: 400 bytes. */
+    assert_int_equal(shmbus_tap_open(b, &plain), 0);
+    assert_int_equal(shmbus_send(a, 2, msg, 5000, 0, 0), 0);
+    assert_int_equal(shmbus_tap_next(plain, &tm, got, sizeof(got), 1000), SHMBUS_TAP_CAPTURE);
+    assert_memory_equal(got, msg, SHMBUS_TAP_CAPTURE);
+    shmbus_tap_close(plain);
+    shmbus_leave(a);
+    shmbus_leave(r);
+    th_close_bus(b);
+}
+
+/* A whole tap that falls more than the bulk ring (8 MiB) behind: the messages whose copy
+ * was written over come with the first 392 bytes and say so (captured); the later ones are
+ * whole. None is lost, none is wrong. */
+static void test_tap_whole_lapped(void **state)
+{
+    (void)state;
+    shmbus_bus *b = th_open_bus("taplap", 4, 4, 65536);
+    shmbus_client *a, *r;
+    assert_int_equal(shmbus_join(b, 1, NULL, &a), 0);
+    assert_int_equal(shmbus_join(b, 2, NULL, &r), 0);
+    shmbus_tap *t;
+    assert_int_equal(shmbus_tap_open_flags(b, SHMBUS_TAP_WHOLE, &t), 0);
+    static uint8_t msg[65536], got[65536];
+    struct shmbus_msg m;
+    const int total = 200; /* 12.5 MiB of payload: the first ~72 are written over */
+    for (int i = 0; i < total; i++) {
+        fill(msg, sizeof(msg), i);
+        assert_int_equal(shmbus_send(a, 2, msg, sizeof(msg), 0, 0), 0);
+        assert_int_equal(shmbus_recv(r, &m, got, sizeof(got), 0), (int)sizeof(msg));
+    }
+    struct shmbus_tap_msg tm;
+    int whole = 0, cut = 0;
+    for (int i = 0; i < total; i++) {
+        fill(msg, sizeof(msg), i);
+        int n = shmbus_tap_next(t, &tm, got, sizeof(got), 1000);
+        assert_int_equal(tm.missed, 0);
+        assert_int_equal(tm.msg.seq, (uint64_t)i + 1);
+        if (tm.captured == sizeof(msg)) {
+            assert_int_equal(n, (int)sizeof(msg));
+            assert_int_equal(cut + whole, i); /* the written-over ones come first */
+            whole++;
+        } else {
+            assert_int_equal(tm.captured, SHMBUS_TAP_CAPTURE - 8);
+            assert_int_equal(n, SHMBUS_TAP_CAPTURE - 8);
+            assert_int_equal(whole, 0);
+            cut++;
+        }
+        assert_memory_equal(got, msg, (size_t)n);
+    }
+    printf("# %d whole, %d cut to their first bytes\n", whole, cut);
+    assert_true(cut > 0 && whole >= 100);
+    shmbus_tap_close(t);
+    shmbus_leave(a);
+    shmbus_leave(r);
+    th_close_bus(b);
+}
+
 /* A tap that falls more than its ring behind loses the oldest and is told how many; what
  * it then reads is the most recent, in order. Two taps do not disturb each other. */
 static void test_tap_missed_is_counted(void **state)
@@ -359,6 +470,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_tap_sees_without_taking),
         cmocka_unit_test(test_tap_missed_is_counted),
+        cmocka_unit_test(test_tap_whole_payloads),
+        cmocka_unit_test(test_tap_whole_lapped),
         cmocka_unit_test(test_tap_busy_accounts_for_all),
         cmocka_unit_test(test_tap_wakes),
         cmocka_unit_test(test_dead_tap_is_freed),

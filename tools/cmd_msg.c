@@ -45,36 +45,6 @@ static const char *bad_client(const char *s)
     return sb_bad_name(s);
 }
 
-/* Open the existing bus and join it as `as` (NULL: an anonymous client). */
-static int open_and_join(const char *cmd, const char *name, const char *as, shmbus_bus **busp,
-                         shmbus_client **clp)
-{
-    struct shmbus_bus_info bi;
-    char what[64];
-    uint32_t id = 0;
-    int rc;
-
-    snprintf(what, sizeof(what), "%s %s", cmd, name);
-    if (sb_open_bus(cmd, name, 0, busp) < 0)
-        return -1;
-    if (as != NULL && sb_is_number(as))
-        sb_parse_u32(as, 1, SHMBUS_MAX_CLIENTS, &id);
-    rc = shmbus_join(*busp, id, id != 0 ? NULL : as, clp);
-    if (as == NULL)
-        as = "an anonymous client";
-    if (rc < 0) {
-        if (rc == -EEXIST)
-            sb_err(what, "client %s%s is already on the bus", id != 0 ? "" : "name ", as);
-        else if (rc == -EINVAL && id != 0 && shmbus_bus_info(*busp, &bi) == 0)
-            sb_err(what, "--as %s: this bus has client ids 1..%u", as, bi.max_clients);
-        else
-            sb_err(what, "joining as %s: %s", as, shmbus_strerror(rc));
-        shmbus_bus_close(*busp);
-        return -1;
-    }
-    return 0;
-}
-
 /* The id of the live client `to` (an id or a name), or -EHOSTUNREACH. */
 static int find_client(shmbus_bus *bus, const char *to)
 {
@@ -284,7 +254,7 @@ int sb_cmd_send(int argc, char **argv)
         return sb_bad_usage("send", send_usage, "--ack needs one destination");
 
     sb_catch_stop_signals();
-    if (open_and_join("send", a.bus, a.as, &bus, &cl) < 0)
+    if (sb_open_and_join("send", a.bus, a.as, &bus, &cl) < 0)
         return SB_EXIT_FAIL;
     dst = 0;
     if (a.to != NULL && strcmp(a.to, "all") != 0) {
@@ -603,7 +573,7 @@ int sb_cmd_recv(int argc, char **argv)
         return sb_bad_usage("recv", recv_usage, "--sub '%s': %s", a.sub, why);
 
     sb_catch_stop_signals();
-    if (open_and_join("recv", a.bus, a.as, &bus, &cl) < 0)
+    if (sb_open_and_join("recv", a.bus, a.as, &bus, &cl) < 0)
         return SB_EXIT_FAIL;
     if (a.spin > 0)
         shmbus_client_set_spin(cl, a.spin);

@@ -34,6 +34,8 @@ int sb_cmd_destroy(int argc, char **argv);
 int sb_cmd_send(int argc, char **argv);
 int sb_cmd_recv(int argc, char **argv);
 int sb_cmd_tail(int argc, char **argv);
+int sb_cmd_record(int argc, char **argv); /* cmd_record.c */
+int sb_cmd_play(int argc, char **argv);   /* cmd_record.c */
 int sb_cmd_ls(int argc, char **argv);
 int sb_cmd_stat(int argc, char **argv);
 int sb_cmd_top(int argc, char **argv);
@@ -54,6 +56,11 @@ int sb_parse_duration(const char *s, uint64_t *out);
  * "shmbus: <cmd> <name>: <why>", for a missing bus "no such bus" and how to create it, and
  * returns the negative error. */
 int sb_open_bus(const char *cmd, const char *name, unsigned flags, shmbus_bus **out);
+
+/* Open the existing bus `name` and join it as `as` (an id, a name, or NULL: an anonymous
+ * client). 0, or -1 after saying why on stderr (the bus is closed again). */
+int sb_open_and_join(const char *cmd, const char *name, const char *as, shmbus_bus **busp,
+                     shmbus_client **clp);
 
 /* How many of the n listed clients are in each state, as the rows of a listing show them. */
 struct sb_client_counts {

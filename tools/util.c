@@ -180,6 +180,36 @@ int sb_open_bus(const char *cmd, const char *name, unsigned flags, shmbus_bus **
     return rc;
 }
 
+/* Open the existing bus and join it as `as` (NULL: an anonymous client). */
+int sb_open_and_join(const char *cmd, const char *name, const char *as, shmbus_bus **busp,
+                     shmbus_client **clp)
+{
+    struct shmbus_bus_info bi;
+    char what[64];
+    uint32_t id = 0;
+    int rc;
+
+    snprintf(what, sizeof(what), "%s %s", cmd, name);
+    if (sb_open_bus(cmd, name, 0, busp) < 0)
+        return -1;
+    if (as != NULL && sb_is_number(as))
+        sb_parse_u32(as, 1, SHMBUS_MAX_CLIENTS, &id);
+    rc = shmbus_join(*busp, id, id != 0 ? NULL : as, clp);
+    if (as == NULL)
+        as = "an anonymous client";
+    if (rc < 0) {
+        if (rc == -EEXIST)
+            sb_err(what, "client %s%s is already on the bus", id != 0 ? "" : "name ", as);
+        else if (rc == -EINVAL && id != 0 && shmbus_bus_info(*busp, &bi) == 0)
+            sb_err(what, "--as %s: this bus has client ids 1..%u", as, bi.max_clients);
+        else
+            sb_err(what, "joining as %s: %s", as, shmbus_strerror(rc));
+        shmbus_bus_close(*busp);
+        return -1;
+    }
+    return 0;
+}
+
 void sb_count_clients(const struct shmbus_client_info *cl, int n, struct sb_client_counts *k)
 {
     int i;

@@ -279,6 +279,24 @@ function drawTable(snap) {
   $('total-recv-rate').textContent = fmtRateOrNone(t.recv_rate);
 }
 
+// Named groups: one row each, the card hidden while the bus has none.
+function drawGroups(snap) {
+  const groups = snap.groups || [];
+  $('groups-card').hidden = groups.length === 0;
+  const rows = groups.map((g) => {
+    const tr = document.createElement('tr');
+    tr.dataset.name = g.name;
+    tr.append(cell(g.name, '', 'name'), cell(fmtCount(g.members), 'num', 'members'),
+      cell(g.leader ? String(g.leader) : '-', '', 'leader'), cell(fmtCount(g.epoch), 'num', 'epoch'),
+      cell(fmtCount(g.published), 'num', 'published'), cell(fmtCount(g.missed), 'num', 'missed'),
+      cell(fmtCount(g.queued), 'num', 'queued'), cell(fmtCount(g.elections), 'num', 'elections'),
+      cell(fmtRate(g.rate), 'num', 'rate'));
+    if (g.missed > 0) tr.querySelector('[data-field=missed]').className = 'num bad';
+    return tr;
+  });
+  document.querySelector('#groups tbody').replaceChildren(...rows);
+}
+
 // ---- one snapshot --------------------------------------------------------------------------
 
 function update(snap) {
@@ -303,6 +321,7 @@ function update(snap) {
 
   drawGraph(snap);
   drawTable(snap);
+  drawGroups(snap);
   drawRates();
   drawLatency(snap);
   histHistory.push(snap.latency_hist);
