@@ -208,6 +208,10 @@ int shmbus_bus_open(const char *name, const struct shmbus_bus_opts *opts, unsign
  * for the next rebuild (counted in shmbus_journal_stats.deferred). Loans
  * (shmbus_loan()) are refused on a durable bus (-EOPNOTSUPP). Messages a send was still
  * writing when its process died may or may not be delivered after a rebuild (never twice).
+ * The journal is compacted inline by the send or receive whose record makes it grow past
+ * compact_bytes: that call takes as long as reading and rewriting the file. The directory
+ * is made 0700: a durable bus is for its owner's processes (group members of a 0660 bus
+ * cannot open its journal: -EACCES).
  */
 /* Sync levels (shmbus_durable.sync). NONE: write(2) only; survives the death of every
  * process, not a power cut or a kernel crash. BATCH: group commit; whichever sender or
@@ -255,7 +259,7 @@ int shmbus_bus_open_durable(const char *name, const struct shmbus_bus_opts *opts
 struct shmbus_journal_stats {
     int durable;          /* 0: the bus keeps no journal (everything below is 0) */
     unsigned sync;        /* SHMBUS_SYNC_* */
-    uint64_t epoch;       /* journal file number: grows at each rebuild */
+    uint64_t epoch;       /* journal file number: grows at each rebuild and compaction */
     uint64_t rebuilt;     /* messages put back in mailboxes by the last rebuild */
     uint64_t deferred;    /* messages the last rebuild left in the journal (mailbox full) */
     uint64_t damaged;     /* records the last rebuild skipped: a bad CRC, never delivered */
