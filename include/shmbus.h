@@ -118,6 +118,11 @@ const char *shmbus_strerror(int err);
 /* Library version as "MAJOR.MINOR.PATCH". Static string. */
 const char *shmbus_version(void);
 
+/* CRC-32C (Castagnoli) of len bytes, continuing from crc (0 to start; the result of one call
+ * continues in the next). The checksum of journal records (durable buses) and of recordings
+ * (`shmbus record`), for programs that read them. Thread-safe. */
+uint32_t shmbus_crc32c(uint32_t crc, const void *data, size_t len);
+
 /* ------------------------------------------------------------------------------------------
  * Buses
  * ------------------------------------------------------------------------------------------ */

@@ -121,6 +121,11 @@ uint32_t sb__crc32c(uint32_t crc, const void *data, size_t len)
     return ~crc;
 }
 
+uint32_t shmbus_crc32c(uint32_t crc, const void *data, size_t len)
+{
+    return sb__crc32c(crc, data, len);
+}
+
 /* ---- file names and headers ------------------------------------------------------------- */
 
 static void fill_fhdr(struct sb_jfile_hdr *h, uint64_t jid, uint64_t epoch, const char *bus)

@@ -67,20 +67,6 @@ struct rec_msg {
 _Static_assert(sizeof(struct rec_msg) == 120, "a message record's fixed part is 120 bytes");
 _Static_assert(SHMBUS_NAME_MAX + 1 == 32, "names fit the recording's 32 bytes");
 
-/* CRC-32C (Castagnoli, reflected polynomial 0x82F63B78), bitwise: recordings are written at
- * the speed of a tap and read once, so a table buys nothing worth its code. */
-static uint32_t crc32c(uint32_t crc, const void *data, size_t len)
-{
-    const uint8_t *p = data;
-    crc = ~crc;
-    while (len--) {
-        crc ^= *p++;
-        for (int k = 0; k < 8; k++)
-            crc = (crc >> 1) ^ (0x82F63B78u & (0u - (crc & 1u)));
-    }
-    return ~crc;
-}
-
 /* ---- record ------------------------------------------------------------------------- */
 
 static const char record_usage[] =
@@ -117,7 +103,7 @@ static int put_record(struct rec_out *o, uint32_t kind, const void *a, size_t al
                       size_t blen)
 {
     struct rec_prefix p = {REC_RECORD, kind, (uint32_t)(alen + blen), 0};
-    p.crc = crc32c(crc32c(0, a, alen), b, blen);
+    p.crc = shmbus_crc32c(shmbus_crc32c(0, a, alen), b, blen);
     if (fwrite(&p, sizeof(p), 1, o->f) != 1 || fwrite(a, alen, 1, o->f) != 1 ||
         (blen != 0 && fwrite(b, blen, 1, o->f) != 1) || fflush(o->f) != 0) {
         int err = errno;
@@ -443,9 +429,9 @@ static int play_file(FILE *f, shmbus_bus *bus, shmbus_client *cl, const struct p
             read_exact(f, payload, m.captured) <= 0)
             bad = "truncated";
         if (bad == NULL) {
-            uint32_t crc = p.kind == REC_GAP
-                               ? crc32c(0, &gap, sizeof(gap))
-                               : crc32c(crc32c(0, &m, sizeof(m)), payload, m.captured);
+            uint32_t crc = p.kind == REC_GAP ? shmbus_crc32c(0, &gap, sizeof(gap))
+                                             : shmbus_crc32c(shmbus_crc32c(0, &m, sizeof(m)),
+                                                             payload, m.captured);
             if (crc != p.crc)
                 bad = "damaged (its checksum does not match)";
         }
