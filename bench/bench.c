@@ -30,10 +30,25 @@
 char bench_tmpdir[256];
 
 const struct bench_transport *const bench_rows[] = {
-    &bench_floor_spin,     &bench_floor_sem,     &bench_floor_ring,  &bench_peer_pipe,
-    &bench_peer_uds,       &bench_peer_posixmq,  &bench_peer_sysvmq, &bench_peer_zmq,
-    &bench_peer_iox_poll,  &bench_peer_iox_wait, &bench_shmbus_spin, &bench_shmbus_sleep,
-    &bench_shmbus_default, &bench_shmbus_poll,   &bench_shmbus_loan, NULL,
+    &bench_floor_spin,
+    &bench_floor_sem,
+    &bench_floor_ring,
+    &bench_peer_pipe,
+    &bench_peer_uds,
+    &bench_peer_posixmq,
+    &bench_peer_sysvmq,
+    &bench_peer_zmq,
+    &bench_peer_iox_poll,
+    &bench_peer_iox_wait,
+    &bench_shmbus_spin,
+    &bench_shmbus_sleep,
+    &bench_shmbus_default,
+    &bench_shmbus_poll,
+    &bench_shmbus_loan,
+    &bench_shmbus_durable_none,
+    &bench_shmbus_durable_batch,
+    &bench_shmbus_durable_always,
+    NULL,
 };
 
 static const size_t lat_sizes[] = {64, 1024, 65536};

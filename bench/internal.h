@@ -106,6 +106,9 @@ extern const struct bench_transport bench_peer_pipe, bench_peer_uds, bench_peer_
 extern const struct bench_transport bench_peer_iox_poll, bench_peer_iox_wait;
 extern const struct bench_transport bench_shmbus_spin, bench_shmbus_sleep, bench_shmbus_default,
     bench_shmbus_poll, bench_shmbus_loan;
+/* Durable buses (bench/shmbus.c): the same calls with a journal at each sync level. */
+extern const struct bench_transport bench_shmbus_durable_none, bench_shmbus_durable_batch,
+    bench_shmbus_durable_always;
 
 /* A private directory for path names (sockets, key files); made by the driver. */
 extern char bench_tmpdir[];

@@ -24,8 +24,10 @@
 #include "results.h"
 #include "../src/relax.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -56,6 +58,7 @@ const char *bench_shmbus_version(void)
 struct bench_chan {
     char name[SHMBUS_NAME_MAX + 1];
     size_t size;
+    char jdir[400]; /* a durable row's journal directory, else "" */
 };
 
 struct sb_ep {
@@ -125,7 +128,69 @@ static int sb_setup(struct bench_chan **chp, size_t size, int nprod, int streami
 static void sb_teardown(struct bench_chan *ch)
 {
     shmbus_bus_destroy(ch->name);
+    if (ch->jdir[0] != '\0') { /* a durable row: its journal files, then the directory */
+        DIR *d = opendir(ch->jdir);
+        struct dirent *de;
+        while (d != NULL && (de = readdir(d)) != NULL)
+            if (de->d_name[0] != '.')
+                unlinkat(dirfd(d), de->d_name, 0);
+        if (d != NULL)
+            closedir(d);
+        rmdir(ch->jdir);
+    }
     free(ch);
+}
+
+/* Durable rows: the same calls on a durable bus (src/journal.c) whose journal lives in
+ * $SHMBUS_BENCH_JOURNAL if set, else in the bench's temporary directory (often a tmpfs,
+ * where fdatasync costs nothing: set SHMBUS_BENCH_JOURNAL to a directory on the disk to
+ * measure the disk). The receiver uses the default mode (bounded spin, then sleep). */
+static int durable_setup(struct bench_chan **chp, size_t size, int nprod, int streaming,
+                         unsigned sync, char *why, size_t whylen)
+{
+    struct bench_chan *ch = calloc(1, sizeof(*ch));
+    if (!ch)
+        return bench_fail(why, whylen, "calloc");
+    static unsigned serial;
+    use_private_dir();
+    ch->size = size;
+    snprintf(ch->name, sizeof(ch->name), "bench-d%d-%u", (int)getpid(), serial++);
+    const char *base = getenv("SHMBUS_BENCH_JOURNAL");
+    snprintf(ch->jdir, sizeof(ch->jdir), "%s/journal-%s", base && *base ? base : bench_tmpdir,
+             ch->name);
+    struct shmbus_bus_opts o = {.max_clients = (uint32_t)nprod + 1,
+                                .slots = !streaming && size > 1024 ? 8 : SHMBUS_DEFAULT_SLOTS,
+                                .msg_size = (uint32_t)size};
+    struct shmbus_durable d = {.dir = ch->jdir, .sync = sync};
+    shmbus_bus *bus = NULL;
+    int rc = shmbus_bus_open_durable(ch->name, &o, &d, SHMBUS_OPEN_CREATE | SHMBUS_OPEN_EXCL, &bus);
+    if (rc < 0) {
+        snprintf(why, whylen, "shmbus_bus_open_durable %s in %s: %s", ch->name, ch->jdir,
+                 shmbus_strerror(rc));
+        free(ch);
+        return rc;
+    }
+    shmbus_bus_close(bus);
+    *chp = ch;
+    return 0;
+}
+
+static int setup_none(struct bench_chan **chp, size_t size, int nprod, int streaming, char *why,
+                      size_t whylen)
+{
+    return durable_setup(chp, size, nprod, streaming, SHMBUS_SYNC_NONE, why, whylen);
+}
+
+static int setup_batch(struct bench_chan **chp, size_t size, int nprod, int streaming, char *why,
+                       size_t whylen)
+{
+    return durable_setup(chp, size, nprod, streaming, SHMBUS_SYNC_BATCH, why, whylen);
+}
+
+static int setup_always(struct bench_chan **chp, size_t size, int nprod, int streaming, char *why,
+                        size_t whylen)
+{
+    return durable_setup(chp, size, nprod, streaming, SHMBUS_SYNC_ALWAYS, why, whylen);
 }
 
 static void sb_close(void *ep)
@@ -388,6 +453,33 @@ const struct bench_transport bench_shmbus_loan = {
     .probe = not_ready,
 #endif
 };
+
+#ifdef BENCH_HAVE_SHMBUS
+#define DURABLE_ROW(nm, about_, setup_)                                                            \
+    {                                                                                              \
+        .name = nm, .about = about_, .kind = BENCH_SHMBUS, .wait = BENCH_HYBRID,                   \
+        .caps = BENCH_CAP_LATENCY | BENCH_CAP_STREAM, .setup = setup_, .open = open_default,       \
+        .send = sb_send, .recv = sb_recv, .stream_send = sb_stream_send,                           \
+        .stream_recv = sb_stream_recv, .close = sb_close, .teardown = sb_teardown,                 \
+    }
+#else
+#define DURABLE_ROW(nm, about_, setup_)                                                            \
+    {                                                                                              \
+        .name = nm, .about = about_, .kind = BENCH_SHMBUS, .wait = BENCH_HYBRID,                   \
+        .caps = BENCH_CAP_LATENCY | BENCH_CAP_STREAM, .probe = not_ready,                          \
+    }
+#endif
+
+const struct bench_transport bench_shmbus_durable_none =
+    DURABLE_ROW("shmbus-durable-none",
+                "durable bus, sync none (write(2) per record; journal in $SHMBUS_BENCH_JOURNAL or "
+                "the bench's temporary directory)",
+                setup_none);
+const struct bench_transport bench_shmbus_durable_batch = DURABLE_ROW(
+    "shmbus-durable-batch", "durable bus, sync batch (group commit every 5 ms)", setup_batch);
+const struct bench_transport bench_shmbus_durable_always = DURABLE_ROW(
+    "shmbus-durable-always",
+    "durable bus, sync always (fdatasync before each send and receive returns)", setup_always);
 
 /* ---- shmbus ring: hop latency against the number of clients ---- */
 

@@ -49,6 +49,18 @@ int frame_name_ok(const char *s, size_t len)
     return 1;
 }
 
+int frame_group_ok(const char *s, size_t len)
+{
+    size_t i;
+
+    if (!frame_name_ok(s, len) || s[0] == '#' || s[0] == '.' || s[len - 1] == '.')
+        return 0;
+    for (i = 1; i < len; i++)
+        if (s[i] == '.' && s[i - 1] == '.')
+            return 0;
+    return 1;
+}
+
 int frame_split(const char *p, size_t len, const char **node, size_t *node_len, const char **target,
                 size_t *target_len, const char **body, size_t *body_len)
 {
@@ -61,8 +73,12 @@ int frame_split(const char *p, size_t len, const char **node, size_t *node_len, 
         return -EINVAL;
     nlen = (size_t)(slash - p);
     tlen = alen - nlen - 1;
-    if (!frame_node_ok(p, nlen) || !frame_name_ok(slash + 1, tlen))
+    if (nlen == 1 && p[0] == '*') {
+        if (!frame_group_ok(slash + 1, tlen))
+            return -EINVAL;
+    } else if (!frame_node_ok(p, nlen) || !frame_name_ok(slash + 1, tlen)) {
         return -EINVAL;
+    }
     *node = p;
     *node_len = nlen;
     *target = slash + 1;
@@ -113,6 +129,7 @@ long frame_encode(const struct frame *f, uint8_t *out, size_t cap)
     out[33] = (uint8_t)(f->status >> 16);
     out[34] = (uint8_t)(f->status >> 8);
     out[35] = (uint8_t)f->status;
+    out[36] = f->hops;
     p = out + FRAME_HDR;
     memcpy(p, f->dst, f->dst_len);
     p += f->dst_len;
@@ -130,7 +147,7 @@ int frame_decode(const void *data, size_t len, struct frame *f)
 
     if (len < FRAME_HDR || p[0] != 'S' || p[1] != 'B' || p[2] != FRAME_VERSION)
         return -EBADMSG;
-    if (p[3] < FRAME_MSG || p[3] > FRAME_REP || p[4] > 7)
+    if (p[3] < FRAME_MSG || p[3] > FRAME_QUEUE || p[4] > 7)
         return -EBADMSG;
     dlen = p[6];
     olen = p[7];
@@ -143,6 +160,7 @@ int frame_decode(const void *data, size_t len, struct frame *f)
     f->seq = get64(p + 16);
     f->token = get64(p + 24);
     f->status = (uint32_t)p[32] << 24 | (uint32_t)p[33] << 16 | (uint32_t)p[34] << 8 | p[35];
+    f->hops = p[36];
     f->dst = (const char *)p + FRAME_HDR;
     f->dst_len = dlen;
     f->org = f->dst + dlen;

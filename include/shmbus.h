@@ -118,6 +118,11 @@ const char *shmbus_strerror(int err);
 /* Library version as "MAJOR.MINOR.PATCH". Static string. */
 const char *shmbus_version(void);
 
+/* CRC-32C (Castagnoli) of len bytes, continuing from crc (0 to start; the result of one call
+ * continues in the next). The checksum of journal records (durable buses) and of recordings
+ * (`shmbus record`), for programs that read them. Thread-safe. */
+uint32_t shmbus_crc32c(uint32_t crc, const void *data, size_t len);
+
 /* ------------------------------------------------------------------------------------------
  * Buses
  * ------------------------------------------------------------------------------------------ */
@@ -174,6 +179,104 @@ struct shmbus_bus_opts {
  */
 int shmbus_bus_open(const char *name, const struct shmbus_bus_opts *opts, unsigned flags,
                     shmbus_bus **out);
+
+/* ---- durable buses (src/journal.c; docs/design.md, "Durable buses") -------------------
+ *
+ * A durable bus keeps every message it accepts in a journal under a directory until its
+ * receiver has taken it, so that the messages outlive every process and a reboot.
+ *
+ * Accepted: a send to a durable bus returns 0 (or a count) only after its record was
+ * written to the journal (write(2), and fdatasync() as the sync level says), and the record
+ * is written before the message becomes visible to its receiver. A send that fails accepted
+ * nothing.
+ *
+ * Taken: a message is taken when shmbus_recv(), shmbus_recv_batch(), shmbus_recv_ref(),
+ * shmbus_consume() or the reply wait of shmbus_request() has written its taken marker to the
+ * journal; they write it before they return the message, and a message once taken is never
+ * delivered again. A process killed after the marker and before it used the message has
+ * lost it (acknowledge-on-receive). To take only what was handled, use shmbus_peek(),
+ * handle, then shmbus_consume(): a crash before the consume delivers the message again.
+ * shmbus_peek() writes nothing.
+ *
+ * Rebuild: when every process and the segment are gone (a reboot, or kill -9 of everything
+ * and `shmbus clean`), shmbus_bus_open_durable() with SHMBUS_OPEN_CREATE and the same
+ * directory rebuilds the bus: every accepted message not taken waits, in its original
+ * per-sender order, with its original src, seq and priority, in the mailbox of its
+ * destination id, kept for the next client that joins with that id (as shmbus_leave_keep()
+ * keeps one; join by id, not with id 0). Messages are delivered once: the rebuild writes a
+ * fresh journal holding only them and removes the old one.
+ *
+ * Limits, stated rather than hidden: messages waiting in the mailbox of a client that
+ * leaves or dies are discarded from the live bus as on any bus, but they are not taken:
+ * they come back at the next rebuild, after whatever the id's next client took meanwhile.
+ * A rebuilt mailbox holds what fits in its ring; messages beyond it stay in the journal
+ * for the next rebuild (counted in shmbus_journal_stats.deferred). Loans
+ * (shmbus_loan()) are refused on a durable bus (-EOPNOTSUPP). Messages a send was still
+ * writing when its process died may or may not be delivered after a rebuild (never twice).
+ * The journal is compacted inline by the send or receive whose record makes it grow past
+ * compact_bytes: that call takes as long as reading and rewriting the file. The directory
+ * is made 0700: a durable bus is for its owner's processes (group members of a 0660 bus
+ * cannot open its journal: -EACCES).
+ */
+/* Sync levels (shmbus_durable.sync). NONE: write(2) only; survives the death of every
+ * process, not a power cut or a kernel crash. BATCH: group commit; whichever sender or
+ * receiver writes to the journal more than SHMBUS_SYNC_BATCH_MS after the last flush
+ * flushes it (fdatasync) for everyone; a send with SHMBUS_SEND_SYNC returns once the batch
+ * holding its record is on disk; without it, a record reaches the disk within that time if
+ * the bus keeps being used, else at the next journal write or shmbus_bus_close(). ALWAYS:
+ * every record (messages and taken markers) is on disk (fdatasync) before the call that
+ * wrote it returns. */
+#define SHMBUS_SYNC_NONE       0
+#define SHMBUS_SYNC_BATCH      1
+#define SHMBUS_SYNC_ALWAYS     2
+#define SHMBUS_SYNC_BATCH_MS   5
+#define SHMBUS_JOURNAL_DIR_MAX 255 /* longest journal directory path */
+
+struct shmbus_durable {
+    const char *dir;        /* journal directory: an absolute path (created 0700 if missing) */
+    unsigned sync;          /* SHMBUS_SYNC_* */
+    uint64_t compact_bytes; /* compact the journal (drop what was taken) when it grows past
+                             * this many bytes; 0: SHMBUS_COMPACT_DEFAULT; at least 4096 */
+    uint64_t retain_bytes;  /* retention: compaction and rebuild keep taken messages, the */
+    uint64_t retain_ns;     /* newest retain_bytes of them (records of 56 + len bytes) and
+                             * those journaled in the last retain_ns nanoseconds (CLOCK_
+                             * REALTIME), for shmbus_journal_scan() and `shmbus replay`;
+                             * they are never delivered again by a rebuild. 0, 0: none */
+};
+#define SHMBUS_COMPACT_DEFAULT (64ull << 20)
+
+/*
+ * As shmbus_bus_open(), and if the bus is created here it is durable: its journal lives in
+ * dur->dir, and every process that opens the bus later uses that directory and sync level
+ * (the segment records them; dur is ignored when the bus exists already). If dir holds the
+ * journal of an earlier incarnation of this bus, the new bus is rebuilt from it (see above)
+ * before anyone can attach. Blocks while it reads and rewrites the journal (about the time
+ * to read it and write what was not taken). Thread-safe.
+ * Errors: those of shmbus_bus_open(), and -EINVAL (dur NULL, dir not absolute or longer
+ * than SHMBUS_JOURNAL_DIR_MAX, bad sync level), -EPROTO (the journal in dir belongs to
+ * another bus, or its header is not a journal header), -EPROTONOSUPPORT (a journal of
+ * another format version), -ENOSPC, and -errno of the file system for the journal.
+ */
+int shmbus_bus_open_durable(const char *name, const struct shmbus_bus_opts *opts,
+                            const struct shmbus_durable *dur, unsigned flags, shmbus_bus **out);
+
+/* What a durable bus's journal looks like, for tools and tests. */
+struct shmbus_journal_stats {
+    int durable;          /* 0: the bus keeps no journal (everything below is 0) */
+    unsigned sync;        /* SHMBUS_SYNC_* */
+    uint64_t epoch;       /* journal file number: grows at each rebuild and compaction */
+    uint64_t rebuilt;     /* messages put back in mailboxes by the last rebuild */
+    uint64_t deferred;    /* messages the last rebuild left in the journal (mailbox full) */
+    uint64_t damaged;     /* records the last rebuild skipped: a bad CRC, never delivered */
+    uint64_t torn;        /* torn records the last rebuild cut or skipped (a write cut short) */
+    uint64_t syncs;       /* fdatasync() calls on the journal since the bus was created */
+    uint64_t compactions; /* times the journal was compacted while the bus ran */
+    uint64_t bytes;       /* size of the journal file in use (about) */
+    char dir[SHMBUS_JOURNAL_DIR_MAX + 1];
+};
+
+/* Fill *out. Does not block. Thread-safe. Errors: -EINVAL (NULL), -EIDRM. */
+int shmbus_journal_stats(shmbus_bus *bus, struct shmbus_journal_stats *out);
 
 /* Detach from the bus and free the handle. Clients joined through this handle must have
  * left first (otherwise they are made to leave). The bus itself stays. NULL is a no-op. */
@@ -439,8 +542,13 @@ int shmbus_reap(shmbus_bus *bus);
  */
 #define SHMBUS_SEND_NONBLOCK 0x100u /* fail with -EAGAIN at once if the mailbox is full */
 #define SHMBUS_SEND_ACK      0x200u /* return only once the receiver has taken the message */
-#define SHMBUS_PRIO_SHIFT    12
-#define SHMBUS_PRIO_MASK     0xf000u /* 4 bits, so that 8..15 are seen (and refused) */
+/* SHMBUS_SEND_SYNC: on a durable bus of sync level batch, return only once the journal
+ * record is on disk (see SHMBUS_SYNC_BATCH); on other buses and levels it changes nothing.
+ * SHMBUS_SEND_REPLAY: flag the message SHMBUS_MSG_REPLAYED (what `shmbus replay` sends). */
+#define SHMBUS_SEND_SYNC   0x400u
+#define SHMBUS_SEND_REPLAY 0x800u
+#define SHMBUS_PRIO_SHIFT  12
+#define SHMBUS_PRIO_MASK   0xf000u /* 4 bits, so that 8..15 are seen (and refused) */
 /* Priority n as send flags. Not masked: n = 8..15 lands in SHMBUS_PRIO_MASK and n >= 16 on
  * unknown bits, so any n above 7 is refused (-EINVAL) rather than silently cut. */
 #define SHMBUS_PRIO(n) ((unsigned)(n) << SHMBUS_PRIO_SHIFT)
@@ -459,10 +567,14 @@ static inline unsigned shmbus_flags_prio(unsigned flags)
 #define SHMBUS_MSG_TOPIC     0x10u /* sent with shmbus_publish(); corr is the group's index */
 #define SHMBUS_MSG_GROUP     0x20u /* sent with shmbus_send_group(); corr is the group's index */
 #define SHMBUS_MSG_FENCED    0x40u /* sent with shmbus_send_fenced(); corr is the epoch */
+#define SHMBUS_MSG_REPLAYED  0x80u /* sent again from a journal (SHMBUS_SEND_REPLAY) */
 /* A work-queue message (SHMBUS_MSG_GROUP too) given again to another member because the
  * member it first went to died (or left) before taking it, or took it and never confirmed
- * it with shmbus_done(). Its src, seq, corr and sent_ns are the original send's. */
-#define SHMBUS_MSG_REDELIVERED 0x80u
+ * it with shmbus_done(). Its src, seq, corr and sent_ns are the original send's. The same bit
+ * as SHMBUS_MSG_REPLAYED (the eight flag bits are all taken): both say "this message was
+ * sent before and may have been handled already"; SHMBUS_MSG_GROUP tells a redelivery from
+ * the replay of a direct message. */
+#define SHMBUS_MSG_REDELIVERED SHMBUS_MSG_REPLAYED
 
 /* The header of a received message. */
 struct shmbus_msg {
@@ -706,6 +818,28 @@ struct shmbus_flow {
  * there are (may exceed n; n = 0 counts). Reads max_clients^2 words: about a millisecond
  * for 64 clients. Does not block. Thread-safe. Errors: -EINVAL, -EIDRM. */
 int shmbus_bus_flows(shmbus_bus *bus, struct shmbus_flow *out, size_t n);
+
+/* ---- durable buses: reading the journal back (see shmbus_bus_open_durable()) ------------ */
+
+/* One message in a durable bus's journal, as shmbus_journal_scan() reports it. */
+struct shmbus_journal_entry {
+    struct shmbus_msg msg; /* src, dst, seq, corr, len, prio, flags as sent; sent_ns 0 */
+    uint64_t time_ns;      /* CLOCK_REALTIME when it was journaled */
+    int taken;             /* 1: its receiver took it (kept by retention), 0: waiting */
+};
+/* Called once per message with its payload (msg.len bytes, valid during the call); a
+ * nonzero return stops the scan and is returned. */
+typedef int (*shmbus_journal_fn)(const struct shmbus_journal_entry *e, const void *data, void *arg);
+
+/*
+ * Read the journal of a durable bus: fn for every message it holds, oldest first: those not
+ * taken yet, and the taken ones that retention keeps (shmbus_durable.retain_*). Reads the
+ * whole file into memory; takes no lock, so messages written meanwhile may be missed.
+ * Returns fn's nonzero return, or 0 when every message was reported. Thread-safe. Errors:
+ * -EINVAL (NULL), -ENOTSUP (the bus is not durable), -ENOMEM, -EPROTO (the file is not
+ * this bus's journal), -errno of the file system.
+ */
+int shmbus_journal_scan(shmbus_bus *bus, shmbus_journal_fn fn, void *arg);
 
 /* ------------------------------------------------------------------------------------------
  * Passive view: watch what is sent without taking it

@@ -419,7 +419,7 @@ static int open_existing(const struct busdir *d, const char *name, bool rdonly, 
 
 /* Make a new bus and its key file. Called with the directory locked. */
 static int create_new(const struct busdir *d, const char *name, const struct sb_layout *lay,
-                      uint32_t mode, shmbus_bus *b)
+                      uint32_t mode, const struct shmbus_durable *dur, shmbus_bus *b)
 {
     char file[64], path[600];
     int r = key_file(name, file, sizeof(file));
@@ -446,11 +446,19 @@ static int create_new(const struct busdir *d, const char *name, const struct sb_
     }
     uint64_t nonce = make_nonce();
     if (r == 0) {
+        /* A durable bus: its journal (and a rebuild from it) before anyone can attach. */
+        b->base = p;
+        b->hdr = p;
+        b->lay = *lay;
+        r = sb__journal_create(b, dur);
+    }
+    if (r == 0) {
         init_segment(p, lay, name, mode, nonce, path);
         sb__tp(SB_TP_CREATING); /* test-only: made, not yet named by a key file */
         r = write_key(d, name, shmid, nonce, mode);
     }
     if (r < 0) {
+        sb__journal_close(b);
         if (p != (void *)-1)
             shmdt(p);
         shmctl(shmid, IPC_RMID, NULL);
@@ -465,6 +473,12 @@ static int create_new(const struct busdir *d, const char *name, const struct sb_
 
 int shmbus_bus_open(const char *name, const struct shmbus_bus_opts *opts, unsigned flags,
                     shmbus_bus **out)
+{
+    return sb__bus_open(name, opts, NULL, flags, out);
+}
+
+int sb__bus_open(const char *name, const struct shmbus_bus_opts *opts,
+                 const struct shmbus_durable *dur, unsigned flags, shmbus_bus **out)
 {
     if (out == NULL || !sb__valid_name(name))
         return -EINVAL;
@@ -514,10 +528,16 @@ int shmbus_bus_open(const char *name, const struct shmbus_bus_opts *opts, unsign
             shmdt(b->base);
             r = -EEXIST;
         } else if (r == -ENOENT || r == -ESTALE) {
-            r = create_new(&d, name, &lay, mode, b);
+            r = create_new(&d, name, &lay, mode, dur, b);
         }
     }
     close_dir(&d); /* and with it the lock */
+    if (r == 0 && b->j == NULL) {
+        /* An existing bus (a created one has its journal already): a durable one's. */
+        r = sb__journal_attach(b);
+        if (r < 0)
+            shmdt(b->base);
+    }
     if (r < 0) {
         free(b);
         return r == -ESTALE ? -ENOENT : r;
@@ -530,6 +550,7 @@ void shmbus_bus_close(shmbus_bus *bus)
 {
     if (bus == NULL)
         return;
+    sb__journal_close(bus);
     shmdt(bus->base);
     free(bus);
 }
@@ -548,6 +569,7 @@ static int remove_bus(shmbus_bus *b)
         if (atomic_load_explicit(&mb->space_waiters, memory_order_relaxed))
             sb__sem_post(&mb->space_sem);
     }
+    sb__journal_close(b);
     shmdt(b->base);
     return shmctl(b->shmid, IPC_RMID, NULL) == 0 ? 0 : -errno;
 }

@@ -76,8 +76,9 @@
 #define SB_MAGIC 0x3130535542484d53ull /* "SHMBUS01" little-endian */
 /* 2: sb_entry.kept_gen; 3: mailbox v2 (the byte ring), sb_mbox.fd_armed (evfd.c), flow rows
  * (stats.c: bus-wide counters, per-pair counts), the tap area (tap.c), the group table
- * (group.c); 4: the tap bulk ring (tap.c), the in-flight tables (redeliver.c) */
-#define SB_LAYOUT_VERSION 4u
+ * (group.c); 4: the tap bulk ring (tap.c), the in-flight tables (redeliver.c); 5: the journal
+ * control of durable buses (journal.c) in the header */
+#define SB_LAYOUT_VERSION 5u
 #define SB_LINE           64u
 #define SB_HEADER_SIZE    4096u
 #define SB_INTENTS        4u  /* concurrent sending threads per client that can each be tracked */
@@ -87,6 +88,37 @@
 
 /* Bus states (sb_header.state). */
 enum { SB_BUS_INIT = 0, SB_BUS_READY = 1, SB_BUS_DESTROYED = 2 };
+
+/*
+ * A durable bus's journal, as the segment records it (journal.c), in the header page where
+ * layout version 3 had 512 reserved bytes. `magic` is SB_JMAGIC only on a durable bus;
+ * everything above `appended` is written once, before READY, and copied (and checked) by
+ * every process when it attaches; the rest are shared counters of the group commit.
+ */
+#define SB_JMAGIC 0x4c4e524a53554253ull /* "SBUSJRNL" */
+struct sb_jctl {
+    uint64_t magic;
+    uint64_t jid;           /* the journal's identity: random, chosen at first creation */
+    _Atomic uint64_t epoch; /* the file in use: <dir>/<bus>.<epoch as 16 hex>.jnl */
+    uint32_t sync;          /* SHMBUS_SYNC_* */
+    uint32_t pad;
+    uint64_t compact_bytes; /* compact the file when it grows past this */
+    uint64_t retain_bytes;  /* taken messages kept: the newest this many bytes, */
+    uint64_t retain_ns;     /* and those written this recently (0: none) */
+    uint64_t rebuilt, deferred, damaged, torn; /* what the rebuild found */
+    char dir[SHMBUS_JOURNAL_DIR_MAX + 1];
+    _Alignas(SB_LINE) _Atomic uint64_t appended; /* records written (tickets, see journal.c) */
+    _Atomic uint64_t synced;                     /* every ticket <= this is on disk */
+    _Atomic uint64_t sync_owner;                 /* pid flushing now (batch), or 0 */
+    _Atomic uint64_t last_sync_ns;               /* CLOCK_MONOTONIC of the last flush */
+    _Atomic uint64_t syncs;                      /* fdatasync() calls */
+    _Alignas(SB_LINE) _Atomic uint64_t bytes;    /* bytes written to the file in use (about) */
+    _Atomic uint64_t compact_owner;              /* pid compacting now, or 0 */
+    _Atomic uint64_t compact_target;             /* epoch a compaction renamed in, not yet
+                                                  * published (nonzero only under its lock) */
+    _Atomic uint64_t compactions;
+};
+_Static_assert(sizeof(struct sb_jctl) <= 512, "the journal control fits the old reserved bytes");
 
 struct sb_header {
     uint64_t magic;
@@ -111,7 +143,7 @@ struct sb_header {
     _Atomic uint64_t reap_ns; /* CLOCK_MONOTONIC of the last automatic reap */
     _Atomic uint64_t leader;  /* reserved: leader election */
     char key_path[512];       /* the key file this bus was created under (for clean) */
-    uint64_t reserved[64];    /* reserved: groups, persistence (layout version 1 keeps 0) */
+    struct sb_jctl journal;   /* durable buses (journal.c); all zero on other buses */
 };
 
 /* Named groups (group.c, election.c). */
@@ -336,6 +368,7 @@ struct shmbus_bus {
     bool rdonly;
     char name[SHMBUS_NAME_MAX + 1];
     uid_t uid;
+    struct sb_journal *j; /* durable bus: this process's journal (journal.c); else NULL */
 };
 
 struct shmbus_client {
@@ -620,6 +653,33 @@ static inline bool sb__tap_on(const shmbus_bus *b)
     const struct sb_tap_ctl *ctl = (const struct sb_tap_ctl *)(b->base + b->lay.tap_off);
     return atomic_load_explicit(&ctl->mask, memory_order_relaxed) != 0;
 }
+
+/*
+ * journal.c: durable buses. Every hook is behind `bus->j != NULL`, the one branch a bus
+ * without a journal pays. Records are written by one writev(2) each on an O_APPEND file.
+ */
+struct sb_journal;
+/* Creating a bus (bus.c, before READY): dur NULL makes no journal. Otherwise open or make
+ * the journal in dur->dir, rebuild mailboxes and registry entries from it into the new
+ * segment b (b->base and b->lay set, nothing published yet), fill the header's journal
+ * control, and open b->j. */
+int sb__journal_create(shmbus_bus *b, const struct shmbus_durable *dur);
+/* bus.c: shmbus_bus_open(), with the durable options (NULL: none) used when creating. */
+int sb__bus_open(const char *name, const struct shmbus_bus_opts *opts,
+                 const struct shmbus_durable *dur, unsigned flags, shmbus_bus **out);
+/* Attaching to an existing bus (bus.c): copy and check the header's journal control and,
+ * if the bus is durable and not attached read-only, open the journal file into b->j. */
+int sb__journal_attach(shmbus_bus *b);
+void sb__journal_close(shmbus_bus *b);
+/* A sender: records for n messages to dst, seqs seq0.., written before they are committed.
+ * flags: the send flags (SHMBUS_SEND_SYNC). 0 or -ENOSPC / -errno; nothing written then
+ * except possibly a torn fragment, which a rebuild skips. */
+int sb__journal_msgs(shmbus_client *c, uint32_t dst, const struct shmbus_iov *msgs, size_t n,
+                     unsigned prio, unsigned mflags, uint64_t seq0, uint64_t corr, unsigned flags);
+/* A receiver takes message m (sender generation src_gen): its taken marker. */
+int sb__journal_taken(shmbus_client *c, const struct shmbus_msg *m, uint32_t src_gen);
+/* A sender whose journaled message was not delivered after all (its claim was skipped). */
+void sb__journal_cancel(shmbus_client *c, uint64_t seq);
 
 /* mailbox.c */
 /* Drain mailbox mb as its consumer (a cleaner of a dead receiver, or a leaver): drop every

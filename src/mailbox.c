@@ -46,7 +46,7 @@
 
 #define MSG_FLAGS                                                                                  \
     (SHMBUS_MSG_ACK | SHMBUS_MSG_REQUEST | SHMBUS_MSG_REPLY | SHMBUS_MSG_BROADCAST |               \
-     SHMBUS_MSG_TOPIC | SHMBUS_MSG_GROUP | SHMBUS_MSG_FENCED | SHMBUS_MSG_REDELIVERED)
+     SHMBUS_MSG_TOPIC | SHMBUS_MSG_GROUP | SHMBUS_MSG_FENCED | SHMBUS_MSG_REPLAYED)
 /* What the fast receive paths leave to the general one: an ACK to send, and a group message,
  * which must read DONE before its units are zeroed (a dead member's READY records are
  * redelivered, redeliver.c, so a half-zeroed READY one must never be left behind) and may
@@ -703,6 +703,44 @@ HOT int claim_wait(shmbus_client *c, uint32_t dst, uint32_t gen, const uint32_t 
                            total);
 }
 
+/* Give a claim back unfilled (a cancelled loan, a send whose journal write failed): the
+ * owner ends it as padding, nrec messages fewer in `claimed`. -ECONNRESET if it had been
+ * skipped meanwhile (gone anyway). */
+static int cancel_claim(shmbus_client *c, struct sb_mbox *mb, unsigned i, uint64_t pos,
+                        uint32_t total, unsigned prio, uint32_t nrec)
+{
+    shmbus_bus *b = c->bus;
+    uint64_t lap = lap_of(b, pos);
+    uint64_t expect = SB_HW(SB_HW_CLAIMED, total, prio, lap);
+    /* The owner ends its claim as padding. Release pairs with the acquire loads of hw in
+     * advance_from() and find_msg(); fails only if the claim was skipped. */
+    bool ok = atomic_compare_exchange_strong_explicit(hw_at(b, mb, pos), &expect,
+                                                      SB_HW(SB_HW_DONE, total, 0, lap),
+                                                      memory_order_release, memory_order_relaxed);
+    /* Release pairs with the acquire load of n in claimant_live(). */
+    atomic_store_explicit(&c->e->intent[i].n, 0, memory_order_release);
+    intent_put(c, i);
+    atomic_fetch_sub_explicit(&mb->claimed, nrec, memory_order_relaxed); /* never messages */
+    if (!ok)
+        return -ECONNRESET;
+    wake_consumer(b, mb); /* it may wait behind the claim */
+    return 0;
+}
+
+/* A durable bus (journal.c): write the records of the n messages just claimed at pos
+ * before they are committed; if that fails, give the claim back and fail the send. */
+static __attribute__((noinline)) int journal_claim(shmbus_client *c, uint32_t dst,
+                                                   struct sb_mbox *mb, unsigned i, uint64_t pos,
+                                                   uint32_t total, const struct shmbus_iov *msgs,
+                                                   size_t n, unsigned prio, unsigned mflags,
+                                                   uint64_t seq0, uint64_t corr, unsigned flags)
+{
+    int r = sb__journal_msgs(c, dst, msgs, n, prio, mflags, seq0, corr, flags);
+    if (r < 0)
+        cancel_claim(c, mb, i, pos, total, prio, (uint32_t)n);
+    return r;
+}
+
 /* One message to one destination. *seq_out gets its sequence number. Inline, so that
  * shmbus_send()'s common case (priority 0, no ACK) is compiled with those constants. */
 HOT int send_rec(shmbus_client *c, uint32_t dst, const void *data, size_t len, unsigned prio,
@@ -723,6 +761,12 @@ HOT int send_rec(shmbus_client *c, uint32_t dst, const void *data, size_t len, u
         return r;
     sb__tp(SB_TP_RESERVED); /* test-only: claimed, not yet filled */
     uint64_t seq = atomic_fetch_add_explicit(&c->e->sent, 1, memory_order_relaxed) + 1;
+    if (b->j != NULL) { /* a durable bus: the record before the commit */
+        struct shmbus_iov m = {data, len};
+        r = journal_claim(c, dst, mb, i, pos, total, &m, 1, prio, mflags, seq, corr, flags);
+        if (r < 0)
+            return r;
+    }
     atomic_fetch_add_explicit(&c->e->bytes_sent, len, memory_order_relaxed);
     sb__stats_sent(b, c->id, 1, len);
     /* Before the commit (docs/mailbox-v2.md, 6). Release pairs with the acquire load of
@@ -731,8 +775,11 @@ HOT int send_rec(shmbus_client *c, uint32_t dst, const void *data, size_t len, u
         atomic_fetch_add_explicit(&mb->pending_hi, 1, memory_order_release);
     write_rec(sb__unit(b, mb, pos), c, gen, data, len, mflags, prio, seq, corr, sb__now_ns());
     r = commit(c, mb, i, pos, total, total, prio);
-    if (r < 0)
+    if (r < 0) {
+        if (b->j != NULL)
+            sb__journal_cancel(c, seq); /* journaled, but never delivered */
         return r;
+    }
     if (seq_out != NULL)
         *seq_out = seq;
     if (flags & SHMBUS_SEND_ACK)
@@ -750,7 +797,9 @@ static int send_one(shmbus_client *c, uint32_t dst, const void *data, size_t len
 int shmbus_send(shmbus_client *c, uint32_t dst, const void *data, size_t len, unsigned flags,
                 int timeout_ms)
 {
-    int r = check_send_args(c, len, flags, SHMBUS_SEND_NONBLOCK | SHMBUS_SEND_ACK, true);
+    int r = check_send_args(
+        c, len, flags,
+        SHMBUS_SEND_NONBLOCK | SHMBUS_SEND_ACK | SHMBUS_SEND_SYNC | SHMBUS_SEND_REPLAY, true);
     if (r < 0)
         return r;
     if (data == NULL && len != 0)
@@ -760,6 +809,8 @@ int shmbus_send(shmbus_client *c, uint32_t dst, const void *data, size_t len, un
     if ((flags & ~SHMBUS_SEND_NONBLOCK) == 0) /* the common case, with its constants */
         return send_rec(c, dst, data, len, 0, flags, 0, 0, deadline, NULL);
     unsigned mflags = (flags & SHMBUS_SEND_ACK) ? SHMBUS_MSG_ACK : 0;
+    if (flags & SHMBUS_SEND_REPLAY)
+        mflags |= SHMBUS_MSG_REPLAYED;
     return send_one(c, dst, data, len, prio, flags, mflags, 0, deadline, NULL);
 }
 
@@ -773,7 +824,7 @@ int shmbus_send_batch(shmbus_client *c, uint32_t dst, const struct shmbus_iov *m
 {
     if (c == NULL || msgs == NULL || n == 0)
         return -EINVAL;
-    int r = check_send_args(c, 0, flags, SHMBUS_SEND_NONBLOCK, true);
+    int r = check_send_args(c, 0, flags, SHMBUS_SEND_NONBLOCK | SHMBUS_SEND_SYNC, true);
     if (r < 0)
         return r;
     unsigned prio = shmbus_flags_prio(flags);
@@ -803,6 +854,11 @@ int shmbus_send_batch(shmbus_client *c, uint32_t dst, const struct shmbus_iov *m
     if (k < 0)
         return k;
     uint64_t seq = atomic_fetch_add_explicit(&c->e->sent, (uint64_t)k, memory_order_relaxed);
+    if (b->j != NULL) { /* a durable bus: the records before the commit */
+        r = journal_claim(c, dst, mb, i, pos, total, msgs, (size_t)k, prio, 0, seq + 1, 0, flags);
+        if (r < 0)
+            return r;
+    }
     uint64_t bytes = msgs[0].len;
     uint64_t now = sb__now_ns();
     if (prio > 0) /* release pairs with the acquire load in find_msg(), as in send_rec() */
@@ -825,6 +881,9 @@ int shmbus_send_batch(shmbus_client *c, uint32_t dst, const struct shmbus_iov *m
     atomic_fetch_add_explicit(&c->e->bytes_sent, bytes, memory_order_relaxed);
     sb__stats_sent(b, c->id, (uint64_t)k, bytes);
     r = commit(c, mb, i, pos, total, units[0], prio);
+    if (r < 0 && b->j != NULL)
+        for (int j = 0; j < k; j++)
+            sb__journal_cancel(c, seq + 1 + (uint64_t)j); /* journaled, never delivered */
     return r < 0 ? r : k;
 }
 
@@ -1241,17 +1300,28 @@ static int read_at(shmbus_client *c, uint64_t pos, uint64_t v, struct shmbus_msg
 }
 
 /* Take the message at `pos`, already copied out by read_at() into *m: record it in flight
- * if c confirms its group (redeliver.c), mark it DONE, ACK its sender, count it. 0, or
- * -ENOBUFS (the in-flight table is full: nothing done, the message stays READY). */
+ * if c confirms its group (redeliver.c), write the journal's taken marker on a durable bus,
+ * mark it DONE, ACK its sender, count it. 0, or an error (-ENOBUFS: the in-flight table is
+ * full; or the journal's): nothing done, the message stays READY. */
 static int consume_at(shmbus_client *c, uint64_t pos, uint64_t v, const struct shmbus_msg *m,
                       uint32_t src_gen, bool sample)
 {
-    if (sb__confirms(c, m)) {
-        /* Recorded before it is DONE: a death in between gives it twice, never zero times. */
+    bool held = sb__confirms(c, m);
+    if (held) {
+        /* Recorded before it is DONE: a death in between gives it twice, never zero times.
+         * First, as it may fail without side effects. */
         int r = sb__inflight_put(c, m, src_gen,
                                  (const uint8_t *)sb__unit(c->bus, c->mb, pos) + SB_REC_HDR);
         if (r < 0)
             return r;
+    }
+    if (c->bus->j != NULL) { /* a durable bus: the taken marker first (shmbus.h) */
+        int r = sb__journal_taken(c, m, src_gen);
+        if (r < 0) {
+            if (held)
+                shmbus_done(c, m); /* not taken after all: not in flight either */
+            return r;              /* not taken: the message stays where it is */
+        }
     }
     mark_done(c, pos, v);
     if (m->flags & SHMBUS_MSG_ACK)
@@ -1285,8 +1355,8 @@ static int take_at(shmbus_client *c, uint64_t pos, uint64_t v, struct shmbus_msg
         *hdr = m;
     if (r < 0)
         return r;
-    int k = consume_at(c, pos, v, &m, src_gen, sample);
-    return k < 0 ? k : r;
+    int e = consume_at(c, pos, v, &m, src_gen, sample);
+    return e < 0 ? e : r;
 }
 
 /* Copy the message at `pos` and remember it for shmbus_consume(); it stays READY.
@@ -1322,9 +1392,9 @@ static int lend_at(shmbus_client *c, uint64_t pos, uint64_t v, struct shmbus_msg
     int r = read_at(c, pos, v, &m, &src_gen, NULL, 0); /* checks only: no room to copy to */
     if (r == -ENOMSG)
         return r;
-    r = consume_at(c, pos, v, &m, src_gen, sample);
-    if (r < 0)
-        return r;
+    int e = consume_at(c, pos, v, &m, src_gen, sample);
+    if (e < 0)
+        return e;
     c->held[c->nheld++] = pos;
     *hdr = m;
     *ref = (const uint8_t *)sb__unit(c->bus, c->mb, pos) + SB_REC_HDR;
@@ -1582,7 +1652,8 @@ HOT int recv_fast(shmbus_client *c, struct shmbus_msg *hdr, void *buf, size_t ca
 {
     shmbus_bus *b = c->bus;
     struct sb_mbox *mb = c->mb;
-    if (c->nheld != 0 || atomic_load_explicit(&mb->pending_hi, memory_order_relaxed) != 0)
+    if (c->nheld != 0 || atomic_load_explicit(&mb->pending_hi, memory_order_relaxed) != 0 ||
+        b->j != NULL) /* a durable bus takes the general path: consume_at()'s marker */
         return -EAGAIN;
     uint64_t h = c->h;
     const struct rv r = rv_of(b, mb);
@@ -1680,7 +1751,8 @@ int shmbus_consume(shmbus_client *c)
         return -ENOMSG;
     int r = consume_at(c, pos, v, &c->peek_msg, c->peek_src_gen, (c->recv_count++ & 15) == 0);
     if (r < 0) {
-        c->peek_valid = true; /* still there: consume again after shmbus_done() */
+        c->peek_valid = true; /* still there: consume may be tried again (after shmbus_done()
+                               * when the in-flight table was full) */
         return r;
     }
     advance(c);
@@ -1699,6 +1771,8 @@ static size_t take_run(shmbus_client *c, struct shmbus_msg *hdrs, uint8_t *bufs,
 {
     shmbus_bus *b = c->bus;
     struct sb_mbox *mb = c->mb;
+    if (b->j != NULL) /* a durable bus: a marker per message, by the general path */
+        return 0;
     if (atomic_load_explicit(&mb->pending_hi, memory_order_relaxed) > 0)
         return 0;
     if (advance(c) < 0)
@@ -1858,6 +1932,8 @@ int shmbus_loan(shmbus_client *c, uint32_t dst, size_t len, unsigned flags, int 
         return r;
     unsigned prio = shmbus_flags_prio(flags);
     shmbus_bus *b = c->bus;
+    if (b->j != NULL)
+        return -EOPNOTSUPP; /* a durable bus journals a copy; a loan writes in place */
     uint32_t gen;
     r = sb__dest_state(b, dst, &gen);
     if (r < 0)
@@ -1928,24 +2004,8 @@ int shmbus_loan_cancel(shmbus_client *c, struct shmbus_loan *loan)
     int r = loan_take(c, loan, &pos, &dst, &gen, &total, &i, &prio);
     if (r < 0)
         return r;
-    shmbus_bus *b = c->bus;
-    struct sb_mbox *mb = sb__mbox(b, dst);
-    uint64_t lap = lap_of(b, pos);
-    uint64_t expect = SB_HW(SB_HW_CLAIMED, total, prio, lap);
-    /* The owner ends its claim as padding. Release pairs with the acquire loads of hw in
-     * advance_from() and find_msg(); fails only if the claim was skipped. */
-    bool ok = atomic_compare_exchange_strong_explicit(hw_at(b, mb, pos), &expect,
-                                                      SB_HW(SB_HW_DONE, total, 0, lap),
-                                                      memory_order_release, memory_order_relaxed);
-    /* Release pairs with the acquire load of n in claimant_live(). */
-    atomic_store_explicit(&c->e->intent[i].n, 0, memory_order_release);
-    intent_put(c, i);
-    atomic_fetch_sub_explicit(&mb->claimed, 1, memory_order_relaxed); /* never a message */
     loan->data = NULL;
-    if (!ok)
-        return -ECONNRESET;
-    wake_consumer(c->bus, mb); /* it may wait behind the claim */
-    return 0;
+    return cancel_claim(c, sb__mbox(c->bus, dst), i, pos, total, prio, 1);
 }
 
 int shmbus_recv_ref(shmbus_client *c, struct shmbus_msg *hdr, const void **data, int timeout_ms)

@@ -21,6 +21,7 @@ TEST_TIMEOUT=120
 [ -z "${SAN:-}" ] || { echo "skip: its Python peers cannot load a sanitizer build (the plain suite runs it)"; exit 77; }
 . "$(dirname "$0")/cli_lib.sh"
 . "$SHMBUS_TOP/tests/proc_lib.sh"
+. "$SHMBUS_TOP/tests/bridge_lib.sh"
 BRIDGE=$bdir/bin/shmbus-bridge
 command -v nats-server >/dev/null ||
     { echo "skip: nats-server is not installed (scripts/deps.sh bridge installs it)"; exit 77; }
@@ -42,16 +43,6 @@ cleanup() {
     [ -n "${own_dir:-}" ] && rm -rf "$SHMBUS_DIR"
 }
 trap cleanup EXIT
-
-# wait_for WHAT CMD...: poll CMD (deadline 20 s) until it succeeds.
-wait_for() {
-    local what=$1 end=$((SECONDS + 20))
-    shift
-    until "$@"; do
-        [ $SECONDS -lt $end ] || { fail "timed out waiting for $what"; return 1; }
-        sleep 0.05
-    done
-}
 
 # The local programs, in Python (the module in python/): sink, serve, send, request.
 cat >"$work/peer.py" <<'EOF'
@@ -90,29 +81,8 @@ elif mode == "request":  # request NAME ADDR BODY: print the reply
                   prio=3, timeout=10)
     print(r.data.decode(), r.prio)
 EOF
-onA() { SHMBUS_DIR=$A "$@"; }
-onB() { SHMBUS_DIR=$B "$@"; }
-
-port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+port=$(free_port)
 url=nats://127.0.0.1:$port
-start_nats() {
-    nats-server -a 127.0.0.1 -p "$port" >>"$work/nats.log" 2>&1 &
-    nats_pid=$!
-}
-# state HOST KEY: a field of that host's bridge state (shmbus-bridge --stats).
-state() {
-    SHMBUS_DIR=$1 "$BRIDGE" "$bus" --stats 2>/dev/null |
-        python3 -c 'import json, sys; print(str(json.load(sys.stdin)[sys.argv[1]]).lower())' "$2"
-}
-state_is() { [ "$(state "$1" "$2")" = "$3" ]; }
-state_ge() { local v; v=$(state "$1" "$2") && [ "${v:-0}" -ge "$3" ]; }
-has_client() { SHMBUS_DIR=$1 "$SHMBUS" stat "$bus" --json 2>/dev/null | grep -q "\"name\":\"$2\""; }
-lines() { [ -f "$1" ] && [ "$(wc -l <"$1")" -ge "$2" ]; }
-start_bridge() { # HOSTDIR NODE LOG
-    SHMBUS_DIR=$1 "$BRIDGE" "$bus" --nats "$url" --node "$2" --interval 100 >>"$3" 2>&1 &
-    eval "bridge_$2=$!"
-    pids="$pids $!"
-}
 
 expect 0 onA "$SHMBUS" create "$bus" --clients 16
 expect 0 onB "$SHMBUS" create "$bus" --clients 16
@@ -132,7 +102,7 @@ wait_for "bridge B connected" state_is "$B" connected true
 
 # Credentials go to NATS: a server that wants a user and password refuses a wrong one,
 # and takes the right one from $SHMBUS_NATS_PASSWORD (kept out of the process list).
-aport=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+aport=$(free_port)
 nats-server -a 127.0.0.1 -p "$aport" --user u --pass secret >>"$work/nats-auth.log" 2>&1 &
 auth_pid=$!
 pids="$pids $auth_pid"

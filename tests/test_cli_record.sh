@@ -102,6 +102,30 @@ err_has "No such file or directory"
 expect 2 "$SHMBUS" play "$work/rec.bin" "$b" --speed 0
 expect 2 "$SHMBUS" play "$work/rec.bin" "$b" --by-name --to rx
 
+# -- a full disk (a file size limit of 8 KiB): a clear error, a file that plays -------------------
+"$SHMBUS" recv "$a" --as 4 --no-pace --count 5 --timeout 30000 >/dev/null 2>&1 &
+pids+=($!)
+wait_for "id 4 live on $a" bash -c "'$SHMBUS' stat '$a' --json | grep -qE '\"id\":4,[^}]*\"state\":\"live\"'"
+(ulimit -f 8 && exec "$SHMBUS" record "$a" "$work/full.bin" --count 5 --timeout 30000) \
+    2>"$work/full.err" &
+pids+=($!)
+full_pid=$!
+wait_for "the limited record started" grep -qF "recording into" "$work/full.err"
+for i in 1 2 3 4 5; do
+    "$SHMBUS" send "$a" --as 6 --to 4 <"$work/big" >/dev/null || fail "send big $i"
+done
+wait "$full_pid"
+rc=$?
+[ "$rc" -eq 1 ] || fail "record into a full file exited $rc, not 1: $(cat "$work/full.err")"
+grep -qF "File too large (the file holds every message before this one)" "$work/full.err" ||
+    fail "record's error on a full file: $(cat "$work/full.err")"
+"$SHMBUS" recv "$b" --as 4 --no-pace --timeout 30000 >/dev/null 2>&1 &
+pids+=($!)
+wait_for "id 4 live on $b" bash -c "'$SHMBUS' stat '$b' --json | grep -qE '\"id\":4,[^}]*\"state\":\"live\"'"
+expect 0 "$SHMBUS" play "$work/full.bin" "$b" --fast
+grep -qE "play $b: [1-9] of [1-9] messages sent, 0 failed" "$work/err" ||
+    fail "the file cut at the limit does not play whole: $(cat "$work/err")"
+
 # -- a missing bus creates nothing; SIGINT leaves a whole file ---------------------------------
 expect 1 "$SHMBUS" record "nosuch-$$" "$work/x.bin"
 err_has "no such bus"

@@ -85,7 +85,7 @@ grep -q libmicrohttpd <<<"$needed" || fail "shmbus-monitor does not link libmicr
 extra=$(tr ' ' '\n' <<<"$needed" | grep -vE '^(libmicrohttpd\.so|libc\.so|libpthread\.so|librt\.so|$)')
 [ -z "$extra" ] || fail "shmbus-monitor links more than libmicrohttpd and libc: $extra"
 # Every example program builds against the installed header and library alone.
-for ex in epoll_receiver subscriber worker leader; do
+for ex in epoll_receiver subscriber worker leader durable; do
     cc -std=c11 -Wall -Werror "$src/examples/$ex.c" \
         $(PKG_CONFIG_PATH="$prefix/lib/pkgconfig" pkg-config --cflags --libs shmbus) \
         -o "$TEST_TMPDIR/$ex" 2>"$TEST_TMPDIR/cc.err" ||
@@ -103,7 +103,8 @@ grep -qF "shmbus: bench: shmbus-bench is not installed (build it with make, inst
 # Bash completion completes commands and bus names.
 got=$(bash -c 'source "$1"; COMP_WORDS=(shmbus re); COMP_CWORD=1; _shmbus; echo "${COMPREPLY[*]}"' _ \
     "$prefix/share/bash-completion/completions/shmbus")
-[ "$got" = recv ] || fail "completion of 'shmbus re' gave '$got', not 'recv'"
+[ "$got" = "recv record replay" ] ||
+    fail "completion of 'shmbus re' gave '$got', not 'recv record replay'"
 
 # 3. In the source tree (the suite's build): the package groups, DESTDIR, install-bench.
 cat >"$TEST_TMPDIR/deps-log" <<EOF2

@@ -6,14 +6,17 @@
  */
 #include <errno.h>
 #include <getopt.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "tools.h"
 
 static const char create_usage[] =
     "Usage: shmbus create BUS [--clients N] [--slots S] [--msg-size B] [--ring-bytes R]\n"
-    "                         [--mode MODE]\n"
+    "                         [--mode MODE] [--durable DIR [--sync none|batch|always]\n"
+    "                         [--retain SIZE|TIME] [--compact SIZE]]\n"
     "Create the bus BUS; fails if it exists.\n"
     "  -c, --clients N    client ids 1..N (default 64, at most 4096)\n"
     "  -s, --slots S      size the default mailbox ring for about S messages of the largest\n"
@@ -23,6 +26,17 @@ static const char create_usage[] =
     "                     with room for two messages of the largest size (a message takes\n"
     "                     48 + its length bytes, rounded up to 64)\n"
     "      --mode MODE    0600 (owner only, the default) or 0660 (group too)\n"
+    "      --durable DIR  keep every accepted message in a journal under DIR until it is\n"
+    "                     taken; if DIR holds this bus's journal (after a reboot, or after\n"
+    "                     every process died and the bus was removed), rebuild the bus from\n"
+    "                     it: what was not taken waits for the next client of its id\n"
+    "      --sync LEVEL   none (the default: survives any process dying, not a power cut),\n"
+    "                     batch (flushed to disk every few ms; sends with the sync flag\n"
+    "                     wait for it), always (on disk before each send returns)\n"
+    "      --retain SIZE|TIME  keep taken messages in the journal, the newest SIZE (64K,\n"
+    "                     10M, 2G) or those of the last TIME (30s, 5min, 2h, 7d), for\n"
+    "                     shmbus replay (default: taken messages are deleted)\n"
+    "      --compact SIZE compact the journal when it grows past SIZE (default 64M)\n"
     "  -h, --help         this text, and the size of a bus with the options given before\n";
 
 int sb_cmd_create(int argc, char **argv)
@@ -33,6 +47,10 @@ int sb_cmd_create(int argc, char **argv)
         {"msg-size", required_argument, NULL, 'm'},
         {"mode", required_argument, NULL, 'M'},
         {"ring-bytes", required_argument, NULL, 'r'},
+        {"durable", required_argument, NULL, 'D'},
+        {"sync", required_argument, NULL, 'S'},
+        {"retain", required_argument, NULL, 'R'},
+        {"compact", required_argument, NULL, 'C'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -43,6 +61,9 @@ int sb_cmd_create(int argc, char **argv)
     long mode;
     ssize_t size;
     int c, rc, help = 0;
+    const char *durable = NULL, *sync = NULL, *retain = NULL, *compact = NULL;
+    struct shmbus_durable dur = {NULL, SHMBUS_SYNC_NONE, 0, 0, 0};
+    char dirbuf[SHMBUS_JOURNAL_DIR_MAX + 2];
 
     memset(&bo, 0, sizeof(bo));
     while ((c = getopt_long(argc, argv, ":c:s:m:r:h", opts, NULL)) != -1) {
@@ -77,6 +98,36 @@ int sb_cmd_create(int argc, char **argv)
                                     optarg);
             bo.mode = (uint32_t)mode;
             break;
+        case 'D':
+            durable = optarg;
+            break;
+        case 'S':
+            sync = optarg;
+            if (strcmp(sync, "none") == 0)
+                dur.sync = SHMBUS_SYNC_NONE;
+            else if (strcmp(sync, "batch") == 0)
+                dur.sync = SHMBUS_SYNC_BATCH;
+            else if (strcmp(sync, "always") == 0)
+                dur.sync = SHMBUS_SYNC_ALWAYS;
+            else
+                return sb_bad_usage("create", create_usage,
+                                    "--sync: none, batch or always, not '%s'", sync);
+            break;
+        case 'R':
+            retain = optarg;
+            if (sb_parse_duration(optarg, &dur.retain_ns) < 0 &&
+                sb_parse_size(optarg, &dur.retain_bytes) < 0)
+                return sb_bad_usage("create", create_usage,
+                                    "--retain: a size (64K, 10M, 2G) or a duration (30s, 5min, "
+                                    "2h, 7d), not '%s'",
+                                    optarg);
+            break;
+        case 'C':
+            compact = optarg;
+            if (sb_parse_size(optarg, &dur.compact_bytes) < 0 || dur.compact_bytes < 4096)
+                return sb_bad_usage("create", create_usage,
+                                    "--compact: a size of at least 4K, not '%s'", optarg);
+            break;
         case 'h':
             help = 1;
             break;
@@ -108,6 +159,26 @@ int sb_cmd_create(int argc, char **argv)
     if ((why = sb_bad_name(name)) != NULL)
         return sb_bad_usage("create", create_usage, "'%s': %s", name, why);
 
+    if ((sync != NULL || retain != NULL || compact != NULL) && durable == NULL)
+        return sb_bad_usage("create", create_usage, "--%s needs --durable DIR",
+                            sync != NULL     ? "sync"
+                            : retain != NULL ? "retain"
+                                             : "compact");
+    if (durable != NULL) {
+        /* The segment records the directory for every later opener: make it absolute. */
+        char cwd[SHMBUS_JOURNAL_DIR_MAX + 1];
+        int n = -1;
+        if (durable[0] == '/')
+            n = snprintf(dirbuf, sizeof(dirbuf), "%s", durable);
+        else if (getcwd(cwd, sizeof(cwd)) != NULL)
+            n = snprintf(dirbuf, sizeof(dirbuf), "%s/%s", cwd, durable);
+        if (durable[0] == '\0' || n < 0 || n > SHMBUS_JOURNAL_DIR_MAX)
+            return sb_bad_usage("create", create_usage,
+                                "--durable: a directory path of at most %d bytes, not '%s'",
+                                SHMBUS_JOURNAL_DIR_MAX, durable);
+        dur.dir = dirbuf;
+    }
+
     size = shmbus_bus_size(&bo);
     if (size == -EFBIG) {
         sb_errf("create %s", name,
@@ -116,7 +187,21 @@ int sb_cmd_create(int argc, char **argv)
                 (unsigned long long)(SHMBUS_MAX_BUS_SIZE >> 30));
         return SB_EXIT_FAIL;
     }
-    rc = shmbus_bus_open(name, &bo, SHMBUS_OPEN_CREATE | SHMBUS_OPEN_EXCL, &bus);
+    if (durable != NULL)
+        rc = shmbus_bus_open_durable(name, &bo, &dur, SHMBUS_OPEN_CREATE | SHMBUS_OPEN_EXCL, &bus);
+    else
+        rc = shmbus_bus_open(name, &bo, SHMBUS_OPEN_CREATE | SHMBUS_OPEN_EXCL, &bus);
+    if (durable != NULL && (rc == -EPROTO || rc == -EPROTONOSUPPORT)) {
+        sb_errf("create %s", name, "journal in %s: %s", dur.dir,
+                rc == -EPROTO ? "not a journal of this bus (another bus's, or damaged "
+                                "header); left untouched"
+                              : "written in another journal format version; left untouched");
+        return SB_EXIT_FAIL;
+    }
+    if (durable != NULL && rc < 0 && rc != -EEXIST) {
+        sb_errf("create %s", name, "journal in %s: %s", dur.dir, shmbus_strerror(rc));
+        return SB_EXIT_FAIL;
+    }
     if ((rc == -ENOMEM || rc == -ENOSPC || rc == -EINVAL) && size > 0) {
         /* Most likely the segment is over kernel.shmmax/shmall: say how large it is. */
         sb_errf("create %s", name, "%s (the bus needs %zd bytes; see sysctl kernel.shmmax)",
@@ -127,6 +212,15 @@ int sb_cmd_create(int argc, char **argv)
         sb_errf("create %s", name, "%s", rc == -EEXIST ? "bus exists" : shmbus_strerror(rc));
         return SB_EXIT_FAIL;
     }
+    struct shmbus_journal_stats js;
+    if (shmbus_journal_stats(bus, &js) == 0 && js.durable &&
+        (js.rebuilt || js.deferred || js.damaged || js.torn))
+        /* What the rebuild found, on stderr: stdout stays empty as for any create. */
+        fprintf(stderr,
+                "shmbus: create %s: rebuilt from %s: %llu messages waiting, %llu left in the "
+                "journal (mailbox full), %llu damaged and %llu torn records skipped\n",
+                name, js.dir, (unsigned long long)js.rebuilt, (unsigned long long)js.deferred,
+                (unsigned long long)js.damaged, (unsigned long long)js.torn);
     shmbus_bus_close(bus);
     return SB_EXIT_OK;
 }

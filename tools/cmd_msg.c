@@ -280,7 +280,8 @@ static const char recv_usage[] =
     "Join BUS as --as and print each message received, as\n"
     "    HH:MM:SS.mmm from NAME (ID) prio P seq N: PAYLOAD\n"
     "(the local time of day it was sent; a sender without a name shows as `from ID`; a\n"
-    "work-queue message given again after a member died shows `redelivered` after the seq)\n"
+    "work-queue message given again after a member died shows `redelivered` after the seq, a\n"
+    "message sent again from a journal `replayed`)\n"
     "until N messages (--count), MS milliseconds without a message (--timeout), a closed\n"
     "standard output, or SIGINT/SIGTERM/SIGHUP; then leave. The bus must exist (shmbus\n"
     "create BUS).\n"
@@ -394,7 +395,9 @@ static int format_msg(const struct shmbus_msg *h, const char *name, const char *
         else
             fprintf(f, "%u", h->src);
         fprintf(f, " prio %u seq %llu%s: ", (unsigned)h->prio, (unsigned long long)h->seq,
-                (h->flags & SHMBUS_MSG_REDELIVERED) ? " redelivered" : "");
+                !(h->flags & SHMBUS_MSG_REDELIVERED) ? ""
+                : (h->flags & SHMBUS_MSG_GROUP)      ? " redelivered"
+                                                     : " replayed");
         fwrite(buf, 1, (size_t)len, f);
         fputc('\n', f);
     }

@@ -28,6 +28,7 @@
  */
 #include <errno.h>
 #include <getopt.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -66,20 +67,6 @@ struct rec_msg {
 _Static_assert(sizeof(struct rec_msg) == 120, "a message record's fixed part is 120 bytes");
 _Static_assert(SHMBUS_NAME_MAX + 1 == 32, "names fit the recording's 32 bytes");
 
-/* CRC-32C (Castagnoli, reflected polynomial 0x82F63B78), bitwise: recordings are written at
- * the speed of a tap and read once, so a table buys nothing worth its code. */
-static uint32_t crc32c(uint32_t crc, const void *data, size_t len)
-{
-    const uint8_t *p = data;
-    crc = ~crc;
-    while (len--) {
-        crc ^= *p++;
-        for (int k = 0; k < 8; k++)
-            crc = (crc >> 1) ^ (0x82F63B78u & (0u - (crc & 1u)));
-    }
-    return ~crc;
-}
-
 /* ---- record ------------------------------------------------------------------------- */
 
 static const char record_usage[] =
@@ -94,9 +81,10 @@ static const char record_usage[] =
     "  -h, --help         this text\n"
     "Senders pay one more copy of each message while a recording runs. FILE is complete\n"
     "whichever way record stops.\n"
-    "Exit status: 0 done; 1 failure (FILE cannot be written: the message that did not fit\n"
-    "is not in it), or --count messages did not come in time; 2 bad usage; 130/143/129\n"
-    "stopped by SIGINT/SIGTERM/SIGHUP (the usual way to end a recording).\n";
+    "Exit status: 0 done; 1 failure (FILE cannot be written: it keeps every message\n"
+    "before the one that did not fit), or --count messages did not come in time; 2 bad\n"
+    "usage; 130/143/129 stopped by SIGINT/SIGTERM/SIGHUP (the usual way to end a\n"
+    "recording).\n";
 
 struct record_args {
     const char *bus, *file;
@@ -108,18 +96,25 @@ struct rec_out {
     FILE *f;
     const char *file;
     uint64_t messages, missed, cut;
+    off_t good; /* the end of the last whole record (for cutting off a partial one) */
 };
 
 static int put_record(struct rec_out *o, uint32_t kind, const void *a, size_t alen, const void *b,
                       size_t blen)
 {
     struct rec_prefix p = {REC_RECORD, kind, (uint32_t)(alen + blen), 0};
-    p.crc = crc32c(crc32c(0, a, alen), b, blen);
+    p.crc = shmbus_crc32c(shmbus_crc32c(0, a, alen), b, blen);
     if (fwrite(&p, sizeof(p), 1, o->f) != 1 || fwrite(a, alen, 1, o->f) != 1 ||
         (blen != 0 && fwrite(b, blen, 1, o->f) != 1) || fflush(o->f) != 0) {
-        sb_err("record", "writing %s: %s", o->file, strerror(errno));
+        int err = errno;
+        /* A full disk or a file size limit: cut off the partial record, so that the file
+         * stays a whole recording of everything before it (a pipe cannot be cut). */
+        int cut = ftruncate(fileno(o->f), o->good) == 0;
+        sb_err("record", "writing %s: %s%s", o->file, strerror(err),
+               cut ? " (the file holds every message before this one)" : "");
         return -1;
     }
+    o->good += (off_t)(sizeof(p) + alen + blen);
     return 0;
 }
 
@@ -207,6 +202,7 @@ int sb_cmd_record(int argc, char **argv)
         return sb_bad_usage("record", record_usage, "'%s': %s", a.bus, why);
 
     sb_catch_stop_signals();
+    signal(SIGXFSZ, SIG_IGN); /* a file size limit is a write error (EFBIG), not a death */
     shmbus_bus *bus;
     struct shmbus_bus_info bi;
     if (sb_open_bus("record", a.bus, 0, &bus) < 0)
@@ -234,6 +230,7 @@ int sb_cmd_record(int argc, char **argv)
                            .started_wall_ns = sb_wall_of_mono_ns(sb_now_ns())};
     memcpy(h.magic, REC_MAGIC, sizeof(h.magic));
     snprintf(h.bus, sizeof(h.bus), "%s", a.bus);
+    o.good = (off_t)sizeof(h);
     if (fwrite(&h, sizeof(h), 1, o.f) != 1 || fflush(o.f) != 0) {
         sb_err("record", "writing %s: %s", a.file, strerror(errno));
         rc = SB_EXIT_FAIL;
@@ -432,9 +429,9 @@ static int play_file(FILE *f, shmbus_bus *bus, shmbus_client *cl, const struct p
             read_exact(f, payload, m.captured) <= 0)
             bad = "truncated";
         if (bad == NULL) {
-            uint32_t crc = p.kind == REC_GAP
-                               ? crc32c(0, &gap, sizeof(gap))
-                               : crc32c(crc32c(0, &m, sizeof(m)), payload, m.captured);
+            uint32_t crc = p.kind == REC_GAP ? shmbus_crc32c(0, &gap, sizeof(gap))
+                                             : shmbus_crc32c(shmbus_crc32c(0, &m, sizeof(m)),
+                                                             payload, m.captured);
             if (crc != p.crc)
                 bad = "damaged (its checksum does not match)";
         }

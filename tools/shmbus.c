@@ -112,6 +112,7 @@ static const struct command commands[] = {
     {"tail", sb_cmd_tail, "print the traffic of a bus, taking nothing"},
     {"record", sb_cmd_record, "write the traffic of a bus into a file, taking nothing"},
     {"play", sb_cmd_play, "send the messages of a recording again"},
+    {"replay", sb_cmd_replay, "send again what a durable bus's journal kept"},
     {"pub", sb_cmd_pub, "publish to a topic (every subscriber gets a copy)"},
     {"sub", sb_cmd_sub, "subscribe to a topic and print what arrives"},
     {"group", sb_cmd_group, "list the named groups of a bus (group ls)"},

@@ -45,6 +45,11 @@ int sb_cmd_pub(int argc, char **argv);    /* cmd_group.c */
 int sb_cmd_sub(int argc, char **argv);    /* cmd_group.c */
 int sb_cmd_group(int argc, char **argv);  /* cmd_group.c */
 int sb_cmd_leader(int argc, char **argv); /* cmd_group.c */
+int sb_cmd_replay(int argc, char **argv); /* cmd_journal.c */
+/* cmd_journal.c: "64K", "10M", "2G" (powers of 1024) and "30s", "5min", "2h", "7d" (in ns);
+ * 0 on success, -1 if s is not one. */
+int sb_parse_size(const char *s, uint64_t *out);
+int sb_parse_duration(const char *s, uint64_t *out);
 
 /* Attach to the existing bus `name` (never creating it: only `shmbus create` does) with
  * shmbus_bus_open() flags (0 or SHMBUS_OPEN_RDONLY). On failure prints

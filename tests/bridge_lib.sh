@@ -1,0 +1,53 @@
+# shellcheck shell=bash
+# Shared by the bridge's shell tests (tests/test_bridge*.sh): source it after cli_lib.sh and
+# proc_lib.sh. Two buses called $bus in two runtime directories, $A and $B, stand for two
+# hosts; nats-server runs on a free loopback port ($url). The caller sets $bus, $A, $B and
+# adds what it starts in the background to $pids (the server's pid is $nats_pid).
+
+# wait_for WHAT CMD...: poll CMD (deadline 20 s) until it succeeds.
+wait_for() {
+    local what=$1 end=$((SECONDS + 20))
+    shift
+    until "$@"; do
+        [ $SECONDS -lt $end ] || { fail "timed out waiting for $what"; return 1; }
+        sleep 0.05
+    done
+}
+
+# free_port: a TCP port on 127.0.0.1 nobody listens on now.
+free_port() {
+    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+onA() { SHMBUS_DIR=$A "$@"; }
+onB() { SHMBUS_DIR=$B "$@"; }
+
+# start_nats [ARGS...]: nats-server on $port (loopback only), its pid in $nats_pid.
+start_nats() {
+    nats-server -a 127.0.0.1 -p "$port" "$@" >>"$work/nats.log" 2>&1 &
+    nats_pid=$!
+}
+
+# state HOST KEY: a field of that host's bridge state (shmbus-bridge --stats), lower case;
+# fails quietly while there is no state yet.
+state() {
+    SHMBUS_DIR=$1 "$BRIDGE" "$bus" --stats 2>/dev/null | python3 -c 'import json, sys
+try:
+    print(str(json.load(sys.stdin)[sys.argv[1]]).lower())
+except ValueError:
+    sys.exit(1)' "$2"
+}
+state_is() { [ "$(state "$1" "$2")" = "$3" ]; }
+state_ge() { local v; v=$(state "$1" "$2") && [ "${v:-0}" -ge "$3" ]; }
+has_client() { SHMBUS_DIR=$1 "$SHMBUS" stat "$bus" --json 2>/dev/null | grep -q "\"name\":\"$2\""; }
+lines() { [ -f "$1" ] && [ "$(wc -l <"$1")" -ge "$2" ]; }
+
+# start_bridge HOSTDIR NODE LOG [OPTION...]: a bridge for $bus there, its pid in
+# $bridge_NODE and added to $pids.
+start_bridge() {
+    local dir=$1 node=$2 log=$3
+    shift 3
+    SHMBUS_DIR=$dir "$BRIDGE" "$bus" --nats "$url" --node "$node" --interval 100 "$@" >>"$log" 2>&1 &
+    eval "bridge_$node=$!"
+    pids="$pids $!"
+}

@@ -1,0 +1,741 @@
+/*
+ * test_durable: durable buses (src/journal.c). What a user relies on:
+ *   - accepted means kept: messages sent and not taken come back after a simulated reboot
+ *     (every process gone, the segment and the runtime directory removed), once, in order,
+ *     with their src, seq and priority, to the next client of their id; taken ones do not;
+ *   - peek without consume takes nothing; consume takes;
+ *   - each sync level works (always and batch flush the journal; a SYNC send returns);
+ *   - damage: a torn tail is cut, a record with a bad CRC is skipped and counted and never
+ *     delivered, random flipped bytes never crash and never deliver what was not sent, a
+ *     journal of another bus or format is refused with a clear error;
+ *   - a full disk (a file-size limit) fails the send with -ENOSPC, loses nothing accepted,
+ *     and the bus works again once there is room.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "helpers.h"
+#include "shmbus.h"
+#include "../src/journal.h"
+
+static char jdir[512];
+
+/* A fresh journal directory for each test, inside the runner's temporary directory. */
+static const char *new_jdir(const char *tag)
+{
+    const char *t = getenv("TEST_TMPDIR");
+    char base[256];
+    if (t == NULL || t[0] != '/') {
+        snprintf(base, sizeof(base), "/tmp");
+        t = base;
+    }
+    snprintf(jdir, sizeof(jdir), "%s/jnl-%s-%d", t, tag, (int)getpid());
+    return jdir;
+}
+
+static int rm_one(const char *p, const struct stat *st, int flag, struct FTW *f)
+{
+    (void)st;
+    (void)flag;
+    (void)f;
+    remove(p);
+    return 0;
+}
+
+static void rm_rf(const char *p)
+{
+    nftw(p, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+/* What a reboot does: the segment and key file gone, the runtime directory gone. */
+static void reboot_sim(const char *bus)
+{
+    shmbus_bus_destroy_force(bus, NULL, NULL);
+    char rd[512];
+    if (shmbus_runtime_dir(rd, sizeof(rd)) > 0)
+        rm_rf(rd);
+}
+
+static shmbus_bus *open_durable(const char *name, unsigned sync, int *err)
+{
+    struct shmbus_bus_opts o = {.max_clients = 8, .msg_size = 256, .ring_bytes = 64 * 1024};
+    struct shmbus_durable d = {.dir = jdir, .sync = sync};
+    shmbus_bus *b = NULL;
+    int r = shmbus_bus_open_durable(name, &o, &d, SHMBUS_OPEN_CREATE, &b);
+    if (err != NULL)
+        *err = r;
+    else if (r < 0)
+        fail_msg("open durable %s: %s", name, shmbus_strerror(r));
+    return r < 0 ? NULL : b;
+}
+
+static void send_n(shmbus_client *c, uint32_t dst, int from, int to)
+{
+    for (int i = from; i < to; i++) {
+        char m[32];
+        int n = snprintf(m, sizeof(m), "msg-%d", i);
+        assert_int_equal(shmbus_send(c, dst, m, (size_t)n, 0, 1000), 0);
+    }
+}
+
+/* Receive everything waiting; returns how many, checking they are msg-from.. in order. */
+static int drain_expect(shmbus_client *c, int from, uint32_t src)
+{
+    int k = 0;
+    for (;;) {
+        char buf[300];
+        struct shmbus_msg m;
+        int n = shmbus_recv(c, &m, buf, sizeof(buf) - 1, 0);
+        if (n == -EAGAIN)
+            return k;
+        assert_true(n >= 0);
+        buf[n] = '\0';
+        char want[32];
+        snprintf(want, sizeof(want), "msg-%d", from + k);
+        assert_string_equal(buf, want);
+        if (src != 0)
+            assert_int_equal(m.src, src);
+        k++;
+    }
+}
+
+static void test_rebuild_delivers_untaken_once(void **state)
+{
+    (void)state;
+    const char *name = th_name("dur");
+    new_jdir("basic");
+    shmbus_bus *b = open_durable(name, SHMBUS_SYNC_NONE, NULL);
+    shmbus_client *s, *r;
+    assert_int_equal(shmbus_join(b, 1, "s", &s), 0);
+    assert_int_equal(shmbus_join(b, 2, "r", &r), 0);
+    send_n(s, 2, 0, 10);
+    assert_int_equal(shmbus_send(s, 2, "hi", 2, SHMBUS_PRIO(3), 0), 0);
+    char buf[64];
+    struct shmbus_msg m;
+    /* The priority one first, then msg-0, msg-1: three taken. */
+    assert_int_equal(shmbus_recv(r, &m, buf, sizeof(buf), 0), 2);
+    assert_int_equal(shmbus_recv(r, &m, buf, sizeof(buf), 0), 5);
+    assert_int_equal(shmbus_recv(r, &m, buf, sizeof(buf), 0), 5);
+    /* Peeked, not consumed: not taken. */
+    assert_int_equal(shmbus_peek(r, &m, buf, sizeof(buf), 0), 5);
+    assert_memory_equal(buf, "msg-2", 5);
+    shmbus_leave(r);
+    shmbus_leave(s);
+    shmbus_bus_close(b);
+    reboot_sim(name);
+
+    b = open_durable(name, SHMBUS_SYNC_NONE, NULL);
+    struct shmbus_journal_stats js;
+    assert_int_equal(shmbus_journal_stats(b, &js), 0);
+    assert_int_equal(js.durable, 1);
+    assert_int_equal(js.rebuilt, 8);
+    assert_int_equal(js.deferred, 0);
+    assert_int_equal(js.damaged, 0);
+    assert_int_equal(js.epoch, 2);
+    assert_int_equal(shmbus_join(b, 2, NULL, &r), 0);
+    /* A new sender of id 1 after the rebuild: its messages come after the old ones. */
+    assert_int_equal(shmbus_join(b, 1, NULL, &s), 0);
+    send_n(s, 2, 10, 12);
+    assert_int_equal(shmbus_recv(r, &m, buf, sizeof(buf), 0), 5);
+    assert_int_equal(m.seq, 3); /* the original seq: msg-i was sent as seq i + 1 */
+    assert_memory_equal(buf, "msg-2", 5);
+    assert_int_equal(drain_expect(r, 3, 1), 9); /* msg-3..msg-11 */
+    shmbus_leave(r);
+    shmbus_leave(s);
+    shmbus_bus_close(b);
+    reboot_sim(name);
+
+    /* Everything was taken: nothing comes back. */
+    b = open_durable(name, SHMBUS_SYNC_NONE, NULL);
+    assert_int_equal(shmbus_journal_stats(b, &js), 0);
+    assert_int_equal(js.rebuilt, 0);
+    assert_int_equal(js.epoch, 3);
+    assert_int_equal(shmbus_join(b, 2, NULL, &r), 0);
+    assert_int_equal(shmbus_recv(r, &m, buf, sizeof(buf), 0), -EAGAIN);
+    shmbus_leave(r);
+    shmbus_bus_close(b);
+    assert_int_equal(shmbus_bus_destroy(name), 0);
+    rm_rf(jdir);
+}
+
+static void test_sync_levels(void **state)
+{
+    (void)state;
+    static const unsigned levels[] = {SHMBUS_SYNC_NONE, SHMBUS_SYNC_BATCH, SHMBUS_SYNC_ALWAYS};
+    for (unsigned l = 0; l < 3; l++) {
+        const char *name = th_name(l == 0 ? "sn" : l == 1 ? "sb" : "sa");
+        char tag[16];
+        snprintf(tag, sizeof(tag), "sync%u", l);
+        new_jdir(tag);
+        shmbus_bus *b = open_durable(name, levels[l], NULL);
+        shmbus_client *s, *r;
+        assert_int_equal(shmbus_join(b, 1, NULL, &s), 0);
+        assert_int_equal(shmbus_join(b, 2, NULL, &r), 0);
+        send_n(s, 2, 0, 5);
+        assert_int_equal(shmbus_send(s, 2, "msg-5", 5, SHMBUS_SEND_SYNC, 2000), 0);
+        struct shmbus_journal_stats js;
+        assert_int_equal(shmbus_journal_stats(b, &js), 0);
+        assert_int_equal(js.sync, levels[l]);
+        if (levels[l] == SHMBUS_SYNC_NONE)
+            assert_int_equal(js.syncs, 0);
+        else if (levels[l] == SHMBUS_SYNC_ALWAYS)
+            assert_true(js.syncs >= 6);
+        else
+            assert_true(js.syncs >= 1 && js.syncs <= 6);
+        /* A second opener uses the recorded level whatever it asks for. */
+        shmbus_bus *b2 = open_durable(name, SHMBUS_SYNC_NONE, NULL);
+        struct shmbus_journal_stats js2;
+        assert_int_equal(shmbus_journal_stats(b2, &js2), 0);
+        assert_int_equal(js2.sync, levels[l]);
+        assert_string_equal(js2.dir, jdir);
+        shmbus_client *s2;
+        assert_int_equal(shmbus_join(b2, 3, NULL, &s2), 0);
+        assert_int_equal(shmbus_send(s2, 2, "msg-6", 5, 0, 0), 0);
+        shmbus_leave(s2);
+        shmbus_bus_close(b2);
+        assert_int_equal(drain_expect(r, 0, 0), 7); /* msg-6 from client 3 */
+        shmbus_leave(r);
+        shmbus_leave(s);
+        shmbus_bus_close(b);
+        reboot_sim(name);
+        b = open_durable(name, levels[l], NULL);
+        assert_int_equal(shmbus_journal_stats(b, &js), 0);
+        assert_int_equal(js.rebuilt, 0);
+        shmbus_bus_close(b);
+        assert_int_equal(shmbus_bus_destroy(name), 0);
+        rm_rf(jdir);
+    }
+}
+
+/* The journal file of bus `name` (the newest); fails if there is none. */
+static void jfile(const char *name, char *out, size_t size)
+{
+    DIR *d = opendir(jdir);
+    assert_non_null(d);
+    struct dirent *de;
+    out[0] = '\0';
+    while ((de = readdir(d)) != NULL) {
+        size_t l = strlen(name);
+        if (strncmp(de->d_name, name, l) == 0 && de->d_name[l] == '.' &&
+            strstr(de->d_name, ".jnl") != NULL) {
+            char p[1024];
+            snprintf(p, sizeof(p), "%s/%s", jdir, de->d_name);
+            if (strcmp(p, out) > 0)
+                snprintf(out, size, "%s", p);
+        }
+    }
+    closedir(d);
+    assert_true(out[0] != '\0');
+}
+
+static off_t fsize(const char *p)
+{
+    struct stat st;
+    assert_int_equal(stat(p, &st), 0);
+    return st.st_size;
+}
+
+/* Make a journal of n untaken messages msg-0.. from 1 to 2, and leave it as a reboot
+ * would. Returns the size of each record (all the same length). */
+static void make_journal(const char *name, int n)
+{
+    shmbus_bus *b = open_durable(name, SHMBUS_SYNC_NONE, NULL);
+    shmbus_client *s, *r;
+    assert_int_equal(shmbus_join(b, 1, NULL, &s), 0);
+    assert_int_equal(shmbus_join(b, 2, NULL, &r), 0);
+    send_n(s, 2, 0, n);
+    shmbus_leave(r);
+    shmbus_leave(s);
+    shmbus_bus_close(b);
+    reboot_sim(name);
+}
+
+#define HDR 128
+#define REC 64 /* 56 + "msg-N" (5 bytes) padded to 8 */
+
+static void test_torn_tail_and_bad_crc(void **state)
+{
+    (void)state;
+    const char *name = th_name("torn");
+    new_jdir("torn");
+    make_journal(name, 8); /* msg-0..msg-7 */
+    char p[1024];
+    jfile(name, p, sizeof(p));
+    assert_int_equal(fsize(p), HDR + 8 * REC);
+    /* A power cut in the middle of the last record; a flipped payload byte in the 4th. */
+    assert_int_equal(truncate(p, HDR + 7 * REC + 20), 0);
+    int fd = open(p, O_RDWR);
+    assert_true(fd >= 0);
+    char c = 'X';
+    assert_int_equal(pwrite(fd, &c, 1, HDR + 3 * REC + 56 + 2), 1);
+    close(fd);
+
+    shmbus_bus *b = open_durable(name, SHMBUS_SYNC_NONE, NULL);
+    struct shmbus_journal_stats js;
+    assert_int_equal(shmbus_journal_stats(b, &js), 0);
+    assert_int_equal(js.torn, 1);
+    assert_int_equal(js.damaged, 1);
+    assert_int_equal(js.rebuilt, 6);
+    shmbus_client *r;
+    assert_int_equal(shmbus_join(b, 2, NULL, &r), 0);
+    /* msg-0..2, msg-4..6: not msg-3 (damaged), not msg-7 (torn), and nothing else. */
+    static const int want[] = {0, 1, 2, 4, 5, 6};
+    char buf[64];
+    struct shmbus_msg m;
+    for (int i = 0; i < 6; i++) {
+        int n = shmbus_recv(r, &m, buf, sizeof(buf) - 1, 0);
+        assert_true(n > 0);
+        buf[n] = '\0';
+        char w[16];
+        snprintf(w, sizeof(w), "msg-%d", want[i]);
+        assert_string_equal(buf, w);
+        assert_int_equal(m.seq, (uint64_t)want[i] + 1);
+    }
+    assert_int_equal(shmbus_recv(r, &m, buf, sizeof(buf), 0), -EAGAIN);
+    shmbus_leave(r);
+    shmbus_bus_close(b);
+    assert_int_equal(shmbus_bus_destroy(name), 0);
+    rm_rf(jdir);
+}
+
+static void test_random_flips(void **state)
+{
+    (void)state;
+    const char *name = th_name("flip");
+    new_jdir("flip");
+    srand((unsigned)getpid());
+    int refused = 0, rounds = 60;
+    for (int round = 0; round < rounds; round++) {
+        make_journal(name, 12);
+        char p[1024];
+        jfile(name, p, sizeof(p));
+        off_t size = fsize(p);
+        int fd = open(p, O_RDWR);
+        assert_true(fd >= 0);
+        int flips = 1 + rand() % 4;
+        for (int k = 0; k < flips; k++) {
+            unsigned char c;
+            off_t at = rand() % size;
+            assert_int_equal(pread(fd, &c, 1, at), 1);
+            c ^= (unsigned char)(1u << (rand() % 8));
+            assert_int_equal(pwrite(fd, &c, 1, at), 1);
+        }
+        if (rand() % 4 == 0)
+            assert_int_equal(ftruncate(fd, rand() % size), 0);
+        close(fd);
+        int err;
+        shmbus_bus *b = open_durable(name, SHMBUS_SYNC_NONE, &err);
+        if (b == NULL) {
+            /* Only a damaged file header refuses the journal, with a clear error. */
+            assert_true(err == -EPROTO || err == -EPROTONOSUPPORT);
+            refused++;
+            rm_rf(jdir);
+            continue;
+        }
+        shmbus_client *r;
+        assert_int_equal(shmbus_join(b, 2, NULL, &r), 0);
+        int last = -1;
+        for (;;) {
+            char buf[300];
+            struct shmbus_msg m;
+            int n = shmbus_recv(r, &m, buf, sizeof(buf) - 1, 0);
+            if (n == -EAGAIN)
+                break;
+            assert_true(n >= 0);
+            buf[n] = '\0';
+            /* Only what was sent, each once, in order: msg-i with seq i + 1. */
+            int i;
+            char extra;
+            assert_int_equal(sscanf(buf, "msg-%d%c", &i, &extra), 1);
+            assert_true(i > last && i < 12);
+            assert_int_equal(m.seq, (uint64_t)i + 1);
+            assert_int_equal(m.src, 1);
+            last = i;
+        }
+        shmbus_leave(r);
+        shmbus_bus_close(b);
+        reboot_sim(name);
+        rm_rf(jdir);
+    }
+    print_message("%d of %d damaged journals refused (header hit)\n", refused, rounds);
+}
+
+static void test_foreign_and_old_journal(void **state)
+{
+    (void)state;
+    const char *a = th_name("ja");
+    char bname[64];
+    snprintf(bname, sizeof(bname), "%s-b", a);
+    new_jdir("foreign");
+    make_journal(a, 2);
+    char p[1024], q[1200];
+    jfile(a, p, sizeof(p));
+    /* Bus A's journal under bus B's name: refused. */
+    snprintf(q, sizeof(q), "%s/%s.0000000000000001.jnl", jdir, bname);
+    assert_int_equal(link(p, q), 0);
+    int err;
+    assert_null(open_durable(bname, SHMBUS_SYNC_NONE, &err));
+    assert_int_equal(err, -EPROTO);
+    unlink(q);
+    /* An older format version (with a correct header CRC): refused as such. */
+    int fd = open(p, O_RDWR);
+    struct sb_jfile_hdr h;
+    assert_int_equal(pread(fd, &h, sizeof(h), 0), (ssize_t)sizeof(h));
+    h.version = 0;
+    h.crc = sb__crc32c(0, &h, offsetof(struct sb_jfile_hdr, crc));
+    assert_int_equal(pwrite(fd, &h, sizeof(h), 0), (ssize_t)sizeof(h));
+    close(fd);
+    assert_null(open_durable(a, SHMBUS_SYNC_NONE, &err));
+    assert_int_equal(err, -EPROTONOSUPPORT);
+    /* Nothing was removed: the journal is still there for a library that reads it. */
+    assert_int_equal(fsize(p), HDR + 2 * REC);
+    /* Not a journal at all. */
+    fd = open(p, O_WRONLY | O_TRUNC);
+    assert_int_equal(write(fd, "hello, world", 12), 12);
+    close(fd);
+    assert_null(open_durable(a, SHMBUS_SYNC_NONE, &err));
+    assert_int_equal(err, -EPROTO);
+    /* Bad arguments. */
+    struct shmbus_durable d = {.dir = "relative/dir", .sync = 0};
+    shmbus_bus *b;
+    assert_int_equal(shmbus_bus_open_durable(a, NULL, &d, SHMBUS_OPEN_CREATE, &b), -EINVAL);
+    d.dir = jdir;
+    d.sync = 3;
+    assert_int_equal(shmbus_bus_open_durable(a, NULL, &d, SHMBUS_OPEN_CREATE, &b), -EINVAL);
+    rm_rf(jdir);
+}
+
+/* CRC32C against the standard check value. */
+static void test_crc32c(void **state)
+{
+    (void)state;
+    assert_int_equal(sb__crc32c(0, "123456789", 9), 0xE3069283u);
+    assert_int_equal(sb__crc32c(0, "", 0), 0);
+    char big[1000];
+    memset(big, 0xA5, sizeof(big));
+    uint32_t whole = sb__crc32c(0, big, sizeof(big));
+    assert_int_equal(sb__crc32c(sb__crc32c(0, big, 333), big + 333, 667), whole);
+}
+
+/* A file-size limit stands in for a full disk (EFBIG, reported as -ENOSPC). In a child,
+ * so the limit and the ignored SIGXFSZ stay there. */
+static int enospc_child(void *arg)
+{
+    const char *name = arg;
+    signal(SIGXFSZ, SIG_IGN);
+    shmbus_bus *b = open_durable(name, SHMBUS_SYNC_NONE, NULL);
+    shmbus_client *s, *r;
+    if (shmbus_join(b, 1, NULL, &s) || shmbus_join(b, 2, NULL, &r))
+        return 10;
+    char p[1024];
+    jfile(name, p, sizeof(p));
+    struct rlimit rl;
+    getrlimit(RLIMIT_FSIZE, &rl);
+    struct rlimit lim = {.rlim_cur = (rlim_t)fsize(p) + 10 * REC + 30, .rlim_max = rl.rlim_max};
+    if (setrlimit(RLIMIT_FSIZE, &lim) != 0)
+        return 11;
+    int accepted = 0, r0;
+    for (;;) {
+        char m[16];
+        int n = snprintf(m, sizeof(m), "msg-%d", accepted);
+        r0 = shmbus_send(s, 2, m, (size_t)n, 0, 0);
+        if (r0 != 0)
+            break;
+        accepted++;
+    }
+    if (r0 != -ENOSPC || accepted != 10)
+        return 12;
+    /* Room for two taken markers only. */
+    lim.rlim_cur = (rlim_t)fsize(p) + 2 * 56 + 20;
+    if (setrlimit(RLIMIT_FSIZE, &lim) != 0)
+        return 11;
+    /* Nothing half-sent became visible. */
+    char buf[64];
+    struct shmbus_msg hm;
+    for (int i = 0; i < 2; i++)
+        if (shmbus_recv(r, &hm, buf, sizeof(buf), 0) != 5)
+            return 13;
+    /* Full: the taken marker cannot be written either; the message stays. */
+    if (shmbus_recv(r, &hm, buf, sizeof(buf), 0) != -ENOSPC)
+        return 14;
+    /* Room again: sends and receives work; nothing was lost. */
+    if (setrlimit(RLIMIT_FSIZE, &rl) != 0)
+        return 15;
+    if (shmbus_send(s, 2, "msg-10", 6, 0, 0) != 0)
+        return 16;
+    int n = shmbus_recv(r, &hm, buf, sizeof(buf) - 1, 0);
+    if (n != 5 || memcmp(buf, "msg-2", 5) != 0)
+        return 17;
+    shmbus_leave(r);
+    shmbus_leave(s);
+    shmbus_bus_close(b);
+    return 0;
+}
+
+static void test_enospc(void **state)
+{
+    (void)state;
+    const char *name = th_name("full");
+    new_jdir("full");
+    pid_t pid = th_fork(enospc_child, (void *)name);
+    assert_int_equal(th_wait(pid, 20000), 0);
+    reboot_sim(name);
+    /* After the reboot: msg-3..msg-10 (0..2 were taken), once each, in order. */
+    shmbus_bus *b = open_durable(name, SHMBUS_SYNC_NONE, NULL);
+    struct shmbus_journal_stats js;
+    assert_int_equal(shmbus_journal_stats(b, &js), 0);
+    assert_int_equal(js.damaged, 0);
+    shmbus_client *r;
+    assert_int_equal(shmbus_join(b, 2, NULL, &r), 0);
+    assert_int_equal(drain_expect(r, 3, 1), 8);
+    shmbus_leave(r);
+    shmbus_bus_close(b);
+    assert_int_equal(shmbus_bus_destroy(name), 0);
+    rm_rf(jdir);
+}
+
+static void test_loans_refused(void **state)
+{
+    (void)state;
+    char name[64];
+    snprintf(name, sizeof(name), "%s", th_name("loan"));
+    new_jdir("loan");
+    shmbus_bus *b = open_durable(name, SHMBUS_SYNC_NONE, NULL);
+    shmbus_client *s;
+    assert_int_equal(shmbus_join(b, 1, NULL, &s), 0);
+    struct shmbus_loan l;
+    assert_int_equal(shmbus_loan(s, 1, 8, 0, 0, &l), -EOPNOTSUPP);
+    /* A non-durable bus says so. */
+    struct shmbus_journal_stats js;
+    shmbus_bus *plain = th_open_bus("plain", 0, 0, 0);
+    assert_int_equal(shmbus_journal_stats(plain, &js), 0);
+    assert_int_equal(js.durable, 0);
+    th_close_bus(plain);
+    shmbus_leave(s);
+    shmbus_bus_close(b);
+    assert_int_equal(shmbus_bus_destroy(name), 0);
+    rm_rf(jdir);
+}
+
+/* Compaction while the bus runs: taken messages leave the journal, the file stays small,
+ * and what was not taken is still delivered once, in order, after a reboot. */
+static void test_compaction(void **state)
+{
+    (void)state;
+    const char *name = th_name("cmp");
+    new_jdir("cmp");
+    struct shmbus_bus_opts o = {.max_clients = 8, .msg_size = 256, .ring_bytes = 64 * 1024};
+    struct shmbus_durable d = {.dir = jdir, .sync = SHMBUS_SYNC_NONE, .compact_bytes = 4096};
+    shmbus_bus *b;
+    assert_int_equal(shmbus_bus_open_durable(name, &o, &d, SHMBUS_OPEN_CREATE, &b), 0);
+    shmbus_client *s, *r, *keep;
+    assert_int_equal(shmbus_join(b, 1, NULL, &s), 0);
+    assert_int_equal(shmbus_join(b, 2, NULL, &r), 0);
+    assert_int_equal(shmbus_join(b, 3, NULL, &keep), 0);
+    /* 20 messages to client 3, never taken, among 2000 to client 2, all taken. */
+    char buf[64];
+    for (int i = 0; i < 2000; i++) {
+        if (i % 100 == 0) {
+            int n = snprintf(buf, sizeof(buf), "msg-%d", i / 100);
+            assert_int_equal(shmbus_send(s, 3, buf, (size_t)n, 0, 0), 0);
+        }
+        assert_int_equal(shmbus_send(s, 2, "xxxxxxxx", 8, 0, 0), 0);
+        assert_int_equal(shmbus_recv(r, NULL, buf, sizeof(buf), 0), 8);
+    }
+    struct shmbus_journal_stats js;
+    assert_int_equal(shmbus_journal_stats(b, &js), 0);
+    assert_true(js.compactions >= 10);
+    assert_true(js.epoch > 10);
+    char p[1024];
+    jfile(name, p, sizeof(p));
+    /* 2000 x (message + marker) would be 240 KB; the live file holds the 20 and a little. */
+    assert_true(fsize(p) < 4096 + 2 * 64 + 2 * 20 * 64);
+    shmbus_leave(keep);
+    shmbus_leave(r);
+    shmbus_leave(s);
+    shmbus_bus_close(b);
+    reboot_sim(name);
+    b = open_durable(name, SHMBUS_SYNC_NONE, NULL);
+    assert_int_equal(shmbus_journal_stats(b, &js), 0);
+    assert_int_equal(js.rebuilt, 20);
+    assert_int_equal(shmbus_join(b, 3, NULL, &keep), 0);
+    assert_int_equal(drain_expect(keep, 0, 1), 20);
+    shmbus_leave(keep);
+    shmbus_bus_close(b);
+    assert_int_equal(shmbus_bus_destroy(name), 0);
+    rm_rf(jdir);
+}
+
+struct scan_count {
+    int taken, waiting, replayed_flag;
+    uint64_t first_taken_seq;
+};
+
+static int count_entry(const struct shmbus_journal_entry *e, const void *data, void *arg)
+{
+    struct scan_count *sc = arg;
+    if (e->taken) {
+        if (sc->taken++ == 0)
+            sc->first_taken_seq = e->msg.seq;
+    } else {
+        sc->waiting++;
+    }
+    assert_true(e->msg.len < 64);
+    assert_true(e->msg.len == 0 || data != NULL);
+    assert_true(e->time_ns > 0);
+    return 0;
+}
+
+/* Retention: taken messages stay in the journal (through compaction and a rebuild) for
+ * shmbus_journal_scan() and replay, and a rebuild never delivers them again. Without
+ * retention, compaction removes them. */
+static void test_retention_and_replay(void **state)
+{
+    (void)state;
+    for (int mode = 0; mode < 3; mode++) { /* 0: none, 1: by time, 2: by size */
+        char name[64];
+        snprintf(name, sizeof(name), "%s%d", th_name("ret"), mode);
+        char tag[16];
+        snprintf(tag, sizeof(tag), "ret%d", mode);
+        new_jdir(tag);
+        struct shmbus_bus_opts o = {.max_clients = 8, .msg_size = 256, .ring_bytes = 64 * 1024};
+        struct shmbus_durable d = {.dir = jdir, .sync = SHMBUS_SYNC_NONE, .compact_bytes = 4096};
+        if (mode == 1)
+            d.retain_ns = 3600ull * 1000000000u;
+        if (mode == 2)
+            d.retain_bytes = 10 * 64; /* the newest 10 of "msg-NNN" (56 + 7 bytes each) */
+        shmbus_bus *b;
+        assert_int_equal(shmbus_bus_open_durable(name, &o, &d, SHMBUS_OPEN_CREATE, &b), 0);
+        shmbus_client *s, *r;
+        assert_int_equal(shmbus_join(b, 1, NULL, &s), 0);
+        assert_int_equal(shmbus_join(b, 2, NULL, &r), 0);
+        send_n(s, 2, 100, 200); /* msg-100..msg-199: 100 x 64 bytes, compacted more than once */
+        char buf[64];
+        for (int i = 0; i < 95; i++)
+            assert_int_equal(shmbus_recv(r, NULL, buf, sizeof(buf), 0), 7);
+        send_n(s, 2, 200, 260); /* more writes: compactions after the takes */
+        struct shmbus_journal_stats js;
+        assert_int_equal(shmbus_journal_stats(b, &js), 0);
+        assert_true(js.compactions >= 1);
+        struct scan_count sc = {0};
+        assert_int_equal(shmbus_journal_scan(b, count_entry, &sc), 0);
+        assert_int_equal(sc.waiting, 65);
+        if (mode == 0)
+            assert_int_equal(sc.taken, 0);
+        else if (mode == 1)
+            assert_int_equal(sc.taken, 95);
+        else
+            assert_true(sc.taken >= 10 && sc.taken <= 20); /* the newest, within the size */
+        shmbus_leave(r);
+        shmbus_leave(s);
+        shmbus_bus_close(b);
+        reboot_sim(name);
+        /* The rebuild delivers the 65 waiting ones only, and keeps what retention keeps. */
+        assert_int_equal(shmbus_bus_open_durable(name, &o, &d, SHMBUS_OPEN_CREATE, &b), 0);
+        assert_int_equal(shmbus_journal_stats(b, &js), 0);
+        assert_int_equal(js.rebuilt, 65);
+        struct scan_count sc2 = {0};
+        assert_int_equal(shmbus_journal_scan(b, count_entry, &sc2), 0);
+        assert_int_equal(sc2.waiting, 65);
+        if (mode == 1)
+            assert_int_equal(sc2.taken, 95);
+        if (mode == 2)
+            assert_int_equal(sc2.taken, 10);
+        assert_int_equal(shmbus_join(b, 2, NULL, &r), 0);
+        assert_int_equal(drain_expect(r, 195, 1), 65);
+        /* Replay: a message sent again is flagged as such. */
+        assert_int_equal(shmbus_join(b, 3, NULL, &s), 0);
+        assert_int_equal(shmbus_send(s, 2, "again", 5, SHMBUS_SEND_REPLAY, 0), 0);
+        struct shmbus_msg m;
+        assert_int_equal(shmbus_recv(r, &m, buf, sizeof(buf), 0), 5);
+        assert_int_equal(m.flags, SHMBUS_MSG_REPLAYED);
+        shmbus_leave(s);
+        shmbus_leave(r);
+        shmbus_bus_close(b);
+        assert_int_equal(shmbus_bus_destroy(name), 0);
+        rm_rf(jdir);
+    }
+}
+
+/* A send_batch whose journal write is cut short (full disk) accepted nothing: none of its
+ * messages, not even the ones whose records were written whole, come back after a reboot. */
+static int batch_enospc_child(void *arg)
+{
+    const char *name = arg;
+    signal(SIGXFSZ, SIG_IGN);
+    shmbus_bus *b = open_durable(name, SHMBUS_SYNC_NONE, NULL);
+    shmbus_client *s, *r;
+    if (shmbus_join(b, 1, NULL, &s) || shmbus_join(b, 2, NULL, &r))
+        return 10;
+    char p[1024];
+    jfile(name, p, sizeof(p));
+    struct rlimit rl;
+    getrlimit(RLIMIT_FSIZE, &rl);
+    struct rlimit lim = {.rlim_cur = (rlim_t)fsize(p) + 2 * REC + 30, .rlim_max = rl.rlim_max};
+    if (setrlimit(RLIMIT_FSIZE, &lim) != 0)
+        return 11;
+    struct shmbus_iov v[5] = {{"bad-0", 5}, {"bad-1", 5}, {"bad-2", 5}, {"bad-3", 5}, {"bad-4", 5}};
+    if (shmbus_send_batch(s, 2, v, 5, 0, 0) != -ENOSPC)
+        return 12;
+    char buf[64];
+    if (shmbus_recv(r, NULL, buf, sizeof(buf), 0) != -EAGAIN)
+        return 13; /* nothing of the batch became visible */
+    if (setrlimit(RLIMIT_FSIZE, &rl) != 0)
+        return 14;
+    struct shmbus_iov w[3] = {{"msg-0", 5}, {"msg-1", 5}, {"msg-2", 5}};
+    if (shmbus_send_batch(s, 2, w, 3, 0, 0) != 3)
+        return 15;
+    shmbus_leave(r);
+    shmbus_leave(s);
+    shmbus_bus_close(b);
+    return 0;
+}
+
+static void test_batch_cut_short(void **state)
+{
+    (void)state;
+    const char *name = th_name("bcut");
+    new_jdir("bcut");
+    pid_t pid = th_fork(batch_enospc_child, (void *)name);
+    assert_int_equal(th_wait(pid, 20000), 0);
+    reboot_sim(name);
+    shmbus_bus *b = open_durable(name, SHMBUS_SYNC_NONE, NULL);
+    struct shmbus_journal_stats js;
+    assert_int_equal(shmbus_journal_stats(b, &js), 0);
+    assert_int_equal(js.rebuilt, 3);
+    shmbus_client *r;
+    assert_int_equal(shmbus_join(b, 2, NULL, &r), 0);
+    assert_int_equal(drain_expect(r, 0, 1), 3); /* msg-0..2 only: no bad-* */
+    shmbus_leave(r);
+    shmbus_bus_close(b);
+    assert_int_equal(shmbus_bus_destroy(name), 0);
+    rm_rf(jdir);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_crc32c),
+        cmocka_unit_test(test_rebuild_delivers_untaken_once),
+        cmocka_unit_test(test_sync_levels),
+        cmocka_unit_test(test_torn_tail_and_bad_crc),
+        cmocka_unit_test(test_random_flips),
+        cmocka_unit_test(test_foreign_and_old_journal),
+        cmocka_unit_test(test_enospc),
+        cmocka_unit_test(test_loans_refused),
+        cmocka_unit_test(test_compaction),
+        cmocka_unit_test(test_retention_and_replay),
+        cmocka_unit_test(test_batch_cut_short),
+    };
+    th_filter_from_env();
+    return cmocka_run_group_tests(tests, NULL, th_cleanup);
+}

@@ -1,0 +1,488 @@
+/*
+ * test_durable_crash: the randomized crash and reboot test of durable buses (issue 13).
+ *
+ * Each round: the bus is created (rebuilt) from its journal; two senders (ids 1, 2) and two
+ * receivers (ids 3, 4) run as child processes; at random moments some are killed with
+ * SIGKILL, then all the rest; then a simulated reboot removes the segment, the key file and
+ * the whole runtime directory. After the last round the bus is rebuilt once more and drained.
+ * Odd rounds compact the journal every 16 KiB while the bus runs (so compactors are killed
+ * too) and their receivers peek, log, then consume; even rounds never compact and their
+ * receivers take with shmbus_recv() (id 3) and shmbus_recv_batch() (id 4).
+ *
+ * What each process can log, precisely:
+ *   - a sender logs a message (its tag and number) after shmbus_send() returned 0: logged
+ *     means accepted. A sender killed between the return and its log write accepted a
+ *     message it did not log; that message may show up at a receiver, which is allowed.
+ *   - a receiver logs a message after shmbus_recv() (or shmbus_recv_batch()) returned it.
+ *     The library wrote the taken marker before returning, so a receiver killed between
+ *     the return and its log write took a message it did not log. Such a message must have
+ *     a taken marker in the journal (the test reads the journal before each reboot), and
+ *     there can be at most one per receiver kill (two for the batch receiver: its batch).
+ *   - a receiver of an odd round logs after shmbus_peek() and before shmbus_consume(): a
+ *     kill between the two leaves the message untaken, so it is delivered again after the
+ *     reboot. Such a duplicate is allowed only for the last message that receiver logged.
+ *
+ * Checks at the end: every accepted message was logged by a receiver, or is one of those
+ * taken-but-unlogged ones; no message was logged twice (delivered twice to the
+ * application) except that peeked-logged-killed one; for each (receiver, sender) the
+ * numbers logged only grow (per-sender order, across rebuilds and compactions too);
+ * nothing was delivered that no sender sent.
+ *
+ * SHMBUS_DURABLE_ROUNDS sets the rounds (default 100; `make soak` runs 2000),
+ * SHMBUS_DURABLE_SEED the seed (printed, so a failing run can be replayed).
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "helpers.h"
+#include "shmbus.h"
+#include "../src/journal.h"
+
+#define MAXN      400 /* messages a sender sends at most per round */
+#define SENDERS   2
+#define RECEIVERS 2
+
+struct logrec {
+    uint32_t tag;   /* round * SENDERS + sender index + 1 */
+    uint32_t dst;   /* receiver id the message was sent to */
+    uint64_t n;     /* the sender's message number */
+    uint32_t round; /* in a receiver's log: the round it was received in */
+    uint32_t pad;
+};
+
+static char jdir[500], slog[600], rlog[600];
+static const char *bus;
+static unsigned sync_level;
+static uint64_t compact_bytes; /* 0: never in a test round (the 64 MiB default) */
+static int cur_round;
+static uint64_t rng;
+
+static uint32_t rnd(uint32_t n)
+{
+    rng ^= rng << 13;
+    rng ^= rng >> 7;
+    rng ^= rng << 17;
+    return (uint32_t)(rng % n);
+}
+
+static int rm_one(const char *p, const struct stat *st, int flag, struct FTW *f)
+{
+    (void)st;
+    (void)flag;
+    (void)f;
+    remove(p);
+    return 0;
+}
+
+static void reboot_sim(void)
+{
+    shmbus_bus_destroy_force(bus, NULL, NULL);
+    char rd[512];
+    if (shmbus_runtime_dir(rd, sizeof(rd)) > 0)
+        nftw(rd, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+static shmbus_bus *open_bus(struct shmbus_journal_stats *js)
+{
+    struct shmbus_bus_opts o = {.max_clients = 8, .msg_size = 64, .ring_bytes = 128 * 1024};
+    struct shmbus_durable d = {.dir = jdir, .sync = sync_level, .compact_bytes = compact_bytes};
+    shmbus_bus *b = NULL;
+    int r = shmbus_bus_open_durable(bus, &o, &d, SHMBUS_OPEN_CREATE, &b);
+    if (r < 0)
+        return NULL;
+    if (js != NULL)
+        shmbus_journal_stats(b, js);
+    return b;
+}
+
+static void log_write(const char *path, const struct logrec *lr)
+{
+    int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+    if (fd >= 0) {
+        if (write(fd, lr, sizeof(*lr)) != (ssize_t)sizeof(*lr))
+            _exit(3);
+        close(fd);
+    }
+}
+
+struct role {
+    uint32_t id;
+    uint32_t tag;
+};
+
+static int sender(void *arg)
+{
+    const struct role *ro = arg;
+    shmbus_bus *b = open_bus(NULL);
+    shmbus_client *c;
+    if (b == NULL || shmbus_join(b, ro->id, NULL, &c) < 0)
+        return 2;
+    int fd = open(slog, O_WRONLY | O_APPEND | O_CLOEXEC);
+    for (uint64_t n = 0; n < MAXN; n++) {
+        struct logrec lr = {ro->tag, 3 + (uint32_t)(n & 1), n, 0, 0};
+        unsigned flags = (n % 17 == 0 && sync_level == SHMBUS_SYNC_BATCH) ? SHMBUS_SEND_SYNC : 0;
+        if (shmbus_send(c, lr.dst, &lr, sizeof(lr), flags, 20) == 0 &&
+            write(fd, &lr, sizeof(lr)) != (ssize_t)sizeof(lr))
+            return 3;
+    }
+    pause(); /* until killed */
+    return 0;
+}
+
+static int receiver(void *arg)
+{
+    const struct role *ro = arg;
+    shmbus_bus *b = open_bus(NULL);
+    shmbus_client *c;
+    if (b == NULL || shmbus_join(b, ro->id, NULL, &c) < 0)
+        return 2;
+    int fd = open(rlog, O_WRONLY | O_APPEND | O_CLOEXEC);
+    while (compact_bytes != 0) { /* peek, log, consume */
+        struct shmbus_msg h;
+        struct logrec lr;
+        if (shmbus_peek(c, &h, &lr, sizeof(lr), 100) != (int)sizeof(lr))
+            continue;
+        lr.round = (uint32_t)cur_round;
+        if (write(fd, &lr, sizeof(lr)) != (ssize_t)sizeof(lr))
+            return 3;
+        int r = shmbus_consume(c);
+        if (r != 0) {
+            fprintf(stderr, "consume: %s\n", shmbus_strerror(r));
+            return 4;
+        }
+    }
+    for (;;) {
+        struct shmbus_msg h[4];
+        struct logrec lr[4];
+        int n;
+        if (ro->id == 4)
+            n = shmbus_recv_batch(c, h, lr, sizeof(lr[0]), 2, 100);
+        else
+            n = shmbus_recv(c, h, lr, sizeof(lr[0]), 100) == (int)sizeof(lr[0]) ? 1 : -1;
+        for (int k = 0; k < n; k++) {
+            lr[k].round = (uint32_t)cur_round;
+            if (write(fd, &lr[k], sizeof(lr[k])) != (ssize_t)sizeof(lr[k]))
+                return 3;
+        }
+    }
+}
+
+/* ---- the journal, read before each reboot ----------------------------------------------- */
+
+struct ident {
+    uint64_t key, seq; /* src << 32 | gen, seq */
+    uint64_t payload;  /* tag << 32 | n */
+};
+struct scan {
+    struct ident *msg, *taken;
+    size_t nmsg, ntaken, capm, capt;
+};
+static uint64_t *taken_payloads;
+static size_t ntaken_payloads, cap_taken_payloads;
+
+static void push(struct ident **a, size_t *n, size_t *cap, struct ident v)
+{
+    if (*n == *cap) {
+        *cap = *cap ? *cap * 2 : 1024;
+        *a = realloc(*a, *cap * sizeof(**a));
+        assert_non_null(*a);
+    }
+    (*a)[(*n)++] = v;
+}
+
+static void on_rec(const struct sb_jrec *r, const uint8_t *payload, size_t off, void *arg)
+{
+    (void)off;
+    struct scan *s = arg;
+    struct ident id = {(uint64_t)r->src << 32 | r->src_gen, r->seq, 0};
+    if (r->type == SB_JREC_MSG && r->size == sizeof(*r) + sizeof(struct logrec)) {
+        struct logrec lr;
+        memcpy(&lr, payload, sizeof(lr));
+        id.payload = (uint64_t)lr.tag << 32 | lr.n;
+        push(&s->msg, &s->nmsg, &s->capm, id);
+    } else if (r->type == SB_JREC_TAKEN) {
+        push(&s->taken, &s->ntaken, &s->capt, id);
+    }
+}
+
+static int id_cmp(const void *a, const void *b)
+{
+    const struct ident *x = a, *y = b;
+    if (x->key != y->key)
+        return x->key < y->key ? -1 : 1;
+    return x->seq < y->seq ? -1 : x->seq > y->seq;
+}
+
+/* Add the payloads of every message with a taken marker to taken_payloads. */
+static void scan_journal(void)
+{
+    DIR *d = opendir(jdir);
+    assert_non_null(d);
+    int dfd = dirfd(d);
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL) {
+        if (strstr(de->d_name, ".jnl") == NULL)
+            continue;
+        uint8_t *buf;
+        size_t len;
+        assert_int_equal(sb__journal_read(dfd, de->d_name, &buf, &len), 0);
+        struct scan s = {0};
+        struct sb_jscan st;
+        sb__journal_parse(buf, len, on_rec, &s, &st);
+        assert_int_equal(st.damaged, 0);
+        if (s.nmsg > 1)
+            qsort(s.msg, s.nmsg, sizeof(*s.msg), id_cmp);
+        for (size_t i = 0; i < s.ntaken; i++) {
+            struct ident *m = bsearch(&s.taken[i], s.msg, s.nmsg, sizeof(*s.msg), id_cmp);
+            assert_non_null(m); /* a marker names a message of the same file */
+            if (ntaken_payloads == cap_taken_payloads) {
+                cap_taken_payloads = cap_taken_payloads ? cap_taken_payloads * 2 : 4096;
+                taken_payloads =
+                    realloc(taken_payloads, cap_taken_payloads * sizeof(*taken_payloads));
+                assert_non_null(taken_payloads);
+            }
+            taken_payloads[ntaken_payloads++] = m->payload;
+        }
+        free(s.msg);
+        free(s.taken);
+        free(buf);
+    }
+    closedir(d);
+}
+
+/* ---- checks ----------------------------------------------------------------------------- */
+
+static struct logrec *load(const char *path, size_t *n)
+{
+    int fd = open(path, O_RDONLY);
+    assert_true(fd >= 0);
+    struct stat st;
+    assert_int_equal(fstat(fd, &st), 0);
+    assert_int_equal(st.st_size % sizeof(struct logrec), 0);
+    struct logrec *a = malloc((size_t)st.st_size + 1);
+    assert_non_null(a);
+    assert_int_equal(read(fd, a, (size_t)st.st_size), st.st_size);
+    close(fd);
+    *n = (size_t)st.st_size / sizeof(struct logrec);
+    return a;
+}
+
+static int u64_cmp(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+static bool peek_round(uint32_t round)
+{
+    return round % 2 == 1;
+}
+
+static void check(uint32_t ntags, int receiver_kills, uint32_t rounds)
+{
+    size_t na, nl;
+    struct logrec *acc = load(slog, &na);
+    struct logrec *got = load(rlog, &nl);
+    uint64_t *keys = malloc((nl + 1) * sizeof(*keys));
+    uint64_t *last = calloc((size_t)(ntags + 1) * (RECEIVERS + 3), sizeof(*last));
+    /* The last entry each (round, receiver) logged, in peek rounds: the one message that may
+     * come again (logged, then killed before the consume). */
+    size_t *tail = calloc((size_t)(rounds + 1) * (RECEIVERS + 3), sizeof(*tail));
+    uint64_t *may_repeat = malloc((nl + 1) * sizeof(*may_repeat));
+    assert_non_null(keys);
+    assert_non_null(last);
+    assert_non_null(tail);
+    assert_non_null(may_repeat);
+    for (size_t i = 0; i < nl; i++)
+        if (got[i].round < rounds && got[i].dst < RECEIVERS + 3)
+            tail[(size_t)got[i].round * (RECEIVERS + 3) + got[i].dst] = i + 1;
+    size_t nrep = 0;
+    for (uint32_t r = 0; r < rounds; r++)
+        for (uint32_t d = 3; d < 3 + RECEIVERS; d++) {
+            size_t t = tail[(size_t)r * (RECEIVERS + 3) + d];
+            if (peek_round(r) && t != 0)
+                may_repeat[nrep++] = (uint64_t)got[t - 1].tag << 32 | got[t - 1].n;
+        }
+    if (nrep > 1)
+        qsort(may_repeat, nrep, sizeof(*may_repeat), u64_cmp);
+    int repeats = 0;
+    for (size_t i = 0; i < nl; i++) {
+        const struct logrec *g = &got[i];
+        /* Only what a sender of this test sent, to the receiver it was sent to. */
+        assert_true(g->tag >= 1 && g->tag <= ntags && g->n < MAXN);
+        assert_true(g->dst == 3 || g->dst == 4);
+        assert_int_equal(g->dst, 3 + (g->n & 1));
+        keys[i] = (uint64_t)g->tag << 32 | g->n;
+        bool rep = bsearch(&keys[i], may_repeat, nrep, sizeof(uint64_t), u64_cmp) != NULL;
+        /* Per-sender order, per receiver, across every rebuild. */
+        uint64_t *l = &last[(size_t)g->tag * (RECEIVERS + 3) + g->dst];
+        if (*l != 0 && g->n + 1 <= *l && !(rep && g->n + 1 == *l))
+            fail_msg("order: tag %u to %u: %llu after %llu", g->tag, g->dst,
+                     (unsigned long long)g->n, (unsigned long long)(*l - 1));
+        *l = g->n + 1;
+    }
+    qsort(keys, nl, sizeof(*keys), u64_cmp);
+    for (size_t i = 1; i < nl; i++) {
+        if (keys[i] != keys[i - 1])
+            continue;
+        bool rep = bsearch(&keys[i], may_repeat, nrep, sizeof(uint64_t), u64_cmp) != NULL;
+        if (!rep || (i >= 2 && keys[i - 2] == keys[i]))
+            fail_msg("delivered twice: tag %u n %u", (unsigned)(keys[i] >> 32), (unsigned)keys[i]);
+        repeats++;
+    }
+    if (ntaken_payloads > 1)
+        qsort(taken_payloads, ntaken_payloads, sizeof(*taken_payloads), u64_cmp);
+    int missing = 0;
+    for (size_t i = 0; i < na; i++) {
+        uint64_t k = (uint64_t)acc[i].tag << 32 | acc[i].n;
+        if (bsearch(&k, keys, nl, sizeof(*keys), u64_cmp) != NULL)
+            continue;
+        if (bsearch(&k, taken_payloads, ntaken_payloads, sizeof(k), u64_cmp) == NULL)
+            fail_msg("lost: accepted tag %u n %llu was never delivered nor taken", acc[i].tag,
+                     (unsigned long long)acc[i].n);
+        missing++; /* taken by a receiver killed before it logged it */
+    }
+    print_message("%zu accepted, %zu delivered and logged, %d taken by a receiver killed "
+                  "before its log (at most %d), %d logged by a receiver killed before its "
+                  "consume and delivered again\n",
+                  na, nl, missing, receiver_kills * 2, repeats);
+    assert_true(missing <= receiver_kills * 2);
+    assert_true(repeats <= receiver_kills);
+    free(acc);
+    free(got);
+    free(keys);
+    free(last);
+    free(tail);
+    free(may_repeat);
+}
+
+static void sleep_ms(unsigned ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+static void test_crash_reboot(void **state)
+{
+    (void)state;
+    const char *e = getenv("SHMBUS_DURABLE_ROUNDS");
+    int rounds = e ? atoi(e) : 100;
+    e = getenv("SHMBUS_DURABLE_SEED");
+    uint64_t seed = e ? strtoull(e, NULL, 0) : (th_now_ns() ^ (uint64_t)getpid() << 20);
+    rng = seed | 1;
+    print_message("durable crash test: %d rounds, seed %llu\n", rounds, (unsigned long long)seed);
+    const char *t = getenv("TEST_TMPDIR");
+    snprintf(jdir, sizeof(jdir), "%s/dcrash-%d", t && t[0] == '/' ? t : "/tmp", (int)getpid());
+    snprintf(slog, sizeof(slog), "%s.sent", jdir);
+    snprintf(rlog, sizeof(rlog), "%s.recv", jdir);
+    close(open(slog, O_WRONLY | O_CREAT | O_TRUNC, 0600));
+    close(open(rlog, O_WRONLY | O_CREAT | O_TRUNC, 0600));
+    bus = th_name("dcrash");
+    int receiver_kills = 0;
+    uint64_t rebuilt = 0, compactions = 0;
+    for (int round = 0; round < rounds; round++) {
+        cur_round = round;
+        compact_bytes = peek_round((uint32_t)round) ? 16384 : 0;
+        sync_level = round % 10 == 3   ? SHMBUS_SYNC_BATCH
+                     : round % 10 == 7 ? SHMBUS_SYNC_ALWAYS
+                                       : SHMBUS_SYNC_NONE;
+        struct shmbus_journal_stats js;
+        shmbus_bus *b = open_bus(&js);
+        assert_non_null(b);
+        assert_int_equal(js.damaged, 0);
+        assert_int_equal(js.deferred, 0);
+        rebuilt += js.rebuilt;
+        pid_t pids[SENDERS + RECEIVERS];
+        struct role roles[SENDERS + RECEIVERS];
+        for (int k = 0; k < RECEIVERS; k++) {
+            roles[k] = (struct role){3 + (uint32_t)k, 0};
+            pids[k] = th_fork(receiver, &roles[k]);
+        }
+        for (int k = 0; k < SENDERS; k++) {
+            roles[RECEIVERS + k] =
+                (struct role){1 + (uint32_t)k, (uint32_t)(round * SENDERS + k + 1)};
+            pids[RECEIVERS + k] = th_fork(sender, &roles[RECEIVERS + k]);
+        }
+        bool dead[SENDERS + RECEIVERS] = {false};
+        sleep_ms(5 + rnd(30));
+        for (int k = 0; k < SENDERS + RECEIVERS; k++)
+            if (rnd(2)) {
+                kill(pids[k], SIGKILL);
+                dead[k] = true;
+                sleep_ms(rnd(4));
+            }
+        sleep_ms(rnd(20));
+        for (int k = 0; k < SENDERS + RECEIVERS; k++)
+            if (!dead[k])
+                kill(pids[k], SIGKILL);
+        for (int k = 0; k < SENDERS + RECEIVERS; k++) {
+            int st = th_wait(pids[k], 10000);
+            if (st != 128 + SIGKILL)
+                fail_msg("round %d: child %d ended with %d, not SIGKILL", round, k, st);
+        }
+        receiver_kills += RECEIVERS;
+        struct shmbus_journal_stats after;
+        shmbus_journal_stats(b, &after);
+        compactions += after.compactions;
+        shmbus_bus_close(b);
+        scan_journal();
+        reboot_sim();
+    }
+    /* The last rebuild: drain it all in this process. */
+    cur_round = rounds;
+    compact_bytes = 0;
+    struct shmbus_journal_stats js;
+    shmbus_bus *b = open_bus(&js);
+    assert_non_null(b);
+    assert_int_equal(js.damaged, 0);
+    assert_int_equal(js.deferred, 0);
+    rebuilt += js.rebuilt;
+    for (uint32_t id = 3; id < 3 + RECEIVERS; id++) {
+        shmbus_client *c;
+        assert_int_equal(shmbus_join(b, id, NULL, &c), 0);
+        struct logrec lr;
+        struct shmbus_msg h;
+        int n;
+        while ((n = shmbus_recv(c, &h, &lr, sizeof(lr), 0)) == (int)sizeof(lr)) {
+            lr.round = (uint32_t)rounds;
+            log_write(rlog, &lr);
+        }
+        assert_int_equal(n, -EAGAIN);
+        shmbus_leave(c);
+    }
+    shmbus_bus_close(b);
+    reboot_sim();
+    b = open_bus(&js);
+    assert_non_null(b);
+    assert_int_equal(js.rebuilt, 0); /* everything was taken */
+    shmbus_bus_close(b);
+    scan_journal();
+    assert_int_equal(shmbus_bus_destroy(bus), 0);
+    print_message("%llu messages rebuilt over %d reboots, %llu compactions while running\n",
+                  (unsigned long long)rebuilt, rounds + 1, (unsigned long long)compactions);
+    assert_true(rebuilt > 0);
+    check((uint32_t)(rounds * SENDERS), receiver_kills, (uint32_t)rounds + 1);
+    nftw(jdir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+    unlink(slog);
+    unlink(rlog);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_crash_reboot),
+    };
+    th_filter_from_env();
+    return cmocka_run_group_tests(tests, NULL, th_cleanup);
+}
