@@ -493,8 +493,11 @@ static void test_kill_workers_at_least_once(void **state)
            JOBS, WORKERS, kills, missing, dups, redone, (unsigned long long)gi.redelivered);
     assert_int_equal(missing, 0);
     assert_int_equal(kills, KILLS);
-    assert_true(redone <= gi.redelivered); /* every extra copy was a redelivery */
-    if (redone > 0)                        /* and none before the first death */
+    /* Every extra copy was a redelivery the group counted, but for at most one per killed
+     * process: a worker reaping in its blocked receive may be killed between a copy and its
+     * count. */
+    assert_true(redone <= gi.redelivered + (uint64_t)kills);
+    if (redone > 0) /* and none before the first death */
         assert_true(atomic_load(&f->first_redelivered_ns) >= first_kill_ns);
     shmbus_leave(prod);
     munmap(f, sizeof(*f));
