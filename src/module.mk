@@ -3,9 +3,11 @@ LIB_SRCS   := $(wildcard src/*.c)
 LIB_OBJS   := $(LIB_SRCS:%.c=$(BUILD)/%.o)
 LIB_A      := $(BUILD)/lib/libshmbus.a
 # The soname's number changes whenever a program built against the previous library could
-# misbehave with this one (1: the send flags and struct shmbus_bus_opts of 0.2.0). The
+# misbehave with this one (1: the send flags and struct shmbus_bus_opts of 0.2.0; 2: in
+# 0.3.0, struct shmbus_group_info grew a counter and the message flags gained
+# REDELIVERED/REPLAYED, and buses are layout 5). The
 # package version is include/shmbus.h's SHMBUS_VERSION_STRING (tests/test_install.sh).
-LIB_SOMAJOR := 1
+LIB_SOMAJOR := 2
 LIB_SONAME := libshmbus.so.$(LIB_SOMAJOR)
 LIB_SO     := $(BUILD)/lib/$(LIB_SONAME)
 LIB_FILE   := $(LIB_SONAME).0.0
