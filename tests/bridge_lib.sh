@@ -4,15 +4,7 @@
 # hosts; nats-server runs on a free loopback port ($url). The caller sets $bus, $A, $B and
 # adds what it starts in the background to $pids (the server's pid is $nats_pid).
 
-# wait_for WHAT CMD...: poll CMD (deadline 20 s) until it succeeds.
-wait_for() {
-    local what=$1 end=$((SECONDS + 20))
-    shift
-    until "$@"; do
-        [ $SECONDS -lt $end ] || { fail "timed out waiting for $what"; return 1; }
-        sleep 0.05
-    done
-}
+# wait_for comes from cli_lib.sh.
 
 # free_port: a TCP port on 127.0.0.1 nobody listens on now.
 free_port() {
