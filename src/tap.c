@@ -104,7 +104,7 @@ void sb__tap_copy(shmbus_bus *b, uint32_t src, uint32_t dst, uint64_t seq, uint6
     /* Release fence: the odd sequence is visible before any field below. Pairs with the
      * acquire fence in read_slot() before its second load of seq: a reader that copied a
      * field we wrote then sees 2n + 1 (or later) and drops its copy. */
-    atomic_thread_fence(memory_order_release);
+    sb__fence_release();
     s->src = src;
     s->dst = dst;
     s->mseq = seq;
@@ -129,7 +129,7 @@ void sb__tap_copy(shmbus_bus *b, uint32_t src, uint32_t dst, uint64_t seq, uint6
         /* Release fence: our claim is visible before any byte we write in the run. Pairs
          * with the acquire fence in bulk_read() before it re-reads bulk_head: a reader that
          * copied a byte we wrote sees our claim, and drops its copy if we lapped it. */
-        atomic_thread_fence(memory_order_release);
+        sb__fence_release();
         bulk_put(b, at, data, len);
         memcpy(s->data, &at, sizeof(at));
         memcpy(s->data + sizeof(at), data, SHMBUS_TAP_CAPTURE - sizeof(at));
@@ -247,7 +247,7 @@ static long bulk_read(const shmbus_bus *b, uint64_t at, size_t len, size_t want,
     /* Acquire fence: our copy happens before the load below. Pairs with the release fence
      * in sb__tap_copy() after a later sender's claim: if we copied a byte it wrote, we see
      * its claim here, a lap past `at`. */
-    atomic_thread_fence(memory_order_acquire);
+    sb__fence_acquire();
     uint64_t h = atomic_load_explicit(&tap_ctl(b)->bulk_head, memory_order_relaxed);
     uint64_t need = (len + 63) & ~(uint64_t)63;
     if (h - at < need || h - at > SB_TAP_BULK)
@@ -284,7 +284,7 @@ static int read_slot(shmbus_tap *t, struct shmbus_tap_msg *out, void *buf, size_
     /* Acquire fence: our copies above happen before the load below. Pairs with the release
      * fence in sb__tap_copy(): a writer of a later lap that changed any of it has made the
      * sequence odd (or later) by then. */
-    atomic_thread_fence(memory_order_acquire);
+    sb__fence_acquire();
     if (atomic_load_explicit(&s->seq, memory_order_relaxed) != s1)
         return -1;
     size_t len = m.msg.len;
