@@ -421,13 +421,34 @@ static int publish(const char *subj, const char *reply, const uint8_t *data, siz
     return s == NATS_OK ? 0 : (int)s;
 }
 
+/* Deliver frame f (a direct message) to its local client, with the origin prefixed, through
+ * buf (msg_size bytes). 0, or -errno: no such client, too long, or the send's error. */
+static int deliver_local(const struct frame *f, char *buf)
+{
+    int id = resolve(f->dst, f->dst_len);
+    long n = with_origin(f, buf, msg_size);
+    if (id < 0 || n < 0)
+        return id < 0 ? id : (int)n;
+    return shmbus_send(cl, (uint32_t)id, buf, (size_t)n, SHMBUS_PRIO(f->prio), cfg.timeout_ms);
+}
+
+/* Count how a delivery ended: in_msgs/in_bytes, or an undeliverable message with why. */
+static void count_delivery(const struct frame *f, int rc)
+{
+    if (rc < 0) {
+        count_error(&st.undeliverable, "message from %.*s to %.*s: %s", (int)f->org_len, f->org,
+                    (int)f->dst_len, f->dst, shmbus_strerror(rc));
+        return;
+    }
+    add(&st.in_msgs, 1);
+    add(&st.in_bytes, f->body_len);
+}
+
 /* A direct message for a local client. */
 static void on_msg(natsConnection *c, natsSubscription *sub, natsMsg *m, void *arg)
 {
     struct frame f;
     char *buf = malloc(msg_size);
-    long n;
-    int id, rc;
 
     (void)c, (void)sub, (void)arg;
     if (buf == NULL || frame_decode(natsMsg_GetData(m), (size_t)natsMsg_GetDataLength(m), &f) ||
@@ -436,21 +457,7 @@ static void on_msg(natsConnection *c, natsSubscription *sub, natsMsg *m, void *a
         goto out;
     }
     seq_check(&f);
-    id = resolve(f.dst, f.dst_len);
-    n = with_origin(&f, buf, msg_size);
-    if (id < 0 || n < 0) {
-        count_error(&st.undeliverable, "message from %.*s to %.*s: %s", (int)f.org_len, f.org,
-                    (int)f.dst_len, f.dst, shmbus_strerror(id < 0 ? id : (int)n));
-        goto out;
-    }
-    rc = shmbus_send(cl, (uint32_t)id, buf, (size_t)n, SHMBUS_PRIO(f.prio), cfg.timeout_ms);
-    if (rc < 0) {
-        count_error(&st.undeliverable, "message from %.*s to %.*s: %s", (int)f.org_len, f.org,
-                    (int)f.dst_len, f.dst, shmbus_strerror(rc));
-        goto out;
-    }
-    add(&st.in_msgs, 1);
-    add(&st.in_bytes, f.body_len);
+    count_delivery(&f, deliver_local(&f, buf));
 out:
     free(buf);
     natsMsg_Destroy(m);
@@ -1134,8 +1141,7 @@ static void deliver_js(natsMsg *m)
 {
     char *buf = malloc(msg_size);
     struct frame f;
-    long n;
-    int id, rc;
+    int rc;
 
     if (buf == NULL) {
         natsMsg_NakWithDelay(m, 1000, NULL);
@@ -1147,24 +1153,14 @@ static void deliver_js(natsMsg *m)
         natsMsg_Term(m, NULL);
         goto out;
     }
-    id = resolve(f.dst, f.dst_len);
-    n = with_origin(&f, buf, msg_size);
-    rc = id < 0 ? id : n < 0 ? (int)n : 0;
-    if (rc == 0)
-        rc = shmbus_send(cl, (uint32_t)id, buf, (size_t)n, SHMBUS_PRIO(f.prio), cfg.timeout_ms);
+    rc = deliver_local(&f, buf);
     if (rc == -ETIMEDOUT || rc == -EAGAIN || rc == -EINTR) {
         /* Its mailbox stayed full: again in a second; nothing passes it meanwhile. */
         natsMsg_NakWithDelay(m, 1000, NULL);
         goto out;
     }
     natsMsg_Ack(m, NULL);
-    if (rc < 0) {
-        count_error(&st.undeliverable, "message from %.*s to %.*s: %s", (int)f.org_len, f.org,
-                    (int)f.dst_len, f.dst, shmbus_strerror(rc));
-        goto out;
-    }
-    add(&st.in_msgs, 1);
-    add(&st.in_bytes, f.body_len);
+    count_delivery(&f, rc);
 out:
     free(buf);
 }
