@@ -6,6 +6,16 @@
 
 # wait_for comes from cli_lib.sh.
 
+# What every bridge test needs, checked once: nats-server (a skip without it), the bridge
+# binary and python3 (failures: the build and deps.sh provide them). Sets BRIDGE, and points
+# the Python peers at this build's library (the unversioned name: no soname to keep in step).
+BRIDGE=$bdir/bin/shmbus-bridge
+command -v nats-server >/dev/null ||
+    { echo "skip: nats-server is not installed (scripts/deps.sh bridge installs it)"; exit 77; }
+[ -x "$BRIDGE" ] || { echo "FAIL: $BRIDGE is not built (libnats-dev: scripts/deps.sh bridge)"; exit 1; }
+command -v python3 >/dev/null || { echo "FAIL: python3 is missing (scripts/deps.sh test)"; exit 1; }
+export SHMBUS_LIBRARY=$bdir/lib/libshmbus.so PYTHONPATH=$SHMBUS_TOP/python
+
 # free_port: a TCP port on 127.0.0.1 nobody listens on now.
 free_port() {
     python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'

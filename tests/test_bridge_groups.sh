@@ -20,12 +20,6 @@ TEST_TIMEOUT=120
 . "$(dirname "$0")/cli_lib.sh"
 . "$SHMBUS_TOP/tests/proc_lib.sh"
 . "$SHMBUS_TOP/tests/bridge_lib.sh"
-BRIDGE=$bdir/bin/shmbus-bridge
-command -v nats-server >/dev/null ||
-    { echo "skip: nats-server is not installed (scripts/deps.sh bridge installs it)"; exit 77; }
-[ -x "$BRIDGE" ] || { echo "FAIL: $BRIDGE is not built (libnats-dev: scripts/deps.sh bridge)"; exit 1; }
-command -v python3 >/dev/null || { echo "FAIL: python3 is missing (scripts/deps.sh test)"; exit 1; }
-export SHMBUS_LIBRARY=$bdir/lib/libshmbus.so.0 PYTHONPATH=$SHMBUS_TOP/python
 
 bus=bgroups-$$
 A=$work/hostA
