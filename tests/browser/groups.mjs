@@ -5,7 +5,7 @@
 // The bus behind URL has a topic TOPIC with one subscriber and at least MIN_PUBLISHED copies
 // published. Checks that the card is shown, that TOPIC's row says 1 member and its published
 // count, and that the page logs no error. Prints one line per check; exits 1 on a failure.
-import { chromium } from 'playwright-core';
+import { check, launch, num } from './lib.mjs';
 
 const [url, userDir, topic, minArg] = process.argv.slice(2);
 const minPublished = Number(minArg || 1);
@@ -14,19 +14,7 @@ if (!url || !userDir || !topic) {
   process.exit(2);
 }
 
-function check(ok, what) {
-  console.log(`${ok ? 'ok  ' : 'FAIL'} ${what}`);
-  if (!ok) throw new Error(what);
-}
-const num = (s) => Number(String(s).replace(/[^0-9]/g, ''));
-
-const ctx = await chromium.launchPersistentContext(userDir, {
-  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-  headless: true,
-  args: ['--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking',
-    '--disable-component-update', '--disable-sync'],
-  timeout: 30000,
-});
+const ctx = await launch(userDir);
 let status = 0;
 try {
   const page = ctx.pages()[0] || (await ctx.newPage());

@@ -7,7 +7,7 @@
 // appear, arrows between them are drawn, the counters rise, the page updates at least once a
 // second, nothing is fetched from anywhere but the monitor, and the page logs no error.
 // Saves a screenshot. Prints one line per check; exits 1 on the first failed one.
-import { chromium } from 'playwright-core';
+import { check, launch, num } from './lib.mjs';
 
 const [url, shot, userDir, minArg] = process.argv.slice(2);
 const minClients = Number(minArg || 3);
@@ -16,22 +16,7 @@ if (!url || !shot || !userDir) {
   process.exit(2);
 }
 
-function check(ok, what) {
-  console.log(`${ok ? 'ok  ' : 'FAIL'} ${what}`);
-  if (!ok) throw new Error(what);
-}
-
-// The numbers in the page's cells are formatted with thousands separators.
-const num = (s) => Number(String(s).replace(/[^0-9]/g, ''));
-
-const ctx = await chromium.launchPersistentContext(userDir, {
-  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-  headless: true,
-  args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-    '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-  viewport: { width: 1200, height: 900 },
-  timeout: 30000,
-});
+const ctx = await launch(userDir);
 let status = 0;
 try {
   const page = ctx.pages()[0] || (await ctx.newPage());
