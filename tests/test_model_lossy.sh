@@ -1,0 +1,42 @@
+#!/bin/bash
+# test_model_lossy: model-check lossy subscriptions on the mailbox ring
+# (tests/model/ring_lossy.pml, docs/mailbox-v2.md section 16) with spin: a publisher of a
+# lossy topic that finds no room drops the oldest unread messages of the topic under the
+# mailbox's pass lock.
+#
+# Safety runs check: nothing delivered twice, nothing both delivered and dropped, only
+# READY lossy-topic messages dropped (oldest first), whole records, per-producer FIFO, every
+# header read a real one, everything committed delivered or counted dropped, no deadlock.
+# The liveness run checks under weak fairness that the consumer always finishes. The broken
+# variants must fail (tests/model/pan_run.sh: a crashed pan never counts as a failure).
+#
+#   MODEL_BUDGET=N    seconds allowed per run (default 240)
+set -u
+
+if [ -n "${SAN:-}" ]; then
+    echo "skip: the spin model does not depend on the build; the plain make check runs it"
+    exit 77
+fi
+
+top=${SHMBUS_TOP:-$(cd "$(dirname "$0")/.." && pwd)}
+# shellcheck source=tests/model/pan_run.sh
+. "$top/tests/model/pan_run.sh"
+pan_init "$top/tests/model/ring_lossy.pml"
+
+mem="-DMEMLIM=1536"
+safety="-DSAFETY -DNOCLAIM -DCOLLAPSE $mem"
+live="-DCOLLAPSE -DNFAIR=3 $mem"
+
+pan_run "safety: 3 lossy + 1 direct msgs, walker killed anywhere (lock held too)" pass \
+    "-DMAXKILL=1" "$safety" "-m100000"
+pan_run "liveness: no kill: the consumer always finishes" pass \
+    "-DMAXKILL=0" "$live" "-a -f -m100000"
+pan_run "drop by plain store under the lock (what the lock buys): still safe" pass \
+    "-DMAXKILL=0 -DDROP_STORE" "$safety" "-m100000"
+pan_run "walker without the pass lock: a consumer inside a receive reads a passed unit" fail \
+    "-DMAXKILL=0 -DNO_PASS_LOCK" "$safety" "-m100000"
+pan_run "consumer keeps its h after taking the lock: reads a unit a walker passed" fail \
+    "-DMAXKILL=0 -DNO_REREAD_HEAD" "$safety" "-m100000"
+pan_run "walker drops a direct message" fail \
+    "-DMAXKILL=0 -DDROP_DIRECT" "$safety" "-m100000"
+pan_exit
