@@ -489,6 +489,8 @@ struct shmbus_counters {
     uint64_t lat_hist[SHMBUS_LAT_BUCKETS]; /* send-to-receive latency of sampled messages:
                                             * every one shmbus_recv() waited for, one in 16
                                             * of those found at once, one per batch */
+    uint64_t lost; /* topic messages publishers dropped unread from this client's mailbox
+                    * because it subscribed with SHMBUS_SUB_LOSSY and it was full */
 };
 
 /* Client states reported by shmbus_list(). */
@@ -937,13 +939,29 @@ void shmbus_tap_close(shmbus_tap *t);
  * is full, a receive that meets the next such message fails with -ENOBUFS and leaves it in
  * the mailbox (confirm some, then receive again). Without the flag, a message c has taken
  * is c's alone; only what still waits in its mailbox is redelivered when it dies.
+ *
+ * SHMBUS_SUB_LOSSY (topics): c would rather lose messages than slow publishers down. A
+ * publisher that finds c's mailbox full drops the oldest unread messages there of groups c
+ * subscribed to with this flag, as many as it needs room for, instead of waiting; c then
+ * receives the newest ones, in publisher order. Every message lost is counted: c's `lost`
+ * (shmbus_list(), `shmbus ls`, `stat`, the monitor) and the group's (shmbus_group_list()).
+ * Never dropped: direct messages, work-queue messages, replies, messages of groups c did not
+ * subscribe to lossy; dropping stops at the oldest of those, and the publisher then waits
+ * for room as without the flag. Nothing is dropped while c is inside a receive call (it is
+ * consuming: room is coming), while it holds records from shmbus_recv_ref(), or between a
+ * shmbus_peek() and its shmbus_consume(). The flag stays for c's life (unsubscribing ends
+ * the membership, not the receive side's locking, which costs a lossy client one atomic
+ * exchange per receive call). Subscribe lossy from the receiving thread, or while no receive
+ * of c is in progress. The design: docs/mailbox-v2.md, 16.
  * Errors: -EINVAL (c NULL, bad name, unknown flags), -ENOSPC (SHMBUS_GROUPS groups exist),
  * -EBUSY (another process stalls in the middle of creating a group), -EHOSTUNREACH /
  * -ECONNRESET (c is no longer on the bus), -EIDRM.
  */
 int shmbus_subscribe(shmbus_client *c, const char *name, unsigned flags);
 #define SHMBUS_SUB_CONFIRM 0x1u /* shmbus_subscribe(): c confirms each message (shmbus_done) */
-#define SHMBUS_INFLIGHT    8    /* messages one client may hold taken and not confirmed */
+#define SHMBUS_SUB_LOSSY                                                                           \
+    0x2u                  /* shmbus_subscribe(): lose the oldest unread, never slow publishers */
+#define SHMBUS_INFLIGHT 8 /* messages one client may hold taken and not confirmed */
 
 /*
  * Confirm that c has finished the group message whose header is *m (as a receive filled
@@ -969,12 +987,14 @@ int shmbus_unsubscribe(shmbus_client *c, const char *name);
  * there are none). If a live member's mailbox stayed full until the deadline (or at once
  * with SHMBUS_SEND_NONBLOCK), the others still get theirs, the miss is counted in the
  * group's `missed` (shmbus_group_list()) and the call returns -ETIMEDOUT (-EAGAIN): never
- * a silent drop. A subscriber's process is looked at in /proc at most once a millisecond per
- * publishing client: a copy to a subscriber killed within that millisecond goes with its
- * mailbox. Thread-safe.
- * Errors: -EINVAL (as shmbus_send(), SHMBUS_SEND_ACK too, bad name), -EMSGSIZE, -ETIMEDOUT,
- * -EAGAIN, -EBADMSG (a member's mailbox is corrupt: counted as missed too), -EINTR (a signal
- * came while waiting: the remaining members are not sent to), -EBUSY, -EIDRM.
+ * a silent drop. A member that subscribed with SHMBUS_SUB_LOSSY does not make the call wait:
+ * its oldest unread messages of lossy topics are dropped and counted (`lost`) instead, unless
+ * a message that may not be dropped is oldest there. A subscriber's process is looked at in /proc
+ * at most once a millisecond per publishing client: a copy to a subscriber killed within that
+ * millisecond goes with its mailbox. Thread-safe. Errors: -EINVAL (as shmbus_send(),
+ * SHMBUS_SEND_ACK too, bad name), -EMSGSIZE, -ETIMEDOUT, -EAGAIN, -EBADMSG (a member's mailbox is
+ * corrupt: counted as missed too), -EINTR (a signal came while waiting: the remaining members are
+ * not sent to), -EBUSY, -EIDRM.
  */
 int shmbus_publish(shmbus_client *c, const char *name, const void *data, size_t len, unsigned flags,
                    int timeout_ms);
@@ -1031,6 +1051,7 @@ struct shmbus_group_info {
     uint64_t queued;      /* work-queue messages delivered */
     uint64_t elections;   /* leaders elected */
     uint64_t redelivered; /* work-queue messages given again after a member died or left */
+    uint64_t lost;        /* topic copies dropped unread from SHMBUS_SUB_LOSSY members' mailboxes */
 };
 
 /* List the bus's groups into out[0..n-1] in index order; returns how many there are (may

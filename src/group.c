@@ -125,16 +125,34 @@ int sb__group_find(shmbus_bus *b, const char *name, bool create)
 /* Is client id a current member of g, its process alive? *gen gets the generation it joined
  * with. With a sender c, the process is looked at through c's cache (at most one /proc read
  * per member per SB_LIVE_RECHECK_NS); without, every time. */
-static bool member_current(shmbus_bus *b, struct sb_group *g, uint32_t id, uint32_t *gen,
-                           shmbus_client *c)
+static bool member_word(shmbus_bus *b, struct sb_group *g, uint32_t id, uint32_t *gen,
+                        shmbus_client *c, uint32_t *word)
 {
     uint32_t m = atomic_load_explicit(&g->member[id - 1], memory_order_relaxed);
+    *word = m;
     uint32_t mg = SB_MEMBER_GEN(m);
     if (mg == 0 ||
         !(c != NULL ? sb__client_current_cached(c, id, mg) : sb__client_current(b, id, mg, true)))
         return false;
     *gen = mg;
     return true;
+}
+
+static bool member_current(shmbus_bus *b, struct sb_group *g, uint32_t id, uint32_t *gen,
+                           shmbus_client *c)
+{
+    uint32_t word;
+    return member_word(b, g, id, gen, c, &word);
+}
+
+/* End the membership of client id if its word names generation gen (flags aside). */
+static bool member_clear(struct sb_group *g, uint32_t id, uint32_t gen)
+{
+    uint32_t m = atomic_load_explicit(&g->member[id - 1], memory_order_relaxed);
+    if (SB_MEMBER_GEN(m) != gen)
+        return false;
+    return atomic_compare_exchange_strong_explicit(&g->member[id - 1], &m, 0, memory_order_relaxed,
+                                                   memory_order_relaxed);
 }
 
 void sb__groups_forget(shmbus_bus *b, uint32_t id, uint32_t gen)
@@ -145,9 +163,7 @@ void sb__groups_forget(shmbus_bus *b, uint32_t id, uint32_t gen)
         struct sb_group *g = sb__group(b, k);
         if (SB_GRP_KIND(atomic_load_explicit(&g->state, memory_order_relaxed)) != SB_GRP_USED)
             continue;
-        uint32_t m = gen;
-        atomic_compare_exchange_strong_explicit(&g->member[id - 1], &m, 0, memory_order_relaxed,
-                                                memory_order_relaxed);
+        member_clear(g, id, gen);
         uint64_t l = atomic_load_explicit(&g->lead, memory_order_relaxed);
         if (SB_LEAD_ID(l) == id && SB_LEAD_GEN(l) == gen) {
             /* Release: pairs with the acquire load of lead in shmbus_elect(); the epoch
@@ -172,7 +188,8 @@ static int check_self(shmbus_client *c)
 
 int shmbus_subscribe(shmbus_client *c, const char *name, unsigned flags)
 {
-    if (c == NULL || (flags & ~SHMBUS_SUB_CONFIRM) != 0 || !sb__valid_name(name))
+    if (c == NULL || (flags & ~(SHMBUS_SUB_CONFIRM | SHMBUS_SUB_LOSSY)) != 0 ||
+        !sb__valid_name(name))
         return -EINVAL;
     int r = check_self(c);
     if (r < 0)
@@ -180,9 +197,16 @@ int shmbus_subscribe(shmbus_client *c, const char *name, unsigned flags)
     int k = sb__group_find(c->bus, name, true);
     if (k < 0)
         return k;
+    /* Lossy: from now on every receive of c holds its mailbox's pass lock, before any
+     * publisher can see the flag below and shed (mailbox.c, docs/mailbox-v2.md 16). Set
+     * once for the client's life. Relaxed: read by c's receiving thread, which must not be
+     * inside a receive call now (shmbus.h). */
+    if (flags & SHMBUS_SUB_LOSSY)
+        atomic_store_explicit(&c->lossy, true, memory_order_relaxed);
+    uint32_t word = c->gen | ((flags & SHMBUS_SUB_LOSSY) ? SB_MEMBER_LOSSY : 0u);
     /* Relaxed: the word is the whole message (who is a member); publishers that miss it for
      * a moment simply do not count us yet. */
-    atomic_store_explicit(&sb__group(c->bus, (uint32_t)k)->member[c->id - 1], c->gen,
+    atomic_store_explicit(&sb__group(c->bus, (uint32_t)k)->member[c->id - 1], word,
                           memory_order_relaxed);
     /* Process-local (see shmbus_client.confirm): relaxed. */
     if (flags & SHMBUS_SUB_CONFIRM)
@@ -203,9 +227,7 @@ int shmbus_unsubscribe(shmbus_client *c, const char *name)
         return -ENOENT;
     if (k < 0)
         return k;
-    uint32_t m = c->gen;
-    if (!atomic_compare_exchange_strong_explicit(&sb__group(c->bus, (uint32_t)k)->member[c->id - 1],
-                                                 &m, 0, memory_order_relaxed, memory_order_relaxed))
+    if (!member_clear(sb__group(c->bus, (uint32_t)k), c->id, c->gen))
         return -ENOENT;
     /* Messages of the group still in c's mailbox are taken unrecorded from now on; those
      * recorded already stay until shmbus_done(). */
@@ -231,13 +253,15 @@ int shmbus_publish(shmbus_client *c, const char *name, const void *data, size_t 
     uint64_t deadline = sb__deadline(timeout_ms);
     int count = 0, miss = 0;
     for (uint32_t id = 1; id <= b->lay.max_clients; id++) {
-        uint32_t gen;
+        uint32_t gen, word;
         /* The process is checked (through our cache: a /proc read per member at most every
          * millisecond): a subscriber killed before that is no member, even before a
          * cleaner has seen it. */
-        if (!member_current(b, g, id, &gen, c))
+        if (!member_word(b, g, id, &gen, c, &word))
             continue;
-        r = sb__send_member(c, id, gen, data, len, flags, SHMBUS_MSG_TOPIC, (uint64_t)k, deadline);
+        /* A lossy member's full mailbox is shed rather than waited for (mailbox.c). */
+        unsigned f = (word & SB_MEMBER_LOSSY) ? flags | SB_SEND_SHED : flags;
+        r = sb__send_member(c, id, gen, data, len, f, SHMBUS_MSG_TOPIC, (uint64_t)k, deadline);
         if (r == 0) {
             count++;
         } else if (r == -EIDRM) {
@@ -432,6 +456,7 @@ int shmbus_group_list(shmbus_bus *b, struct shmbus_group_info *out, size_t n)
             gi->queued = atomic_load_explicit(&g->queued, memory_order_relaxed);
             gi->elections = atomic_load_explicit(&g->elections, memory_order_relaxed);
             gi->redelivered = atomic_load_explicit(&g->redelivered, memory_order_relaxed);
+            gi->lost = atomic_load_explicit(&g->lost, memory_order_relaxed);
         }
         count++;
     }

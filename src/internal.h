@@ -78,7 +78,7 @@
  * (stats.c: bus-wide counters, per-pair counts), the tap area (tap.c), the group table
  * (group.c); 4: the tap bulk ring (tap.c), the in-flight tables (redeliver.c); 5: the journal
  * control of durable buses (journal.c) in the header */
-#define SB_LAYOUT_VERSION 5u
+#define SB_LAYOUT_VERSION 6u
 #define SB_LINE           64u
 #define SB_HEADER_SIZE    4096u
 #define SB_INTENTS        4u  /* concurrent sending threads per client that can each be tracked */
@@ -165,10 +165,13 @@ enum { SB_GRP_FREE = 0, SB_GRP_CLAIMING = 1, SB_GRP_USED = 2 };
 #define SB_LEASE_MS_MASK ((1ull << 36) - 1)
 #define SB_LEASE(ep, end_ms, dep)                                                                  \
     (((uint64_t)(ep) << 37) | (((uint64_t)(end_ms)&SB_LEASE_MS_MASK) << 1) | (uint64_t) !!(dep))
-#define SB_LEASE_EPOCH(w)       ((w) >> 37)
-#define SB_LEASE_END(w)         (((w) >> 1) & SB_LEASE_MS_MASK)
-#define SB_LEASE_DEPOSING(w)    ((w)&1u)
-#define SB_MEMBER_GEN(m)        ((m)&0xffffffu)
+#define SB_LEASE_EPOCH(w)    ((w) >> 37)
+#define SB_LEASE_END(w)      (((w) >> 1) & SB_LEASE_MS_MASK)
+#define SB_LEASE_DEPOSING(w) ((w)&1u)
+#define SB_MEMBER_GEN(m)     ((m)&0xffffffu)
+/* In a membership word: the member subscribed with SHMBUS_SUB_LOSSY (layout 6): a publisher
+ * that finds its mailbox full may drop the oldest unread messages of the group there. */
+#define SB_MEMBER_LOSSY         0x1000000u
 #define SB_STICKY               64u
 #define SB_STICKY_WORD(gen, id) ((((uint64_t)(gen)&0xffffffu) << 32) | (uint32_t)(id))
 #define SB_STICKY_GEN(w)        ((uint32_t)(((w) >> 32) & 0xffffffu))
@@ -185,6 +188,7 @@ struct sb_group {
     _Atomic uint64_t elections;               /* leaders elected */
     _Atomic uint64_t lease;                   /* SB_LEASE(epoch, end, deposing), election.c */
     _Atomic uint64_t redelivered;             /* work-queue messages redelivered */
+    _Atomic uint64_t lost; /* topic copies dropped unread from lossy subscribers' mailboxes */
     /* Work queue with keys: bucket (key hash % SB_STICKY) -> SB_STICKY_WORD(gen, id) of the
      * member its keys go to while that member is current; 0: none yet. */
     _Alignas(SB_LINE) _Atomic uint64_t sticky[SB_STICKY];
@@ -257,6 +261,9 @@ struct sb_entry {
     _Atomic uint64_t wakeups;
     _Atomic uint64_t spins;
     _Atomic uint64_t dropped;
+    /* Topic messages dropped unread from this mailbox by publishers (SHMBUS_SUB_LOSSY,
+     * mailbox.c shed()): written by them, under the mailbox's pass lock. */
+    _Atomic uint64_t lost;
 
     /* Acknowledgements: written by receivers of this client's ACK messages. */
     _Alignas(SB_LINE) _Atomic uint64_t ack_seq;
@@ -277,6 +284,11 @@ struct sb_mbox {
     _Alignas(SB_LINE) _Atomic uint32_t sleeping; /* the consumer is (about to be) asleep */
     _Atomic uint32_t fd_armed; /* the consumer waits on its event-loop socket (evfd.c) */
     _Alignas(SB_LINE) _Atomic int32_t pending_hi; /* prio > 0 committed (or about to be) */
+    /* The pass lock (layout 6, docs/mailbox-v2.md 16): SB_PASS(id, gen) of who may move head
+     * now, 0: nobody. Only a mailbox whose client subscribed with SHMBUS_SUB_LOSSY uses it:
+     * its consumer holds it inside each receive call, a publisher that sheds holds it while
+     * it walks. */
+    _Alignas(SB_LINE) _Atomic uint64_t pass;
     /* Blocked producers. */
     _Alignas(SB_LINE) _Atomic uint32_t space_waiters;
     struct sb_sem data_sem;  /* posted by a producer that finds the consumer asleep */
@@ -313,8 +325,16 @@ enum { SB_HW_ZERO = 0, SB_HW_CLAIMED = 1, SB_HW_READY = 2, SB_HW_DONE = 3 };
 #define SB_HW_LAP(v)       ((v) >> 24)
 #define SB_HW_PAD(v)       (((v) >> 21) & 7u) /* always 0 in a real header */
 #define SB_TAIL(pos, last) (((uint64_t)(last) << 48) | ((pos)&SB_POS_MASK))
-#define SB_TAIL_POS(t)     ((t)&SB_POS_MASK)
-#define SB_TAIL_LAST(t)    ((uint32_t)((t) >> 48))
+/* The pass lock's word: holder's generation 24 bits | client id 32 bits; 0 is free. A drain
+ * holds it as (mailbox id, generation 0). */
+#define SB_PASS(id, gen) ((((uint64_t)(gen)&0xffffffu) << 32) | (uint32_t)(id))
+#define SB_PASS_ID(w)    ((uint32_t)(w))
+#define SB_PASS_GEN(w)   ((uint32_t)(((w) >> 32) & 0xffffffu))
+/* Internal send flag (never accepted from a caller): this copy is a topic message to a
+ * member that subscribed with SHMBUS_SUB_LOSSY, so a full mailbox may be shed. */
+#define SB_SEND_SHED    0x80000000u
+#define SB_TAIL_POS(t)  ((t)&SB_POS_MASK)
+#define SB_TAIL_LAST(t) ((uint32_t)((t) >> 48))
 
 /* Units a record of len payload bytes occupies. */
 static inline uint32_t sb__rec_units(uint64_t len)
@@ -409,6 +429,10 @@ struct shmbus_client {
      * messages in c's in-flight table (redeliver.c). Relaxed: subscribe may run on another
      * thread; a receive that misses a fresh bit just does not record that message. */
     _Atomic uint64_t confirm;
+    /* Receiver: c subscribed to some group with SHMBUS_SUB_LOSSY, so every receive call
+     * holds the mailbox's pass lock (pass_held: it does now). Set once, never cleared. */
+    _Atomic bool lossy;
+    bool pass_held;
     /* Sender: per id (index id - 1), SB_LIVE_WORD(gen, when) of the last /proc look that
      * found it alive (sb__client_current_cached()); NULL until the first group send. */
     _Atomic uint64_t *_Atomic live;

@@ -30,6 +30,14 @@
  * of the id) steps over a zero unit below the last claim one unit at a time (zero_step()).
  * A record's units are zeroed last to first, so such a run always ends at a real header.
  *
+ * Lossy subscribers (16): a publisher that finds a SHMBUS_SUB_LOSSY member's mailbox full
+ * drops its oldest unread lossy-topic messages itself (shed()), passing records from head as
+ * the consumer would. The two never work at once: they take turns with the mailbox's pass
+ * lock, which the consumer of a lossy client holds inside each receive call and publishes
+ * head before letting go of, and a publisher only try-locks (tests/model/ring_lossy.pml).
+ * A walker that dies holding it is replaced (registry liveness); its zeroed, unpublished
+ * units are stepped over as a dead consumer's are.
+ *
  * Hostile memory (10): every header word is checked (state, lap, units within the ring)
  * before its length is used; a record whose fields fail the checks is dropped (counted), a
  * header that fails them fails the receive with -EBADMSG. Every loop visits at most the
@@ -614,6 +622,9 @@ static int wait_space(shmbus_bus *b, struct sb_mbox *mb, uint32_t dst, uint32_t 
     return 0;
 }
 
+static uint64_t shed(shmbus_client *c, uint32_t dst, uint32_t gen, struct sb_mbox *mb);
+static uint64_t start_pos(shmbus_bus *b, struct sb_mbox *mb);
+
 /*
  * claim_wait()'s waiting: claim() said -EAGAIN (or an error) on its first try, k and seen
  * are what it said. Loops until a claim succeeds, the deadline, or an error; gives the
@@ -647,6 +658,10 @@ claim_wait_slow(shmbus_client *c, uint32_t dst, uint32_t gen, const uint32_t *un
             sched_yield();
             continue;
         }
+        /* No room in a lossy subscriber's mailbox: drop its oldest unread topic messages
+         * rather than wait (docs/mailbox-v2.md, 16), then claim again. */
+        if (!seen.chain && (flags & SB_SEND_SHED) && shed(c, dst, gen, mb) > 0)
+            continue;
         if ((flags & SHMBUS_SEND_NONBLOCK) || deadline == 0) {
             intent_put(c, i);
             return -EAGAIN;
@@ -1544,6 +1559,172 @@ static void check_stuck(shmbus_client *c, bool woken)
     }
 }
 
+/* ---- lossy subscriptions: the pass lock (docs/mailbox-v2.md, 16) ------------------------ */
+
+/*
+ * May `mine` take the pass lock of mailbox mb (id mbox_id) from its holder `cur`? From a
+ * holder that is no longer a current client (dead, left): always, but the consumer side of
+ * the mailbox itself (holder id == mbox_id: its owner, or a drain standing in for it) is
+ * replaced only by that side (owner = true), which may always take over from its own id: a
+ * drain after the owner died, the next owner of the id after a kept mailbox. The one rule
+ * for the three takers (consumer, drain, shedding publisher).
+ */
+static bool pass_replaceable(shmbus_bus *b, uint32_t mbox_id, uint64_t cur, bool owner)
+{
+    uint32_t id = SB_PASS_ID(cur);
+    if (id == mbox_id)
+        return owner;
+    if (id < 1 || id > b->lay.max_clients)
+        return true; /* garbage: nobody holds it */
+    return !sb__client_current(b, id, SB_PASS_GEN(cur), true);
+}
+
+/*
+ * Take mb's pass lock as `mine`. owner: the consumer side, which waits for a shedding
+ * publisher to finish its walk (at most one ring); otherwise a publisher's try: false at
+ * once if anyone live holds it. Acquire (on success) pairs with the release store of 0 in
+ * pass_unlock() by the previous holder: its walk's zeroing, counters and head come first.
+ */
+static bool pass_lock(shmbus_bus *b, struct sb_mbox *mb, uint64_t mine, bool owner)
+{
+    uint32_t mbox_id = mbox_id_of(b, mb);
+    for (uint32_t spins = 0;; spins++) {
+        uint64_t cur = 0;
+        if (atomic_compare_exchange_strong_explicit(&mb->pass, &cur, mine, memory_order_acquire,
+                                                    memory_order_relaxed))
+            return true;
+        if (owner && cur == mine)
+            return true; /* ours already (a drain after our own leave) */
+        /* The /proc look costs a system call: a live walker is done within microseconds,
+         * so the owner looks only every 64 yields. */
+        if ((!owner || (spins & 63) == 63 || SB_PASS_ID(cur) == mbox_id) &&
+            pass_replaceable(b, mbox_id, cur, owner) &&
+            atomic_compare_exchange_strong_explicit(&mb->pass, &cur, mine, memory_order_acquire,
+                                                    memory_order_relaxed))
+            return true;
+        if (!owner)
+            return false;
+        sched_yield();
+    }
+}
+
+static void pass_unlock(struct sb_mbox *mb)
+{
+    /* Release pairs with the acquire CAS in pass_lock() of the next holder. */
+    atomic_store_explicit(&mb->pass, 0, memory_order_release);
+}
+
+/* Is c's mailbox lossy (its receive calls hold the pass lock)? One relaxed load of a
+ * client-local word: what every receive of a client that never subscribed lossy pays. */
+static inline bool pass_on(shmbus_client *c)
+{
+    return atomic_load_explicit(&c->lossy, memory_order_relaxed);
+}
+
+/* The consumer enters a receive call: take the pass lock (unless it kept it, holding lent
+ * records), and start from head if a shedding publisher moved it meanwhile. */
+static void pass_enter(shmbus_client *c)
+{
+    if (c->pass_held)
+        return;
+    shmbus_bus *b = c->bus;
+    pass_lock(b, c->mb, SB_PASS(c->id, c->gen), true);
+    c->pass_held = true;
+    /* We published head = h when we let go, and only walkers moved it since, forward, any
+     * distance: start from it (start_pos() checks it against tail, the acquire in it pairs
+     * with the walker's store in publish_at(): the units it passed are zeroed). The model's
+     * -DNO_REREAD_HEAD shows why this is needed. */
+    uint64_t h = start_pos(b, c->mb);
+    if (h != c->h) {
+        c->h = c->hpub = h;
+        c->inherited = true; /* a walker that died may have left zeroed units above head */
+    }
+}
+
+/* The consumer leaves a receive call (or is about to sleep): publish head = h, then let
+ * shedding publishers in. Kept while records are lent (shmbus_recv_ref()): a walker would
+ * pass them; and while a message peeked at waits for shmbus_consume(): what `shmbus recv`
+ * printed is then always taken, never lost after all. */
+static void pass_leave(shmbus_client *c)
+{
+    if (!c->pass_held || c->nheld != 0 || c->peek_valid)
+        return;
+    if (c->h != c->hpub)
+        publish(c, false);
+    c->pass_held = false;
+    pass_unlock(c->mb);
+}
+
+/* May the READY record at p (header v) of dst's mailbox (generation gen) be shed: a topic
+ * message of a group dst is a lossy member of? Its topic is in corr (SHMBUS_MSG_TOPIC). */
+static bool sheddable(shmbus_bus *b, struct sb_mbox *mb, uint64_t p, uint32_t dst, uint32_t gen,
+                      uint32_t *topic)
+{
+    const struct sb_rec *rc = sb__unit(b, mb, p);
+    uint32_t sg = rc->src_gen;
+    uint64_t k = rc->corr;
+    if (!((sg >> 24) & SHMBUS_MSG_TOPIC) || k >= SB_GROUPS)
+        return false;
+    /* Relaxed: the membership word is the whole message, as in member_current(). */
+    uint32_t m =
+        atomic_load_explicit(&sb__group(b, (uint32_t)k)->member[dst - 1], memory_order_relaxed);
+    *topic = (uint32_t)k;
+    return (m & SB_MEMBER_LOSSY) && SB_MEMBER_GEN(m) == gen;
+}
+
+/*
+ * A publisher of a lossy subscriber's topic found dst's mailbox full (docs/mailbox-v2.md,
+ * 16): if nobody is consuming, walk from head as the consumer would, dropping the oldest
+ * READY messages of dst's lossy topics (each counted lost) and passing DONE records, up to
+ * the first record that may not be dropped (a direct message, a claim being written, a
+ * topic dst did not subscribe to lossy); publish head there. Returns how many were dropped
+ * (0: nothing freed, wait as before). Never called for a mailbox whose client did not
+ * subscribe lossy, so only those pay.
+ */
+static uint64_t shed(shmbus_client *c, uint32_t dst, uint32_t gen, struct sb_mbox *mb)
+{
+    shmbus_bus *b = c->bus;
+    if (!pass_lock(b, mb, SB_PASS(c->id, c->gen), false))
+        return 0; /* its consumer is consuming (or another publisher sheds): room is coming */
+    uint64_t h0 = start_pos(b, mb), w = h0, cap = b->lay.ring_units, lost = 0;
+    struct sb_entry *e = sb__entry(b, dst);
+    for (uint64_t steps = 0; steps < cap;) {
+        /* Acquire pairs with the commit CAS in commit() (the fields we read are there) and
+         * the header stores in claim(). */
+        uint64_t v = atomic_load_explicit(hw_at(b, mb, w), memory_order_acquire);
+        if (v == 0 || !hw_valid(b, v, w))
+            break; /* the end, an unwritten claim, or a unit a dead walker zeroed: stop */
+        uint32_t u = SB_HW_UNITS(v), topic;
+        if (SB_HW_STATE(v) == SB_HW_READY) {
+            if (!sheddable(b, mb, w, dst, gen, &topic))
+                break;
+            /* READY -> DONE by CAS: exactly one of this drop and a take (the lock already
+             * keeps the consumer out; the CAS keeps it so without). acq_rel: pairs with
+             * the acquire loads of hw in advance_from() and find_msg(). */
+            uint64_t expect = v;
+            if (!atomic_compare_exchange_strong_explicit(
+                    hw_at(b, mb, w), &expect, (v & ~(uint64_t)3) | SB_HW_DONE, memory_order_acq_rel,
+                    memory_order_relaxed))
+                break;
+            if (SB_HW_PRIO(v) > 0)
+                atomic_fetch_sub_explicit(&mb->pending_hi, 1, memory_order_relaxed);
+            note_passed(mb, 1);
+            atomic_fetch_add_explicit(&e->lost, 1, memory_order_relaxed);
+            atomic_fetch_add_explicit(&sb__group(b, topic)->lost, 1, memory_order_relaxed);
+            lost++;
+        } else if (SB_HW_STATE(v) != SB_HW_DONE) {
+            break; /* CLAIMED: a writer (or a dead one, the consumer's to skip) */
+        }
+        zero_units(b, mb, w, u);
+        w = padd(w, u);
+        steps += u;
+    }
+    if (w != h0)
+        publish_at(b, mb, w, true); /* also wakes other publishers waiting for room */
+    pass_unlock(mb);
+    return lost;
+}
+
 /* Sleep until a message may be there. 0 to look again, or an error. */
 static int wait_data(shmbus_client *c, const struct want *w, uint64_t deadline)
 {
@@ -1551,6 +1732,8 @@ static int wait_data(shmbus_client *c, const struct want *w, uint64_t deadline)
     struct sb_mbox *mb = c->mb;
     int r = sem_wait_slice(b, &mb->data_sem, deadline);
     atomic_store_explicit(&mb->sleeping, 0, memory_order_relaxed);
+    if (pass_on(c))
+        pass_enter(c); /* released before sleeping (a no-op when kept for a lent record) */
     if (sb__destroyed(b))
         return -EIDRM;
     if (r == -EINTR)
@@ -1631,8 +1814,10 @@ static int recv_common(shmbus_client *c, const struct want *w, struct shmbus_msg
             atomic_store_explicit(&mb->sleeping, 0, memory_order_relaxed);
             return r;
         }
-        /* About to sleep: publish, and let every blocked producer in. */
+        /* About to sleep: publish, and let every blocked producer in (and shedding ones:
+         * pass_leave(); wait_data() takes the lock again). */
         publish(c, true);
+        pass_leave(c);
         r = wait_data(c, w, deadline);
         if (r < 0)
             return r;
@@ -1710,10 +1895,26 @@ HOT int recv_fast(shmbus_client *c, struct shmbus_msg *hdr, void *buf, size_t ca
     return (int)len;
 }
 
+/* shmbus_recv() of a client that subscribed lossy: the same, holding the pass lock. */
+static __attribute__((noinline)) int recv_lossy(shmbus_client *c, struct shmbus_msg *hdr, void *buf,
+                                                size_t cap, int timeout_ms)
+{
+    pass_enter(c);
+    int r = recv_fast(c, hdr, buf, cap, NULL);
+    if (r == -EAGAIN) {
+        struct want w = {0};
+        r = recv_common(c, &w, hdr, buf, cap, timeout_ms);
+    }
+    pass_leave(c);
+    return r;
+}
+
 int shmbus_recv(shmbus_client *c, struct shmbus_msg *hdr, void *buf, size_t cap, int timeout_ms)
 {
     if (c == NULL || (buf == NULL && cap != 0))
         return -EINVAL;
+    if (pass_on(c))
+        return recv_lossy(c, hdr, buf, cap, timeout_ms);
     int r = recv_fast(c, hdr, buf, cap, NULL);
     if (r != -EAGAIN)
         return r;
@@ -1727,13 +1928,31 @@ int shmbus_peek(shmbus_client *c, struct shmbus_msg *hdr, void *buf, size_t cap,
         return -EINVAL;
     struct want w = {.peek = true};
     c->peek_valid = false;
-    return recv_common(c, &w, hdr, buf, cap, timeout_ms);
+    if (!pass_on(c))
+        return recv_common(c, &w, hdr, buf, cap, timeout_ms);
+    pass_enter(c);
+    int r = recv_common(c, &w, hdr, buf, cap, timeout_ms);
+    pass_leave(c);
+    return r;
 }
+
+static int consume_peeked(shmbus_client *c);
 
 int shmbus_consume(shmbus_client *c)
 {
     if (c == NULL)
         return -EINVAL;
+    if (!pass_on(c))
+        return consume_peeked(c);
+    /* The lock was kept since the peek (pass_leave()): nothing was shed meanwhile. */
+    pass_enter(c);
+    int r = consume_peeked(c);
+    pass_leave(c);
+    return r;
+}
+
+static int consume_peeked(shmbus_client *c)
+{
     if (!c->peek_valid)
         return -ENOMSG;
     c->peek_valid = false;
@@ -1836,11 +2055,25 @@ static size_t take_run(shmbus_client *c, struct shmbus_msg *hdrs, uint8_t *bufs,
     return got;
 }
 
+static int recv_batch(shmbus_client *c, struct shmbus_msg *hdrs, void *bufs, size_t stride,
+                      size_t n, int timeout_ms);
+
 int shmbus_recv_batch(shmbus_client *c, struct shmbus_msg *hdrs, void *bufs, size_t stride,
                       size_t n, int timeout_ms)
 {
     if (c == NULL || hdrs == NULL || bufs == NULL || n == 0)
         return -EINVAL;
+    if (!pass_on(c))
+        return recv_batch(c, hdrs, bufs, stride, n, timeout_ms);
+    pass_enter(c);
+    int r = recv_batch(c, hdrs, bufs, stride, n, timeout_ms);
+    pass_leave(c);
+    return r;
+}
+
+static int recv_batch(shmbus_client *c, struct shmbus_msg *hdrs, void *bufs, size_t stride,
+                      size_t n, int timeout_ms)
+{
     struct want w = {0};
     uint8_t *out = bufs;
     size_t got = take_run(c, hdrs, out, stride, n);
@@ -1890,7 +2123,12 @@ int shmbus_request(shmbus_client *c, uint32_t dst, const void *req, size_t len,
         left = -1;
     else
         left = deadline > now ? (int)((deadline - now + 999999) / 1000000) : 0;
-    return recv_common(c, &w, rhdr, rbuf, cap, left);
+    if (!pass_on(c))
+        return recv_common(c, &w, rhdr, rbuf, cap, left);
+    pass_enter(c);
+    r = recv_common(c, &w, rhdr, rbuf, cap, left);
+    pass_leave(c);
+    return r;
 }
 
 int shmbus_reply(shmbus_client *c, const struct shmbus_msg *req, const void *data, size_t len,
@@ -2014,11 +2252,17 @@ int shmbus_recv_ref(shmbus_client *c, struct shmbus_msg *hdr, const void **data,
         return -EINVAL;
     if (c->nheld >= SB_HELD)
         return -EBUSY;
+    bool lossy = pass_on(c);
+    if (lossy)
+        pass_enter(c); /* kept while the record is lent: pass_leave() sees nheld */
     int r = recv_fast(c, hdr, NULL, 0, data);
-    if (r != -EAGAIN)
-        return r;
-    struct want w = {.ref = data};
-    return recv_common(c, &w, hdr, NULL, 0, timeout_ms);
+    if (r == -EAGAIN) {
+        struct want w = {.ref = data};
+        r = recv_common(c, &w, hdr, NULL, 0, timeout_ms);
+    }
+    if (lossy)
+        pass_leave(c);
+    return r;
 }
 
 int shmbus_recv_release(shmbus_client *c, const void *data)
@@ -2031,6 +2275,7 @@ int shmbus_recv_release(shmbus_client *c, const void *data)
         c->held[i] = c->held[--c->nheld];
         advance(c);
         maybe_publish(c);
+        pass_leave(c); /* the last lent record back: shedding publishers may walk again */
         return 0;
     }
     return -EINVAL;
@@ -2088,7 +2333,9 @@ void sb__mbox_attach(shmbus_client *c)
 
 void sb__mbox_publish(shmbus_client *c)
 {
-    c->nheld = 0; /* leaving gives back what recv_ref lent */
+    if (pass_on(c))
+        pass_enter(c); /* kept: the drain or the next owner of the id takes it over */
+    c->nheld = 0;      /* leaving gives back what recv_ref lent */
     advance(c);
     publish(c, true);
 }
@@ -2125,6 +2372,9 @@ uint64_t sb__mbox_drain(shmbus_bus *b, struct sb_mbox *mb)
 uint64_t sb__mbox_drain_each(shmbus_bus *b, struct sb_mbox *mb, sb__drain_fn fn, void *arg,
                              bool *stopped)
 {
+    /* The consumer's side of the pass lock, as the dead or leaving owner's stand-in: no
+     * shedding publisher walks the ring while we do. */
+    pass_lock(b, mb, SB_PASS(mbox_id_of(b, mb), 0), true);
     uint64_t h = start_pos(b, mb), n = 0, cap = b->lay.ring_units;
     for (uint64_t steps = 0; steps < 2 * cap; steps++) {
         if (advance_from(b, mb, &h, NULL, NULL) < 0) {
@@ -2157,6 +2407,7 @@ uint64_t sb__mbox_drain_each(shmbus_bus *b, struct sb_mbox *mb, sb__drain_fn fn,
         atomic_store_explicit(&mb->pending_hi, 0, memory_order_relaxed);
     else if (fn != NULL)
         *stopped = true; /* a live writer's claim: what it commits must be asked about too */
+    pass_unlock(mb);
     return n;
 }
 

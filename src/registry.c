@@ -344,6 +344,7 @@ static void reset_entry(struct sb_entry *e, const char *name)
     atomic_store_explicit(&e->wakeups, 0, memory_order_relaxed);
     atomic_store_explicit(&e->spins, 0, memory_order_relaxed);
     atomic_store_explicit(&e->dropped, 0, memory_order_relaxed);
+    atomic_store_explicit(&e->lost, 0, memory_order_relaxed);
     atomic_store_explicit(&e->ack_seq, 0, memory_order_relaxed);
     atomic_store_explicit(&e->ack_waiting, 0, memory_order_relaxed);
     for (unsigned i = 0; i < SHMBUS_LAT_BUCKETS; i++)
@@ -509,6 +510,7 @@ static void read_counters(const struct sb_entry *e, struct shmbus_counters *k)
     k->wakeups = atomic_load_explicit(&e->wakeups, memory_order_relaxed);
     k->spins = atomic_load_explicit(&e->spins, memory_order_relaxed);
     k->dropped = atomic_load_explicit(&e->dropped, memory_order_relaxed);
+    k->lost = atomic_load_explicit(&e->lost, memory_order_relaxed);
     for (unsigned i = 0; i < SHMBUS_LAT_BUCKETS; i++)
         k->lat_hist[i] = atomic_load_explicit(&e->lat_hist[i], memory_order_relaxed);
 }

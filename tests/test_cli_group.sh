@@ -122,9 +122,36 @@ got=$(sed 's/.*: //' "$work/r2.out" | tr '\n' ' ')
 [ "$(grep -c ' redelivered: ' "$work/r2.out")" = 3 ] || fail "not marked: $(cat "$work/r2.out")"
 expect 0 "$SHMBUS" group ls "$bus" --json
 out_has '"name":"rq",'
-out_has '"redelivered":3}'
+out_has '"redelivered":3,"lost":0}'
 expect 2 "$SHMBUS" recv "$bus" --as x --confirm
 err_has "--confirm needs --sub"
+
+# 8. A lossy subscriber (sub --lossy) whose output nobody reads: its recv waits for the
+#    reader of its FIFO, outside any receive call. 6000 messages (more than its mailbox holds)
+#    are all published without a miss; its oldest are dropped and counted, where `ls`,
+#    `stat` and `group ls` show them.
+expect 2 "$SHMBUS" recv "$bus" --as x --lossy
+err_has "--lossy needs --sub"
+mkfifo "$work/lossy.fifo"
+exec 7<>"$work/lossy.fifo" # a reader that never reads: the FIFO opens at once, then fills
+"$SHMBUS" sub "$bus" ticks --lossy --as slow >"$work/lossy.fifo" 2>"$work/lossy.err" &
+ls1=$!
+pids+=("$ls1")
+wait_members "$bus" ticks 1
+seq 1 6000 >"$work/ticks.in"
+expect 0 "$SHMBUS" pub "$bus" ticks --timeout 5000 <"$work/ticks.in"
+expect 0 "$SHMBUS" group ls "$bus" --json
+out_has '"name":"ticks",'
+lost=$(sed -n 's/.*"name":"ticks",.*"lost":\([0-9]*\)}.*/\1/p' "$work/out")
+[ -n "$lost" ] && [ "$lost" -gt 0 ] || fail "no loss counted for ticks: $(cat "$work/out")"
+expect 0 "$SHMBUS" ls --json
+out_has "\"name\":\"slow\","
+out_has "\"lost\":$lost}"
+expect 0 "$SHMBUS" stat "$bus" --json
+out_has "\"lost\":$lost,"
+kill -KILL "$ls1"
+wait "$ls1" 2>/dev/null
+exec 7<&-
 
 [ "$fails" -eq 0 ] || { echo "$fails check(s) failed"; exit 1; }
 echo "all checks passed"

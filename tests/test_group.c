@@ -2,7 +2,8 @@
  * test_group: named groups. The table (names, limits, membership that belongs to one join),
  * topics (every subscriber gets every message once, in publisher order, across processes;
  * subscribe/unsubscribe while publishing; a full subscriber makes the publisher wait and
- * the miss is counted; leaving or dying ends a subscription), leader election (epochs,
+ * the miss is counted; a lossy subscriber loses its oldest unread messages instead, each
+ * counted, never a direct message; leaving or dying ends a subscription), leader election (epochs,
  * resign, a killed leader replaced, many kills, fencing) and work queues (load spread,
  * round robin, no member, dead members skipped).
  *
@@ -79,7 +80,7 @@ static void test_group_names_and_limits(void **state)
     assert_int_equal(shmbus_subscribe(c, "bad/name", 0), -EINVAL);
     assert_int_equal(shmbus_subscribe(c, "", 0), -EINVAL);
     assert_int_equal(shmbus_subscribe(c, NULL, 0), -EINVAL);
-    assert_int_equal(shmbus_subscribe(c, "ok", 0x2u), -EINVAL); /* unknown flag */
+    assert_int_equal(shmbus_subscribe(c, "ok", 0x4u), -EINVAL); /* unknown flag */
     assert_int_equal(shmbus_subscribe(NULL, "ok", 0), -EINVAL);
     assert_int_equal(shmbus_unsubscribe(c, "never"), -ENOENT);
     assert_int_equal(shmbus_group_list(b, NULL, 0), 0);
@@ -338,6 +339,219 @@ static void test_publish_full_subscriber(void **state)
     shmbus_leave(pub);
     shmbus_leave(slow);
     shmbus_leave(fast);
+    th_close_bus(b);
+}
+
+/* ---- lossy subscribers ----------------------------------------------------------------- */
+
+#define LOSSY_MSGS 5000 /* many rings' worth: the lossy mailbox fills and is shed */
+#define LOSSY_PRE  10   /* phase 2: topic messages before the direct one */
+#define LOSSY_STOP (-1) /* the last message: the non-lossy subscriber stops at it */
+
+/* Shared between the test and its children (MAP_SHARED): who is who, and the phases. */
+struct lossy_sh {
+    shmbus_bus *b;             /* inherited across fork: the children join it */
+    _Atomic uint32_t ready;    /* subscribers subscribed */
+    _Atomic int64_t sent2_all; /* phase 2 publishes (the non-lossy subscriber gets each) */
+    _Atomic int go;            /* 1: phase 1 published, drain; 2: phase 2 published, drain */
+    _Atomic int drained;       /* the lossy subscriber finished phase 1 (1), phase 2 (2) */
+    _Atomic int64_t got1, got2, first1, last1, last2, directs, topics2;
+};
+
+static bool lossy_go_is(struct lossy_sh *sh, int v, int timeout_ms)
+{
+    uint64_t until = th_now_ns() + (uint64_t)timeout_ms * 1000000u;
+    while (atomic_load(&sh->go) < v) {
+        if (th_now_ns() > until)
+            return false;
+        struct timespec ts = {0, 1000000};
+        nanosleep(&ts, NULL);
+    }
+    return true;
+}
+
+/* Receive everything there is (all of it was committed before `go`), checking publisher
+ * order; counts topic messages and direct ones. */
+static int lossy_drain(shmbus_client *c, _Atomic int64_t *got, _Atomic int64_t *first,
+                       _Atomic int64_t *last, _Atomic int64_t *directs)
+{
+    int64_t prev = -1, n = 0, d = 0;
+    for (;;) {
+        struct shmbus_msg h;
+        int v = 0;
+        int r = shmbus_recv(c, &h, &v, sizeof(v), 0);
+        if (r == -EAGAIN)
+            break;
+        if (r != (int)sizeof(v))
+            return r < 0 && r > -100 ? 100 - r : 10; /* 100 + errno: which error */
+        if (!(h.flags & SHMBUS_MSG_TOPIC)) {
+            if (v != 4242)
+                return 11;
+            d++;
+            continue;
+        }
+        if (v <= prev) /* the newest, in publisher order: never older than what came before */
+            return 12;
+        if (n == 0 && first != NULL)
+            atomic_store(first, v);
+        prev = v;
+        n++;
+    }
+    atomic_store(got, n);
+    atomic_store(last, prev);
+    if (directs != NULL)
+        atomic_store(directs, d);
+    return 0;
+}
+
+/* The lossy subscriber: reads nothing while the publisher runs, then drains. */
+static int lossy_sub(void *p)
+{
+    struct lossy_sh *sh = p;
+    shmbus_client *c;
+    if (shmbus_join(sh->b, 2, NULL, &c) != 0)
+        return 1;
+    if (shmbus_subscribe(c, "lossy", SHMBUS_SUB_LOSSY) != 0)
+        return 2;
+    atomic_fetch_add(&sh->ready, 1);
+    if (!lossy_go_is(sh, 1, 60000))
+        return 3;
+    int r = lossy_drain(c, &sh->got1, &sh->first1, &sh->last1, NULL);
+    if (r != 0)
+        return r;
+    atomic_store(&sh->drained, 1);
+    if (!lossy_go_is(sh, 2, 60000))
+        return 4;
+    r = lossy_drain(c, &sh->topics2, NULL, &sh->last2, &sh->directs);
+    if (r != 0)
+        return r;
+    atomic_store(&sh->drained, 2);
+    if (!lossy_go_is(sh, 3, 60000)) /* the test has read our counters */
+        return 5;
+    shmbus_leave(c);
+    return 0;
+}
+
+/* The subscriber that did not ask to be lossy: every message, in order, up to the stop. */
+static int lossy_full_sub(void *p)
+{
+    struct lossy_sh *sh = p;
+    shmbus_client *c;
+    if (shmbus_join(sh->b, 3, NULL, &c) != 0)
+        return 1;
+    if (shmbus_subscribe(c, "lossy", 0) != 0)
+        return 2;
+    atomic_fetch_add(&sh->ready, 1);
+    int next = 0;
+    for (;;) {
+        struct shmbus_msg h;
+        int v;
+        if (shmbus_recv(c, &h, &v, sizeof(v), 60000) != (int)sizeof(v))
+            return 3;
+        if (v == LOSSY_STOP)
+            break;
+        if (v != next) /* everything, once, in order */
+            return 4;
+        next++;
+    }
+    shmbus_leave(c);
+    return next == LOSSY_MSGS + (int)atomic_load(&sh->sent2_all) ? 0 : 5;
+}
+
+static bool lossy_ready(void *p)
+{
+    return atomic_load(&((struct lossy_sh *)p)->ready) == 2;
+}
+
+static bool lossy_drained1(void *p)
+{
+    return atomic_load(&((struct lossy_sh *)p)->drained) >= 1;
+}
+
+static bool lossy_drained2(void *p)
+{
+    return atomic_load(&((struct lossy_sh *)p)->drained) >= 2;
+}
+
+/* Client id's `lost` counter as shmbus_list() shows it. */
+static uint64_t lost_of(shmbus_bus *b, uint32_t id)
+{
+    struct shmbus_client_info ci[8];
+    int n = shmbus_list(b, ci, 8);
+    for (int i = 0; i < n && i < 8; i++)
+        if (ci[i].id == id)
+            return ci[i].counters.lost;
+    return UINT64_MAX;
+}
+
+/*
+ * A lossy subscriber that does not read while a publisher sends many rings' worth: the
+ * publisher never waits out its timeout, the subscriber then gets the newest messages in
+ * publisher order, and received + counted lost == published; a non-lossy subscriber of the
+ * same topic gets everything; a direct message in the lossy mailbox is never dropped (it
+ * stops the shedding: the publisher then waits for room, as without the flag).
+ */
+static void test_publish_lossy_subscriber(void **state)
+{
+    (void)state;
+    shmbus_bus *b = th_open_bus("glossy", 8, 4, 64);
+    struct lossy_sh *sh =
+        mmap(NULL, sizeof(*sh), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    assert_true(sh != MAP_FAILED);
+    memset(sh, 0, sizeof(*sh));
+    sh->b = b;
+    shmbus_client *pub;
+    assert_int_equal(shmbus_join(b, 1, NULL, &pub), 0);
+    pid_t lossy = th_fork(lossy_sub, sh), full = th_fork(lossy_full_sub, sh);
+    assert_true(poll_until(lossy_ready, sh, 10000));
+    /* Phase 1: the lossy subscriber reads nothing. */
+    for (int i = 0; i < LOSSY_MSGS; i++)
+        assert_int_equal(shmbus_publish(pub, "lossy", &i, sizeof(i), 0, 2000), 2);
+    uint64_t lost1 = group_of(b, "lossy").lost;
+    assert_true(lost1 > 0);
+    assert_int_equal(lost_of(b, 2), lost1); /* where `shmbus ls` shows it */
+    assert_int_equal(group_of(b, "lossy").missed, 0);
+    atomic_store(&sh->go, 1);
+    if (!poll_until(lossy_drained1, sh, 30000))
+        fail_msg("lossy subscriber: exit %d", th_wait(lossy, 1000));
+    assert_int_equal((uint64_t)atomic_load(&sh->got1) + lost1, LOSSY_MSGS);
+    assert_int_equal(atomic_load(&sh->last1), LOSSY_MSGS - 1); /* the newest are kept */
+    assert_true(atomic_load(&sh->first1) >= (int64_t)lost1);
+    /* Phase 2: topic messages, a direct message, then more until the shedding reaches the
+     * direct one and the publisher has to wait. */
+    int v = LOSSY_MSGS;
+    int64_t sent_l = 0, sent_all = 0;
+    for (int i = 0; i < LOSSY_PRE; i++, v++, sent_l++, sent_all++)
+        assert_int_equal(shmbus_publish(pub, "lossy", &v, sizeof(v), 0, 2000), 2);
+    int direct = 4242;
+    assert_int_equal(shmbus_send(pub, 2, &direct, sizeof(direct), 0, 1000), 0);
+    for (;; v++) {
+        int r = shmbus_publish(pub, "lossy", &v, sizeof(v), 0, 300);
+        sent_all++;
+        if (r == -ETIMEDOUT)
+            break; /* the non-lossy subscriber got its copy, the lossy one could not */
+        assert_int_equal(r, 2);
+        sent_l++;
+        assert_true(sent_l < 100000);
+    }
+    assert_true(sent_l > LOSSY_PRE); /* it shed the topic messages before the direct one */
+    uint64_t lost2 = group_of(b, "lossy").lost - lost1;
+    assert_int_equal(lost2, LOSSY_PRE); /* exactly those: never the direct one */
+    assert_int_equal(group_of(b, "lossy").missed, 1);
+    atomic_store(&sh->sent2_all, sent_all);
+    int stop = LOSSY_STOP;
+    assert_int_equal(shmbus_publish(pub, "lossy", &stop, sizeof(stop), 0, 300), -ETIMEDOUT);
+    atomic_store(&sh->go, 2);
+    if (!poll_until(lossy_drained2, sh, 30000))
+        fail_msg("lossy subscriber: exit %d", th_wait(lossy, 1000));
+    assert_int_equal(atomic_load(&sh->directs), 1);
+    assert_int_equal((uint64_t)atomic_load(&sh->topics2) + lost2, (uint64_t)sent_l);
+    assert_int_equal(lost_of(b, 2), lost1 + lost2);
+    atomic_store(&sh->go, 3);
+    assert_int_equal(th_wait(full, 60000), 0);
+    assert_int_equal(th_wait(lossy, 60000), 0);
+    shmbus_leave(pub);
+    munmap(sh, sizeof(*sh));
     th_close_bus(b);
 }
 
@@ -864,6 +1078,7 @@ int main(void)
         cmocka_unit_test(test_dead_subscriber_ignored),
         cmocka_unit_test(test_publish_fanout_order),
         cmocka_unit_test(test_publish_full_subscriber),
+        cmocka_unit_test(test_publish_lossy_subscriber),
         cmocka_unit_test(test_subscribe_while_publishing),
         cmocka_unit_test(test_elect_resign_fence),
         cmocka_unit_test(test_leader_kills),

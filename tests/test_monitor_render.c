@@ -208,7 +208,8 @@ static void test_groups(void **state)
                                              .missed = 1,
                                              .queued = 5,
                                              .elections = 4,
-                                             .redelivered = 2};
+                                             .redelivered = 2,
+                                             .lost = 7};
     strcpy(s.groups[0].name, "news");
     s.group_rate[0] = 12.5;
     s.groups[1].index = 9;
@@ -218,7 +219,8 @@ static void test_groups(void **state)
     assert_clean(&b, 0);
     assert_non_null(strstr(b.p, "\"groups\":[{\"index\":3,\"name\":\"news\",\"members\":2,"
                                 "\"leader\":1,\"epoch\":4,\"published\":10,\"missed\":1,"
-                                "\"queued\":5,\"elections\":4,\"redelivered\":2,\"rate\":12.50}"));
+                                "\"queued\":5,\"elections\":4,\"redelivered\":2,\"lost\":7,"
+                                "\"rate\":12.50}"));
     sb_mon_buf_free(&b);
     memset(&b, 0, sizeof(b));
     sb_mon_render_metrics(&s, &b);
@@ -228,6 +230,8 @@ static void test_groups(void **state)
     assert_non_null(strstr(b.p, "shmbus_group_missed_total{bus=\"demo\",group=\"news\"} 1\n"));
     assert_non_null(strstr(b.p, "# TYPE shmbus_group_queued_total counter\n"));
     assert_non_null(strstr(b.p, "shmbus_group_redelivered_total{bus=\"demo\",group=\"news\"} 2\n"));
+    /* A lossy subscriber's losses (SHMBUS_SUB_LOSSY) are never silent. */
+    assert_non_null(strstr(b.p, "shmbus_group_lost_total{bus=\"demo\",group=\"news\"} 7\n"));
     sb_mon_buf_free(&b);
 }
 

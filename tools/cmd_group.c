@@ -101,8 +101,8 @@ int sb_cmd_sub(int argc, char **argv)
 
 static const char group_usage[] = "Usage: shmbus group ls BUS [--json]\n"
                                   "List the named groups of BUS: members (live subscribers),\n"
-                                  "leader and epoch, and counters (published, missed, queued,\n"
-                                  "redelivered, elections).\n"
+                                  "leader and epoch, and counters (published, missed, lost by\n"
+                                  "lossy subscribers, queued, redelivered, elections).\n"
                                   "  -j, --json   one JSON object per group and line\n"
                                   "  -h, --help   this text\n";
 
@@ -111,10 +111,11 @@ static void group_json(const struct shmbus_group_info *g)
     printf("{\"index\":%u,\"name\":", g->index);
     sb_json_str(stdout, g->name, strlen(g->name));
     printf(",\"members\":%u,\"leader\":%u,\"epoch\":%llu,\"published\":%llu,\"missed\":%llu,"
-           "\"queued\":%llu,\"elections\":%llu,\"redelivered\":%llu}\n",
+           "\"queued\":%llu,\"elections\":%llu,\"redelivered\":%llu,\"lost\":%llu}\n",
            g->members, g->leader, (unsigned long long)g->epoch, (unsigned long long)g->published,
            (unsigned long long)g->missed, (unsigned long long)g->queued,
-           (unsigned long long)g->elections, (unsigned long long)g->redelivered);
+           (unsigned long long)g->elections, (unsigned long long)g->redelivered,
+           (unsigned long long)g->lost);
 }
 
 int sb_cmd_group(int argc, char **argv)
@@ -156,8 +157,8 @@ int sb_cmd_group(int argc, char **argv)
     if (n > SHMBUS_GROUPS)
         n = SHMBUS_GROUPS;
     if (!json)
-        printf("%-5s %-20s %7s %6s %6s %10s %7s %8s %11s\n", "INDEX", "GROUP", "MEMBERS", "LEADER",
-               "EPOCH", "PUBLISHED", "MISSED", "QUEUED", "REDELIVERED");
+        printf("%-5s %-20s %7s %6s %6s %10s %7s %7s %8s %11s\n", "INDEX", "GROUP", "MEMBERS",
+               "LEADER", "EPOCH", "PUBLISHED", "MISSED", "LOST", "QUEUED", "REDELIVERED");
     for (int i = 0; i < n; i++) {
         if (json) {
             group_json(&g[i]);
@@ -166,10 +167,11 @@ int sb_cmd_group(int argc, char **argv)
         char leader[16] = "-";
         if (g[i].leader != 0)
             snprintf(leader, sizeof(leader), "%u", g[i].leader);
-        printf("%-5u %-20s %7u %6s %6llu %10llu %7llu %8llu %11llu\n", g[i].index, g[i].name,
+        printf("%-5u %-20s %7u %6s %6llu %10llu %7llu %7llu %8llu %11llu\n", g[i].index, g[i].name,
                g[i].members, leader, (unsigned long long)g[i].epoch,
                (unsigned long long)g[i].published, (unsigned long long)g[i].missed,
-               (unsigned long long)g[i].queued, (unsigned long long)g[i].redelivered);
+               (unsigned long long)g[i].lost, (unsigned long long)g[i].queued,
+               (unsigned long long)g[i].redelivered);
     }
     return SB_EXIT_OK;
 }

@@ -128,9 +128,14 @@ static void ls_bus_text(const char *name)
     if (n > 0)
         printf("  %5s  %-*s  %8s  %-7s  %s\n", "ID", 16, "NAME", "PID", "STATE",
                "MAILBOX (messages waiting)");
-    for (i = 0; i < n; i++)
-        printf("  %5u  %-*s  %8d  %-7s  %u\n", cl[i].id, 16, cl[i].name[0] ? cl[i].name : "-",
+    for (i = 0; i < n; i++) {
+        printf("  %5u  %-*s  %8d  %-7s  %u", cl[i].id, 16, cl[i].name[0] ? cl[i].name : "-",
                (int)cl[i].pid, sb_state_name(cl[i].state), cl[i].depth);
+        /* A lossy subscriber's losses are never silent (shmbus_subscribe(3)). */
+        if (cl[i].counters.lost != 0)
+            printf(" (%llu lost)", (unsigned long long)cl[i].counters.lost);
+        putchar('\n');
+    }
     free(cl);
     shmbus_bus_close(bus);
 }
@@ -179,9 +184,10 @@ static void ls_bus_json(const char *name)
     for (i = 0; i < n; i++) {
         printf("%s{\"id\":%u,\"name\":", i ? "," : "", cl[i].id);
         sb_json_str(stdout, cl[i].name, strlen(cl[i].name));
-        printf(",\"pid\":%d,\"state\":\"%s\",\"depth\":%u,\"capacity\":%u,\"joined_ns\":%llu}",
+        printf(",\"pid\":%d,\"state\":\"%s\",\"depth\":%u,\"capacity\":%u,\"joined_ns\":%llu,"
+               "\"lost\":%llu}",
                (int)cl[i].pid, sb_state_name(cl[i].state), cl[i].depth, cl[i].capacity,
-               (unsigned long long)cl[i].joined_ns);
+               (unsigned long long)cl[i].joined_ns, (unsigned long long)cl[i].counters.lost);
     }
     fputs("]}", stdout);
     free(cl);
@@ -191,8 +197,9 @@ static void ls_bus_json(const char *name)
 static const char ls_usage[] =
     "Usage: shmbus ls [--json]\n"
     "List every bus of this user (in the runtime directory) with its clients: id, name,\n"
-    "pid, live or dead, mailbox depth and capacity; then the stale objects `shmbus clean`\n"
-    "would remove. A name whose key file or segment is not a usable bus is listed with why,\n"
+    "pid, live or dead, mailbox depth and capacity (and the messages a lossy subscriber\n"
+    "lost); then the stale objects `shmbus clean` would remove. A name whose key file or\n"
+    "segment is not a usable bus is listed with why,\n"
     "and the shmid and key of the segment it names (`shmbus destroy --force` removes it).\n"
     "  -j, --json   one JSON object: {\"dir\", \"buses\": [...], \"stale\": [...]}\n"
     "  -h, --help   this text\n";
@@ -275,7 +282,8 @@ int sb_cmd_ls(int argc, char **argv)
 static const char stat_usage[] =
     "Usage: shmbus stat BUS [--json]\n"
     "Counters of every client of BUS (sent, received, bytes, waits on a full mailbox,\n"
-    "wake-ups, spins, dropped) and send-to-receive latency percentiles (p50, p99, p99.9)\n"
+    "wake-ups, spins, dropped, lost by a lossy subscription) and send-to-receive latency "
+    "percentiles (p50, p99, p99.9)\n"
     "per client and for the whole bus.\n"
     "  -j, --json   one JSON object: {\"bus\", \"clients\": [...], \"total\": {...}}\n"
     "  -h, --help   this text\n";
@@ -292,6 +300,7 @@ static void add_counters(struct shmbus_counters *sum, const struct shmbus_counte
     sum->wakeups += c->wakeups;
     sum->spins += c->spins;
     sum->dropped += c->dropped;
+    sum->lost += c->lost;
     for (b = 0; b < SHMBUS_LAT_BUCKETS; b++)
         sum->lat_hist[b] += c->lat_hist[b];
 }
@@ -299,13 +308,13 @@ static void add_counters(struct shmbus_counters *sum, const struct shmbus_counte
 static void stat_json_counters(const struct shmbus_counters *c)
 {
     printf("\"sent\":%llu,\"received\":%llu,\"bytes_sent\":%llu,\"bytes_received\":%llu,"
-           "\"full_waits\":%llu,\"wakeups\":%llu,\"spins\":%llu,\"dropped\":%llu,"
+           "\"full_waits\":%llu,\"wakeups\":%llu,\"spins\":%llu,\"dropped\":%llu,\"lost\":%llu,"
            "\"latency_ns\":{\"p50\":%llu,\"p99\":%llu,\"p99.9\":%llu}",
            (unsigned long long)c->sent, (unsigned long long)c->received,
            (unsigned long long)c->bytes_sent, (unsigned long long)c->bytes_received,
            (unsigned long long)c->full_waits, (unsigned long long)c->wakeups,
            (unsigned long long)c->spins, (unsigned long long)c->dropped,
-           (unsigned long long)shmbus_hist_percentile(c->lat_hist, 50),
+           (unsigned long long)c->lost, (unsigned long long)shmbus_hist_percentile(c->lat_hist, 50),
            (unsigned long long)shmbus_hist_percentile(c->lat_hist, 99),
            (unsigned long long)shmbus_hist_percentile(c->lat_hist, 99.9));
 }
@@ -314,12 +323,12 @@ static void stat_text_row(const char *id, const char *name, const struct shmbus_
 {
     char p50[24], p99[24], p999[24];
 
-    printf("%5s %-12s %10llu %10llu %12llu %12llu %8llu %8llu %8llu %7llu %9s %9s %9s\n", id, name,
-           (unsigned long long)c->sent, (unsigned long long)c->received,
+    printf("%5s %-12s %10llu %10llu %12llu %12llu %8llu %8llu %8llu %7llu %7llu %9s %9s %9s\n", id,
+           name, (unsigned long long)c->sent, (unsigned long long)c->received,
            (unsigned long long)c->bytes_sent, (unsigned long long)c->bytes_received,
            (unsigned long long)c->full_waits, (unsigned long long)c->wakeups,
            (unsigned long long)c->spins, (unsigned long long)c->dropped,
-           sb_fmt_pct(c->lat_hist, 50, p50, sizeof(p50)),
+           (unsigned long long)c->lost, sb_fmt_pct(c->lat_hist, 50, p50, sizeof(p50)),
            sb_fmt_pct(c->lat_hist, 99, p99, sizeof(p99)),
            sb_fmt_pct(c->lat_hist, 99.9, p999, sizeof(p999)));
 }
@@ -387,9 +396,9 @@ int sb_cmd_stat(int argc, char **argv)
         stat_json_counters(total);
         fputs("}}\n", stdout);
     } else {
-        printf("%5s %-12s %10s %10s %12s %12s %8s %8s %8s %7s %9s %9s %9s\n", "ID", "NAME", "SENT",
-               "RECEIVED", "BYTES_SENT", "BYTES_RECV", "FULLWAIT", "WAKEUPS", "SPINS", "DROPPED",
-               "P50", "P99", "P99.9");
+        printf("%5s %-12s %10s %10s %12s %12s %8s %8s %8s %7s %7s %9s %9s %9s\n", "ID", "NAME",
+               "SENT", "RECEIVED", "BYTES_SENT", "BYTES_RECV", "FULLWAIT", "WAKEUPS", "SPINS",
+               "DROPPED", "LOST", "P50", "P99", "P99.9");
         for (i = 0; i < n; i++) {
             char nm[SHMBUS_NAME_MAX + 8];
 

@@ -275,7 +275,8 @@ int sb_cmd_send(int argc, char **argv)
 }
 
 static const char recv_usage[] =
-    "Usage: shmbus recv BUS --as ID|NAME [--sub NAME [--confirm]] [--count N] [--timeout MS]\n"
+    "Usage: shmbus recv BUS --as ID|NAME [--sub NAME [--confirm|--lossy]] [--count N]\n"
+    "                     [--timeout MS]"
     "                     [--json] [--no-pace]\n"
     "Join BUS as --as and print each message received, as\n"
     "    HH:MM:SS.mmm from NAME (ID) prio P seq N: PAYLOAD\n"
@@ -298,6 +299,11 @@ static const char recv_usage[] =
     "  -C, --confirm      with --sub: confirm each work-queue message (shmbus_done) once its\n"
     "                     line is handed on; one taken and not confirmed when recv dies is\n"
     "                     redelivered to another member\n"
+    "  -L, --lossy        with --sub: when the mailbox is full, publishers of the topic drop\n"
+    "                     its oldest unread messages instead of waiting; each one is counted\n"
+    "                     (`lost` in `shmbus ls`, `stat`, `group ls` and the monitor). Each\n"
+    "                     message is then taken before its line is written, so a slow reader\n"
+    "                     of the output does not hold the publishers up either\n"
     "  -n, --count N      stop after N messages\n"
     "  -T, --timeout MS   stop after MS milliseconds without a message (default: never)\n"
     "  -s, --spin USEC    spin up to USEC microseconds before sleeping (default 0)\n"
@@ -420,6 +426,7 @@ struct recv_args {
     int json;
     int no_pace;
     int confirm;
+    int lossy;
 };
 
 /*
@@ -454,7 +461,8 @@ static int hand_on(shmbus_client *cl, const struct recv_args *a, const struct sb
         sb_errf("recv %s", a->bus, "writing standard output: %s", strerror(-rc));
         return SB_EXIT_FAIL;
     }
-    rc = shmbus_consume(cl);
+    /* --lossy took it already (recv_loop()). */
+    rc = a->lossy ? 0 : shmbus_consume(cl);
     if (rc < 0) {
         sb_errf("recv %s", a->bus, "taking the message after printing it: %s", shmbus_strerror(rc));
         return SB_EXIT_FAIL;
@@ -493,7 +501,11 @@ static int recv_loop(shmbus_bus *bus, shmbus_client *cl, const struct recv_args 
     sb_idle_reset(&idle);
     while (!sb_stop && (a->count == 0 || got < a->count) &&
            (slice = sb_idle_slice(&idle, RECV_SLICE_MS)) >= 0) {
-        rc = shmbus_peek(cl, &hdr, buf, info.msg_size, slice);
+        /* A lossy subscriber takes each message before writing its line: one peeked at is
+         * never shed (shmbus_subscribe(3)), so a slow reader of our output would make
+         * publishers wait after all. */
+        rc = a->lossy ? shmbus_recv(cl, &hdr, buf, info.msg_size, slice)
+                      : shmbus_peek(cl, &hdr, buf, info.msg_size, slice);
         if (rc == -ETIMEDOUT || rc == -EAGAIN || rc == -EINTR) {
             /* Idle: a reader that left is noticed now, not at the next message. */
             if (pace.pipe && sb_reader_gone(STDOUT_FILENO)) {
@@ -526,11 +538,17 @@ static int recv_loop(shmbus_bus *bus, shmbus_client *cl, const struct recv_args 
 int sb_cmd_recv(int argc, char **argv)
 {
     static const struct option opts[] = {
-        {"as", required_argument, NULL, 'a'},      {"count", required_argument, NULL, 'n'},
-        {"timeout", required_argument, NULL, 'T'}, {"spin", required_argument, NULL, 's'},
-        {"json", no_argument, NULL, 'j'},          {"no-pace", no_argument, NULL, 'P'},
-        {"sub", required_argument, NULL, 'S'},     {"confirm", no_argument, NULL, 'C'},
-        {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0},
+        {"as", required_argument, NULL, 'a'},
+        {"count", required_argument, NULL, 'n'},
+        {"timeout", required_argument, NULL, 'T'},
+        {"spin", required_argument, NULL, 's'},
+        {"json", no_argument, NULL, 'j'},
+        {"no-pace", no_argument, NULL, 'P'},
+        {"sub", required_argument, NULL, 'S'},
+        {"confirm", no_argument, NULL, 'C'},
+        {"lossy", no_argument, NULL, 'L'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
     };
     struct recv_args a = {.timeout = -1};
     shmbus_bus *bus;
@@ -538,13 +556,16 @@ int sb_cmd_recv(int argc, char **argv)
     const char *why;
     int c, status;
 
-    while ((c = getopt_long(argc, argv, ":a:n:T:s:jPS:Ch", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, ":a:n:T:s:jPS:CLh", opts, NULL)) != -1) {
         switch (c) {
         case 'a':
             a.as = optarg;
             break;
         case 'C':
             a.confirm = 1;
+            break;
+        case 'L':
+            a.lossy = 1;
             break;
         case 'S':
             a.sub = optarg;
@@ -588,14 +609,17 @@ int sb_cmd_recv(int argc, char **argv)
         return sb_bad_usage("recv", recv_usage, "--sub '%s': %s", a.sub, why);
     if (a.confirm && a.sub == NULL)
         return sb_bad_usage("recv", recv_usage, "--confirm needs --sub");
+    if (a.lossy && a.sub == NULL)
+        return sb_bad_usage("recv", recv_usage, "--lossy needs --sub");
 
     sb_catch_stop_signals();
     if (sb_open_and_join("recv", a.bus, a.as, &bus, &cl) < 0)
         return SB_EXIT_FAIL;
     if (a.spin > 0)
         shmbus_client_set_spin(cl, a.spin);
-    if (a.sub != NULL &&
-        (c = shmbus_subscribe(cl, a.sub, a.confirm ? SHMBUS_SUB_CONFIRM : 0)) < 0) {
+    if (a.sub != NULL && (c = shmbus_subscribe(cl, a.sub,
+                                               (a.confirm ? SHMBUS_SUB_CONFIRM : 0u) |
+                                                   (a.lossy ? SHMBUS_SUB_LOSSY : 0u))) < 0) {
         sb_errf("recv %s", a.bus, "subscribing to %s: %s", a.sub, shmbus_strerror(c));
         shmbus_leave(cl);
         shmbus_bus_close(bus);

@@ -173,13 +173,13 @@ static void json_client(const struct sb_mon_client *mc, struct sb_mon_buf *b)
                       ",\"state\":\"%s\",\"pid\":%d,\"depth\":%u,\"capacity\":%u,"
                       "\"joined_ns\":%llu,\"sent\":%llu,\"received\":%llu,\"bytes_sent\":%llu,"
                       "\"bytes_received\":%llu,\"full_waits\":%llu,\"wakeups\":%llu,"
-                      "\"spins\":%llu,\"dropped\":%llu,",
+                      "\"spins\":%llu,\"dropped\":%llu,\"lost\":%llu,",
                       state_name(ci->state), (int)ci->pid, ci->depth, ci->capacity,
                       (unsigned long long)ci->joined_ns, (unsigned long long)k->sent,
                       (unsigned long long)k->received, (unsigned long long)k->bytes_sent,
                       (unsigned long long)k->bytes_received, (unsigned long long)k->full_waits,
                       (unsigned long long)k->wakeups, (unsigned long long)k->spins,
-                      (unsigned long long)k->dropped);
+                      (unsigned long long)k->dropped, (unsigned long long)k->lost);
     json_rate_or_null(b, "sent_rate", mc->sent_rate, mc->has_rate);
     sb_mon_buf_puts(b, ",");
     json_rate_or_null(b, "recv_rate", mc->recv_rate, mc->has_rate);
@@ -196,11 +196,12 @@ static void json_group(const struct sb_mon_snap *s, size_t i, struct sb_mon_buf 
     json_str(b, g->name, field_len(g->name, sizeof(g->name)));
     sb_mon_buf_printf(b,
                       ",\"members\":%u,\"leader\":%u,\"epoch\":%llu,\"published\":%llu,"
-                      "\"missed\":%llu,\"queued\":%llu,\"elections\":%llu,\"redelivered\":%llu,",
+                      "\"missed\":%llu,\"queued\":%llu,\"elections\":%llu,\"redelivered\":%llu,"
+                      "\"lost\":%llu,",
                       g->members, g->leader, (unsigned long long)g->epoch,
                       (unsigned long long)g->published, (unsigned long long)g->missed,
                       (unsigned long long)g->queued, (unsigned long long)g->elections,
-                      (unsigned long long)g->redelivered);
+                      (unsigned long long)g->redelivered, (unsigned long long)g->lost);
     json_rate(b, "rate", s->group_rate[i]);
     sb_mon_buf_puts(b, "}");
 }
@@ -335,6 +336,7 @@ enum field {
     F_WAKEUPS,
     F_SPINS,
     F_DROPPED,
+    F_LOST,
     F_DEPTH,
     F_CAPACITY,
     F_UP,
@@ -363,6 +365,10 @@ static const struct metric {
     {"shmbus_client_dropped_messages_total", "counter",
      "Messages discarded: torn by a dead sender, or meant for a previous owner of the id.",
      F_DROPPED},
+    {"shmbus_client_lost_messages_total", "counter",
+     "Topic messages publishers dropped unread from the client's full mailbox (it subscribed "
+     "lossy).",
+     F_LOST},
     {"shmbus_client_mailbox_depth", "gauge", "Messages waiting in the client's mailbox.", F_DEPTH},
     {"shmbus_client_mailbox_capacity", "gauge", "Capacity of the client's mailbox in messages.",
      F_CAPACITY},
@@ -403,6 +409,9 @@ static void prom_value(struct sb_mon_buf *b, const struct sb_mon_client *mc, enu
         break;
     case F_DROPPED:
         v = k->dropped;
+        break;
+    case F_LOST:
+        v = k->lost;
         break;
     case F_DEPTH:
         v = mc->info.depth;
@@ -527,13 +536,16 @@ static void prom_groups(struct sb_mon_buf *b, const struct sb_mon_snap *s)
         {"shmbus_group_elections_total", "counter", "Leaders elected."},
         {"shmbus_group_redelivered_total", "counter",
          "Work-queue messages given again after their member died or left."},
+        {"shmbus_group_lost_total", "counter",
+         "Topic copies dropped unread from lossy subscribers' full mailboxes."},
     };
     for (size_t m = 0; m < sizeof(gm) / sizeof(gm[0]); m++) {
         prom_head(b, gm[m].name, gm[m].type, gm[m].help);
         for (size_t i = 0; i < s->ngroups && i < SHMBUS_GROUPS; i++) {
             const struct shmbus_group_info *g = &s->groups[i];
-            unsigned long long v[] = {g->members, g->leader, g->epoch,     g->published,
-                                      g->missed,  g->queued, g->elections, g->redelivered};
+            unsigned long long v[] = {g->members,   g->leader,      g->epoch,
+                                      g->published, g->missed,      g->queued,
+                                      g->elections, g->redelivered, g->lost};
             sb_mon_buf_printf(b, "%s{bus=", gm[m].name);
             prom_label_value(b, s->bus.name, field_len(s->bus.name, sizeof(s->bus.name)));
             sb_mon_buf_puts(b, ",group=");

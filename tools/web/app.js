@@ -289,6 +289,7 @@ function drawGroups(snap) {
     tr.append(cell(g.name, '', 'name'), cell(fmtCount(g.members), 'num', 'members'),
       cell(g.leader ? String(g.leader) : '-', '', 'leader'), cell(fmtCount(g.epoch), 'num', 'epoch'),
       cell(fmtCount(g.published), 'num', 'published'), cell(fmtCount(g.missed), 'num', 'missed'),
+      cell(fmtCount(g.lost || 0), 'num', 'lost'),
       cell(fmtCount(g.queued), 'num', 'queued'), cell(fmtCount(g.redelivered), 'num', 'redelivered'),
       cell(fmtCount(g.elections), 'num', 'elections'), cell(fmtRate(g.rate), 'num', 'rate'));
     if (g.missed > 0) tr.querySelector('[data-field=missed]').className = 'num bad';
