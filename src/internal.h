@@ -325,9 +325,12 @@ enum { SB_HW_ZERO = 0, SB_HW_CLAIMED = 1, SB_HW_READY = 2, SB_HW_DONE = 3 };
 #define SB_HW_LAP(v)       ((v) >> 24)
 #define SB_HW_PAD(v)       (((v) >> 21) & 7u) /* always 0 in a real header */
 #define SB_TAIL(pos, last) (((uint64_t)(last) << 48) | ((pos)&SB_POS_MASK))
-/* The pass lock's word: holder's generation 24 bits | client id 32 bits; 0 is free. A drain
- * holds it as (mailbox id, generation 0). */
+/* The pass lock's word: walker bit 63 | holder's generation 24 bits | client id 32 bits; 0
+ * is free. The mailbox's own side holds it without the walker bit (its consumer as (id,
+ * gen), a drain as (id, 0)); a shedding publisher with it, so that even a client shedding
+ * its own mailbox is told apart from its consumer. */
 #define SB_PASS(id, gen) ((((uint64_t)(gen)&0xffffffu) << 32) | (uint32_t)(id))
+#define SB_PASS_WALKER   (1ull << 63)
 #define SB_PASS_ID(w)    ((uint32_t)(w))
 #define SB_PASS_GEN(w)   ((uint32_t)(((w) >> 32) & 0xffffffu))
 /* Internal send flag (never accepted from a caller): this copy is a topic message to a

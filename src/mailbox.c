@@ -1562,18 +1562,18 @@ static void check_stuck(shmbus_client *c, bool woken)
 /* ---- lossy subscriptions: the pass lock (docs/mailbox-v2.md, 16) ------------------------ */
 
 /*
- * May `mine` take the pass lock of mailbox mb (id mbox_id) from its holder `cur`? From a
- * holder that is no longer a current client (dead, left): always, but the consumer side of
- * the mailbox itself (holder id == mbox_id: its owner, or a drain standing in for it) is
- * replaced only by that side (owner = true), which may always take over from its own id: a
- * drain after the owner died, the next owner of the id after a kept mailbox. The one rule
- * for the three takers (consumer, drain, shedding publisher).
+ * May a taker of the pass lock replace its holder `cur`? A shedding publisher (walker bit)
+ * that is no longer a current client (dead, left): anybody. The mailbox's own side (no
+ * walker bit: a consumer, or a drain standing in for a dead or leaving one): only that side
+ * (owner), which takes over from whatever its id left behind (a drain after the owner died,
+ * the next owner of the id after a kept mailbox); a publisher never does. The one rule for
+ * the three takers (consumer, drain, shedding publisher).
  */
-static bool pass_replaceable(shmbus_bus *b, uint32_t mbox_id, uint64_t cur, bool owner)
+static bool pass_replaceable(shmbus_bus *b, uint64_t cur, bool owner)
 {
-    uint32_t id = SB_PASS_ID(cur);
-    if (id == mbox_id)
+    if (!(cur & SB_PASS_WALKER))
         return owner;
+    uint32_t id = SB_PASS_ID(cur);
     if (id < 1 || id > b->lay.max_clients)
         return true; /* garbage: nobody holds it */
     return !sb__client_current(b, id, SB_PASS_GEN(cur), true);
@@ -1587,18 +1587,15 @@ static bool pass_replaceable(shmbus_bus *b, uint32_t mbox_id, uint64_t cur, bool
  */
 static bool pass_lock(shmbus_bus *b, struct sb_mbox *mb, uint64_t mine, bool owner)
 {
-    uint32_t mbox_id = mbox_id_of(b, mb);
     for (uint32_t spins = 0;; spins++) {
         uint64_t cur = 0;
         if (atomic_compare_exchange_strong_explicit(&mb->pass, &cur, mine, memory_order_acquire,
                                                     memory_order_relaxed))
             return true;
-        if (owner && cur == mine)
-            return true; /* ours already (a drain after our own leave) */
         /* The /proc look costs a system call: a live walker is done within microseconds,
          * so the owner looks only every 64 yields. */
-        if ((!owner || (spins & 63) == 63 || SB_PASS_ID(cur) == mbox_id) &&
-            pass_replaceable(b, mbox_id, cur, owner) &&
+        if ((!owner || (spins & 63) == 63 || !(cur & SB_PASS_WALKER)) &&
+            pass_replaceable(b, cur, owner) &&
             atomic_compare_exchange_strong_explicit(&mb->pass, &cur, mine, memory_order_acquire,
                                                     memory_order_relaxed))
             return true;
@@ -1684,7 +1681,7 @@ static bool sheddable(shmbus_bus *b, struct sb_mbox *mb, uint64_t p, uint32_t ds
 static uint64_t shed(shmbus_client *c, uint32_t dst, uint32_t gen, struct sb_mbox *mb)
 {
     shmbus_bus *b = c->bus;
-    if (!pass_lock(b, mb, SB_PASS(c->id, c->gen), false))
+    if (!pass_lock(b, mb, SB_PASS(c->id, c->gen) | SB_PASS_WALKER, false))
         return 0; /* its consumer is consuming (or another publisher sheds): room is coming */
     uint64_t h0 = start_pos(b, mb), w = h0, cap = b->lay.ring_units, lost = 0;
     struct sb_entry *e = sb__entry(b, dst);

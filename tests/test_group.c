@@ -355,6 +355,7 @@ struct lossy_sh {
     _Atomic int64_t sent2_all; /* phase 2 publishes (the non-lossy subscriber gets each) */
     _Atomic int go;            /* 1: phase 1 published, drain; 2: phase 2 published, drain */
     _Atomic int drained;       /* the lossy subscriber finished phase 1 (1), phase 2 (2) */
+    _Atomic int err;           /* the lossy subscriber failed: its exit status */
     _Atomic int64_t got1, got2, first1, last1, last2, directs, topics2;
 };
 
@@ -404,10 +405,21 @@ static int lossy_drain(shmbus_client *c, _Atomic int64_t *got, _Atomic int64_t *
     return 0;
 }
 
-/* The lossy subscriber: reads nothing while the publisher runs, then drains. */
+static int lossy_sub_run(struct lossy_sh *sh);
+
+/* The lossy subscriber: reads nothing while the publisher runs, then drains. A failure is
+ * also put in sh->err, so that the test stops waiting at once. */
 static int lossy_sub(void *p)
 {
     struct lossy_sh *sh = p;
+    int r = lossy_sub_run(sh);
+    if (r != 0)
+        atomic_store(&sh->err, r);
+    return r;
+}
+
+static int lossy_sub_run(struct lossy_sh *sh)
+{
     shmbus_client *c;
     if (shmbus_join(sh->b, 2, NULL, &c) != 0)
         return 1;
@@ -465,12 +477,14 @@ static bool lossy_ready(void *p)
 
 static bool lossy_drained1(void *p)
 {
-    return atomic_load(&((struct lossy_sh *)p)->drained) >= 1;
+    struct lossy_sh *sh = p;
+    return atomic_load(&sh->drained) >= 1 || atomic_load(&sh->err) != 0;
 }
 
 static bool lossy_drained2(void *p)
 {
-    return atomic_load(&((struct lossy_sh *)p)->drained) >= 2;
+    struct lossy_sh *sh = p;
+    return atomic_load(&sh->drained) >= 2 || atomic_load(&sh->err) != 0;
 }
 
 /* Client id's `lost` counter as shmbus_list() shows it. */
@@ -512,8 +526,8 @@ static void test_publish_lossy_subscriber(void **state)
     assert_int_equal(lost_of(b, 2), lost1); /* where `shmbus ls` shows it */
     assert_int_equal(group_of(b, "lossy").missed, 0);
     atomic_store(&sh->go, 1);
-    if (!poll_until(lossy_drained1, sh, 30000))
-        fail_msg("lossy subscriber: exit %d", th_wait(lossy, 1000));
+    assert_true(poll_until(lossy_drained1, sh, 30000));
+    assert_int_equal(atomic_load(&sh->err), 0); /* 100 + errno: a receive failed */
     assert_int_equal((uint64_t)atomic_load(&sh->got1) + lost1, LOSSY_MSGS);
     assert_int_equal(atomic_load(&sh->last1), LOSSY_MSGS - 1); /* the newest are kept */
     assert_true(atomic_load(&sh->first1) >= (int64_t)lost1);
@@ -542,8 +556,8 @@ static void test_publish_lossy_subscriber(void **state)
     int stop = LOSSY_STOP;
     assert_int_equal(shmbus_publish(pub, "lossy", &stop, sizeof(stop), 0, 300), -ETIMEDOUT);
     atomic_store(&sh->go, 2);
-    if (!poll_until(lossy_drained2, sh, 30000))
-        fail_msg("lossy subscriber: exit %d", th_wait(lossy, 1000));
+    assert_true(poll_until(lossy_drained2, sh, 30000));
+    assert_int_equal(atomic_load(&sh->err), 0);
     assert_int_equal(atomic_load(&sh->directs), 1);
     assert_int_equal((uint64_t)atomic_load(&sh->topics2) + lost2, (uint64_t)sent_l);
     assert_int_equal(lost_of(b, 2), lost1 + lost2);
