@@ -217,6 +217,7 @@ class ClientInfo:
         self.bytes_sent: int = c.bytes_sent
         self.bytes_received: int = c.bytes_received
         self.dropped: int = c.dropped
+        self.lost: int = c.lost  # dropped unread by publishers: it subscribed lossy
 
     def __repr__(self) -> str:
         return (f"ClientInfo(id={self.id}, state={self.state!r}, name={self.name!r}, "

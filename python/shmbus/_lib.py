@@ -69,7 +69,7 @@ class Counters(Structure):
     _fields_ = [("sent", c_uint64), ("received", c_uint64), ("bytes_sent", c_uint64),
                 ("bytes_received", c_uint64), ("full_waits", c_uint64), ("wakeups", c_uint64),
                 ("spins", c_uint64), ("dropped", c_uint64),
-                ("lat_hist", c_uint64 * LAT_BUCKETS)]
+                ("lat_hist", c_uint64 * LAT_BUCKETS), ("lost", c_uint64)]
 
 
 class ClientInfo(Structure):
