@@ -1581,11 +1581,14 @@ static bool pass_replaceable(shmbus_bus *b, uint64_t cur, bool owner)
 
 /*
  * Take mb's pass lock as `mine`. owner: the consumer side, which waits for a shedding
- * publisher to finish its walk (at most one ring); otherwise a publisher's try: false at
- * once if anyone live holds it. Acquire (on success) pairs with the release store of 0 in
- * pass_unlock() by the previous holder: its walk's zeroing, counters and head come first.
+ * publisher to finish its walk (at most one ring), until `deadline` (a walker stopped by a
+ * signal, or a scribbled word naming a live client, must not hold a receive past its
+ * timeout); otherwise a publisher's try: false at once if anyone live holds it. Acquire (on
+ * success) pairs with the release store of 0 in pass_unlock() by the previous holder: its
+ * walk's zeroing, counters and head come first.
  */
-static bool pass_lock(shmbus_bus *b, struct sb_mbox *mb, uint64_t mine, bool owner)
+static bool pass_lock(shmbus_bus *b, struct sb_mbox *mb, uint64_t mine, bool owner,
+                      uint64_t deadline)
 {
     for (uint32_t spins = 0;; spins++) {
         uint64_t cur = 0;
@@ -1599,10 +1602,19 @@ static bool pass_lock(shmbus_bus *b, struct sb_mbox *mb, uint64_t mine, bool own
             atomic_compare_exchange_strong_explicit(&mb->pass, &cur, mine, memory_order_acquire,
                                                     memory_order_relaxed))
             return true;
-        if (!owner)
+        if (!owner || ((spins & 63) == 63 && sb__now_ns() >= deadline))
             return false;
         sched_yield();
     }
+}
+
+/* The consumer's wait for the pass lock: its receive's deadline, but at least a millisecond
+ * (a walk takes microseconds: a receive with timeout 0 is not failed for one). */
+static uint64_t pass_deadline(int timeout_ms)
+{
+    if (timeout_ms < 0)
+        return UINT64_MAX;
+    return sb__now_ns() + (uint64_t)(timeout_ms > 0 ? timeout_ms : 1) * 1000000ull;
 }
 
 static void pass_unlock(struct sb_mbox *mb)
@@ -1619,13 +1631,15 @@ static inline bool pass_on(shmbus_client *c)
 }
 
 /* The consumer enters a receive call: take the pass lock (unless it kept it, holding lent
- * records), and start from head if a shedding publisher moved it meanwhile. */
-static void pass_enter(shmbus_client *c)
+ * records), and start from head if a shedding publisher moved it meanwhile. 0, or
+ * -ETIMEDOUT when a walker held it until the deadline (the receive fails with that). */
+static int pass_enter(shmbus_client *c, uint64_t deadline)
 {
     if (c->pass_held)
-        return;
+        return 0;
     shmbus_bus *b = c->bus;
-    pass_lock(b, c->mb, SB_PASS(c->id, c->gen), true);
+    if (!pass_lock(b, c->mb, SB_PASS(c->id, c->gen), true, deadline))
+        return -ETIMEDOUT;
     c->pass_held = true;
     /* We published head = h when we let go, and only walkers moved it since, forward, any
      * distance: start from it (start_pos() checks it against tail, the acquire in it pairs
@@ -1636,6 +1650,15 @@ static void pass_enter(shmbus_client *c)
         c->h = c->hpub = h;
         c->inherited = true; /* a walker that died may have left zeroed units above head */
     }
+    return 0;
+}
+
+/* pass_enter() at the start of a receive call with timeout_ms: -EAGAIN for a receive that
+ * must not wait, as if nothing were there (the walker is about to make room). */
+static int pass_enter_call(shmbus_client *c, int timeout_ms)
+{
+    int r = pass_enter(c, pass_deadline(timeout_ms));
+    return r == -ETIMEDOUT && timeout_ms == 0 ? -EAGAIN : r;
 }
 
 /* The consumer leaves a receive call (or is about to sleep): publish head = h, then let
@@ -1681,7 +1704,7 @@ static bool sheddable(shmbus_bus *b, struct sb_mbox *mb, uint64_t p, uint32_t ds
 static uint64_t shed(shmbus_client *c, uint32_t dst, uint32_t gen, struct sb_mbox *mb)
 {
     shmbus_bus *b = c->bus;
-    if (!pass_lock(b, mb, SB_PASS(c->id, c->gen) | SB_PASS_WALKER, false))
+    if (!pass_lock(b, mb, SB_PASS(c->id, c->gen) | SB_PASS_WALKER, false, 0))
         return 0; /* its consumer is consuming (or another publisher sheds): room is coming */
     uint64_t h0 = start_pos(b, mb), w = h0, cap = b->lay.ring_units, lost = 0;
     struct sb_entry *e = sb__entry(b, dst);
@@ -1729,8 +1752,9 @@ static int wait_data(shmbus_client *c, const struct want *w, uint64_t deadline)
     struct sb_mbox *mb = c->mb;
     int r = sem_wait_slice(b, &mb->data_sem, deadline);
     atomic_store_explicit(&mb->sleeping, 0, memory_order_relaxed);
-    if (pass_on(c))
-        pass_enter(c); /* released before sleeping (a no-op when kept for a lent record) */
+    /* Released before sleeping (a no-op when kept for a lent record). */
+    if (pass_on(c) && pass_enter(c, deadline) < 0)
+        return -ETIMEDOUT;
     if (sb__destroyed(b))
         return -EIDRM;
     if (r == -EINTR)
@@ -1896,8 +1920,10 @@ HOT int recv_fast(shmbus_client *c, struct shmbus_msg *hdr, void *buf, size_t ca
 static __attribute__((noinline)) int recv_lossy(shmbus_client *c, struct shmbus_msg *hdr, void *buf,
                                                 size_t cap, int timeout_ms)
 {
-    pass_enter(c);
-    int r = recv_fast(c, hdr, buf, cap, NULL);
+    int r = pass_enter_call(c, timeout_ms);
+    if (r < 0)
+        return r;
+    r = recv_fast(c, hdr, buf, cap, NULL);
     if (r == -EAGAIN) {
         struct want w = {0};
         r = recv_common(c, &w, hdr, buf, cap, timeout_ms);
@@ -1927,8 +1953,10 @@ int shmbus_peek(shmbus_client *c, struct shmbus_msg *hdr, void *buf, size_t cap,
     c->peek_valid = false;
     if (!pass_on(c))
         return recv_common(c, &w, hdr, buf, cap, timeout_ms);
-    pass_enter(c);
-    int r = recv_common(c, &w, hdr, buf, cap, timeout_ms);
+    int r = pass_enter_call(c, timeout_ms);
+    if (r < 0)
+        return r;
+    r = recv_common(c, &w, hdr, buf, cap, timeout_ms);
     pass_leave(c);
     return r;
 }
@@ -1942,8 +1970,10 @@ int shmbus_consume(shmbus_client *c)
     if (!pass_on(c))
         return consume_peeked(c);
     /* The lock was kept since the peek (pass_leave()): nothing was shed meanwhile. */
-    pass_enter(c);
-    int r = consume_peeked(c);
+    int r = pass_enter(c, UINT64_MAX);
+    if (r < 0)
+        return r;
+    r = consume_peeked(c);
     pass_leave(c);
     return r;
 }
@@ -2062,8 +2092,10 @@ int shmbus_recv_batch(shmbus_client *c, struct shmbus_msg *hdrs, void *bufs, siz
         return -EINVAL;
     if (!pass_on(c))
         return recv_batch(c, hdrs, bufs, stride, n, timeout_ms);
-    pass_enter(c);
-    int r = recv_batch(c, hdrs, bufs, stride, n, timeout_ms);
+    int r = pass_enter_call(c, timeout_ms);
+    if (r < 0)
+        return r;
+    r = recv_batch(c, hdrs, bufs, stride, n, timeout_ms);
     pass_leave(c);
     return r;
 }
@@ -2122,7 +2154,9 @@ int shmbus_request(shmbus_client *c, uint32_t dst, const void *req, size_t len,
         left = deadline > now ? (int)((deadline - now + 999999) / 1000000) : 0;
     if (!pass_on(c))
         return recv_common(c, &w, rhdr, rbuf, cap, left);
-    pass_enter(c);
+    r = pass_enter_call(c, left);
+    if (r < 0)
+        return r;
     r = recv_common(c, &w, rhdr, rbuf, cap, left);
     pass_leave(c);
     return r;
@@ -2250,9 +2284,10 @@ int shmbus_recv_ref(shmbus_client *c, struct shmbus_msg *hdr, const void **data,
     if (c->nheld >= SB_HELD)
         return -EBUSY;
     bool lossy = pass_on(c);
-    if (lossy)
-        pass_enter(c); /* kept while the record is lent: pass_leave() sees nheld */
-    int r = recv_fast(c, hdr, NULL, 0, data);
+    int r = lossy ? pass_enter_call(c, timeout_ms) : 0; /* kept while the record is lent */
+    if (r < 0)
+        return r;
+    r = recv_fast(c, hdr, NULL, 0, data);
     if (r == -EAGAIN) {
         struct want w = {.ref = data};
         r = recv_common(c, &w, hdr, NULL, 0, timeout_ms);
@@ -2330,9 +2365,12 @@ void sb__mbox_attach(shmbus_client *c)
 
 void sb__mbox_publish(shmbus_client *c)
 {
+    /* Kept: the drain or the next owner of the id takes it over. A walker that holds it
+     * for a whole second (stopped by a signal mid-walk) is not waited for: leaving must
+     * end; the ring's checks make what it then finds fail cleanly. */
     if (pass_on(c))
-        pass_enter(c); /* kept: the drain or the next owner of the id takes it over */
-    c->nheld = 0;      /* leaving gives back what recv_ref lent */
+        pass_enter(c, sb__now_ns() + 1000000000ull);
+    c->nheld = 0; /* leaving gives back what recv_ref lent */
     advance(c);
     publish(c, true);
 }
@@ -2371,7 +2409,8 @@ uint64_t sb__mbox_drain_each(shmbus_bus *b, struct sb_mbox *mb, sb__drain_fn fn,
 {
     /* The consumer's side of the pass lock, as the dead or leaving owner's stand-in: no
      * shedding publisher walks the ring while we do. */
-    pass_lock(b, mb, SB_PASS(mbox_id_of(b, mb), 0), true);
+    bool locked = pass_lock(b, mb, SB_PASS(mbox_id_of(b, mb), 0), true,
+                            sb__now_ns() + 1000000000ull); /* as in sb__mbox_publish() */
     uint64_t h = start_pos(b, mb), n = 0, cap = b->lay.ring_units;
     for (uint64_t steps = 0; steps < 2 * cap; steps++) {
         if (advance_from(b, mb, &h, NULL, NULL) < 0) {
@@ -2404,7 +2443,8 @@ uint64_t sb__mbox_drain_each(shmbus_bus *b, struct sb_mbox *mb, sb__drain_fn fn,
         atomic_store_explicit(&mb->pending_hi, 0, memory_order_relaxed);
     else if (fn != NULL)
         *stopped = true; /* a live writer's claim: what it commits must be asked about too */
-    pass_unlock(mb);
+    if (locked)
+        pass_unlock(mb);
     return n;
 }
 

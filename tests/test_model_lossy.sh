@@ -27,8 +27,10 @@ mem="-DMEMLIM=1536"
 safety="-DSAFETY -DNOCLAIM -DCOLLAPSE $mem"
 live="-DCOLLAPSE -DNFAIR=3 $mem"
 
+# The kill run has no cleaner process: the consumer's skip needs no live claimant, which a
+# killed producer never is, and the cleaner's interleavings would double the states.
 pan_run "safety: 3 lossy + 1 direct msgs, walker killed anywhere (lock held too)" pass \
-    "-DMAXKILL=1" "$safety" "-m100000"
+    "-DMAXKILL=1 -DNOCLEANER" "$safety" "-m100000"
 pan_run "liveness: no kill: the consumer always finishes" pass \
     "-DMAXKILL=0" "$live" "-a -f -m100000"
 pan_run "drop by plain store under the lock (what the lock buys): still safe" pass \
