@@ -952,7 +952,8 @@ void shmbus_tap_close(shmbus_tap *t);
  * shmbus_peek() and its shmbus_consume(). The flag stays for c's life (unsubscribing ends
  * the membership, not the receive side's locking, which costs a lossy client one atomic
  * exchange per receive call). Subscribe lossy from the receiving thread, or while no receive
- * of c is in progress. The design: docs/mailbox-v2.md, 16.
+ * of c is in progress. A receive of c waits for a publisher's drop (microseconds) within
+ * its timeout. The design: docs/mailbox-v2.md, 16.
  * Errors: -EINVAL (c NULL, bad name, unknown flags), -ENOSPC (SHMBUS_GROUPS groups exist),
  * -EBUSY (another process stalls in the middle of creating a group), -EHOSTUNREACH /
  * -ECONNRESET (c is no longer on the bus), -EIDRM.
