@@ -10,6 +10,7 @@
 # The liveness run checks under weak fairness that the consumer always finishes. The broken
 # variants must fail (tests/model/pan_run.sh: a crashed pan never counts as a failure).
 #
+#   MODEL_FULL=1 tests/test_model_lossy.sh   also the larger configurations (`make model`)
 #   MODEL_BUDGET=N    seconds allowed per run (default 240)
 set -u
 
@@ -27,18 +28,26 @@ mem="-DMEMLIM=1536"
 safety="-DSAFETY -DNOCLAIM -DCOLLAPSE $mem"
 live="-DCOLLAPSE -DNFAIR=3 $mem"
 
-# The kill run has no cleaner process: the consumer's skip needs no live claimant, which a
+# The kill runs have no cleaner process: the consumer's skip needs no live claimant, which a
 # killed producer never is, and the cleaner's interleavings would double the states.
-pan_run "safety: 3 lossy + 1 direct msgs, walker killed anywhere (lock held too)" pass \
-    "-DMAXKILL=1 -DNOCLEANER" "$safety" "-m100000"
-pan_run "liveness: no kill: the consumer always finishes" pass \
-    "-DMAXKILL=0" "$live" "-a -f -m100000"
+pan_run "safety: 2 lossy + 1 direct msgs, walker killed anywhere (lock held too)" pass \
+    "-DSMALL -DMAXKILL=1 -DNOCLEANER" "$safety" "-m100000"
+pan_run "liveness: 2 lossy + 1 direct msgs: the consumer always finishes" pass \
+    "-DSMALL -DMAXKILL=0" "$live" "-a -f -m100000"
 pan_run "drop by plain store under the lock (what the lock buys): still safe" pass \
-    "-DMAXKILL=0 -DDROP_STORE" "$safety" "-m100000"
+    "-DSMALL -DMAXKILL=0 -DDROP_STORE" "$safety" "-m100000"
 pan_run "walker without the pass lock: a consumer inside a receive reads a passed unit" fail \
     "-DMAXKILL=0 -DNO_PASS_LOCK" "$safety" "-m100000"
 pan_run "consumer keeps its h after taking the lock: reads a unit a walker passed" fail \
     "-DMAXKILL=0 -DNO_REREAD_HEAD" "$safety" "-m100000"
 pan_run "walker drops a direct message" fail \
     "-DMAXKILL=0 -DDROP_DIRECT" "$safety" "-m100000"
+if [ "${MODEL_FULL:-0}" = 1 ]; then
+    pan_run "full safety: 3 lossy + 1 direct msgs, walker killed anywhere" pass \
+        "-DMAXKILL=1 -DNOCLEANER" "$safety" "-m100000"
+    pan_run "full liveness: 3 lossy + 1 direct msgs, no kill" pass \
+        "-DMAXKILL=0" "$live" "-a -f -m100000"
+    pan_run "full liveness: 2 lossy + 1 direct msgs, walker killed, cleaner reaps" pass \
+        "-DSMALL -DMAXKILL=1" "$live" "-a -f -m100000"
+fi
 pan_exit

@@ -21,7 +21,7 @@
  *             message, a CLAIMED or unwritten claim) stops the walk; publish head = w;
  *             release; claim again as usual (still no room: wait as today).
  *
- * Messages: producer 0 publishes three 1-unit messages of a lossy topic; producer 1 sends
+ * Messages: producer 0 publishes three (-DSMALL: two) 1-unit messages of a lossy topic; producer 1 sends
  * one 2-unit direct message (never droppable; it also makes the ring wrap and pad). Ring of
  * C = 3 units. The killer may SIGKILL producer 0 at any step (mid-walk included, holding the
  * lock: its zeroed, unpublished units and its lock are what the consumer must survive).
@@ -442,7 +442,12 @@ init
         msize[2] = 1; mlossy[2] = true;
         msize[3] = 1; mlossy[3] = true;
         msize[4] = 2; mlossy[4] = false;
-        mfirst[0] = 1; mcount[0] = 3; mfirst[1] = 4; mcount[1] = 1;
+#ifdef SMALL
+        mcount[0] = 2; /* two lossy messages: 4 units through 3, still full once */
+#else
+        mcount[0] = 3;
+#endif
+        mfirst[0] = 1; mfirst[1] = 4; mcount[1] = 1;
         kind[0] = LIVE; kind[1] = LIVE;
         alive[0] = true; alive[1] = true;
         run producer(0);
