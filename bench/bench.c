@@ -48,6 +48,8 @@ const struct bench_transport *const bench_rows[] = {
     &bench_shmbus_durable_none,
     &bench_shmbus_durable_batch,
     &bench_shmbus_durable_always,
+    &bench_peer_sqlite,
+    &bench_shmbus_tapped,
     NULL,
 };
 
