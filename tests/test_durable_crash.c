@@ -212,7 +212,10 @@ static void on_rec(const struct sb_jrec *r, const uint8_t *payload, size_t off, 
         id.payload = (uint64_t)lr.tag << 32 | lr.n;
         push(&s->msg, &s->nmsg, &s->capm, id);
     } else if (r->type == SB_JREC_TAKEN) {
-        push(&s->taken, &s->ntaken, &s->capt, id);
+        for (uint64_t k = 0; k <= r->rest; k++) { /* a run: seq .. seq + rest */
+            id.seq = r->seq + k;
+            push(&s->taken, &s->ntaken, &s->capt, id);
+        }
     }
 }
 
