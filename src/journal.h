@@ -6,6 +6,7 @@
 #ifndef SHMBUS_JOURNAL_H
 #define SHMBUS_JOURNAL_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -64,6 +65,10 @@ struct sb_jscan {
 };
 
 uint32_t sb__crc32c(uint32_t crc, const void *data, size_t len);
+/* The same CRC by the table alone, and whether sb__crc32c() uses the SSE4.2 instruction
+ * (the CPU has it and SHMBUS_CRC32C_TABLE is not set in the environment). */
+uint32_t sb__crc32c_table(uint32_t crc, const void *data, size_t len);
+bool sb__crc32c_hw(void);
 /* Check a file header (buf holds len bytes of the file): 0, -EPROTO (not a journal, a bad
  * CRC, or bus != NULL and another bus's), -EPROTONOSUPPORT (another format version). */
 int sb__jfile_check(const void *buf, size_t len, const char *bus, struct sb_jfile_hdr *out);
