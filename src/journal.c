@@ -183,6 +183,33 @@ uint32_t shmbus_crc32c(uint32_t crc, const void *data, size_t len)
     return sb__crc32c(crc, data, len);
 }
 
+/* ---- this process's id ------------------------------------------------------------------
+ * Every journal write asks whether this process opened the journal's file or is a forked
+ * child (which must open its own: the open file, and with it its flock, is shared). getpid()
+ * is a system call; the answer changes only in fork(), whose child handler refreshes it.
+ * (A child made by a raw clone() system call runs no handlers: such a child must not use a
+ * bus handle of its parent, as with any library state.) */
+
+static pid_t my_pid;
+static pthread_once_t pid_once = PTHREAD_ONCE_INIT;
+
+static void pid_refresh(void)
+{
+    my_pid = getpid();
+}
+
+static void pid_init(void)
+{
+    pid_refresh();
+    pthread_atfork(NULL, NULL, pid_refresh);
+}
+
+static pid_t self_pid(void)
+{
+    pthread_once(&pid_once, pid_init);
+    return my_pid;
+}
+
 /* ---- file names and headers ------------------------------------------------------------- */
 
 static void fill_fhdr(struct sb_jfile_hdr *h, uint64_t jid, uint64_t epoch, const char *bus)
@@ -837,7 +864,7 @@ static int make_handle(shmbus_bus *b, const char *dir, uint32_t sync, uint64_t c
     }
     pthread_mutex_init(&j->mu, NULL);
     j->fd = fd;
-    j->pid = getpid();
+    j->pid = self_pid();
     j->sync = sync;
     j->compact_bytes = compact_bytes;
     /* Any value is safe: retention only decides what compaction keeps. */
@@ -955,7 +982,7 @@ static int reopen(shmbus_bus *b, struct sb_journal *j, uint64_t e)
     close(j->fd);
     j->fd = fd;
     j->epoch = e;
-    j->pid = getpid();
+    j->pid = self_pid();
     return 0;
 }
 
@@ -994,7 +1021,7 @@ static int enter(shmbus_bus *b, struct sb_journal *j)
     struct sb_jctl *jc = j->ctl;
     for (int tries = 0; tries < 1000; tries++) {
         int r;
-        if (j->pid != getpid()) {
+        if (j->pid != self_pid()) {
             /* A forked child shares our open file, and with it our flock: its own. */
             r = reopen(b, j, atomic_load_explicit(&jc->epoch, memory_order_acquire));
             if (r == -ENOENT)
@@ -1040,7 +1067,7 @@ static bool owner_dead(uint64_t pid)
 static bool own(_Atomic uint64_t *w)
 {
     uint64_t cur = 0;
-    uint64_t me = (uint64_t)getpid();
+    uint64_t me = (uint64_t)self_pid();
     /* The owner word only excludes: acq_rel pairs with the release store in disown(). */
     if (atomic_compare_exchange_strong_explicit(w, &cur, me, memory_order_acq_rel,
                                                 memory_order_relaxed))
@@ -1337,9 +1364,10 @@ static int after_write(shmbus_bus *b, bool want_sync)
 
 /* ---- writing ---------------------------------------------------------------------------- */
 
+/* One record; time_ns is the write's (one clock read per write, not per record). */
 static void fill_rec(struct sb_jrec *r, unsigned type, uint32_t src, uint32_t src_gen, uint32_t dst,
                      uint64_t seq, uint64_t corr, unsigned prio, unsigned mflags, const void *data,
-                     size_t len, uint32_t rest)
+                     size_t len, uint32_t rest, uint64_t time_ns)
 {
     memset(r, 0, sizeof(*r));
     r->magic = SB_JREC_MAGIC;
@@ -1352,7 +1380,7 @@ static void fill_rec(struct sb_jrec *r, unsigned type, uint32_t src, uint32_t sr
     r->dst = dst;
     r->seq = seq;
     r->corr = corr;
-    r->time_ns = sb__realtime_ns();
+    r->time_ns = time_ns;
     r->rest = rest;
     uint32_t crc = sb__crc32c(0, (const uint8_t *)r + 12, sizeof(*r) - 12);
     r->crc = len ? sb__crc32c(crc, data, len) : crc;
@@ -1366,6 +1394,7 @@ int sb__journal_msgs(shmbus_client *c, uint32_t dst, const struct shmbus_iov *ms
     static const uint8_t zero[8];
     struct sb_jrec recs[JBATCH];
     struct iovec iov[JBATCH * 3];
+    const uint64_t now = sb__realtime_ns();
     for (size_t done = 0; done < n;) {
         int ni = 0;
         size_t total = 0, k = 0;
@@ -1373,7 +1402,7 @@ int sb__journal_msgs(shmbus_client *c, uint32_t dst, const struct shmbus_iov *ms
             const struct shmbus_iov *m = &msgs[done + k];
             size_t chunk = n - done < JBATCH ? n - done : JBATCH;
             fill_rec(&recs[k], SB_JREC_MSG, c->id, c->gen, dst, seq0 + done + k, corr, prio, mflags,
-                     m->data, m->len, (uint32_t)(chunk - 1 - k));
+                     m->data, m->len, (uint32_t)(chunk - 1 - k), now);
             iov[ni++] = (struct iovec){&recs[k], sizeof(recs[k])};
             if (m->len)
                 iov[ni++] = (struct iovec){(void *)m->data, m->len};
@@ -1397,9 +1426,10 @@ static int markers(shmbus_client *c, unsigned type, const struct sb_taken_run *r
     struct iovec iov[SB_TAKEN_RUNS];
     if (n == 0 || n > SB_TAKEN_RUNS)
         return -EINVAL;
+    const uint64_t now = sb__realtime_ns();
     for (size_t i = 0; i < n; i++) {
         fill_rec(&r[i], type, runs[i].src, runs[i].src_gen, c->id, runs[i].seq, 0, 0, 0, NULL, 0,
-                 runs[i].count - 1);
+                 runs[i].count - 1, now);
         iov[i] = (struct iovec){&r[i], sizeof(r[i])};
     }
     int e = jwrite(c->bus, iov, (int)n, n * sizeof(r[0]));

@@ -1880,6 +1880,25 @@ static size_t take_run(shmbus_client *c, struct shmbus_msg *hdrs, uint8_t *bufs,
     return got;
 }
 
+/* Wait until a message can be taken, as shmbus_peek() does, leaving the caller's own peek
+ * (for shmbus_consume()) as it was. Its length, or the error a receive would return. */
+static int wait_ready_msg(shmbus_client *c, struct shmbus_msg *hdr, void *buf, size_t cap,
+                          int timeout_ms)
+{
+    const struct want w = {.peek = true};
+    bool valid = c->peek_valid;
+    uint32_t src_gen = c->peek_src_gen;
+    uint64_t pos = c->peek_pos, hw = c->peek_hw;
+    struct shmbus_msg m = c->peek_msg;
+    int r = recv_common(c, &w, hdr, buf, cap, timeout_ms);
+    c->peek_valid = valid;
+    c->peek_src_gen = src_gen;
+    c->peek_pos = pos;
+    c->peek_hw = hw;
+    c->peek_msg = m;
+    return r;
+}
+
 int shmbus_recv_batch(shmbus_client *c, struct shmbus_msg *hdrs, void *bufs, size_t stride,
                       size_t n, int timeout_ms)
 {
@@ -1888,6 +1907,16 @@ int shmbus_recv_batch(shmbus_client *c, struct shmbus_msg *hdrs, void *bufs, siz
     struct want w = {0};
     uint8_t *out = bufs;
     size_t got = take_run(c, hdrs, out, stride, n);
+    if (got == 0 && c->bus->j != NULL) {
+        /* A durable bus: wait for a message without taking it (a peek writes nothing),
+         * then take the run that starts with it under one marker write, rather than the
+         * first message alone under a marker of its own and the rest under another. */
+        int r = wait_ready_msg(c, &hdrs[0], out, stride, timeout_ms);
+        if (r < 0)
+            return r;
+        got = take_run(c, hdrs, out, stride, n);
+        timeout_ms = 0; /* there is one: if the run did not take it, the general path will */
+    }
     if (got == 0) {
         /* Nothing ready (or something unusual first): wait for one the general way. */
         int r = recv_common(c, &w, &hdrs[0], out, stride, timeout_ms);
