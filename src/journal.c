@@ -52,6 +52,16 @@
  *
  * Journal files are hostile: every length is checked against the bytes read, every record
  * against its CRC; a bad record is skipped and counted, never delivered.
+ *
+ * Why every write still takes the shared flock (two system calls beside its writev): the
+ * lock is what tells a compactor, in a way a kill -9 cannot leave stale, that no write to
+ * the old file is in progress. Skipping it "while no compaction is in progress" (a flag in
+ * the segment) is not safe: a writer can read the flag clear, be preempted, and append
+ * after the compactor has copied the tail and switched files, and that record is lost. A
+ * counter of writers in flight would be left raised by a writer killed mid-write; holding
+ * the shared lock from open to close would let one idle process block every compaction.
+ * So the costs are cut per write instead: one write per send batch and one per receive
+ * batch (markers by runs), one clock read per write, no getpid() per write.
  */
 #if defined(__x86_64__) || defined(__i386__)
 #include <cpuid.h>
