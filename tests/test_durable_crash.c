@@ -54,10 +54,10 @@
 #define RECEIVERS 2
 
 struct logrec {
-    uint32_t tag;   /* round * SENDERS + sender index + 1 */
-    uint32_t dst;   /* receiver id the message was sent to */
-    uint64_t n;     /* the sender's message number */
-    uint32_t round; /* in a receiver's log: the round it was received in */
+    uint32_t tag;    /* round * SENDERS + sender index + 1 */
+    uint32_t dst;    /* receiver id the message was sent to */
+    uint64_t n;      /* the sender's message number */
+    uint32_t round;  /* in a receiver's log: the round it was received in */
     uint32_t pad[3]; /* 32 bytes, so that no record straddles a page of the log file: the
                       * kernel may cut a write at a page boundary when SIGKILL is pending
                       * (a 24-byte record once left a log 16 bytes long at its end) */
