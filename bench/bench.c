@@ -48,6 +48,8 @@ const struct bench_transport *const bench_rows[] = {
     &bench_shmbus_durable_none,
     &bench_shmbus_durable_batch,
     &bench_shmbus_durable_always,
+    &bench_peer_sqlite,
+    &bench_shmbus_tapped,
     NULL,
 };
 
@@ -466,7 +468,9 @@ static void usage(FILE *f)
     fprintf(f, "usage: shmbus bench [--quick] [--json]\n"
                "  Measures round-trip latency and throughput of shmbus against the physical\n"
                "  floors (cache line, semaphore, batched ring) and its peers (pipe, Unix\n"
-               "  socket, POSIX and System V message queues, ZeroMQ, iceoryx), in one run.\n"
+               "  socket, POSIX and System V message queues, ZeroMQ, iceoryx; durable buses\n"
+               "  against SQLite), in one run. SHMBUS_BENCH_JOURNAL=DIR puts the journals and\n"
+               "  the SQLite database in DIR (default: a temporary directory, often a tmpfs).\n"
                "  --quick   fewer iterations, under a minute\n"
                "  --json    one JSON document on stdout instead of the table\n"
                "  --only A,B   run only these rows (names as in the report), no scale or classic\n"

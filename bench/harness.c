@@ -270,6 +270,8 @@ static int producer_side(struct child_ctx *c, void *ep)
         if (last)
             break;
     }
+    if (rc == 0 && c->t->stream_flush)
+        rc = c->t->stream_flush(ep);
     if (rc < 0)
         child_fail(sh, "%s: %s", "send", rc);
     /* Keep the endpoint open until the consumer has everything: a ZeroMQ PUSH socket closed

@@ -94,6 +94,9 @@ struct bench_transport {
      * last), returning how many. NULL means a loop of send / one recv. */
     int (*stream_send)(void *ep, const void *buf, size_t len, int n);
     int (*stream_recv)(void *ep, void *buf, size_t len, int max);
+    /* Optional: a producer calls it after its last chunk, so that whatever stream_send left
+     * pending (an open transaction) becomes visible to the consumer. 0 or -errno. */
+    int (*stream_flush)(void *ep);
     void (*close)(void *ep);
     /* In the parent, after every child has exited (or been killed): remove everything. */
     void (*teardown)(struct bench_chan *ch);
@@ -104,11 +107,22 @@ extern const struct bench_transport bench_floor_spin, bench_floor_sem, bench_flo
 extern const struct bench_transport bench_peer_pipe, bench_peer_uds, bench_peer_posixmq,
     bench_peer_sysvmq, bench_peer_zmq;
 extern const struct bench_transport bench_peer_iox_poll, bench_peer_iox_wait;
+/* SQLite in WAL mode inserting the same messages as the durable rows (sqlite.c). */
+extern const struct bench_transport bench_peer_sqlite;
 extern const struct bench_transport bench_shmbus_spin, bench_shmbus_sleep, bench_shmbus_default,
     bench_shmbus_poll, bench_shmbus_loan;
 /* Durable buses (bench/shmbus.c): the same calls with a journal at each sync level. */
 extern const struct bench_transport bench_shmbus_durable_none, bench_shmbus_durable_batch,
     bench_shmbus_durable_always;
+/* The 64 B stream of shmbus-default with a tap (shmbus tail) attached and reading. */
+extern const struct bench_transport bench_shmbus_tapped;
+
+/* Where the durable rows put their journals and the SQLite peer its database: a new
+ * directory in $SHMBUS_BENCH_JOURNAL if set, else in the bench's temporary directory.
+ * tag names the row; 0, or -errno with why filled in (shmbus.c). */
+int bench_disk_dir(char *dir, size_t len, const char *tag, char *why, size_t whylen);
+/* Remove such a directory and the files in it. */
+void bench_disk_dir_remove(const char *dir);
 
 /* A private directory for path names (sockets, key files); made by the driver. */
 extern char bench_tmpdir[];

@@ -1,5 +1,5 @@
 # The benchmark (issue 5): its own program, shmbus-bench, which links the peers (ZeroMQ,
-# iceoryx). `make bench` builds and runs it in full; `shmbus bench` runs it (found next to
+# iceoryx, SQLite). `make bench` builds and runs it in full; `shmbus bench` runs it (found next to
 # the shmbus command, or in PATH); `make install-bench` installs it in BINDIR. The shmbus
 # command never links it.
 BENCH_SRCS := $(filter-out bench/main.c,$(wildcard bench/*.c))
@@ -20,6 +20,12 @@ endif
 ifneq ($(BENCH_IOX_API),)
 BENCH_CPPFLAGS += -DBENCH_HAVE_ICEORYX -I$(patsubst %/iceoryx_binding_c/api.h,%,$(BENCH_IOX_API))
 BENCH_LDLIBS   += -liceoryx_binding_c
+endif
+# SQLite: the peer of the durable rows (issue 13), inserting the same messages on the same disk.
+BENCH_SQLITE_H := $(wildcard /usr/include/sqlite3.h)
+ifneq ($(BENCH_SQLITE_H),)
+BENCH_CPPFLAGS += -DBENCH_HAVE_SQLITE
+BENCH_LDLIBS   += -lsqlite3
 endif
 BENCH_LDLIBS += -lm -pthread -lrt
 

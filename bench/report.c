@@ -139,7 +139,7 @@ struct target {
     char detail[300];
 };
 
-#define NTARGETS 10
+#define NTARGETS 13
 
 static const char *shmbus_why(const struct bench_run *r, const struct bench_transport *t,
                               enum bench_what w, size_t size)
@@ -180,6 +180,7 @@ static void compare(struct target *g, const struct bench_rec *a, const struct be
 }
 
 static void evaluate_groups(const struct bench_run *r, struct target *g);
+static void evaluate_durable(const struct bench_run *r, struct target *g);
 
 static void evaluate(const struct bench_run *r, struct target *g)
 {
@@ -298,6 +299,33 @@ static void evaluate(const struct bench_run *r, struct target *g)
                  fmt_ns(b, sizeof(b), (double)s3->hop_median), g[7].value);
     }
     evaluate_groups(r, g + 8);
+    evaluate_durable(r, g + 10);
+}
+
+/* One stream target "a >= limit x b" on the 64 B 1:1 stream of two rows. */
+static void stream_target(const struct bench_run *r, struct target *g, const char *name,
+                          const struct bench_transport *ta, const struct bench_transport *tb,
+                          double limit)
+{
+    const struct bench_rec *a = find(r, ta, BENCH_STREAM, 64), *b = find(r, tb, BENCH_STREAM, 64);
+    g->name = name;
+    if (!a || !b)
+        not_measured(g, a ? tb->name : ta->name, shmbus_why(r, a ? tb : ta, BENCH_STREAM, 64));
+    else
+        compare(g, a, b, limit, 1, 0);
+}
+
+/* Targets 11 to 13 (issue 13): durable buses against the in-memory bus and SQLite, and what
+ * an attached tap costs. The issue names no limit for the tap; ours is stated in the name. */
+static void evaluate_durable(const struct bench_run *r, struct target *g)
+{
+    stream_target(r, &g[0], "durable bus, sync none, 64 B 1:1 >= 0.5x the in-memory bus",
+                  &bench_shmbus_durable_none, &bench_shmbus_default, 0.5);
+    stream_target(r, &g[1],
+                  "durable bus, sync batch, 64 B 1:1 >= 10x SQLite WAL synchronous=NORMAL",
+                  &bench_shmbus_durable_batch, &bench_peer_sqlite, 10.0);
+    stream_target(r, &g[2], "an attached tail (tap), 64 B 1:1 keeps >= 0.5x of the stream",
+                  &bench_shmbus_tapped, &bench_shmbus_default, 0.5);
 }
 
 /* Targets 9 and 10 (issue 12): the work queue against direct sends, failover p99. */
@@ -503,7 +531,7 @@ void bench_report_table(FILE *f, const struct bench_run *r)
 
     struct target g[NTARGETS];
     evaluate(r, g);
-    fprintf(f, "\n== Targets (issue 5), from this run's own ratios ==\n");
+    fprintf(f, "\n== Targets (issues 5, 12, 13), from this run's own ratios ==\n");
     for (int i = 0; i < NTARGETS; i++)
         fprintf(f, "%-12s %s\n             %s\n", status_name(g[i].status), g[i].name, g[i].detail);
 }

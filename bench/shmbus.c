@@ -31,6 +31,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -42,6 +44,30 @@
 
 #define SPIN_FOREVER_US 10000000
 #define BATCH_MAX       256
+
+int bench_disk_dir(char *dir, size_t len, const char *tag, char *why, size_t whylen)
+{
+    const char *base = getenv("SHMBUS_BENCH_JOURNAL");
+    snprintf(dir, len, "%s/disk-%s", base && *base ? base : bench_tmpdir, tag);
+    if (mkdir(dir, 0700) != 0) {
+        int e = errno;
+        snprintf(why, whylen, "mkdir %s: %s", dir, strerror(e));
+        return -e;
+    }
+    return 0;
+}
+
+void bench_disk_dir_remove(const char *dir)
+{
+    DIR *d = opendir(dir);
+    struct dirent *de;
+    while (d != NULL && (de = readdir(d)) != NULL)
+        if (de->d_name[0] != '.')
+            unlinkat(dirfd(d), de->d_name, 0);
+    if (d != NULL)
+        closedir(d);
+    rmdir(dir);
+}
 
 #ifdef BENCH_HAVE_SHMBUS
 
@@ -59,6 +85,7 @@ struct bench_chan {
     char name[SHMBUS_NAME_MAX + 1];
     size_t size;
     char jdir[400]; /* a durable row's journal directory, else "" */
+    pid_t tap_pid;  /* shmbus-tapped: the tap reader, else 0 */
 };
 
 struct sb_ep {
@@ -127,17 +154,14 @@ static int sb_setup(struct bench_chan **chp, size_t size, int nprod, int streami
 
 static void sb_teardown(struct bench_chan *ch)
 {
-    shmbus_bus_destroy(ch->name);
-    if (ch->jdir[0] != '\0') { /* a durable row: its journal files, then the directory */
-        DIR *d = opendir(ch->jdir);
-        struct dirent *de;
-        while (d != NULL && (de = readdir(d)) != NULL)
-            if (de->d_name[0] != '.')
-                unlinkat(dirfd(d), de->d_name, 0);
-        if (d != NULL)
-            closedir(d);
-        rmdir(ch->jdir);
+    if (ch->tap_pid > 0) { /* shmbus-tapped: stop the reader before the bus goes */
+        kill(ch->tap_pid, SIGKILL);
+        waitpid(ch->tap_pid, NULL, 0);
+        bench_forget_pid(ch->tap_pid);
     }
+    shmbus_bus_destroy(ch->name);
+    if (ch->jdir[0] != '\0') /* a durable row: its journal files, then the directory */
+        bench_disk_dir_remove(ch->jdir);
     free(ch);
 }
 
@@ -155,18 +179,21 @@ static int durable_setup(struct bench_chan **chp, size_t size, int nprod, int st
     use_private_dir();
     ch->size = size;
     snprintf(ch->name, sizeof(ch->name), "bench-d%d-%u", (int)getpid(), serial++);
-    const char *base = getenv("SHMBUS_BENCH_JOURNAL");
-    snprintf(ch->jdir, sizeof(ch->jdir), "%s/journal-%s", base && *base ? base : bench_tmpdir,
-             ch->name);
+    int rc = bench_disk_dir(ch->jdir, sizeof(ch->jdir), ch->name, why, whylen);
+    if (rc < 0) {
+        free(ch);
+        return rc;
+    }
     struct shmbus_bus_opts o = {.max_clients = (uint32_t)nprod + 1,
                                 .slots = !streaming && size > 1024 ? 8 : SHMBUS_DEFAULT_SLOTS,
                                 .msg_size = (uint32_t)size};
     struct shmbus_durable d = {.dir = ch->jdir, .sync = sync};
     shmbus_bus *bus = NULL;
-    int rc = shmbus_bus_open_durable(ch->name, &o, &d, SHMBUS_OPEN_CREATE | SHMBUS_OPEN_EXCL, &bus);
+    rc = shmbus_bus_open_durable(ch->name, &o, &d, SHMBUS_OPEN_CREATE | SHMBUS_OPEN_EXCL, &bus);
     if (rc < 0) {
         snprintf(why, whylen, "shmbus_bus_open_durable %s in %s: %s", ch->name, ch->jdir,
                  shmbus_strerror(rc));
+        bench_disk_dir_remove(ch->jdir);
         free(ch);
         return rc;
     }
@@ -191,6 +218,72 @@ static int setup_always(struct bench_chan **chp, size_t size, int nprod, int str
                         size_t whylen)
 {
     return durable_setup(chp, size, nprod, streaming, SHMBUS_SYNC_ALWAYS, why, whylen);
+}
+
+/* The tap reader of shmbus-tapped: what `shmbus tail` does, without printing. Opens a tap,
+ * says so on `ready`, then reads every message until it is killed (teardown) or its
+ * parent dies. Never returns. */
+static void tap_reader(const char *name, int ready)
+{
+    signal(SIGINT, SIG_DFL);
+    signal(SIGTERM, SIG_DFL);
+    signal(SIGHUP, SIG_DFL);
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    shmbus_bus *bus = NULL;
+    shmbus_tap *tap = NULL;
+    int rc = shmbus_bus_open(name, NULL, 0, &bus);
+    if (rc == 0)
+        rc = shmbus_tap_open(bus, &tap);
+    if (write(ready, &rc, sizeof(rc)) != (ssize_t)sizeof(rc) || rc < 0)
+        _exit(1);
+    close(ready);
+    struct shmbus_tap_msg m;
+    char buf[SHMBUS_TAP_CAPTURE];
+    for (;;) {
+        rc = shmbus_tap_next(tap, &m, buf, sizeof(buf), 100);
+        if (rc < 0 && rc != -ETIMEDOUT && rc != -EINTR)
+            _exit(rc == -EIDRM ? 0 : 1);
+    }
+}
+
+/* shmbus-tapped: the bus of shmbus-default, and a tap reader attached and reading before
+ * the measurement starts (it runs on whichever CPU the scheduler gives it). */
+static int tapped_setup(struct bench_chan **chp, size_t size, int nprod, int streaming, char *why,
+                        size_t whylen)
+{
+    int rc = sb_setup(chp, size, nprod, streaming, why, whylen);
+    if (rc < 0)
+        return rc;
+    struct bench_chan *ch = *chp;
+    int p[2];
+    if (pipe(p) != 0) {
+        rc = bench_fail(why, whylen, "pipe");
+        sb_teardown(ch);
+        return rc;
+    }
+    fflush(stdout);
+    fflush(stderr);
+    ch->tap_pid = fork();
+    if (ch->tap_pid == 0) {
+        close(p[0]);
+        tap_reader(ch->name, p[1]);
+    }
+    close(p[1]);
+    int got = -EIO;
+    if (ch->tap_pid < 0) {
+        rc = bench_fail(why, whylen, "fork");
+    } else {
+        bench_track_pid(ch->tap_pid);
+        rc = read(p[0], &got, sizeof(got)) == (ssize_t)sizeof(got) ? got : -EIO;
+        if (rc < 0)
+            snprintf(why, whylen, "tap reader: %s", shmbus_strerror(rc));
+    }
+    close(p[0]);
+    if (rc < 0) {
+        sb_teardown(ch);
+        return rc;
+    }
+    return 0;
 }
 
 static void sb_close(void *ep)
@@ -480,6 +573,28 @@ const struct bench_transport bench_shmbus_durable_batch = DURABLE_ROW(
 const struct bench_transport bench_shmbus_durable_always = DURABLE_ROW(
     "shmbus-durable-always",
     "durable bus, sync always (fdatasync before each send and receive returns)", setup_always);
+
+/* The cost of `shmbus tail` on a 1:1 stream: shmbus-default's stream with a tap attached. */
+const struct bench_transport bench_shmbus_tapped = {
+    .name = "shmbus-tapped",
+    .about = "shmbus-default's stream with a tap (shmbus_tap_open, what `shmbus tail` uses) "
+             "attached and reading every message in a third process (not pinned)",
+    .kind = BENCH_SHMBUS,
+    .wait = BENCH_HYBRID,
+    .caps = BENCH_CAP_STREAM,
+#ifdef BENCH_HAVE_SHMBUS
+    .setup = tapped_setup,
+    .open = open_default,
+    .send = sb_send,
+    .recv = sb_recv,
+    .stream_send = sb_stream_send,
+    .stream_recv = sb_stream_recv,
+    .close = sb_close,
+    .teardown = sb_teardown,
+#else
+    .probe = not_ready,
+#endif
+};
 
 /* ---- shmbus ring: hop latency against the number of clients ---- */
 

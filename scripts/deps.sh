@@ -15,7 +15,7 @@ pkgs_build="gcc make pkg-config libc6-dev"
 # g++ the C++ check of classic/client.h, python3-pytest the Python module's tests.
 pkgs_test="libcmocka-dev valgrind spin procps util-linux g++ python3 python3-pytest jq binutils pkg-config"
 pkgs_monitor="libmicrohttpd-dev"
-pkgs_bench="libzmq3-dev libiceoryx-binding-c-dev iceoryx python3-zmq"
+pkgs_bench="libzmq3-dev libiceoryx-binding-c-dev iceoryx python3-zmq libsqlite3-dev"
 pkgs_fuzz="clang libclang-rt-14-dev"
 pkgs_browser="chromium nodejs npm"
 # The NATS bridge (bridge/, shmbus-bridge): the official C client to build it, and the server

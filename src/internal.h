@@ -704,7 +704,8 @@ static inline bool sb__tap_on(const shmbus_bus *b)
 
 /*
  * journal.c: durable buses. Every hook is behind `bus->j != NULL`, the one branch a bus
- * without a journal pays. Records are written by one writev(2) each on an O_APPEND file.
+ * without a journal pays. Records are written by one writev(2) per send (or send batch)
+ * and per receive (or receive batch: one marker per run) on an O_APPEND file.
  */
 struct sb_journal;
 /* Creating a bus (bus.c, before READY): dur NULL makes no journal. Otherwise open or make
@@ -726,6 +727,15 @@ int sb__journal_msgs(shmbus_client *c, uint32_t dst, const struct shmbus_iov *ms
                      unsigned prio, unsigned mflags, uint64_t seq0, uint64_t corr, unsigned flags);
 /* A receiver takes message m (sender generation src_gen): its taken marker. */
 int sb__journal_taken(shmbus_client *c, const struct shmbus_msg *m, uint32_t src_gen);
+/* A receive batch takes runs of messages: for each, count consecutive seqs from seq of one
+ * (src, src_gen). One marker per run, all in one write; 0 or -errno (nothing taken then). */
+#define SB_TAKEN_RUNS 64 /* runs one batch marker write holds at most */
+struct sb_taken_run {
+    uint32_t src, src_gen;
+    uint64_t seq;
+    uint32_t count; /* >= 1 */
+};
+int sb__journal_taken_runs(shmbus_client *c, const struct sb_taken_run *runs, size_t n);
 /* A sender whose journaled message was not delivered after all (its claim was skipped). */
 void sb__journal_cancel(shmbus_client *c, uint64_t seq);
 

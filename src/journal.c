@@ -9,6 +9,10 @@
  * (with one writev(2) for a batch) after it claimed room in the destination's ring and
  * before it commits there, so a message is never visible before its record is written; a
  * receiver appends a taken marker (src, generation, seq) before its receive call returns.
+ * A receive batch writes one marker per run of consecutive seqs of one sender generation
+ * (format 2: the marker's `rest` counts the seqs after the first), all in one writev,
+ * before it passes any of them in the ring (take_run() in mailbox.c): the write costs are
+ * per batch, not per message. Readers merge the runs (gone_sort()) and ask gone_has().
  * The kernel serialises O_APPEND writes to a regular file, so concurrent records never
  * interleave; a write cut short (a full disk) leaves a torn fragment that the reader skips.
  * docs/design.md has the picture and the reasons for one file rather than one per mailbox.
@@ -48,7 +52,20 @@
  *
  * Journal files are hostile: every length is checked against the bytes read, every record
  * against its CRC; a bad record is skipped and counted, never delivered.
+ *
+ * Why every write still takes the shared flock (two system calls beside its writev): the
+ * lock is what tells a compactor, in a way a kill -9 cannot leave stale, that no write to
+ * the old file is in progress. Skipping it "while no compaction is in progress" (a flag in
+ * the segment) is not safe: a writer can read the flag clear, be preempted, and append
+ * after the compactor has copied the tail and switched files, and that record is lost. A
+ * counter of writers in flight would be left raised by a writer killed mid-write; holding
+ * the shared lock from open to close would let one idle process block every compaction.
+ * So the costs are cut per write instead: one write per send batch and one per receive
+ * batch (markers by runs), one clock read per write, no getpid() per write.
  */
+#if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
+#endif
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -84,10 +101,24 @@ struct sb_journal {
     char dir[SHMBUS_JOURNAL_DIR_MAX + 1];
 };
 
-/* ---- CRC32C (Castagnoli, reflected polynomial 0x82F63B78), slice-by-8 ------------------ */
+/* ---- CRC32C (Castagnoli, reflected polynomial 0x82F63B78) ------------------------------
+ * The SSE4.2 crc32 instruction computes exactly this CRC, 8 bytes per instruction; where the
+ * CPU has it (cpuid, once), it is used, else a slice-by-8 table. Both give the same results
+ * (test_durable checks them against each other and the standard check value). */
 
 static uint32_t crc_tab[8][256];
 static pthread_once_t crc_once = PTHREAD_ONCE_INIT;
+static bool crc_hw;
+
+static bool cpu_has_sse42(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    unsigned a, b, c, d;
+    return __get_cpuid(1, &a, &b, &c, &d) && (c & bit_SSE4_2) != 0;
+#else
+    return false;
+#endif
+}
 
 static void crc_init(void)
 {
@@ -100,9 +131,10 @@ static void crc_init(void)
     for (uint32_t i = 0; i < 256; i++)
         for (int t = 1; t < 8; t++)
             crc_tab[t][i] = (crc_tab[t - 1][i] >> 8) ^ crc_tab[0][crc_tab[t - 1][i] & 0xff];
+    crc_hw = cpu_has_sse42() && getenv("SHMBUS_CRC32C_TABLE") == NULL;
 }
 
-uint32_t sb__crc32c(uint32_t crc, const void *data, size_t len)
+uint32_t sb__crc32c_table(uint32_t crc, const void *data, size_t len)
 {
     pthread_once(&crc_once, crc_init);
     const uint8_t *p = data;
@@ -121,9 +153,71 @@ uint32_t sb__crc32c(uint32_t crc, const void *data, size_t len)
     return ~crc;
 }
 
+#if defined(__x86_64__)
+__attribute__((target("sse4.2"))) static uint32_t crc_sse42(uint32_t crc, const void *data,
+                                                            size_t len)
+{
+    const uint8_t *p = data;
+    uint64_t c = ~crc;
+    while (len >= 8) {
+        uint64_t v;
+        memcpy(&v, p, sizeof(v)); /* any alignment; little-endian like the table's order */
+        c = __builtin_ia32_crc32di(c, v);
+        p += 8;
+        len -= 8;
+    }
+    uint32_t c32 = (uint32_t)c;
+    while (len--)
+        c32 = __builtin_ia32_crc32qi(c32, *p++);
+    return ~c32;
+}
+#endif
+
+bool sb__crc32c_hw(void)
+{
+    pthread_once(&crc_once, crc_init);
+    return crc_hw;
+}
+
+uint32_t sb__crc32c(uint32_t crc, const void *data, size_t len)
+{
+#if defined(__x86_64__)
+    if (sb__crc32c_hw())
+        return crc_sse42(crc, data, len);
+#endif
+    return sb__crc32c_table(crc, data, len);
+}
+
 uint32_t shmbus_crc32c(uint32_t crc, const void *data, size_t len)
 {
     return sb__crc32c(crc, data, len);
+}
+
+/* ---- this process's id ------------------------------------------------------------------
+ * Every journal write asks whether this process opened the journal's file or is a forked
+ * child (which must open its own: the open file, and with it its flock, is shared). getpid()
+ * is a system call; the answer changes only in fork(), whose child handler refreshes it.
+ * (A child made by a raw clone() system call runs no handlers: such a child must not use a
+ * bus handle of its parent, as with any library state.) */
+
+static pid_t my_pid;
+static pthread_once_t pid_once = PTHREAD_ONCE_INIT;
+
+static void pid_refresh(void)
+{
+    my_pid = getpid();
+}
+
+static void pid_init(void)
+{
+    pid_refresh();
+    pthread_atfork(NULL, NULL, pid_refresh);
+}
+
+static pid_t self_pid(void)
+{
+    pthread_once(&pid_once, pid_init);
+    return my_pid;
 }
 
 /* ---- file names and headers ------------------------------------------------------------- */
@@ -280,15 +374,17 @@ struct survivor {
     bool deferred;
 };
 
+/* A taken or cancelled run: seq..last of one (src, src_gen). */
 struct ident {
     uint64_t key; /* src << 32 | src_gen */
     uint64_t seq;
+    uint64_t last;
 };
 
 struct rebuild {
     struct survivor *msg;
     size_t nmsg, capmsg;
-    /* A batch being collected (batch_rest): its first message's index and offset, how many
+    /* A batch being collected (rest): its first message's index and offset, how many
      * records are still to come, and what the next one must be. */
     size_t pend_first, pend_left, pend_off, pend_next;
     uint32_t pend_src, pend_gen;
@@ -307,6 +403,46 @@ static int ident_cmp(const void *a, const void *b)
     if (x->key != y->key)
         return x->key < y->key ? -1 : 1;
     return x->seq < y->seq ? -1 : x->seq > y->seq;
+}
+
+/* Sort the taken runs and merge those that overlap or touch (a message taken twice: a
+ * receiver killed between its marker and the DONE in its ring takes it again), so that
+ * the runs of one key are disjoint and gone_has() can search them. */
+static void gone_sort(struct ident *g, size_t *n)
+{
+    if (*n < 2)
+        return;
+    qsort(g, *n, sizeof(*g), ident_cmp);
+    size_t k = 0;
+    for (size_t i = 1; i < *n; i++) {
+        if (g[i].key == g[k].key && (g[k].last == UINT64_MAX || g[i].seq <= g[k].last + 1)) {
+            if (g[i].last > g[k].last)
+                g[k].last = g[i].last;
+        } else {
+            g[++k] = g[i];
+        }
+    }
+    *n = k + 1;
+}
+
+/* Is (key, seq) in one of the runs g[0..n) (sorted and merged by gone_sort())? The one rule
+ * for "taken" that the rebuild, compaction and shmbus_journal_scan() share. */
+static bool gone_has(const struct ident *g, size_t n, uint64_t key, uint64_t seq)
+{
+    size_t lo = 0, hi = n; /* the first run after (key, seq) is at hi */
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (g[mid].key < key || (g[mid].key == key && g[mid].seq <= seq))
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return hi > 0 && g[hi - 1].key == key && seq <= g[hi - 1].last;
+}
+
+static uint64_t ident_key(const struct sb_jrec *r)
+{
+    return (uint64_t)r->src << 32 | (r->src_gen & 0xffffffu);
 }
 
 static bool grow(void **p, size_t *cap, size_t n, size_t elem)
@@ -330,7 +466,7 @@ static void collect(const struct sb_jrec *r, const uint8_t *payload, size_t off,
     if (rb->pend_left > 0) {
         if (r->type == SB_JREC_MSG && off == rb->pend_next && r->src == rb->pend_src &&
             r->src_gen == rb->pend_gen && r->seq == rb->pend_seq + 1 &&
-            r->batch_rest == rb->pend_left - 1) {
+            r->rest == rb->pend_left - 1) {
             if (!grow((void **)&rb->msg, &rb->capmsg, rb->nmsg, sizeof(*rb->msg)))
                 return;
             rb->msg[rb->nmsg++] = (struct survivor){.off = off, .r = *r};
@@ -346,9 +482,9 @@ static void collect(const struct sb_jrec *r, const uint8_t *payload, size_t off,
         if (!grow((void **)&rb->msg, &rb->capmsg, rb->nmsg, sizeof(*rb->msg)))
             return;
         rb->msg[rb->nmsg++] = (struct survivor){.off = off, .r = *r};
-        if (r->batch_rest > 0) {
+        if (r->rest > 0) {
             rb->pend_first = rb->nmsg - 1;
-            rb->pend_left = r->batch_rest;
+            rb->pend_left = r->rest;
             rb->pend_off = off;
             rb->pend_next = off + padded;
             rb->pend_src = r->src;
@@ -358,8 +494,9 @@ static void collect(const struct sb_jrec *r, const uint8_t *payload, size_t off,
     } else {
         if (!grow((void **)&rb->gone, &rb->capgone, rb->ngone, sizeof(*rb->gone)))
             return;
-        rb->gone[rb->ngone++] =
-            (struct ident){(uint64_t)r->src << 32 | (r->src_gen & 0xffffffu), r->seq};
+        /* A TAKEN run covers seq..seq + rest (a hostile rest is cut at the top). */
+        uint64_t last = r->seq + r->rest < r->seq ? UINT64_MAX : r->seq + r->rest;
+        rb->gone[rb->ngone++] = (struct ident){ident_key(r), r->seq, last};
     }
 }
 
@@ -500,8 +637,7 @@ static void remove_older(int dirfd, const char *bus, uint64_t keep)
  * retain_ns) go to rb->ret (in file order); the other taken ones are dropped. */
 static int split_taken(struct rebuild *rb, uint64_t retain_bytes, uint64_t retain_ns)
 {
-    if (rb->ngone > 1)
-        qsort(rb->gone, rb->ngone, sizeof(*rb->gone), ident_cmp);
+    gone_sort(rb->gone, &rb->ngone);
     bool *taken = calloc(rb->nmsg + 1, sizeof(*taken));
     bool *kept = calloc(rb->nmsg + 1, sizeof(*kept));
     size_t nret = 0;
@@ -513,8 +649,7 @@ static int split_taken(struct rebuild *rb, uint64_t retain_bytes, uint64_t retai
     uint64_t now = sb__realtime_ns(), bytes = 0;
     for (size_t i = rb->nmsg; i-- > 0;) {
         const struct sb_jrec *r = &rb->msg[i].r;
-        struct ident id = {(uint64_t)r->src << 32 | (r->src_gen & 0xffffffu), r->seq};
-        taken[i] = rb->ngone && bsearch(&id, rb->gone, rb->ngone, sizeof(id), ident_cmp);
+        taken[i] = gone_has(rb->gone, rb->ngone, ident_key(r), r->seq);
         if (!taken[i])
             continue;
         bool by_time = retain_ns != 0 && r->time_ns + retain_ns >= now;
@@ -551,7 +686,7 @@ static int put_retained(int fd, const struct survivor *s, const uint8_t *old, ui
 {
     struct sb_jrec r = s->r;
     r.src_gen = gen;
-    r.batch_rest = 0;
+    r.rest = 0;
     int e = put_rec(fd, &r, old + s->off + sizeof(struct sb_jrec));
     if (e != 0)
         return e;
@@ -582,7 +717,7 @@ static int write_new(int dirfd, const char *bus, uint64_t jid, uint64_t epoch,
         const struct survivor *s = &rb->msg[i];
         struct sb_jrec r = s->r;
         r.src_gen = s->new_gen;
-        r.batch_rest = 0; /* checked whole: each record stands alone from now on */
+        r.rest = 0; /* checked whole: each record stands alone from now on */
         e = put_rec(fd, &r, old + s->off + sizeof(struct sb_jrec));
     }
     if (e == 0 && fdatasync(fd) != 0)
@@ -739,7 +874,7 @@ static int make_handle(shmbus_bus *b, const char *dir, uint32_t sync, uint64_t c
     }
     pthread_mutex_init(&j->mu, NULL);
     j->fd = fd;
-    j->pid = getpid();
+    j->pid = self_pid();
     j->sync = sync;
     j->compact_bytes = compact_bytes;
     /* Any value is safe: retention only decides what compaction keeps. */
@@ -857,7 +992,7 @@ static int reopen(shmbus_bus *b, struct sb_journal *j, uint64_t e)
     close(j->fd);
     j->fd = fd;
     j->epoch = e;
-    j->pid = getpid();
+    j->pid = self_pid();
     return 0;
 }
 
@@ -896,7 +1031,7 @@ static int enter(shmbus_bus *b, struct sb_journal *j)
     struct sb_jctl *jc = j->ctl;
     for (int tries = 0; tries < 1000; tries++) {
         int r;
-        if (j->pid != getpid()) {
+        if (j->pid != self_pid()) {
             /* A forked child shares our open file, and with it our flock: its own. */
             r = reopen(b, j, atomic_load_explicit(&jc->epoch, memory_order_acquire));
             if (r == -ENOENT)
@@ -942,7 +1077,7 @@ static bool owner_dead(uint64_t pid)
 static bool own(_Atomic uint64_t *w)
 {
     uint64_t cur = 0;
-    uint64_t me = (uint64_t)getpid();
+    uint64_t me = (uint64_t)self_pid();
     /* The owner word only excludes: acq_rel pairs with the release store in disown(). */
     if (atomic_compare_exchange_strong_explicit(w, &cur, me, memory_order_acq_rel,
                                                 memory_order_relaxed))
@@ -1037,7 +1172,7 @@ static void compact(shmbus_bus *b, struct sb_journal *j)
     for (size_t i = 0; err == 0 && i < rb.nmsg; i++) {
         const struct survivor *sv = &rb.msg[i];
         struct sb_jrec r = sv->r;
-        r.batch_rest = 0; /* checked whole: each record stands alone from now on */
+        r.rest = 0; /* checked whole: each record stands alone from now on */
         err = put_rec(tfd, &r, buf + sv->off + sizeof(struct sb_jrec));
         bytes += (sv->r.size + 7u) & ~7u;
     }
@@ -1239,9 +1374,10 @@ static int after_write(shmbus_bus *b, bool want_sync)
 
 /* ---- writing ---------------------------------------------------------------------------- */
 
+/* One record; time_ns is the write's (one clock read per write, not per record). */
 static void fill_rec(struct sb_jrec *r, unsigned type, uint32_t src, uint32_t src_gen, uint32_t dst,
                      uint64_t seq, uint64_t corr, unsigned prio, unsigned mflags, const void *data,
-                     size_t len, uint32_t batch_rest)
+                     size_t len, uint32_t rest, uint64_t time_ns)
 {
     memset(r, 0, sizeof(*r));
     r->magic = SB_JREC_MAGIC;
@@ -1254,8 +1390,8 @@ static void fill_rec(struct sb_jrec *r, unsigned type, uint32_t src, uint32_t sr
     r->dst = dst;
     r->seq = seq;
     r->corr = corr;
-    r->time_ns = sb__realtime_ns();
-    r->batch_rest = batch_rest;
+    r->time_ns = time_ns;
+    r->rest = rest;
     uint32_t crc = sb__crc32c(0, (const uint8_t *)r + 12, sizeof(*r) - 12);
     r->crc = len ? sb__crc32c(crc, data, len) : crc;
 }
@@ -1268,6 +1404,7 @@ int sb__journal_msgs(shmbus_client *c, uint32_t dst, const struct shmbus_iov *ms
     static const uint8_t zero[8];
     struct sb_jrec recs[JBATCH];
     struct iovec iov[JBATCH * 3];
+    const uint64_t now = sb__realtime_ns();
     for (size_t done = 0; done < n;) {
         int ni = 0;
         size_t total = 0, k = 0;
@@ -1275,7 +1412,7 @@ int sb__journal_msgs(shmbus_client *c, uint32_t dst, const struct shmbus_iov *ms
             const struct shmbus_iov *m = &msgs[done + k];
             size_t chunk = n - done < JBATCH ? n - done : JBATCH;
             fill_rec(&recs[k], SB_JREC_MSG, c->id, c->gen, dst, seq0 + done + k, corr, prio, mflags,
-                     m->data, m->len, (uint32_t)(chunk - 1 - k));
+                     m->data, m->len, (uint32_t)(chunk - 1 - k), now);
             iov[ni++] = (struct iovec){&recs[k], sizeof(recs[k])};
             if (m->len)
                 iov[ni++] = (struct iovec){(void *)m->data, m->len};
@@ -1292,23 +1429,38 @@ int sb__journal_msgs(shmbus_client *c, uint32_t dst, const struct shmbus_iov *ms
     return after_write(c->bus, flags & SHMBUS_SEND_SYNC);
 }
 
-static int marker(shmbus_client *c, unsigned type, uint32_t src, uint32_t src_gen, uint64_t seq)
+/* Markers of type for n runs (n <= SB_TAKEN_RUNS), written with one writev. */
+static int markers(shmbus_client *c, unsigned type, const struct sb_taken_run *runs, size_t n)
 {
-    struct sb_jrec r;
-    fill_rec(&r, type, src, src_gen, c->id, seq, 0, 0, 0, NULL, 0, 0);
-    struct iovec iov = {&r, sizeof(r)};
-    int e = jwrite(c->bus, &iov, 1, sizeof(r));
+    struct sb_jrec r[SB_TAKEN_RUNS];
+    struct iovec iov[SB_TAKEN_RUNS];
+    if (n == 0 || n > SB_TAKEN_RUNS)
+        return -EINVAL;
+    const uint64_t now = sb__realtime_ns();
+    for (size_t i = 0; i < n; i++) {
+        fill_rec(&r[i], type, runs[i].src, runs[i].src_gen, c->id, runs[i].seq, 0, 0, 0, NULL, 0,
+                 runs[i].count - 1, now);
+        iov[i] = (struct iovec){&r[i], sizeof(r[i])};
+    }
+    int e = jwrite(c->bus, iov, (int)n, n * sizeof(r[0]));
     return e < 0 ? e : after_write(c->bus, false);
+}
+
+int sb__journal_taken_runs(shmbus_client *c, const struct sb_taken_run *runs, size_t n)
+{
+    return markers(c, SB_JREC_TAKEN, runs, n);
 }
 
 int sb__journal_taken(shmbus_client *c, const struct shmbus_msg *m, uint32_t src_gen)
 {
-    return marker(c, SB_JREC_TAKEN, m->src, src_gen, m->seq);
+    struct sb_taken_run run = {.src = m->src, .src_gen = src_gen, .seq = m->seq, .count = 1};
+    return sb__journal_taken_runs(c, &run, 1);
 }
 
 void sb__journal_cancel(shmbus_client *c, uint64_t seq)
 {
-    marker(c, SB_JREC_CANCEL, c->id, c->gen, seq);
+    struct sb_taken_run run = {.src = c->id, .src_gen = c->gen, .seq = seq, .count = 1};
+    markers(c, SB_JREC_CANCEL, &run, 1);
 }
 
 void sb__journal_close(shmbus_bus *b)
@@ -1396,12 +1548,10 @@ int shmbus_journal_scan(shmbus_bus *b, shmbus_journal_fn fn, void *arg)
         struct sb_jscan sc;
         sb__journal_parse(buf, len, collect, &rb, &sc);
         collect_end(&rb);
-        if (rb.ngone > 1)
-            qsort(rb.gone, rb.ngone, sizeof(*rb.gone), ident_cmp);
+        gone_sort(rb.gone, &rb.ngone);
     }
     for (size_t i = 0; r == 0 && i < rb.nmsg; i++) {
         const struct sb_jrec *m = &rb.msg[i].r;
-        struct ident id = {(uint64_t)m->src << 32 | (m->src_gen & 0xffffffu), m->seq};
         struct shmbus_journal_entry e = {
             .msg = {.src = m->src,
                     .dst = m->dst,
@@ -1411,7 +1561,7 @@ int shmbus_journal_scan(shmbus_bus *b, shmbus_journal_fn fn, void *arg)
                     .prio = (uint8_t)(m->prio & 7u),
                     .flags = m->flags},
             .time_ns = m->time_ns,
-            .taken = rb.ngone && bsearch(&id, rb.gone, rb.ngone, sizeof(id), ident_cmp),
+            .taken = gone_has(rb.gone, rb.ngone, ident_key(m), m->seq),
         };
         r = fn(&e, buf + rb.msg[i].off + sizeof(*m), arg);
     }

@@ -6,11 +6,12 @@
 #ifndef SHMBUS_JOURNAL_H
 #define SHMBUS_JOURNAL_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #define SB_JFILE_MAGIC   "SBJOURNL"
-#define SB_JFILE_VERSION 1u
+#define SB_JFILE_VERSION 2u          /* 2: TAKEN markers cover runs (rest) */
 #define SB_JREC_MAGIC    0x52424a53u /* "SJBR" */
 
 enum { SB_JREC_MSG = 1, SB_JREC_TAKEN = 2, SB_JREC_CANCEL = 3 };
@@ -30,7 +31,8 @@ struct sb_jfile_hdr {
 _Static_assert(sizeof(struct sb_jfile_hdr) == 128, "journal file header is 128 bytes");
 
 /* A record: this header, then `size - 56` payload bytes (MSG only), then zeroes up to a
- * multiple of 8. TAKEN and CANCEL name a MSG by (src, src_gen, seq); dst is the taker. */
+ * multiple of 8. TAKEN and CANCEL name a MSG by (src, src_gen, seq) (TAKEN: a run of them,
+ * see rest); dst is the taker. */
 struct sb_jrec {
     uint32_t magic; /* SB_JREC_MAGIC */
     uint32_t size;  /* 56 + payload length */
@@ -42,8 +44,10 @@ struct sb_jrec {
     uint32_t src;
     uint32_t src_gen;
     uint32_t dst;
-    uint32_t batch_rest; /* MSG: records of the same write that follow this one (a batch is
-                          * kept whole or not at all: a write cut short loses all of it) */
+    uint32_t rest; /* MSG: records of the same write that follow this one (a batch is kept
+                    * whole or not at all: a write cut short loses all of it). TAKEN: the
+                    * marker covers a run: seq, seq + 1, ..., seq + rest of (src, src_gen)
+                    * (one marker per run of a receive batch, format 2). CANCEL: 0. */
     uint64_t seq;
     uint64_t corr;
     uint64_t time_ns; /* CLOCK_REALTIME when written */
@@ -61,6 +65,10 @@ struct sb_jscan {
 };
 
 uint32_t sb__crc32c(uint32_t crc, const void *data, size_t len);
+/* The same CRC by the table alone, and whether sb__crc32c() uses the SSE4.2 instruction
+ * (the CPU has it and SHMBUS_CRC32C_TABLE is not set in the environment). */
+uint32_t sb__crc32c_table(uint32_t crc, const void *data, size_t len);
+bool sb__crc32c_hw(void);
 /* Check a file header (buf holds len bytes of the file): 0, -EPROTO (not a journal, a bad
  * CRC, or bus != NULL and another bus's), -EPROTONOSUPPORT (another format version). */
 int sb__jfile_check(const void *buf, size_t len, const char *bus, struct sb_jfile_hdr *out);

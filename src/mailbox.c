@@ -2006,19 +2006,45 @@ static int consume_peeked(shmbus_client *c)
     return 0;
 }
 
+/* A durable batch: add (src, src_gen, seq) to the taken runs, extending the last run when
+ * it is the next seq of the same sender. false when a new run does not fit. */
+static bool run_add(struct sb_taken_run *runs, size_t *n, uint32_t src, uint32_t src_gen,
+                    uint64_t seq)
+{
+    struct sb_taken_run *l = *n ? &runs[*n - 1] : NULL;
+    if (l != NULL && l->src == src && l->src_gen == src_gen && l->seq + l->count == seq &&
+        l->count < UINT32_MAX) {
+        l->count++;
+        return true;
+    }
+    if (*n == SB_TAKEN_RUNS)
+        return false;
+    runs[(*n)++] = (struct sb_taken_run){.src = src, .src_gen = src_gen, .seq = seq, .count = 1};
+    return true;
+}
+
 /*
  * The fast path of a batch: take the run of committed messages at h, in order, while no
  * message of a higher priority is pending. One update of each counter per run instead of
  * per message, and head is published once by the caller. Stops (leaving the rest to the
  * general path) at anything unusual: a priority, an ACK, a message larger than `stride`.
+ *
+ * On a durable bus the run is taken in two passes: the first copies the messages out and
+ * changes nothing in the ring; then one write of taken markers covers them all (one per
+ * run of consecutive seqs of a sender, sb__journal_taken_runs()); only then the second
+ * pass passes them. The order is consume_at()'s (marker, then DONE), for a whole batch:
+ * if the marker write fails, nothing was taken and the general path reports the error.
+ * Between the passes the records in [h0, h) cannot change: READY and DONE records at and
+ * after h are changed only by their consumer, which is us.
  */
 static size_t take_run(shmbus_client *c, struct shmbus_msg *hdrs, uint8_t *bufs, size_t stride,
                        size_t n)
 {
     shmbus_bus *b = c->bus;
     struct sb_mbox *mb = c->mb;
-    if (b->j != NULL) /* a durable bus: a marker per message, by the general path */
-        return 0;
+    const bool durable = b->j != NULL;
+    struct sb_taken_run runs[SB_TAKEN_RUNS]; /* durable: the markers of the batch */
+    size_t nruns = 0;
     if (atomic_load_explicit(&mb->pending_hi, memory_order_relaxed) > 0)
         return 0;
     if (advance(c) < 0)
@@ -2038,7 +2064,8 @@ static size_t take_run(shmbus_client *c, struct shmbus_msg *hdrs, uint8_t *bufs,
             break;
         uint32_t u = SB_HW_UNITS(v);
         if (SB_HW_STATE(v) == SB_HW_DONE) {
-            rv_zero(&r, h, u);
+            if (!durable)
+                rv_zero(&r, h, u);
             h = padd(h, u);
             continue;
         }
@@ -2052,6 +2079,8 @@ static size_t take_run(shmbus_client *c, struct shmbus_msg *hdrs, uint8_t *bufs,
         if (len > msg_size || len > u * SB_UNIT - SB_REC_HDR || src < 1 || src > max_clients ||
             !(dg == gen || (kept_gen != 0 && dg == kept_gen))) { /* our_gen(), on copies */
             dropped++;
+        } else if (durable && !run_add(runs, &nruns, src, sg & 0xffffffu, rc->seq)) {
+            break; /* the batch's markers are full: the rest waits for the next call */
         } else {
             struct shmbus_msg *m = &hdrs[got];
             m->src = src;
@@ -2063,12 +2092,27 @@ static size_t take_run(shmbus_client *c, struct shmbus_msg *hdrs, uint8_t *bufs,
             m->prio = 0;
             m->flags = (uint8_t)flags;
             copy_payload(bufs + got * stride, (uint8_t *)rc + SB_REC_HDR, len);
-            sb__stats_taken(b, c->id, src, len, 0);
+            if (!durable)
+                sb__stats_taken(b, c->id, src, len, 0);
             bytes += len;
             got++;
         }
-        rv_zero(&r, h, u);
+        if (!durable)
+            rv_zero(&r, h, u);
         h = padd(h, u);
+    }
+    if (durable) {
+        if (got != 0 && sb__journal_taken_runs(c, runs, nruns) < 0)
+            return 0; /* nothing taken: the ring is as it was */
+        for (uint64_t p = h0; p != h;) {
+            /* Relaxed: the first pass acquired these very values, unchanged since. */
+            uint32_t u =
+                SB_HW_UNITS(atomic_load_explicit(&rv_rec(&r, p)->hw, memory_order_relaxed));
+            rv_zero(&r, p, u);
+            p = padd(p, u);
+        }
+        for (size_t i = 0; i < got; i++)
+            sb__stats_taken(b, c->id, hdrs[i].src, hdrs[i].len, 0);
     }
     c->h = h;
     if (got + dropped != 0)
@@ -2084,6 +2128,25 @@ static size_t take_run(shmbus_client *c, struct shmbus_msg *hdrs, uint8_t *bufs,
 
 static int recv_batch(shmbus_client *c, struct shmbus_msg *hdrs, void *bufs, size_t stride,
                       size_t n, int timeout_ms);
+
+/* Wait until a message can be taken, as shmbus_peek() does, leaving the caller's own peek
+ * (for shmbus_consume()) as it was. Its length, or the error a receive would return. */
+static int wait_ready_msg(shmbus_client *c, struct shmbus_msg *hdr, void *buf, size_t cap,
+                          int timeout_ms)
+{
+    const struct want w = {.peek = true};
+    bool valid = c->peek_valid;
+    uint32_t src_gen = c->peek_src_gen;
+    uint64_t pos = c->peek_pos, hw = c->peek_hw;
+    struct shmbus_msg m = c->peek_msg;
+    int r = recv_common(c, &w, hdr, buf, cap, timeout_ms);
+    c->peek_valid = valid;
+    c->peek_src_gen = src_gen;
+    c->peek_pos = pos;
+    c->peek_hw = hw;
+    c->peek_msg = m;
+    return r;
+}
 
 int shmbus_recv_batch(shmbus_client *c, struct shmbus_msg *hdrs, void *bufs, size_t stride,
                       size_t n, int timeout_ms)
@@ -2106,6 +2169,16 @@ static int recv_batch(shmbus_client *c, struct shmbus_msg *hdrs, void *bufs, siz
     struct want w = {0};
     uint8_t *out = bufs;
     size_t got = take_run(c, hdrs, out, stride, n);
+    if (got == 0 && c->bus->j != NULL) {
+        /* A durable bus: wait for a message without taking it (a peek writes nothing),
+         * then take the run that starts with it under one marker write, rather than the
+         * first message alone under a marker of its own and the rest under another. */
+        int r = wait_ready_msg(c, &hdrs[0], out, stride, timeout_ms);
+        if (r < 0)
+            return r;
+        got = take_run(c, hdrs, out, stride, n);
+        timeout_ms = 0; /* there is one: if the run did not take it, the general path will */
+    }
     if (got == 0) {
         /* Nothing ready (or something unusual first): wait for one the general way. */
         int r = recv_common(c, &w, &hdrs[0], out, stride, timeout_ms);

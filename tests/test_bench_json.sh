@@ -121,7 +121,8 @@ walk(doc, "$")
 names = {t["name"] for t in doc["transports"]}
 for n in ("floor-spin", "floor-sem", "floor-ring", "pipe", "uds", "posix-mq", "sysv-mq",
           "zmq-ipc", "iceoryx-poll", "iceoryx-wait", "shmbus-spin", "shmbus-sleep",
-          "shmbus-default"):
+          "shmbus-default", "shmbus-durable-none", "shmbus-durable-batch", "shmbus-durable-always",
+          "sqlite-wal", "shmbus-tapped"):
     need(n in names, "transport row missing: " + n)
 
 lat_fields = ("samples", "seconds", "median_ns", "p99_ns", "p999_ns", "max_ns", "mean_ns")
@@ -181,7 +182,19 @@ need("skipped" not in fo, "groups.failover not measured: %s" % fo.get("skipped")
 need(fo.get("kills", 0) >= 20 and 0 < fo.get("p50_ns", 0) <= fo.get("p99_ns", 0),
      "groups.failover: bad figures %r" % fo)
 
-need(len(doc["targets"]) == 10, "there must be 10 targets")
+need(len(doc["targets"]) == 13, "there must be 13 targets")
+# Issue 13: the durable rows against the in-memory bus and SQLite (same messages, same disk),
+# and the tap's cost, are measured and evaluated from the same run.
+for t in ("shmbus-durable-none", "shmbus-durable-batch", "sqlite-wal", "shmbus-tapped"):
+    need(measured(tput, t, 64), "no 64 B 1:1 stream figure for " + t)
+want = {"durable bus, sync none": "shmbus-durable-none", "durable bus, sync batch": "sqlite-wal",
+        "an attached tail": "shmbus-tapped"}
+for prefix, row in want.items():
+    ts = [t for t in doc["targets"] if t["target"].startswith(prefix)]
+    need(len(ts) == 1, "target missing: " + prefix)
+    for t in ts:
+        need(t["status"] in ("MET", "MISSED") and "value" in t and row in t["detail"],
+             "target %r not evaluated from %s: %r" % (prefix, row, t))
 for t in doc["targets"]:
     need(t.get("status") in ("MET", "MISSED", "NOT MEASURED"), "bad target status: %r" % t)
     need(t.get("detail"), "target without detail: %r" % t.get("target"))

@@ -54,12 +54,15 @@
 #define RECEIVERS 2
 
 struct logrec {
-    uint32_t tag;   /* round * SENDERS + sender index + 1 */
-    uint32_t dst;   /* receiver id the message was sent to */
-    uint64_t n;     /* the sender's message number */
-    uint32_t round; /* in a receiver's log: the round it was received in */
-    uint32_t pad;
+    uint32_t tag;    /* round * SENDERS + sender index + 1 */
+    uint32_t dst;    /* receiver id the message was sent to */
+    uint64_t n;      /* the sender's message number */
+    uint32_t round;  /* in a receiver's log: the round it was received in */
+    uint32_t pad[3]; /* 32 bytes, so that no record straddles a page of the log file: the
+                      * kernel may cut a write at a page boundary when SIGKILL is pending
+                      * (a 24-byte record once left a log 16 bytes long at its end) */
 };
+_Static_assert(4096 % sizeof(struct logrec) == 0, "a log record never straddles a page");
 
 static char jdir[500], slog[600], rlog[600];
 static const char *bus;
@@ -130,7 +133,7 @@ static int sender(void *arg)
         return 2;
     int fd = open(slog, O_WRONLY | O_APPEND | O_CLOEXEC);
     for (uint64_t n = 0; n < MAXN; n++) {
-        struct logrec lr = {ro->tag, 3 + (uint32_t)(n & 1), n, 0, 0};
+        struct logrec lr = {.tag = ro->tag, .dst = 3 + (uint32_t)(n & 1), .n = n};
         unsigned flags = (n % 17 == 0 && sync_level == SHMBUS_SYNC_BATCH) ? SHMBUS_SEND_SYNC : 0;
         if (shmbus_send(c, lr.dst, &lr, sizeof(lr), flags, 20) == 0 &&
             write(fd, &lr, sizeof(lr)) != (ssize_t)sizeof(lr))
@@ -212,7 +215,10 @@ static void on_rec(const struct sb_jrec *r, const uint8_t *payload, size_t off, 
         id.payload = (uint64_t)lr.tag << 32 | lr.n;
         push(&s->msg, &s->nmsg, &s->capm, id);
     } else if (r->type == SB_JREC_TAKEN) {
-        push(&s->taken, &s->ntaken, &s->capt, id);
+        for (uint64_t k = 0; k <= r->rest; k++) { /* a run: seq .. seq + rest */
+            id.seq = r->seq + k;
+            push(&s->taken, &s->ntaken, &s->capt, id);
+        }
     }
 }
 
