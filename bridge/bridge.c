@@ -2069,7 +2069,7 @@ int main(int argc, char **argv)
     if (stats)
         return show_state();
     if (cfg.bench)
-        return bridge_bench("/proc/self/exe", cfg.url, cfg.count > 0 ? cfg.count : 2000,
+        return bridge_bench("/proc/self/exe", cfg.url, cfg.count > 0 ? cfg.count : 4000,
                             cfg.spin_us);
     memset(&sa, 0, sizeof(sa));
     sa.sa_handler = on_signal;
