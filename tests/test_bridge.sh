@@ -11,6 +11,7 @@
 #     the sequence numbers the receiving bridge saw) or undeliverable (the sending bridge
 #     gave up waiting for its peer), in the bridges' state (`shmbus-bridge --stats`)
 #   - a bridge killed (-9): local traffic on its bus is unaffected; restarted, it carries on
+#   - `shmbus-bridge --bench` runs and states its ratio against the 1.5x target
 #   - `shmbus monitor` shows the bridge on /metrics (every counter of its state file, as valid
 #     labelled series) and in /api/bus (the page's Bridges card)
 # Every wait polls for a state with a deadline; every process is stopped by pid.
@@ -243,6 +244,15 @@ wait_for "20 messages after the restart" lines "$work/sink.out" 20
     fail "after the bridge's restart: $(head -3 "$work/sink.out")"
 # A new bridge numbers its frames from 1 again: B must not count that as a loss.
 [ "$(state "$B" lost)" = "$lost" ] || fail "B counted $(state "$B" lost) lost, was $lost"
+
+# 6. The bench runs (a few round trips: its figures are not judged here, only that it
+# measures both sides and states the ratio against the issue's 1.5x target).
+timeout 60 "$BRIDGE" --bench --nats "$url" --count 200 >"$work/bench.out" 2>&1 ||
+    fail "shmbus-bridge --bench failed: $(tail -3 "$work/bench.out")"
+grep -q "^  NATS C client direct .* median .* us" "$work/bench.out" &&
+    grep -q "^  across two bridges .* median .* us" "$work/bench.out" &&
+    grep -Eq "^  ratio \(median\) +[0-9.]+x: (within|ABOVE) the target of at most 1.5x$" "$work/bench.out" ||
+    fail "the bench's output: $(cat "$work/bench.out")"
 
 if [ "$fails" -ne 0 ]; then
     for f in bridgeA.log bridgeA2.log bridgeB.log nats.log; do
