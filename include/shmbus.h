@@ -1001,7 +1001,8 @@ int shmbus_publish(shmbus_client *c, const char *name, const void *data, size_t 
  * next reap goes on. Other messages in a dead mailbox are dropped and counted as ever;
  * shmbus_leave_keep() keeps its mailbox for the next client of the id (the group messages
  * too) and redelivers only its unconfirmed ones (dropped, counted, if no member can take
- * them at once).
+ * them at once). On a durable bus, taking a redelivered copy marks the original taken; one
+ * not taken before a reboot comes back once, as the original, for the dead member's id.
  * Thread-safe. Errors: -EINVAL (as shmbus_send(), bad name), -EMSGSIZE, -EHOSTUNREACH (no live
  * member until the deadline), -ENOSPC, -EBUSY, -EAGAIN, -ETIMEDOUT, -EINTR, -EIDRM, -EBADMSG, and
  * with SHMBUS_SEND_ACK those of its wait for the acknowledgement.

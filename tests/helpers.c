@@ -4,6 +4,7 @@
 #include <sys/shm.h>
 
 #include <errno.h>
+#include <ftw.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -94,6 +95,28 @@ void th_track_shmid(int shmid)
 {
     if (ntracked < 64)
         tracked[ntracked++] = shmid;
+}
+
+static int rm_one(const char *p, const struct stat *st, int flag, struct FTW *f)
+{
+    (void)st;
+    (void)flag;
+    (void)f;
+    remove(p);
+    return 0;
+}
+
+void th_rm_rf(const char *path)
+{
+    nftw(path, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+void th_reboot_sim(const char *name)
+{
+    shmbus_bus_destroy_force(name, NULL, NULL);
+    char rd[512];
+    if (shmbus_runtime_dir(rd, sizeof(rd)) > 0)
+        th_rm_rf(rd);
 }
 
 int th_cleanup(void **state)

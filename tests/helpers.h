@@ -49,6 +49,14 @@ void th_track_shmid(int shmid);
  * `*` and `?` wildcards): `make mutants` runs one test per mutant this way. */
 void th_filter_from_env(void);
 
+/* Remove the file or directory tree at path (errors ignored: what is left is reported by the
+ * runner's leak check). */
+void th_rm_rf(const char *path);
+
+/* What a reboot does to bus `name`: its segment, semaphores and key file gone (destroyed by
+ * force, whoever is attached), and the runtime directory removed. Journal files stay. */
+void th_reboot_sim(const char *name);
+
 /* Group teardown: destroy every bus in this test's SHMBUS_DIR and every tracked segment.
  * Runs even when tests failed, so a failing test leaves nothing behind. */
 int th_cleanup(void **state);

@@ -14,7 +14,6 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -40,29 +39,6 @@ static const char *new_jdir(const char *tag)
     }
     snprintf(jdir, sizeof(jdir), "%s/jnl-%s-%d", t, tag, (int)getpid());
     return jdir;
-}
-
-static int rm_one(const char *p, const struct stat *st, int flag, struct FTW *f)
-{
-    (void)st;
-    (void)flag;
-    (void)f;
-    remove(p);
-    return 0;
-}
-
-static void rm_rf(const char *p)
-{
-    nftw(p, rm_one, 16, FTW_DEPTH | FTW_PHYS);
-}
-
-/* What a reboot does: the segment and key file gone, the runtime directory gone. */
-static void reboot_sim(const char *bus)
-{
-    shmbus_bus_destroy_force(bus, NULL, NULL);
-    char rd[512];
-    if (shmbus_runtime_dir(rd, sizeof(rd)) > 0)
-        rm_rf(rd);
 }
 
 static shmbus_bus *open_durable(const char *name, unsigned sync, int *err)
@@ -131,7 +107,7 @@ static void test_rebuild_delivers_untaken_once(void **state)
     shmbus_leave(r);
     shmbus_leave(s);
     shmbus_bus_close(b);
-    reboot_sim(name);
+    th_reboot_sim(name);
 
     b = open_durable(name, SHMBUS_SYNC_NONE, NULL);
     struct shmbus_journal_stats js;
@@ -152,7 +128,7 @@ static void test_rebuild_delivers_untaken_once(void **state)
     shmbus_leave(r);
     shmbus_leave(s);
     shmbus_bus_close(b);
-    reboot_sim(name);
+    th_reboot_sim(name);
 
     /* Everything was taken: nothing comes back. */
     b = open_durable(name, SHMBUS_SYNC_NONE, NULL);
@@ -164,7 +140,7 @@ static void test_rebuild_delivers_untaken_once(void **state)
     shmbus_leave(r);
     shmbus_bus_close(b);
     assert_int_equal(shmbus_bus_destroy(name), 0);
-    rm_rf(jdir);
+    th_rm_rf(jdir);
 }
 
 static void test_sync_levels(void **state)
@@ -206,13 +182,13 @@ static void test_sync_levels(void **state)
         shmbus_leave(r);
         shmbus_leave(s);
         shmbus_bus_close(b);
-        reboot_sim(name);
+        th_reboot_sim(name);
         b = open_durable(name, levels[l], NULL);
         assert_int_equal(shmbus_journal_stats(b, &js), 0);
         assert_int_equal(js.rebuilt, 0);
         shmbus_bus_close(b);
         assert_int_equal(shmbus_bus_destroy(name), 0);
-        rm_rf(jdir);
+        th_rm_rf(jdir);
     }
 }
 
@@ -256,7 +232,7 @@ static void make_journal(const char *name, int n)
     shmbus_leave(r);
     shmbus_leave(s);
     shmbus_bus_close(b);
-    reboot_sim(name);
+    th_reboot_sim(name);
 }
 
 #define HDR 128
@@ -304,7 +280,7 @@ static void test_torn_tail_and_bad_crc(void **state)
     shmbus_leave(r);
     shmbus_bus_close(b);
     assert_int_equal(shmbus_bus_destroy(name), 0);
-    rm_rf(jdir);
+    th_rm_rf(jdir);
 }
 
 static void test_random_flips(void **state)
@@ -338,7 +314,7 @@ static void test_random_flips(void **state)
             /* Only a damaged file header refuses the journal, with a clear error. */
             assert_true(err == -EPROTO || err == -EPROTONOSUPPORT);
             refused++;
-            rm_rf(jdir);
+            th_rm_rf(jdir);
             continue;
         }
         shmbus_client *r;
@@ -363,8 +339,8 @@ static void test_random_flips(void **state)
         }
         shmbus_leave(r);
         shmbus_bus_close(b);
-        reboot_sim(name);
-        rm_rf(jdir);
+        th_reboot_sim(name);
+        th_rm_rf(jdir);
     }
     print_message("%d of %d damaged journals refused (header hit)\n", refused, rounds);
 }
@@ -411,7 +387,7 @@ static void test_foreign_and_old_journal(void **state)
     d.dir = jdir;
     d.sync = 3;
     assert_int_equal(shmbus_bus_open_durable(a, NULL, &d, SHMBUS_OPEN_CREATE, &b), -EINVAL);
-    rm_rf(jdir);
+    th_rm_rf(jdir);
 }
 
 /* CRC32C against the standard check value. */
@@ -488,7 +464,7 @@ static void test_enospc(void **state)
     new_jdir("full");
     pid_t pid = th_fork(enospc_child, (void *)name);
     assert_int_equal(th_wait(pid, 20000), 0);
-    reboot_sim(name);
+    th_reboot_sim(name);
     /* After the reboot: msg-3..msg-10 (0..2 were taken), once each, in order. */
     shmbus_bus *b = open_durable(name, SHMBUS_SYNC_NONE, NULL);
     struct shmbus_journal_stats js;
@@ -500,7 +476,7 @@ static void test_enospc(void **state)
     shmbus_leave(r);
     shmbus_bus_close(b);
     assert_int_equal(shmbus_bus_destroy(name), 0);
-    rm_rf(jdir);
+    th_rm_rf(jdir);
 }
 
 static void test_loans_refused(void **state)
@@ -523,7 +499,7 @@ static void test_loans_refused(void **state)
     shmbus_leave(s);
     shmbus_bus_close(b);
     assert_int_equal(shmbus_bus_destroy(name), 0);
-    rm_rf(jdir);
+    th_rm_rf(jdir);
 }
 
 /* Compaction while the bus runs: taken messages leave the journal, the file stays small,
@@ -563,7 +539,7 @@ static void test_compaction(void **state)
     shmbus_leave(r);
     shmbus_leave(s);
     shmbus_bus_close(b);
-    reboot_sim(name);
+    th_reboot_sim(name);
     b = open_durable(name, SHMBUS_SYNC_NONE, NULL);
     assert_int_equal(shmbus_journal_stats(b, &js), 0);
     assert_int_equal(js.rebuilt, 20);
@@ -572,7 +548,7 @@ static void test_compaction(void **state)
     shmbus_leave(keep);
     shmbus_bus_close(b);
     assert_int_equal(shmbus_bus_destroy(name), 0);
-    rm_rf(jdir);
+    th_rm_rf(jdir);
 }
 
 struct scan_count {
@@ -638,7 +614,7 @@ static void test_retention_and_replay(void **state)
         shmbus_leave(r);
         shmbus_leave(s);
         shmbus_bus_close(b);
-        reboot_sim(name);
+        th_reboot_sim(name);
         /* The rebuild delivers the 65 waiting ones only, and keeps what retention keeps. */
         assert_int_equal(shmbus_bus_open_durable(name, &o, &d, SHMBUS_OPEN_CREATE, &b), 0);
         assert_int_equal(shmbus_journal_stats(b, &js), 0);
@@ -662,7 +638,7 @@ static void test_retention_and_replay(void **state)
         shmbus_leave(r);
         shmbus_bus_close(b);
         assert_int_equal(shmbus_bus_destroy(name), 0);
-        rm_rf(jdir);
+        th_rm_rf(jdir);
     }
 }
 
@@ -707,7 +683,7 @@ static void test_batch_cut_short(void **state)
     new_jdir("bcut");
     pid_t pid = th_fork(batch_enospc_child, (void *)name);
     assert_int_equal(th_wait(pid, 20000), 0);
-    reboot_sim(name);
+    th_reboot_sim(name);
     shmbus_bus *b = open_durable(name, SHMBUS_SYNC_NONE, NULL);
     struct shmbus_journal_stats js;
     assert_int_equal(shmbus_journal_stats(b, &js), 0);
@@ -718,7 +694,7 @@ static void test_batch_cut_short(void **state)
     shmbus_leave(r);
     shmbus_bus_close(b);
     assert_int_equal(shmbus_bus_destroy(name), 0);
-    rm_rf(jdir);
+    th_rm_rf(jdir);
 }
 
 int main(void)

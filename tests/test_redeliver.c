@@ -5,7 +5,8 @@
  * the original sender, sequence and payload; other messages are not; with no member left,
  * the messages wait for one (the id stays taken); the in-flight table's bound; and the
  * whole under fire: workers killed at random moments while a producer sends numbered jobs,
- * every job confirmed at least once and duplicates only as redelivered copies.
+ * every job confirmed at least once and duplicates only as redelivered copies; and on a
+ * durable bus, redelivered copies taken before a reboot do not come back after it.
  *
  * Children inherit the bus handle across fork and join their own clients. Every wait polls
  * a state with a deadline; every child is waited for with a timeout and killed by pid.
@@ -504,6 +505,73 @@ static void test_kill_workers_at_least_once(void **state)
     th_close_bus(b);
 }
 
+/* A durable bus: a dead member's waiting jobs are redelivered as copies the journal does not
+ * hold again; taking a copy writes the original's TAKEN marker. So across a reboot each job
+ * reaches the application once: the two w2 took stay taken, the four it did not come back
+ * (to the dead member's id, whose mailbox the rebuild keeps), in order. */
+static void test_durable_redelivered_once(void **state)
+{
+    (void)state;
+    const char *t = getenv("TEST_TMPDIR");
+    char jdir[512];
+    snprintf(jdir, sizeof(jdir), "%s/jnl-rd-%d", t != NULL && t[0] == '/' ? t : "/tmp",
+             (int)getpid());
+    char name[64];
+    snprintf(name, sizeof(name), "%s", th_name("rddur"));
+    struct shmbus_bus_opts o = {.max_clients = 8, .msg_size = 64, .ring_bytes = 64 * 1024};
+    struct shmbus_durable d = {.dir = jdir, .sync = SHMBUS_SYNC_NONE};
+    shmbus_bus *b;
+    assert_int_equal(shmbus_bus_open_durable(name, &o, &d, SHMBUS_OPEN_CREATE, &b), 0);
+
+    struct shared *sh = shared_new(4096);
+    shmbus_client *prod, *w2;
+    assert_int_equal(shmbus_join(b, 1, "prod", &prod), 0);
+    struct member_arg a = {b, sh, 0, 0, 0};
+    pid_t pid = th_fork(member_then_wait, &a);
+    wait_ready(sh, 2);
+    wait_members(b, "q", 1);
+    int id1 = 0;
+    for (int v = 0; v < 6; v++)
+        assert_true((id1 = shmbus_send_group(prod, "q", &v, sizeof(v), 0, 1000)) > 0);
+    assert_int_equal(shmbus_join(b, 0, "w2", &w2), 0);
+    uint32_t id2 = shmbus_client_id(w2);
+    assert_int_equal(shmbus_subscribe(w2, "q", 0), 0);
+    assert_int_equal(kill(pid, SIGKILL), 0);
+    assert_int_equal(th_wait(pid, 5000), 128 + SIGKILL);
+    assert_int_equal(shmbus_reap(b), 1);
+
+    int vals[2];
+    struct shmbus_msg h[2];
+    recv_n(w2, 2, vals, h); /* copies of jobs 0 and 1: taken */
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(vals[i], i);
+        assert_true(h[i].flags & SHMBUS_MSG_REDELIVERED);
+    }
+    shmbus_leave(w2);
+    shmbus_leave(prod);
+    shmbus_bus_close(b);
+    munmap(sh, 4096);
+    th_reboot_sim(name);
+
+    assert_int_equal(shmbus_bus_open_durable(name, &o, &d, SHMBUS_OPEN_CREATE, &b), 0);
+    shmbus_client *c;
+    assert_int_equal(shmbus_join(b, id2, "w2", &c), 0);
+    int v;
+    assert_int_equal(shmbus_recv(c, NULL, &v, sizeof(v), 0), -EAGAIN); /* no copy came back */
+    shmbus_leave(c);
+    assert_int_equal(shmbus_join(b, (uint32_t)id1, "w1", &c), 0);
+    for (int want = 2; want < 6; want++) {
+        struct shmbus_msg m;
+        assert_int_equal(shmbus_recv(c, &m, &v, sizeof(v), 1000), (int)sizeof(v));
+        assert_int_equal(v, want);
+        assert_int_equal(m.src, 1);
+    }
+    assert_int_equal(shmbus_recv(c, NULL, &v, sizeof(v), 0), -EAGAIN);
+    shmbus_leave(c);
+    th_close_bus(b);
+    th_rm_rf(jdir);
+}
+
 int main(void)
 {
     th_filter_from_env();
@@ -514,6 +582,7 @@ int main(void)
         cmocka_unit_test(test_no_member_waits),
         cmocka_unit_test(test_stray_group_message),
         cmocka_unit_test(test_kill_workers_at_least_once),
+        cmocka_unit_test(test_durable_redelivered_once),
     };
     return cmocka_run_group_tests(tests, NULL, th_cleanup);
 }
