@@ -134,9 +134,19 @@ if command -v nats-server >/dev/null && [ -x "$BUILD/bin/shmbus-bridge" ]; then
     "$BUILD/bin/shmbus-bridge" "$gbus" --nats "nats://127.0.0.1:$port" --node hostB \
         --interval 100 >"$tmp/bridge.log" 2>&1 &
     bridge_pid=$!
+    # A message for a node that no bridge serves: counted undeliverable, an error on the card
+    # (it waits in the bridge's mailbox until the bridge is connected). The bridge's client
+    # exists first: a state, polled with a deadline.
+    for ((i = 0; i < 100; i++)); do
+        "$shmbus" stat "$gbus" --json 2>/dev/null | grep -q '"name":"bridge"' && break
+        sleep 0.1
+    done
+    "$shmbus" send "$gbus" --as sender --to bridge "nowhere/x hello" ||
+        fail "shmbus send to the bridge"
     HOME="$tmp/home" XDG_CONFIG_HOME="$tmp/home/.config" XDG_CACHE_HOME="$tmp/home/.cache" \
         CHROMIUM="$chromium" \
-        timeout 90 node "$dir/bridges.mjs" "$gurl" "$tmp/chromium-profile3" bridge hostB ||
+        timeout 90 node "$dir/bridges.mjs" "$gurl" "$tmp/chromium-profile3" bridge hostB \
+        "$BUILD/artifacts/bridges.png" ||
         { cat "$tmp/gmon.err" "$tmp/bridge.log"; fail "bridges card checks"; }
 else
     echo "note: nats-server or shmbus-bridge missing: the Bridges card is not checked"
