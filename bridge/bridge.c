@@ -1541,7 +1541,7 @@ static void write_state(void)
             ",\"undeliverable\":%" PRIu64 ",\"bad\":%" PRIu64 ",\"errors\":%" PRIu64
             ",\"topic_out\":%" PRIu64 ",\"topic_in\":%" PRIu64 ",\"queue_out\":%" PRIu64
             ",\"queue_in\":%" PRIu64 ",\"error_replies\":%" PRIu64 ",\"servers\":%d"
-            ",\"last_error\":",
+            ",\"jetstream\":%d,\"last_error\":",
             atomic_load_explicit(&st.connected, memory_order_relaxed) ? "true" : "false",
             get(&st.disconnects), get(&st.reconnects), get(&st.out_msgs), get(&st.out_bytes),
             get(&st.in_msgs), get(&st.in_bytes), get(&st.requests_out), get(&st.replies_in),
@@ -1549,7 +1549,7 @@ static void write_state(void)
             nc != NULL ? natsConnection_Buffered(nc) : 0, get(&st.lost), (uint64_t)dropped,
             get(&st.undeliverable), get(&st.bad), get(&st.errors), get(&st.topic_out),
             get(&st.topic_in), get(&st.queue_out), get(&st.queue_in), get(&st.error_replies),
-            nservers);
+            nservers, cfg.jetstream);
     json_str(f, err);
     /* The lists last: the monitor reads single numbers out of this line by their key. */
     fprintf(f, ",\"topics\":[");
@@ -2069,7 +2069,7 @@ int main(int argc, char **argv)
     if (stats)
         return show_state();
     if (cfg.bench)
-        return bridge_bench("/proc/self/exe", cfg.url, cfg.count > 0 ? cfg.count : 2000,
+        return bridge_bench("/proc/self/exe", cfg.url, cfg.count > 0 ? cfg.count : 4000,
                             cfg.spin_us);
     memset(&sa, 0, sizeof(sa));
     sa.sa_handler = on_signal;

@@ -16,6 +16,26 @@ command -v nats-server >/dev/null ||
 command -v python3 >/dev/null || { echo "FAIL: python3 is missing (scripts/deps.sh test)"; exit 1; }
 export SHMBUS_LIBRARY=$bdir/lib/libshmbus.so PYTHONPATH=$SHMBUS_TOP/python
 
+# Under ASan (SAN=address,...) the library the Python peers load with ctypes needs the
+# sanitizer's runtime loaded first: python3 is then a wrapper, first on PATH, that preloads
+# ASan's runtime (UBSan's comes as the library's own dependency) with leak checking off in
+# Python alone (the interpreter's allocations at exit are not ours to judge); our own
+# programs (shmbus, shmbus-bridge) keep every check. Under TSan there is no such way out.
+if [ -n "${SAN:-}" ]; then
+    case $SAN in
+    *address*) ;;
+    *) echo "skip: the Python peers cannot load a $SAN build of the library"; exit 77 ;;
+    esac
+    asan_rt=$(${CC:-cc} -print-file-name=libasan.so)
+    [ -f "$asan_rt" ] || { echo "FAIL: no ASan runtime ($asan_rt) to preload into python3"; exit 1; }
+    mkdir -p "$work/sanbin"
+    py=$(python3 -c 'import sys; print(sys.executable)') # the interpreter, not a shim
+    printf '#!/bin/sh\nLD_PRELOAD=%s ASAN_OPTIONS=${ASAN_OPTIONS:-}:detect_leaks=0 exec %s "$@"\n' \
+        "$asan_rt" "$py" >"$work/sanbin/python3"
+    chmod +x "$work/sanbin/python3"
+    export PATH="$work/sanbin:$PATH"
+fi
+
 # free_port: a TCP port on 127.0.0.1 nobody listens on now.
 free_port() {
     python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'

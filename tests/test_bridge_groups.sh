@@ -14,9 +14,6 @@
 # Every wait polls for a state with a deadline; every process is stopped by pid.
 set -u
 TEST_TIMEOUT=120
-# The request peers are Python (ctypes over libshmbus), as in test_bridge.sh: a sanitizer
-# build of the library cannot be loaded into python3 without preloading its runtime.
-[ -z "${SAN:-}" ] || { echo "skip: its Python peers cannot load a sanitizer build (the plain suite runs it)"; exit 77; }
 . "$(dirname "$0")/cli_lib.sh"
 . "$SHMBUS_TOP/tests/proc_lib.sh"
 . "$SHMBUS_TOP/tests/bridge_lib.sh"

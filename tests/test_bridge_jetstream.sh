@@ -12,8 +12,6 @@
 # Every wait polls for a state with a deadline; every process is stopped by pid.
 set -u
 TEST_TIMEOUT=150
-# Like the other bridge tests, run by the plain suite only.
-[ -z "${SAN:-}" ] || { echo "skip: the bridge tests run in the plain suite (not yet under a sanitizer)"; exit 77; }
 . "$(dirname "$0")/cli_lib.sh"
 . "$SHMBUS_TOP/tests/proc_lib.sh"
 . "$SHMBUS_TOP/tests/bridge_lib.sh"

@@ -8,6 +8,7 @@
  */
 #include <errno.h>
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -235,12 +236,110 @@ static void test_groups(void **state)
     sb_mon_buf_free(&b);
 }
 
+/* NATS bridges: every number of a bridge's state file the monitor reads is one labelled
+ * /metrics series (HELP, TYPE, counters named _total) and a field of the JSON the page's
+ * Bridges card draws; a scribbled name or error text still gives valid output. */
+static void test_bridges(void **state)
+{
+    (void)state;
+    struct sb_mon_snap s = make_snap();
+    struct sb_mon_bridge br[2];
+    memset(br, 0, sizeof(br));
+    strcpy(br[0].name, "bridge");
+    strcpy(br[0].node, "hostB");
+    strcpy(br[0].last_error, "NATS: \"timeout\"\n");
+    /* The numbers run from up to reconnects, all uint64_t: 100, 101, ... each its own. */
+    uint64_t *v = &br[0].up;
+    size_t nv = (offsetof(struct sb_mon_bridge, reconnects) - offsetof(struct sb_mon_bridge, up)) /
+                    sizeof(uint64_t) +
+                1;
+    for (size_t i = 0; i < nv; i++)
+        v[i] = 100 + i;
+    memset(br[1].name, '"', sizeof(br[1].name)); /* no NUL, all quotes */
+    memset(br[1].node, '\\', sizeof(br[1].node));
+    memset(br[1].last_error, 0x7f, sizeof(br[1].last_error));
+    s.bridges = br;
+    s.nbridges = 2;
+
+    struct sb_mon_buf b = {0};
+    sb_mon_render_json(&s, &b);
+    assert_clean(&b, 0);
+    assert_non_null(strstr(b.p, "\"bridges\":[{\"name\":\"bridge\",\"node\":\"hostB\",\"up\":true,"
+                                "\"jetstream\":true,\"out_msgs\":102,\"out_bytes\":103,"
+                                "\"in_msgs\":104,\"in_bytes\":105,\"queue\":106,"));
+    assert_non_null(strstr(b.p, "\"errors\":122,\"disconnects\":123,\"reconnects\":124,"
+                                "\"last_error\":\"NATS: \\\"timeout\\\"\\n\"}"));
+    sb_mon_buf_free(&b);
+
+    memset(&b, 0, sizeof(b));
+    sb_mon_render_metrics(&s, &b);
+    assert_clean(&b, 1);
+    assert_non_null(
+        strstr(b.p, "# TYPE shmbus_bridge_up gauge\n"
+                    "shmbus_bridge_up{bus=\"demo\",bridge=\"bridge\",node=\"hostB\"} 100\n"));
+    assert_non_null(strstr(b.p, "shmbus_bridge_queue_messages{bus=\"demo\",bridge=\"bridge\","
+                                "node=\"hostB\"} 106\n"));
+    assert_non_null(strstr(b.p, "shmbus_bridge_reconnects_total{bus=\"demo\",bridge=\"bridge\","
+                                "node=\"hostB\"} 124\n"));
+    /* Each number once, in a family with its HELP and TYPE, counters named _total. */
+    int seen[64] = {0};
+    size_t families = 0;
+    char family[128] = "", type[16] = "";
+    for (char *line = b.p, *end; *line; line = end + 1) {
+        end = strchr(line, '\n');
+        assert_non_null(end);
+        *end = '\0';
+        char name[128];
+        if (sscanf(line, "# TYPE %127s %15s", name, type) == 2 &&
+            !strncmp(name, "shmbus_bridge_", 14)) {
+            assert_int_equal(!strcmp(type, "counter"),
+                             strlen(name) > 6 && !strcmp(name + strlen(name) - 6, "_total"));
+            assert_true(!strcmp(type, "counter") || !strcmp(type, "gauge"));
+            snprintf(family, sizeof(family), "%s", name);
+            families++;
+        } else if (!strncmp(line, "shmbus_bridge_", 14) && strstr(line, "bridge=\"bridge\"")) {
+            assert_int_equal(strncmp(line, family, strlen(family)), 0);
+            assert_int_equal(line[strlen(family)], '{');
+            unsigned long long x = strtoull(strrchr(line, ' ') + 1, NULL, 10);
+            assert_in_range(x, 100, 100 + nv - 1);
+            seen[x - 100]++;
+        }
+        *end = '\n';
+    }
+    assert_int_equal(families, nv);
+    for (size_t i = 0; i < nv; i++)
+        if (seen[i] != 1)
+            fail_msg("the bridge's number %zu (%llu) is in %d series", i,
+                     (unsigned long long)(100 + i), seen[i]);
+    /* HELP before TYPE for every family. */
+    for (const char *p = b.p; (p = strstr(p, "# TYPE shmbus_bridge_")) != NULL; p++) {
+        char name[128], help[160];
+        sscanf(p, "# TYPE %127s", name);
+        snprintf(help, sizeof(help), "# HELP %s ", name);
+        const char *h = strstr(b.p, help);
+        assert_true(h != NULL && h < p);
+    }
+    sb_mon_buf_free(&b);
+
+    /* No bridge: no bridge series at all, an empty list in the JSON. */
+    s.nbridges = 0;
+    s.bridges = NULL;
+    memset(&b, 0, sizeof(b));
+    sb_mon_render_metrics(&s, &b);
+    assert_null(strstr(b.p, "shmbus_bridge_"));
+    sb_mon_buf_free(&b);
+    memset(&b, 0, sizeof(b));
+    sb_mon_render_json(&s, &b);
+    assert_non_null(strstr(b.p, "\"bridges\":[]"));
+    sb_mon_buf_free(&b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_json_edges), cmocka_unit_test(test_json_hostile_names),
         cmocka_unit_test(test_metrics),    cmocka_unit_test(test_bus_gone),
-        cmocka_unit_test(test_groups),
+        cmocka_unit_test(test_groups),     cmocka_unit_test(test_bridges),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -23,6 +23,7 @@
 #include <getopt.h>
 #include <netinet/in.h>
 #include <signal.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -381,6 +382,30 @@ static uint64_t state_u64(const char *line, const char *key)
     return p ? strtoull(p + strlen(pat), NULL, 10) : 0;
 }
 
+/* The string after "key": in a bridge's state file, unescaped into out ("" if absent). A
+ * \uXXXX escape (a control byte the bridge escaped) becomes '?': the page shows text only. */
+static void state_str(const char *line, const char *key, char *out, size_t cap)
+{
+    char pat[48];
+    const char *p;
+    size_t n = 0;
+
+    snprintf(pat, sizeof(pat), "\"%s\":\"", key);
+    p = strstr(line, pat);
+    for (p = p ? p + strlen(pat) : ""; *p && *p != '"' && n + 1 < cap; p++) {
+        if (*p == '\\' && p[1] == 'u' && strlen(p) >= 6) {
+            out[n++] = '?';
+            p += 5;
+        } else if (*p == '\\' && p[1]) {
+            p++;
+            out[n++] = *p == 'n' ? ' ' : *p == 't' ? ' ' : *p;
+        } else {
+            out[n++] = *p;
+        }
+    }
+    out[n] = '\0';
+}
+
 /* Is pid a running shmbus-bridge? (Its state file outlives it.) */
 static int bridge_running(uint64_t pid)
 {
@@ -396,6 +421,37 @@ static int bridge_running(uint64_t pid)
     fclose(f);
     return strcmp(comm, "shmbus-bridge\n") == 0;
 }
+
+/* The numbers of a bridge's state file (shmbus-bridge(1)) the monitor shows, by key. */
+static const struct {
+    const char *key;
+    size_t off;
+} bridge_keys[] = {
+    {"jetstream", offsetof(struct sb_mon_bridge, jetstream)},
+    {"out_msgs", offsetof(struct sb_mon_bridge, out_msgs)},
+    {"out_bytes", offsetof(struct sb_mon_bridge, out_bytes)},
+    {"in_msgs", offsetof(struct sb_mon_bridge, in_msgs)},
+    {"in_bytes", offsetof(struct sb_mon_bridge, in_bytes)},
+    {"queue", offsetof(struct sb_mon_bridge, queue)},
+    {"nats_buffered", offsetof(struct sb_mon_bridge, nats_buffered)},
+    {"topic_out", offsetof(struct sb_mon_bridge, topic_out)},
+    {"topic_in", offsetof(struct sb_mon_bridge, topic_in)},
+    {"queue_out", offsetof(struct sb_mon_bridge, queue_out)},
+    {"queue_in", offsetof(struct sb_mon_bridge, queue_in)},
+    {"requests_out", offsetof(struct sb_mon_bridge, requests_out)},
+    {"replies_in", offsetof(struct sb_mon_bridge, replies_in)},
+    {"requests_in", offsetof(struct sb_mon_bridge, requests_in)},
+    {"replies_out", offsetof(struct sb_mon_bridge, replies_out)},
+    {"error_replies", offsetof(struct sb_mon_bridge, error_replies)},
+    {"servers", offsetof(struct sb_mon_bridge, servers)},
+    {"lost", offsetof(struct sb_mon_bridge, lost)},
+    {"dropped_slow", offsetof(struct sb_mon_bridge, dropped_slow)},
+    {"undeliverable", offsetof(struct sb_mon_bridge, undeliverable)},
+    {"bad", offsetof(struct sb_mon_bridge, bad)},
+    {"errors", offsetof(struct sb_mon_bridge, errors)},
+    {"disconnects", offsetof(struct sb_mon_bridge, disconnects)},
+    {"reconnects", offsetof(struct sb_mon_bridge, reconnects)},
+};
 
 /* The bus's NATS bridges, from their state files in the runtime directory (at most 16). */
 static void sample_bridges(const char *bus, struct sb_mon_snap *next)
@@ -429,14 +485,11 @@ static void sample_bridges(const char *bus, struct sb_mon_snap *next)
         if (p)
             snprintf(b->node, sizeof(b->node), "%.*s", (int)strcspn(p + 8, "\""), p + 8);
         b->up = strstr(line, "\"connected\":true") && bridge_running(state_u64(line, "pid"));
-        b->out_msgs = state_u64(line, "out_msgs");
-        b->out_bytes = state_u64(line, "out_bytes");
-        b->in_msgs = state_u64(line, "in_msgs");
-        b->in_bytes = state_u64(line, "in_bytes");
-        b->queue = state_u64(line, "queue");
-        b->lost = state_u64(line, "lost");
-        b->undeliverable = state_u64(line, "undeliverable");
-        b->errors = state_u64(line, "errors");
+        state_str(line, "last_error", b->last_error, sizeof(b->last_error));
+        for (size_t k = 0; k < sizeof(bridge_keys) / sizeof(bridge_keys[0]); k++) {
+            uint64_t v = state_u64(line, bridge_keys[k].key);
+            memcpy((char *)b + bridge_keys[k].off, &v, sizeof(v));
+        }
     }
     closedir(d);
 }

@@ -61,8 +61,14 @@ struct sb_mon_flow {
 struct sb_mon_bridge {
     char name[SHMBUS_NAME_MAX + 1]; /* its client name (--as) */
     char node[32];                  /* its --node */
-    uint64_t up;                    /* 1: running and connected to NATS */
-    uint64_t out_msgs, out_bytes, in_msgs, in_bytes, queue, lost, undeliverable, errors;
+    char last_error[200];           /* its last counted error, "" if none (JSON unescaped) */
+    /* Every number below is a uint64_t (prom_bridges() reads them by offset). */
+    uint64_t up;        /* 1: running and connected to NATS */
+    uint64_t jetstream; /* 1: --jetstream (direct messages at least once) */
+    uint64_t out_msgs, out_bytes, in_msgs, in_bytes, queue, nats_buffered;
+    uint64_t topic_out, topic_in, queue_out, queue_in;
+    uint64_t requests_out, replies_in, requests_in, replies_out, error_replies, servers;
+    uint64_t lost, dropped_slow, undeliverable, bad, errors, disconnects, reconnects;
 };
 
 /* One sample of the bus. */

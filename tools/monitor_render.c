@@ -206,6 +206,39 @@ static void json_group(const struct sb_mon_snap *s, size_t i, struct sb_mon_buf 
     sb_mon_buf_puts(b, "}");
 }
 
+/* A NATS bridge of the bus (its state file, read by the sampler): every number it counts. */
+static void json_bridge(const struct sb_mon_bridge *br, struct sb_mon_buf *b)
+{
+    sb_mon_buf_puts(b, "{\"name\":");
+    json_str(b, br->name, field_len(br->name, sizeof(br->name)));
+    sb_mon_buf_puts(b, ",\"node\":");
+    json_str(b, br->node, field_len(br->node, sizeof(br->node)));
+    sb_mon_buf_printf(
+        b,
+        ",\"up\":%s,\"jetstream\":%s,\"out_msgs\":%llu,\"out_bytes\":%llu,\"in_msgs\":%llu,"
+        "\"in_bytes\":%llu,\"queue\":%llu,\"nats_buffered\":%llu,\"topic_out\":%llu,"
+        "\"topic_in\":%llu,\"queue_out\":%llu,\"queue_in\":%llu,\"requests_out\":%llu,"
+        "\"replies_in\":%llu,\"requests_in\":%llu,\"replies_out\":%llu,"
+        "\"error_replies\":%llu,\"servers\":%llu,\"lost\":%llu,\"dropped_slow\":%llu,"
+        "\"undeliverable\":%llu,\"bad\":%llu,\"errors\":%llu,\"disconnects\":%llu,"
+        "\"reconnects\":%llu,\"last_error\":",
+        br->up ? "true" : "false", br->jetstream ? "true" : "false",
+        (unsigned long long)br->out_msgs, (unsigned long long)br->out_bytes,
+        (unsigned long long)br->in_msgs, (unsigned long long)br->in_bytes,
+        (unsigned long long)br->queue, (unsigned long long)br->nats_buffered,
+        (unsigned long long)br->topic_out, (unsigned long long)br->topic_in,
+        (unsigned long long)br->queue_out, (unsigned long long)br->queue_in,
+        (unsigned long long)br->requests_out, (unsigned long long)br->replies_in,
+        (unsigned long long)br->requests_in, (unsigned long long)br->replies_out,
+        (unsigned long long)br->error_replies, (unsigned long long)br->servers,
+        (unsigned long long)br->lost, (unsigned long long)br->dropped_slow,
+        (unsigned long long)br->undeliverable, (unsigned long long)br->bad,
+        (unsigned long long)br->errors, (unsigned long long)br->disconnects,
+        (unsigned long long)br->reconnects);
+    json_str(b, br->last_error, field_len(br->last_error, sizeof(br->last_error)));
+    sb_mon_buf_puts(b, "}");
+}
+
 /* The flows (see the design notes): every pair of ids a message went between, with its
  * count since the bus was made and its rate over the last interval (null at first). */
 static void json_edges(const struct sb_mon_snap *s, struct sb_mon_buf *b)
@@ -275,6 +308,12 @@ void sb_mon_render_json(const struct sb_mon_snap *s, struct sb_mon_buf *b)
         if (i)
             sb_mon_buf_puts(b, ",");
         json_group(s, i, b);
+    }
+    sb_mon_buf_puts(b, "],\"bridges\":[");
+    for (size_t i = 0; i < s->nbridges; i++) {
+        if (i)
+            sb_mon_buf_puts(b, ",");
+        json_bridge(&s->bridges[i], b);
     }
     sb_mon_buf_puts(b, "],");
     json_edges(s, b);
@@ -564,27 +603,73 @@ static void prom_bridges(struct sb_mon_buf *b, const struct sb_mon_snap *s)
     } ms[] = {
         {"shmbus_bridge_up", "gauge", "1 if the bridge runs and is connected to NATS.",
          offsetof(struct sb_mon_bridge, up)},
+        {"shmbus_bridge_jetstream", "gauge",
+         "1 if the bridge sends direct messages through JetStream (at least once).",
+         offsetof(struct sb_mon_bridge, jetstream)},
         {"shmbus_bridge_sent_messages_total", "counter",
-         "Messages the bridge took from the bus and published to NATS.",
+         "Messages the bridge took from the bus and published to NATS (all kinds).",
          offsetof(struct sb_mon_bridge, out_msgs)},
         {"shmbus_bridge_sent_bytes_total", "counter", "Their payload bytes.",
          offsetof(struct sb_mon_bridge, out_bytes)},
         {"shmbus_bridge_received_messages_total", "counter",
-         "Messages from NATS the bridge delivered on the bus (replies included).",
+         "Messages from NATS the bridge delivered on the bus (all kinds, replies included).",
          offsetof(struct sb_mon_bridge, in_msgs)},
         {"shmbus_bridge_received_bytes_total", "counter", "Their payload bytes.",
          offsetof(struct sb_mon_bridge, in_bytes)},
         {"shmbus_bridge_queue_messages", "gauge",
          "Messages waiting in the bridge's mailbox for NATS.",
          offsetof(struct sb_mon_bridge, queue)},
+        {"shmbus_bridge_nats_buffered_bytes", "gauge",
+         "Bytes the NATS client holds for the server (its reconnect buffer while disconnected).",
+         offsetof(struct sb_mon_bridge, nats_buffered)},
+        {"shmbus_bridge_topic_sent_messages_total", "counter",
+         "Topic messages published here and exported to NATS.",
+         offsetof(struct sb_mon_bridge, topic_out)},
+        {"shmbus_bridge_topic_received_messages_total", "counter",
+         "Topic messages from other nodes published on this bus.",
+         offsetof(struct sb_mon_bridge, topic_in)},
+        {"shmbus_bridge_queue_sent_messages_total", "counter",
+         "Work-queue messages sent to NATS queue groups.",
+         offsetof(struct sb_mon_bridge, queue_out)},
+        {"shmbus_bridge_queue_received_messages_total", "counter",
+         "Work-queue messages from NATS given to a local member.",
+         offsetof(struct sb_mon_bridge, queue_in)},
+        {"shmbus_bridge_requests_sent_total", "counter",
+         "Requests of local programs sent to other nodes.",
+         offsetof(struct sb_mon_bridge, requests_out)},
+        {"shmbus_bridge_replies_received_total", "counter",
+         "Replies from other nodes handed to local requesters.",
+         offsetof(struct sb_mon_bridge, replies_in)},
+        {"shmbus_bridge_requests_received_total", "counter",
+         "Requests from other nodes made on this bus.",
+         offsetof(struct sb_mon_bridge, requests_in)},
+        {"shmbus_bridge_replies_sent_total", "counter",
+         "Replies of local servers sent back to other nodes.",
+         offsetof(struct sb_mon_bridge, replies_out)},
+        {"shmbus_bridge_error_replies_total", "counter",
+         "Local requests the bridge answered with an error reply (node absent, timeout...).",
+         offsetof(struct sb_mon_bridge, error_replies)},
+        {"shmbus_bridge_request_servers", "gauge",
+         "Clients the bridge has joined to make requests from other nodes.",
+         offsetof(struct sb_mon_bridge, servers)},
         {"shmbus_bridge_lost_messages_total", "counter",
          "Messages for this bus lost inside NATS (gaps in the peers' sequence numbers).",
          offsetof(struct sb_mon_bridge, lost)},
+        {"shmbus_bridge_dropped_slow_messages_total", "counter",
+         "Messages the NATS client dropped because the bridge was a slow consumer.",
+         offsetof(struct sb_mon_bridge, dropped_slow)},
         {"shmbus_bridge_undeliverable_messages_total", "counter",
          "Messages the bridge could not deliver (no such client or node, mailbox full).",
          offsetof(struct sb_mon_bridge, undeliverable)},
+        {"shmbus_bridge_bad_messages_total", "counter",
+         "Malformed frames or misaddressed messages the bridge ignored.",
+         offsetof(struct sb_mon_bridge, bad)},
         {"shmbus_bridge_errors_total", "counter", "Errors of any kind the bridge counted.",
          offsetof(struct sb_mon_bridge, errors)},
+        {"shmbus_bridge_disconnects_total", "counter", "Times the NATS connection was lost.",
+         offsetof(struct sb_mon_bridge, disconnects)},
+        {"shmbus_bridge_reconnects_total", "counter", "Times the NATS connection came back.",
+         offsetof(struct sb_mon_bridge, reconnects)},
     };
 
     if (s->nbridges == 0)

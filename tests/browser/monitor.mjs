@@ -46,6 +46,8 @@ try {
 
   const status1 = await page.textContent('#status');
   check(status1.trim() === 'live', `status says live (${status1.trim()})`);
+  // A bus without a NATS bridge (or groups) shows no card for one.
+  check(await page.$eval('#bridges-card', (c) => c.hidden), 'no Bridges card (the bus has no bridge)');
 
   // Counters rise, on the page, without a reload; count the updates meanwhile.
   const readCounts = () => page.$$eval('#clients tbody tr', (trs) => trs.map((tr) => [

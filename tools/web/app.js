@@ -298,6 +298,33 @@ function drawGroups(snap) {
   document.querySelector('#groups tbody').replaceChildren(...rows);
 }
 
+// NATS bridges (shmbus-bridge's state files): one row each, the card hidden while the bus
+// has none.
+function drawBridges(snap) {
+  const bridges = snap.bridges || [];
+  $('bridges-card').hidden = bridges.length === 0;
+  const rows = bridges.map((br) => {
+    const tr = document.createElement('tr');
+    tr.dataset.name = br.name;
+    const up = cell(br.up ? 'connected' : 'down', br.up ? 'ok' : 'bad', 'up');
+    const traffic = `topics ${fmtCount(br.topic_out)}/${fmtCount(br.topic_in)} \u00b7 ` +
+      `queues ${fmtCount(br.queue_out)}/${fmtCount(br.queue_in)} \u00b7 ` +
+      `requests ${fmtCount(br.requests_out)}/${fmtCount(br.requests_in)}` +
+      (br.jetstream ? ' \u00b7 JetStream' : '');
+    tr.append(cell(br.name, '', 'name'), cell(br.node, '', 'node'), up,
+      cell(fmtCount(br.out_msgs), 'num', 'out_msgs'), cell(fmtBytes(br.out_bytes), 'num', 'out_bytes'),
+      cell(fmtCount(br.in_msgs), 'num', 'in_msgs'), cell(fmtBytes(br.in_bytes), 'num', 'in_bytes'),
+      cell(fmtCount(br.queue), 'num', 'queue'), cell(fmtCount(br.lost), 'num', 'lost'),
+      cell(fmtCount(br.undeliverable), 'num', 'undeliverable'),
+      cell(fmtCount(br.errors), 'num', 'errors'), cell(traffic, '', 'traffic'),
+      cell(br.last_error || '-', '', 'last_error'));
+    for (const f of ['lost', 'undeliverable', 'errors'])
+      if (br[f] > 0) tr.querySelector(`[data-field=${f}]`).className = 'num bad';
+    return tr;
+  });
+  document.querySelector('#bridges tbody').replaceChildren(...rows);
+}
+
 // ---- one snapshot --------------------------------------------------------------------------
 
 function update(snap) {
@@ -323,6 +350,7 @@ function update(snap) {
   drawGraph(snap);
   drawTable(snap);
   drawGroups(snap);
+  drawBridges(snap);
   drawRates();
   drawLatency(snap);
   histHistory.push(snap.latency_hist);
