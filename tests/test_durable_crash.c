@@ -34,7 +34,6 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -77,23 +76,6 @@ static uint32_t rnd(uint32_t n)
     rng ^= rng >> 7;
     rng ^= rng << 17;
     return (uint32_t)(rng % n);
-}
-
-static int rm_one(const char *p, const struct stat *st, int flag, struct FTW *f)
-{
-    (void)st;
-    (void)flag;
-    (void)f;
-    remove(p);
-    return 0;
-}
-
-static void reboot_sim(void)
-{
-    shmbus_bus_destroy_force(bus, NULL, NULL);
-    char rd[512];
-    if (shmbus_runtime_dir(rd, sizeof(rd)) > 0)
-        nftw(rd, rm_one, 16, FTW_DEPTH | FTW_PHYS);
 }
 
 static shmbus_bus *open_bus(struct shmbus_journal_stats *js)
@@ -443,7 +425,7 @@ static void test_crash_reboot(void **state)
         compactions += after.compactions;
         shmbus_bus_close(b);
         scan_journal();
-        reboot_sim();
+        th_reboot_sim(bus);
     }
     /* The last rebuild: drain it all in this process. */
     cur_round = rounds;
@@ -468,7 +450,7 @@ static void test_crash_reboot(void **state)
         shmbus_leave(c);
     }
     shmbus_bus_close(b);
-    reboot_sim();
+    th_reboot_sim(bus);
     b = open_bus(&js);
     assert_non_null(b);
     assert_int_equal(js.rebuilt, 0); /* everything was taken */
@@ -479,7 +461,7 @@ static void test_crash_reboot(void **state)
                   (unsigned long long)rebuilt, rounds + 1, (unsigned long long)compactions);
     assert_true(rebuilt > 0);
     check((uint32_t)(rounds * SENDERS), receiver_kills, (uint32_t)rounds + 1);
-    nftw(jdir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+    th_rm_rf(jdir);
     unlink(slog);
     unlink(rlog);
 }
