@@ -104,8 +104,9 @@
  * producers, batches (one claim of several messages: same steps, one header), loans (the
  * same steps with the user writing between header and commit), request/reply (a take from
  * the middle of the prefix: covered by the priority take); sleeping and waking (a blocked
- * step here just waits for a change); more than one consumer death; a hostile segment
- * (tests/fuzz_segment.c).
+ * step here just waits for a change); more than one consumer death, and on the 3-message
+ * ring its death together with a writer kill (more than MEMLIM: the 2-message ring checks
+ * that, MODEL_FULL); a hostile segment (tests/fuzz_segment.c).
  */
 
 /*
