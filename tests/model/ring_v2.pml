@@ -76,8 +76,8 @@
  *
  * The consumer's own death (-DCONSUMER_DIES): a consumer killer may SIGKILL the consumer
  * between any two of its steps, once. Its private h dies with it; a successor (the next
- * client of the id, or a cleaner's drain: both walk the same way) starts at the published
- * head, which may be far behind where the dead one got to. A message is taken when its
+ * client of the id; a cleaner's drain steps by the same zero_step() rule) starts at the
+ * published head, which may be far behind where the dead one got to. A message is taken when its
  * header turns DONE (the copy the dead consumer made died with it), so the ghost delivery
  * is that store. A record's unit words are zeroed one store at a time, last to first, as
  * rv_zero() does. The successor's walk steps over a zero word only where zero_step() says
