@@ -52,7 +52,24 @@ pan_run "no chain rule: a claim without header that is not the last" fail \
     "-DMAXKILL=0 -DNOCLEANER -DNO_CHAIN_WAIT" "$safety" "-m100000"
 pan_run "chain rule without the head check: producers wait for ever" fail \
     "-DMAXKILL=0 -DNOCLEANER -DCHAIN_NO_HEAD" "$safety" "-m100000"
+# The consumer's own death (-DCONSUMER_DIES): killed once between any two of its steps, its
+# successor walks from the published head over the units it zeroed. The 3-message ring is
+# the smallest where a kill can fall between zeroing a 2-unit record's two units with a
+# later claim behind it (what -DZERO_FIRST_TO_LAST needs); with one writer kill as well it
+# needs more than MEMLIM, so writer kills go with the 2-message ring (MODEL_FULL).
+pan_run "consumer dies: 3 msgs, successor from the published head, no writer kill" pass \
+    "-DCONSUMER_DIES -DMAXKILL=0 -DNOCLEANER" "$safety" "-m100000"
+pan_run "consumer dies, liveness: 2 msgs, no writer kill: the successor always finishes" pass \
+    "-DCONSUMER_DIES -DSMALL -DMAXKILL=0 -DNOCLEANER" "$live" "-a -f -m100000"
+pan_run "consumer dies, units zeroed first to last: the successor reads a payload word" fail \
+    "-DCONSUMER_DIES -DMAXKILL=0 -DNOCLEANER -DZERO_FIRST_TO_LAST" "$safety" "-m100000"
+pan_run "consumer dies, successor steps over any zero: it walks into a live claim" fail \
+    "-DCONSUMER_DIES -DSMALL -DMAXKILL=0 -DNOCLEANER -DSTEP_ANY_ZERO" "$safety" "-m100000"
 if [ "${MODEL_FULL:-0}" = 1 ]; then
+    pan_run "full consumer dies: 2 msgs, up to 1 writer kill, cleaner reaps" pass \
+        "-DCONSUMER_DIES -DSMALL -DMAXKILL=1" "$safety" "-m100000"
+    pan_run "full consumer dies, liveness: 2 msgs, up to 1 writer kill, consumer skips" pass \
+        "-DCONSUMER_DIES -DSMALL -DMAXKILL=1 -DNOCLEANER" "$live" "-a -f -m100000"
     pan_run "full safety: 3 msgs, up to 2 kills, consumer skips" pass \
         "-DMAXKILL=2 -DNOCLEANER" "$safety" "-m100000"
     pan_run "full safety: 3 msgs, up to 1 kill, cleaner reaps" pass \

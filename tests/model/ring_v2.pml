@@ -74,6 +74,29 @@
  *                     zeroes a header once it has taken the record: producers wait for a
  *                     header that will never come (deadlock).
  *
+ * The consumer's own death (-DCONSUMER_DIES): a consumer killer may SIGKILL the consumer
+ * between any two of its steps, once. Its private h dies with it; a successor (the next
+ * client of the id; a cleaner's drain steps by the same zero_step() rule) starts at the
+ * published head, which may be far behind where the dead one got to. A message is taken when its
+ * header turns DONE (the copy the dead consumer made died with it), so the ghost delivery
+ * is that store. A record's unit words are zeroed one store at a time, last to first, as
+ * rv_zero() does. The successor's walk steps over a zero word only where zero_step() says
+ * it is a unit its predecessor zeroed: below the last claim and not inside it; a zero word
+ * at the last claim's start is skip_one()'s case (a claim with no header yet, or one the
+ * dead consumer took and zeroed: skipping that one is harmless). It proves, besides the
+ * list above: a successor never reads a payload word as a header, never delivers a message
+ * its predecessor took, loses nothing committed and not taken, and always finishes. The
+ * successor is the consumer process itself started again with every local reset (a second
+ * process would keep the dead one's locals in every later state: the first version of this
+ * variant did, ran out of memory with the kill explored only near the start, and so missed
+ * -DZERO_FIRST_TO_LAST while seeming to pass). The kill is a global flag set by `ckiller`
+ * that the consumer's body escapes on (`unless`).
+ *   -DZERO_FIRST_TO_LAST   zero a record's units first to last: a successor that meets the
+ *                          zeroed first unit steps onto a payload word (safety fails);
+ *   -DSTEP_ANY_ZERO        step over every zero word below the tail, even the last claim's
+ *                          missing header: the successor walks into a live writer's claim
+ *                          and reads its payload as a header (safety fails).
+ *
  * What it does not prove: weak memory (the design names each acquire/release pair; this
  * model is sequentially consistent); 48-bit position wrap and lap aliasing; the producer's
  * cached head (modelled as a fresh read: a cached head is an older, smaller value, so it
@@ -81,8 +104,9 @@
  * producers, batches (one claim of several messages: same steps, one header), loans (the
  * same steps with the user writing between header and commit), request/reply (a take from
  * the middle of the prefix: covered by the priority take); sleeping and waking (a blocked
- * step here just waits for a change); the consumer's own death and the drain; a hostile
- * segment (tests/fuzz_segment.c).
+ * step here just waits for a change); more than one consumer death, and on the 3-message
+ * ring its death together with a writer kill (more than MEMLIM: the 2-message ring checks
+ * that, MODEL_FULL); a hostile segment (tests/fuzz_segment.c).
  */
 
 /*
@@ -150,6 +174,9 @@ bool killed[NP];
 bool pdone[NP];
 byte nkilled;
 bool cons_done;
+#ifdef CONSUMER_DIES
+bool cdead;             /* the first consumer was killed; its successor runs */
+#endif
 
 #define ALLDONE ((pdone[0] || killed[0]) && (pdone[1] || killed[1]))
 
@@ -320,7 +347,14 @@ inline skip_one(pos, ev, el)
         atomic {
             if
             :: st[pos % C] == ev && (ev == FREE_ST || lp[pos % C] == pos / C) ->
+#ifdef CONSUMER_DIES
+                /* only a dead writer's record, or (at the last claim's start) one the dead
+                 * consumer took and zeroed */
+                assert(killed[ownerp[pos]] ||
+                       (cdead && ev == FREE_ST && (owner[pos] == PADMSG || delivered[owner[pos]])));
+#else
                 assert(killed[ownerp[pos]]);  /* only a dead writer's record is skipped */
+#endif
                 st[pos % C] = DONE; ln[pos % C] = el; lp[pos % C] = pos / C; pr[pos % C] = 0
             :: else -> skip /* committed (or written) meanwhile: the CAS fails */
             fi
@@ -336,9 +370,73 @@ proctype consumer()
     byte h, p, x, bp, vs, vl, vp, vr, T, L, m1, m2, pi;
     mtype kd;
     bool al, live, dead;
+#ifdef CONSUMER_DIES
+    bool succ; /* this is the successor: the first consumer was killed */
+    bool inh;  /* a successor: before its first real header, a zero word may be a unit its
+                * predecessor zeroed (advance_from()'s `inherited`) */
+    /* The successor is this process started again, every local reset (the dead one's h
+     * died with it): a separate process would keep the dead one's locals in every state
+     * after the kill and multiply the state space by them. */
+restart:
+    h = head;
+    {
+#endif
     do
     :: /* one receive call: advance h over DONE records, zeroing every unit word of
         * each; publish head now or later (once per batch; always before waiting) */
+#ifdef CONSUMER_DIES
+        do
+        :: skip; /* a jump target must not be a d_step */
+           d_step { vs = st[h % C]; vl = ln[h % C]; vp = lp[h % C] };
+           if
+           :: vs == FREE_ST && !inh -> break /* the end of what is committed */
+           :: vs == FREE_ST && inh -> /* zero_step() */
+               d_step { T = tpos; L = tlen };
+               if
+#ifdef STEP_ANY_ZERO
+               :: T == h -> d_step { T = 0; L = 0 }; break /* broken: only the tail stops it */
+#else
+               :: T == h || T - L == h || (L != 0 && T - h < L) -> d_step { T = 0; L = 0 }; break
+#endif
+               :: else ->
+                   if
+                   :: atomic { st[h % C] == FREE_ST -> h = h + 1 } /* re-read: still zero */
+                   :: st[h % C] != FREE_ST -> skip /* written meanwhile: read it again */
+                   fi
+               fi;
+               d_step { T = 0; L = 0 }
+           :: vs != FREE_ST ->
+               assert(vs != JUNK && vp == h / C && vl >= 1 && h % C + vl <= C); /* a real header */
+               inh = false;
+               if
+               :: vs == DONE -> /* pass it, zeroing its unit words last to first */
+#ifdef ZERO_FIRST_TO_LAST
+                   x = 0;
+                   do
+                   :: x < vl -> d_step { st[(h + x) % C] = 0; ln[(h + x) % C] = 0; lp[(h + x) % C] = 0;
+                                         pr[(h + x) % C] = 0; d1[(h + x) % C] = 0; d2[(h + x) % C] = 0 };
+                                x++
+                   :: else -> break
+                   od;
+#else
+                   x = vl;
+                   do
+                   :: x > 0 -> x--;
+                       d_step { st[(h + x) % C] = 0; ln[(h + x) % C] = 0; lp[(h + x) % C] = 0;
+                                pr[(h + x) % C] = 0; d1[(h + x) % C] = 0; d2[(h + x) % C] = 0 }
+                   :: else -> break
+                   od;
+#endif
+                   skip; /* a jump target must not be a d_step */
+                   d_step { h = h + vl; x = 0 }
+               :: else -> break
+               fi
+           fi;
+           d_step { vs = 0; vl = 0; vp = 0 }
+        od;
+        skip; /* a jump target must not be a d_step */
+        d_step { vs = 0; vl = 0; vp = 0 };
+#else
         do
         :: st[h % C] == DONE && lp[h % C] == h / C ->
             d_step {
@@ -353,6 +451,7 @@ proctype consumer()
             }
         :: else -> break
         od;
+#endif
         if
         :: head = h
         :: skip
@@ -385,7 +484,12 @@ proctype consumer()
         :: best != NONE -> /* take it: read in place, then mark it DONE */
             m1 = d1[best % C];
             m2 = d2[(best + ln[best % C] - 1) % C];
+#ifdef CONSUMER_DIES
+            d_step { /* the take is the DONE store: the copy dies with a killed consumer */
+                st[best % C] = DONE;
+#else
             d_step {
+#endif
                 assert(m1 == m2 && m1 == owner[best]); /* whole, and the message claimed here */
                 assert(committed[m1]);
                 assert(!delivered[m1]);                /* never twice */
@@ -395,8 +499,11 @@ proctype consumer()
                 lastm[pi * 2 + mprio[m1]] = m1;
                 ndeliv[pi]++;
                 m1 = 0; m2 = 0; pi = 0
-            };
+            }
+#ifndef CONSUMER_DIES
+            ;
             st[best % C] = DONE /* (at h, the code zeroes it at once: the same thing) */
+#endif
         :: else -> /* nothing to take: publish head, then see why */
             head = h;
             d_step { vs = st[h % C]; vl = ln[h % C]; vp = lp[h % C] };
@@ -412,7 +519,12 @@ proctype consumer()
                     fi
                 :: T != h && T - L == h -> skip_one(h, FREE_ST, L) /* the last claim, no header yet */
                 :: T != h && T - L != h -> /* a later claim exists: the header must be there now */
+#ifdef CONSUMER_DIES
+                    /* (or h is a unit a dead predecessor zeroed: the next advance steps) */
+                    assert(inh || st[h % C] != FREE_ST)
+#else
                     assert(st[h % C] != FREE_ST)
+#endif
                 fi;
                 d_step { T = 0; L = 0 }
             :: else -> skip /* committed since the scan: look again */
@@ -421,6 +533,16 @@ proctype consumer()
         fi;
         d_step { p = 0; best = NONE; bp = 0 }
     od;
+#ifdef CONSUMER_DIES
+    } unless {
+        d_step { cdead && !succ -> /* killed: its successor starts at the published head */
+            succ = true; inh = true;
+            best = NONE; h = 0; p = 0; x = 0; bp = 0; vs = 0; vl = 0; vp = 0; vr = 0;
+            T = 0; L = 0; m1 = 0; m2 = 0; pi = 0; kd = 0; al = false; live = false; dead = false
+        };
+        goto restart
+    }
+#endif
     skip;
     /* Nothing committed was lost, and every producer that lived sent everything. */
     m1 = 1;
@@ -436,6 +558,17 @@ proctype consumer()
     assert(killed[1] || ndeliv[1] == mcount[1])
 #endif
 }
+
+#ifdef CONSUMER_DIES
+/* SIGKILLs the consumer between any two of its steps, once; the consumer's escape then
+ * starts its successor. Never firing is a valid end (no `skip` branch: a terminated
+ * ckiller would double every state where it has not fired yet). */
+proctype ckiller()
+{
+end:
+    atomic { !cons_done -> cdead = true }
+}
+#endif
 
 proctype cleaner()
 {
@@ -470,6 +603,9 @@ init
         run producer(0);
         run producer(1);
         run consumer();
+#ifdef CONSUMER_DIES
+        run ckiller();
+#endif
 #ifndef NOCLEANER
         run cleaner();
 #endif
