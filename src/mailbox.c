@@ -1592,6 +1592,10 @@ static bool pass_lock(shmbus_bus *b, struct sb_mbox *mb, uint64_t mine, bool own
 {
     for (uint32_t spins = 0;; spins++) {
         uint64_t cur = 0;
+        /* Both CASes acquire: they pair with the release store in pass_unlock() of the
+         * previous holder, so its passes, zeroed units and published head are seen. A
+         * holder replaced as dead published nothing after its death: the ring's own
+         * header checks cover what it left half done (docs/mailbox-v2.md, 16). */
         if (atomic_compare_exchange_strong_explicit(&mb->pass, &cur, mine, memory_order_acquire,
                                                     memory_order_relaxed))
             return true;
