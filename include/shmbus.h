@@ -32,9 +32,9 @@ extern "C" {
 #endif
 
 #define SHMBUS_VERSION_MAJOR  0
-#define SHMBUS_VERSION_MINOR  3
+#define SHMBUS_VERSION_MINOR  4
 #define SHMBUS_VERSION_PATCH  0
-#define SHMBUS_VERSION_STRING "0.3.0"
+#define SHMBUS_VERSION_STRING "0.4.0"
 
 /* Limits. */
 #define SHMBUS_NAME_MAX     31      /* bus and client names: [A-Za-z0-9._-], not "." or ".." */

@@ -1,4 +1,4 @@
-# The Python module (python/shmbus/: ctypes over libshmbus.so.2, standard library only).
+# The Python module (python/shmbus/: ctypes over libshmbus.so.3, standard library only).
 #
 #   make install        also installs it where Debian's python3 finds it: for PREFIX=/usr
 #                       /usr/lib/python3/dist-packages, else PREFIX/lib/python3.X/dist-packages
@@ -17,7 +17,7 @@ install: install-python
 install-python:
 	install -d $(DESTDIR)$(PYTHONDIR)/shmbus
 	install -m 644 $(PY_FILES) $(DESTDIR)$(PYTHONDIR)/shmbus/
-	printf '%s\n' '"""Written by make install: where libshmbus.so.2 was installed."""' \
+	printf '%s\n' '"""Written by make install: where libshmbus.so.3 was installed."""' \
 	    "LIBDIR = '$(LIBDIR)'" > $(DESTDIR)$(PYTHONDIR)/shmbus/_config.py
 
 uninstall: uninstall-python

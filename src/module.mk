@@ -5,9 +5,10 @@ LIB_A      := $(BUILD)/lib/libshmbus.a
 # The soname's number changes whenever a program built against the previous library could
 # misbehave with this one (1: the send flags and struct shmbus_bus_opts of 0.2.0; 2: in
 # 0.3.0, struct shmbus_group_info grew a counter and the message flags gained
-# REDELIVERED/REPLAYED, and buses are layout 5). The
+# REDELIVERED/REPLAYED, and buses are layout 5; 3: in 0.4.0, struct shmbus_counters and
+# struct shmbus_group_info grew `lost`, buses are layout 6, journals format 2). The
 # package version is include/shmbus.h's SHMBUS_VERSION_STRING (tests/test_install.sh).
-LIB_SOMAJOR := 2
+LIB_SOMAJOR := 3
 LIB_SONAME := libshmbus.so.$(LIB_SOMAJOR)
 LIB_SO     := $(BUILD)/lib/$(LIB_SONAME)
 LIB_FILE   := $(LIB_SONAME).0.0

@@ -3,7 +3,7 @@
 # shmbus_* function (src/libshmbus.map), so programs cannot come to depend on internal sb__*
 # functions. The public calls themselves must still be there.
 set -eu
-so="$BUILD/lib/libshmbus.so.2"
+so="$BUILD/lib/libshmbus.so.3"
 [ -f "$so" ] || { echo "FAIL: $so is not built"; exit 1; }
 command -v nm >/dev/null || { echo "FAIL: nm is not installed (binutils)"; exit 1; }
 syms=$(nm -D --defined-only "$so" | awk '{print $NF}' | sed 's/@.*//')
@@ -20,4 +20,4 @@ for f in $(grep -v '^static' "$SHMBUS_TOP/include/shmbus.h" | grep -oE '^[a-z_ ]
     printf '%s\n' "$syms" | grep -qx "$f" || missing="$missing $f"
 done
 [ -z "$missing" ] || { echo "FAIL: declared in shmbus.h but not exported:$missing"; exit 1; }
-echo "libshmbus.so.2 exports $count symbols, all shmbus_*"
+echo "libshmbus.so.3 exports $count symbols, all shmbus_*"

@@ -3,7 +3,7 @@
 #  1. the README's install-and-run-the-example steps (the lines between its
 #     "install-example" markers), run exactly, in a copy of the source tree with an empty
 #     $HOME as the prefix: the example must build against the installed library through
-#     pkg-config, find libshmbus.so.2 at run time (rpath) and pass its two messages;
+#     pkg-config, find libshmbus.so.3 at run time (rpath) and pass its two messages;
 #  2. what got installed: soname, man pages, bash completion, the monitor companion, no
 #     benchmark, and `ldd` of shmbus and libshmbus.so listing only libc-level libraries;
 #  3. `make install` asks scripts/deps.sh for the build and monitor groups only (never the
@@ -46,8 +46,8 @@ diff <(printf 'from 1: hello\nfrom 1: world\n') "$src/received.txt" >/dev/null 2
 grep -qF -- "from 1: world" "$TEST_TMPDIR/steps.out" || fail "the README's last step printed no messages"
 
 # 2. What is installed.
-soname=$(objdump -p "$prefix/lib/libshmbus.so.2" 2>/dev/null | awk '/SONAME/ {print $2}')
-[ "$soname" = libshmbus.so.2 ] || fail "soname is '$soname', not libshmbus.so.2"
+soname=$(objdump -p "$prefix/lib/libshmbus.so.3" 2>/dev/null | awk '/SONAME/ {print $2}')
+[ "$soname" = libshmbus.so.3 ] || fail "soname is '$soname', not libshmbus.so.3"
 ver=$(sed -n 's/^#define SHMBUS_VERSION_STRING "\(.*\)"/\1/p' "$src/include/shmbus.h")
 pcver=$(PKG_CONFIG_PATH="$prefix/lib/pkgconfig" pkg-config --modversion shmbus 2>&1)
 [ "$pcver" = "$ver" ] || fail "shmbus.pc says version '$pcver', shmbus.h '$ver'"
@@ -72,7 +72,7 @@ fi
 libc_only() {
     grep -vE '^\s*(linux-vdso\.so|linux-gate\.so|/lib.*/ld-linux|libc\.so|libpthread\.so|librt\.so|libdl\.so|libm\.so)' "$1"
 }
-for f in bin/shmbus lib/libshmbus.so.2; do
+for f in bin/shmbus lib/libshmbus.so.3; do
     ldd "$prefix/$f" >"$TEST_TMPDIR/ldd" 2>&1
     echo "ldd $f:"
     sed 's/ (0x[0-9a-f]*)//; s/^/    /' "$TEST_TMPDIR/ldd"

@@ -9,7 +9,7 @@ TEST_TIMEOUT=120
 py=/usr/bin/python3
 # python3-pytest comes with scripts/deps.sh test: missing, this fails.
 "$py" -c 'import pytest' 2>/dev/null || { echo "FAIL: python3-pytest is not installed"; exit 1; }
-export SHMBUS_LIBRARY="$BUILD/lib/libshmbus.so.2"
+export SHMBUS_LIBRARY="$BUILD/lib/libshmbus.so.3"
 export PYTHONDONTWRITEBYTECODE=1
 cd "$SHMBUS_TOP"
 "$py" -m pytest -q -p no:cacheprovider tests/python

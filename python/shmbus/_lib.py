@@ -79,19 +79,19 @@ class ClientInfo(Structure):
 
 
 def _candidates() -> list:
-    """Where libshmbus.so.2 may be, first found wins."""
+    """Where libshmbus.so.3 may be, first found wins."""
     out = []
     env = os.environ.get("SHMBUS_LIBRARY")
     if env:
         out.append(env)
     try:
         from ._config import LIBDIR  # written by `make install`
-        out.append(os.path.join(LIBDIR, "libshmbus.so.2"))
+        out.append(os.path.join(LIBDIR, "libshmbus.so.3"))
     except ImportError:
         # In the source tree: the library `make` built next to it.
         here = os.path.dirname(os.path.abspath(__file__))
-        out.append(os.path.join(here, "..", "..", "build", "lib", "libshmbus.so.2"))
-    out.append("libshmbus.so.2")  # the dynamic loader's search (ldconfig, LD_LIBRARY_PATH)
+        out.append(os.path.join(here, "..", "..", "build", "lib", "libshmbus.so.3"))
+    out.append("libshmbus.so.3")  # the dynamic loader's search (ldconfig, LD_LIBRARY_PATH)
     return out
 
 
@@ -104,7 +104,7 @@ def _load() -> ctypes.CDLL:
             return ctypes.CDLL(path, use_errno=False)
         except OSError as e:
             errors.append(f"{path}: {e}")
-    raise ImportError("shmbus: cannot load libshmbus.so.2 (set SHMBUS_LIBRARY to its path): "
+    raise ImportError("shmbus: cannot load libshmbus.so.3 (set SHMBUS_LIBRARY to its path): "
                       + "; ".join(errors or ["not found"]))
 
 
