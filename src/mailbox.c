@@ -1012,6 +1012,7 @@ static void ack_sender(shmbus_bus *b, uint32_t src, uint32_t src_gen, uint64_t s
 /* What a receive is looking for: any message, or the reply to one request. */
 struct want {
     bool peek;        /* copy the message out but leave it in place (shmbus_peek) */
+    bool look;        /* with peek: do not remember it for shmbus_consume() either */
     const void **ref; /* lend it in place (shmbus_recv_ref): the payload's address here */
     bool reply_only;
     uint32_t from;
@@ -1374,20 +1375,21 @@ static int take_at(shmbus_client *c, uint64_t pos, uint64_t v, struct shmbus_msg
     return e < 0 ? e : r;
 }
 
-/* Copy the message at `pos` and remember it for shmbus_consume(); it stays READY.
- * Returns as take_at(). */
+/* Copy the message at `pos` and, unless `look`, remember it for shmbus_consume(); it stays
+ * READY. Returns as take_at(). */
 static int peek_at(shmbus_client *c, uint64_t pos, uint64_t v, struct shmbus_msg *hdr, void *buf,
-                   size_t cap)
+                   size_t cap, bool look)
 {
     struct shmbus_msg m;
     uint32_t src_gen;
-    c->peek_valid = false;
+    if (!look)
+        c->peek_valid = false;
     int r = read_at(c, pos, v, &m, &src_gen, buf, cap);
     if (r == -ENOMSG)
         return r;
     if (hdr != NULL)
         *hdr = m;
-    if (r < 0)
+    if (r < 0 || look)
         return r;
     c->peek_msg = m;
     c->peek_pos = pos;
@@ -1426,7 +1428,7 @@ static int try_take(shmbus_client *c, const struct want *w, struct shmbus_msg *h
         if (r < 0)
             return r;
         if (w->peek)
-            r = peek_at(c, pos, v, hdr, buf, cap);
+            r = peek_at(c, pos, v, hdr, buf, cap, w->look);
         else if (w->ref != NULL)
             r = lend_at(c, pos, v, hdr, w->ref, sample);
         else
@@ -2138,18 +2140,8 @@ static int recv_batch(shmbus_client *c, struct shmbus_msg *hdrs, void *bufs, siz
 static int wait_ready_msg(shmbus_client *c, struct shmbus_msg *hdr, void *buf, size_t cap,
                           int timeout_ms)
 {
-    const struct want w = {.peek = true};
-    bool valid = c->peek_valid;
-    uint32_t src_gen = c->peek_src_gen;
-    uint64_t pos = c->peek_pos, hw = c->peek_hw;
-    struct shmbus_msg m = c->peek_msg;
-    int r = recv_common(c, &w, hdr, buf, cap, timeout_ms);
-    c->peek_valid = valid;
-    c->peek_src_gen = src_gen;
-    c->peek_pos = pos;
-    c->peek_hw = hw;
-    c->peek_msg = m;
-    return r;
+    const struct want w = {.peek = true, .look = true};
+    return recv_common(c, &w, hdr, buf, cap, timeout_ms);
 }
 
 int shmbus_recv_batch(shmbus_client *c, struct shmbus_msg *hdrs, void *bufs, size_t stride,
