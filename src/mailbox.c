@@ -1922,6 +1922,21 @@ HOT int recv_fast(shmbus_client *c, struct shmbus_msg *hdr, void *buf, size_t ca
     return (int)len;
 }
 
+/* recv_common(), holding the pass lock if c subscribed lossy: the general receive of
+ * shmbus_peek() and shmbus_request(). */
+static int recv_common_pass(shmbus_client *c, const struct want *w, struct shmbus_msg *hdr,
+                            void *buf, size_t cap, int timeout_ms)
+{
+    if (!pass_on(c))
+        return recv_common(c, w, hdr, buf, cap, timeout_ms);
+    int r = pass_enter_call(c, timeout_ms);
+    if (r < 0)
+        return r;
+    r = recv_common(c, w, hdr, buf, cap, timeout_ms);
+    pass_leave(c);
+    return r;
+}
+
 /* shmbus_recv() of a client that subscribed lossy: the same, holding the pass lock. */
 static __attribute__((noinline)) int recv_lossy(shmbus_client *c, struct shmbus_msg *hdr, void *buf,
                                                 size_t cap, int timeout_ms)
@@ -1957,14 +1972,7 @@ int shmbus_peek(shmbus_client *c, struct shmbus_msg *hdr, void *buf, size_t cap,
         return -EINVAL;
     struct want w = {.peek = true};
     c->peek_valid = false;
-    if (!pass_on(c))
-        return recv_common(c, &w, hdr, buf, cap, timeout_ms);
-    int r = pass_enter_call(c, timeout_ms);
-    if (r < 0)
-        return r;
-    r = recv_common(c, &w, hdr, buf, cap, timeout_ms);
-    pass_leave(c);
-    return r;
+    return recv_common_pass(c, &w, hdr, buf, cap, timeout_ms);
 }
 
 static int consume_peeked(shmbus_client *c);
@@ -2221,14 +2229,7 @@ int shmbus_request(shmbus_client *c, uint32_t dst, const void *req, size_t len,
         left = -1;
     else
         left = deadline > now ? (int)((deadline - now + 999999) / 1000000) : 0;
-    if (!pass_on(c))
-        return recv_common(c, &w, rhdr, rbuf, cap, left);
-    r = pass_enter_call(c, left);
-    if (r < 0)
-        return r;
-    r = recv_common(c, &w, rhdr, rbuf, cap, left);
-    pass_leave(c);
-    return r;
+    return recv_common_pass(c, &w, rhdr, rbuf, cap, left);
 }
 
 int shmbus_reply(shmbus_client *c, const struct shmbus_msg *req, const void *data, size_t len,
