@@ -666,10 +666,43 @@ static inline void sb__evfd_wake(shmbus_bus *b, struct sb_mbox *mb)
 }
 
 /* stats.c: bus-wide counters and per-pair counts (see struct sb_flow_row). Called by the
- * send and receive paths of mailbox.c, once per send call and once per message taken. */
+ * send and receive paths of mailbox.c, once per send call and once per run of messages
+ * taken from one sender. */
 void sb__stats_sent(shmbus_bus *b, uint32_t src, uint64_t n, uint64_t bytes);
-/* `sent_ns` nonzero: the message is a latency sample (as the entry's lat_hist counts it). */
-void sb__stats_taken(shmbus_bus *b, uint32_t dst, uint32_t src, uint64_t len, uint64_t sent_ns);
+/* One latency sample of a message taken by id dst, `ns` from its send (as the entry's
+ * lat_hist counts it). */
+void sb__stats_latency(shmbus_bus *b, uint32_t dst, uint64_t ns);
+
+static inline struct sb_flow_row *sb__flow_row(const shmbus_bus *b, uint32_t id)
+{
+    return (struct sb_flow_row *)(b->base + b->lay.flows_off +
+                                  (uint64_t)(id - 1) * b->lay.flow_row_size);
+}
+
+static inline _Atomic uint64_t *sb__flow_cell(struct sb_flow_row *r, uint32_t src)
+{
+    return (_Atomic uint64_t *)((uint8_t *)r + sizeof(*r)) + (src - 1);
+}
+
+/* Single-writer add (the receiving thread's counters): a load and a store, no locked
+ * instruction. */
+static inline void sb__bump(_Atomic uint64_t *ctr, uint64_t n)
+{
+    atomic_store_explicit(ctr, atomic_load_explicit(ctr, memory_order_relaxed) + n,
+                          memory_order_relaxed);
+}
+
+/* n messages, `bytes` in all, taken by id dst from src (a peer wrote src: counted per pair
+ * only if it names an id). Inline: the receive path calls it for every message or run. */
+static inline void sb__stats_taken(shmbus_bus *b, uint32_t dst, uint32_t src, uint64_t n,
+                                   uint64_t bytes)
+{
+    struct sb_flow_row *r = sb__flow_row(b, dst);
+    sb__bump(&r->received, n);
+    sb__bump(&r->bytes_received, bytes);
+    if (src >= 1 && src <= b->lay.max_clients)
+        sb__bump(sb__flow_cell(r, src), n);
+}
 
 /*
  * tap.c: the passive view. The control block starts the tap area; the slots follow it.

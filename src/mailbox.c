@@ -1019,11 +1019,35 @@ struct want {
     uint64_t corr;
 };
 
-static void add_counter(_Atomic uint64_t *ctr, uint64_t n)
+static inline void add_counter(_Atomic uint64_t *ctr, uint64_t n)
 {
     /* Only the receiving thread writes these: a load and a store, not a locked add. */
-    atomic_store_explicit(ctr, atomic_load_explicit(ctr, memory_order_relaxed) + n,
-                          memory_order_relaxed);
+    sb__bump(ctr, n);
+}
+
+/* A message sent at sent_ns, taken now: one latency sample, in the client's histogram and
+ * its id's row. Out of line: one message in 16 found at once is a sample. */
+static __attribute__((noinline)) void sample_latency(shmbus_client *c, uint64_t sent_ns)
+{
+    uint64_t now = sb__now_ns();
+    if (now > sent_ns) {
+        add_counter(&c->e->lat_hist[shmbus_hist_bucket(now - sent_ns)], 1);
+        sb__stats_latency(c->bus, c->id, now - sent_ns);
+    }
+}
+
+/* The counters of n messages, `bytes` in all, taken from src: the client's (entry) and its
+ * id's (stats.c). sent_ns nonzero: one of them is a latency sample. Every receive path
+ * counts through here, per message or per run of one sender's messages. */
+static inline __attribute__((always_inline)) void count_taken(shmbus_client *c, uint32_t src,
+                                                              uint64_t n, uint64_t bytes,
+                                                              uint64_t sent_ns)
+{
+    add_counter(&c->e->received, n);
+    add_counter(&c->e->bytes_received, bytes);
+    sb__stats_taken(c->bus, c->id, src, n, bytes);
+    if (sent_ns != 0)
+        sample_latency(c, sent_ns);
 }
 
 /*
@@ -1342,16 +1366,7 @@ static int consume_at(shmbus_client *c, uint64_t pos, uint64_t v, const struct s
     mark_done(c, pos, v);
     if (m->flags & SHMBUS_MSG_ACK)
         ack_sender(c->bus, m->src, src_gen, m->seq);
-    add_counter(&c->e->received, 1);
-    add_counter(&c->e->bytes_received, m->len);
-    sb__stats_taken(c->bus, c->id, m->src, m->len, sample ? m->sent_ns : 0);
-    if (sample) {
-        uint64_t now = sb__now_ns();
-        if (now > m->sent_ns) {
-            unsigned bk = shmbus_hist_bucket(now - m->sent_ns);
-            add_counter(&c->e->lat_hist[bk], 1);
-        }
-    }
+    count_taken(c, m->src, 1, m->len, sample ? m->sent_ns : 0);
     return 0;
 }
 
@@ -1909,15 +1924,8 @@ HOT int recv_fast(shmbus_client *c, struct shmbus_msg *hdr, void *buf, size_t ca
         c->h = padd(h, u);
     }
     note_passed(mb, 1);
-    add_counter(&c->e->received, 1);
-    add_counter(&c->e->bytes_received, len);
     bool sample = (c->recv_count++ & 15) == 0; /* the histogram's sample, as recv_common() */
-    sb__stats_taken(b, c->id, src, len, sample ? sent_ns : 0);
-    if (sample) {
-        uint64_t now = sb__now_ns();
-        if (now > sent_ns)
-            add_counter(&c->e->lat_hist[shmbus_hist_bucket(now - sent_ns)], 1);
-    }
+    count_taken(c, src, 1, len, sample ? sent_ns : 0);
     maybe_publish(c);
     return (int)len;
 }
@@ -2037,6 +2045,29 @@ static bool run_add(struct sb_taken_run *runs, size_t *n, uint32_t src, uint32_t
     return true;
 }
 
+/* A batch's counting: the messages taken from one sender in a row, counted as one run. */
+struct tally {
+    uint32_t src;
+    uint64_t n, bytes;
+};
+
+static inline __attribute__((always_inline)) void tally_flush(shmbus_client *c, struct tally *t)
+{
+    if (t->n != 0)
+        count_taken(c, t->src, t->n, t->bytes, 0);
+    t->n = t->bytes = 0;
+}
+
+static inline __attribute__((always_inline)) void tally_add(shmbus_client *c, struct tally *t,
+                                                            uint32_t src, uint32_t len)
+{
+    if (t->n != 0 && src != t->src)
+        tally_flush(c, t);
+    t->src = src;
+    t->n++;
+    t->bytes += len;
+}
+
 /*
  * The fast path of a batch: take the run of committed messages at h, in order, while no
  * message of a higher priority is pending. One update of each counter per run instead of
@@ -2065,7 +2096,8 @@ static size_t take_run(shmbus_client *c, struct shmbus_msg *hdrs, uint8_t *bufs,
         return 0;
     bool held = c->nheld != 0;
     uint64_t stop = held ? oldest_held(c) : 0;
-    uint64_t h = c->h, h0 = h, bytes = 0, dropped = 0;
+    uint64_t h = c->h, h0 = h, dropped = 0;
+    struct tally tl = {0};
     const struct rv r = rv_of(b, mb);
     const uint32_t msg_size = b->lay.msg_size, max_clients = b->lay.max_clients;
     const uint32_t id = c->id, gen = c->gen, kept_gen = c->kept_gen;
@@ -2107,8 +2139,7 @@ static size_t take_run(shmbus_client *c, struct shmbus_msg *hdrs, uint8_t *bufs,
             m->flags = (uint8_t)flags;
             copy_payload(bufs + got * stride, (uint8_t *)rc + SB_REC_HDR, len);
             if (!durable)
-                sb__stats_taken(b, c->id, src, len, 0);
-            bytes += len;
+                tally_add(c, &tl, src, len);
             got++;
         }
         if (!durable)
@@ -2126,15 +2157,12 @@ static size_t take_run(shmbus_client *c, struct shmbus_msg *hdrs, uint8_t *bufs,
             p = padd(p, u);
         }
         for (size_t i = 0; i < got; i++)
-            sb__stats_taken(b, c->id, hdrs[i].src, hdrs[i].len, 0);
+            tally_add(c, &tl, hdrs[i].src, hdrs[i].len);
     }
+    tally_flush(c, &tl);
     c->h = h;
     if (got + dropped != 0)
         note_passed(mb, got + dropped);
-    if (got != 0) {
-        add_counter(&c->e->received, got);
-        add_counter(&c->e->bytes_received, bytes);
-    }
     if (dropped != 0)
         add_counter(&c->e->dropped, dropped);
     return got;
