@@ -486,11 +486,11 @@ HOT void wake_consumer(shmbus_bus *b, struct sb_mbox *mb)
 }
 
 /*
- * Commit the claim at pos (steps 8..10): CLAIMED(claimed) -> READY(first), end the intent,
+ * Commit the claim at pos, record rec (steps 8..10): CLAIMED(claimed) -> READY(first), end the intent,
  * wake the consumer. -ECONNRESET if the claim was skipped (nothing delivered).
  */
-HOT int commit(shmbus_client *c, struct sb_mbox *mb, unsigned ii, uint64_t pos, uint32_t claimed,
-               uint32_t first, unsigned prio)
+HOT int commit(shmbus_client *c, struct sb_mbox *mb, struct sb_rec *rec, unsigned ii, uint64_t pos,
+               uint32_t claimed, uint32_t first, unsigned prio)
 {
     shmbus_bus *b = c->bus;
     uint64_t lap = lap_of(b, pos);
@@ -498,7 +498,7 @@ HOT int commit(shmbus_client *c, struct sb_mbox *mb, unsigned ii, uint64_t pos, 
     /* seq_cst: its release half pairs with the acquire loads of hw in find() (the fields
      * and payload are visible to whoever sees READY); the rest is the Dekker pair with the
      * sleeping consumer (wake_consumer()). */
-    bool ok = atomic_compare_exchange_strong_explicit(hw_at(b, mb, pos), &expect,
+    bool ok = atomic_compare_exchange_strong_explicit(&rec->hw, &expect,
                                                       SB_HW(SB_HW_READY, first, prio, lap),
                                                       memory_order_seq_cst, memory_order_relaxed);
     /* Release: the commit precedes the intent's end. Pairs with the acquire load of n in
@@ -834,8 +834,9 @@ HOT int send_rec(shmbus_client *c, uint32_t dst, const void *data, size_t len, u
      * pending_hi in find_msg(): our claim comes first. */
     if (prio > 0)
         atomic_fetch_add_explicit(&mb->pending_hi, 1, memory_order_release);
-    write_rec(sb__unit(b, mb, pos), c, gen, data, len, mflags, prio, seq, corr, sb__now_ns());
-    r = commit(c, mb, i, pos, total, total, prio);
+    struct sb_rec *rec = sb__unit(b, mb, pos);
+    write_rec(rec, c, gen, data, len, mflags, prio, seq, corr, sb__now_ns());
+    r = commit(c, mb, rec, i, pos, total, total, prio);
     if (r < 0) {
         if (b->j != NULL)
             sb__journal_cancel(c, seq); /* journaled, but never delivered */
@@ -925,7 +926,8 @@ int shmbus_send_batch(shmbus_client *c, uint32_t dst, const struct shmbus_iov *m
     if (prio > 0) /* release pairs with the acquire load in find_msg(), as in send_rec() */
         atomic_fetch_add_explicit(&mb->pending_hi, k, memory_order_release);
     const struct rv rg = rv_of(b, mb); /* geometry in registers across our stores */
-    write_rec(rv_rec(&rg, pos), c, gen, msgs[0].data, msgs[0].len, 0, prio, seq + 1, 0, now);
+    struct sb_rec *rec0 = rv_rec(&rg, pos);
+    write_rec(rec0, c, gen, msgs[0].data, msgs[0].len, 0, prio, seq + 1, 0, now);
     if (k > 1)
         sb__tp(SB_TP_BATCH_PART); /* test-only: part of a batch written */
     uint64_t p = padd(pos, units[0]);
@@ -943,7 +945,7 @@ int shmbus_send_batch(shmbus_client *c, uint32_t dst, const struct shmbus_iov *m
     }
     atomic_fetch_add_explicit(&c->e->bytes_sent, bytes, memory_order_relaxed);
     sb__stats_sent(b, c->id, (uint64_t)k, bytes);
-    r = commit(c, mb, i, pos, total, units[0], prio);
+    r = commit(c, mb, rec0, i, pos, total, units[0], prio);
     if (r < 0 && b->j != NULL)
         for (int j = 0; j < k; j++)
             sb__journal_cancel(c, seq + 1 + (uint64_t)j); /* journaled, never delivered */
@@ -1029,7 +1031,7 @@ int sb__mbox_resend(shmbus_client *c, uint32_t dst, uint32_t gen, const struct s
     rec->src = m->src;
     rec->src_gen =
         (src_gen & 0xffffffu) | ((uint32_t)((m->flags & MSG_FLAGS) | SHMBUS_MSG_REDELIVERED) << 24);
-    return commit(c, mb, i, pos, total, total, prio);
+    return commit(c, mb, rec, i, pos, total, total, prio);
 }
 
 /* The receiver took an ACK message: tell its sender. */
@@ -2405,9 +2407,10 @@ int shmbus_loan_commit(shmbus_client *c, struct shmbus_loan *loan, size_t used)
     sb__stats_sent(b, c->id, 1, used);
     if (prio > 0) /* release pairs with the acquire load in find_msg(), as in send_rec() */
         atomic_fetch_add_explicit(&mb->pending_hi, 1, memory_order_release);
-    write_rec(sb__unit(b, mb, pos), c, gen, NULL, used, 0, prio, seq, 0, sb__now_ns());
+    struct sb_rec *rec = sb__unit(b, mb, pos);
+    write_rec(rec, c, gen, NULL, used, 0, prio, seq, 0, sb__now_ns());
     loan->data = NULL;
-    return commit(c, mb, i, pos, total, total, prio);
+    return commit(c, mb, rec, i, pos, total, total, prio);
 }
 
 int shmbus_loan_cancel(shmbus_client *c, struct shmbus_loan *loan)
