@@ -205,11 +205,12 @@ static inline __attribute__((always_inline)) void zero_walk(uint8_t *first, uint
     }
 }
 
-/* Zero the first word of each unit of [from, to) (at most a ring: records the consumer
- * passed), last to first, so the header of the first record last: a consumer that dies
- * half-way leaves a run of zero units that ends at a real header (or the end of what was
- * claimed), and records before it untouched. The stores are published by the release half
- * of the head store in publish(). */
+/* Zero the first word of each unit of [from, to), one record, last to first, so its header
+ * last: a consumer that dies half-way leaves a run of zero units that ends at a real header
+ * (or the end of what was claimed). Never a span of several records: zeroed from its end,
+ * it would leave intact headers below a zero run, which a successor does not step over
+ * (advance_from()'s `inherited`). The stores are published by the release half of the
+ * head store in publish(). */
 static inline __attribute__((always_inline)) void rv_zero_span(const struct rv *r, uint64_t from,
                                                                uint64_t to)
 {
@@ -2151,19 +2152,16 @@ HOT size_t take_run_as(shmbus_client *c, struct shmbus_msg *hdrs, uint8_t *bufs,
     const uint32_t msg_size = b->lay.msg_size, max_clients = b->lay.max_clients;
     const uint32_t id = c->id, gen = c->gen, kept_gen = c->kept_gen;
     size_t got = 0;
-    while (got < n && !(held && h == stop)) {
+    while (got < n && pdiff(h, h0) < r.units && !(held && h == stop)) {
         struct sb_rec *rc = rv_rec(&r, h);
         /* Acquire pairs with the commit CAS in commit(). */
         uint64_t v = atomic_load_explicit(&rc->hw, memory_order_acquire);
         if (!rv_valid(&r, v, h))
             break;
         uint32_t u = SB_HW_UNITS(v);
-        /* At most a ring in one call: the walk zeroes nothing until it ends, so only this
-         * keeps it from coming round to records it passed (headers that say so are garbage)
-         * and rv_zero_span() within the ring. */
-        if (pdiff(h, h0) + u > r.units)
-            break;
         if (SB_HW_STATE(v) == SB_HW_DONE) {
+            if (!durable)
+                rv_zero(&r, h, u);
             h = padd(h, u);
             continue;
         }
@@ -2194,19 +2192,27 @@ HOT size_t take_run_as(shmbus_client *c, struct shmbus_msg *hdrs, uint8_t *bufs,
                 tally_add(c, &tl, src, len);
             got++;
         }
+        /* Zeroed as it is passed, record by record (each last to first): a consumer that
+         * dies here leaves zeroed records below intact ones, never the other way round, so
+         * its successor's steps over zero units (zero_step(), only before its first real
+         * header) reach every record after them. */
+        if (!durable)
+            rv_zero(&r, h, u);
         h = padd(h, u);
     }
     if (durable) {
         if (got != 0 && sb__journal_taken_runs(c, runs, nruns) < 0)
             return 0; /* nothing taken: the ring is as it was */
+        for (uint64_t p = h0; p != h;) {
+            /* Relaxed: the first pass acquired these very values, unchanged since. */
+            uint32_t u =
+                SB_HW_UNITS(atomic_load_explicit(&rv_rec(&r, p)->hw, memory_order_relaxed));
+            rv_zero(&r, p, u);
+            p = padd(p, u);
+        }
         for (size_t i = 0; i < got; i++)
             tally_add(c, &tl, hdrs[i].src, hdrs[i].len);
     }
-    /* Everything in [h0, h) passed: zeroed in one walk, last to first, as rv_zero() does
-     * for one record. A death before or during it leaves a prefix of records as they were
-     * (READY ones a drain drops, as before their copies were made) and a zero run ending at
-     * h. */
-    rv_zero_span(&r, h0, h);
     tally_flush(c, &tl);
     c->h = h;
     if (got + dropped != 0)
