@@ -1853,6 +1853,78 @@ static int wait_data(shmbus_client *c, const struct want *w, uint64_t deadline)
     return 0;
 }
 
+/*
+ * The common receive, inline (docs/mailbox-v2.md, 5, "Fast path"): a READY record at h of
+ * priority 0, no ACK, that fits in buf, with no record lent and no priority pending. The
+ * same steps as find_msg() + read_at() + consume_at() + the pass at h in try_take(), with
+ * the cases they handle for the general path left out; with ref, lend_at()'s instead of
+ * the copy (shmbus_recv_ref()). Returns its length, or -EAGAIN for
+ * "take the general path", having written nothing to the segment (*empty, if asked: because
+ * nothing is there). `waited`: recv_common()'s spin, whose every message is a sample. Every field is read once
+ * and checked before use; the general path reads them again and checks them again.
+ */
+HOT int recv_fast(shmbus_client *c, struct shmbus_msg *hdr, void *buf, size_t cap, const void **ref,
+              bool waited, bool *empty)
+{
+    shmbus_bus *b = c->bus;
+    struct sb_mbox *mb = c->mb;
+    if (c->nheld != 0 || atomic_load_explicit(&mb->pending_hi, memory_order_relaxed) != 0 ||
+        b->j != NULL) /* a durable bus takes the general path: consume_at()'s marker */
+        return -EAGAIN;
+    uint64_t h = c->h;
+    const struct rv r = rv_of(b, mb);
+    const struct sb_rec *rc = rv_rec(&r, h);
+    /* Acquire pairs with the commit CAS in commit(): the fields and payload are visible. */
+    uint64_t v = atomic_load_explicit(&rc->hw, memory_order_acquire);
+    if ((v & 0x1f) != SB_HW_READY || !rv_valid(&r, v, h)) { /* READY at priority 0 */
+        if (empty != NULL)
+            /* Nothing at h: unless a dead consumer before us left zeroed units here
+             * (advance() steps over those), nothing to take. */
+            *empty = v == 0 && !c->inherited;
+        return -EAGAIN;
+    }
+    uint32_t u = SB_HW_UNITS(v);
+    uint32_t len = rc->len, src = rc->src, sg = rc->src_gen;
+    unsigned flags = (sg >> 24) & MSG_FLAGS;
+    if ((flags & SLOW_FLAGS) || (ref == NULL && len > cap) || len > b->lay.msg_size ||
+        len > u * SB_UNIT - SB_REC_HDR || src < 1 || src > b->lay.max_clients ||
+        !our_gen(c, rc->dst_gen))
+        return -EAGAIN; /* an ACK, a group message, too large, or to be dropped: general path */
+    uint64_t sent_ns = rc->sent_ns;
+    if (hdr != NULL)
+        *hdr = (struct shmbus_msg){.src = src,
+                                   .dst = c->id,
+                                   .seq = rc->seq,
+                                   .corr = rc->corr,
+                                   .sent_ns = sent_ns,
+                                   .len = len,
+                                   .prio = 0,
+                                   .flags = (uint8_t)flags};
+    if (ref != NULL) {
+        /* Lent in place (lend_at()): DONE, held, not passed until shmbus_recv_release().
+         * Relaxed, as in mark_done(). */
+        atomic_store_explicit(&rv_rec(&r, h)->hw, (v & ~(uint64_t)3) | SB_HW_DONE,
+                              memory_order_relaxed);
+        c->held[c->nheld++] = h;
+        *ref = (const uint8_t *)rc + SB_REC_HDR;
+    } else if (len != 0) {
+        copy_payload(buf, (const uint8_t *)rc + SB_REC_HDR, len);
+    }
+    /* Taken at h: passed at once, as take_run() does, with no DONE store first. A consumer
+     * that dies half-way through the zeroing leaves a READY header over zeroed words, but
+     * only a drain ever consumes after a dead consumer, and it drops READY records. */
+    if (ref == NULL) {
+        rv_zero(&r, h, u);
+        c->h = padd(h, u);
+    }
+    note_passed(mb, 1);
+    /* The histogram's sample, as recv_common(): every message waited for, else one in 16. */
+    bool sample = waited || (c->recv_count++ & 15) == 0;
+    count_taken(c, src, 1, len, sample ? sent_ns : 0);
+    maybe_publish(c);
+    return (int)len;
+}
+
 static int recv_common(shmbus_client *c, const struct want *w, struct shmbus_msg *hdr, void *buf,
                        size_t cap, int timeout_ms)
 {
@@ -1873,8 +1945,14 @@ static int recv_common(shmbus_client *c, const struct want *w, struct shmbus_msg
     uint64_t spin_until = c->spin_ns ? sb__now_ns() + c->spin_ns : 0;
     bool spinning = false;
     uint32_t spins = 0;
+    const bool plain = !w->peek && !w->reply_only; /* what recv_fast() can take */
     for (;;) {
-        r = try_take(c, w, hdr, buf, cap, true);
+        /* A spinning receiver's look: recv_fast() while the message at h is a common one,
+         * the general path only when something is there that it leaves alone. */
+        bool empty = false;
+        r = plain ? recv_fast(c, hdr, buf, cap, w->ref, true, &empty) : -EAGAIN;
+        if (r == -EAGAIN && !empty)
+            r = try_take(c, w, hdr, buf, cap, true);
         if (r != -EAGAIN) {
             if (spinning && r >= 0)
                 add_counter(&c->e->spins, 1);
@@ -1917,70 +1995,6 @@ static int recv_common(shmbus_client *c, const struct want *w, struct shmbus_msg
     }
 }
 
-/*
- * The common receive, inline (docs/mailbox-v2.md, 5, "Fast path"): a READY record at h of
- * priority 0, no ACK, that fits in buf, with no record lent and no priority pending. The
- * same steps as find_msg() + read_at() + consume_at() + the pass at h in try_take(), with
- * the cases they handle for the general path left out; with ref, lend_at()'s instead of
- * the copy (shmbus_recv_ref()). Returns its length, or -EAGAIN for
- * "take the general path", having written nothing to the segment. Every field is read once
- * and checked before use; the general path reads them again and checks them again.
- */
-HOT int recv_fast(shmbus_client *c, struct shmbus_msg *hdr, void *buf, size_t cap, const void **ref)
-{
-    shmbus_bus *b = c->bus;
-    struct sb_mbox *mb = c->mb;
-    if (c->nheld != 0 || atomic_load_explicit(&mb->pending_hi, memory_order_relaxed) != 0 ||
-        b->j != NULL) /* a durable bus takes the general path: consume_at()'s marker */
-        return -EAGAIN;
-    uint64_t h = c->h;
-    const struct rv r = rv_of(b, mb);
-    const struct sb_rec *rc = rv_rec(&r, h);
-    /* Acquire pairs with the commit CAS in commit(): the fields and payload are visible. */
-    uint64_t v = atomic_load_explicit(&rc->hw, memory_order_acquire);
-    if ((v & 0x1f) != SB_HW_READY || !rv_valid(&r, v, h)) /* READY at priority 0 */
-        return -EAGAIN;
-    uint32_t u = SB_HW_UNITS(v);
-    uint32_t len = rc->len, src = rc->src, sg = rc->src_gen;
-    unsigned flags = (sg >> 24) & MSG_FLAGS;
-    if ((flags & SLOW_FLAGS) || (ref == NULL && len > cap) || len > b->lay.msg_size ||
-        len > u * SB_UNIT - SB_REC_HDR || src < 1 || src > b->lay.max_clients ||
-        !our_gen(c, rc->dst_gen))
-        return -EAGAIN; /* an ACK, a group message, too large, or to be dropped: general path */
-    uint64_t sent_ns = rc->sent_ns;
-    if (hdr != NULL)
-        *hdr = (struct shmbus_msg){.src = src,
-                                   .dst = c->id,
-                                   .seq = rc->seq,
-                                   .corr = rc->corr,
-                                   .sent_ns = sent_ns,
-                                   .len = len,
-                                   .prio = 0,
-                                   .flags = (uint8_t)flags};
-    if (ref != NULL) {
-        /* Lent in place (lend_at()): DONE, held, not passed until shmbus_recv_release().
-         * Relaxed, as in mark_done(). */
-        atomic_store_explicit(&rv_rec(&r, h)->hw, (v & ~(uint64_t)3) | SB_HW_DONE,
-                              memory_order_relaxed);
-        c->held[c->nheld++] = h;
-        *ref = (const uint8_t *)rc + SB_REC_HDR;
-    } else if (len != 0) {
-        copy_payload(buf, (const uint8_t *)rc + SB_REC_HDR, len);
-    }
-    /* Taken at h: passed at once, as take_run() does, with no DONE store first. A consumer
-     * that dies half-way through the zeroing leaves a READY header over zeroed words, but
-     * only a drain ever consumes after a dead consumer, and it drops READY records. */
-    if (ref == NULL) {
-        rv_zero(&r, h, u);
-        c->h = padd(h, u);
-    }
-    note_passed(mb, 1);
-    bool sample = (c->recv_count++ & 15) == 0; /* the histogram's sample, as recv_common() */
-    count_taken(c, src, 1, len, sample ? sent_ns : 0);
-    maybe_publish(c);
-    return (int)len;
-}
-
 /* recv_common(), holding the pass lock if c subscribed lossy: the general receive of
  * shmbus_peek() and shmbus_request(). */
 static int recv_common_pass(shmbus_client *c, const struct want *w, struct shmbus_msg *hdr,
@@ -2003,7 +2017,7 @@ static __attribute__((noinline)) int recv_lossy(shmbus_client *c, struct shmbus_
     int r = pass_enter_call(c, timeout_ms);
     if (r < 0)
         return r;
-    r = recv_fast(c, hdr, buf, cap, NULL);
+    r = recv_fast(c, hdr, buf, cap, NULL, false, NULL);
     if (r == -EAGAIN) {
         struct want w = {0};
         r = recv_common(c, &w, hdr, buf, cap, timeout_ms);
@@ -2018,7 +2032,7 @@ int shmbus_recv(shmbus_client *c, struct shmbus_msg *hdr, void *buf, size_t cap,
         return -EINVAL;
     if (pass_on(c))
         return recv_lossy(c, hdr, buf, cap, timeout_ms);
-    int r = recv_fast(c, hdr, buf, cap, NULL);
+    int r = recv_fast(c, hdr, buf, cap, NULL, false, NULL);
     if (r != -EAGAIN)
         return r;
     struct want w = {0};
@@ -2450,7 +2464,7 @@ int shmbus_recv_ref(shmbus_client *c, struct shmbus_msg *hdr, const void **data,
     int r = lossy ? pass_enter_call(c, timeout_ms) : 0; /* kept while the record is lent */
     if (r < 0)
         return r;
-    r = recv_fast(c, hdr, NULL, 0, data);
+    r = recv_fast(c, hdr, NULL, 0, data, false, NULL);
     if (r == -EAGAIN) {
         struct want w = {.ref = data};
         r = recv_common(c, &w, hdr, NULL, 0, timeout_ms);
