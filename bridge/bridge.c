@@ -66,6 +66,7 @@
 #include "bench.h"
 #include "frame.h"
 #include "shmbus.h"
+#include "state.h"
 
 #define PENDING    1024 /* requests in flight across the bridge at once */
 #define SEQ_KEYS   256  /* (node, kind) pairs followed for sequence numbers */
@@ -1470,16 +1471,10 @@ static int forward(const struct shmbus_msg *h, const char *data, size_t len, uin
 
 /* ---- state file ------------------------------------------------------------------------ */
 
+/* This bridge's state file (state.c). */
 static int state_path(char *out, size_t cap)
 {
-    char dir[PATH_MAX];
-    int n = shmbus_runtime_dir(dir, sizeof(dir));
-
-    if (n < 0)
-        return n;
-    if (snprintf(out, cap, "%s/%s.%s.bridge.json", dir, cfg.bus, cfg.as) >= (int)cap)
-        return -ENAMETOOLONG;
-    return 0;
+    return bridge_state_path(out, cap, cfg.bus, cfg.as);
 }
 
 static void json_str(FILE *f, const char *s)
@@ -1578,24 +1573,6 @@ static void write_state(void)
         unlink(tmp);
 }
 
-/* Is pid a running shmbus-bridge (and not another process that got its number)? */
-static int is_bridge(long pid)
-{
-    char path[64], comm[32] = "";
-    FILE *f;
-
-    if (pid <= 0)
-        return 0;
-    snprintf(path, sizeof(path), "/proc/%ld/comm", pid);
-    f = fopen(path, "r");
-    if (f == NULL)
-        return 0;
-    if (fgets(comm, sizeof(comm), f) == NULL)
-        comm[0] = '\0';
-    fclose(f);
-    return strcmp(comm, "shmbus-bridge\n") == 0;
-}
-
 /* shmbus-bridge --stats BUS: print the state file of the bridge; 1 if it is not running. */
 static int show_state(void)
 {
@@ -1622,7 +1599,7 @@ static int show_state(void)
     if (p != NULL)
         pid = strtol(p + 6, NULL, 10);
     fputs(line, stdout);
-    if (!is_bridge(pid)) {
+    if (!bridge_running(pid)) {
         fprintf(stderr, "shmbus: bridge: %s: not running (above: its last state)\n", cfg.bus);
         return EXIT_FAIL;
     }
