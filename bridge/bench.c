@@ -15,6 +15,11 @@
  * during the run (other programs, CPU frequency) weighs on both alike: the ratio is of two
  * medians taken over the same stretch of time. One run, nothing asserted; the verdict
  * against the issue's target (the bridge adds at most 1.5x the direct round trip) is printed.
+ *
+ * Wake-ups. On a shared machine the times move with the load; the number of times a thread
+ * went to sleep and was woken per round trip (voluntary context switches, summed over every
+ * thread of this process, the direct echo and the two bridges, sampled around each round)
+ * moves far less, and it is what a round trip's time is made of. Both sides' are printed.
  */
 #include "bench.h"
 
