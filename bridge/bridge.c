@@ -536,13 +536,14 @@ static void reply_error(shmbus_client *c, const struct shmbus_msg *req, const ch
  * Requests from remote nodes are served by up to --requests threads at once, each with its
  * own client on the bus ("<as>.req", then "<as>.r2", ...; shmbus_request() waits on the
  * receive side of its client, so one client makes one request at a time). The first is made
- * at start; more are made as requests find every server busy, and stay.
+ * at start; more are made as servers take requests (below), and stay.
  *
  * The servers take requests straight from PREFIX.NODE.req, a synchronous subscription that
  * all of them wait on in natsSubscription_NextMsg() (libnats pops each message under the
  * subscription's lock and wakes one waiter per message): libnats's reader thread wakes the
  * server that makes the request, with no callback thread handing it over in between (one
- * thread wake-up less per request across, see docs/design.md "Wake-ups"). A server that
+ * thread wake-up less per request across; docs/design.md, "Where a bridged round trip
+ * goes"). A server that
  * takes a request and leaves no other server waiting starts one more, so that the next
  * request finds one; at --requests, it answers the oldest waiting requests with EAGAIN
  * while JOBS or more wait.
