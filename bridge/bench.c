@@ -15,10 +15,17 @@
  * during the run (other programs, CPU frequency) weighs on both alike: the ratio is of two
  * medians taken over the same stretch of time. One run, nothing asserted; the verdict
  * against the issue's target (the bridge adds at most 1.5x the direct round trip) is printed.
+ *
+ * Wake-ups. On a shared machine the times move with the load; the number of times a thread
+ * went to sleep and was woken per round trip (voluntary context switches, summed over every
+ * thread of this process, the direct echo and the two bridges, sampled around each round)
+ * moves far less, and it is what a round trip's time is made of. Both sides' are printed.
  */
 #include "bench.h"
 
+#include <dirent.h>
 #include <errno.h>
+#include <inttypes.h>
 #include <nats/nats.h>
 #include <pthread.h>
 #include <signal.h>
@@ -43,6 +50,45 @@ static uint64_t ns_now(void)
 
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* The voluntary context switches (a thread went to sleep, to be woken later) of every
+ * thread of process pid so far, from /proc/PID/task/TID/status; 0 if it cannot be read.
+ * With SHMBUS_BENCH_THREADS set, each thread's count and name go to stderr under `tag`. */
+static uint64_t waits_of(pid_t pid, const char *tag)
+{
+    char path[64], line[128], name[32];
+    uint64_t sum = 0, v;
+    struct dirent *e;
+    DIR *d;
+
+    snprintf(path, sizeof(path), "/proc/%d/task", (int)pid);
+    d = opendir(path);
+    if (d == NULL)
+        return 0;
+    while ((e = readdir(d)) != NULL) {
+        FILE *f;
+
+        if (e->d_name[0] == '.')
+            continue;
+        snprintf(path, sizeof(path), "/proc/%d/task/%.16s/status", (int)pid, e->d_name);
+        f = fopen(path, "r");
+        if (f == NULL)
+            continue;
+        name[0] = '\0';
+        while (fgets(line, sizeof(line), f) != NULL) {
+            if (sscanf(line, "Name: %31s", name) == 1)
+                continue;
+            if (sscanf(line, "voluntary_ctxt_switches: %" SCNu64, &v) == 1) {
+                sum += v;
+                if (tag != NULL && getenv("SHMBUS_BENCH_THREADS") != NULL)
+                    fprintf(stderr, "  %s %s/%s (%s): %" PRIu64 "\n", tag, path + 6, "", name, v);
+            }
+        }
+        fclose(f);
+    }
+    closedir(d);
+    return sum;
 }
 
 static int cmp_u64(const void *a, const void *b)
@@ -310,6 +356,14 @@ static int across_open(struct across *x, const char *self, const char *url, int 
     return -1;
 }
 
+/* The wake-ups so far of every process of the bench: this one (the requesters, the bus
+ * echo), the direct echo and the two bridges. tag: see waits_of(). */
+static uint64_t all_waits(const struct direct *d, const struct across *x, const char *tag)
+{
+    return waits_of(getpid(), tag) + waits_of(d->echo, tag) + waits_of(x->pa, tag) +
+           waits_of(x->pb, tag);
+}
+
 static void report(const char *what, const uint64_t *t, int n)
 {
     printf("  %-22s median %8.1f us  p99 %8.1f us\n", what, t[n / 2] / 1e3, t[n * 99 / 100] / 1e3);
@@ -335,13 +389,22 @@ int bridge_bench(const char *self, const char *url, int count, int spin_us)
         goto out;
     if (direct_run(&dc, WARMUP, NULL) != 0 || across_run(&x, WARMUP, NULL) != 0)
         goto out;
+    uint64_t dw = 0, bw = 0; /* wake-ups of all our processes in direct and across rounds */
     for (int r = 0; r < ROUNDS; r++) {
         int first = r % 2 == 0; /* direct first in even rounds, across first in odd ones */
-        if ((first && direct_run(&dc, per, d + r * per) != 0) ||
-            across_run(&x, per, b + r * per) != 0 ||
-            (!first && direct_run(&dc, per, d + r * per) != 0))
+        uint64_t w0 = all_waits(&dc, &x, NULL), w1, w2;
+        if (first && direct_run(&dc, per, d + r * per) != 0)
             goto out;
+        w1 = all_waits(&dc, &x, NULL);
+        if (across_run(&x, per, b + r * per) != 0)
+            goto out;
+        w2 = all_waits(&dc, &x, NULL);
+        if (!first && direct_run(&dc, per, d + r * per) != 0)
+            goto out;
+        bw += w2 - w1;
+        dw += first ? w1 - w0 : all_waits(&dc, &x, NULL) - w2;
     }
+    all_waits(&dc, &x, "thread");
     /* The bridges' context switches per round trip: how many times a thread of theirs went
      * to sleep and was woken (and how often the kernel took the CPU from one), a figure
      * that the machine's load does not change, unlike the times. */
@@ -374,6 +437,9 @@ int bridge_bench(const char *self, const char *url, int count, int spin_us)
            ratio <= TARGET ? "within" : "ABOVE", TARGET);
     printf("  ratio per round        %.2fx median of %d (%.2fx to %.2fx)\n",
            (rr[ROUNDS / 2 - 1] + rr[ROUNDS / 2]) / 2, ROUNDS, rr[0], rr[ROUNDS - 1]);
+    printf("  wake-ups per round trip (voluntary context switches of every thread of the bench's "
+           "processes, the NATS server's not counted): direct %.1f, across %.1f\n",
+           (double)dw / n, (double)bw / n);
     printf("  the two bridges, per round trip: %.1f waits (voluntary context switches), %.1f "
            "preemptions\n",
            vcs, ics);

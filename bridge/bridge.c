@@ -14,12 +14,14 @@
  *   its reconnect buffer), follows the work queues it serves (subscribed on NATS while the
  *   group has members here) every 100 ms, and writes the state file once per --interval.
  *   The topic thread drains "<name>.pub" and exports. libnats runs one thread per
- *   subscription: PREFIX.NODE.msg (delivers to local clients), PREFIX.NODE.req (queues the
- *   request for a server thread, which makes it through its own client and publishes the
- *   reply), PREFIX.NODE.rep.* (hands replies to local requesters with shmbus_reply()),
+ *   subscription: PREFIX.NODE.msg (delivers to local clients), PREFIX.NODE.rep.* (hands
+ *   replies to local requesters with shmbus_reply()),
  *   PREFIX.topic.T per topic (publishes here), PREFIX.queue.Q per served queue (gives the
- *   job to one local member). Per-sender order holds because each of those paths is one
- *   thread and NATS keeps one publisher's order on a subject.
+ *   job to one local member). PREFIX.NODE.req is synchronous: the server threads take
+ *   requests from it themselves, make each through their own client and publish the reply
+ *   (see "Requests from remote nodes"). Per-sender order holds because each of those paths
+ *   is one thread (requests: taken in order) and NATS keeps one publisher's order on a
+ *   subject.
  *
  *   Loops. A topic's copies come back to their exporter twice: from NATS (it subscribes to
  *   the subject it publishes on: dropped by the frame's origin node) and from the bus (its
@@ -64,6 +66,7 @@
 #include "bench.h"
 #include "frame.h"
 #include "shmbus.h"
+#include "state.h"
 
 #define PENDING    1024 /* requests in flight across the bridge at once */
 #define SEQ_KEYS   256  /* (node, kind) pairs followed for sequence numbers */
@@ -533,15 +536,24 @@ static void reply_error(shmbus_client *c, const struct shmbus_msg *req, const ch
  * Requests from remote nodes are served by up to --requests threads at once, each with its
  * own client on the bus ("<as>.req", then "<as>.r2", ...; shmbus_request() waits on the
  * receive side of its client, so one client makes one request at a time). The first is made
- * at start; more are made as requests find every server busy, and stay. A request that
- * finds JOBS waiting is answered at once with EAGAIN. The NATS callback only queues.
+ * at start; more are made as servers take requests (below), and stay.
+ *
+ * The servers take requests straight from PREFIX.NODE.req, a synchronous subscription that
+ * all of them wait on in natsSubscription_NextMsg() (libnats pops each message under the
+ * subscription's lock and wakes one waiter per message): libnats's reader thread wakes the
+ * server that makes the request, with no callback thread handing it over in between (one
+ * thread wake-up less per request across; docs/design.md, "Where a bridged round trip
+ * goes"). A server that
+ * takes a request and leaves no other server waiting starts one more, so that the next
+ * request finds one; at --requests, it answers the oldest waiting requests with EAGAIN
+ * while JOBS or more wait.
  */
-static pthread_mutex_t jobs_lock = PTHREAD_MUTEX_INITIALIZER; /* guards the five below */
-static pthread_cond_t jobs_cond = PTHREAD_COND_INITIALIZER;
-static natsMsg *jobs[JOBS];
-static unsigned jobs_head, jobs_count;
+static pthread_mutex_t jobs_lock = PTHREAD_MUTEX_INITIALIZER; /* guards the four below */
 static int servers, idle_servers, servers_stop;
 static pthread_t server_threads[MAX_SERVE];
+
+static int server_start(void);
+static void refuse_request(natsMsg *m);
 
 /* Serve one request m with client c (bufs of msg_size bytes): make it on the bus, publish
  * the reply (or the error) to the NATS reply subject. */
@@ -606,14 +618,38 @@ static void serve_request(natsMsg *m, shmbus_client *c, char *buf, char *rbuf, u
     }
 }
 
-/* A server thread: arg is its number (0: uses reqcl, joined at start). */
+/* After taking a request: if no other server is left waiting for the next one, start one
+ * more (a request that arrives while all are busy finds it), or, at --requests already,
+ * refuse the oldest waiting requests while JOBS or more wait. */
+static void servers_follow(natsSubscription *sub)
+{
+    int n = 0;
+    natsMsg *m;
+
+    pthread_mutex_lock(&jobs_lock);
+    if (idle_servers == 0 && !servers_stop && server_start() == -EAGAIN &&
+        natsSubscription_GetPending(sub, &n, NULL) == NATS_OK)
+        for (; n >= JOBS; n--) {
+            if (natsSubscription_NextMsg(&m, sub, 0) != NATS_OK)
+                break;
+            count_error(&st.undeliverable, "%d requests wait already: one refused", JOBS);
+            refuse_request(m);
+            natsMsg_Destroy(m);
+        }
+    pthread_mutex_unlock(&jobs_lock);
+}
+
+/* A server thread: arg is its number (0: uses reqcl, joined at start). It waits for
+ * requests on subs[1] until the bridge stops (servers_stop) or the connection closes. */
 static void *server_main(void *arg)
 {
     int k = (int)(intptr_t)arg;
     size_t cap = (size_t)msg_size + FRAME_HDR + 2 * ADDR_MAX;
     char *buf = malloc(msg_size), *rbuf = malloc(msg_size), name[SHMBUS_NAME_MAX + 1];
     uint8_t *out = malloc(cap);
+    natsSubscription *sub = subs[1];
     shmbus_client *c = reqcl;
+    natsStatus s;
     natsMsg *m;
     int rc = 0;
 
@@ -626,24 +662,27 @@ static void *server_main(void *arg)
         else
             shmbus_client_set_spin(c, (unsigned)cfg.spin_us);
     }
-    pthread_mutex_lock(&jobs_lock);
     while (rc == 0 && buf != NULL && rbuf != NULL && out != NULL) {
-        while (jobs_count == 0 && !servers_stop) {
-            idle_servers++;
-            pthread_cond_wait(&jobs_cond, &jobs_lock);
-            idle_servers--;
-        }
-        if (servers_stop)
+        pthread_mutex_lock(&jobs_lock);
+        if (servers_stop) {
+            pthread_mutex_unlock(&jobs_lock);
             break;
-        m = jobs[jobs_head];
-        jobs_head = (jobs_head + 1) % JOBS;
-        jobs_count--;
+        }
+        idle_servers++;
         pthread_mutex_unlock(&jobs_lock);
+        m = NULL;
+        s = natsSubscription_NextMsg(&m, sub, 500); /* 0.5 s: to see servers_stop */
+        pthread_mutex_lock(&jobs_lock);
+        idle_servers--;
+        pthread_mutex_unlock(&jobs_lock);
+        if (s == NATS_TIMEOUT || s == NATS_SLOW_CONSUMER) /* the latter: counted as dropped */
+            continue;
+        if (s != NATS_OK)
+            break; /* the connection or the subscription closed: the bridge is stopping */
+        servers_follow(sub);
         serve_request(m, c, buf, rbuf, out, cap);
         natsMsg_Destroy(m);
-        pthread_mutex_lock(&jobs_lock);
     }
-    pthread_mutex_unlock(&jobs_lock);
     if (k > 0 && rc == 0)
         shmbus_leave(c);
     free(buf);
@@ -652,8 +691,9 @@ static void *server_main(void *arg)
     return NULL;
 }
 
-/* Start server thread number servers (the caller holds jobs_lock). Signals stay blocked
- * in it, as in every thread but the main one. */
+/* Start server thread number servers (the caller holds jobs_lock, or no server runs yet).
+ * Signals stay blocked in it, as in every thread but the main one. 0 or -errno (-EAGAIN:
+ * --requests run already). */
 static int server_start(void)
 {
     sigset_t set, old;
@@ -673,7 +713,8 @@ static int server_start(void)
     return 0;
 }
 
-/* Stop the server threads once each has finished the request it is making. */
+/* Stop the server threads once each has finished the request it is making (the caller
+ * closed the NATS connection first, which wakes those waiting for one). */
 static void servers_join(void)
 {
     int i, n;
@@ -681,18 +722,12 @@ static void servers_join(void)
     pthread_mutex_lock(&jobs_lock);
     servers_stop = 1;
     n = servers;
-    pthread_cond_broadcast(&jobs_cond);
     pthread_mutex_unlock(&jobs_lock);
     for (i = 0; i < n; i++)
         pthread_join(server_threads[i], NULL);
-    while (jobs_count > 0) {
-        natsMsg_Destroy(jobs[jobs_head]);
-        jobs_head = (jobs_head + 1) % JOBS;
-        jobs_count--;
-    }
 }
 
-/* The NATS error reply to a request we cannot queue: status EAGAIN, no body. */
+/* The NATS error reply to a request we cannot serve: status EAGAIN, no body. */
 static void refuse_request(natsMsg *m)
 {
     uint8_t out[FRAME_HDR + 2 * ADDR_MAX];
@@ -717,29 +752,6 @@ static void refuse_request(natsMsg *m)
     fl = frame_encode(&r, out, sizeof(out));
     if (fl > 0)
         publish(natsMsg_GetReply(m), NULL, out, (size_t)fl);
-}
-
-/* PREFIX.NODE.req: a request for a local client; queued for a server thread. */
-static void on_req(natsConnection *c, natsSubscription *sub, natsMsg *m, void *arg)
-{
-    int queued = 0;
-
-    (void)c, (void)sub, (void)arg;
-    pthread_mutex_lock(&jobs_lock);
-    if (jobs_count < JOBS && !servers_stop) {
-        jobs[(jobs_head + jobs_count) % JOBS] = m;
-        jobs_count++;
-        queued = 1;
-        if (idle_servers < (int)jobs_count)
-            server_start(); /* at --requests already: the request waits for a free one */
-        pthread_cond_signal(&jobs_cond);
-    }
-    pthread_mutex_unlock(&jobs_lock);
-    if (!queued) {
-        count_error(&st.undeliverable, "%d requests wait already: one refused", JOBS);
-        refuse_request(m);
-        natsMsg_Destroy(m);
-    }
 }
 
 /* Take the parked request of `token` out of the table: 1 if it was there. */
@@ -1460,16 +1472,10 @@ static int forward(const struct shmbus_msg *h, const char *data, size_t len, uin
 
 /* ---- state file ------------------------------------------------------------------------ */
 
+/* This bridge's state file (state.c). */
 static int state_path(char *out, size_t cap)
 {
-    char dir[PATH_MAX];
-    int n = shmbus_runtime_dir(dir, sizeof(dir));
-
-    if (n < 0)
-        return n;
-    if (snprintf(out, cap, "%s/%s.%s.bridge.json", dir, cfg.bus, cfg.as) >= (int)cap)
-        return -ENAMETOOLONG;
-    return 0;
+    return bridge_state_path(out, cap, cfg.bus, cfg.as);
 }
 
 static void json_str(FILE *f, const char *s)
@@ -1568,24 +1574,6 @@ static void write_state(void)
         unlink(tmp);
 }
 
-/* Is pid a running shmbus-bridge (and not another process that got its number)? */
-static int is_bridge(long pid)
-{
-    char path[64], comm[32] = "";
-    FILE *f;
-
-    if (pid <= 0)
-        return 0;
-    snprintf(path, sizeof(path), "/proc/%ld/comm", pid);
-    f = fopen(path, "r");
-    if (f == NULL)
-        return 0;
-    if (fgets(comm, sizeof(comm), f) == NULL)
-        comm[0] = '\0';
-    fclose(f);
-    return strcmp(comm, "shmbus-bridge\n") == 0;
-}
-
 /* shmbus-bridge --stats BUS: print the state file of the bridge; 1 if it is not running. */
 static int show_state(void)
 {
@@ -1612,7 +1600,7 @@ static int show_state(void)
     if (p != NULL)
         pid = strtol(p + 6, NULL, 10);
     fputs(line, stdout);
-    if (!is_bridge(pid)) {
+    if (!bridge_running(pid)) {
         fprintf(stderr, "shmbus: bridge: %s: not running (above: its last state)\n", cfg.bus);
         return EXIT_FAIL;
     }
@@ -1709,16 +1697,24 @@ static int connect_nats(natsOptions *opts)
 static int subscribe(void)
 {
     static const char *const kinds[5] = {"msg", "req", "rep.*", "ping", "nr.>"};
-    natsMsgHandler cbs[5] = {on_msg, on_req, on_rep, on_ping, on_noresp};
+    natsMsgHandler cbs[5] = {on_msg, NULL, on_rep, on_ping, on_noresp};
     char subj[256];
+    natsStatus s;
     int i;
 
     for (i = 0; i < 5; i++) {
         subject(subj, sizeof(subj), cfg.node, strlen(cfg.node), kinds[i]);
-        if (natsConnection_Subscribe(&subs[i], nc, subj, cbs[i], NULL) != NATS_OK) {
+        /* requests: synchronous, taken by the server threads themselves (server_main()) */
+        s = cbs[i] == NULL ? natsConnection_SubscribeSync(&subs[i], nc, subj)
+                           : natsConnection_Subscribe(&subs[i], nc, subj, cbs[i], NULL);
+        if (s != NATS_OK) {
             fprintf(stderr, "shmbus: bridge: subscribe %s: %s\n", subj, nats_GetLastError(NULL));
             return -1;
         }
+    }
+    if (server_start() != 0) {
+        fprintf(stderr, "shmbus: bridge: cannot start a thread to serve requests\n");
+        return -1;
     }
     for (i = 0; i < cfg.ntopics; i++) {
         group_subject(subj, sizeof(subj), "topic", cfg.topics[i], strlen(cfg.topics[i]));

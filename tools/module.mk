@@ -7,8 +7,9 @@
 MONITOR_SRCS := $(wildcard tools/monitor*.c)
 TOOLS_SRCS   := $(filter-out $(MONITOR_SRCS),$(wildcard tools/*.c))
 TOOLS_OBJS   := $(TOOLS_SRCS:%.c=$(BUILD)/%.o)
-# The monitor shares the "did you mean" of tools/suggest.c with the command.
-MONITOR_OBJS := $(MONITOR_SRCS:%.c=$(BUILD)/%.o) $(BUILD)/tools/suggest.o
+# The monitor shares the "did you mean" of tools/suggest.c with the command, and the
+# bridge's state file rules (bridge/state.c: libc only, no libnats) with shmbus-bridge.
+MONITOR_OBJS := $(MONITOR_SRCS:%.c=$(BUILD)/%.o) $(BUILD)/tools/suggest.o $(BUILD)/bridge/state.o
 SHMBUS_BIN   := $(BUILD)/bin/shmbus
 MONITOR_BIN  := $(BUILD)/bin/shmbus-monitor
 

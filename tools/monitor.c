@@ -31,6 +31,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../bridge/state.h"
 #include "monitor.h"
 #include "suggest.h"
 
@@ -406,22 +407,6 @@ static void state_str(const char *line, const char *key, char *out, size_t cap)
     out[n] = '\0';
 }
 
-/* Is pid a running shmbus-bridge? (Its state file outlives it.) */
-static int bridge_running(uint64_t pid)
-{
-    char path[64], comm[32] = "";
-    FILE *f;
-
-    snprintf(path, sizeof(path), "/proc/%llu/comm", (unsigned long long)pid);
-    f = pid ? fopen(path, "r") : NULL;
-    if (!f)
-        return 0;
-    if (!fgets(comm, sizeof(comm), f))
-        comm[0] = '\0';
-    fclose(f);
-    return strcmp(comm, "shmbus-bridge\n") == 0;
-}
-
 /* The numbers of a bridge's state file (shmbus-bridge(1)) the monitor shows, by key. */
 static const struct {
     const char *key;
@@ -464,9 +449,9 @@ static void sample_bridges(const char *bus, struct sb_mon_snap *next)
     if (shmbus_runtime_dir(dir, sizeof(dir)) < 0 || !(d = opendir(dir)))
         return;
     while ((e = readdir(d)) && next->nbridges < 16) {
-        size_t len = strlen(e->d_name), sfx = strlen(".bridge.json");
+        size_t len = strlen(e->d_name), sfx = strlen(BRIDGE_STATE_SUFFIX);
         if (len <= blen + 1 + sfx || strncmp(e->d_name, bus, blen) || e->d_name[blen] != '.' ||
-            strcmp(e->d_name + len - sfx, ".bridge.json"))
+            strcmp(e->d_name + len - sfx, BRIDGE_STATE_SUFFIX))
             continue;
         snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
         FILE *f = fopen(path, "r");
@@ -484,7 +469,7 @@ static void sample_bridges(const char *bus, struct sb_mon_snap *next)
         const char *p = strstr(line, "\"node\":\"");
         if (p)
             snprintf(b->node, sizeof(b->node), "%.*s", (int)strcspn(p + 8, "\""), p + 8);
-        b->up = strstr(line, "\"connected\":true") && bridge_running(state_u64(line, "pid"));
+        b->up = strstr(line, "\"connected\":true") && bridge_running((long)state_u64(line, "pid"));
         state_str(line, "last_error", b->last_error, sizeof(b->last_error));
         for (size_t k = 0; k < sizeof(bridge_keys) / sizeof(bridge_keys[0]); k++) {
             uint64_t v = state_u64(line, bridge_keys[k].key);
