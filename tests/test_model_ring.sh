@@ -14,13 +14,6 @@
 #   MODEL_BUDGET=N                           seconds allowed per run (default 240)
 set -u
 
-# The model checks the protocol, not a build: under a sanitizer (SAN, set by make check
-# SAN=...) it would only repeat the plain suite's run, minutes of CI for nothing new.
-if [ -n "${SAN:-}" ]; then
-    echo "skip: the spin model does not depend on the build; the plain make check runs it"
-    exit 77
-fi
-
 top=${SHMBUS_TOP:-$(cd "$(dirname "$0")/.." && pwd)}
 # shellcheck source=tests/model/pan_run.sh
 . "$top/tests/model/pan_run.sh"
