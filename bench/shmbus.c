@@ -565,11 +565,14 @@ const struct bench_transport bench_shmbus_loan = {
 
 const struct bench_transport bench_shmbus_durable_none =
     DURABLE_ROW("shmbus-durable-none",
-                "durable bus, sync none (write(2) per record; journal in $SHMBUS_BENCH_JOURNAL or "
-                "the bench's temporary directory)",
+                "durable bus, sync none (one writev(2) per send batch and per receive batch, "
+                "compacted every 64 MiB; journal in $SHMBUS_BENCH_JOURNAL or the bench's "
+                "temporary directory)",
                 setup_none);
 const struct bench_transport bench_shmbus_durable_batch = DURABLE_ROW(
-    "shmbus-durable-batch", "durable bus, sync batch (group commit every 5 ms)", setup_batch);
+    "shmbus-durable-batch",
+    "durable bus, sync batch (as sync none, and a group commit, fdatasync(2), every 5 ms)",
+    setup_batch);
 const struct bench_transport bench_shmbus_durable_always = DURABLE_ROW(
     "shmbus-durable-always",
     "durable bus, sync always (fdatasync before each send and receive returns)", setup_always);

@@ -50,6 +50,14 @@
  * half-published new file before it writes to the old one. So at any moment the newest
  * <bus>.*.jnl holds every record: that is the file a rebuild reads.
  *
+ * What a compaction costs: it reads the file once, in windows of a few MiB into one buffer
+ * (snap_scan(); not the whole file into a buffer as large as it, whose page faults cost as
+ * much as the copy), and checks every record's CRC once. Without retention it drops each
+ * message at its marker as it reads (drop_covered()), so what it holds in memory is what
+ * is live, not every record of the file; then it reads back only the survivors' bytes
+ * (snap_rec()). In a 1:1 stream that is about one copy and one CRC per byte written,
+ * whatever the file's size, paid by the writer that crossed compact_bytes.
+ *
  * Journal files are hostile: every length is checked against the bytes read, every record
  * against its CRC; a bad record is skipped and counted, never delivered.
  *
@@ -77,6 +85,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/mman.h>
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
@@ -395,6 +404,7 @@ struct rebuild {
     size_t nret;
     struct ident *gone; /* taken or cancelled */
     size_t ngone, capgone;
+    bool drop_taken; /* drop a message at its marker (no retention: nobody keeps it) */
 };
 
 static int ident_cmp(const void *a, const void *b)
@@ -403,6 +413,13 @@ static int ident_cmp(const void *a, const void *b)
     if (x->key != y->key)
         return x->key < y->key ? -1 : 1;
     return x->seq < y->seq ? -1 : x->seq > y->seq;
+}
+
+/* Does run g cover (key, seq)? The one test of "taken" under gone_has() and
+ * drop_covered(). */
+static bool run_covers(const struct ident *g, uint64_t key, uint64_t seq)
+{
+    return g->key == key && seq >= g->seq && seq <= g->last;
 }
 
 /* Sort the taken runs and merge those that overlap or touch (a message taken twice: a
@@ -437,7 +454,7 @@ static bool gone_has(const struct ident *g, size_t n, uint64_t key, uint64_t seq
         else
             hi = mid;
     }
-    return hi > 0 && g[hi - 1].key == key && seq <= g[hi - 1].last;
+    return hi > 0 && run_covers(&g[hi - 1], key, seq);
 }
 
 static uint64_t ident_key(const struct sb_jrec *r)
@@ -456,6 +473,50 @@ static bool grow(void **p, size_t *cap, size_t n, size_t elem)
     *p = q;
     *cap = c;
     return true;
+}
+
+/*
+ * A marker's run g is being collected: drop the messages it covers from the newest
+ * DROP_WINDOW survivors now (rb->drop_taken only), rather than keep every message of the
+ * file until split_taken() sorts the markers. In a stream nearly every message is taken
+ * by the time a compaction reads it, and its marker follows it closely in the file (a
+ * record is written after its sender claimed room in the ring and before the commit, so
+ * at most the rings' capacity of messages lies between a message and its marker): the
+ * survivor array stays as small as what is live, instead of growing to every record of
+ * the file (page faults, copies, a large sort-and-filter afterwards). The scan runs from
+ * the newest survivor back and stops once the whole run is found, so a stream pays about
+ * two comparisons per message; a run it does not find within the window (a receiver far
+ * behind, many busy mailboxes) costs at most DROP_WINDOW comparisons and is left to
+ * split_taken(), which still applies every marker: this is only a shortcut, never the
+ * rule (run_covers() is the rule, for both).
+ */
+#define DROP_WINDOW 1024
+
+static void drop_covered(struct rebuild *rb, const struct ident *g)
+{
+    size_t n = rb->nmsg, lo = n > DROP_WINDOW ? n - DROP_WINDOW : 0;
+    uint64_t want = g->last - g->seq < DROP_WINDOW ? g->last - g->seq + 1 : DROP_WINDOW;
+    uint64_t found = 0;
+    size_t first = n; /* the oldest survivor found */
+    for (size_t i = n; i-- > lo && found < want;) {
+        const struct sb_jrec *r = &rb->msg[i].r;
+        if (run_covers(g, ident_key(r), r->seq)) {
+            found++;
+            first = i;
+        }
+    }
+    if (found == 0)
+        return;
+    size_t w = first; /* close the gaps, keeping file order */
+    for (size_t i = first; i < n; i++) {
+        const struct sb_jrec *r = &rb->msg[i].r;
+        if (found > 0 && run_covers(g, ident_key(r), r->seq)) {
+            found--;
+            continue;
+        }
+        rb->msg[w++] = rb->msg[i];
+    }
+    rb->nmsg = w;
 }
 
 static void collect(const struct sb_jrec *r, const uint8_t *payload, size_t off, void *arg)
@@ -497,6 +558,8 @@ static void collect(const struct sb_jrec *r, const uint8_t *payload, size_t off,
         /* A TAKEN run covers seq..seq + rest (a hostile rest is cut at the top). */
         uint64_t last = r->seq + r->rest < r->seq ? UINT64_MAX : r->seq + r->rest;
         rb->gone[rb->ngone++] = (struct ident){ident_key(r), r->seq, last};
+        if (rb->drop_taken)
+            drop_covered(rb, &rb->gone[rb->ngone - 1]);
     }
 }
 
@@ -682,12 +745,12 @@ static int split_taken(struct rebuild *rb, uint64_t retain_bytes, uint64_t retai
 
 /* A retained message and its marker, as they go into a new file: restamped with sender
  * generation `gen` (0 in a rebuild: no client ever has it, and all of them are taken). */
-static int put_retained(int fd, const struct survivor *s, const uint8_t *old, uint32_t gen)
+static int put_retained(int fd, const struct survivor *s, const uint8_t *payload, uint32_t gen)
 {
     struct sb_jrec r = s->r;
     r.src_gen = gen;
     r.rest = 0;
-    int e = put_rec(fd, &r, old + s->off + sizeof(struct sb_jrec));
+    int e = put_rec(fd, &r, payload);
     if (e != 0)
         return e;
     struct sb_jrec m = r;
@@ -712,7 +775,7 @@ static int write_new(int dirfd, const char *bus, uint64_t jid, uint64_t epoch,
     fill_fhdr(&h, jid, epoch, bus);
     int e = write_all(fd, &h, sizeof(h));
     for (size_t i = 0; e == 0 && rb != NULL && i < rb->nret; i++)
-        e = put_retained(fd, &rb->ret[i], old, 0);
+        e = put_retained(fd, &rb->ret[i], old + rb->ret[i].off + sizeof(struct sb_jrec), 0);
     for (size_t i = 0; e == 0 && rb != NULL && i < rb->nmsg; i++) {
         const struct survivor *s = &rb->msg[i];
         struct sb_jrec r = s->r;
@@ -910,6 +973,7 @@ int sb__journal_create(shmbus_bus *b, const struct shmbus_durable *dur)
         if (r == 0) {
             jid = h.jid;
             struct sb_jscan st;
+            rb.drop_taken = dur->retain_bytes == 0 && dur->retain_ns == 0;
             sb__journal_parse(old, oldlen, collect, &rb, &st);
             collect_end(&rb);
             jc->damaged = st.damaged;
@@ -1094,9 +1158,118 @@ static void disown(_Atomic uint64_t *w)
     atomic_store_explicit(w, 0, memory_order_release);
 }
 
+/*
+ * The compactor reads the file in windows of SNAP_WIN bytes into one buffer, not the whole
+ * file into a buffer as large as it (64 MiB by default): the copy lands in memory that is
+ * already mapped and in the cache, where the CRC checks read it, instead of in fresh pages
+ * made one page fault at a time (the faults cost as much as the copy, more in a virtual
+ * machine). Its pages are made at once (MAP_POPULATE). Not a map of the file itself: a
+ * file truncated under a map raises SIGBUS, a pread() just returns less.
+ *
+ * A window holds at least two records of the largest size a record can have, so a record
+ * that starts in its first half is whole in it: the next window starts at the end of the
+ * last good record (damage after it is looked at again with the bytes that follow), or,
+ * when a whole window held no good record, SNAP_REC bytes before its end. The records
+ * found, their order, and the damage skipped are those of one parse of the whole file.
+ * Survivors are named by file offset; their bytes are read back for the new file
+ * (snap_rec()), and must be what the scan saw.
+ */
+#define SNAP_REC (sizeof(struct sb_jrec) + (size_t)SHMBUS_MAX_MSG_SIZE + 8u)
+#define SNAP_WIN (2u * SNAP_REC)
+#define SNAP_HL  sizeof(struct sb_jfile_hdr) /* room before the window: the parse skips it */
+
+struct snap {
+    int fd;
+    uint8_t *buf; /* SNAP_HL bytes, then the window */
+    size_t base;  /* file offset of the window's first byte */
+    size_t len;   /* bytes in the window */
+};
+
+static int snap_open(struct snap *sn, int fd)
+{
+    void *p = mmap(NULL, SNAP_HL + SNAP_WIN, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+    if (p == MAP_FAILED)
+        return -ENOMEM;
+    *sn = (struct snap){.fd = fd, .buf = p};
+    return 0;
+}
+
+static void snap_close(struct snap *sn)
+{
+    if (sn->buf != NULL)
+        munmap(sn->buf, SNAP_HL + SNAP_WIN);
+    sn->buf = NULL;
+}
+
+/* Window = the n <= SNAP_WIN bytes of the file at off. */
+static int snap_read(struct snap *sn, size_t off, size_t n)
+{
+    size_t got = 0;
+    while (got < n) {
+        ssize_t k = pread(sn->fd, sn->buf + SNAP_HL + got, n - got, (off_t)(off + got));
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k <= 0)
+            return -EIO; /* the file is shorter than it was: not ours to compact */
+        got += (size_t)k;
+    }
+    sn->base = off;
+    sn->len = n;
+    return 0;
+}
+
+struct live {
+    struct rebuild *rb;
+    size_t base; /* file offset = offset in the parsed buffer + base */
+};
+
 static void keep_live(const struct sb_jrec *r, const uint8_t *payload, size_t off, void *arg)
 {
-    collect(r, payload, off, arg);
+    const struct live *l = arg;
+    collect(r, payload, off + l->base, l->rb);
+}
+
+/* Collect the records of the file's bytes [SNAP_HL, x) into rb; *good_end: the end of the
+ * last good record. */
+static int snap_scan(struct snap *sn, size_t x, struct rebuild *rb, size_t *good_end)
+{
+    size_t pos = SNAP_HL;
+    *good_end = pos;
+    while (pos < x) {
+        size_t n = x - pos < SNAP_WIN ? x - pos : SNAP_WIN;
+        int e = snap_read(sn, pos, n);
+        if (e < 0)
+            return e;
+        struct live l = {rb, pos - SNAP_HL};
+        struct sb_jscan sc;
+        sb__journal_parse(sn->buf, SNAP_HL + n, keep_live, &l, &sc);
+        size_t used = sc.good_end - SNAP_HL;
+        if (used > 0)
+            *good_end = pos + used;
+        if (pos + n == x)
+            break;
+        pos += used > 0 ? used : n - SNAP_REC; /* no record starts before: it would be whole */
+    }
+    return 0;
+}
+
+/* The payload of survivor sv, read back into the window: NULL if its record is not what the
+ * scan saw (a file changed under us: the compaction fails, nothing is lost). */
+static const uint8_t *snap_rec(struct snap *sn, size_t x, const struct survivor *sv)
+{
+    size_t off = sv->off, size = sv->r.size;
+    if (off < sn->base || off - sn->base > sn->len || size > sn->len - (off - sn->base)) {
+        if (off > x || size > x - off)
+            return NULL;
+        if (snap_read(sn, off, x - off < SNAP_WIN ? x - off : SNAP_WIN) < 0)
+            return NULL;
+    }
+    const uint8_t *w = sn->buf + SNAP_HL;
+    struct sb_jrec r;
+    if (rec_ok(w, sn->len, off - sn->base, &r) == 0 || memcmp(&r, &sv->r, sizeof(r)) != 0)
+        return NULL;
+    return w + (off - sn->base) + sizeof(r);
 }
 
 /* Copy every good record of buf[start..len) to fd as it is. */
@@ -1131,28 +1304,31 @@ static void compact(shmbus_bus *b, struct sb_journal *j)
     snprintf(fin, sizeof(fin), "%s/%s.%016" PRIx64 ".jnl", j->dir, b->name, e + 1);
     snprintf(old, sizeof(old), "%s/%s.%016" PRIx64 ".jnl", j->dir, b->name, e);
     struct rebuild rb = {0};
-    uint8_t *buf = NULL, *tail = NULL;
+    struct snap sn = {.buf = NULL};
+    uint8_t *tail = NULL;
     int tfd = -1, err = 0;
     bool locked = false;
     struct stat st;
-    if (fstat(j->fd, &st) != 0 || st.st_size < (off_t)sizeof(struct sb_jfile_hdr)) {
+    struct sb_jfile_hdr h;
+    if (fstat(j->fd, &st) != 0 || st.st_size < (off_t)sizeof(h) ||
+        pread(j->fd, &h, sizeof(h), 0) != (ssize_t)sizeof(h) ||
+        sb__jfile_check(&h, sizeof(h), b->name, NULL) != 0) {
         err = -EIO;
         goto out;
     }
     /* 1. Unlocked: what was not taken up to X, into the new file. */
-    size_t x = (size_t)st.st_size;
-    buf = malloc(x);
-    if (buf == NULL || pread(j->fd, buf, x, 0) != (ssize_t)x ||
-        sb__jfile_check(buf, x, b->name, NULL) != 0) {
-        err = -EIO;
+    size_t x = (size_t)st.st_size, good_end;
+    err = snap_open(&sn, j->fd);
+    if (err != 0)
         goto out;
-    }
-    struct sb_jscan sc;
-    sb__journal_parse(buf, x, keep_live, &rb, &sc);
+    rb.drop_taken = j->retain_bytes == 0 && j->retain_ns == 0;
+    err = snap_scan(&sn, x, &rb, &good_end);
+    if (err != 0)
+        goto out;
     collect_end(&rb);
     /* A write may be in progress at the end: phase 2 copies from the last whole record, or
      * from the start of a batch not whole yet. */
-    x = rb.cut && rb.cut_off < sc.good_end ? rb.cut_off : sc.good_end;
+    x = rb.cut && rb.cut_off < good_end ? rb.cut_off : good_end;
     err = split_taken(&rb, j->retain_bytes, j->retain_ns);
     if (err != 0)
         goto out;
@@ -1161,19 +1337,20 @@ static void compact(shmbus_bus *b, struct sb_journal *j)
         err = -errno;
         goto out;
     }
-    struct sb_jfile_hdr h;
     fill_fhdr(&h, jc->jid, e + 1, b->name);
     err = write_all(tfd, &h, sizeof(h));
     uint64_t bytes = sizeof(h);
     for (size_t i = 0; err == 0 && i < rb.nret; i++) { /* identities unchanged: a live bus */
-        err = put_retained(tfd, &rb.ret[i], buf, rb.ret[i].r.src_gen);
+        const uint8_t *payload = snap_rec(&sn, x, &rb.ret[i]);
+        err = payload == NULL ? -EIO : put_retained(tfd, &rb.ret[i], payload, rb.ret[i].r.src_gen);
         bytes += ((rb.ret[i].r.size + 7u) & ~7u) + sizeof(struct sb_jrec);
     }
     for (size_t i = 0; err == 0 && i < rb.nmsg; i++) {
         const struct survivor *sv = &rb.msg[i];
         struct sb_jrec r = sv->r;
         r.rest = 0; /* checked whole: each record stands alone from now on */
-        err = put_rec(tfd, &r, buf + sv->off + sizeof(struct sb_jrec));
+        const uint8_t *payload = snap_rec(&sn, x, sv);
+        err = payload == NULL ? -EIO : put_rec(tfd, &r, payload);
         bytes += (sv->r.size + 7u) & ~7u;
     }
     if (err != 0)
@@ -1201,6 +1378,7 @@ static void compact(shmbus_bus *b, struct sb_journal *j)
             goto out;
         }
         struct copier cp = {tfd, 0, 0};
+        struct sb_jscan sc;
         sb__journal_parse(tail, hl + (end - x), copy_rec, &cp, &sc);
         err = cp.err;
         bytes += cp.bytes;
@@ -1249,7 +1427,7 @@ out:
         close(tfd);
     if (err != 0)
         unlink(tmp);
-    free(buf);
+    snap_close(&sn);
     free(tail);
     free(rb.msg);
     free(rb.ret);
