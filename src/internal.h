@@ -78,8 +78,9 @@
 /* 2: sb_entry.kept_gen; 3: mailbox v2 (the byte ring), sb_mbox.fd_armed (evfd.c), flow rows
  * (stats.c: bus-wide counters, per-pair counts), the tap area (tap.c), the group table
  * (group.c); 4: the tap bulk ring (tap.c), the in-flight tables (redeliver.c); 5: the journal
- * control of durable buses (journal.c) in the header */
-#define SB_LAYOUT_VERSION 6u
+ * control of durable buses (journal.c) in the header; 6: the pass lock and lossy members;
+ * 7: SB_HW_INNER in the header word of a batch's records after its first */
+#define SB_LAYOUT_VERSION 7u
 #define SB_LINE           64u
 #define SB_HEADER_SIZE    4096u
 #define SB_INTENTS        4u  /* concurrent sending threads per client that can each be tracked */
@@ -299,7 +300,7 @@ struct sb_mbox {
 
 /* A record: the header word, the fields, then the payload (docs/mailbox-v2.md, 1). */
 struct sb_rec {
-    _Atomic uint64_t hw; /* lap 40 | 000 | units 16 | prio 3 | state 2 */
+    _Atomic uint64_t hw; /* lap 40 | 00 | inner 1 | units 16 | prio 3 | state 2 */
     uint64_t seq;
     uint64_t corr;
     uint64_t sent_ns;
@@ -324,7 +325,11 @@ enum { SB_HW_ZERO = 0, SB_HW_CLAIMED = 1, SB_HW_READY = 2, SB_HW_DONE = 3 };
 #define SB_HW_PRIO(v)      ((unsigned)(((v) >> 2) & 7u))
 #define SB_HW_UNITS(v)     ((uint32_t)(((v) >> 5) & 0xffffu))
 #define SB_HW_LAP(v)       ((v) >> 24)
-#define SB_HW_PAD(v)       (((v) >> 21) & 7u) /* always 0 in a real header */
+/* A record of a batch after the first: the claim (and tail.last) began before it. A
+ * consumer that stops at one has passed the start of a claim that may be the last one, whose
+ * header the chain rule in claim() looks at: it publishes head (maybe_publish()). */
+#define SB_HW_INNER        (1ull << 21)
+#define SB_HW_PAD(v)       (((v) >> 22) & 3u) /* always 0 in a real header */
 #define SB_TAIL(pos, last) (((uint64_t)(last) << 48) | ((pos)&SB_POS_MASK))
 /* The pass lock's word: walker bit 63 | holder's generation 24 bits | client id 32 bits; 0
  * is free. The mailbox's own side holds it without the walker bit (its consumer as (id,

@@ -366,7 +366,13 @@ HOT int claim(shmbus_client *c, uint32_t dst, struct sb_mbox *mb, unsigned ii,
              * acquires tail reads this word after us, and by read-read coherence sees the
              * header we saw (docs/mailbox-v2.md, 4). */
             uint64_t v = atomic_load_explicit(&rv_rec(&r, pdiff(t, l))->hw, memory_order_relaxed);
-            if (v == 0 && head != t) {
+            /* A zero there is a header not written yet, or one the consumer took and zeroed:
+             * head past the claim's start (t - l) says the latter (positions never repeat,
+             * and nobody passes a claim's start before its header is written, or skips it
+             * whole: skip_one()). Not `head != t`: in a batch's claim, the first record can
+             * be taken and zeroed long before the rest, and head stops inside the claim
+             * (maybe_publish() publishes it there). */
+            if (v == 0 && pdiff(t, head) >= l) {
                 if (!fresh) {
                     fresh = true; /* consumed and zeroed already? Only head can say */
                     continue;
@@ -933,7 +939,7 @@ int shmbus_send_batch(shmbus_client *c, uint32_t dst, const struct shmbus_iov *m
         sb__tp(SB_TP_BATCH_PART); /* test-only: part of a batch written */
     uint64_t p = padd(pos, units[0]);
     /* A claim never crosses the ring's end: its records share pos's lap. */
-    const uint64_t ready = SB_HW(SB_HW_READY, 0, prio, rv_lap(&rg, pos));
+    const uint64_t ready = SB_HW(SB_HW_READY, 0, prio, rv_lap(&rg, pos)) | SB_HW_INNER;
     for (int j = 1; j < k; j++) {
         struct sb_rec *rec = rv_rec(&rg, p);
         write_rec_as(rec, c, gen, msgs[j].data, msgs[j].len, 0, prio, seq + 1 + (uint64_t)j, 0,
@@ -1206,17 +1212,20 @@ static void publish(shmbus_client *c, bool all)
 }
 
 /* After a take: publish once per batch (docs/mailbox-v2.md, 5): when caught up, every
- * quarter ring, or when a producer waits. Caught up is not optional: we may just have
- * zeroed the last claim's header, and the chain rule lets producers past a zero there
- * only once head says it was consumed. */
+ * quarter ring, when a producer waits, or when we stopped inside a batch's claim. The last
+ * two are not optional: we may just have zeroed the last claim's header (caught up: a
+ * claim of one record; stopped at an SB_HW_INNER record: a batch's first record), and the
+ * chain rule lets producers past a zero there only once head says it was consumed. */
 HOT void maybe_publish(shmbus_client *c)
 {
     shmbus_bus *b = c->bus;
     if (c->h == c->hpub)
         return;
+    uint64_t v;
     if (pdiff(c->h, c->hpub) >= b->lay.ring_units / 4 ||
         atomic_load_explicit(&c->mb->space_waiters, memory_order_relaxed) != 0 ||
-        atomic_load_explicit(hw_at(b, c->mb, c->h), memory_order_relaxed) == 0)
+        (v = atomic_load_explicit(hw_at(b, c->mb, c->h), memory_order_relaxed)) == 0 ||
+        (v & SB_HW_INNER))
         publish(c, false);
 }
 
