@@ -166,8 +166,8 @@ proctype producer(byte i)
                    if
                    :: sv == FREE_ST ->
                        if
-                       :: head < t ->
-                           (st[(t - l) % C] != FREE_ST || head >= t || tpos != t);
+                       :: head <= t - l ->
+                           (st[(t - l) % C] != FREE_ST || head > t - l || tpos != t);
                            sv = 0;
                            goto again
                        :: else -> skip

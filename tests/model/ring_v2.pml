@@ -16,8 +16,12 @@
  *             READY, DONE (taken, skipped, or padding). JUNK marks a unit word that lies
  *             inside a record (payload bytes): nobody may read it as a header.
  *   producer  claim(): (t, l) = tail;
- *               chain rule: if l > 0 and hw[t - l] == 0 and head < t: the previous claim has
- *               no header yet: wait (it is written, or the consumer skips it);
+ *               chain rule: if l > 0 and hw[t - l] == 0 and head <= t - l: the previous
+ *               claim has no header yet: wait (it is written, or the consumer skips it);
+ *               head past the claim's start says its header was written and consumed
+ *               (the library's batches, one claim of several records, need that: their
+ *               first record is zeroed while head stops inside the claim; here every
+ *               claim is one record, where it is the same as head < t);
  *               room: t + need - cached_head <= C, else refresh the cache, else wait;
  *               wrap: a record never crosses the ring's end: claim a padding record of
  *               C - t % C units first (written DONE at once);
@@ -201,12 +205,12 @@ proctype producer(byte i)
 #ifdef CHAIN_NO_HEAD
                        :: true -> /* broken: a consumed, zeroed header also reads 0 */
 #else
-                       :: head < t -> /* no header yet: wait for it, for head, or for tail */
+                       :: head <= t - l -> /* no header yet: wait for it, for head, or for tail */
 #endif
 #ifdef CHAIN_NO_HEAD
                            (st[(t - l) % C] != FREE_ST || tpos != t);
 #else
-                           (st[(t - l) % C] != FREE_ST || head >= t || tpos != t);
+                           (st[(t - l) % C] != FREE_ST || head > t - l || tpos != t);
 #endif
                            sv = 0;
                            goto again
