@@ -8,14 +8,16 @@
  * ones made it, and a disk may return garbage for sectors it was writing.
  *
  * The model. Clients 1 and 2 send (shmbus_send(), or shmbus_send_batch() of up to 4) to
- * client 3, which takes with shmbus_recv(), all in this process, one call at a time; so the file's
- * size right after a call that flushed (a send or receive at level always, a send with
- * SHMBUS_SEND_SYNC at level batch; at level none nothing but the file the rebuild wrote) is a
- * prefix of the file that is on disk: D. Each round runs random sends and receives, then cuts the
- * power at a random moment: sometimes during the last call (its write done, its flush not: the call
- * never returned, so it does not count as flushed). The disk image is the file's bytes up to a
- * random P >= D, damaged beyond D in the ways above; then th_reboot_sim() and a rebuild from the
- * image in the same directory, and the receiver drains its mailbox.
+ * client 3, which takes with shmbus_recv(), all in this process, one call at a time. The
+ * test wraps fdatasync() (-Wl,--wrap=fdatasync) and keeps, per file, its size when a flush
+ * began: that prefix, D, is what a power cut keeps, whatever the library thinks it flushed.
+ * A call that promises its records are on disk when it returns (a send or receive at level
+ * always, a send with SHMBUS_SEND_SYNC at level batch) must find them within D. Each round
+ * runs random calls, then cuts the power at a random moment: sometimes during the last call
+ * (its write done, its flush not: D is what it was before that call). The disk image is the
+ * file's bytes up to a random P >= D, damaged beyond D in the ways above; then
+ * th_reboot_sim() and a rebuild from the image in the same directory, and the receiver
+ * drains its mailbox.
  *
  * Checks, each what the docs promise (docs/design.md "Sync levels and group commit"):
  *   - every message whose record lies within D is delivered (so every message a call
@@ -123,7 +125,44 @@ struct round {
     uint8_t *img;  /* and what the disk held of it: p bytes */
     uint64_t p;
     bool hole; /* the image has a hole (zeros or garbage) with records after it */
+    ino_t ino; /* the journal file's */
 };
+
+/* The flushes the library makes, seen by wrapping fdatasync() (the test is linked with
+ * -Wl,--wrap=fdatasync, tests/module.mk): per file, how many bytes it had when a flush that
+ * succeeded began. That, not what the library's counters say, is what a power cut keeps. */
+int __real_fdatasync(int fd);
+int __wrap_fdatasync(int fd);
+
+static struct {
+    dev_t dev;
+    ino_t ino;
+    uint64_t size;
+} flushed[16];
+static int nflushed;
+
+int __wrap_fdatasync(int fd)
+{
+    struct stat st;
+    bool known = fstat(fd, &st) == 0;
+    int r = __real_fdatasync(fd);
+    if (r != 0 || !known)
+        return r;
+    int i = 0;
+    while (i < nflushed && !(flushed[i].dev == st.st_dev && flushed[i].ino == st.st_ino))
+        i++;
+    if (i == nflushed) {
+        if (nflushed == 16)
+            return r; /* older files of earlier rounds are not looked at again */
+        nflushed++;
+        flushed[i].dev = st.st_dev;
+        flushed[i].ino = st.st_ino;
+        flushed[i].size = 0;
+    }
+    if ((uint64_t)st.st_size > flushed[i].size)
+        flushed[i].size = (uint64_t)st.st_size;
+    return r;
+}
 
 static struct round the_round; /* this round's: its directory is removed even when a check fails */
 
@@ -246,6 +285,15 @@ static bool marker_on_disk(const struct round *rd, const struct sent *se)
     return memcmp(rd->orig + se->mark_end - 56, rd->img + se->mark_end - 56, 56) == 0;
 }
 
+/* The journal's flushed prefix (its inode's: renamed or not). */
+static uint64_t flushed_of(const struct round *rd)
+{
+    for (int i = 0; i < nflushed; i++)
+        if (flushed[i].ino == rd->ino)
+            return flushed[i].size;
+    return 0;
+}
+
 static void one_round(struct round *rd, int round)
 {
     shmbus_bus *b = open_bus(rd);
@@ -253,7 +301,11 @@ static void one_round(struct round *rd, int round)
     for (uint32_t id = 1; id <= RECV; id++)
         assert_int_equal(shmbus_join(b, id, NULL, &c[id]), 0);
     find_file(rd);
-    rd->d = fsize(rd); /* the file the rebuild (here: the creation) wrote and flushed */
+    struct stat st;
+    assert_int_equal(stat(rd->file, &st), 0);
+    rd->ino = st.st_ino;
+    rd->d = flushed_of(rd); /* what the creation (a rebuild) wrote, flushed, renamed */
+    assert_int_equal(rd->d, (uint64_t)st.st_size);
     uint64_t last = rd->d, d_before = rd->d;
     uint32_t lb_s = 0, lb_k = 0; /* the last claim if it was a batch: sender, count, first */
     uint64_t lb_n = 0;
@@ -312,8 +364,11 @@ static void one_round(struct round *rd, int round)
         assert_int_equal(now, rd->span[rd->nspan - 1].end); /* the model's records are the file's */
         last = now;
         d_before = rd->d;
-        if (flushed)
-            rd->d = now;
+        rd->d = flushed_of(rd);
+        if (flushed && rd->d < now)
+            fail_msg("round %d: level %u: a call (op %d) returned as flushed, but only %llu of "
+                     "%llu bytes were flushed",
+                     round, rd->sync, i, (unsigned long long)rd->d, (unsigned long long)now);
     }
     if (in_flight)
         rd->d = d_before;
@@ -409,6 +464,7 @@ static void test_power_cut(void **state)
     int per_level[3] = {0};
     for (int round = 0; round < rounds; round++) {
         memset(&the_round, 0, sizeof(the_round));
+        nflushed = 0;
         snprintf(the_round.dir, sizeof(the_round.dir), "%s/dpower-%d-%d",
                  t && t[0] == '/' ? t : "/tmp", (int)getpid(), round);
         snprintf(the_round.bus, sizeof(the_round.bus), "t-dpower%d-%d", round, (int)getpid());
