@@ -8,9 +8,6 @@ TEST_LIBS    := -lcmocka
 $(BUILD)/tests/test_%: $(BUILD)/tests/test_%.o $(BUILD)/tests/helpers.o $(LIB_A)
 	$(CC) $(LDFLAGS) -o $@ $^ $(TEST_LIBS) $(LDLIBS)
 
-# The power-cut test sees the library's flushes (what a power cut keeps) by wrapping fdatasync.
-$(BUILD)/tests/test_durable_power: LDFLAGS += -Wl,--wrap=fdatasync
-
 # The threaded harness, built and run under ThreadSanitizer by `make tsan`.
 $(BUILD)/tests/tsan_%: $(BUILD)/tests/tsan_%.o $(LIB_A)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
