@@ -70,6 +70,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/types.h>
+#include <time.h>
 
 #include "shmbus.h"
 
@@ -479,7 +480,13 @@ static inline void sb__fence_acquire(void)
 int sb__layout(struct sb_layout *lay, uint32_t max_clients, uint32_t slots, uint32_t msg_size,
                uint64_t ring_bytes);
 bool sb__valid_name(const char *name);
-uint64_t sb__now_ns(void);
+/* CLOCK_MONOTONIC in ns. Inline: every send stamps its message with it. */
+static inline uint64_t sb__now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
 uint64_t sb__realtime_ns(void);
 void sb__abs_deadline(struct timespec *ts, uint64_t ns_from_now);
 /* CLOCK_MONOTONIC deadline of a timeout in ms: 0 for 0 (never wait), UINT64_MAX for < 0. */
@@ -666,10 +673,43 @@ static inline void sb__evfd_wake(shmbus_bus *b, struct sb_mbox *mb)
 }
 
 /* stats.c: bus-wide counters and per-pair counts (see struct sb_flow_row). Called by the
- * send and receive paths of mailbox.c, once per send call and once per message taken. */
+ * send and receive paths of mailbox.c, once per send call and once per run of messages
+ * taken from one sender. */
 void sb__stats_sent(shmbus_bus *b, uint32_t src, uint64_t n, uint64_t bytes);
-/* `sent_ns` nonzero: the message is a latency sample (as the entry's lat_hist counts it). */
-void sb__stats_taken(shmbus_bus *b, uint32_t dst, uint32_t src, uint64_t len, uint64_t sent_ns);
+/* One latency sample of a message taken by id dst, `ns` from its send (as the entry's
+ * lat_hist counts it). */
+void sb__stats_latency(shmbus_bus *b, uint32_t dst, uint64_t ns);
+
+static inline struct sb_flow_row *sb__flow_row(const shmbus_bus *b, uint32_t id)
+{
+    return (struct sb_flow_row *)(b->base + b->lay.flows_off +
+                                  (uint64_t)(id - 1) * b->lay.flow_row_size);
+}
+
+static inline _Atomic uint64_t *sb__flow_cell(struct sb_flow_row *r, uint32_t src)
+{
+    return (_Atomic uint64_t *)((uint8_t *)r + sizeof(*r)) + (src - 1);
+}
+
+/* Single-writer add (the receiving thread's counters): a load and a store, no locked
+ * instruction. */
+static inline void sb__bump(_Atomic uint64_t *ctr, uint64_t n)
+{
+    atomic_store_explicit(ctr, atomic_load_explicit(ctr, memory_order_relaxed) + n,
+                          memory_order_relaxed);
+}
+
+/* n messages, `bytes` in all, taken by id dst from src (a peer wrote src: counted per pair
+ * only if it names an id). Inline: the receive path calls it for every message or run. */
+static inline void sb__stats_taken(shmbus_bus *b, uint32_t dst, uint32_t src, uint64_t n,
+                                   uint64_t bytes)
+{
+    struct sb_flow_row *r = sb__flow_row(b, dst);
+    sb__bump(&r->received, n);
+    sb__bump(&r->bytes_received, bytes);
+    if (src >= 1 && src <= b->lay.max_clients)
+        sb__bump(sb__flow_cell(r, src), n);
+}
 
 /*
  * tap.c: the passive view. The control block starts the tap area; the slots follow it.

@@ -174,24 +174,59 @@ static inline bool our_gen(const shmbus_client *c, uint32_t g)
     return g == c->gen || (c->kept_gen != 0 && g == c->kept_gen);
 }
 
-/* Zero the first word of each unit of the record [p, p + u), the header last: a consumer
- * that dies half-way leaves a run of zero units that ends at a real header. The stores are
- * published by the release half of the head store in publish(). */
+/* rv_zero()'s walk for a long record (a loan's 64 KiB one has 1025 units): four units a
+ * round, still last to first, one store each. Out of line: most records have two units. */
+static __attribute__((noinline)) void zero_run(uint8_t *first, uint32_t u)
+{
+    uint8_t *q = first + (uint64_t)u * SB_UNIT;
+    for (uint32_t k = u / 4; k > 0; k--) {
+        atomic_store_explicit(&((struct sb_rec *)(q - 1 * SB_UNIT))->hw, 0, memory_order_relaxed);
+        atomic_store_explicit(&((struct sb_rec *)(q - 2 * SB_UNIT))->hw, 0, memory_order_relaxed);
+        atomic_store_explicit(&((struct sb_rec *)(q - 3 * SB_UNIT))->hw, 0, memory_order_relaxed);
+        atomic_store_explicit(&((struct sb_rec *)(q - 4 * SB_UNIT))->hw, 0, memory_order_relaxed);
+        q -= 4 * SB_UNIT;
+    }
+    while (q != first) {
+        q -= SB_UNIT;
+        atomic_store_explicit(&((struct sb_rec *)q)->hw, 0, memory_order_relaxed);
+    }
+}
+
+/* Zero the first word of units [first, first + n) of the ring, last to first. */
+static inline __attribute__((always_inline)) void zero_walk(uint8_t *first, uint64_t n)
+{
+    if (n > 8) {
+        zero_run(first, (uint32_t)n);
+        return;
+    }
+    for (uint8_t *q = first + n * SB_UNIT; q != first;) {
+        q -= SB_UNIT;
+        atomic_store_explicit(&((struct sb_rec *)q)->hw, 0, memory_order_relaxed);
+    }
+}
+
+/* Zero the first word of each unit of [from, to), one record, last to first, so its header
+ * last: a consumer that dies half-way leaves a run of zero units that ends at a real header
+ * (or the end of what was claimed). Never a span of several records: zeroed from its end,
+ * it would leave intact headers below a zero run, which a successor does not step over
+ * (advance_from()'s `inherited`). The stores are published by the release half of the
+ * head store in publish(). */
+static inline __attribute__((always_inline)) void rv_zero_span(const struct rv *r, uint64_t from,
+                                                               uint64_t to)
+{
+    uint64_t n = pdiff(to, from), i = from & r->mask;
+    if (i + n > r->units) { /* across the ring's end: the part after it first */
+        zero_walk(r->ring, i + n - r->units);
+        n = r->units - i;
+    }
+    zero_walk(r->ring + i * SB_UNIT, n);
+}
+
+/* Zero the units of the record [p, p + u), the header last (rv_zero_span()). */
 static inline __attribute__((always_inline)) void rv_zero(const struct rv *r, uint64_t p,
                                                           uint32_t u)
 {
-    if ((p & r->mask) + u <= r->units) {
-        /* The record does not cross the ring's end (every checked header says so): walk
-         * its units by address, last to first. */
-        uint8_t *first = r->ring + (p & r->mask) * SB_UNIT;
-        for (uint8_t *q = first + (uint64_t)u * SB_UNIT; q != first;) {
-            q -= SB_UNIT;
-            atomic_store_explicit(&((struct sb_rec *)q)->hw, 0, memory_order_relaxed);
-        }
-        return;
-    }
-    for (uint32_t x = u; x-- > 0;)
-        atomic_store_explicit(&rv_rec(r, p + x)->hw, 0, memory_order_relaxed);
+    rv_zero_span(r, p, padd(p, u));
 }
 
 static void zero_units(const shmbus_bus *b, struct sb_mbox *mb, uint64_t p, uint32_t u)
@@ -406,9 +441,9 @@ static uint32_t rec_mbox_id(const shmbus_bus *b, const struct sb_rec *r)
 }
 
 /* Fill the record at pos (fields and payload; the header word is the caller's). */
-HOT void write_rec(struct sb_rec *r, const shmbus_client *c, uint32_t dst_gen, const void *data,
-                   size_t len, unsigned mflags, unsigned prio, uint64_t seq, uint64_t corr,
-                   uint64_t now)
+HOT void write_rec_as(struct sb_rec *r, const shmbus_client *c, uint32_t dst_gen,
+                      const void *data, size_t len, unsigned mflags, unsigned prio, uint64_t seq,
+                      uint64_t corr, uint64_t now, bool inline_copy)
 {
     r->seq = seq;
     r->corr = corr;
@@ -417,15 +452,27 @@ HOT void write_rec(struct sb_rec *r, const shmbus_client *c, uint32_t dst_gen, c
     r->src = c->id;
     r->src_gen = (c->gen & 0xffffffu) | ((uint32_t)mflags << 24);
     r->dst_gen = dst_gen;
-    if (data != NULL && len != 0)
+    if (data != NULL && len != 0) {
         /* memcpy, not copy_payload(): with the copy inlined here, the bench's spinning
          * 64 B round trip was 140 ns slower (measured A/B, 1.51 vs 1.37 us), although it
          * ran fewer instructions. Likely cause, not proven: the order of the stores to the
-         * record's first line, which a spinning receiver polls, changed. */
-        memcpy((uint8_t *)r + SB_REC_HDR, data, len);
+         * record's first line, which a spinning receiver polls, changed. Inline for the
+         * records of a batch after its first, which nobody polls. */
+        if (inline_copy)
+            copy_payload((uint8_t *)r + SB_REC_HDR, data, len);
+        else
+            memcpy((uint8_t *)r + SB_REC_HDR, data, len);
+    }
     if (sb__tap_on(c->bus)) /* the passive view (tap.c): one branch while nobody watches */
         sb__tap_copy(c->bus, c->id, rec_mbox_id(c->bus, r), seq, corr, now,
                      (uint8_t *)r + SB_REC_HDR, len, prio, mflags);
+}
+
+HOT void write_rec(struct sb_rec *r, const shmbus_client *c, uint32_t dst_gen, const void *data,
+                   size_t len, unsigned mflags, unsigned prio, uint64_t seq, uint64_t corr,
+                   uint64_t now)
+{
+    write_rec_as(r, c, dst_gen, data, len, mflags, prio, seq, corr, now, false);
 }
 
 /* After committing: wake the consumer if (and only if) it sleeps. */
@@ -440,11 +487,11 @@ HOT void wake_consumer(shmbus_bus *b, struct sb_mbox *mb)
 }
 
 /*
- * Commit the claim at pos (steps 8..10): CLAIMED(claimed) -> READY(first), end the intent,
+ * Commit the claim at pos, record rec (steps 8..10): CLAIMED(claimed) -> READY(first), end the intent,
  * wake the consumer. -ECONNRESET if the claim was skipped (nothing delivered).
  */
-HOT int commit(shmbus_client *c, struct sb_mbox *mb, unsigned ii, uint64_t pos, uint32_t claimed,
-               uint32_t first, unsigned prio)
+HOT int commit(shmbus_client *c, struct sb_mbox *mb, struct sb_rec *rec, unsigned ii, uint64_t pos,
+               uint32_t claimed, uint32_t first, unsigned prio)
 {
     shmbus_bus *b = c->bus;
     uint64_t lap = lap_of(b, pos);
@@ -452,7 +499,7 @@ HOT int commit(shmbus_client *c, struct sb_mbox *mb, unsigned ii, uint64_t pos, 
     /* seq_cst: its release half pairs with the acquire loads of hw in find() (the fields
      * and payload are visible to whoever sees READY); the rest is the Dekker pair with the
      * sleeping consumer (wake_consumer()). */
-    bool ok = atomic_compare_exchange_strong_explicit(hw_at(b, mb, pos), &expect,
+    bool ok = atomic_compare_exchange_strong_explicit(&rec->hw, &expect,
                                                       SB_HW(SB_HW_READY, first, prio, lap),
                                                       memory_order_seq_cst, memory_order_relaxed);
     /* Release: the commit precedes the intent's end. Pairs with the acquire load of n in
@@ -788,8 +835,9 @@ HOT int send_rec(shmbus_client *c, uint32_t dst, const void *data, size_t len, u
      * pending_hi in find_msg(): our claim comes first. */
     if (prio > 0)
         atomic_fetch_add_explicit(&mb->pending_hi, 1, memory_order_release);
-    write_rec(sb__unit(b, mb, pos), c, gen, data, len, mflags, prio, seq, corr, sb__now_ns());
-    r = commit(c, mb, i, pos, total, total, prio);
+    struct sb_rec *rec = sb__unit(b, mb, pos);
+    write_rec(rec, c, gen, data, len, mflags, prio, seq, corr, sb__now_ns());
+    r = commit(c, mb, rec, i, pos, total, total, prio);
     if (r < 0) {
         if (b->j != NULL)
             sb__journal_cancel(c, seq); /* journaled, but never delivered */
@@ -879,23 +927,26 @@ int shmbus_send_batch(shmbus_client *c, uint32_t dst, const struct shmbus_iov *m
     if (prio > 0) /* release pairs with the acquire load in find_msg(), as in send_rec() */
         atomic_fetch_add_explicit(&mb->pending_hi, k, memory_order_release);
     const struct rv rg = rv_of(b, mb); /* geometry in registers across our stores */
-    write_rec(rv_rec(&rg, pos), c, gen, msgs[0].data, msgs[0].len, 0, prio, seq + 1, 0, now);
+    struct sb_rec *rec0 = rv_rec(&rg, pos);
+    write_rec(rec0, c, gen, msgs[0].data, msgs[0].len, 0, prio, seq + 1, 0, now);
     if (k > 1)
         sb__tp(SB_TP_BATCH_PART); /* test-only: part of a batch written */
     uint64_t p = padd(pos, units[0]);
+    /* A claim never crosses the ring's end: its records share pos's lap. */
+    const uint64_t ready = SB_HW(SB_HW_READY, 0, prio, rv_lap(&rg, pos));
     for (int j = 1; j < k; j++) {
         struct sb_rec *rec = rv_rec(&rg, p);
-        write_rec(rec, c, gen, msgs[j].data, msgs[j].len, 0, prio, seq + 1 + (uint64_t)j, 0, now);
+        write_rec_as(rec, c, gen, msgs[j].data, msgs[j].len, 0, prio, seq + 1 + (uint64_t)j, 0,
+                     now, true);
         /* Relaxed: nobody reads inside a CLAIMED claim; the commit CAS's release publishes
          * this header with the rest. */
-        atomic_store_explicit(&rec->hw, SB_HW(SB_HW_READY, units[j], prio, rv_lap(&rg, p)),
-                              memory_order_relaxed);
+        atomic_store_explicit(&rec->hw, ready | SB_HW(0, units[j], 0, 0), memory_order_relaxed);
         bytes += msgs[j].len;
         p = padd(p, units[j]);
     }
     atomic_fetch_add_explicit(&c->e->bytes_sent, bytes, memory_order_relaxed);
     sb__stats_sent(b, c->id, (uint64_t)k, bytes);
-    r = commit(c, mb, i, pos, total, units[0], prio);
+    r = commit(c, mb, rec0, i, pos, total, units[0], prio);
     if (r < 0 && b->j != NULL)
         for (int j = 0; j < k; j++)
             sb__journal_cancel(c, seq + 1 + (uint64_t)j); /* journaled, never delivered */
@@ -981,7 +1032,7 @@ int sb__mbox_resend(shmbus_client *c, uint32_t dst, uint32_t gen, const struct s
     rec->src = m->src;
     rec->src_gen =
         (src_gen & 0xffffffu) | ((uint32_t)((m->flags & MSG_FLAGS) | SHMBUS_MSG_REDELIVERED) << 24);
-    return commit(c, mb, i, pos, total, total, prio);
+    return commit(c, mb, rec, i, pos, total, total, prio);
 }
 
 /* The receiver took an ACK message: tell its sender. */
@@ -1019,11 +1070,35 @@ struct want {
     uint64_t corr;
 };
 
-static void add_counter(_Atomic uint64_t *ctr, uint64_t n)
+static inline void add_counter(_Atomic uint64_t *ctr, uint64_t n)
 {
     /* Only the receiving thread writes these: a load and a store, not a locked add. */
-    atomic_store_explicit(ctr, atomic_load_explicit(ctr, memory_order_relaxed) + n,
-                          memory_order_relaxed);
+    sb__bump(ctr, n);
+}
+
+/* A message sent at sent_ns, taken now: one latency sample, in the client's histogram and
+ * its id's row. Out of line: one message in 16 found at once is a sample. */
+static __attribute__((noinline)) void sample_latency(shmbus_client *c, uint64_t sent_ns)
+{
+    uint64_t now = sb__now_ns();
+    if (now > sent_ns) {
+        add_counter(&c->e->lat_hist[shmbus_hist_bucket(now - sent_ns)], 1);
+        sb__stats_latency(c->bus, c->id, now - sent_ns);
+    }
+}
+
+/* The counters of n messages, `bytes` in all, taken from src: the client's (entry) and its
+ * id's (stats.c). sent_ns nonzero: one of them is a latency sample. Every receive path
+ * counts through here, per message or per run of one sender's messages. */
+static inline __attribute__((always_inline)) void count_taken(shmbus_client *c, uint32_t src,
+                                                              uint64_t n, uint64_t bytes,
+                                                              uint64_t sent_ns)
+{
+    add_counter(&c->e->received, n);
+    add_counter(&c->e->bytes_received, bytes);
+    sb__stats_taken(c->bus, c->id, src, n, bytes);
+    if (sent_ns != 0)
+        sample_latency(c, sent_ns);
 }
 
 /*
@@ -1342,16 +1417,7 @@ static int consume_at(shmbus_client *c, uint64_t pos, uint64_t v, const struct s
     mark_done(c, pos, v);
     if (m->flags & SHMBUS_MSG_ACK)
         ack_sender(c->bus, m->src, src_gen, m->seq);
-    add_counter(&c->e->received, 1);
-    add_counter(&c->e->bytes_received, m->len);
-    sb__stats_taken(c->bus, c->id, m->src, m->len, sample ? m->sent_ns : 0);
-    if (sample) {
-        uint64_t now = sb__now_ns();
-        if (now > m->sent_ns) {
-            unsigned bk = shmbus_hist_bucket(now - m->sent_ns);
-            add_counter(&c->e->lat_hist[bk], 1);
-        }
-    }
+    count_taken(c, m->src, 1, m->len, sample ? m->sent_ns : 0);
     return 0;
 }
 
@@ -1787,6 +1853,78 @@ static int wait_data(shmbus_client *c, const struct want *w, uint64_t deadline)
     return 0;
 }
 
+/*
+ * The common receive, inline (docs/mailbox-v2.md, 5, "Fast path"): a READY record at h of
+ * priority 0, no ACK, that fits in buf, with no record lent and no priority pending. The
+ * same steps as find_msg() + read_at() + consume_at() + the pass at h in try_take(), with
+ * the cases they handle for the general path left out; with ref, lend_at()'s instead of
+ * the copy (shmbus_recv_ref()). Returns its length, or -EAGAIN for
+ * "take the general path", having written nothing to the segment (*empty, if asked: because
+ * nothing is there). `waited`: recv_common()'s spin, whose every message is a sample. Every field is read once
+ * and checked before use; the general path reads them again and checks them again.
+ */
+HOT int recv_fast(shmbus_client *c, struct shmbus_msg *hdr, void *buf, size_t cap, const void **ref,
+              bool waited, bool *empty)
+{
+    shmbus_bus *b = c->bus;
+    struct sb_mbox *mb = c->mb;
+    if (c->nheld != 0 || atomic_load_explicit(&mb->pending_hi, memory_order_relaxed) != 0 ||
+        b->j != NULL) /* a durable bus takes the general path: consume_at()'s marker */
+        return -EAGAIN;
+    uint64_t h = c->h;
+    const struct rv r = rv_of(b, mb);
+    const struct sb_rec *rc = rv_rec(&r, h);
+    /* Acquire pairs with the commit CAS in commit(): the fields and payload are visible. */
+    uint64_t v = atomic_load_explicit(&rc->hw, memory_order_acquire);
+    if ((v & 0x1f) != SB_HW_READY || !rv_valid(&r, v, h)) { /* READY at priority 0 */
+        if (empty != NULL)
+            /* Nothing at h: unless a dead consumer before us left zeroed units here
+             * (advance() steps over those), nothing to take. */
+            *empty = v == 0 && !c->inherited;
+        return -EAGAIN;
+    }
+    uint32_t u = SB_HW_UNITS(v);
+    uint32_t len = rc->len, src = rc->src, sg = rc->src_gen;
+    unsigned flags = (sg >> 24) & MSG_FLAGS;
+    if ((flags & SLOW_FLAGS) || (ref == NULL && len > cap) || len > b->lay.msg_size ||
+        len > u * SB_UNIT - SB_REC_HDR || src < 1 || src > b->lay.max_clients ||
+        !our_gen(c, rc->dst_gen))
+        return -EAGAIN; /* an ACK, a group message, too large, or to be dropped: general path */
+    uint64_t sent_ns = rc->sent_ns;
+    if (hdr != NULL)
+        *hdr = (struct shmbus_msg){.src = src,
+                                   .dst = c->id,
+                                   .seq = rc->seq,
+                                   .corr = rc->corr,
+                                   .sent_ns = sent_ns,
+                                   .len = len,
+                                   .prio = 0,
+                                   .flags = (uint8_t)flags};
+    if (ref != NULL) {
+        /* Lent in place (lend_at()): DONE, held, not passed until shmbus_recv_release().
+         * Relaxed, as in mark_done(). */
+        atomic_store_explicit(&rv_rec(&r, h)->hw, (v & ~(uint64_t)3) | SB_HW_DONE,
+                              memory_order_relaxed);
+        c->held[c->nheld++] = h;
+        *ref = (const uint8_t *)rc + SB_REC_HDR;
+    } else if (len != 0) {
+        copy_payload(buf, (const uint8_t *)rc + SB_REC_HDR, len);
+    }
+    /* Taken at h: passed at once, as take_run() does, with no DONE store first. A consumer
+     * that dies half-way through the zeroing leaves a READY header over zeroed words, but
+     * only a drain ever consumes after a dead consumer, and it drops READY records. */
+    if (ref == NULL) {
+        rv_zero(&r, h, u);
+        c->h = padd(h, u);
+    }
+    note_passed(mb, 1);
+    /* The histogram's sample, as recv_common(): every message waited for, else one in 16. */
+    bool sample = waited || (c->recv_count++ & 15) == 0;
+    count_taken(c, src, 1, len, sample ? sent_ns : 0);
+    maybe_publish(c);
+    return (int)len;
+}
+
 static int recv_common(shmbus_client *c, const struct want *w, struct shmbus_msg *hdr, void *buf,
                        size_t cap, int timeout_ms)
 {
@@ -1807,8 +1945,14 @@ static int recv_common(shmbus_client *c, const struct want *w, struct shmbus_msg
     uint64_t spin_until = c->spin_ns ? sb__now_ns() + c->spin_ns : 0;
     bool spinning = false;
     uint32_t spins = 0;
+    const bool plain = !w->peek && !w->reply_only; /* what recv_fast() can take */
     for (;;) {
-        r = try_take(c, w, hdr, buf, cap, true);
+        /* A spinning receiver's look: recv_fast() while the message at h is a common one,
+         * the general path only when something is there that it leaves alone. */
+        bool empty = false;
+        r = plain ? recv_fast(c, hdr, buf, cap, w->ref, true, &empty) : -EAGAIN;
+        if (r == -EAGAIN && !empty)
+            r = try_take(c, w, hdr, buf, cap, true);
         if (r != -EAGAIN) {
             if (spinning && r >= 0)
                 add_counter(&c->e->spins, 1);
@@ -1851,77 +1995,6 @@ static int recv_common(shmbus_client *c, const struct want *w, struct shmbus_msg
     }
 }
 
-/*
- * The common receive, inline (docs/mailbox-v2.md, 5, "Fast path"): a READY record at h of
- * priority 0, no ACK, that fits in buf, with no record lent and no priority pending. The
- * same steps as find_msg() + read_at() + consume_at() + the pass at h in try_take(), with
- * the cases they handle for the general path left out; with ref, lend_at()'s instead of
- * the copy (shmbus_recv_ref()). Returns its length, or -EAGAIN for
- * "take the general path", having written nothing to the segment. Every field is read once
- * and checked before use; the general path reads them again and checks them again.
- */
-HOT int recv_fast(shmbus_client *c, struct shmbus_msg *hdr, void *buf, size_t cap, const void **ref)
-{
-    shmbus_bus *b = c->bus;
-    struct sb_mbox *mb = c->mb;
-    if (c->nheld != 0 || atomic_load_explicit(&mb->pending_hi, memory_order_relaxed) != 0 ||
-        b->j != NULL) /* a durable bus takes the general path: consume_at()'s marker */
-        return -EAGAIN;
-    uint64_t h = c->h;
-    const struct rv r = rv_of(b, mb);
-    const struct sb_rec *rc = rv_rec(&r, h);
-    /* Acquire pairs with the commit CAS in commit(): the fields and payload are visible. */
-    uint64_t v = atomic_load_explicit(&rc->hw, memory_order_acquire);
-    if ((v & 0x1f) != SB_HW_READY || !rv_valid(&r, v, h)) /* READY at priority 0 */
-        return -EAGAIN;
-    uint32_t u = SB_HW_UNITS(v);
-    uint32_t len = rc->len, src = rc->src, sg = rc->src_gen;
-    unsigned flags = (sg >> 24) & MSG_FLAGS;
-    if ((flags & SLOW_FLAGS) || (ref == NULL && len > cap) || len > b->lay.msg_size ||
-        len > u * SB_UNIT - SB_REC_HDR || src < 1 || src > b->lay.max_clients ||
-        !our_gen(c, rc->dst_gen))
-        return -EAGAIN; /* an ACK, a group message, too large, or to be dropped: general path */
-    uint64_t sent_ns = rc->sent_ns;
-    if (hdr != NULL)
-        *hdr = (struct shmbus_msg){.src = src,
-                                   .dst = c->id,
-                                   .seq = rc->seq,
-                                   .corr = rc->corr,
-                                   .sent_ns = sent_ns,
-                                   .len = len,
-                                   .prio = 0,
-                                   .flags = (uint8_t)flags};
-    if (ref != NULL) {
-        /* Lent in place (lend_at()): DONE, held, not passed until shmbus_recv_release().
-         * Relaxed, as in mark_done(). */
-        atomic_store_explicit(&rv_rec(&r, h)->hw, (v & ~(uint64_t)3) | SB_HW_DONE,
-                              memory_order_relaxed);
-        c->held[c->nheld++] = h;
-        *ref = (const uint8_t *)rc + SB_REC_HDR;
-    } else if (len != 0) {
-        copy_payload(buf, (const uint8_t *)rc + SB_REC_HDR, len);
-    }
-    /* Taken at h: passed at once, as take_run() does, with no DONE store first. A consumer
-     * that dies half-way through the zeroing leaves a READY header over zeroed words, but
-     * only a drain ever consumes after a dead consumer, and it drops READY records. */
-    if (ref == NULL) {
-        rv_zero(&r, h, u);
-        c->h = padd(h, u);
-    }
-    note_passed(mb, 1);
-    add_counter(&c->e->received, 1);
-    add_counter(&c->e->bytes_received, len);
-    bool sample = (c->recv_count++ & 15) == 0; /* the histogram's sample, as recv_common() */
-    sb__stats_taken(b, c->id, src, len, sample ? sent_ns : 0);
-    if (sample) {
-        uint64_t now = sb__now_ns();
-        if (now > sent_ns)
-            add_counter(&c->e->lat_hist[shmbus_hist_bucket(now - sent_ns)], 1);
-    }
-    maybe_publish(c);
-    return (int)len;
-}
-
 /* recv_common(), holding the pass lock if c subscribed lossy: the general receive of
  * shmbus_peek() and shmbus_request(). */
 static int recv_common_pass(shmbus_client *c, const struct want *w, struct shmbus_msg *hdr,
@@ -1944,7 +2017,7 @@ static __attribute__((noinline)) int recv_lossy(shmbus_client *c, struct shmbus_
     int r = pass_enter_call(c, timeout_ms);
     if (r < 0)
         return r;
-    r = recv_fast(c, hdr, buf, cap, NULL);
+    r = recv_fast(c, hdr, buf, cap, NULL, false, NULL);
     if (r == -EAGAIN) {
         struct want w = {0};
         r = recv_common(c, &w, hdr, buf, cap, timeout_ms);
@@ -1959,7 +2032,7 @@ int shmbus_recv(shmbus_client *c, struct shmbus_msg *hdr, void *buf, size_t cap,
         return -EINVAL;
     if (pass_on(c))
         return recv_lossy(c, hdr, buf, cap, timeout_ms);
-    int r = recv_fast(c, hdr, buf, cap, NULL);
+    int r = recv_fast(c, hdr, buf, cap, NULL, false, NULL);
     if (r != -EAGAIN)
         return r;
     struct want w = {0};
@@ -2037,6 +2110,29 @@ static bool run_add(struct sb_taken_run *runs, size_t *n, uint32_t src, uint32_t
     return true;
 }
 
+/* A batch's counting: the messages taken from one sender in a row, counted as one run. */
+struct tally {
+    uint32_t src;
+    uint64_t n, bytes;
+};
+
+static inline __attribute__((always_inline)) void tally_flush(shmbus_client *c, struct tally *t)
+{
+    if (t->n != 0)
+        count_taken(c, t->src, t->n, t->bytes, 0);
+    t->n = t->bytes = 0;
+}
+
+static inline __attribute__((always_inline)) void tally_add(shmbus_client *c, struct tally *t,
+                                                            uint32_t src, uint32_t len)
+{
+    if (t->n != 0 && src != t->src)
+        tally_flush(c, t);
+    t->src = src;
+    t->n++;
+    t->bytes += len;
+}
+
 /*
  * The fast path of a batch: take the run of committed messages at h, in order, while no
  * message of a higher priority is pending. One update of each counter per run instead of
@@ -2051,12 +2147,11 @@ static bool run_add(struct sb_taken_run *runs, size_t *n, uint32_t src, uint32_t
  * Between the passes the records in [h0, h) cannot change: READY and DONE records at and
  * after h are changed only by their consumer, which is us.
  */
-static size_t take_run(shmbus_client *c, struct shmbus_msg *hdrs, uint8_t *bufs, size_t stride,
-                       size_t n)
+HOT size_t take_run_as(shmbus_client *c, struct shmbus_msg *hdrs, uint8_t *bufs, size_t stride,
+                      size_t n, const bool durable)
 {
     shmbus_bus *b = c->bus;
     struct sb_mbox *mb = c->mb;
-    const bool durable = b->j != NULL;
     struct sb_taken_run runs[SB_TAKEN_RUNS]; /* durable: the markers of the batch */
     size_t nruns = 0;
     if (atomic_load_explicit(&mb->pending_hi, memory_order_relaxed) > 0)
@@ -2065,7 +2160,8 @@ static size_t take_run(shmbus_client *c, struct shmbus_msg *hdrs, uint8_t *bufs,
         return 0;
     bool held = c->nheld != 0;
     uint64_t stop = held ? oldest_held(c) : 0;
-    uint64_t h = c->h, h0 = h, bytes = 0, dropped = 0;
+    uint64_t h = c->h, h0 = h, dropped = 0;
+    struct tally tl = {0};
     const struct rv r = rv_of(b, mb);
     const uint32_t msg_size = b->lay.msg_size, max_clients = b->lay.max_clients;
     const uint32_t id = c->id, gen = c->gen, kept_gen = c->kept_gen;
@@ -2107,10 +2203,13 @@ static size_t take_run(shmbus_client *c, struct shmbus_msg *hdrs, uint8_t *bufs,
             m->flags = (uint8_t)flags;
             copy_payload(bufs + got * stride, (uint8_t *)rc + SB_REC_HDR, len);
             if (!durable)
-                sb__stats_taken(b, c->id, src, len, 0);
-            bytes += len;
+                tally_add(c, &tl, src, len);
             got++;
         }
+        /* Zeroed as it is passed, record by record (each last to first): a consumer that
+         * dies here leaves zeroed records below intact ones, never the other way round, so
+         * its successor's steps over zero units (zero_step(), only before its first real
+         * header) reach every record after them. */
         if (!durable)
             rv_zero(&r, h, u);
         h = padd(h, u);
@@ -2126,18 +2225,25 @@ static size_t take_run(shmbus_client *c, struct shmbus_msg *hdrs, uint8_t *bufs,
             p = padd(p, u);
         }
         for (size_t i = 0; i < got; i++)
-            sb__stats_taken(b, c->id, hdrs[i].src, hdrs[i].len, 0);
+            tally_add(c, &tl, hdrs[i].src, hdrs[i].len);
     }
+    tally_flush(c, &tl);
     c->h = h;
     if (got + dropped != 0)
         note_passed(mb, got + dropped);
-    if (got != 0) {
-        add_counter(&c->e->received, got);
-        add_counter(&c->e->bytes_received, bytes);
-    }
     if (dropped != 0)
         add_counter(&c->e->dropped, dropped);
     return got;
+}
+
+/* take_run_as(), compiled once for each kind of bus: the walk of an in-memory bus carries no
+ * test of durability per message. */
+static size_t take_run(shmbus_client *c, struct shmbus_msg *hdrs, uint8_t *bufs, size_t stride,
+                       size_t n)
+{
+    if (c->bus->j != NULL)
+        return take_run_as(c, hdrs, bufs, stride, n, true);
+    return take_run_as(c, hdrs, bufs, stride, n, false);
 }
 
 static int recv_batch(shmbus_client *c, struct shmbus_msg *hdrs, void *bufs, size_t stride,
@@ -2330,9 +2436,10 @@ int shmbus_loan_commit(shmbus_client *c, struct shmbus_loan *loan, size_t used)
     sb__stats_sent(b, c->id, 1, used);
     if (prio > 0) /* release pairs with the acquire load in find_msg(), as in send_rec() */
         atomic_fetch_add_explicit(&mb->pending_hi, 1, memory_order_release);
-    write_rec(sb__unit(b, mb, pos), c, gen, NULL, used, 0, prio, seq, 0, sb__now_ns());
+    struct sb_rec *rec = sb__unit(b, mb, pos);
+    write_rec(rec, c, gen, NULL, used, 0, prio, seq, 0, sb__now_ns());
     loan->data = NULL;
-    return commit(c, mb, i, pos, total, total, prio);
+    return commit(c, mb, rec, i, pos, total, total, prio);
 }
 
 int shmbus_loan_cancel(shmbus_client *c, struct shmbus_loan *loan)
@@ -2357,7 +2464,7 @@ int shmbus_recv_ref(shmbus_client *c, struct shmbus_msg *hdr, const void **data,
     int r = lossy ? pass_enter_call(c, timeout_ms) : 0; /* kept while the record is lent */
     if (r < 0)
         return r;
-    r = recv_fast(c, hdr, NULL, 0, data);
+    r = recv_fast(c, hdr, NULL, 0, data, false, NULL);
     if (r == -EAGAIN) {
         struct want w = {.ref = data};
         r = recv_common(c, &w, hdr, NULL, 0, timeout_ms);

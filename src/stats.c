@@ -30,47 +30,19 @@
 
 #include "internal.h"
 
-static struct sb_flow_row *flow_row(const shmbus_bus *b, uint32_t id)
-{
-    return (struct sb_flow_row *)(b->base + b->lay.flows_off +
-                                  (uint64_t)(id - 1) * b->lay.flow_row_size);
-}
-
-static _Atomic uint64_t *flow_cell(struct sb_flow_row *r, uint32_t src)
-{
-    return (_Atomic uint64_t *)((uint8_t *)r + sizeof(*r)) + (src - 1);
-}
-
-/* Single-writer add (the receiving thread's counters): no locked instruction. */
-static void bump(_Atomic uint64_t *ctr, uint64_t n)
-{
-    atomic_store_explicit(ctr, atomic_load_explicit(ctr, memory_order_relaxed) + n,
-                          memory_order_relaxed);
-}
-
 void sb__stats_sent(shmbus_bus *b, uint32_t src, uint64_t n, uint64_t bytes)
 {
-    struct sb_flow_row *r = flow_row(b, src);
+    struct sb_flow_row *r = sb__flow_row(b, src);
     atomic_fetch_add_explicit(&r->sent, n, memory_order_relaxed);
     atomic_fetch_add_explicit(&r->bytes_sent, bytes, memory_order_relaxed);
 }
 
-void sb__stats_taken(shmbus_bus *b, uint32_t dst, uint32_t src, uint64_t len, uint64_t sent_ns)
+void sb__stats_latency(shmbus_bus *b, uint32_t dst, uint64_t ns)
 {
-    struct sb_flow_row *r = flow_row(b, dst);
-    bump(&r->received, 1);
-    bump(&r->bytes_received, len);
-    /* src comes from the slot (a peer wrote it): count it only if it names an id. */
-    if (src >= 1 && src <= b->lay.max_clients)
-        bump(flow_cell(r, src), 1);
-    if (sent_ns != 0) {
-        uint64_t now = sb__now_ns();
-        if (now > sent_ns) {
-            bump(&r->lat_count, 1);
-            bump(&r->lat_sum_ns, now - sent_ns);
-            bump(&r->lat_hist[shmbus_hist_bucket(now - sent_ns)], 1);
-        }
-    }
+    struct sb_flow_row *r = sb__flow_row(b, dst);
+    sb__bump(&r->lat_count, 1);
+    sb__bump(&r->lat_sum_ns, ns);
+    sb__bump(&r->lat_hist[shmbus_hist_bucket(ns)], 1);
 }
 
 int shmbus_bus_stats(shmbus_bus *b, struct shmbus_bus_stats *out)
@@ -81,7 +53,7 @@ int shmbus_bus_stats(shmbus_bus *b, struct shmbus_bus_stats *out)
     if (sb__destroyed(b))
         return -EIDRM;
     for (uint32_t id = 1; id <= b->lay.max_clients; id++) {
-        struct sb_flow_row *r = flow_row(b, id);
+        struct sb_flow_row *r = sb__flow_row(b, id);
         out->sent += atomic_load_explicit(&r->sent, memory_order_relaxed);
         out->bytes_sent += atomic_load_explicit(&r->bytes_sent, memory_order_relaxed);
         out->received += atomic_load_explicit(&r->received, memory_order_relaxed);
@@ -104,7 +76,7 @@ int shmbus_bus_flows(shmbus_bus *b, struct shmbus_flow *out, size_t n)
     for (uint32_t src = 1; src <= b->lay.max_clients; src++) {
         for (uint32_t dst = 1; dst <= b->lay.max_clients; dst++) {
             uint64_t v =
-                atomic_load_explicit(flow_cell(flow_row(b, dst), src), memory_order_relaxed);
+                atomic_load_explicit(sb__flow_cell(sb__flow_row(b, dst), src), memory_order_relaxed);
             if (v == 0)
                 continue;
             if (count < n) {

@@ -99,13 +99,6 @@ bool sb__valid_name(const char *name)
     return true;
 }
 
-uint64_t sb__now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
 uint64_t sb__realtime_ns(void)
 {
     struct timespec ts;

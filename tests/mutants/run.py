@@ -64,7 +64,8 @@ def run(cmd, cwd, timeout=None, env=None):
 
 
 class Tree:
-    """A copy of include/, src/ and tests/ with objects built once; a mutant rebuilds one."""
+    """A copy of include/, src/ and tests/ with objects built once; a mutant rebuilds one
+    (or all of them, for a header)."""
 
     def __init__(self, root):
         self.root = root
@@ -95,7 +96,13 @@ class Tree:
         return None if r.returncode == 0 else r.stdout
 
     def rebuild(self, path):
-        """Recompile one library file and the archive. None, or the compiler's output."""
+        """Recompile what `path` changes and the archive: one library file, or for a header
+        every library file (and, for a public one, the tests too, which include it). None,
+        or the compiler's output."""
+        if path.endswith(".h"):
+            if path.startswith("include/"):
+                self.bins = {}  # relinked from fresh objects by link()
+            return self.build_lib()
         o = self.compile(path)
         if isinstance(o, tuple):
             return o[1]
