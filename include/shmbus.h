@@ -193,7 +193,8 @@ int shmbus_bus_open(const char *name, const struct shmbus_bus_opts *opts, unsign
  * Taken: a message is taken when shmbus_recv(), shmbus_recv_batch(), shmbus_recv_ref(),
  * shmbus_consume() or the reply wait of shmbus_request() has written its taken marker to the
  * journal; they write it before they return the message, and a message once taken is never
- * delivered again. A process killed after the marker and before it used the message has
+ * delivered again (after a power cut: unless its marker had not reached the disk, see the
+ * sync levels below). A process killed after the marker and before it used the message has
  * lost it (acknowledge-on-receive). To take only what was handled, use shmbus_peek(),
  * handle, then shmbus_consume(): a crash before the consume delivers the message again.
  * shmbus_peek() writes nothing.
@@ -204,7 +205,8 @@ int shmbus_bus_open(const char *name, const struct shmbus_bus_opts *opts, unsign
  * per-sender order, with its original src, seq and priority, in the mailbox of its
  * destination id, kept for the next client that joins with that id (as shmbus_leave_keep()
  * keeps one; join by id, not with id 0). Messages are delivered once: the rebuild writes a
- * fresh journal holding only them and removes the old one.
+ * fresh journal holding only them (flushed) and removes the old one. A torn or damaged
+ * record is skipped and counted (shmbus_journal_stats()), never delivered.
  *
  * Limits, stated rather than hidden: messages waiting in the mailbox of a client that
  * leaves or dies are discarded from the live bus as on any bus, but they are not taken:
@@ -218,14 +220,22 @@ int shmbus_bus_open(const char *name, const struct shmbus_bus_opts *opts, unsign
  * is made 0700: a durable bus is for its owner's processes (group members of a 0660 bus
  * cannot open its journal: -EACCES).
  */
-/* Sync levels (shmbus_durable.sync). NONE: write(2) only; survives the death of every
- * process, not a power cut or a kernel crash. BATCH: group commit; whichever sender or
- * receiver writes to the journal more than SHMBUS_SYNC_BATCH_MS after the last flush
- * flushes it (fdatasync) for everyone; a send with SHMBUS_SEND_SYNC returns once the batch
- * holding its record is on disk; without it, a record reaches the disk within that time if
- * the bus keeps being used, else at the next journal write or shmbus_bus_close(). ALWAYS:
- * every record (messages and taken markers) is on disk (fdatasync) before the call that
- * wrote it returns. */
+/* Sync levels (shmbus_durable.sync), and what a rebuild after a power cut or kernel crash
+ * finds (docs/design.md, "What a power cut leaves"; in every case per-sender order holds,
+ * with gaps where unflushed records were lost, and nothing unsent or damaged is delivered).
+ * NONE: write(2) only; survives the death of every process, not a power cut or a kernel
+ * crash: after one, only what the bus's last rebuild wrote is certain; messages sent since
+ * may be lost and messages taken since delivered again. BATCH: group commit; whichever
+ * sender or receiver writes to the journal more than SHMBUS_SYNC_BATCH_MS after the last
+ * flush flushes it (fdatasync) for everyone; a send with SHMBUS_SEND_SYNC returns once the
+ * batch holding its record is on disk; without it, a record reaches the disk within that
+ * time if the bus keeps being used, else at the next journal write or shmbus_bus_close().
+ * Taken markers are not waited for: after a power cut, a message sent without the flag
+ * since the last flush may be lost, and one received since may be delivered again.
+ * ALWAYS: every record (messages and taken markers) is on disk (fdatasync) before the call
+ * that wrote it returns: after a power cut every message a send returned for is delivered
+ * unless a receive returned it, and none a receive returned is delivered again (a call in
+ * progress at the cut may or may not have counted). */
 #define SHMBUS_SYNC_NONE       0
 #define SHMBUS_SYNC_BATCH      1
 #define SHMBUS_SYNC_ALWAYS     2

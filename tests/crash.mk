@@ -2,7 +2,8 @@
 #
 #   make soak     the randomized kill test for 10,000 rounds (tests/test_crash.c), then
 #                 1,000 leader kills (tests/test_group.c test_leader_kills), then the
-#                 durable crash-and-reboot test for 2,000 (tests/test_durable_crash.c)
+#                 durable crash-and-reboot test for 2,000 (tests/test_durable_crash.c), then
+#                 the durable power-cut test for 20,000 (tests/test_durable_power.c)
 #   make fuzz     the segment and journal fuzzers for FUZZ_SECONDS (default 600) each, instead
 #                 of make check's 60 and 20
 #   make model    the spin models (mailbox and v2 ring) with their larger configurations too
@@ -57,13 +58,16 @@ fuzz: fuzz-build
 	FUZZ_SECONDS=$${FUZZ_SECONDS:-600} TEST_TIMEOUT=$$(( $${FUZZ_SECONDS:-600} + 120 )) \
 		BUILD=$(BUILD) tests/run.sh tests/test_fuzz_segment.sh tests/test_fuzz_journal.sh
 
-soak: all $(BUILD)/tests/test_crash $(BUILD)/tests/test_group $(BUILD)/tests/test_durable_crash
+soak: all $(BUILD)/tests/test_crash $(BUILD)/tests/test_group $(BUILD)/tests/test_durable_crash \
+		$(BUILD)/tests/test_durable_power
 	SHMBUS_KILL_ROUNDS=$${SHMBUS_KILL_ROUNDS:-10000} TEST_TIMEOUT=7200 \
 		BUILD=$(BUILD) tests/run.sh $(BUILD)/tests/test_crash
 	SHMBUS_LEADER_KILLS=$${SHMBUS_LEADER_KILLS:-1000} TH_FILTER=test_leader_kills \
 		TEST_TIMEOUT=1800 BUILD=$(BUILD) tests/run.sh $(BUILD)/tests/test_group
 	SHMBUS_DURABLE_ROUNDS=$${SHMBUS_DURABLE_ROUNDS:-2000} TEST_TIMEOUT=3600 \
 		BUILD=$(BUILD) tests/run.sh $(BUILD)/tests/test_durable_crash
+	SHMBUS_POWER_ROUNDS=$${SHMBUS_POWER_ROUNDS:-20000} TEST_TIMEOUT=3600 \
+		BUILD=$(BUILD) tests/run.sh $(BUILD)/tests/test_durable_power
 
 model:
 	MODEL_FULL=1 MODEL_BUDGET=$${MODEL_BUDGET:-900} TEST_TIMEOUT=3600 BUILD=$(BUILD) tests/run.sh tests/test_model.sh tests/test_model_ring.sh tests/test_model_lossy.sh

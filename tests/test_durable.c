@@ -470,26 +470,37 @@ static int enospc_child(void *arg)
     return 0;
 }
 
-static void test_enospc(void **state)
+/* Run child(name) (name: th_name(tag), in a new journal directory named tag) in a child
+ * process, which must exit 0: its file-size limit stays there. Then reboot, rebuild, put
+ * what the rebuild found in *js, and drain client 2's mailbox, which must hold exactly
+ * msg-<first>.. from client 1, n of them, once each, in order. Removes the bus and the
+ * directory. */
+static void child_then_rebuild(const char *tag, int (*child)(void *), int first, int n,
+                               struct shmbus_journal_stats *js)
 {
-    (void)state;
-    const char *name = th_name("full");
-    new_jdir("full");
-    pid_t pid = th_fork(enospc_child, (void *)name);
+    const char *name = th_name(tag);
+    new_jdir(tag);
+    pid_t pid = th_fork(child, (void *)name);
     assert_int_equal(th_wait(pid, 20000), 0);
     th_reboot_sim(name);
-    /* After the reboot: msg-3..msg-10 (0..2 were taken), once each, in order. */
     shmbus_bus *b = open_durable(name, SHMBUS_SYNC_NONE, NULL);
-    struct shmbus_journal_stats js;
-    assert_int_equal(shmbus_journal_stats(b, &js), 0);
-    assert_int_equal(js.damaged, 0);
+    assert_int_equal(shmbus_journal_stats(b, js), 0);
     shmbus_client *r;
     assert_int_equal(shmbus_join(b, 2, NULL, &r), 0);
-    assert_int_equal(drain_expect(r, 3, 1), 8);
+    assert_int_equal(drain_expect(r, first, 1), n);
     shmbus_leave(r);
     shmbus_bus_close(b);
     assert_int_equal(shmbus_bus_destroy(name), 0);
     th_rm_rf(jdir);
+}
+
+static void test_enospc(void **state)
+{
+    (void)state;
+    /* After the reboot: msg-3..msg-10 (0..2 were taken), once each, in order. */
+    struct shmbus_journal_stats js;
+    child_then_rebuild("full", enospc_child, 3, 8, &js);
+    assert_int_equal(js.damaged, 0);
 }
 
 static void test_loans_refused(void **state)
@@ -870,22 +881,9 @@ static int batch_enospc_child(void *arg)
 static void test_batch_cut_short(void **state)
 {
     (void)state;
-    const char *name = th_name("bcut");
-    new_jdir("bcut");
-    pid_t pid = th_fork(batch_enospc_child, (void *)name);
-    assert_int_equal(th_wait(pid, 20000), 0);
-    th_reboot_sim(name);
-    shmbus_bus *b = open_durable(name, SHMBUS_SYNC_NONE, NULL);
     struct shmbus_journal_stats js;
-    assert_int_equal(shmbus_journal_stats(b, &js), 0);
+    child_then_rebuild("bcut", batch_enospc_child, 0, 3, &js); /* msg-0..2 only: no bad-* */
     assert_int_equal(js.rebuilt, 3);
-    shmbus_client *r;
-    assert_int_equal(shmbus_join(b, 2, NULL, &r), 0);
-    assert_int_equal(drain_expect(r, 0, 1), 3); /* msg-0..2 only: no bad-* */
-    shmbus_leave(r);
-    shmbus_bus_close(b);
-    assert_int_equal(shmbus_bus_destroy(name), 0);
-    th_rm_rf(jdir);
 }
 
 /* A receive batch: one taken marker per run of a sender's consecutive messages, written
@@ -942,23 +940,10 @@ static int batch_recv_child(void *arg)
 static void test_batch_receive_markers(void **state)
 {
     (void)state;
-    const char *name = th_name("brecv");
-    new_jdir("brecv");
-    pid_t pid = th_fork(batch_recv_child, (void *)name);
-    assert_int_equal(th_wait(pid, 20000), 0);
-    th_reboot_sim(name);
     /* Only msg-7..9 were not taken: they, once each, in order. */
-    shmbus_bus *b = open_durable(name, SHMBUS_SYNC_NONE, NULL);
     struct shmbus_journal_stats js;
-    assert_int_equal(shmbus_journal_stats(b, &js), 0);
+    child_then_rebuild("brecv", batch_recv_child, 7, 3, &js);
     assert_int_equal(js.rebuilt, 3);
-    shmbus_client *r;
-    assert_int_equal(shmbus_join(b, 2, NULL, &r), 0);
-    assert_int_equal(drain_expect(r, 7, 1), 3);
-    shmbus_leave(r);
-    shmbus_bus_close(b);
-    assert_int_equal(shmbus_bus_destroy(name), 0);
-    th_rm_rf(jdir);
 }
 
 int main(void)
