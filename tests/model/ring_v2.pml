@@ -32,13 +32,22 @@
  *             the unit words inside a 2-unit record become JUNK;
  *             commit: CAS hw[t] CLAIMED -> READY (Agrona's positive length);
  *             intent cleared.
+ *             A batch (-DBATCH, shmbus_send_batch()): one claim of two records of 1 unit:
+ *             CAS tail (t, l) -> (t + 2, 2); hw[t] = CLAIMED(2); both payloads (one step);
+ *             hw[t + 1] = READY|INNER(1) (a plain store inside the claim, before the
+ *             commit); commit CAS hw[t] CLAIMED(2) -> READY(1), which commits both.
  *   killer    SIGKILLs any producer between any two of its steps, up to MAXKILL of them.
  *   consumer  one receive: advance h over DONE records, zeroing every unit word of each;
  *             publish head = h now or later (once per batch; always before waiting); scan
  *             the committed prefix from h (stop at a CLAIMED header, a zero word, or C
  *             units), take the first record of the highest priority, mark it DONE.
  *             stuck at h: hw[h] CLAIMED, or hw[h] == 0 with tail = (h + l, l) (a claim
- *             with no header yet, its length in tail): skip_one(h).
+ *             with no header yet, its length in tail): skip_one(h). A batch's dead claim
+ *             is skipped whole: DONE(2) from CLAIMED(2) or from 0 with tail = (h + 2, 2),
+ *             and both unit words (the INNER header too, if written) are zeroed.
+ *             -DIDLE (batches only): maybe_publish() after a take must publish when hw[h]
+ *             is 0 (caught up) or an INNER header (stopped inside a batch's claim), and may
+ *             otherwise; then the receiver may return and never be called again.
  *   skip_one  the design's rule: no live process's intent is (this mailbox, h); then CAS
  *             hw[h] from the value read (CLAIMED(...) or 0) to DONE(length). Only the
  *             consumer writes ring words it does not own; a cleaner never does.
@@ -59,6 +68,16 @@
  *     every producer not killed had all its messages delivered;
  *   - no deadlock (no invalid end state), and with weak fairness the consumer always
  *     finishes (<> cons_done): it is never stuck for ever behind a dead writer.
+ * With batches (-DBATCH), the same list for a batch claim among single claims, a kill at
+ * every step of it (before its header, after it, after the payloads, after the INNER
+ * header) and its skip; and the chain rule `head <= t - l` at a batch whose first record
+ * was taken and zeroed (the layout 7 bug). In the runs without -DIDLE the consumer's publish
+ * stays optional at every receive (a superset of maybe_publish()'s). With -DIDLE: whenever
+ * the receiver stops being called (after its mandatory publishes), every producer still
+ * waiting waits for room, never on the chain rule (no kills there: behind a dead writer's
+ * claim an idle receiver does hold producers back, as it must, until it skips). Waiting for
+ * room is then a valid end: the publish a waiting producer asks for (space_waiters) is not
+ * modelled.
  *
  * Deliberately broken variants (each must fail):
  *   -DOLD_SKIP_RULE   skip only if some dead intent covers h (the rule mailbox.pml found
@@ -77,6 +96,15 @@
  *   -DCHAIN_NO_HEAD   the chain rule waits on any zero word, forgetting that the consumer
  *                     zeroes a header once it has taken the record: producers wait for a
  *                     header that will never come (deadlock).
+ *   -DBATCH_OLD_CHAIN with BATCH and IDLE: the chain rule before layout 7 (wait while the
+ *                     header reads 0 and head < t): the receiver took a batch's first record
+ *                     and went idle, a producer waits for ever with room in the ring
+ *                     (invalid end state). Without IDLE it passes: a receiver that keeps
+ *                     receiving takes the rest of the batch, and the producer only waits.
+ *   -DBATCH_NO_INNER_PUBLISH  with BATCH and IDLE: maybe_publish() does not publish at an
+ *                     INNER record: head stays at or below the claim's start (the same).
+ *   -DBATCH_SKIP_SHORT  with BATCH: a skip's DONE covers the batch's first record, not the
+ *                     claim: the consumer lands inside the dead claim (safety fails).
  *
  * The consumer's own death (-DCONSUMER_DIES): a consumer killer may SIGKILL the consumer
  * between any two of its steps, once. Its private h dies with it; a successor (the next
@@ -104,11 +132,15 @@
  * What it does not prove: weak memory (the design names each acquire/release pair; this
  * model is sequentially consistent); 48-bit position wrap and lap aliasing; the producer's
  * cached head (modelled as a fresh read: a cached head is an older, smaller value, so it
- * only makes room look smaller); more than two
- * producers, batches (one claim of several messages: same steps, one header), loans (the
- * same steps with the user writing between header and commit), request/reply (a take from
- * the middle of the prefix: covered by the priority take); sleeping and waking (a blocked
- * step here just waits for a change); more than one consumer death, and on the 3-message
+ * only makes room look smaller), nor claim()'s shortcut past the chain rule after its own
+ * claim (a load it leaves out); more than two
+ * producers; batches of more than two records, of records longer than a unit, two batches
+ * in one run, and batches together with loans or the consumer's death (the INNER record
+ * is taken after its batch's first, as in the library where both share a priority; a take
+ * of it first, by a filtered receive, is not modelled); an idle receiver with kills;
+ * loans (the same steps with the user writing between header and commit), request/reply (a
+ * take from the middle of the prefix: covered by the priority take); sleeping and waking (a
+ * blocked step here just waits for a change); more than one consumer death, and on the 3-message
  * ring its death together with a writer kill (more than MEMLIM: the 2-message ring checks
  * that, MODEL_FULL); a hostile segment (tests/fuzz_segment.c).
  */
@@ -121,8 +153,27 @@
  * it wraps, pads, fills, and takes priority 1 before an earlier priority 0). -DBIG: C = 4;
  * producer 0 sends 2 units (prio 0) then 1 unit (prio 1), producer 1 sends 1 unit then
  * 2 units (both prio 0).
+ * -DBATCH: C = 3; producer 0 sends one batch of messages 1 and 2 (1 unit each, prio 0),
+ * producer 1 two 1-unit messages of priority 1 (taken first; 4 units through 3: wraps, pads
+ * before the batch, fills). -DBATCH -DSMALL: C = 2; the batch, and one 1-unit message of
+ * producer 1 (prio 1): the batch fills the ring, pads or follows it.
  */
-#if defined(BIG)
+#if defined(BATCH) && (defined(BIG) || defined(LOANS) || defined(CONSUMER_DIES))
+#error "BATCH has its own configurations; it is not combined with BIG, LOANS or CONSUMER_DIES"
+#endif
+#if defined(IDLE) && !defined(BATCH)
+#error "IDLE is a BATCH variant"
+#endif
+#if defined(IDLE) && !defined(NOCLEANER)
+#error "IDLE runs without the cleaner (and without kills): see the IDLE comment"
+#endif
+#if defined(BATCH) && defined(SMALL)
+#define C    2
+#define NMSG 3
+#elif defined(BATCH)
+#define C    3
+#define NMSG 4
+#elif defined(BIG)
 #define C    4
 #define NMSG 4
 #elif defined(SMALL)
@@ -153,6 +204,9 @@ byte tpos, tlen;                  /* tail: one word */
 byte head;                        /* published by the consumer */
 byte st[C], ln[C], lp[C], pr[C];  /* header word of each unit */
 byte d1[C], d2[C];                /* payload: first and last unit of a record */
+#ifdef BATCH
+bit inr[C];                       /* the header's SB_HW_INNER bit: a batch's later record */
+#endif
 mtype kind[NP];
 bool alive[NP];
 byte ipos[NP];
@@ -163,6 +217,10 @@ byte msize[NMSG + 1];
 byte mprio[NMSG + 1];
 byte mfirst[NP];  /* producer i sends messages mfirst[i] .. mfirst[i] + mcount[i] - 1 */
 byte mcount[NP];
+#ifdef BATCH
+bool mbat[NMSG + 1]; /* msg and msg + 1 are one batch: one claim of msize[msg] = 2 units,
+                      * two records of 1 unit each */
+#endif
 
 /* Ghost state. */
 byte owner[NPOS];       /* message claimed at each position (PADMSG: padding) */
@@ -180,6 +238,9 @@ byte nkilled;
 bool cons_done;
 #ifdef CONSUMER_DIES
 bool cdead;             /* the first consumer was killed; its successor runs */
+#endif
+#ifdef IDLE
+bool cidle;             /* the consumer returned and is not called again */
 #endif
 
 #define ALLDONE ((pdone[0] || killed[0]) && (pdone[1] || killed[1]))
@@ -202,14 +263,14 @@ proctype producer(byte i)
                    if
                    :: sv == FREE_ST ->
                        if
-#ifdef CHAIN_NO_HEAD
+#if defined(CHAIN_NO_HEAD)
                        :: true -> /* broken: a consumed, zeroed header also reads 0 */
+                           (st[(t - l) % C] != FREE_ST || tpos != t);
+#elif defined(BATCH_OLD_CHAIN)
+                       :: head < t -> /* broken (the rule before layout 7): head != tail */
+                           (st[(t - l) % C] != FREE_ST || head >= t || tpos != t);
 #else
                        :: head <= t - l -> /* no header yet: wait for it, for head, or for tail */
-#endif
-#ifdef CHAIN_NO_HEAD
-                           (st[(t - l) % C] != FREE_ST || tpos != t);
-#else
                            (st[(t - l) % C] != FREE_ST || head > t - l || tpos != t);
 #endif
                            sv = 0;
@@ -231,7 +292,11 @@ proctype producer(byte i)
                fi;
                hd = head; /* the code caches it: a cached head is an older, smaller one */
                if
-               :: t + need > hd + C -> (head != hd || tpos != t); hd = 0 /* full: wait */
+               :: t + need > hd + C -> /* full: wait */
+#ifdef IDLE
+end_room:          /* (an idle consumer: waiting for room is a valid end; see IDLE) */
+#endif
+                   (head != hd || tpos != t); hd = 0
                :: else ->
                    hd = 0;
                    d_step { ipos[i] = t; iact[i] = true }; /* the intent */
@@ -242,6 +307,12 @@ proctype producer(byte i)
                            :: pad -> owner[t] = PADMSG
                            :: else -> owner[t] = msg
                            fi;
+#ifdef BATCH
+                           if
+                           :: !pad && mbat[msg] -> owner[t + 1] = msg + 1; ownerp[t + 1] = i
+                           :: else -> skip
+                           fi;
+#endif
                            ownerp[t] = i }
                        -> if /* the header */
                           :: pad -> d_step { st[t % C] = DONE; ln[t % C] = need; lp[t % C] = t / C; pr[t % C] = 0 };
@@ -260,6 +331,17 @@ again:         skip
             /* The payload, in one step: a record read before its commit shows as not
              * committed (and one read after its zeroing as torn). The unit words inside a
              * longer record become payload bytes: JUNK as headers. */
+#ifdef BATCH
+            if
+            :: mbat[msg] ->
+                /* send_batch(): both records' fields and payloads, then the second one's
+                 * header READY|INNER(1 unit), a relaxed store inside the claim, before the
+                 * commit (nobody reads inside a CLAIMED claim) */
+                d_step { d1[t % C] = msg; d2[t % C] = msg; d1[(t + 1) % C] = msg + 1; d2[(t + 1) % C] = msg + 1 };
+                d_step { st[(t + 1) % C] = READY; ln[(t + 1) % C] = 1; lp[(t + 1) % C] = (t + 1) / C;
+                         pr[(t + 1) % C] = mprio[msg]; inr[(t + 1) % C] = 1 }
+            :: else ->
+#endif
             d_step {
                 d1[t % C] = msg;
                 if
@@ -267,6 +349,9 @@ again:         skip
                 :: else -> d2[t % C] = msg
                 fi
             };
+#ifdef BATCH
+            fi;
+#endif
 #ifdef LOANS
             /* A loan: the user wrote (some of) it in place, then commits or cancels it.
              * shmbus_loan_cancel(): CAS CLAIMED -> DONE by the owner, passed like padding;
@@ -291,11 +376,21 @@ again:         skip
             atomic { /* commit: CAS CLAIMED -> READY */
                 assert(st[t % C] == CLAIMED && lp[t % C] == t / C); /* never skipped alive */
                 st[t % C] = READY;
+#ifdef BATCH
+                if
+                :: mbat[msg] -> ln[t % C] = 1; committed[msg + 1] = true /* CLAIMED(2) -> READY(1) */
+                :: else -> skip
+                fi;
+#endif
                 committed[msg] = true
             };
 #endif
             iact[i] = false;
-            d_step { k++; t = 0; l = 0; u = 0; need = 0; msg = 0; pad = false }
+            d_step {
+#ifdef BATCH
+                if :: mbat[msg] -> k++ :: else -> skip fi; /* a batch: two messages */
+#endif
+                k++; t = 0; l = 0; u = 0; need = 0; msg = 0; pad = false }
         :: else -> break
         od;
         pdone[i] = true
@@ -359,7 +454,13 @@ inline skip_one(pos, ev, el)
 #else
                 assert(killed[ownerp[pos]]);  /* only a dead writer's record is skipped */
 #endif
-                st[pos % C] = DONE; ln[pos % C] = el; lp[pos % C] = pos / C; pr[pos % C] = 0
+                st[pos % C] = DONE; ln[pos % C] = el; lp[pos % C] = pos / C; pr[pos % C] = 0;
+#ifdef BATCH
+#ifdef BATCH_SKIP_SHORT
+                ln[pos % C] = 1; /* broken: the DONE covers the first record, not the claim */
+#endif
+                inr[pos % C] = 0;
+#endif
             :: else -> skip /* committed (or written) meanwhile: the CAS fails */
             fi
         }
@@ -374,6 +475,9 @@ proctype consumer()
     byte h, p, x, bp, vs, vl, vp, vr, T, L, m1, m2, pi;
     mtype kd;
     bool al, live, dead;
+#ifdef IDLE
+    bool must; /* maybe_publish() must publish */
+#endif
 #ifdef CONSUMER_DIES
     bool succ; /* this is the successor: the first consumer was killed */
     bool inh;  /* a successor: before its first real header, a zero word may be a unit its
@@ -448,7 +552,11 @@ restart:
                 x = 0;
                 do
                 :: x < vl -> st[(h + x) % C] = 0; ln[(h + x) % C] = 0; lp[(h + x) % C] = 0;
-                             pr[(h + x) % C] = 0; d1[(h + x) % C] = 0; d2[(h + x) % C] = 0; x++
+                             pr[(h + x) % C] = 0; d1[(h + x) % C] = 0; d2[(h + x) % C] = 0;
+#ifdef BATCH
+                             inr[(h + x) % C] = 0;
+#endif
+                             x++
                 :: else -> break
                 od;
                 h = h + vl; vl = 0; x = 0
@@ -456,10 +564,31 @@ restart:
         :: else -> break
         od;
 #endif
+#ifdef IDLE
+        /* maybe_publish() at the end of the previous take: it must publish when caught up
+         * (hw[h] == 0) and when stopped at a batch's later record (SB_HW_INNER); else it
+         * may. Then the receiver may return and never be called again (idle). */
+        skip; /* a jump target must not be a d_step */
+#ifdef BATCH_NO_INNER_PUBLISH
+        d_step { must = (st[h % C] == FREE_ST) }; /* broken: no publish at an INNER record */
+#else
+        d_step { must = (st[h % C] == FREE_ST || inr[h % C]) };
+#endif
+        if
+        :: head = h
+        :: !must -> skip
+        fi;
+        must = false;
+        if
+        :: cidle = true; goto idle
+        :: skip
+        fi;
+#else
         if
         :: head = h
         :: skip
         fi;
+#endif
         /* scan the committed prefix */
         p = h;
         do
@@ -561,6 +690,10 @@ restart:
     assert(killed[0] || ndeliv[0] == mcount[0]);
     assert(killed[1] || ndeliv[1] == mcount[1])
 #endif
+#ifdef IDLE
+    ;
+idle: skip /* an idle consumer ends here: the end-state check is what it checks */
+#endif
 }
 
 #ifdef CONSUMER_DIES
@@ -590,7 +723,19 @@ proctype cleaner()
 init
 {
     atomic {
-#if defined(BIG)
+#if defined(BATCH) && defined(SMALL)
+        /* producer 0: one batch of messages 1 and 2 (1 unit each, prio 0); producer 1:
+         * message 3 (1 unit, prio 1) */
+        msize[1] = 2; mprio[1] = 0; mbat[1] = true; msize[2] = 1; mprio[2] = 0;
+        msize[3] = 1; mprio[3] = 1;
+        mfirst[0] = 1; mcount[0] = 2; mfirst[1] = 3; mcount[1] = 1;
+#elif defined(BATCH)
+        /* producer 0: one batch of messages 1 and 2 (1 unit each, prio 0); producer 1:
+         * messages 3 and 4 (1 unit each, prio 1) */
+        msize[1] = 2; mprio[1] = 0; mbat[1] = true; msize[2] = 1; mprio[2] = 0;
+        msize[3] = 1; mprio[3] = 1; msize[4] = 1; mprio[4] = 1;
+        mfirst[0] = 1; mcount[0] = 2; mfirst[1] = 3; mcount[1] = 2;
+#elif defined(BIG)
         msize[1] = 2; mprio[1] = 0; msize[2] = 1; mprio[2] = 1;
         msize[3] = 1; mprio[3] = 0; msize[4] = 2; mprio[4] = 0;
         mfirst[0] = 1; mcount[0] = 2; mfirst[1] = 3; mcount[1] = 2;
