@@ -65,10 +65,10 @@ pan_run "consumer dies, successor steps over any zero: it walks into a live clai
 # kills then, and a producer left waiting for anything but room is an invalid end state.
 pan_run "batch: 4 msgs (a batch of 2 + 2), up to 1 kill, consumer skips" pass \
     "-DBATCH -DMAXKILL=1 -DNOCLEANER" "$safety" "-m100000"
-pan_run "batch: 3 msgs (a batch of 2 + 1, ring of 2), up to 2 kills, cleaner reaps" pass \
-    "-DBATCH -DSMALL -DMAXKILL=2" "$safety" "-m100000"
-pan_run "batch liveness: 3 msgs, up to 1 kill, cleaner reaps: consumer always finishes" pass \
-    "-DBATCH -DSMALL -DMAXKILL=1" "$live" "-a -f -m100000"
+pan_run "batch: 3 msgs (a batch of 2 + 1, ring of 2), up to 1 kill, cleaner reaps" pass \
+    "-DBATCH -DSMALL -DMAXKILL=1" "$safety" "-m100000"
+pan_run "batch liveness: 3 msgs, up to 1 kill, consumer skips: consumer always finishes" pass \
+    "-DBATCH -DSMALL -DMAXKILL=1 -DNOCLEANER" "$live" "-a -f -m100000"
 pan_run "batch, idle consumer: 4 msgs, no producer waits but for room" pass \
     "-DBATCH -DIDLE -DMAXKILL=0 -DNOCLEANER" "$safety" "-m100000"
 pan_run "batch, idle consumer, the old chain rule (head != tail): a producer waits for ever" fail \
@@ -78,6 +78,10 @@ pan_run "batch, idle consumer, no publish at an INNER record: a producer waits f
 pan_run "batch, a skip's DONE covers the first record only: the consumer lands inside the claim" fail \
     "-DBATCH -DSMALL -DMAXKILL=1 -DNOCLEANER -DBATCH_SKIP_SHORT" "$safety" "-m100000"
 if [ "${MODEL_FULL:-0}" = 1 ]; then
+    pan_run "full batch: 3 msgs, up to 2 kills, cleaner reaps" pass \
+        "-DBATCH -DSMALL -DMAXKILL=2" "$safety" "-m100000"
+    pan_run "full batch liveness: 3 msgs, up to 1 kill, cleaner reaps" pass \
+        "-DBATCH -DSMALL -DMAXKILL=1" "$live" "-a -f -m100000"
     pan_run "full batch liveness: 4 msgs, up to 1 kill, consumer skips" pass \
         "-DBATCH -DMAXKILL=1 -DNOCLEANER" "$live" "-a -f -m100000"
     pan_run "full batch: 4 msgs, up to 2 kills, consumer skips" pass \
