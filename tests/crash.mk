@@ -70,6 +70,7 @@ soak: all $(BUILD)/tests/test_crash $(BUILD)/tests/test_group $(BUILD)/tests/tes
 		BUILD=$(BUILD) tests/run.sh $(BUILD)/tests/test_durable_power
 
 model:
-	MODEL_FULL=1 MODEL_BUDGET=$${MODEL_BUDGET:-900} TEST_TIMEOUT=3600 BUILD=$(BUILD) tests/run.sh tests/test_model.sh tests/test_model_ring.sh tests/test_model_lossy.sh
+	MODEL_FULL=1 MODEL_BUDGET=$${MODEL_BUDGET:-900} TEST_TIMEOUT=3600 BUILD=$(BUILD) tests/run.sh tests/test_model.sh tests/test_model_ring.sh \
+		tests/test_model_ring_batch.sh tests/test_model_lossy.sh
 
 -include $(wildcard $(FUZZ_BUILD)/*.d $(FUZZ_BUILD)/src/*.d)
