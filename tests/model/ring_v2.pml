@@ -1,6 +1,7 @@
 /*
  * ring_v2.pml - the mailbox v2 protocol (docs/mailbox-v2.md), checked with spin
- * (tests/test_model_ring.sh runs it in `make check`).
+ * (tests/test_model_ring.sh and, for -DBATCH, tests/test_model_ring_batch.sh run it in
+ * `make check`).
  *
  * The model: two producers send messages of different sizes (1 or 2 units) and
  * priorities into one consumer's byte ring of C units (a unit is the design's 64-byte line;
@@ -55,7 +56,8 @@
  *             It never touches the ring, so it can clear an intent at any moment.
  *
  * What it proves, for every interleaving and kill point of the configurations of
- * tests/test_model_ring.sh, with sequentially consistent memory:
+ * tests/test_model_ring.sh and tests/test_model_ring_batch.sh, with sequentially consistent
+ * memory:
  *   - no message is delivered twice;
  *   - no torn record is delivered: both ends of the payload are the message claimed at that
  *     position, and it was committed;
