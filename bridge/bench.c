@@ -16,6 +16,14 @@
  * medians taken over the same stretch of time. One run, nothing asserted; the verdict
  * against the issue's target (the bridge adds at most 1.5x the direct round trip) is printed.
  *
+ * Throughput. Then one producer streams STREAM_X * count messages of the same payload as
+ * fast as it can: direct, a publisher here to a subscriber in the child (the echo's
+ * process, on the same connection options); across, shmbus_send()s of a client on bus A to
+ * "benchB/sink" through the two bridges, to a client on bus B. Each side is timed from the
+ * first send to the last message counted at the receiving end, in alternating rounds; what
+ * never arrives (NATS is at most once without JetStream) is counted and printed, not
+ * waited for past a deadline. No target: the issue asks for the figure.
+ *
  * Wake-ups. On a shared machine the times move with the load; the number of times a thread
  * went to sleep and was woken per round trip (voluntary context switches, summed over every
  * thread of this process, the direct echo and the two bridges, sampled around each round)
@@ -29,10 +37,10 @@
 #include <nats/nats.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -43,6 +51,8 @@
 #define ROUNDS  20  /* alternating rounds of direct and across round trips */
 #define WARMUP  100 /* round trips of each before the first timed one */
 #define TARGET  1.5 /* issue 15: across costs at most 1.5x the direct round trip */
+#define STREAM_X 10 /* messages streamed per round trip timed (count) */
+#define SROUNDS  4  /* alternating stream rounds of each side */
 
 static uint64_t ns_now(void)
 {
@@ -54,8 +64,9 @@ static uint64_t ns_now(void)
 
 /* The voluntary context switches (a thread went to sleep, to be woken later) of every
  * thread of process pid so far, from /proc/PID/task/TID/status; 0 if it cannot be read.
- * With SHMBUS_BENCH_THREADS set, each thread's count and name go to stderr under `tag`. */
-static uint64_t waits_of(pid_t pid, const char *tag)
+ * With SHMBUS_BENCH_THREADS set, each thread's count and name go to stderr under `tag`.
+ * *preempted, if not NULL: the involuntary ones (the kernel took the CPU away). */
+static uint64_t switches_of(pid_t pid, const char *tag, uint64_t *preempted)
 {
     char path[64], line[128], name[32];
     uint64_t sum = 0, v;
@@ -79,6 +90,9 @@ static uint64_t waits_of(pid_t pid, const char *tag)
         while (fgets(line, sizeof(line), f) != NULL) {
             if (sscanf(line, "Name: %31s", name) == 1)
                 continue;
+            if (preempted != NULL &&
+                sscanf(line, "nonvoluntary_ctxt_switches: %" SCNu64, &v) == 1)
+                *preempted += v;
             if (sscanf(line, "voluntary_ctxt_switches: %" SCNu64, &v) == 1) {
                 sum += v;
                 if (tag != NULL && getenv("SHMBUS_BENCH_THREADS") != NULL)
@@ -89,6 +103,11 @@ static uint64_t waits_of(pid_t pid, const char *tag)
     }
     closedir(d);
     return sum;
+}
+
+static uint64_t waits_of(pid_t pid, const char *tag)
+{
+    return switches_of(pid, tag, NULL);
 }
 
 static int cmp_u64(const void *a, const void *b)
@@ -109,6 +128,24 @@ static void echo_nats(natsConnection *nc, natsSubscription *sub, natsMsg *m, voi
 {
     (void)sub, (void)arg;
     natsConnection_Publish(nc, natsMsg_GetReply(m), natsMsg_GetData(m), natsMsg_GetDataLength(m));
+    natsMsg_Destroy(m);
+}
+
+/* The direct stream's receiver (in the echo's process): counts the messages on
+ * shmbus-bench.sink; one with a reply subject asks for the count so far, which, on the same
+ * subscription, comes after every message published before it. */
+static void sink_nats(natsConnection *nc, natsSubscription *sub, natsMsg *m, void *arg)
+{
+    static uint64_t got;
+
+    (void)sub, (void)arg;
+    if (natsMsg_GetReply(m) == NULL) {
+        got++;
+    } else {
+        char n[24];
+        int len = snprintf(n, sizeof(n), "%" PRIu64, got);
+        natsConnection_Publish(nc, natsMsg_GetReply(m), n, len);
+    }
     natsMsg_Destroy(m);
 }
 
@@ -136,11 +173,13 @@ static pid_t direct_echo(const char *url)
     if (pid != 0)
         return pid;
     natsConnection *b = NULL;
-    natsSubscription *sub = NULL;
+    natsSubscription *sub = NULL, *sink = NULL;
     natsOptions *o = NULL;
     if (nats_Open(-1) != NATS_OK || bench_options(&o, url) != NATS_OK ||
         natsConnection_Connect(&b, o) != NATS_OK ||
         natsConnection_Subscribe(&sub, b, "shmbus-bench.echo", echo_nats, NULL) != NATS_OK ||
+        natsConnection_Subscribe(&sink, b, "shmbus-bench.sink", sink_nats, NULL) != NATS_OK ||
+        natsSubscription_SetPendingLimits(sink, -1, -1) != NATS_OK ||
         natsConnection_Flush(b) != NATS_OK) {
         fprintf(stderr, "shmbus: bridge: bench: echo: %s: %s\n", url, nats_GetLastError(NULL));
         _exit(1);
@@ -252,10 +291,10 @@ static pid_t spawn_bridge(const char *self, const char *dir, const char *url, co
 struct across {
     char root[40], da[64], db[64];
     shmbus_bus *ba, *bb;
-    shmbus_client *echo, *me;
+    shmbus_client *echo, *me, *sink;
     pid_t pa, pb;
-    pthread_t th;
-    int started, bid;
+    pthread_t th, sth;
+    int started, sstarted, bid;
 };
 
 static void across_close(struct across *x)
@@ -267,6 +306,9 @@ static void across_close(struct across *x)
     echo_stop = 1;
     if (x->started)
         pthread_join(x->th, NULL);
+    if (x->sstarted)
+        pthread_join(x->sth, NULL);
+    shmbus_leave(x->sink);
     shmbus_leave(x->echo);
     shmbus_leave(x->me);
     shmbus_bus_close(x->ba);
@@ -313,6 +355,8 @@ static int across_run(struct across *x, int n, uint64_t *t)
     return 0;
 }
 
+static void *sink_bus(void *arg);
+
 /* Make the two buses, start the bridges and the echo, wait until a request crosses. */
 static int across_open(struct across *x, const char *self, const char *url, int spin_us)
 {
@@ -329,7 +373,8 @@ static int across_open(struct across *x, const char *self, const char *url, int 
     snprintf(x->da, sizeof(x->da), "%s/a", x->root);
     snprintf(x->db, sizeof(x->db), "%s/b", x->root);
     if (open_in(x->da, "bench", &x->ba) < 0 || open_in(x->db, "bench", &x->bb) < 0 ||
-        shmbus_join(x->bb, 0, "echo", &x->echo) < 0 || shmbus_join(x->ba, 0, "me", &x->me) < 0) {
+        shmbus_join(x->bb, 0, "echo", &x->echo) < 0 || shmbus_join(x->bb, 0, "sink", &x->sink) < 0 ||
+        shmbus_join(x->ba, 0, "me", &x->me) < 0) {
         fprintf(stderr, "shmbus: bridge: bench: cannot make the two buses\n");
         return -1;
     }
@@ -339,6 +384,9 @@ static int across_open(struct across *x, const char *self, const char *url, int 
     if (pthread_create(&x->th, NULL, echo_bus, x->echo) != 0)
         return -1;
     x->started = 1;
+    if (pthread_create(&x->sth, NULL, sink_bus, x->sink) != 0)
+        return -1;
+    x->sstarted = 1;
     x->pa = spawn_bridge(self, x->da, url, "benchA", spin);
     x->pb = spawn_bridge(self, x->db, url, "benchB", spin);
     /* Until the first request crosses (both bridges up and subscribed). */
@@ -362,6 +410,89 @@ static uint64_t all_waits(const struct direct *d, const struct across *x, const 
 {
     return waits_of(getpid(), tag) + waits_of(d->echo, tag) + waits_of(x->pa, tag) +
            waits_of(x->pb, tag);
+}
+
+/* The count of the direct sink so far (see sink_nats()); 0 if it does not answer. */
+static uint64_t direct_sink_count(struct direct *d)
+{
+    natsMsg *r = NULL;
+    uint64_t n = 0;
+
+    if (natsConnection_Request(&r, d->a, "shmbus-bench.sink", "?", 1, 2000) == NATS_OK)
+        n = strtoull(natsMsg_GetData(r), NULL, 10);
+    natsMsg_Destroy(r);
+    return n;
+}
+
+/* Stream n messages straight through NATS; *ns: first publish to last counted, *lost: what
+ * had not arrived 5 s after the last publish. 0 or -1. */
+static int direct_stream(struct direct *d, int n, uint64_t *ns, uint64_t *lost)
+{
+    char data[PAYLOAD];
+    uint64_t base = direct_sink_count(d), t0 = ns_now(), got = 0, deadline;
+
+    memset(data, 'x', sizeof(data));
+    for (int i = 0; i < n; i++)
+        if (natsConnection_Publish(d->a, "shmbus-bench.sink", data, sizeof(data)) != NATS_OK) {
+            fprintf(stderr, "shmbus: bridge: bench: direct publish: %s\n", nats_GetLastError(NULL));
+            return -1;
+        }
+    deadline = ns_now() + 5000000000u;
+    while ((got = direct_sink_count(d) - base) < (uint64_t)n && ns_now() < deadline)
+        ; /* each count is a round trip to the sink: no busy loop */
+    *ns = ns_now() - t0;
+    *lost = (uint64_t)n - got;
+    return 0;
+}
+
+/* The stream's receiver across: a client on bus B counting what arrives. */
+static _Atomic uint64_t sink_got;
+
+static void *sink_bus(void *arg)
+{
+    shmbus_client *c = arg;
+    struct shmbus_msg h[64];
+    static char bufs[64][256];
+
+    while (!echo_stop) {
+        int n = shmbus_recv_batch(c, h, bufs, sizeof(bufs[0]), 64, 100);
+        if (n > 0)
+            atomic_fetch_add(&sink_got, (uint64_t)n);
+    }
+    return NULL;
+}
+
+/* Stream n messages across the two bridges to benchB/sink; as direct_stream(). */
+static int across_stream(struct across *x, int n, uint64_t *ns, uint64_t *lost)
+{
+    static const char addr[] = "benchB/sink ";
+    char msg[sizeof(addr) - 1 + PAYLOAD];
+    uint64_t base = atomic_load(&sink_got), t0 = ns_now(), got = 0, deadline;
+
+    memcpy(msg, addr, sizeof(addr) - 1);
+    memset(msg + sizeof(addr) - 1, 'x', PAYLOAD);
+    for (int i = 0; i < n; i++) {
+        int rc = shmbus_send(x->me, (uint32_t)x->bid, msg, sizeof(msg), 0, 5000);
+        if (rc < 0) {
+            fprintf(stderr, "shmbus: bridge: bench: send across: %s\n", shmbus_strerror(rc));
+            return -1;
+        }
+    }
+    deadline = ns_now() + 5000000000u;
+    while ((got = atomic_load(&sink_got) - base) < (uint64_t)n && ns_now() < deadline) {
+        struct timespec ts = {0, 200000};
+        nanosleep(&ts, NULL); /* polling a counter for a figure, with a deadline */
+    }
+    *ns = ns_now() - t0;
+    *lost = (uint64_t)n - got;
+    return 0;
+}
+
+/* The two bridges' voluntary switches so far; *preempted: their involuntary ones. */
+static uint64_t bridge_switches(const struct across *x, uint64_t *preempted)
+{
+    *preempted = 0;
+    return switches_of(x->pa, NULL, preempted) + switches_of(x->pb, NULL, preempted);
 }
 
 static void report(const char *what, const uint64_t *t, int n)
@@ -390,6 +521,7 @@ int bridge_bench(const char *self, const char *url, int count, int spin_us)
     if (direct_run(&dc, WARMUP, NULL) != 0 || across_run(&x, WARMUP, NULL) != 0)
         goto out;
     uint64_t dw = 0, bw = 0; /* wake-ups of all our processes in direct and across rounds */
+    uint64_t bp0, bv0 = bridge_switches(&x, &bp0), bp1, bv1; /* the bridges', round trips only */
     for (int r = 0; r < ROUNDS; r++) {
         int first = r % 2 == 0; /* direct first in even rounds, across first in odd ones */
         uint64_t w0 = all_waits(&dc, &x, NULL), w1, w2;
@@ -405,15 +537,29 @@ int bridge_bench(const char *self, const char *url, int count, int spin_us)
         dw += first ? w1 - w0 : all_waits(&dc, &x, NULL) - w2;
     }
     all_waits(&dc, &x, "thread");
-    /* The bridges' context switches per round trip: how many times a thread of theirs went
-     * to sleep and was woken (and how often the kernel took the CPU from one), a figure
+    bv1 = bridge_switches(&x, &bp1);
+    /* Throughput: SROUNDS alternating rounds of each side; the best of each is kept. */
+    int sn = per * ROUNDS * STREAM_X;
+    uint64_t sd = UINT64_MAX, sb = UINT64_MAX, lost_d = 0, lost_b = 0;
+    for (int r = 0; r < SROUNDS; r++) {
+        uint64_t t1, t2, l1, l2;
+        if (r % 2 == 0 ? direct_stream(&dc, sn, &t1, &l1) || across_stream(&x, sn, &t2, &l2)
+                       : across_stream(&x, sn, &t2, &l2) || direct_stream(&dc, sn, &t1, &l1))
+            goto out;
+        if (t1 < sd)
+            sd = t1;
+        if (t2 < sb)
+            sb = t2;
+        lost_d += l1;
+        lost_b += l2;
+    }
+    /* The bridges' context switches per round trip (bv, bp: sampled around the timed round
+     * trips, so neither the warm-up nor the streams count): how many times a thread of theirs
+     * went to sleep and was woken (and how often the kernel took the CPU from one), a figure
      * that the machine's load does not change, unlike the times. */
     across_close(&x);
     xopen = 0;
-    struct rusage ru;
-    int ok = getrusage(RUSAGE_CHILDREN, &ru) == 0;
-    double vcs = ok ? (double)ru.ru_nvcsw / (n + WARMUP) : 0;
-    double ics = ok ? (double)ru.ru_nivcsw / (n + WARMUP) : 0;
+    double vcs = (double)(bv1 - bv0) / n, ics = (double)(bp1 - bp0) / n;
     /* Each round's ratio of medians too: two neighbouring rounds share the machine's load
      * more closely than the whole run does, so their median ratio moves less between runs. */
     double rr[ROUNDS];
@@ -443,6 +589,18 @@ int bridge_bench(const char *self, const char *url, int count, int spin_us)
     printf("  the two bridges, per round trip: %.1f waits (voluntary context switches), %.1f "
            "preemptions\n",
            vcs, ics);
+    printf("throughput, %d-byte payload, one producer, %d messages a round, best of %d "
+           "alternating rounds\n",
+           PAYLOAD, sn, SROUNDS);
+    printf("  NATS C client direct   %8.1f k msg/s (publish to a subscriber in another process; "
+           "%" PRIu64 " of %d lost)\n",
+           sn / (sd / 1e9) / 1e3, lost_d, sn * SROUNDS);
+    printf("  across two bridges     %8.1f k msg/s (shmbus_send to a client on the other bus; "
+           "%" PRIu64 " of %d lost)\n",
+           sn / (sb / 1e9) / 1e3, lost_b, sn * SROUNDS);
+    printf("  ratio                  %.2fx the direct throughput (no target: shown, as the issue "
+           "asks)\n",
+           (double)sd / (double)sb);
     rc = 0;
 out:
     if (xopen)

@@ -11,7 +11,8 @@
 #     the sequence numbers the receiving bridge saw) or undeliverable (the sending bridge
 #     gave up waiting for its peer), in the bridges' state (`shmbus-bridge --stats`)
 #   - a bridge killed (-9): local traffic on its bus is unaffected; restarted, it carries on
-#   - `shmbus-bridge --bench` runs and states its ratio against the 1.5x target
+#   - `shmbus-bridge --bench` runs, states its ratio against the 1.5x target and prints both
+#     sides' throughput
 #   - `shmbus monitor` shows the bridge on /metrics (every counter of its state file, as valid
 #     labelled series) and in /api/bus (the page's Bridges card)
 # Every wait polls for a state with a deadline; every process is stopped by pid.
@@ -249,7 +250,9 @@ timeout 60 "$BRIDGE" --bench --nats "$url" --count 200 >"$work/bench.out" 2>&1 |
 grep -q "^  NATS C client direct .* median .* us" "$work/bench.out" &&
     grep -q "^  across two bridges .* median .* us" "$work/bench.out" &&
     grep -Eq "^  ratio \(median\) +[0-9.]+x: (within|ABOVE) the target of at most 1.5x$" "$work/bench.out" &&
-    grep -Eq "^  wake-ups per round trip .*: direct [0-9.]+, across [0-9.]+$" "$work/bench.out" ||
+    grep -Eq "^  wake-ups per round trip .*: direct [0-9.]+, across [0-9.]+$" "$work/bench.out" &&
+    grep -Eq "^  NATS C client direct +[0-9.]+ k msg/s .*; [0-9]+ of [0-9]+ lost\)$" "$work/bench.out" &&
+    grep -Eq "^  across two bridges +[0-9.]+ k msg/s .*; [0-9]+ of [0-9]+ lost\)$" "$work/bench.out" ||
     fail "the bench's output: $(cat "$work/bench.out")"
 
 if [ "$fails" -ne 0 ]; then
