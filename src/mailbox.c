@@ -684,12 +684,12 @@ static uint64_t start_pos(shmbus_bus *b, struct sb_mbox *mb);
  * intent record back on failure.
  */
 static __attribute__((noinline)) int
-claim_wait_slow(shmbus_client *c, uint32_t dst, uint32_t gen, const uint32_t *units, uint32_t nrec,
-                unsigned prio, unsigned flags, uint64_t deadline, unsigned i, int k,
-                struct seen seen, unsigned *ii, uint64_t *pos, uint32_t *total)
+claim_wait_slow(shmbus_client *c, uint32_t dst, uint32_t gen, struct sb_mbox *mb,
+                const uint32_t *units, uint32_t nrec, unsigned prio, unsigned flags,
+                uint64_t deadline, unsigned i, int k, struct seen seen, unsigned *ii,
+                uint64_t *pos, uint32_t *total)
 {
     shmbus_bus *b = c->bus;
-    struct sb_mbox *mb = sb__mbox(b, dst);
     bool counted = false;
     uint64_t spin_until = 0;
     uint32_t spins = 0, chain_spins = 0;
@@ -752,9 +752,9 @@ claim_wait_slow(shmbus_client *c, uint32_t dst, uint32_t gen, const uint32_t *un
  * must commit. The first try is inline (the common case: room by the cached head); the
  * waiting, out of line.
  */
-HOT int claim_wait(shmbus_client *c, uint32_t dst, uint32_t gen, const uint32_t *units,
-                   uint32_t nrec, unsigned prio, unsigned flags, uint64_t deadline, bool loan,
-                   unsigned *ii, uint64_t *pos, uint32_t *total)
+HOT int claim_wait(shmbus_client *c, uint32_t dst, uint32_t gen, struct sb_mbox *mb,
+                   const uint32_t *units, uint32_t nrec, unsigned prio, unsigned flags,
+                   uint64_t deadline, bool loan, unsigned *ii, uint64_t *pos, uint32_t *total)
 {
     unsigned i;
     if (!loan)
@@ -762,13 +762,13 @@ HOT int claim_wait(shmbus_client *c, uint32_t dst, uint32_t gen, const uint32_t 
     else if (intent_try_get(c, &i) < 0)
         return -EBUSY; /* a thread holding loans must not wait for itself */
     struct seen seen;
-    int k = claim(c, dst, sb__mbox(c->bus, dst), i, units, nrec, prio, pos, total, &seen);
+    int k = claim(c, dst, mb, i, units, nrec, prio, pos, total, &seen);
     if (k > 0) {
         *ii = i;
         return k;
     }
-    return claim_wait_slow(c, dst, gen, units, nrec, prio, flags, deadline, i, k, seen, ii, pos,
-                           total);
+    return claim_wait_slow(c, dst, gen, mb, units, nrec, prio, flags, deadline, i, k, seen, ii,
+                           pos, total);
 }
 
 /* Give a claim back unfilled (a cancelled loan, a send whose journal write failed): the
@@ -824,7 +824,7 @@ HOT int send_rec(shmbus_client *c, uint32_t dst, const void *data, size_t len, u
     uint32_t units = sb__rec_units(len), total;
     unsigned i;
     uint64_t pos;
-    r = claim_wait(c, dst, gen, &units, 1, prio, flags, deadline, false, &i, &pos, &total);
+    r = claim_wait(c, dst, gen, mb, &units, 1, prio, flags, deadline, false, &i, &pos, &total);
     if (r < 0)
         return r;
     sb__tp(SB_TP_RESERVED); /* test-only: claimed, not yet filled */
@@ -919,7 +919,8 @@ int shmbus_send_batch(shmbus_client *c, uint32_t dst, const struct shmbus_iov *m
     unsigned i;
     uint64_t pos;
     uint32_t total;
-    int k = claim_wait(c, dst, gen, units, want, prio, flags, deadline, false, &i, &pos, &total);
+    int k =
+        claim_wait(c, dst, gen, mb, units, want, prio, flags, deadline, false, &i, &pos, &total);
     if (k < 0)
         return k;
     uint64_t seq = atomic_fetch_add_explicit(&c->e->sent, (uint64_t)k, memory_order_relaxed);
@@ -1024,7 +1025,8 @@ int sb__mbox_resend(shmbus_client *c, uint32_t dst, uint32_t gen, const struct s
     unsigned prio = m->prio & 7u, i;
     uint32_t units = sb__rec_units(m->len), total;
     uint64_t pos;
-    r = claim_wait(c, dst, gen, &units, 1, prio, SHMBUS_SEND_NONBLOCK, 0, false, &i, &pos, &total);
+    r = claim_wait(c, dst, gen, mb, &units, 1, prio, SHMBUS_SEND_NONBLOCK, 0, false, &i, &pos,
+                   &total);
     if (r < 0)
         return r;
     /* Release pairs with the acquire load of pending_hi in find_msg(), as in send_rec(). */
@@ -2396,11 +2398,12 @@ int shmbus_loan(shmbus_client *c, uint32_t dst, size_t len, unsigned flags, int 
     uint32_t units = sb__rec_units(len), total;
     unsigned i;
     uint64_t pos;
-    r = claim_wait(c, dst, gen, &units, 1, prio, flags, deadline, true, &i, &pos, &total);
+    struct sb_mbox *mb = sb__mbox(b, dst);
+    r = claim_wait(c, dst, gen, mb, &units, 1, prio, flags, deadline, true, &i, &pos, &total);
     if (r < 0)
         return r;
     sb__tp(SB_TP_RESERVED); /* test-only: claimed, not yet filled */
-    loan->data = (uint8_t *)sb__unit(b, sb__mbox(b, dst), pos) + SB_REC_HDR;
+    loan->data = (uint8_t *)sb__unit(b, mb, pos) + SB_REC_HDR;
     loan->cap = len;
     loan->priv_[0] = pos;
     loan->priv_[1] = (uint64_t)dst | (uint64_t)gen << 32;
