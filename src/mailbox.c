@@ -327,14 +327,15 @@ struct seen {
 /*
  * Claim room in dst's mailbox for the records of units[0..nrec) (docs/mailbox-v2.md, 4,
  * steps 1..6): as many of them as fit in one claim, at least the first. Returns how many
- * (the claim is *pos, *total units, its header stored CLAIMED), -EAGAIN (no room, or the
- * chain rule says wait: *seen says which), or -EBADMSG (tail or head are garbage).
+ * (the claim is *pos, *total units, its first record *rec, its header stored CLAIMED),
+ * -EAGAIN (no room, or the chain rule says wait: *seen says which), or -EBADMSG (tail or
+ * head are garbage).
  */
 #define HOT static inline __attribute__((always_inline))
 
 HOT int claim(shmbus_client *c, uint32_t dst, struct sb_mbox *mb, unsigned ii,
               const uint32_t *units, uint32_t nrec, unsigned prio, uint64_t *pos, uint32_t *total,
-              struct seen *seen)
+              struct sb_rec **rec, struct seen *seen)
 {
     shmbus_bus *b = c->bus;
     struct sb_intent *in = &c->e->intent[ii];
@@ -431,10 +432,12 @@ HOT int claim(shmbus_client *c, uint32_t dst, struct sb_mbox *mb, unsigned ii,
             continue;
         }
         /* Step 6. Release pairs with the acquire loads of hw in find(), skip_one(). */
-        atomic_store_explicit(&rv_rec(&r, t)->hw, SB_HW(SB_HW_CLAIMED, n, prio, rv_lap(&r, t)),
+        struct sb_rec *rc = rv_rec(&r, t);
+        atomic_store_explicit(&rc->hw, SB_HW(SB_HW_CLAIMED, n, prio, rv_lap(&r, t)),
                               memory_order_release);
         *pos = t;
         *total = (uint32_t)n;
+        *rec = rc;
         return (int)k;
     }
 }
@@ -687,7 +690,7 @@ static __attribute__((noinline)) int
 claim_wait_slow(shmbus_client *c, uint32_t dst, uint32_t gen, struct sb_mbox *mb,
                 const uint32_t *units, uint32_t nrec, unsigned prio, unsigned flags,
                 uint64_t deadline, unsigned i, int k, struct seen seen, unsigned *ii,
-                uint64_t *pos, uint32_t *total)
+                uint64_t *pos, uint32_t *total, struct sb_rec **rec)
 {
     shmbus_bus *b = c->bus;
     bool counted = false;
@@ -695,7 +698,7 @@ claim_wait_slow(shmbus_client *c, uint32_t dst, uint32_t gen, struct sb_mbox *mb
     uint32_t spins = 0, chain_spins = 0;
     for (bool first = true;; first = false) {
         if (!first)
-            k = claim(c, dst, mb, i, units, nrec, prio, pos, total, &seen);
+            k = claim(c, dst, mb, i, units, nrec, prio, pos, total, rec, &seen);
         if (k > 0) {
             *ii = i;
             return k;
@@ -754,7 +757,8 @@ claim_wait_slow(shmbus_client *c, uint32_t dst, uint32_t gen, struct sb_mbox *mb
  */
 HOT int claim_wait(shmbus_client *c, uint32_t dst, uint32_t gen, struct sb_mbox *mb,
                    const uint32_t *units, uint32_t nrec, unsigned prio, unsigned flags,
-                   uint64_t deadline, bool loan, unsigned *ii, uint64_t *pos, uint32_t *total)
+                   uint64_t deadline, bool loan, unsigned *ii, uint64_t *pos, uint32_t *total,
+                   struct sb_rec **rec)
 {
     unsigned i;
     if (!loan)
@@ -762,13 +766,13 @@ HOT int claim_wait(shmbus_client *c, uint32_t dst, uint32_t gen, struct sb_mbox 
     else if (intent_try_get(c, &i) < 0)
         return -EBUSY; /* a thread holding loans must not wait for itself */
     struct seen seen;
-    int k = claim(c, dst, mb, i, units, nrec, prio, pos, total, &seen);
+    int k = claim(c, dst, mb, i, units, nrec, prio, pos, total, rec, &seen);
     if (k > 0) {
         *ii = i;
         return k;
     }
     return claim_wait_slow(c, dst, gen, mb, units, nrec, prio, flags, deadline, i, k, seen, ii,
-                           pos, total);
+                           pos, total, rec);
 }
 
 /* Give a claim back unfilled (a cancelled loan, a send whose journal write failed): the
@@ -824,7 +828,9 @@ HOT int send_rec(shmbus_client *c, uint32_t dst, const void *data, size_t len, u
     uint32_t units = sb__rec_units(len), total;
     unsigned i;
     uint64_t pos;
-    r = claim_wait(c, dst, gen, mb, &units, 1, prio, flags, deadline, false, &i, &pos, &total);
+    struct sb_rec *rec;
+    r = claim_wait(c, dst, gen, mb, &units, 1, prio, flags, deadline, false, &i, &pos, &total,
+                   &rec);
     if (r < 0)
         return r;
     sb__tp(SB_TP_RESERVED); /* test-only: claimed, not yet filled */
@@ -841,7 +847,6 @@ HOT int send_rec(shmbus_client *c, uint32_t dst, const void *data, size_t len, u
      * pending_hi in find_msg(): our claim comes first. */
     if (prio > 0)
         atomic_fetch_add_explicit(&mb->pending_hi, 1, memory_order_release);
-    struct sb_rec *rec = sb__unit(b, mb, pos);
     write_rec(rec, c, gen, data, len, mflags, prio, seq, corr, sb__now_ns());
     r = commit(c, mb, rec, i, pos, total, total, prio);
     if (r < 0) {
@@ -919,8 +924,9 @@ int shmbus_send_batch(shmbus_client *c, uint32_t dst, const struct shmbus_iov *m
     unsigned i;
     uint64_t pos;
     uint32_t total;
-    int k =
-        claim_wait(c, dst, gen, mb, units, want, prio, flags, deadline, false, &i, &pos, &total);
+    struct sb_rec *rec0;
+    int k = claim_wait(c, dst, gen, mb, units, want, prio, flags, deadline, false, &i, &pos, &total,
+                       &rec0);
     if (k < 0)
         return k;
     uint64_t seq = atomic_fetch_add_explicit(&c->e->sent, (uint64_t)k, memory_order_relaxed);
@@ -934,7 +940,6 @@ int shmbus_send_batch(shmbus_client *c, uint32_t dst, const struct shmbus_iov *m
     if (prio > 0) /* release pairs with the acquire load in find_msg(), as in send_rec() */
         atomic_fetch_add_explicit(&mb->pending_hi, k, memory_order_release);
     const struct rv rg = rv_of(b, mb); /* geometry in registers across our stores */
-    struct sb_rec *rec0 = rv_rec(&rg, pos);
     write_rec(rec0, c, gen, msgs[0].data, msgs[0].len, 0, prio, seq + 1, 0, now);
     if (k > 1)
         sb__tp(SB_TP_BATCH_PART); /* test-only: part of a batch written */
@@ -1025,14 +1030,14 @@ int sb__mbox_resend(shmbus_client *c, uint32_t dst, uint32_t gen, const struct s
     unsigned prio = m->prio & 7u, i;
     uint32_t units = sb__rec_units(m->len), total;
     uint64_t pos;
+    struct sb_rec *rec;
     r = claim_wait(c, dst, gen, mb, &units, 1, prio, SHMBUS_SEND_NONBLOCK, 0, false, &i, &pos,
-                   &total);
+                   &total, &rec);
     if (r < 0)
         return r;
     /* Release pairs with the acquire load of pending_hi in find_msg(), as in send_rec(). */
     if (prio > 0)
         atomic_fetch_add_explicit(&mb->pending_hi, 1, memory_order_release);
-    struct sb_rec *rec = sb__unit(b, mb, pos);
     write_rec(rec, c, gen, data, m->len, (m->flags & MSG_FLAGS) | SHMBUS_MSG_REDELIVERED, prio,
               m->seq, m->corr, m->sent_ns);
     /* The original sender, not c: a reply or an ACK goes to it. Plain stores: the claim is
@@ -2399,11 +2404,13 @@ int shmbus_loan(shmbus_client *c, uint32_t dst, size_t len, unsigned flags, int 
     unsigned i;
     uint64_t pos;
     struct sb_mbox *mb = sb__mbox(b, dst);
-    r = claim_wait(c, dst, gen, mb, &units, 1, prio, flags, deadline, true, &i, &pos, &total);
+    struct sb_rec *rec;
+    r = claim_wait(c, dst, gen, mb, &units, 1, prio, flags, deadline, true, &i, &pos, &total,
+                   &rec);
     if (r < 0)
         return r;
     sb__tp(SB_TP_RESERVED); /* test-only: claimed, not yet filled */
-    loan->data = (uint8_t *)sb__unit(b, mb, pos) + SB_REC_HDR;
+    loan->data = (uint8_t *)rec + SB_REC_HDR;
     loan->cap = len;
     loan->priv_[0] = pos;
     loan->priv_[1] = (uint64_t)dst | (uint64_t)gen << 32;
