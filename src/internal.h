@@ -404,6 +404,7 @@ struct shmbus_client {
     shmbus_bus *bus;
     struct sb_entry *e;
     struct sb_mbox *mb;
+    struct sb_flow_row *row; /* its id's counters (stats.c), as sb__flow_row() gives them */
     uint32_t id;
     uint32_t gen;
     uint32_t kept_gen; /* taken over at join from a kept mailbox (0: none); accepted as gen */
@@ -677,10 +678,9 @@ static inline void sb__evfd_wake(shmbus_bus *b, struct sb_mbox *mb)
         sb__evfd_notify(b, mb);
 }
 
-/* stats.c: bus-wide counters and per-pair counts (see struct sb_flow_row). Called by the
+/* stats.c: bus-wide counters and per-pair counts (see struct sb_flow_row). Counted by the
  * send and receive paths of mailbox.c, once per send call and once per run of messages
- * taken from one sender. */
-void sb__stats_sent(shmbus_bus *b, uint32_t src, uint64_t n, uint64_t bytes);
+ * taken from one sender, in the client's row (shmbus_client.row). */
 /* One latency sample of a message taken by id dst, `ns` from its send (as the entry's
  * lat_hist counts it). */
 void sb__stats_latency(shmbus_bus *b, uint32_t dst, uint64_t ns);
@@ -702,6 +702,14 @@ static inline void sb__bump(_Atomic uint64_t *ctr, uint64_t n)
 {
     atomic_store_explicit(ctr, atomic_load_explicit(ctr, memory_order_relaxed) + n,
                           memory_order_relaxed);
+}
+
+/* n messages, `bytes` in all, sent by a client whose row is r. Atomic adds: every sending
+ * thread of the id adds here. Inline: every send calls it. */
+static inline void sb__stats_sent(struct sb_flow_row *r, uint64_t n, uint64_t bytes)
+{
+    atomic_fetch_add_explicit(&r->sent, n, memory_order_relaxed);
+    atomic_fetch_add_explicit(&r->bytes_sent, bytes, memory_order_relaxed);
 }
 
 /* n messages, `bytes` in all, taken by id dst from src (a peer wrote src: counted per pair

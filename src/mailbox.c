@@ -842,7 +842,7 @@ HOT int send_rec(shmbus_client *c, uint32_t dst, const void *data, size_t len, u
             return r;
     }
     atomic_fetch_add_explicit(&c->e->bytes_sent, len, memory_order_relaxed);
-    sb__stats_sent(b, c->id, 1, len);
+    sb__stats_sent(c->row, 1, len);
     /* Before the commit (docs/mailbox-v2.md, 6). Release pairs with the acquire load of
      * pending_hi in find_msg(): our claim comes first. */
     if (prio > 0)
@@ -957,7 +957,7 @@ int shmbus_send_batch(shmbus_client *c, uint32_t dst, const struct shmbus_iov *m
         p = padd(p, units[j]);
     }
     atomic_fetch_add_explicit(&c->e->bytes_sent, bytes, memory_order_relaxed);
-    sb__stats_sent(b, c->id, (uint64_t)k, bytes);
+    sb__stats_sent(c->row, (uint64_t)k, bytes);
     r = commit(c, mb, rec0, i, pos, total, units[0], prio);
     if (r < 0 && b->j != NULL)
         for (int j = 0; j < k; j++)
@@ -2452,7 +2452,7 @@ int shmbus_loan_commit(shmbus_client *c, struct shmbus_loan *loan, size_t used)
     struct sb_mbox *mb = sb__mbox(b, dst);
     uint64_t seq = atomic_fetch_add_explicit(&c->e->sent, 1, memory_order_relaxed) + 1;
     atomic_fetch_add_explicit(&c->e->bytes_sent, used, memory_order_relaxed);
-    sb__stats_sent(b, c->id, 1, used);
+    sb__stats_sent(c->row, 1, used);
     if (prio > 0) /* release pairs with the acquire load in find_msg(), as in send_rec() */
         atomic_fetch_add_explicit(&mb->pending_hi, 1, memory_order_release);
     struct sb_rec *rec = sb__unit(b, mb, pos);

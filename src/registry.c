@@ -393,6 +393,7 @@ int shmbus_join(shmbus_bus *b, uint32_t id, const char *name, shmbus_client **ou
     c->bus = b;
     c->e = e;
     c->mb = mb;
+    c->row = sb__flow_row(b, id);
     c->id = id;
     c->gen = gen;
     c->kept_gen = kept;
