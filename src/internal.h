@@ -681,9 +681,9 @@ static inline void sb__evfd_wake(shmbus_bus *b, struct sb_mbox *mb)
 /* stats.c: bus-wide counters and per-pair counts (see struct sb_flow_row). Counted by the
  * send and receive paths of mailbox.c, once per send call and once per run of messages
  * taken from one sender, in the client's row (shmbus_client.row). */
-/* One latency sample of a message taken by id dst, `ns` from its send (as the entry's
- * lat_hist counts it). */
-void sb__stats_latency(shmbus_bus *b, uint32_t dst, uint64_t ns);
+/* One latency sample of a message taken by a client whose row is r, `ns` from its send (as
+ * the entry's lat_hist counts it). */
+void sb__stats_latency(struct sb_flow_row *r, uint64_t ns);
 
 static inline struct sb_flow_row *sb__flow_row(const shmbus_bus *b, uint32_t id)
 {
@@ -712,12 +712,12 @@ static inline void sb__stats_sent(struct sb_flow_row *r, uint64_t n, uint64_t by
     atomic_fetch_add_explicit(&r->bytes_sent, bytes, memory_order_relaxed);
 }
 
-/* n messages, `bytes` in all, taken by id dst from src (a peer wrote src: counted per pair
- * only if it names an id). Inline: the receive path calls it for every message or run. */
-static inline void sb__stats_taken(shmbus_bus *b, uint32_t dst, uint32_t src, uint64_t n,
-                                   uint64_t bytes)
+/* n messages, `bytes` in all, taken from src by a client whose row is r (a peer wrote src:
+ * counted per pair only if it names an id). Inline: the receive path calls it for every
+ * message or run. */
+static inline void sb__stats_taken(const shmbus_bus *b, struct sb_flow_row *r, uint32_t src,
+                                   uint64_t n, uint64_t bytes)
 {
-    struct sb_flow_row *r = sb__flow_row(b, dst);
     sb__bump(&r->received, n);
     sb__bump(&r->bytes_received, bytes);
     if (src >= 1 && src <= b->lay.max_clients)

@@ -1096,7 +1096,7 @@ static __attribute__((noinline)) void sample_latency(shmbus_client *c, uint64_t 
     uint64_t now = sb__now_ns();
     if (now > sent_ns) {
         add_counter(&c->e->lat_hist[shmbus_hist_bucket(now - sent_ns)], 1);
-        sb__stats_latency(c->bus, c->id, now - sent_ns);
+        sb__stats_latency(c->row, now - sent_ns);
     }
 }
 
@@ -1109,7 +1109,7 @@ static inline __attribute__((always_inline)) void count_taken(shmbus_client *c, 
 {
     add_counter(&c->e->received, n);
     add_counter(&c->e->bytes_received, bytes);
-    sb__stats_taken(c->bus, c->id, src, n, bytes);
+    sb__stats_taken(c->bus, c->row, src, n, bytes);
     if (sent_ns != 0)
         sample_latency(c, sent_ns);
 }

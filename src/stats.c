@@ -30,9 +30,8 @@
 
 #include "internal.h"
 
-void sb__stats_latency(shmbus_bus *b, uint32_t dst, uint64_t ns)
+void sb__stats_latency(struct sb_flow_row *r, uint64_t ns)
 {
-    struct sb_flow_row *r = sb__flow_row(b, dst);
     sb__bump(&r->lat_count, 1);
     sb__bump(&r->lat_sum_ns, ns);
     sb__bump(&r->lat_hist[shmbus_hist_bucket(ns)], 1);
