@@ -712,16 +712,16 @@ static inline void sb__stats_sent(struct sb_flow_row *r, uint64_t n, uint64_t by
     atomic_fetch_add_explicit(&r->bytes_sent, bytes, memory_order_relaxed);
 }
 
-/* n messages, `bytes` in all, taken from src by a client whose row is r (a peer wrote src:
- * counted per pair only if it names an id). Inline: the receive path calls it for every
- * message or run. */
-static inline void sb__stats_taken(const shmbus_bus *b, struct sb_flow_row *r, uint32_t src,
-                                   uint64_t n, uint64_t bytes)
+/* n messages, `bytes` in all, taken from src by a client whose row is r. A peer wrote src:
+ * every caller has checked it is an id (1..max_clients) already, with the record's other
+ * fields, and drops the record otherwise (read_at(), recv_fast(), take_run()). Inline: the
+ * receive path calls it for every message or run. */
+static inline void sb__stats_taken(struct sb_flow_row *r, uint32_t src, uint64_t n,
+                                   uint64_t bytes)
 {
     sb__bump(&r->received, n);
     sb__bump(&r->bytes_received, bytes);
-    if (src >= 1 && src <= b->lay.max_clients)
-        sb__bump(sb__flow_cell(r, src), n);
+    sb__bump(sb__flow_cell(r, src), n);
 }
 
 /*

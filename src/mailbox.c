@@ -1109,7 +1109,7 @@ static inline __attribute__((always_inline)) void count_taken(shmbus_client *c, 
 {
     add_counter(&c->e->received, n);
     add_counter(&c->e->bytes_received, bytes);
-    sb__stats_taken(c->bus, c->row, src, n, bytes);
+    sb__stats_taken(c->row, src, n, bytes);
     if (sent_ns != 0)
         sample_latency(c, sent_ns);
 }
