@@ -1187,7 +1187,10 @@ static int advance(shmbus_client *c)
  * has drained to half (a woken producer then finds room for many messages), or always when
  * `all` (the consumer is about to sleep, or skipped a dead claim producers may wait behind).
  */
-static void publish_at(const shmbus_bus *b, struct sb_mbox *mb, uint64_t h, bool all)
+static __attribute__((noinline)) void wake_space(const shmbus_bus *b, struct sb_mbox *mb,
+                                                 uint64_t h, bool all);
+
+HOT void publish_at(const shmbus_bus *b, struct sb_mbox *mb, uint64_t h, bool all)
 {
     /* seq_cst: the release half pairs with the producers' acquire loads of head in
      * refresh_head() (zeroing and reads below h come first); the rest is the Dekker pair
@@ -1203,8 +1206,13 @@ static void publish_at(const shmbus_bus *b, struct sb_mbox *mb, uint64_t h, bool
         if (t == h && atomic_load_explicit(&mb->passed, memory_order_relaxed) != k)
             atomic_store_explicit(&mb->passed, k, memory_order_relaxed);
     }
-    if (atomic_load_explicit(&mb->space_waiters, memory_order_seq_cst) == 0)
-        return;
+    if (atomic_load_explicit(&mb->space_waiters, memory_order_seq_cst) != 0)
+        wake_space(b, mb, h, all);
+}
+
+/* publish_at()'s wake-up, out of line: producers wait for room only when the ring is full. */
+static void wake_space(const shmbus_bus *b, struct sb_mbox *mb, uint64_t h, bool all)
+{
     uint64_t t = SB_TAIL_POS(atomic_load_explicit(&mb->tail, memory_order_relaxed));
     if (!all && pdiff(t, h) > b->lay.ring_units / 2)
         return;
@@ -1223,17 +1231,25 @@ static void publish(shmbus_client *c, bool all)
  * two are not optional: we may just have zeroed the last claim's header (caught up: a
  * claim of one record; stopped at an SB_HW_INNER record: a batch's first record), and the
  * chain rule lets producers past a zero there only once head says it was consumed. */
-HOT void maybe_publish(shmbus_client *c)
+HOT void maybe_publish_at(shmbus_client *c, const struct rv *r, uint64_t h)
 {
-    shmbus_bus *b = c->bus;
-    if (c->h == c->hpub)
+    if (h == c->hpub)
         return;
     uint64_t v;
-    if (pdiff(c->h, c->hpub) >= b->lay.ring_units / 4 ||
-        atomic_load_explicit(&c->mb->space_waiters, memory_order_relaxed) != 0 ||
-        (v = atomic_load_explicit(hw_at(b, c->mb, c->h), memory_order_relaxed)) == 0 ||
-        (v & SB_HW_INNER))
-        publish(c, false);
+    /* Caught up (a zero word at h) first: a ping-pong's every receive publishes there. */
+    if ((v = atomic_load_explicit(&rv_rec(r, h)->hw, memory_order_relaxed)) == 0 ||
+        (v & SB_HW_INNER) || pdiff(h, c->hpub) >= r->units / 4 ||
+        atomic_load_explicit(&c->mb->space_waiters, memory_order_relaxed) != 0) {
+        c->hpub = h;
+        publish_at(c->bus, c->mb, h, false);
+    }
+}
+
+/* maybe_publish_at() at c->h, for the general paths. */
+static void maybe_publish(shmbus_client *c)
+{
+    const struct rv r = rv_of(c->bus, c->mb);
+    maybe_publish_at(c, &r, c->h);
 }
 
 /*
@@ -1931,13 +1947,14 @@ HOT int recv_fast(shmbus_client *c, struct shmbus_msg *hdr, void *buf, size_t ca
      * only a drain ever consumes after a dead consumer, and it drops READY records. */
     if (ref == NULL) {
         rv_zero(&r, h, u);
-        c->h = padd(h, u);
+        h = padd(h, u);
+        c->h = h;
     }
     note_passed(mb, 1);
     /* The histogram's sample, as recv_common(): every message waited for, else one in 16. */
     bool sample = waited || (c->recv_count++ & 15) == 0;
     count_taken(c, src, 1, len, sample ? sent_ns : 0);
-    maybe_publish(c);
+    maybe_publish_at(c, &r, h);
     return (int)len;
 }
 
