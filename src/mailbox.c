@@ -449,7 +449,9 @@ static uint32_t rec_mbox_id(const shmbus_bus *b, const struct sb_rec *r)
     return mbox_id_of(b, (const struct sb_mbox *)(const void *)r);
 }
 
-/* Fill the record at pos (fields and payload; the header word is the caller's). */
+/* Fill the record at pos (fields and payload; the header word is the caller's). data NULL:
+ * nothing to copy (a loan's payload is in place); every send call has refused a NULL data
+ * with a nonzero len already, so a non-NULL data is copied without asking len. */
 HOT void write_rec_as(struct sb_rec *r, const shmbus_client *c, uint32_t dst_gen,
                       const void *data, size_t len, unsigned mflags, unsigned prio, uint64_t seq,
                       uint64_t corr, uint64_t now, bool inline_copy)
@@ -461,7 +463,7 @@ HOT void write_rec_as(struct sb_rec *r, const shmbus_client *c, uint32_t dst_gen
     r->src = c->id;
     r->src_gen = (c->gen & 0xffffffu) | ((uint32_t)mflags << 24);
     r->dst_gen = dst_gen;
-    if (data != NULL && len != 0) {
+    if (data != NULL) {
         /* memcpy, not copy_payload(): with the copy inlined here, the bench's spinning
          * 64 B round trip was 140 ns slower (measured A/B, 1.51 vs 1.37 us), although it
          * ran fewer instructions. Likely cause, not proven: the order of the stores to the
