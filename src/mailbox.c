@@ -327,14 +327,15 @@ struct seen {
 /*
  * Claim room in dst's mailbox for the records of units[0..nrec) (docs/mailbox-v2.md, 4,
  * steps 1..6): as many of them as fit in one claim, at least the first. Returns how many
- * (the claim is *pos, *total units, its first record *rec, its header stored CLAIMED),
+ * (the claim is *pos, its first record *rec, *cw the CLAIMED header word stored there,
+ * which holds the claim's units),
  * -EAGAIN (no room, or the chain rule says wait: *seen says which), or -EBADMSG (tail or
  * head are garbage).
  */
 #define HOT static inline __attribute__((always_inline))
 
 HOT int claim(shmbus_client *c, uint32_t dst, struct sb_mbox *mb, unsigned ii,
-              const uint32_t *units, uint32_t nrec, unsigned prio, uint64_t *pos, uint32_t *total,
+              const uint32_t *units, uint32_t nrec, unsigned prio, uint64_t *pos, uint64_t *cw,
               struct sb_rec **rec, struct seen *seen)
 {
     shmbus_bus *b = c->bus;
@@ -433,10 +434,10 @@ HOT int claim(shmbus_client *c, uint32_t dst, struct sb_mbox *mb, unsigned ii,
         }
         /* Step 6. Release pairs with the acquire loads of hw in find(), skip_one(). */
         struct sb_rec *rc = rv_rec(&r, t);
-        atomic_store_explicit(&rc->hw, SB_HW(SB_HW_CLAIMED, n, prio, rv_lap(&r, t)),
-                              memory_order_release);
+        uint64_t w = SB_HW(SB_HW_CLAIMED, n, prio, rv_lap(&r, t));
+        atomic_store_explicit(&rc->hw, w, memory_order_release);
         *pos = t;
-        *total = (uint32_t)n;
+        *cw = w;
         *rec = rc;
         return (int)k;
     }
@@ -498,20 +499,20 @@ HOT void wake_consumer(shmbus_bus *b, struct sb_mbox *mb)
 }
 
 /*
- * Commit the claim at pos, record rec (steps 8..10): CLAIMED(claimed) -> READY(first), end the intent,
- * wake the consumer. -ECONNRESET if the claim was skipped (nothing delivered).
+ * Commit the claim whose first record is rec (steps 8..10): its header cw (CLAIMED, as
+ * claim() stored it) -> READY(first units), same priority and lap; end the intent, wake the
+ * consumer. -ECONNRESET if the claim was skipped (nothing delivered).
  */
-HOT int commit(shmbus_client *c, struct sb_mbox *mb, struct sb_rec *rec, unsigned ii, uint64_t pos,
-               uint32_t claimed, uint32_t first, unsigned prio)
+HOT int commit(shmbus_client *c, struct sb_mbox *mb, struct sb_rec *rec, unsigned ii, uint64_t cw,
+               uint32_t first)
 {
     shmbus_bus *b = c->bus;
-    uint64_t lap = lap_of(b, pos);
-    uint64_t expect = SB_HW(SB_HW_CLAIMED, claimed, prio, lap);
+    uint64_t expect = cw;
+    uint64_t ready = (cw & ~SB_HW(3u, 0xffffu, 0, 0)) | SB_HW(SB_HW_READY, first, 0, 0);
     /* seq_cst: its release half pairs with the acquire loads of hw in find() (the fields
      * and payload are visible to whoever sees READY); the rest is the Dekker pair with the
      * sleeping consumer (wake_consumer()). */
-    bool ok = atomic_compare_exchange_strong_explicit(&rec->hw, &expect,
-                                                      SB_HW(SB_HW_READY, first, prio, lap),
+    bool ok = atomic_compare_exchange_strong_explicit(&rec->hw, &expect, ready,
                                                       memory_order_seq_cst, memory_order_relaxed);
     /* Release: the commit precedes the intent's end. Pairs with the acquire load of n in
      * claimant_live() and sb__mbox_skip_intents(). */
@@ -692,7 +693,7 @@ static __attribute__((noinline)) int
 claim_wait_slow(shmbus_client *c, uint32_t dst, uint32_t gen, struct sb_mbox *mb,
                 const uint32_t *units, uint32_t nrec, unsigned prio, unsigned flags,
                 uint64_t deadline, unsigned i, int k, struct seen seen, unsigned *ii,
-                uint64_t *pos, uint32_t *total, struct sb_rec **rec)
+                uint64_t *pos, uint64_t *cw, struct sb_rec **rec)
 {
     shmbus_bus *b = c->bus;
     bool counted = false;
@@ -700,7 +701,7 @@ claim_wait_slow(shmbus_client *c, uint32_t dst, uint32_t gen, struct sb_mbox *mb
     uint32_t spins = 0, chain_spins = 0;
     for (bool first = true;; first = false) {
         if (!first)
-            k = claim(c, dst, mb, i, units, nrec, prio, pos, total, rec, &seen);
+            k = claim(c, dst, mb, i, units, nrec, prio, pos, cw, rec, &seen);
         if (k > 0) {
             *ii = i;
             return k;
@@ -759,7 +760,7 @@ claim_wait_slow(shmbus_client *c, uint32_t dst, uint32_t gen, struct sb_mbox *mb
  */
 HOT int claim_wait(shmbus_client *c, uint32_t dst, uint32_t gen, struct sb_mbox *mb,
                    const uint32_t *units, uint32_t nrec, unsigned prio, unsigned flags,
-                   uint64_t deadline, bool loan, unsigned *ii, uint64_t *pos, uint32_t *total,
+                   uint64_t deadline, bool loan, unsigned *ii, uint64_t *pos, uint64_t *cw,
                    struct sb_rec **rec)
 {
     unsigned i;
@@ -768,13 +769,13 @@ HOT int claim_wait(shmbus_client *c, uint32_t dst, uint32_t gen, struct sb_mbox 
     else if (intent_try_get(c, &i) < 0)
         return -EBUSY; /* a thread holding loans must not wait for itself */
     struct seen seen;
-    int k = claim(c, dst, mb, i, units, nrec, prio, pos, total, rec, &seen);
+    int k = claim(c, dst, mb, i, units, nrec, prio, pos, cw, rec, &seen);
     if (k > 0) {
         *ii = i;
         return k;
     }
     return claim_wait_slow(c, dst, gen, mb, units, nrec, prio, flags, deadline, i, k, seen, ii,
-                           pos, total, rec);
+                           pos, cw, rec);
 }
 
 /* Give a claim back unfilled (a cancelled loan, a send whose journal write failed): the
@@ -827,19 +828,19 @@ HOT int send_rec(shmbus_client *c, uint32_t dst, const void *data, size_t len, u
     if (r < 0)
         return r;
     struct sb_mbox *mb = sb__mbox(b, dst);
-    uint32_t units = sb__rec_units(len), total;
+    uint32_t units = sb__rec_units(len);
     unsigned i;
-    uint64_t pos;
+    uint64_t pos, cw;
     struct sb_rec *rec;
-    r = claim_wait(c, dst, gen, mb, &units, 1, prio, flags, deadline, false, &i, &pos, &total,
-                   &rec);
+    r = claim_wait(c, dst, gen, mb, &units, 1, prio, flags, deadline, false, &i, &pos, &cw, &rec);
     if (r < 0)
         return r;
     sb__tp(SB_TP_RESERVED); /* test-only: claimed, not yet filled */
     uint64_t seq = atomic_fetch_add_explicit(&c->e->sent, 1, memory_order_relaxed) + 1;
     if (b->j != NULL) { /* a durable bus: the record before the commit */
         struct shmbus_iov m = {data, len};
-        r = journal_claim(c, dst, mb, i, pos, total, &m, 1, prio, mflags, seq, corr, flags);
+        r = journal_claim(c, dst, mb, i, pos, SB_HW_UNITS(cw), &m, 1, prio, mflags, seq, corr,
+                          flags);
         if (r < 0)
             return r;
     }
@@ -850,7 +851,7 @@ HOT int send_rec(shmbus_client *c, uint32_t dst, const void *data, size_t len, u
     if (prio > 0)
         atomic_fetch_add_explicit(&mb->pending_hi, 1, memory_order_release);
     write_rec(rec, c, gen, data, len, mflags, prio, seq, corr, sb__now_ns());
-    r = commit(c, mb, rec, i, pos, total, total, prio);
+    r = commit(c, mb, rec, i, cw, SB_HW_UNITS(cw));
     if (r < 0) {
         if (b->j != NULL)
             sb__journal_cancel(c, seq); /* journaled, but never delivered */
@@ -924,16 +925,16 @@ int shmbus_send_batch(shmbus_client *c, uint32_t dst, const struct shmbus_iov *m
     uint64_t deadline = send_deadline(timeout_ms);
     struct sb_mbox *mb = sb__mbox(b, dst);
     unsigned i;
-    uint64_t pos;
-    uint32_t total;
+    uint64_t pos, cw;
     struct sb_rec *rec0;
-    int k = claim_wait(c, dst, gen, mb, units, want, prio, flags, deadline, false, &i, &pos, &total,
+    int k = claim_wait(c, dst, gen, mb, units, want, prio, flags, deadline, false, &i, &pos, &cw,
                        &rec0);
     if (k < 0)
         return k;
     uint64_t seq = atomic_fetch_add_explicit(&c->e->sent, (uint64_t)k, memory_order_relaxed);
     if (b->j != NULL) { /* a durable bus: the records before the commit */
-        r = journal_claim(c, dst, mb, i, pos, total, msgs, (size_t)k, prio, 0, seq + 1, 0, flags);
+        r = journal_claim(c, dst, mb, i, pos, SB_HW_UNITS(cw), msgs, (size_t)k, prio, 0, seq + 1,
+                          0, flags);
         if (r < 0)
             return r;
     }
@@ -960,7 +961,7 @@ int shmbus_send_batch(shmbus_client *c, uint32_t dst, const struct shmbus_iov *m
     }
     atomic_fetch_add_explicit(&c->e->bytes_sent, bytes, memory_order_relaxed);
     sb__stats_sent(c->row, (uint64_t)k, bytes);
-    r = commit(c, mb, rec0, i, pos, total, units[0], prio);
+    r = commit(c, mb, rec0, i, cw, units[0]);
     if (r < 0 && b->j != NULL)
         for (int j = 0; j < k; j++)
             sb__journal_cancel(c, seq + 1 + (uint64_t)j); /* journaled, never delivered */
@@ -1030,11 +1031,11 @@ int sb__mbox_resend(shmbus_client *c, uint32_t dst, uint32_t gen, const struct s
         return -EHOSTUNREACH;
     struct sb_mbox *mb = sb__mbox(b, dst);
     unsigned prio = m->prio & 7u, i;
-    uint32_t units = sb__rec_units(m->len), total;
-    uint64_t pos;
+    uint32_t units = sb__rec_units(m->len);
+    uint64_t pos, cw;
     struct sb_rec *rec;
-    r = claim_wait(c, dst, gen, mb, &units, 1, prio, SHMBUS_SEND_NONBLOCK, 0, false, &i, &pos,
-                   &total, &rec);
+    r = claim_wait(c, dst, gen, mb, &units, 1, prio, SHMBUS_SEND_NONBLOCK, 0, false, &i, &pos, &cw,
+                   &rec);
     if (r < 0)
         return r;
     /* Release pairs with the acquire load of pending_hi in find_msg(), as in send_rec(). */
@@ -1047,7 +1048,7 @@ int sb__mbox_resend(shmbus_client *c, uint32_t dst, uint32_t gen, const struct s
     rec->src = m->src;
     rec->src_gen =
         (src_gen & 0xffffffu) | ((uint32_t)((m->flags & MSG_FLAGS) | SHMBUS_MSG_REDELIVERED) << 24);
-    return commit(c, mb, rec, i, pos, total, total, prio);
+    return commit(c, mb, rec, i, cw, SB_HW_UNITS(cw));
 }
 
 /* The receiver took an ACK message: tell its sender. */
@@ -2419,13 +2420,12 @@ int shmbus_loan(shmbus_client *c, uint32_t dst, size_t len, unsigned flags, int 
     if (r < 0)
         return r;
     uint64_t deadline = send_deadline(timeout_ms);
-    uint32_t units = sb__rec_units(len), total;
+    uint32_t units = sb__rec_units(len);
     unsigned i;
-    uint64_t pos;
+    uint64_t pos, cw;
     struct sb_mbox *mb = sb__mbox(b, dst);
     struct sb_rec *rec;
-    r = claim_wait(c, dst, gen, mb, &units, 1, prio, flags, deadline, true, &i, &pos, &total,
-                   &rec);
+    r = claim_wait(c, dst, gen, mb, &units, 1, prio, flags, deadline, true, &i, &pos, &cw, &rec);
     if (r < 0)
         return r;
     sb__tp(SB_TP_RESERVED); /* test-only: claimed, not yet filled */
@@ -2433,7 +2433,7 @@ int shmbus_loan(shmbus_client *c, uint32_t dst, size_t len, unsigned flags, int 
     loan->cap = len;
     loan->priv_[0] = pos;
     loan->priv_[1] = (uint64_t)dst | (uint64_t)gen << 32;
-    loan->priv_[2] = (uint64_t)total | (uint64_t)i << 32 | (uint64_t)prio << 40;
+    loan->priv_[2] = (uint64_t)SB_HW_UNITS(cw) | (uint64_t)i << 32 | (uint64_t)prio << 40;
     loan->priv_[3] = loan_tag(c);
     return 0;
 }
@@ -2477,7 +2477,7 @@ int shmbus_loan_commit(shmbus_client *c, struct shmbus_loan *loan, size_t used)
     struct sb_rec *rec = sb__unit(b, mb, pos);
     write_rec(rec, c, gen, NULL, used, 0, prio, seq, 0, sb__now_ns());
     loan->data = NULL;
-    return commit(c, mb, rec, i, pos, total, total, prio);
+    return commit(c, mb, rec, i, SB_HW(SB_HW_CLAIMED, total, prio, lap_of(b, pos)), total);
 }
 
 int shmbus_loan_cancel(shmbus_client *c, struct shmbus_loan *loan)
