@@ -146,13 +146,30 @@ static inline __attribute__((always_inline)) uint64_t rv_lap(const struct rv *r,
 
 /* Is v a real header for position p: a state, this lap, units inside the ring? The one
  * check of a header word (hw_valid() is this with the bus's geometry). */
+static inline __attribute__((always_inline)) bool rv_units_ok(const struct rv *r, uint64_t v,
+                                                              uint64_t p)
+{
+    uint32_t u = SB_HW_UNITS(v);
+    return u >= 1 && (p & r->mask) + u <= r->units;
+}
+
 static inline __attribute__((always_inline)) bool rv_valid(const struct rv *r, uint64_t v,
                                                            uint64_t p)
 {
     if (SB_HW_STATE(v) == SB_HW_ZERO || SB_HW_PAD(v) != 0 || SB_HW_LAP(v) != rv_lap(r, p))
         return false;
-    uint32_t u = SB_HW_UNITS(v);
-    return u >= 1 && (p & r->mask) + u <= r->units;
+    return rv_units_ok(r, v, p);
+}
+
+/* rv_valid() and READY at priority 0, the fast receive's record: every bit but the units
+ * and SB_HW_INNER is known, so one compare checks state, priority, padding and lap. */
+static inline __attribute__((always_inline)) bool rv_ready0(const struct rv *r, uint64_t v,
+                                                            uint64_t p)
+{
+    const uint64_t free_bits = SB_HW(0, SB_MAX_UNITS, 0, 0) | SB_HW_INNER;
+    if ((v & ~free_bits) != SB_HW(SB_HW_READY, 0, 0, rv_lap(r, p)))
+        return false;
+    return rv_units_ok(r, v, p);
 }
 
 static inline __attribute__((always_inline)) bool hw_valid(const shmbus_bus *b, uint64_t v,
@@ -1911,7 +1928,7 @@ HOT int recv_fast(shmbus_client *c, struct shmbus_msg *hdr, void *buf, size_t ca
     const struct sb_rec *rc = rv_rec(&r, h);
     /* Acquire pairs with the commit CAS in commit(): the fields and payload are visible. */
     uint64_t v = atomic_load_explicit(&rc->hw, memory_order_acquire);
-    if ((v & 0x1f) != SB_HW_READY || !rv_valid(&r, v, h)) { /* READY at priority 0 */
+    if (!rv_ready0(&r, v, h)) {
         if (empty != NULL)
             /* Nothing at h: unless a dead consumer before us left zeroed units here
              * (advance() steps over those), nothing to take. */
