@@ -216,6 +216,11 @@ static inline __attribute__((always_inline)) void zero_walk(uint8_t *first, uint
         zero_run(first, (uint32_t)n);
         return;
     }
+    if (n == 2) { /* a record of up to 80 payload bytes, the common small message */
+        atomic_store_explicit(&((struct sb_rec *)(first + SB_UNIT))->hw, 0, memory_order_relaxed);
+        atomic_store_explicit(&((struct sb_rec *)first)->hw, 0, memory_order_relaxed);
+        return;
+    }
     for (uint8_t *q = first + n * SB_UNIT; q != first;) {
         q -= SB_UNIT;
         atomic_store_explicit(&((struct sb_rec *)q)->hw, 0, memory_order_relaxed);
