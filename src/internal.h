@@ -79,8 +79,9 @@
  * (stats.c: bus-wide counters, per-pair counts), the tap area (tap.c), the group table
  * (group.c); 4: the tap bulk ring (tap.c), the in-flight tables (redeliver.c); 5: the journal
  * control of durable buses (journal.c) in the header; 6: the pass lock and lossy members;
- * 7: SB_HW_INNER in the header word of a batch's records after its first */
-#define SB_LAYOUT_VERSION 7u
+ * 7: SB_HW_INNER in the header word of a batch's records after its first; 8: an entry's
+ * bytes sent and received counts are its flow row's less a base taken at join */
+#define SB_LAYOUT_VERSION 8u
 #define SB_LINE           64u
 #define SB_HEADER_SIZE    4096u
 #define SB_INTENTS        4u  /* concurrent sending threads per client that can each be tracked */
@@ -253,13 +254,16 @@ struct sb_entry {
 
     /* Sender side: written by the owner's sending threads. */
     _Alignas(SB_LINE) _Atomic uint64_t sent; /* doubles as the per-sender sequence number */
-    _Atomic uint64_t bytes_sent;
+    /* The id's flow row's bytes_sent when the owner joined: the client's bytes sent are the
+     * row's count less this one (read_counters() in registry.c), so that a send adds to the
+     * row alone. Likewise received_base and bytes_received_base. Written at join only. */
+    _Atomic uint64_t bytes_sent_base;
     _Atomic uint64_t full_waits;
     struct sb_intent intent[SB_INTENTS];
 
-    /* Receiver side: written by the owner's receiving thread. */
-    _Alignas(SB_LINE) _Atomic uint64_t received;
-    _Atomic uint64_t bytes_received;
+    /* Receiver side: written by the owner's receiving thread (the two bases: at join). */
+    _Alignas(SB_LINE) _Atomic uint64_t received_base;
+    _Atomic uint64_t bytes_received_base;
     _Atomic uint64_t wakeups;
     _Atomic uint64_t spins;
     _Atomic uint64_t dropped;

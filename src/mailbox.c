@@ -866,7 +866,6 @@ HOT int send_rec(shmbus_client *c, uint32_t dst, const void *data, size_t len, u
         if (r < 0)
             return r;
     }
-    atomic_fetch_add_explicit(&c->e->bytes_sent, len, memory_order_relaxed);
     sb__stats_sent(c->row, 1, len);
     /* Before the commit (docs/mailbox-v2.md, 6). Release pairs with the acquire load of
      * pending_hi in find_msg(): our claim comes first. */
@@ -981,7 +980,6 @@ int shmbus_send_batch(shmbus_client *c, uint32_t dst, const struct shmbus_iov *m
         bytes += msgs[j].len;
         p = padd(p, units[j]);
     }
-    atomic_fetch_add_explicit(&c->e->bytes_sent, bytes, memory_order_relaxed);
     sb__stats_sent(c->row, (uint64_t)k, bytes);
     r = commit(c, mb, rec0, i, cw, units[0]);
     if (r < 0 && b->j != NULL)
@@ -1125,16 +1123,14 @@ static __attribute__((noinline)) void sample_latency(shmbus_client *c, uint64_t 
     }
 }
 
-/* The counters of n messages, `bytes` in all, taken from src: the client's (entry) and its
- * id's (stats.c). sent_ns nonzero: one of them is a latency sample. Every receive path
+/* The counters of n messages, `bytes` in all, taken from src: its id's (stats.c), from which
+ * the client's own are read (less their base at join, registry.c). sent_ns nonzero: one of them is a latency sample. Every receive path
  * counts through here, per message or per run of one sender's messages. */
 static inline __attribute__((always_inline)) void count_taken(shmbus_client *c, uint32_t src,
                                                               uint64_t n, uint64_t bytes,
                                                               uint64_t sent_ns)
 {
-    add_counter(&c->e->received, n);
-    add_counter(&c->e->bytes_received, bytes);
-    sb__stats_taken(c->row, src, n, bytes);
+    sb__stats_taken(c->row, src, n, bytes); /* the entry's received counts derive from these */
     if (sent_ns != 0)
         sample_latency(c, sent_ns);
 }
@@ -2492,7 +2488,6 @@ int shmbus_loan_commit(shmbus_client *c, struct shmbus_loan *loan, size_t used)
     shmbus_bus *b = c->bus;
     struct sb_mbox *mb = sb__mbox(b, dst);
     uint64_t seq = atomic_fetch_add_explicit(&c->e->sent, 1, memory_order_relaxed) + 1;
-    atomic_fetch_add_explicit(&c->e->bytes_sent, used, memory_order_relaxed);
     sb__stats_sent(c->row, 1, used);
     if (prio > 0) /* release pairs with the acquire load in find_msg(), as in send_rec() */
         atomic_fetch_add_explicit(&mb->pending_hi, 1, memory_order_release);
