@@ -2224,17 +2224,15 @@ HOT size_t take_run_as(shmbus_client *c, struct shmbus_msg *hdrs, uint8_t *bufs,
         struct sb_rec *rc = rv_rec(&r, h);
         /* Acquire pairs with the commit CAS in commit(). */
         uint64_t v = atomic_load_explicit(&rc->hw, memory_order_acquire);
-        if (!rv_valid(&r, v, h))
-            break;
         uint32_t u = SB_HW_UNITS(v);
-        if (SB_HW_STATE(v) == SB_HW_DONE) {
+        if (!rv_ready0(&r, v, h)) { /* not the common record: passed if DONE, else we stop */
+            if (!rv_valid(&r, v, h) || SB_HW_STATE(v) != SB_HW_DONE)
+                break;
             if (!durable)
                 rv_zero(&r, h, u);
             h = padd(h, u);
             continue;
         }
-        if (SB_HW_STATE(v) != SB_HW_READY || SB_HW_PRIO(v) != 0)
-            break;
         uint32_t len = rc->len, src = rc->src, sg = rc->src_gen;
         unsigned flags = (sg >> 24) & MSG_FLAGS;
         if ((flags & SLOW_FLAGS) || len > stride)
