@@ -43,6 +43,7 @@ const struct bench_transport *const bench_rows[] = {
     &bench_shmbus_spin,
     &bench_shmbus_sleep,
     &bench_shmbus_default,
+    &bench_shmbus_percall,
     &bench_shmbus_poll,
     &bench_shmbus_loan,
     &bench_shmbus_durable_none,
