@@ -392,7 +392,7 @@ static int count_steps(struct bench_run *r)
     for (int round = 0; round < r->rounds; round++)
         for (int i = 0; bench_rows[i]; i++)
             n += selected(bench_rows[i]) ? row_plan(r, bench_rows[i], round, NULL) : 0;
-    return n + (only ? 0 : 3 + 1);
+    return n + (only ? 0 : 3 + 1 + 1); /* scale, memory, classic */
 }
 
 /* Round by round over all rows, so that each row's rounds are spread over the whole run. */
@@ -414,11 +414,18 @@ static void walk(struct bench_run *r)
     }
     bench_roudi_stop();
     roudi_started = 0;
-    if (only)
+    if (only) {
         snprintf(r->classic.why, sizeof(r->classic.why), "skipped: not run (--only)");
+        snprintf(r->memory.why, sizeof(r->memory.why), "skipped: not run (--only)");
+        snprintf(r->memory.rss_why, sizeof(r->memory.rss_why), "skipped: not run (--only)");
+    }
     if (interrupted || only)
         return;
     bench_measure_scale(r, scale_clients, 3, progress);
+    if (interrupted)
+        return;
+    progress("memory: segment sizes, resident pages of a 1024-client bus");
+    bench_measure_memory(r);
     if (interrupted)
         return;
     bench_measure_groups(r, progress);
@@ -474,7 +481,8 @@ static void usage(FILE *f)
                "  the SQLite database in DIR (default: a temporary directory, often a tmpfs).\n"
                "  --quick   fewer iterations, under a minute\n"
                "  --json    one JSON document on stdout instead of the table\n"
-               "  --only A,B   run only these rows (names as in the report), no scale or classic\n"
+               "  --only A,B   run only these rows (names as in the report): no scale, memory,\n"
+               "               groups or classic\n"
                "  --self-test  check the latency histogram and exit\n"
                "  progress goes to stderr\n");
 }
