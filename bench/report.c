@@ -192,21 +192,23 @@ static void not_measured(struct target *g, const char *what, const char *why)
 static void compare(struct target *g, const struct bench_rec *a, const struct bench_rec *b,
                     double limit, int at_least, int latency)
 {
-    char x[32], y[32];
+    char x[32], y[32], z[32];
     double v = latency ? (double)a->median / (double)b->median : a->rate / b->rate;
     if (at_least && latency)
         v = (double)b->median / (double)a->median; /* "N times faster than b" */
     g->value = v;
     g->limit = limit;
     g->status = (at_least ? v >= limit : v <= limit) ? MET : MISSED;
+    /* Two significant digits below 0.1 (0.0036x, not 0.00x). */
+    snprintf(z, sizeof(z), v > 0 && v < 0.1 ? "%.2g" : latency ? "%.2f" : "%.3f", v);
     if (latency)
-        snprintf(g->detail, sizeof(g->detail), "%s %s vs %s %s: %.2fx (%s %.2f)", a->t->name,
+        snprintf(g->detail, sizeof(g->detail), "%s %s vs %s %s: %sx (%s %.2f)", a->t->name,
                  fmt_ns(x, sizeof(x), (double)a->median), b->t->name,
-                 fmt_ns(y, sizeof(y), (double)b->median), v, at_least ? ">=" : "<=", limit);
+                 fmt_ns(y, sizeof(y), (double)b->median), z, at_least ? ">=" : "<=", limit);
     else
-        snprintf(g->detail, sizeof(g->detail), "%s %s vs %s %s: %.3fx (%s %.2f)", a->t->name,
+        snprintf(g->detail, sizeof(g->detail), "%s %s vs %s %s: %sx (%s %.2f)", a->t->name,
                  fmt_rate(x, sizeof(x), a->rate, "msg/s"), b->t->name,
-                 fmt_rate(y, sizeof(y), b->rate, "msg/s"), v, at_least ? ">=" : "<=", limit);
+                 fmt_rate(y, sizeof(y), b->rate, "msg/s"), z, at_least ? ">=" : "<=", limit);
 }
 
 /* Target "a / b <= limit" (or >= limit when at_least) on the measurements w of size bytes of
