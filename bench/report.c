@@ -703,7 +703,9 @@ static void json_str(FILE *f, const char *s)
 static void json_num(FILE *f, const char *key, double v, int comma)
 {
     fprintf(f, "\"%s\": ", key);
-    if (isfinite(v))
+    if (isfinite(v) && v == floor(v) && fabs(v) < 9007199254740992.0)
+        fprintf(f, "%.0f", v); /* counts and byte sizes exactly: 26767360, not 2.67674e+07 */
+    else if (isfinite(v))
         fprintf(f, "%.6g", v);
     else
         fprintf(f, "null");
