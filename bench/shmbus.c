@@ -830,7 +830,7 @@ static int shm_resident(int *shmid, uint64_t size, uint64_t *rss, char *why, siz
     if (!f)
         return bench_fail(why, whylen, "/proc/sysvipc/shm");
     char line[512];
-    int rc = -ENOENT, found = 0;
+    int want = *shmid, found = 0;
     int header = 1;
     while (fgets(line, sizeof(line), f)) {
         if (header) { /* "key shmid perms size cpid lpid nattch ... ctime rss swap" */
@@ -847,14 +847,12 @@ static int shm_resident(int *shmid, uint64_t size, uint64_t *rss, char *why, siz
         if (n < 15)
             continue;
         int id = (int)v[1];
-        int match = *shmid >= 0 ? id == *shmid : v[3] == size && (pid_t)v[4] == getpid();
+        int match = want >= 0 ? id == want : v[3] == size && (pid_t)v[4] == getpid();
         if (!match)
             continue;
         found++;
         *rss = v[14];
-        if (*shmid < 0)
-            *shmid = id;
-        rc = 0;
+        *shmid = id;
     }
     fclose(f);
     if (found > 1) { /* two of our own segments of the same size: cannot tell which */
@@ -862,9 +860,11 @@ static int shm_resident(int *shmid, uint64_t size, uint64_t *rss, char *why, siz
                  found, (unsigned long long)size);
         return -EEXIST;
     }
-    if (rc < 0)
-        snprintf(why, whylen, "/proc/sysvipc/shm: no such segment (no rss column?)");
-    return rc;
+    if (found == 0) {
+        snprintf(why, whylen, "/proc/sysvipc/shm: no such segment (or no rss column)");
+        return -ENOENT;
+    }
+    return 0;
 }
 
 /* The segment size of a fresh bus with options o (its ring per mailbox to *ring if not NULL).
