@@ -720,8 +720,7 @@ static inline void sb__stats_sent(struct sb_flow_row *r, uint64_t n, uint64_t by
  * every caller has checked it is an id (1..max_clients) already, with the record's other
  * fields, and drops the record otherwise (read_at(), recv_fast(), take_run()). Inline: the
  * receive path calls it for every message or run. */
-static inline void sb__stats_taken(struct sb_flow_row *r, uint32_t src, uint64_t n,
-                                   uint64_t bytes)
+static inline void sb__stats_taken(struct sb_flow_row *r, uint32_t src, uint64_t n, uint64_t bytes)
 {
     sb__bump(&r->received, n);
     sb__bump(&r->bytes_received, bytes);

@@ -711,11 +711,12 @@ static uint64_t start_pos(shmbus_bus *b, struct sb_mbox *mb);
  * are what it said. Loops until a claim succeeds, the deadline, or an error; gives the
  * intent record back on failure.
  */
-static __attribute__((noinline)) int
-claim_wait_slow(shmbus_client *c, uint32_t dst, uint32_t gen, struct sb_mbox *mb,
-                const uint32_t *units, uint32_t nrec, unsigned prio, unsigned flags,
-                uint64_t deadline, unsigned i, int k, struct seen seen, unsigned *ii,
-                uint64_t *pos, uint64_t *cw, struct sb_rec **rec)
+static __attribute__((noinline)) int claim_wait_slow(shmbus_client *c, uint32_t dst, uint32_t gen,
+                                                     struct sb_mbox *mb, const uint32_t *units,
+                                                     uint32_t nrec, unsigned prio, unsigned flags,
+                                                     uint64_t deadline, unsigned i, int k,
+                                                     struct seen seen, unsigned *ii, uint64_t *pos,
+                                                     uint64_t *cw, struct sb_rec **rec)
 {
     shmbus_bus *b = c->bus;
     bool counted = false;
@@ -796,8 +797,8 @@ HOT int claim_wait(shmbus_client *c, uint32_t dst, uint32_t gen, struct sb_mbox 
         *ii = i;
         return k;
     }
-    return claim_wait_slow(c, dst, gen, mb, units, nrec, prio, flags, deadline, i, k, seen, ii,
-                           pos, cw, rec);
+    return claim_wait_slow(c, dst, gen, mb, units, nrec, prio, flags, deadline, i, k, seen, ii, pos,
+                           cw, rec);
 }
 
 /* Give a claim back unfilled (a cancelled loan, a send whose journal write failed): the
@@ -954,8 +955,8 @@ int shmbus_send_batch(shmbus_client *c, uint32_t dst, const struct shmbus_iov *m
         return k;
     uint64_t seq = atomic_fetch_add_explicit(&c->e->sent, (uint64_t)k, memory_order_relaxed);
     if (b->j != NULL) { /* a durable bus: the records before the commit */
-        r = journal_claim(c, dst, mb, i, pos, SB_HW_UNITS(cw), msgs, (size_t)k, prio, 0, seq + 1,
-                          0, flags);
+        r = journal_claim(c, dst, mb, i, pos, SB_HW_UNITS(cw), msgs, (size_t)k, prio, 0, seq + 1, 0,
+                          flags);
         if (r < 0)
             return r;
     }
@@ -1124,8 +1125,9 @@ static __attribute__((noinline)) void sample_latency(shmbus_client *c, uint64_t 
 }
 
 /* The counters of n messages, `bytes` in all, taken from src: its id's (stats.c), from which
- * the client's own are read (less their base at join, registry.c). sent_ns nonzero: one of them is a latency sample. Every receive path
- * counts through here, per message or per run of one sender's messages. */
+ * the client's own are read (less their base at join, registry.c). sent_ns nonzero: one of them is
+ * a latency sample. Every receive path counts through here, per message or per run of one sender's
+ * messages. */
 static inline __attribute__((always_inline)) void count_taken(shmbus_client *c, uint32_t src,
                                                               uint64_t n, uint64_t bytes,
                                                               uint64_t sent_ns)
