@@ -186,7 +186,9 @@ static void test_sender_no_page_faults(void **state)
     long faults = minor_faults() - before;
     printf("# %llu messages over a %llu-byte ring: %ld page faults\n", (unsigned long long)lap,
            (unsigned long long)bi.ring_bytes, faults);
-    assert_true(faults < 8); /* one per page (64) for the sender, as many for the receiver */
+    /* Without the mapping ahead: one per page (64) for the sender. With it: none, but for
+     * what a sanitizer adds (ASan's shadow of the ring: 15). */
+    assert_true(faults < 32);
     shmbus_leave(tx);
     shmbus_leave(rx);
     shmbus_bus_close(b2);
