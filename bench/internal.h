@@ -110,7 +110,7 @@ extern const struct bench_transport bench_peer_iox_poll, bench_peer_iox_wait;
 /* SQLite in WAL mode inserting the same messages as the durable rows (sqlite.c). */
 extern const struct bench_transport bench_peer_sqlite;
 extern const struct bench_transport bench_shmbus_spin, bench_shmbus_sleep, bench_shmbus_default,
-    bench_shmbus_poll, bench_shmbus_loan;
+    bench_shmbus_percall, bench_shmbus_poll, bench_shmbus_loan;
 /* Durable buses (bench/shmbus.c): the same calls with a journal at each sync level. */
 extern const struct bench_transport bench_shmbus_durable_none, bench_shmbus_durable_batch,
     bench_shmbus_durable_always;

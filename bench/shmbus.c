@@ -13,7 +13,9 @@
  *   a diagnostic: the caller polls shmbus_recv() with timeout 0 itself, which shows how much
  *   of shmbus-spin's round trip is the library's spin loop rather than its data path.
  * - Streams use shmbus_send_batch() and shmbus_recv_batch(): one reservation and at most one
- *   wake-up per batch, which is what the throughput targets ask the library to show.
+ *   wake-up per batch, which is what the throughput targets ask the library to show. One row,
+ *   shmbus-percall, streams with one shmbus_send() and one shmbus_recv() per message instead:
+ *   what a program that never batches gets (issue 11's "one message per call").
  * - The bus options are the library's defaults (256-slot mailboxes) except msg_size, which is
  *   the message size, and for 64 KiB round trips 8 slots, to keep the segment small.
  * - The ring scale test runs the seed's exchange on the library directly (no tool needed);
@@ -106,20 +108,30 @@ static void use_private_dir(void)
     setenv("SHMBUS_DIR", dir, 1);
 }
 
-static int bus_create(char *name, size_t namelen, uint32_t clients, uint32_t slots, size_t msg_size,
-                      uint64_t *segment, char *why, size_t whylen)
+/* Create a fresh bus with options o in the private directory, named for this process and a
+ * serial number (into name), and leave it open in *bus. 0, or -errno with why filled in. */
+static int bus_new(char *name, size_t namelen, const struct shmbus_bus_opts *o, shmbus_bus **bus,
+                   char *why, size_t whylen)
 {
     static unsigned serial;
     use_private_dir();
     snprintf(name, namelen, "bench-%d-%u", (int)getpid(), serial++);
+    *bus = NULL;
+    int rc = shmbus_bus_open(name, o, SHMBUS_OPEN_CREATE | SHMBUS_OPEN_EXCL, bus);
+    if (rc < 0)
+        snprintf(why, whylen, "shmbus_bus_open %s: %s", name, shmbus_strerror(rc));
+    return rc;
+}
+
+static int bus_create(char *name, size_t namelen, uint32_t clients, uint32_t slots, size_t msg_size,
+                      uint64_t *segment, char *why, size_t whylen)
+{
     struct shmbus_bus_opts o = {
         .max_clients = clients, .slots = slots, .msg_size = (uint32_t)msg_size};
     shmbus_bus *bus = NULL;
-    int rc = shmbus_bus_open(name, &o, SHMBUS_OPEN_CREATE | SHMBUS_OPEN_EXCL, &bus);
-    if (rc < 0) {
-        snprintf(why, whylen, "shmbus_bus_open %s: %s", name, shmbus_strerror(rc));
+    int rc = bus_new(name, namelen, &o, &bus, why, whylen);
+    if (rc < 0)
         return rc;
-    }
     if (segment) {
         struct shmbus_bus_info info;
         *segment = shmbus_bus_info(bus, &info) == 0 ? info.segment_size : 0;
@@ -527,6 +539,28 @@ const struct bench_transport bench_shmbus_default = {
 #endif
 };
 
+/* The 64 B stream issue 11's "one message per call" target is about: shmbus-default's bus and
+ * receiver, but no batch calls, so the harness sends and receives each message with its own
+ * shmbus_send() and shmbus_recv() (a row without stream_send/stream_recv). */
+const struct bench_transport bench_shmbus_percall = {
+    .name = "shmbus-percall",
+    .about = "shmbus-default's stream with one shmbus_send() and one shmbus_recv() per message "
+             "(no batch calls); bounded spin (50 us) then sleep",
+    .kind = BENCH_SHMBUS,
+    .wait = BENCH_HYBRID,
+    .caps = BENCH_CAP_STREAM,
+#ifdef BENCH_HAVE_SHMBUS
+    .setup = sb_setup,
+    .open = open_default,
+    .send = sb_send,
+    .recv = sb_recv,
+    .close = sb_close,
+    .teardown = sb_teardown,
+#else
+    .probe = not_ready,
+#endif
+};
+
 const struct bench_transport bench_shmbus_loan = {
     .name = "shmbus-loan",
     .about = "libshmbus zero-copy loans, receiver spins: shmbus_loan/commit, shmbus_recv_ref/"
@@ -680,3 +714,152 @@ void bench_sb_ring(struct bench_scale *s, uint64_t hops)
 }
 
 #endif
+
+/* ---- memory: what a bus costs (issue 11) ---- */
+
+#ifdef BENCH_HAVE_SHMBUS
+
+#define MEMORY_BIG_MSG 65536u
+#define MEMORY_MANY    1024u
+
+/* Resident bytes of a System V segment: the rss column of /proc/sysvipc/shm, which lists the
+ * segments of the caller's IPC namespace. The segment is the one with id *shmid, or when
+ * *shmid is -1 the one of this size created by this process (its id goes to *shmid). 0, or
+ * -errno with why filled in. */
+static int shm_resident(int *shmid, uint64_t size, uint64_t *rss, char *why, size_t whylen)
+{
+    FILE *f = fopen("/proc/sysvipc/shm", "r");
+    if (!f)
+        return bench_fail(why, whylen, "/proc/sysvipc/shm");
+    char line[512];
+    int want = *shmid, found = 0;
+    int header = 1;
+    while (fgets(line, sizeof(line), f)) {
+        if (header) { /* "key shmid perms size cpid lpid nattch ... ctime rss swap" */
+            header = 0;
+            continue;
+        }
+        /* key shmid perms size cpid lpid nattch uid gid cuid cgid atime dtime ctime rss */
+        unsigned long long v[15];
+        int n = 0;
+        char *save = NULL;
+        for (char *tok = strtok_r(line, " \t\n", &save); tok && n < 15;
+             tok = strtok_r(NULL, " \t\n", &save))
+            v[n++] = strtoull(tok, NULL, 10); /* perms (octal) is not used */
+        if (n < 15)
+            continue;
+        int id = (int)v[1];
+        int match = want >= 0 ? id == want : v[3] == size && (pid_t)v[4] == getpid();
+        if (!match)
+            continue;
+        found++;
+        *rss = v[14];
+        *shmid = id;
+    }
+    fclose(f);
+    if (found > 1) { /* two of our own segments of the same size: cannot tell which */
+        snprintf(why, whylen, "/proc/sysvipc/shm: %d segments of %llu bytes made by this process",
+                 found, (unsigned long long)size);
+        return -EEXIST;
+    }
+    if (found == 0) {
+        snprintf(why, whylen, "/proc/sysvipc/shm: no such segment (or no rss column)");
+        return -ENOENT;
+    }
+    return 0;
+}
+
+/* The segment size of a fresh bus with options o (its ring per mailbox to *ring if not NULL).
+ * The bus is destroyed before returning. 0, or -errno with why filled in. */
+static int memory_segment(const struct shmbus_bus_opts *o, uint64_t *bytes, uint64_t *ring,
+                          char *why, size_t whylen)
+{
+    char name[SHMBUS_NAME_MAX + 1];
+    shmbus_bus *bus = NULL;
+    int rc = bus_new(name, sizeof(name), o, &bus, why, whylen);
+    if (rc < 0)
+        return rc;
+    struct shmbus_bus_info info;
+    rc = shmbus_bus_info(bus, &info);
+    if (rc < 0) {
+        snprintf(why, whylen, "shmbus_bus_info %s: %s", name, shmbus_strerror(rc));
+    } else {
+        *bytes = info.segment_size;
+        if (ring)
+            *ring = info.ring_bytes;
+    }
+    shmbus_bus_close(bus);
+    shmbus_bus_destroy(name);
+    return rc;
+}
+
+/* "Memory grows with use, not capacity": a 1024-client bus's resident pages right after
+ * shmbus_bus_open() created it, and after shmbus_bus_info() (which reads every registry
+ * entry's state) has run. The segment is found by its size and creator before anything
+ * else of the library reads it, then checked against the id shmbus_bus_info() reports. */
+static void memory_resident(struct bench_memory *m)
+{
+    struct shmbus_bus_opts o = {.max_clients = MEMORY_MANY};
+    m->many_clients = MEMORY_MANY;
+    ssize_t size = shmbus_bus_size(&o);
+    if (size < 0) {
+        snprintf(m->rss_why, sizeof(m->rss_why), "failed: shmbus_bus_size: %s",
+                 shmbus_strerror((int)size));
+        return;
+    }
+    char name[SHMBUS_NAME_MAX + 1], why[BENCH_WHY_LEN];
+    shmbus_bus *bus = NULL;
+    if (bus_new(name, sizeof(name), &o, &bus, why, sizeof(why)) < 0) {
+        bench_why(m->rss_why, sizeof(m->rss_why), "skipped: ", why);
+        return;
+    }
+    int shmid = -1;
+    struct shmbus_bus_info info;
+    int rc = shm_resident(&shmid, (uint64_t)size, &m->many_created, why, sizeof(why));
+    if (rc == 0 && (rc = shmbus_bus_info(bus, &info)) < 0)
+        snprintf(why, sizeof(why), "shmbus_bus_info: %s", shmbus_strerror(rc));
+    if (rc == 0 && info.shmid != shmid) {
+        snprintf(why, sizeof(why), "segment %d found, the bus's is %d", shmid, info.shmid);
+        rc = -ESRCH;
+    }
+    if (rc == 0)
+        rc = shm_resident(&shmid, 0, &m->many_scanned, why, sizeof(why));
+    if (rc == 0) {
+        m->many_bytes = info.segment_size;
+        m->rss_ok = 1;
+    } else {
+        bench_why(m->rss_why, sizeof(m->rss_why), "failed: ", why);
+    }
+    shmbus_bus_close(bus);
+    shmbus_bus_destroy(name);
+}
+#endif
+
+void bench_measure_memory(struct bench_run *r)
+{
+    struct bench_memory *m = &r->memory;
+    memset(m, 0, sizeof(*m));
+#ifdef BENCH_HAVE_SHMBUS
+    char why[BENCH_WHY_LEN];
+    struct shmbus_bus_opts def = {0};
+    m->clients = SHMBUS_DEFAULT_MAX_CLIENTS;
+    m->default_msg = SHMBUS_DEFAULT_MSG_SIZE;
+    int rc = memory_segment(&def, &m->default_bytes, &m->ring_bytes, why, sizeof(why));
+    /* 64 KiB messages in the default bus's ring: what the byte ring makes possible. */
+    struct shmbus_bus_opts big = {.msg_size = MEMORY_BIG_MSG, .ring_bytes = m->ring_bytes};
+    if (rc == 0)
+        rc = memory_segment(&big, &m->big_bytes, NULL, why, sizeof(why));
+    if (rc == 0)
+        m->ok = 1;
+    else
+        bench_why(m->why, sizeof(m->why), "failed: ", why);
+    /* And with the ring left to its default, which is sized for `slots` such messages. */
+    struct shmbus_bus_opts big_def = {.msg_size = MEMORY_BIG_MSG};
+    ssize_t sz = shmbus_bus_size(&big_def);
+    m->big_default_ring = sz > 0 ? (uint64_t)sz : 0;
+    memory_resident(m);
+#else
+    bench_why(m->why, sizeof(m->why), "skipped: ", bench_shmbus_unavailable());
+    bench_why(m->rss_why, sizeof(m->rss_why), "skipped: ", bench_shmbus_unavailable());
+#endif
+}
