@@ -315,9 +315,11 @@ static void intent_put(shmbus_client *c, unsigned i)
  * virtual machine; bench/README.md, "Scale"), and the fault falls between the claim and
  * the commit, where it holds up the mailbox. So a producer maps a mailbox whole before its
  * first claim there, and a receiver its own at join, with one madvise(MADV_POPULATE_WRITE)
- * (the kernel fills the page tables without touching the bytes). Memory: what one lap of
- * the ring uses anyway, at once; rings over SB_WARM_MAX are left to fault as they go. Best
- * effort: a kernel without it (before 5.14) or a failure changes the speed only.
+ * (the kernel fills this process's page tables in one call, allocating the pages nobody
+ * has used yet). Memory: what one lap of the ring uses anyway, at once; rings over
+ * SB_WARM_MAX are left to fault as they go. Best effort: a kernel without it (before 5.14)
+ * or a failure changes the speed only. The flags are per bus handle, not per process: a
+ * child that inherits a handle across fork() inherits them, and faults as before.
  */
 #define SB_WARM_MAX (1u << 20) /* bytes of ring mapped at once, at most */
 
