@@ -248,6 +248,51 @@ static void evaluate_durable(const struct bench_run *r, struct target *g);
 static void evaluate_mailbox_v2(const struct bench_run *r, const struct target *hop,
                                 struct target *g);
 
+static const struct bench_scale *scale_of(const struct bench_run *r, int clients)
+{
+    for (int i = 0; i < r->nscale; i++)
+        if (r->scale[i].clients == clients)
+            return &r->scale[i];
+    return NULL;
+}
+
+/*
+ * The ring hop target (issue 5, kept by issue 11): shmbus's 64-client hop within 1.25x of its
+ * 3-client hop, the pass rule as the issues state it. The detail adds the floor's ratio (the
+ * same ring through semaphores alone, measured in the same run): the part of the growth that
+ * is the machine's, not shmbus's, and shmbus's 64-client hop against the floor's.
+ */
+static void evaluate_ring_hop(const struct bench_run *r, struct target *g)
+{
+    const struct bench_scale *s3 = scale_of(r, 3), *s64 = scale_of(r, 64);
+    g->name = "shmbus ring hop latency, 64 clients <= 1.25x 3 clients";
+    if (!s3 || !s64 || !s3->bus.ok || !s64->bus.ok || !s3->bus.hop_median) {
+        not_measured(g, "shmbus ring",
+                     s64 && !s64->bus.ok ? s64->bus.why
+                     : s3 && !s3->bus.ok ? s3->bus.why
+                                         : "not run");
+        return;
+    }
+    char a[32], b[32], fl[160];
+    g->value = (double)s64->bus.hop_median / (double)s3->bus.hop_median;
+    g->limit = 1.25;
+    g->status = g->value <= 1.25 ? MET : MISSED;
+    if (!s3->floor.ok || !s64->floor.ok || !s3->floor.hop_median || !s64->floor.hop_median)
+        snprintf(fl, sizeof(fl), "floor: %.140s",
+                 !s64->floor.ok  ? s64->floor.why
+                 : !s3->floor.ok ? s3->floor.why
+                                 : "no hop");
+    else
+        snprintf(fl, sizeof(fl),
+                 "floor 64 vs 3 clients: %.2fx (the machine's); shmbus 64 clients vs floor 64 "
+                 "clients: %.2fx",
+                 (double)s64->floor.hop_median / (double)s3->floor.hop_median,
+                 (double)s64->bus.hop_median / (double)s64->floor.hop_median);
+    snprintf(g->detail, sizeof(g->detail), "64 clients %s vs 3 clients %s: %.2fx (<= 1.25); %s",
+             fmt_ns(a, sizeof(a), (double)s64->bus.hop_median),
+             fmt_ns(b, sizeof(b), (double)s3->bus.hop_median), g->value, fl);
+}
+
 static void evaluate(const struct bench_run *r, struct target *g)
 {
     memset(g, 0, NTARGETS * sizeof(*g));
@@ -299,28 +344,7 @@ static void evaluate(const struct bench_run *r, struct target *g)
     rate_target(r, &g[6], "fan-in of 8 producers, 64 B >= 10 M msg/s", &bench_shmbus_default,
                 BENCH_FANIN, 10e6);
 
-    g[7].name = "shmbus ring hop latency, 64 clients <= 1.25x 3 clients";
-    const struct bench_scale *s3 = NULL, *s64 = NULL;
-    for (int i = 0; i < r->nscale; i++) {
-        if (r->scale[i].clients == 3)
-            s3 = &r->scale[i];
-        if (r->scale[i].clients == 64)
-            s64 = &r->scale[i];
-    }
-    if (!s3 || !s64 || !s3->ok || !s64->ok || !s3->hop_median) {
-        not_measured(&g[7], "shmbus ring",
-                     s64 && !s64->ok ? s64->why
-                     : s3 && !s3->ok ? s3->why
-                                     : "not run");
-    } else {
-        char a[32], b[32];
-        g[7].value = (double)s64->hop_median / (double)s3->hop_median;
-        g[7].limit = 1.25;
-        g[7].status = g[7].value <= 1.25 ? MET : MISSED;
-        snprintf(g[7].detail, sizeof(g[7].detail), "64 clients %s vs 3 clients %s: %.2fx (<= 1.25)",
-                 fmt_ns(a, sizeof(a), (double)s64->hop_median),
-                 fmt_ns(b, sizeof(b), (double)s3->hop_median), g[7].value);
-    }
+    evaluate_ring_hop(r, &g[7]);
     evaluate_groups(r, g + 8);
     evaluate_durable(r, g + 10);
     evaluate_mailbox_v2(r, &g[7], g + 13);
@@ -602,19 +626,42 @@ void bench_report_table(FILE *f, const struct bench_run *r)
             BENCH_MAX_PRODUCERS, r->rounds);
     table_stream(f, r, BENCH_FANIN);
 
-    fprintf(f, "\n== Scale: shmbus ring, one message circulating, hop = send to receive ==\n");
+    fprintf(f, "\n== Scale: N processes pass one 64 B message around a ring, hop = send to "
+               "receive ==\n");
+    fprintf(f, "floor: the same exchange through one process-shared sem_t and one 64 B box per "
+               "process (sem_post -> sem_clockwait), nothing else\n");
+    fprintf(f,
+            "pinning: none, shmbus and floor alike: the scheduler places the N processes on "
+            "the %d usable CPUs\n",
+            r->m.usable);
     for (int i = 0; i < r->nscale; i++) {
         const struct bench_scale *s = &r->scale[i];
         char a[32], b[32];
-        if (!s->ok)
-            fprintf(f, "%3d clients: %s\n", s->clients, s->why);
+        if (!s->bus.ok)
+            fprintf(f, "%3d clients: shmbus %s\n", s->clients, s->bus.why);
         else
             fprintf(f,
-                    "%3d clients: hop median %s, p99 %s; %llu messages in %.2f s; segment "
-                    "%llu bytes\n",
-                    s->clients, fmt_ns(a, sizeof(a), (double)s->hop_median),
-                    fmt_ns(b, sizeof(b), (double)s->hop_p99), (unsigned long long)s->messages,
-                    s->seconds, (unsigned long long)s->segment_bytes);
+                    "%3d clients: shmbus hop median %s, p99 %s; %llu messages in %.2f s; "
+                    "per hop %.2f faults, %.2f switches; segment %llu bytes\n",
+                    s->clients, fmt_ns(a, sizeof(a), (double)s->bus.hop_median),
+                    fmt_ns(b, sizeof(b), (double)s->bus.hop_p99),
+                    (unsigned long long)s->bus.messages, s->bus.seconds, s->bus.faults,
+                    s->bus.switches, (unsigned long long)s->segment_bytes);
+        if (!s->floor.ok) {
+            fprintf(f, "             floor  %s\n", s->floor.why);
+            continue;
+        }
+        fprintf(f,
+                "             floor  hop median %s, p99 %s; %llu messages in %.2f s; "
+                "per hop %.2f faults, %.2f switches",
+                fmt_ns(a, sizeof(a), (double)s->floor.hop_median),
+                fmt_ns(b, sizeof(b), (double)s->floor.hop_p99),
+                (unsigned long long)s->floor.messages, s->floor.seconds, s->floor.faults,
+                s->floor.switches);
+        if (s->bus.ok && s->floor.hop_median)
+            fprintf(f, "; shmbus %.2fx floor",
+                    (double)s->bus.hop_median / (double)s->floor.hop_median);
+        fputc('\n', f);
     }
 
     table_memory(f, r);
@@ -867,17 +914,31 @@ void bench_report_json(FILE *f, const struct bench_run *r)
     for (int i = 0; i < r->nscale; i++) {
         const struct bench_scale *s = &r->scale[i];
         fprintf(f, "%s\n    {\"clients\": %d, ", i ? "," : "", s->clients);
-        if (!s->ok) {
+        if (!s->bus.ok) {
             fprintf(f, "\"skipped\": ");
-            json_str(f, s->why);
+            json_str(f, s->bus.why);
         } else {
-            json_num(f, "messages", (double)s->messages, 1);
-            json_num(f, "seconds", s->seconds, 1);
-            json_num(f, "hop_median_ns", (double)s->hop_median, 1);
-            json_num(f, "hop_p99_ns", (double)s->hop_p99, 1);
+            json_num(f, "messages", (double)s->bus.messages, 1);
+            json_num(f, "seconds", s->bus.seconds, 1);
+            json_num(f, "hop_median_ns", (double)s->bus.hop_median, 1);
+            json_num(f, "hop_p99_ns", (double)s->bus.hop_p99, 1);
+            json_num(f, "faults_per_hop", s->bus.faults, 1);
+            json_num(f, "switches_per_hop", s->bus.switches, 1);
             json_num(f, "segment_bytes", (double)s->segment_bytes, 0);
         }
-        fputc('}', f);
+        fprintf(f, ", \"floor\": {");
+        if (!s->floor.ok) {
+            fprintf(f, "\"skipped\": ");
+            json_str(f, s->floor.why);
+        } else {
+            json_num(f, "messages", (double)s->floor.messages, 1);
+            json_num(f, "seconds", s->floor.seconds, 1);
+            json_num(f, "hop_median_ns", (double)s->floor.hop_median, 1);
+            json_num(f, "hop_p99_ns", (double)s->floor.hop_p99, 1);
+            json_num(f, "faults_per_hop", s->floor.faults, 1);
+            json_num(f, "switches_per_hop", s->floor.switches, 0);
+        }
+        fputs("}}", f);
     }
     fprintf(f, "\n  ],\n  \"memory\": ");
     json_memory(f, &r->memory);

@@ -24,15 +24,23 @@ struct bench_rec {
     double rate; /* messages per second (streams) */
 };
 
-/* shmbus ring hop latency for one number of clients. */
-struct bench_scale {
-    int clients;
+/* The hops of one ring run (ring.c): N processes passing one message around. */
+struct bench_hops {
     int ok;
     char why[BENCH_WHY_LEN];
     uint64_t messages;
     uint64_t hop_median, hop_p99; /* ns */
-    uint64_t segment_bytes;
     double seconds;
+    double faults, switches; /* page faults and context switches per hop, all clients */
+};
+
+/* The Scale section for one number of clients: the shmbus ring and its floor, measured one
+ * after the other. */
+struct bench_scale {
+    int clients;
+    struct bench_hops bus;   /* shmbus_send() to shmbus_recv() returning */
+    uint64_t segment_bytes;  /* the shmbus ring's bus */
+    struct bench_hops floor; /* sem_post() to sem_clockwait() returning, nothing else */
 };
 
 /* What a bus costs in memory (issue 11), measured on buses the run creates and destroys. */
@@ -131,9 +139,12 @@ extern const struct bench_transport *const bench_rows[];
 void bench_report_table(FILE *f, const struct bench_run *r);
 void bench_report_json(FILE *f, const struct bench_run *r);
 
-/* Scale and the classic exchange (shmbus.c, classic.c): fill in the results, or why not. */
+/* Scale and the classic exchange (ring.c, classic.c): fill in the results, or why not. */
 void bench_measure_scale(struct bench_run *r, const int *clients, int n,
                          void (*progress)(const char *));
+/* The shmbus ring of s->clients clients on a fresh bus, hops in total (shmbus.c): fills in
+ * s->bus and s->segment_bytes. */
+void bench_sb_ring(struct bench_scale *s, uint64_t hops);
 void bench_measure_classic(struct bench_run *r);
 /* Memory (shmbus.c): segment sizes of a default bus and of one for 64 KiB messages, and the
  * resident pages of a 1024-client bus right after its creation. */

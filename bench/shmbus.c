@@ -18,10 +18,9 @@
  *   what a program that never batches gets (issue 11's "one message per call").
  * - The bus options are the library's defaults (256-slot mailboxes) except msg_size, which is
  *   the message size, and for 64 KiB round trips 8 slots, to keep the segment small.
- * - The ring scale test runs the seed's exchange on the library directly (no tool needed):
- *   N forked clients, one message circulating; client k's i-th forward goes to the
- *   (i mod (N-1))-th of the other clients in ascending order; client N starts. A hop is the
- *   time from the send (the header's sent_ns, CLOCK_MONOTONIC) to the receive returning.
+ * - The ring scale test runs the seed's exchange on the library directly (no tool needed);
+ *   ring.c forks the clients, this file has their body (ring_client()). A hop is the time
+ *   from the send (the header's sent_ns, CLOCK_MONOTONIC) to the receive returning.
  */
 #include "results.h"
 #include "../src/relax.h"
@@ -633,39 +632,29 @@ const struct bench_transport bench_shmbus_tapped = {
 #endif
 };
 
-/* ---- shmbus ring: hop latency against the number of clients ---- */
+/* ---- shmbus ring: hop latency against the number of clients (ring.c runs it) ---- */
 
 #ifdef BENCH_HAVE_SHMBUS
 
-#define STOP_HOP UINT64_MAX
-
-struct ring_shared {
-    _Atomic int ready;
-    _Atomic int failed;
-    char why[BENCH_WHY_LEN];
-    struct bench_hist hist[]; /* one per client */
-};
-
-/* Client k (1..n): join, wait for everyone, then receive and forward until told to stop. */
-static int ring_client(const char *bus_name, int n, int k, uint64_t hops, struct ring_shared *sh)
+/* Client k (1..n) of the ring on bus arg: join, wait for everyone, then receive and forward
+ * until told to stop. */
+static int ring_client(struct bench_ring *rg, int k, void *arg)
 {
+    const char *bus_name = arg;
+    int n = rg->n;
     shmbus_bus *bus = NULL;
     shmbus_client *c = NULL;
     int rc = shmbus_bus_open(bus_name, NULL, 0, &bus);
     if (rc == 0)
         rc = shmbus_join(bus, (uint32_t)k, NULL, &c);
     if (rc < 0) {
-        int expect = 0;
-        if (atomic_compare_exchange_strong(&sh->failed, &expect, 1))
-            snprintf(sh->why, sizeof(sh->why), "client %d: %s", k, shmbus_strerror(rc));
+        bench_ring_fail(rg, k, shmbus_strerror(rc));
         shmbus_bus_close(bus);
         return rc;
     }
-    struct bench_hist *h = &sh->hist[k - 1];
+    struct bench_hist *h = &rg->hist[k - 1];
     bench_hist_init(h);
-    atomic_fetch_add(&sh->ready, 1);
-    while (atomic_load(&sh->ready) < n && !atomic_load(&sh->failed))
-        bench_sleep_us(200);
+    bench_ring_wait_all(rg);
     uint64_t i = 0; /* this client's forwards so far */
     char buf[64] = {0};
     uint64_t hop = 0;
@@ -673,145 +662,58 @@ static int ring_client(const char *bus_name, int n, int k, uint64_t hops, struct
         memcpy(buf, &hop, sizeof(hop));
         rc = shmbus_send(c, 1, buf, sizeof(buf), 0, 10000);
     }
-    while (rc >= 0 && !atomic_load(&sh->failed)) {
+    while (rc >= 0 && !atomic_load(&rg->failed)) {
         struct shmbus_msg m;
         rc = shmbus_recv(c, &m, buf, sizeof(buf), 10000);
         if (rc < 0)
             break;
         uint64_t now = bench_now_ns();
         memcpy(&hop, buf, sizeof(hop));
-        if (hop == STOP_HOP)
+        if (hop == BENCH_RING_STOP)
             break;
         bench_hist_add(h, now - m.sent_ns);
-        if (hop + 1 >= hops) { /* the last hop: tell everyone else to stop */
-            hop = STOP_HOP;
+        if (hop + 1 >= rg->hops) { /* the last hop: tell everyone else to stop */
+            hop = BENCH_RING_STOP;
             memcpy(buf, &hop, sizeof(hop));
             for (int d = 1; d <= n && rc >= 0; d++)
                 if (d != k)
                     rc = shmbus_send(c, (uint32_t)d, buf, sizeof(buf), 0, 10000);
             break;
         }
-        /* the (i mod (n-1))-th of the other clients, ascending */
-        int d = (int)(i % (uint64_t)(n - 1)) + 1;
-        if (d >= k)
-            d++;
-        i++;
+        int d = bench_ring_next(n, k, i++);
         hop++;
         memcpy(buf, &hop, sizeof(hop));
         rc = shmbus_send(c, (uint32_t)d, buf, sizeof(buf), 0, 10000);
     }
-    if (rc < 0) {
-        int expect = 0;
-        if (atomic_compare_exchange_strong(&sh->failed, &expect, 1))
-            snprintf(sh->why, sizeof(sh->why), "client %d: %s", k, shmbus_strerror(rc));
-    }
+    if (rc < 0)
+        bench_ring_fail(rg, k, shmbus_strerror(rc));
     shmbus_leave(c);
     shmbus_bus_close(bus);
     return rc < 0 ? rc : 0;
 }
 
-static void ring_run(struct bench_scale *s, uint64_t hops)
+void bench_sb_ring(struct bench_scale *s, uint64_t hops)
 {
-    int n = s->clients;
     char name[SHMBUS_NAME_MAX + 1];
     char why[BENCH_WHY_LEN];
-    if (bus_create(name, sizeof(name), (uint32_t)n, SHMBUS_DEFAULT_SLOTS, SHMBUS_DEFAULT_MSG_SIZE,
-                   &s->segment_bytes, why, sizeof(why)) < 0) {
-        bench_why(s->why, sizeof(s->why), "skipped: ", why);
+    if (bus_create(name, sizeof(name), (uint32_t)s->clients, SHMBUS_DEFAULT_SLOTS,
+                   SHMBUS_DEFAULT_MSG_SIZE, &s->segment_bytes, why, sizeof(why)) < 0) {
+        bench_why(s->bus.why, sizeof(s->bus.why), "skipped: ", why);
         return;
     }
-    size_t maplen = sizeof(struct ring_shared) + (size_t)n * sizeof(struct bench_hist);
-    struct ring_shared *sh =
-        mmap(NULL, maplen, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-    if (sh == MAP_FAILED) {
-        bench_fail(s->why, sizeof(s->why), "failed: mmap");
-        shmbus_bus_destroy(name);
-        return;
-    }
-    pid_t *pids = calloc((size_t)n, sizeof(*pids));
-    uint64_t t0 = bench_now_ns();
-    fflush(stdout);
-    fflush(stderr);
-    for (int k = 1; pids && k <= n; k++) {
-        pids[k - 1] = fork();
-        if (pids[k - 1] == 0) {
-            signal(SIGINT, SIG_DFL);
-            signal(SIGTERM, SIG_DFL);
-            signal(SIGHUP, SIG_DFL);
-            _exit(ring_client(name, n, k, hops, sh) < 0 ? 1 : 0);
-        }
-        if (pids[k - 1] > 0)
-            bench_track_pid(pids[k - 1]);
-        else
-            atomic_store(&sh->failed, 1);
-    }
-    int bad = !pids;
-    uint64_t deadline = bench_now_ns() + 60000000000ull;
-    for (int k = 0; pids && k < n; k++) {
-        if (pids[k] <= 0)
-            continue;
-        int st;
-        while (waitpid(pids[k], &st, WNOHANG) == 0) {
-            if (bench_now_ns() > deadline || atomic_load(&sh->failed)) {
-                for (int j = 0; j < n; j++)
-                    if (pids[j] > 0)
-                        kill(pids[j], SIGKILL);
-                bad = 1;
-            }
-            bench_sleep_us(2000);
-        }
-        if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
-            bad = 1;
-        bench_forget_pid(pids[k]);
-    }
-    s->seconds = (double)(bench_now_ns() - t0) / 1e9;
+    bench_ring_run(s->clients, hops, ring_client, name, &s->bus);
     shmbus_bus_destroy(name);
-    if (bad) {
-        bench_why(s->why, sizeof(s->why),
-                  "failed: ", sh->why[0] ? sh->why : "a client died or hung");
-    } else {
-        static struct bench_hist all;
-        bench_hist_init(&all);
-        for (int k = 0; k < n; k++) {
-            for (int b = 0; b < BENCH_HIST_BUCKETS; b++)
-                all.bucket[b] += sh->hist[k].bucket[b];
-            all.count += sh->hist[k].count;
-            all.sum += sh->hist[k].sum;
-            if (sh->hist[k].count && sh->hist[k].min < all.min)
-                all.min = sh->hist[k].min;
-            if (sh->hist[k].max > all.max)
-                all.max = sh->hist[k].max;
-        }
-        s->messages = all.count;
-        s->hop_median = bench_hist_quantile(&all, 0.5);
-        s->hop_p99 = bench_hist_quantile(&all, 0.99);
-        s->ok = all.count > 0;
-        if (!s->ok)
-            snprintf(s->why, sizeof(s->why), "failed: no hop recorded");
-    }
-    free(pids);
-    munmap(sh, maplen);
 }
-#endif
 
-void bench_measure_scale(struct bench_run *r, const int *clients, int n,
-                         void (*progress)(const char *))
-{
-    r->nscale = 0;
-    for (int i = 0; i < n && i < BENCH_MAX_SCALE; i++) {
-        struct bench_scale *s = &r->scale[r->nscale++];
-        char line[64];
-        snprintf(line, sizeof(line), "shmbus ring, %d clients", clients[i]);
-        progress(line);
-        memset(s, 0, sizeof(*s));
-        s->clients = clients[i];
-#ifdef BENCH_HAVE_SHMBUS
-        ring_run(s, r->quick ? 3000 : 30000);
 #else
-        bench_why(s->why, sizeof(s->why), "skipped: ", bench_shmbus_unavailable());
-#endif
-    }
+
+void bench_sb_ring(struct bench_scale *s, uint64_t hops)
+{
+    (void)hops;
+    bench_why(s->bus.why, sizeof(s->bus.why), "skipped: ", bench_shmbus_unavailable());
 }
+
+#endif
 
 /* ---- memory: what a bus costs (issue 11) ---- */
 

@@ -402,6 +402,10 @@ struct shmbus_bus {
     char name[SHMBUS_NAME_MAX + 1];
     uid_t uid;
     struct sb_journal *j; /* durable bus: this process's journal (journal.c); else NULL */
+    /* warm[id]: this mapping asked the kernel to map mailbox id's pages already (mbox_warm()
+     * in mailbox.c). A byte each, so that the check on every claim is one load. Process-local;
+     * relaxed, as threads may share the handle. */
+    _Atomic uint8_t warm[SHMBUS_MAX_CLIENTS + 1];
 };
 
 struct shmbus_client {

@@ -47,6 +47,7 @@
 #include <sched.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <time.h>
 
 #include "internal.h"
@@ -324,6 +325,41 @@ static void intent_put(shmbus_client *c, unsigned i)
 {
     /* Release pairs with the acquire CAS in intent_get() of the next thread to take it. */
     atomic_fetch_and_explicit(&c->intent_busy, ~(1u << i), memory_order_release);
+}
+
+/* ---- a mailbox's pages ------------------------------------------------------------------ */
+
+/*
+ * Each process pays a page fault the first time it touches a page of the segment, whoever
+ * touched it before. A ring of small records is written one new page at a time, and with
+ * many producers nearly every message lands on a page its producer has not touched yet (64
+ * clients passing one message around: 1.3 faults per hop, each several microseconds on a
+ * virtual machine; bench/README.md, "Scale"), and the fault falls between the claim and
+ * the commit, where it holds up the mailbox. So a producer maps a mailbox whole before its
+ * first claim there, and a receiver its own at join, with one madvise(MADV_POPULATE_WRITE)
+ * (the kernel fills this process's page tables in one call, allocating the pages nobody
+ * has used yet). Memory: what one lap of the ring uses anyway, at once; rings over
+ * SB_WARM_MAX are left to fault as they go. Best effort: a kernel without it (before 5.14)
+ * or a failure changes the speed only. The flags are per bus handle, not per process: a
+ * child that inherits a handle across fork() inherits them, and faults as before.
+ */
+#define SB_WARM_MAX (1u << 20) /* bytes of ring mapped at once, at most */
+
+static __attribute__((noinline, cold)) void mbox_warm_slow(shmbus_bus *b, uint32_t id)
+{
+    /* Relaxed: the flag only says the kernel was asked; two threads may both ask. */
+    atomic_store_explicit(&b->warm[id], 1, memory_order_relaxed);
+#ifdef MADV_POPULATE_WRITE
+    if ((uint64_t)b->lay.ring_units * SB_UNIT <= SB_WARM_MAX)
+        (void)madvise(sb__mbox(b, id), b->lay.mbox_size, MADV_POPULATE_WRITE);
+#endif
+}
+
+/* id: a valid client id (1..max_clients). */
+static inline void mbox_warm(shmbus_bus *b, uint32_t id)
+{
+    if (!atomic_load_explicit(&b->warm[id], memory_order_relaxed))
+        mbox_warm_slow(b, id);
 }
 
 /* ---- producer side ---------------------------------------------------------------------- */
@@ -786,6 +822,7 @@ HOT int claim_wait(shmbus_client *c, uint32_t dst, uint32_t gen, struct sb_mbox 
                    uint64_t deadline, bool loan, unsigned *ii, uint64_t *pos, uint64_t *cw,
                    struct sb_rec **rec)
 {
+    mbox_warm(c->bus, dst); /* before the claim: no page fault between claim and commit */
     unsigned i;
     if (!loan)
         i = intent_get(c);
@@ -2590,6 +2627,7 @@ static uint64_t start_pos(shmbus_bus *b, struct sb_mbox *mb)
 
 void sb__mbox_attach(shmbus_client *c)
 {
+    mbox_warm(c->bus, c->id);
     c->hcache = calloc(c->bus->lay.max_clients, sizeof(*c->hcache)); /* NULL: no cache */
     c->h = c->hpub = start_pos(c->bus, c->mb);
     c->inherited = true; /* a dead predecessor may have left zeroed units above head */

@@ -170,6 +170,10 @@ for s in doc["scale"]:
     if "skipped" not in s:
         for f in ("hop_median_ns", "hop_p99_ns", "segment_bytes", "messages"):
             need(f in s, "scale %d: missing %s" % (s["clients"], f))
+    # The ring's floor (semaphores only) needs nothing but the kernel: always measured.
+    fl = s.get("floor", {})
+    need("skipped" not in fl and fl.get("hop_median_ns", 0) > 0 and fl.get("messages", 0) > 0,
+         "scale %d: the floor ring not measured: %r" % (s["clients"], fl))
 c = doc["classic"]
 need("skipped" in c or ("hop_us" in c and "cpu_us_per_message" in c), "classic: no figures, no reason")
 
