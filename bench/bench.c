@@ -365,9 +365,14 @@ static int row_plan(struct bench_run *r, const struct bench_transport *t, int ro
     size_t nstream = sizeof(stream_sizes) / sizeof(stream_sizes[0]);
     struct bench_rec plan[8];
     if (t->caps & BENCH_CAP_LATENCY) {
-        for (size_t s = 0; s < nlat; s++)
+        for (size_t s = 0; s < nlat; s++) {
             plan[n++] =
                 (struct bench_rec){.t = t, .what = BENCH_LAT, .size = lat_sizes[s], .nprod = 1};
+            /* The floor of a 64 B message with shmbus's record header: two lines. */
+            if (t == &bench_floor_spin && lat_sizes[s] == 64)
+                plan[n++] = (struct bench_rec){
+                    .t = t, .what = BENCH_LAT, .size = BENCH_SB_RECORD_64, .nprod = 1};
+        }
         /* One open-loop round only: its point is to show stalls, not to dodge them. */
         if (round == 0)
             plan[n++] = (struct bench_rec){.t = t, .what = BENCH_OPEN, .size = 64, .nprod = 1};

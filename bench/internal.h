@@ -28,6 +28,10 @@
 #define BENCH_MAX_PRODUCERS 8
 #define BENCH_WHY_LEN       200
 #define BENCH_STOP          UINT64_MAX /* sequence number that ends a ping-pong */
+/* What a 64 B message is in a shmbus mailbox: its payload after the 48-byte record header
+ * (docs/mailbox-v2.md, section 1), two cache lines. floor-spin is also measured at this
+ * size, so that the spinning target can be read against the floor of two lines too. */
+#define BENCH_SB_RECORD_64 (48 + 64)
 
 /* ---- time ---- */
 
