@@ -2,7 +2,7 @@
  * shmbus bench: the benchmark behind `shmbus bench` and `make bench`.
  *
  * sb_bench_main() takes the subcommand's arguments (argv[0] is the subcommand name):
- *   [--quick] [--json]
+ *   [--quick] [--json] [--only ROW,...] [--self-test]
  * It prints the report on stdout and progress on stderr, and returns the exit status:
  * 0 after a run (skipped or failed measurements are reported, not fatal), 1 when it could not
  * run at all, 2 on bad options. It forks children, installs handlers for SIGINT, SIGTERM and

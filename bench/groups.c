@@ -67,6 +67,23 @@ static int wait_flag(_Atomic int *v, int want, struct grp_shared *sh)
     return 0;
 }
 
+/* A receive failed (a timeout: nothing came for 10 s). Say what the mailbox held then, so
+ * that "the sender stalled" (depth 0) and "a message was there but not taken" read apart. */
+static void receive_failed(struct grp_shared *sh, shmbus_bus *bus, shmbus_client *c, uint64_t got,
+                           int rc)
+{
+    struct shmbus_client_info info[MAX_RECV + 2];
+    int n = shmbus_list(bus, info, MAX_RECV + 2);
+    long depth = -1;
+    for (int i = 0; i < n && i < MAX_RECV + 2; i++)
+        if (info[i].id == shmbus_client_id(c))
+            depth = info[i].depth;
+    char what[96];
+    snprintf(what, sizeof(what), "receive (after %llu messages, %ld waiting in its mailbox)",
+             (unsigned long long)got, depth);
+    fail(sh, what, rc);
+}
+
 static int receiver(const char *bus_name, int idx, enum grp_mode mode, struct grp_shared *sh)
 {
     shmbus_bus *bus = NULL;
@@ -89,7 +106,7 @@ static int receiver(const char *bus_name, int idx, enum grp_mode mode, struct gr
     for (int end = 0; !end;) {
         rc = shmbus_recv_batch(c, hdrs, bufs, MSG_BYTES, BATCH, 10000);
         if (rc < 0) {
-            fail(sh, "receive", rc);
+            receive_failed(sh, bus, c, got, rc);
             break;
         }
         for (int k = 0; k < rc; k++) {

@@ -28,6 +28,10 @@
 #define BENCH_MAX_PRODUCERS 8
 #define BENCH_WHY_LEN       200
 #define BENCH_STOP          UINT64_MAX /* sequence number that ends a ping-pong */
+/* What a 64 B message is in a shmbus mailbox: its payload after the 48-byte record header
+ * (docs/mailbox-v2.md, section 1), two cache lines. floor-spin is also measured at this
+ * size, so that the spinning target can be read against the floor of two lines too. */
+#define BENCH_SB_RECORD_64 (48 + 64)
 
 /* ---- time ---- */
 
@@ -110,7 +114,7 @@ extern const struct bench_transport bench_peer_iox_poll, bench_peer_iox_wait;
 /* SQLite in WAL mode inserting the same messages as the durable rows (sqlite.c). */
 extern const struct bench_transport bench_peer_sqlite;
 extern const struct bench_transport bench_shmbus_spin, bench_shmbus_sleep, bench_shmbus_default,
-    bench_shmbus_poll, bench_shmbus_loan;
+    bench_shmbus_percall, bench_shmbus_poll, bench_shmbus_loan;
 /* Durable buses (bench/shmbus.c): the same calls with a journal at each sync level. */
 extern const struct bench_transport bench_shmbus_durable_none, bench_shmbus_durable_batch,
     bench_shmbus_durable_always;
@@ -152,6 +156,39 @@ const char *bench_shmbus_version(void);
  * SHMBUS_DIR (set for this process and its children); its name goes to name. 0, or -errno
  * with why filled in. Only with BENCH_HAVE_SHMBUS. */
 int bench_sb_bus_create(char *name, size_t namelen, uint32_t clients, char *why, size_t whylen);
+
+/* ---- the Scale section's rings (ring.c) ----
+ * N forked processes pass one 64 B message around; each times the hops it receives. */
+
+#define BENCH_RING_STOP UINT64_MAX /* the hop number that tells a client to stop */
+
+/* Shared by the parent and the N clients of one run (an anonymous shared mapping). */
+struct bench_ring {
+    int n;         /* clients, numbered 1..n */
+    uint64_t hops; /* in total; whoever receives the last one stops the others */
+    _Atomic int ready;
+    _Atomic int failed;
+    _Atomic uint64_t faults;   /* page faults of all clients, from the line-up to the end */
+    _Atomic uint64_t switches; /* context switches, voluntary or not, likewise */
+    char why[BENCH_WHY_LEN];   /* the first failure */
+    struct bench_hist hist[];  /* client k's hops in hist[k - 1] */
+};
+
+/* Client k's body, in a forked child: 0, or -errno after bench_ring_fail(). */
+typedef int bench_ring_client(struct bench_ring *rg, int k, void *arg);
+
+struct bench_hops;
+/* Fork n clients that run client(rg, k, arg), wait for them (killing them all after 60 s or
+ * once one has failed), and merge their histograms into out. */
+void bench_ring_run(int n, uint64_t hops, bench_ring_client *client, void *arg,
+                    struct bench_hops *out);
+/* Every client calls it once it is ready to receive: returns when all n are (and starts
+ * counting the client's page faults and context switches). */
+void bench_ring_wait_all(struct bench_ring *rg);
+/* Where client k's i-th forward goes: the (i mod (n-1))-th of the other clients, ascending. */
+int bench_ring_next(int n, int k, uint64_t i);
+/* Record the first failure ("client k: what") and make the others stop. */
+void bench_ring_fail(struct bench_ring *rg, int k, const char *what);
 
 /* Pin the calling process to cpu (nothing for -1); best effort (harness.c). */
 void bench_pin(int cpu);

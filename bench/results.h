@@ -24,15 +24,42 @@ struct bench_rec {
     double rate; /* messages per second (streams) */
 };
 
-/* shmbus ring hop latency for one number of clients. */
-struct bench_scale {
-    int clients;
+/* The hops of one ring run (ring.c): N processes passing one message around. */
+struct bench_hops {
     int ok;
     char why[BENCH_WHY_LEN];
     uint64_t messages;
     uint64_t hop_median, hop_p99; /* ns */
-    uint64_t segment_bytes;
     double seconds;
+    double faults, switches; /* page faults and context switches per hop, all clients */
+};
+
+/* The Scale section for one number of clients: the shmbus ring and its floor, measured one
+ * after the other. */
+struct bench_scale {
+    int clients;
+    struct bench_hops bus;   /* shmbus_send() to shmbus_recv() returning */
+    uint64_t segment_bytes;  /* the shmbus ring's bus */
+    struct bench_hops floor; /* sem_post() to sem_clockwait() returning, nothing else */
+};
+
+/* What a bus costs in memory (issue 11), measured on buses the run creates and destroys. */
+struct bench_memory {
+    int ok; /* the segment sizes below were measured; else why */
+    char why[BENCH_WHY_LEN];
+    uint32_t clients;          /* of the two buses below: the default, 64 */
+    uint64_t default_bytes;    /* segment of a bus with every option at its default */
+    uint32_t default_msg;      /* its largest message (1 KiB) */
+    uint64_t ring_bytes;       /* its ring per mailbox; the 64 KiB bus gets the same */
+    uint64_t big_bytes;        /* segment of a bus for 64 KiB messages with that ring */
+    uint64_t big_default_ring; /* shmbus_bus_size() of 64 KiB messages with the ring left to
+                                * its default (sized for `slots` of them); 0: refused */
+    int rss_ok;                /* the resident figures were measured; else rss_why */
+    char rss_why[BENCH_WHY_LEN];
+    uint32_t many_clients; /* 1024 */
+    uint64_t many_bytes;   /* that bus's segment */
+    uint64_t many_created; /* resident bytes right after shmbus_bus_open() created it */
+    uint64_t many_scanned; /* resident after shmbus_bus_info() read every registry entry */
 };
 
 /* The classic three-client exchange. */
@@ -83,7 +110,7 @@ struct bench_machine {
     char date[64];
 };
 
-#define BENCH_MAX_RECS  192 /* 107 measurements in a run with every row, issue 13 included */
+#define BENCH_MAX_RECS  192 /* 108 measurements in a run with every row, issue 13 included */
 #define BENCH_MAX_SCALE 4
 
 struct bench_run {
@@ -100,6 +127,7 @@ struct bench_run {
     struct bench_rec recs[BENCH_MAX_RECS];
     int nscale;
     struct bench_scale scale[BENCH_MAX_SCALE];
+    struct bench_memory memory;
     struct bench_classic classic;
     struct bench_groups groups;
     double total_seconds;
@@ -111,10 +139,16 @@ extern const struct bench_transport *const bench_rows[];
 void bench_report_table(FILE *f, const struct bench_run *r);
 void bench_report_json(FILE *f, const struct bench_run *r);
 
-/* Scale and the classic exchange (shmbus.c, classic.c): fill in the results, or why not. */
+/* Scale and the classic exchange (ring.c, classic.c): fill in the results, or why not. */
 void bench_measure_scale(struct bench_run *r, const int *clients, int n,
                          void (*progress)(const char *));
+/* The shmbus ring of s->clients clients on a fresh bus, hops in total (shmbus.c): fills in
+ * s->bus and s->segment_bytes. */
+void bench_sb_ring(struct bench_scale *s, uint64_t hops);
 void bench_measure_classic(struct bench_run *r);
+/* Memory (shmbus.c): segment sizes of a default bus and of one for 64 KiB messages, and the
+ * resident pages of a 1024-client bus right after its creation. */
+void bench_measure_memory(struct bench_run *r);
 /* Named groups (groups.c): topic fan-out, work queue, failover. */
 void bench_measure_groups(struct bench_run *r, void (*progress)(const char *));
 

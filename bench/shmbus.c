@@ -13,13 +13,14 @@
  *   a diagnostic: the caller polls shmbus_recv() with timeout 0 itself, which shows how much
  *   of shmbus-spin's round trip is the library's spin loop rather than its data path.
  * - Streams use shmbus_send_batch() and shmbus_recv_batch(): one reservation and at most one
- *   wake-up per batch, which is what the throughput targets ask the library to show.
+ *   wake-up per batch, which is what the throughput targets ask the library to show. One row,
+ *   shmbus-percall, streams with one shmbus_send() and one shmbus_recv() per message instead:
+ *   what a program that never batches gets (issue 11's "one message per call").
  * - The bus options are the library's defaults (256-slot mailboxes) except msg_size, which is
  *   the message size, and for 64 KiB round trips 8 slots, to keep the segment small.
- * - The ring scale test runs the seed's exchange on the library directly (no tool needed):
- *   N forked clients, one message circulating; client k's i-th forward goes to the
- *   (i mod (N-1))-th of the other clients in ascending order; client N starts. A hop is the
- *   time from the send (the header's sent_ns, CLOCK_MONOTONIC) to the receive returning.
+ * - The ring scale test runs the seed's exchange on the library directly (no tool needed);
+ *   ring.c forks the clients, this file has their body (ring_client()). A hop is the time
+ *   from the send (the header's sent_ns, CLOCK_MONOTONIC) to the receive returning.
  */
 #include "results.h"
 #include "../src/relax.h"
@@ -107,20 +108,30 @@ static void use_private_dir(void)
     setenv("SHMBUS_DIR", dir, 1);
 }
 
-static int bus_create(char *name, size_t namelen, uint32_t clients, uint32_t slots, size_t msg_size,
-                      uint64_t *segment, char *why, size_t whylen)
+/* Create a fresh bus with options o in the private directory, named for this process and a
+ * serial number (into name), and leave it open in *bus. 0, or -errno with why filled in. */
+static int bus_new(char *name, size_t namelen, const struct shmbus_bus_opts *o, shmbus_bus **bus,
+                   char *why, size_t whylen)
 {
     static unsigned serial;
     use_private_dir();
     snprintf(name, namelen, "bench-%d-%u", (int)getpid(), serial++);
+    *bus = NULL;
+    int rc = shmbus_bus_open(name, o, SHMBUS_OPEN_CREATE | SHMBUS_OPEN_EXCL, bus);
+    if (rc < 0)
+        snprintf(why, whylen, "shmbus_bus_open %s: %s", name, shmbus_strerror(rc));
+    return rc;
+}
+
+static int bus_create(char *name, size_t namelen, uint32_t clients, uint32_t slots, size_t msg_size,
+                      uint64_t *segment, char *why, size_t whylen)
+{
     struct shmbus_bus_opts o = {
         .max_clients = clients, .slots = slots, .msg_size = (uint32_t)msg_size};
     shmbus_bus *bus = NULL;
-    int rc = shmbus_bus_open(name, &o, SHMBUS_OPEN_CREATE | SHMBUS_OPEN_EXCL, &bus);
-    if (rc < 0) {
-        snprintf(why, whylen, "shmbus_bus_open %s: %s", name, shmbus_strerror(rc));
+    int rc = bus_new(name, namelen, &o, &bus, why, whylen);
+    if (rc < 0)
         return rc;
-    }
     if (segment) {
         struct shmbus_bus_info info;
         *segment = shmbus_bus_info(bus, &info) == 0 ? info.segment_size : 0;
@@ -528,6 +539,28 @@ const struct bench_transport bench_shmbus_default = {
 #endif
 };
 
+/* The 64 B stream issue 11's "one message per call" target is about: shmbus-default's bus and
+ * receiver, but no batch calls, so the harness sends and receives each message with its own
+ * shmbus_send() and shmbus_recv() (a row without stream_send/stream_recv). */
+const struct bench_transport bench_shmbus_percall = {
+    .name = "shmbus-percall",
+    .about = "shmbus-default's stream with one shmbus_send() and one shmbus_recv() per message "
+             "(no batch calls); bounded spin (50 us) then sleep",
+    .kind = BENCH_SHMBUS,
+    .wait = BENCH_HYBRID,
+    .caps = BENCH_CAP_STREAM,
+#ifdef BENCH_HAVE_SHMBUS
+    .setup = sb_setup,
+    .open = open_default,
+    .send = sb_send,
+    .recv = sb_recv,
+    .close = sb_close,
+    .teardown = sb_teardown,
+#else
+    .probe = not_ready,
+#endif
+};
+
 const struct bench_transport bench_shmbus_loan = {
     .name = "shmbus-loan",
     .about = "libshmbus zero-copy loans, receiver spins: shmbus_loan/commit, shmbus_recv_ref/"
@@ -599,39 +632,29 @@ const struct bench_transport bench_shmbus_tapped = {
 #endif
 };
 
-/* ---- shmbus ring: hop latency against the number of clients ---- */
+/* ---- shmbus ring: hop latency against the number of clients (ring.c runs it) ---- */
 
 #ifdef BENCH_HAVE_SHMBUS
 
-#define STOP_HOP UINT64_MAX
-
-struct ring_shared {
-    _Atomic int ready;
-    _Atomic int failed;
-    char why[BENCH_WHY_LEN];
-    struct bench_hist hist[]; /* one per client */
-};
-
-/* Client k (1..n): join, wait for everyone, then receive and forward until told to stop. */
-static int ring_client(const char *bus_name, int n, int k, uint64_t hops, struct ring_shared *sh)
+/* Client k (1..n) of the ring on bus arg: join, wait for everyone, then receive and forward
+ * until told to stop. */
+static int ring_client(struct bench_ring *rg, int k, void *arg)
 {
+    const char *bus_name = arg;
+    int n = rg->n;
     shmbus_bus *bus = NULL;
     shmbus_client *c = NULL;
     int rc = shmbus_bus_open(bus_name, NULL, 0, &bus);
     if (rc == 0)
         rc = shmbus_join(bus, (uint32_t)k, NULL, &c);
     if (rc < 0) {
-        int expect = 0;
-        if (atomic_compare_exchange_strong(&sh->failed, &expect, 1))
-            snprintf(sh->why, sizeof(sh->why), "client %d: %s", k, shmbus_strerror(rc));
+        bench_ring_fail(rg, k, shmbus_strerror(rc));
         shmbus_bus_close(bus);
         return rc;
     }
-    struct bench_hist *h = &sh->hist[k - 1];
+    struct bench_hist *h = &rg->hist[k - 1];
     bench_hist_init(h);
-    atomic_fetch_add(&sh->ready, 1);
-    while (atomic_load(&sh->ready) < n && !atomic_load(&sh->failed))
-        bench_sleep_us(200);
+    bench_ring_wait_all(rg);
     uint64_t i = 0; /* this client's forwards so far */
     char buf[64] = {0};
     uint64_t hop = 0;
@@ -639,142 +662,204 @@ static int ring_client(const char *bus_name, int n, int k, uint64_t hops, struct
         memcpy(buf, &hop, sizeof(hop));
         rc = shmbus_send(c, 1, buf, sizeof(buf), 0, 10000);
     }
-    while (rc >= 0 && !atomic_load(&sh->failed)) {
+    while (rc >= 0 && !atomic_load(&rg->failed)) {
         struct shmbus_msg m;
         rc = shmbus_recv(c, &m, buf, sizeof(buf), 10000);
         if (rc < 0)
             break;
         uint64_t now = bench_now_ns();
         memcpy(&hop, buf, sizeof(hop));
-        if (hop == STOP_HOP)
+        if (hop == BENCH_RING_STOP)
             break;
         bench_hist_add(h, now - m.sent_ns);
-        if (hop + 1 >= hops) { /* the last hop: tell everyone else to stop */
-            hop = STOP_HOP;
+        if (hop + 1 >= rg->hops) { /* the last hop: tell everyone else to stop */
+            hop = BENCH_RING_STOP;
             memcpy(buf, &hop, sizeof(hop));
             for (int d = 1; d <= n && rc >= 0; d++)
                 if (d != k)
                     rc = shmbus_send(c, (uint32_t)d, buf, sizeof(buf), 0, 10000);
             break;
         }
-        /* the (i mod (n-1))-th of the other clients, ascending */
-        int d = (int)(i % (uint64_t)(n - 1)) + 1;
-        if (d >= k)
-            d++;
-        i++;
+        int d = bench_ring_next(n, k, i++);
         hop++;
         memcpy(buf, &hop, sizeof(hop));
         rc = shmbus_send(c, (uint32_t)d, buf, sizeof(buf), 0, 10000);
     }
-    if (rc < 0) {
-        int expect = 0;
-        if (atomic_compare_exchange_strong(&sh->failed, &expect, 1))
-            snprintf(sh->why, sizeof(sh->why), "client %d: %s", k, shmbus_strerror(rc));
-    }
+    if (rc < 0)
+        bench_ring_fail(rg, k, shmbus_strerror(rc));
     shmbus_leave(c);
     shmbus_bus_close(bus);
     return rc < 0 ? rc : 0;
 }
 
-static void ring_run(struct bench_scale *s, uint64_t hops)
+void bench_sb_ring(struct bench_scale *s, uint64_t hops)
 {
-    int n = s->clients;
     char name[SHMBUS_NAME_MAX + 1];
     char why[BENCH_WHY_LEN];
-    if (bus_create(name, sizeof(name), (uint32_t)n, SHMBUS_DEFAULT_SLOTS, SHMBUS_DEFAULT_MSG_SIZE,
-                   &s->segment_bytes, why, sizeof(why)) < 0) {
-        bench_why(s->why, sizeof(s->why), "skipped: ", why);
+    if (bus_create(name, sizeof(name), (uint32_t)s->clients, SHMBUS_DEFAULT_SLOTS,
+                   SHMBUS_DEFAULT_MSG_SIZE, &s->segment_bytes, why, sizeof(why)) < 0) {
+        bench_why(s->bus.why, sizeof(s->bus.why), "skipped: ", why);
         return;
     }
-    size_t maplen = sizeof(struct ring_shared) + (size_t)n * sizeof(struct bench_hist);
-    struct ring_shared *sh =
-        mmap(NULL, maplen, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-    if (sh == MAP_FAILED) {
-        bench_fail(s->why, sizeof(s->why), "failed: mmap");
-        shmbus_bus_destroy(name);
-        return;
-    }
-    pid_t *pids = calloc((size_t)n, sizeof(*pids));
-    uint64_t t0 = bench_now_ns();
-    fflush(stdout);
-    fflush(stderr);
-    for (int k = 1; pids && k <= n; k++) {
-        pids[k - 1] = fork();
-        if (pids[k - 1] == 0) {
-            signal(SIGINT, SIG_DFL);
-            signal(SIGTERM, SIG_DFL);
-            signal(SIGHUP, SIG_DFL);
-            _exit(ring_client(name, n, k, hops, sh) < 0 ? 1 : 0);
-        }
-        if (pids[k - 1] > 0)
-            bench_track_pid(pids[k - 1]);
-        else
-            atomic_store(&sh->failed, 1);
-    }
-    int bad = !pids;
-    uint64_t deadline = bench_now_ns() + 60000000000ull;
-    for (int k = 0; pids && k < n; k++) {
-        if (pids[k] <= 0)
-            continue;
-        int st;
-        while (waitpid(pids[k], &st, WNOHANG) == 0) {
-            if (bench_now_ns() > deadline || atomic_load(&sh->failed)) {
-                for (int j = 0; j < n; j++)
-                    if (pids[j] > 0)
-                        kill(pids[j], SIGKILL);
-                bad = 1;
-            }
-            bench_sleep_us(2000);
-        }
-        if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
-            bad = 1;
-        bench_forget_pid(pids[k]);
-    }
-    s->seconds = (double)(bench_now_ns() - t0) / 1e9;
+    bench_ring_run(s->clients, hops, ring_client, name, &s->bus);
     shmbus_bus_destroy(name);
-    if (bad) {
-        bench_why(s->why, sizeof(s->why),
-                  "failed: ", sh->why[0] ? sh->why : "a client died or hung");
-    } else {
-        static struct bench_hist all;
-        bench_hist_init(&all);
-        for (int k = 0; k < n; k++) {
-            for (int b = 0; b < BENCH_HIST_BUCKETS; b++)
-                all.bucket[b] += sh->hist[k].bucket[b];
-            all.count += sh->hist[k].count;
-            all.sum += sh->hist[k].sum;
-            if (sh->hist[k].count && sh->hist[k].min < all.min)
-                all.min = sh->hist[k].min;
-            if (sh->hist[k].max > all.max)
-                all.max = sh->hist[k].max;
+}
+
+#else
+
+void bench_sb_ring(struct bench_scale *s, uint64_t hops)
+{
+    (void)hops;
+    bench_why(s->bus.why, sizeof(s->bus.why), "skipped: ", bench_shmbus_unavailable());
+}
+
+#endif
+
+/* ---- memory: what a bus costs (issue 11) ---- */
+
+#ifdef BENCH_HAVE_SHMBUS
+
+#define MEMORY_BIG_MSG 65536u
+#define MEMORY_MANY    1024u
+
+/* Resident bytes of a System V segment: the rss column of /proc/sysvipc/shm, which lists the
+ * segments of the caller's IPC namespace. The segment is the one with id *shmid, or when
+ * *shmid is -1 the one of this size created by this process (its id goes to *shmid). 0, or
+ * -errno with why filled in. */
+static int shm_resident(int *shmid, uint64_t size, uint64_t *rss, char *why, size_t whylen)
+{
+    FILE *f = fopen("/proc/sysvipc/shm", "r");
+    if (!f)
+        return bench_fail(why, whylen, "/proc/sysvipc/shm");
+    char line[512];
+    int want = *shmid, found = 0;
+    int header = 1;
+    while (fgets(line, sizeof(line), f)) {
+        if (header) { /* "key shmid perms size cpid lpid nattch ... ctime rss swap" */
+            header = 0;
+            continue;
         }
-        s->messages = all.count;
-        s->hop_median = bench_hist_quantile(&all, 0.5);
-        s->hop_p99 = bench_hist_quantile(&all, 0.99);
-        s->ok = all.count > 0;
-        if (!s->ok)
-            snprintf(s->why, sizeof(s->why), "failed: no hop recorded");
+        /* key shmid perms size cpid lpid nattch uid gid cuid cgid atime dtime ctime rss */
+        unsigned long long v[15];
+        int n = 0;
+        char *save = NULL;
+        for (char *tok = strtok_r(line, " \t\n", &save); tok && n < 15;
+             tok = strtok_r(NULL, " \t\n", &save))
+            v[n++] = strtoull(tok, NULL, 10); /* perms (octal) is not used */
+        if (n < 15)
+            continue;
+        int id = (int)v[1];
+        int match = want >= 0 ? id == want : v[3] == size && (pid_t)v[4] == getpid();
+        if (!match)
+            continue;
+        found++;
+        *rss = v[14];
+        *shmid = id;
     }
-    free(pids);
-    munmap(sh, maplen);
+    fclose(f);
+    if (found > 1) { /* two of our own segments of the same size: cannot tell which */
+        snprintf(why, whylen, "/proc/sysvipc/shm: %d segments of %llu bytes made by this process",
+                 found, (unsigned long long)size);
+        return -EEXIST;
+    }
+    if (found == 0) {
+        snprintf(why, whylen, "/proc/sysvipc/shm: no such segment (or no rss column)");
+        return -ENOENT;
+    }
+    return 0;
+}
+
+/* The segment size of a fresh bus with options o (its ring per mailbox to *ring if not NULL).
+ * The bus is destroyed before returning. 0, or -errno with why filled in. */
+static int memory_segment(const struct shmbus_bus_opts *o, uint64_t *bytes, uint64_t *ring,
+                          char *why, size_t whylen)
+{
+    char name[SHMBUS_NAME_MAX + 1];
+    shmbus_bus *bus = NULL;
+    int rc = bus_new(name, sizeof(name), o, &bus, why, whylen);
+    if (rc < 0)
+        return rc;
+    struct shmbus_bus_info info;
+    rc = shmbus_bus_info(bus, &info);
+    if (rc < 0) {
+        snprintf(why, whylen, "shmbus_bus_info %s: %s", name, shmbus_strerror(rc));
+    } else {
+        *bytes = info.segment_size;
+        if (ring)
+            *ring = info.ring_bytes;
+    }
+    shmbus_bus_close(bus);
+    shmbus_bus_destroy(name);
+    return rc;
+}
+
+/* "Memory grows with use, not capacity": a 1024-client bus's resident pages right after
+ * shmbus_bus_open() created it, and after shmbus_bus_info() (which reads every registry
+ * entry's state) has run. The segment is found by its size and creator before anything
+ * else of the library reads it, then checked against the id shmbus_bus_info() reports. */
+static void memory_resident(struct bench_memory *m)
+{
+    struct shmbus_bus_opts o = {.max_clients = MEMORY_MANY};
+    m->many_clients = MEMORY_MANY;
+    ssize_t size = shmbus_bus_size(&o);
+    if (size < 0) {
+        snprintf(m->rss_why, sizeof(m->rss_why), "failed: shmbus_bus_size: %s",
+                 shmbus_strerror((int)size));
+        return;
+    }
+    char name[SHMBUS_NAME_MAX + 1], why[BENCH_WHY_LEN];
+    shmbus_bus *bus = NULL;
+    if (bus_new(name, sizeof(name), &o, &bus, why, sizeof(why)) < 0) {
+        bench_why(m->rss_why, sizeof(m->rss_why), "skipped: ", why);
+        return;
+    }
+    int shmid = -1;
+    struct shmbus_bus_info info;
+    int rc = shm_resident(&shmid, (uint64_t)size, &m->many_created, why, sizeof(why));
+    if (rc == 0 && (rc = shmbus_bus_info(bus, &info)) < 0)
+        snprintf(why, sizeof(why), "shmbus_bus_info: %s", shmbus_strerror(rc));
+    if (rc == 0 && info.shmid != shmid) {
+        snprintf(why, sizeof(why), "segment %d found, the bus's is %d", shmid, info.shmid);
+        rc = -ESRCH;
+    }
+    if (rc == 0)
+        rc = shm_resident(&shmid, 0, &m->many_scanned, why, sizeof(why));
+    if (rc == 0) {
+        m->many_bytes = info.segment_size;
+        m->rss_ok = 1;
+    } else {
+        bench_why(m->rss_why, sizeof(m->rss_why), "failed: ", why);
+    }
+    shmbus_bus_close(bus);
+    shmbus_bus_destroy(name);
 }
 #endif
 
-void bench_measure_scale(struct bench_run *r, const int *clients, int n,
-                         void (*progress)(const char *))
+void bench_measure_memory(struct bench_run *r)
 {
-    r->nscale = 0;
-    for (int i = 0; i < n && i < BENCH_MAX_SCALE; i++) {
-        struct bench_scale *s = &r->scale[r->nscale++];
-        char line[64];
-        snprintf(line, sizeof(line), "shmbus ring, %d clients", clients[i]);
-        progress(line);
-        memset(s, 0, sizeof(*s));
-        s->clients = clients[i];
+    struct bench_memory *m = &r->memory;
+    memset(m, 0, sizeof(*m));
 #ifdef BENCH_HAVE_SHMBUS
-        ring_run(s, r->quick ? 3000 : 30000);
+    char why[BENCH_WHY_LEN];
+    struct shmbus_bus_opts def = {0};
+    m->clients = SHMBUS_DEFAULT_MAX_CLIENTS;
+    m->default_msg = SHMBUS_DEFAULT_MSG_SIZE;
+    int rc = memory_segment(&def, &m->default_bytes, &m->ring_bytes, why, sizeof(why));
+    /* 64 KiB messages in the default bus's ring: what the byte ring makes possible. */
+    struct shmbus_bus_opts big = {.msg_size = MEMORY_BIG_MSG, .ring_bytes = m->ring_bytes};
+    if (rc == 0)
+        rc = memory_segment(&big, &m->big_bytes, NULL, why, sizeof(why));
+    if (rc == 0)
+        m->ok = 1;
+    else
+        bench_why(m->why, sizeof(m->why), "failed: ", why);
+    /* And with the ring left to its default, which is sized for `slots` such messages. */
+    struct shmbus_bus_opts big_def = {.msg_size = MEMORY_BIG_MSG};
+    ssize_t sz = shmbus_bus_size(&big_def);
+    m->big_default_ring = sz > 0 ? (uint64_t)sz : 0;
+    memory_resident(m);
 #else
-        bench_why(s->why, sizeof(s->why), "skipped: ", bench_shmbus_unavailable());
+    bench_why(m->why, sizeof(m->why), "skipped: ", bench_shmbus_unavailable());
+    bench_why(m->rss_why, sizeof(m->rss_why), "skipped: ", bench_shmbus_unavailable());
 #endif
-    }
 }

@@ -799,8 +799,8 @@ static void on_rep(natsConnection *c, natsSubscription *sub, natsMsg *m, void *a
         goto out;
     }
     if (f.status != 0) {
-        count_error(&st.undeliverable, "request to %s failed there: %s", p.addr,
-                    shmbus_strerror(-(int)f.status));
+        count_error(&st.undeliverable, "request to %s failed there: %s (%s)", p.addr,
+                    err_text((int)f.status), err_name((int)f.status));
         reply_error(cl, &p.req, p.addr, strlen(p.addr), (int)f.status);
         goto out;
     }

@@ -382,7 +382,8 @@ int shmbus_bus_shmid(const char *name);
 /*
  * Join the bus as client `id` (1..max_clients), or as the lowest free id if id is 0, with an
  * optional `name` (NULL for none; unique on the bus). The new client's mailbox starts empty.
- * A slot held by a client whose process died is reclaimed first.
+ * A slot held by a client whose process died is reclaimed first. The mailbox's pages are
+ * mapped into the process at once (madvise(2), rings up to 1 MiB), not one fault at a time.
  *
  * On success *out is a handle freed by shmbus_leave(). Does not block. Thread-safe.
  * Errors: -EINVAL (bus or out NULL, id out of range, bad name), -EEXIST (id or name taken by
@@ -611,7 +612,9 @@ struct shmbus_msg {
  * later). ACK sends from one client must not run in several threads at once.
  *
  * Sending to yourself is allowed. The fast path (room in the mailbox, receiver not asleep)
- * makes no system call. Thread-safe for several senders on one client.
+ * makes no system call, except that the first send through a bus handle to a destination
+ * maps its mailbox's pages at once (one madvise(2), tens of microseconds) so that later
+ * sends take no page faults. Thread-safe for several senders on one client.
  * Errors: -EINVAL (c NULL, data NULL with len > 0, dst 0 or above max_clients, a flag this
  * call does not take, a priority above 7), -EMSGSIZE (len over the bus's msg_size),
  * -EHOSTUNREACH (no client dst, or it left while we waited), -ECONNRESET (dst died),

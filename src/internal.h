@@ -79,8 +79,9 @@
  * (stats.c: bus-wide counters, per-pair counts), the tap area (tap.c), the group table
  * (group.c); 4: the tap bulk ring (tap.c), the in-flight tables (redeliver.c); 5: the journal
  * control of durable buses (journal.c) in the header; 6: the pass lock and lossy members;
- * 7: SB_HW_INNER in the header word of a batch's records after its first */
-#define SB_LAYOUT_VERSION 7u
+ * 7: SB_HW_INNER in the header word of a batch's records after its first; 8: an entry's
+ * bytes sent and received counts are its flow row's less a base taken at join */
+#define SB_LAYOUT_VERSION 8u
 #define SB_LINE           64u
 #define SB_HEADER_SIZE    4096u
 #define SB_INTENTS        4u  /* concurrent sending threads per client that can each be tracked */
@@ -253,13 +254,16 @@ struct sb_entry {
 
     /* Sender side: written by the owner's sending threads. */
     _Alignas(SB_LINE) _Atomic uint64_t sent; /* doubles as the per-sender sequence number */
-    _Atomic uint64_t bytes_sent;
+    /* The id's flow row's bytes_sent when the owner joined: the client's bytes sent are the
+     * row's count less this one (read_counters() in registry.c), so that a send adds to the
+     * row alone. Likewise received_base and bytes_received_base. Written at join only. */
+    _Atomic uint64_t bytes_sent_base;
     _Atomic uint64_t full_waits;
     struct sb_intent intent[SB_INTENTS];
 
-    /* Receiver side: written by the owner's receiving thread. */
-    _Alignas(SB_LINE) _Atomic uint64_t received;
-    _Atomic uint64_t bytes_received;
+    /* Receiver side: written by the owner's receiving thread (the two bases: at join). */
+    _Alignas(SB_LINE) _Atomic uint64_t received_base;
+    _Atomic uint64_t bytes_received_base;
     _Atomic uint64_t wakeups;
     _Atomic uint64_t spins;
     _Atomic uint64_t dropped;
@@ -398,12 +402,17 @@ struct shmbus_bus {
     char name[SHMBUS_NAME_MAX + 1];
     uid_t uid;
     struct sb_journal *j; /* durable bus: this process's journal (journal.c); else NULL */
+    /* warm[id]: this mapping asked the kernel to map mailbox id's pages already (mbox_warm()
+     * in mailbox.c). A byte each, so that the check on every claim is one load. Process-local;
+     * relaxed, as threads may share the handle. */
+    _Atomic uint8_t warm[SHMBUS_MAX_CLIENTS + 1];
 };
 
 struct shmbus_client {
     shmbus_bus *bus;
     struct sb_entry *e;
     struct sb_mbox *mb;
+    struct sb_flow_row *row; /* its id's counters (stats.c), as sb__flow_row() gives them */
     uint32_t id;
     uint32_t gen;
     uint32_t kept_gen; /* taken over at join from a kept mailbox (0: none); accepted as gen */
@@ -677,13 +686,12 @@ static inline void sb__evfd_wake(shmbus_bus *b, struct sb_mbox *mb)
         sb__evfd_notify(b, mb);
 }
 
-/* stats.c: bus-wide counters and per-pair counts (see struct sb_flow_row). Called by the
+/* stats.c: bus-wide counters and per-pair counts (see struct sb_flow_row). Counted by the
  * send and receive paths of mailbox.c, once per send call and once per run of messages
- * taken from one sender. */
-void sb__stats_sent(shmbus_bus *b, uint32_t src, uint64_t n, uint64_t bytes);
-/* One latency sample of a message taken by id dst, `ns` from its send (as the entry's
- * lat_hist counts it). */
-void sb__stats_latency(shmbus_bus *b, uint32_t dst, uint64_t ns);
+ * taken from one sender, in the client's row (shmbus_client.row). */
+/* One latency sample of a message taken by a client whose row is r, `ns` from its send (as
+ * the entry's lat_hist counts it). */
+void sb__stats_latency(struct sb_flow_row *r, uint64_t ns);
 
 static inline struct sb_flow_row *sb__flow_row(const shmbus_bus *b, uint32_t id)
 {
@@ -704,16 +712,23 @@ static inline void sb__bump(_Atomic uint64_t *ctr, uint64_t n)
                           memory_order_relaxed);
 }
 
-/* n messages, `bytes` in all, taken by id dst from src (a peer wrote src: counted per pair
- * only if it names an id). Inline: the receive path calls it for every message or run. */
-static inline void sb__stats_taken(shmbus_bus *b, uint32_t dst, uint32_t src, uint64_t n,
-                                   uint64_t bytes)
+/* n messages, `bytes` in all, sent by a client whose row is r. Atomic adds: every sending
+ * thread of the id adds here. Inline: every send calls it. */
+static inline void sb__stats_sent(struct sb_flow_row *r, uint64_t n, uint64_t bytes)
 {
-    struct sb_flow_row *r = sb__flow_row(b, dst);
+    atomic_fetch_add_explicit(&r->sent, n, memory_order_relaxed);
+    atomic_fetch_add_explicit(&r->bytes_sent, bytes, memory_order_relaxed);
+}
+
+/* n messages, `bytes` in all, taken from src by a client whose row is r. A peer wrote src:
+ * every caller has checked it is an id (1..max_clients) already, with the record's other
+ * fields, and drops the record otherwise (read_at(), recv_fast(), take_run()). Inline: the
+ * receive path calls it for every message or run. */
+static inline void sb__stats_taken(struct sb_flow_row *r, uint32_t src, uint64_t n, uint64_t bytes)
+{
     sb__bump(&r->received, n);
     sb__bump(&r->bytes_received, bytes);
-    if (src >= 1 && src <= b->lay.max_clients)
-        sb__bump(sb__flow_cell(r, src), n);
+    sb__bump(sb__flow_cell(r, src), n);
 }
 
 /*

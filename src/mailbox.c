@@ -47,6 +47,7 @@
 #include <sched.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <time.h>
 
 #include "internal.h"
@@ -146,13 +147,30 @@ static inline __attribute__((always_inline)) uint64_t rv_lap(const struct rv *r,
 
 /* Is v a real header for position p: a state, this lap, units inside the ring? The one
  * check of a header word (hw_valid() is this with the bus's geometry). */
+static inline __attribute__((always_inline)) bool rv_units_ok(const struct rv *r, uint64_t v,
+                                                              uint64_t p)
+{
+    uint32_t u = SB_HW_UNITS(v);
+    return u >= 1 && (p & r->mask) + u <= r->units;
+}
+
 static inline __attribute__((always_inline)) bool rv_valid(const struct rv *r, uint64_t v,
                                                            uint64_t p)
 {
     if (SB_HW_STATE(v) == SB_HW_ZERO || SB_HW_PAD(v) != 0 || SB_HW_LAP(v) != rv_lap(r, p))
         return false;
-    uint32_t u = SB_HW_UNITS(v);
-    return u >= 1 && (p & r->mask) + u <= r->units;
+    return rv_units_ok(r, v, p);
+}
+
+/* rv_valid() and READY at priority 0, the fast receive's record: every bit but the units
+ * and SB_HW_INNER is known, so one compare checks state, priority, padding and lap. */
+static inline __attribute__((always_inline)) bool rv_ready0(const struct rv *r, uint64_t v,
+                                                            uint64_t p)
+{
+    const uint64_t free_bits = SB_HW(0, SB_MAX_UNITS, 0, 0) | SB_HW_INNER;
+    if ((v & ~free_bits) != SB_HW(SB_HW_READY, 0, 0, rv_lap(r, p)))
+        return false;
+    return rv_units_ok(r, v, p);
 }
 
 static inline __attribute__((always_inline)) bool hw_valid(const shmbus_bus *b, uint64_t v,
@@ -197,6 +215,11 @@ static inline __attribute__((always_inline)) void zero_walk(uint8_t *first, uint
 {
     if (n > 8) {
         zero_run(first, (uint32_t)n);
+        return;
+    }
+    if (n == 2) { /* a record of up to 80 payload bytes, the common small message */
+        atomic_store_explicit(&((struct sb_rec *)(first + SB_UNIT))->hw, 0, memory_order_relaxed);
+        atomic_store_explicit(&((struct sb_rec *)first)->hw, 0, memory_order_relaxed);
         return;
     }
     for (uint8_t *q = first + n * SB_UNIT; q != first;) {
@@ -304,6 +327,41 @@ static void intent_put(shmbus_client *c, unsigned i)
     atomic_fetch_and_explicit(&c->intent_busy, ~(1u << i), memory_order_release);
 }
 
+/* ---- a mailbox's pages ------------------------------------------------------------------ */
+
+/*
+ * Each process pays a page fault the first time it touches a page of the segment, whoever
+ * touched it before. A ring of small records is written one new page at a time, and with
+ * many producers nearly every message lands on a page its producer has not touched yet (64
+ * clients passing one message around: 1.3 faults per hop, each several microseconds on a
+ * virtual machine; bench/README.md, "Scale"), and the fault falls between the claim and
+ * the commit, where it holds up the mailbox. So a producer maps a mailbox whole before its
+ * first claim there, and a receiver its own at join, with one madvise(MADV_POPULATE_WRITE)
+ * (the kernel fills this process's page tables in one call, allocating the pages nobody
+ * has used yet). Memory: what one lap of the ring uses anyway, at once; rings over
+ * SB_WARM_MAX are left to fault as they go. Best effort: a kernel without it (before 5.14)
+ * or a failure changes the speed only. The flags are per bus handle, not per process: a
+ * child that inherits a handle across fork() inherits them, and faults as before.
+ */
+#define SB_WARM_MAX (1u << 20) /* bytes of ring mapped at once, at most */
+
+static __attribute__((noinline, cold)) void mbox_warm_slow(shmbus_bus *b, uint32_t id)
+{
+    /* Relaxed: the flag only says the kernel was asked; two threads may both ask. */
+    atomic_store_explicit(&b->warm[id], 1, memory_order_relaxed);
+#ifdef MADV_POPULATE_WRITE
+    if ((uint64_t)b->lay.ring_units * SB_UNIT <= SB_WARM_MAX)
+        (void)madvise(sb__mbox(b, id), b->lay.mbox_size, MADV_POPULATE_WRITE);
+#endif
+}
+
+/* id: a valid client id (1..max_clients). */
+static inline void mbox_warm(shmbus_bus *b, uint32_t id)
+{
+    if (!atomic_load_explicit(&b->warm[id], memory_order_relaxed))
+        mbox_warm_slow(b, id);
+}
+
 /* ---- producer side ---------------------------------------------------------------------- */
 
 /* The published head of mailbox mb, into our cache for it. */
@@ -327,14 +385,16 @@ struct seen {
 /*
  * Claim room in dst's mailbox for the records of units[0..nrec) (docs/mailbox-v2.md, 4,
  * steps 1..6): as many of them as fit in one claim, at least the first. Returns how many
- * (the claim is *pos, *total units, its header stored CLAIMED), -EAGAIN (no room, or the
- * chain rule says wait: *seen says which), or -EBADMSG (tail or head are garbage).
+ * (the claim is *pos, its first record *rec, *cw the CLAIMED header word stored there,
+ * which holds the claim's units),
+ * -EAGAIN (no room, or the chain rule says wait: *seen says which), or -EBADMSG (tail or
+ * head are garbage).
  */
 #define HOT static inline __attribute__((always_inline))
 
 HOT int claim(shmbus_client *c, uint32_t dst, struct sb_mbox *mb, unsigned ii,
-              const uint32_t *units, uint32_t nrec, unsigned prio, uint64_t *pos, uint32_t *total,
-              struct seen *seen)
+              const uint32_t *units, uint32_t nrec, unsigned prio, uint64_t *pos, uint64_t *cw,
+              struct sb_rec **rec, struct seen *seen)
 {
     shmbus_bus *b = c->bus;
     struct sb_intent *in = &c->e->intent[ii];
@@ -431,10 +491,12 @@ HOT int claim(shmbus_client *c, uint32_t dst, struct sb_mbox *mb, unsigned ii,
             continue;
         }
         /* Step 6. Release pairs with the acquire loads of hw in find(), skip_one(). */
-        atomic_store_explicit(&rv_rec(&r, t)->hw, SB_HW(SB_HW_CLAIMED, n, prio, rv_lap(&r, t)),
-                              memory_order_release);
+        struct sb_rec *rc = rv_rec(&r, t);
+        uint64_t w = SB_HW(SB_HW_CLAIMED, n, prio, rv_lap(&r, t));
+        atomic_store_explicit(&rc->hw, w, memory_order_release);
         *pos = t;
-        *total = (uint32_t)n;
+        *cw = w;
+        *rec = rc;
         return (int)k;
     }
 }
@@ -446,7 +508,9 @@ static uint32_t rec_mbox_id(const shmbus_bus *b, const struct sb_rec *r)
     return mbox_id_of(b, (const struct sb_mbox *)(const void *)r);
 }
 
-/* Fill the record at pos (fields and payload; the header word is the caller's). */
+/* Fill the record at pos (fields and payload; the header word is the caller's). data NULL:
+ * nothing to copy (a loan's payload is in place); every send call has refused a NULL data
+ * with a nonzero len already, so a non-NULL data is copied without asking len. */
 HOT void write_rec_as(struct sb_rec *r, const shmbus_client *c, uint32_t dst_gen,
                       const void *data, size_t len, unsigned mflags, unsigned prio, uint64_t seq,
                       uint64_t corr, uint64_t now, bool inline_copy)
@@ -458,7 +522,7 @@ HOT void write_rec_as(struct sb_rec *r, const shmbus_client *c, uint32_t dst_gen
     r->src = c->id;
     r->src_gen = (c->gen & 0xffffffu) | ((uint32_t)mflags << 24);
     r->dst_gen = dst_gen;
-    if (data != NULL && len != 0) {
+    if (data != NULL) {
         /* memcpy, not copy_payload(): with the copy inlined here, the bench's spinning
          * 64 B round trip was 140 ns slower (measured A/B, 1.51 vs 1.37 us), although it
          * ran fewer instructions. Likely cause, not proven: the order of the stores to the
@@ -493,20 +557,20 @@ HOT void wake_consumer(shmbus_bus *b, struct sb_mbox *mb)
 }
 
 /*
- * Commit the claim at pos, record rec (steps 8..10): CLAIMED(claimed) -> READY(first), end the intent,
- * wake the consumer. -ECONNRESET if the claim was skipped (nothing delivered).
+ * Commit the claim whose first record is rec (steps 8..10): its header cw (CLAIMED, as
+ * claim() stored it) -> READY(first units), same priority and lap; end the intent, wake the
+ * consumer. -ECONNRESET if the claim was skipped (nothing delivered).
  */
-HOT int commit(shmbus_client *c, struct sb_mbox *mb, struct sb_rec *rec, unsigned ii, uint64_t pos,
-               uint32_t claimed, uint32_t first, unsigned prio)
+HOT int commit(shmbus_client *c, struct sb_mbox *mb, struct sb_rec *rec, unsigned ii, uint64_t cw,
+               uint32_t first)
 {
     shmbus_bus *b = c->bus;
-    uint64_t lap = lap_of(b, pos);
-    uint64_t expect = SB_HW(SB_HW_CLAIMED, claimed, prio, lap);
+    uint64_t expect = cw;
+    uint64_t ready = (cw & ~SB_HW(3u, 0xffffu, 0, 0)) | SB_HW(SB_HW_READY, first, 0, 0);
     /* seq_cst: its release half pairs with the acquire loads of hw in find() (the fields
      * and payload are visible to whoever sees READY); the rest is the Dekker pair with the
      * sleeping consumer (wake_consumer()). */
-    bool ok = atomic_compare_exchange_strong_explicit(&rec->hw, &expect,
-                                                      SB_HW(SB_HW_READY, first, prio, lap),
+    bool ok = atomic_compare_exchange_strong_explicit(&rec->hw, &expect, ready,
                                                       memory_order_seq_cst, memory_order_relaxed);
     /* Release: the commit precedes the intent's end. Pairs with the acquire load of n in
      * claimant_live() and sb__mbox_skip_intents(). */
@@ -683,19 +747,20 @@ static uint64_t start_pos(shmbus_bus *b, struct sb_mbox *mb);
  * are what it said. Loops until a claim succeeds, the deadline, or an error; gives the
  * intent record back on failure.
  */
-static __attribute__((noinline)) int
-claim_wait_slow(shmbus_client *c, uint32_t dst, uint32_t gen, const uint32_t *units, uint32_t nrec,
-                unsigned prio, unsigned flags, uint64_t deadline, unsigned i, int k,
-                struct seen seen, unsigned *ii, uint64_t *pos, uint32_t *total)
+static __attribute__((noinline)) int claim_wait_slow(shmbus_client *c, uint32_t dst, uint32_t gen,
+                                                     struct sb_mbox *mb, const uint32_t *units,
+                                                     uint32_t nrec, unsigned prio, unsigned flags,
+                                                     uint64_t deadline, unsigned i, int k,
+                                                     struct seen seen, unsigned *ii, uint64_t *pos,
+                                                     uint64_t *cw, struct sb_rec **rec)
 {
     shmbus_bus *b = c->bus;
-    struct sb_mbox *mb = sb__mbox(b, dst);
     bool counted = false;
     uint64_t spin_until = 0;
     uint32_t spins = 0, chain_spins = 0;
     for (bool first = true;; first = false) {
         if (!first)
-            k = claim(c, dst, mb, i, units, nrec, prio, pos, total, &seen);
+            k = claim(c, dst, mb, i, units, nrec, prio, pos, cw, rec, &seen);
         if (k > 0) {
             *ii = i;
             return k;
@@ -752,23 +817,25 @@ claim_wait_slow(shmbus_client *c, uint32_t dst, uint32_t gen, const uint32_t *un
  * must commit. The first try is inline (the common case: room by the cached head); the
  * waiting, out of line.
  */
-HOT int claim_wait(shmbus_client *c, uint32_t dst, uint32_t gen, const uint32_t *units,
-                   uint32_t nrec, unsigned prio, unsigned flags, uint64_t deadline, bool loan,
-                   unsigned *ii, uint64_t *pos, uint32_t *total)
+HOT int claim_wait(shmbus_client *c, uint32_t dst, uint32_t gen, struct sb_mbox *mb,
+                   const uint32_t *units, uint32_t nrec, unsigned prio, unsigned flags,
+                   uint64_t deadline, bool loan, unsigned *ii, uint64_t *pos, uint64_t *cw,
+                   struct sb_rec **rec)
 {
+    mbox_warm(c->bus, dst); /* before the claim: no page fault between claim and commit */
     unsigned i;
     if (!loan)
         i = intent_get(c);
     else if (intent_try_get(c, &i) < 0)
         return -EBUSY; /* a thread holding loans must not wait for itself */
     struct seen seen;
-    int k = claim(c, dst, sb__mbox(c->bus, dst), i, units, nrec, prio, pos, total, &seen);
+    int k = claim(c, dst, mb, i, units, nrec, prio, pos, cw, rec, &seen);
     if (k > 0) {
         *ii = i;
         return k;
     }
-    return claim_wait_slow(c, dst, gen, units, nrec, prio, flags, deadline, i, k, seen, ii, pos,
-                           total);
+    return claim_wait_slow(c, dst, gen, mb, units, nrec, prio, flags, deadline, i, k, seen, ii, pos,
+                           cw, rec);
 }
 
 /* Give a claim back unfilled (a cancelled loan, a send whose journal write failed): the
@@ -821,29 +888,29 @@ HOT int send_rec(shmbus_client *c, uint32_t dst, const void *data, size_t len, u
     if (r < 0)
         return r;
     struct sb_mbox *mb = sb__mbox(b, dst);
-    uint32_t units = sb__rec_units(len), total;
+    uint32_t units = sb__rec_units(len);
     unsigned i;
-    uint64_t pos;
-    r = claim_wait(c, dst, gen, &units, 1, prio, flags, deadline, false, &i, &pos, &total);
+    uint64_t pos, cw;
+    struct sb_rec *rec;
+    r = claim_wait(c, dst, gen, mb, &units, 1, prio, flags, deadline, false, &i, &pos, &cw, &rec);
     if (r < 0)
         return r;
     sb__tp(SB_TP_RESERVED); /* test-only: claimed, not yet filled */
     uint64_t seq = atomic_fetch_add_explicit(&c->e->sent, 1, memory_order_relaxed) + 1;
     if (b->j != NULL) { /* a durable bus: the record before the commit */
         struct shmbus_iov m = {data, len};
-        r = journal_claim(c, dst, mb, i, pos, total, &m, 1, prio, mflags, seq, corr, flags);
+        r = journal_claim(c, dst, mb, i, pos, SB_HW_UNITS(cw), &m, 1, prio, mflags, seq, corr,
+                          flags);
         if (r < 0)
             return r;
     }
-    atomic_fetch_add_explicit(&c->e->bytes_sent, len, memory_order_relaxed);
-    sb__stats_sent(b, c->id, 1, len);
+    sb__stats_sent(c->row, 1, len);
     /* Before the commit (docs/mailbox-v2.md, 6). Release pairs with the acquire load of
      * pending_hi in find_msg(): our claim comes first. */
     if (prio > 0)
         atomic_fetch_add_explicit(&mb->pending_hi, 1, memory_order_release);
-    struct sb_rec *rec = sb__unit(b, mb, pos);
     write_rec(rec, c, gen, data, len, mflags, prio, seq, corr, sb__now_ns());
-    r = commit(c, mb, rec, i, pos, total, total, prio);
+    r = commit(c, mb, rec, i, cw, SB_HW_UNITS(cw));
     if (r < 0) {
         if (b->j != NULL)
             sb__journal_cancel(c, seq, 1); /* journaled, but never delivered */
@@ -890,7 +957,7 @@ int shmbus_send(shmbus_client *c, uint32_t dst, const void *data, size_t len, un
  */
 static int fill_commit(shmbus_client *c, struct sb_mbox *mb, uint32_t gen,
                        const struct shmbus_iov *msgs, const uint32_t *units, int k, unsigned prio,
-                       uint64_t seq1, unsigned i, uint64_t pos, uint32_t total)
+                       uint64_t seq1, unsigned i, uint64_t pos, uint64_t cw, struct sb_rec *rec0)
 {
     shmbus_bus *b = c->bus;
     uint64_t bytes = msgs[0].len;
@@ -898,7 +965,6 @@ static int fill_commit(shmbus_client *c, struct sb_mbox *mb, uint32_t gen,
     if (prio > 0) /* release pairs with the acquire load in find_msg(), as in send_rec() */
         atomic_fetch_add_explicit(&mb->pending_hi, k, memory_order_release);
     const struct rv rg = rv_of(b, mb); /* geometry in registers across our stores */
-    struct sb_rec *rec0 = rv_rec(&rg, pos);
     write_rec(rec0, c, gen, msgs[0].data, msgs[0].len, 0, prio, seq1, 0, now);
     if (k > 1)
         sb__tp(SB_TP_BATCH_PART); /* test-only: part of a batch written */
@@ -915,9 +981,8 @@ static int fill_commit(shmbus_client *c, struct sb_mbox *mb, uint32_t gen,
         bytes += msgs[j].len;
         p = padd(p, units[j]);
     }
-    atomic_fetch_add_explicit(&c->e->bytes_sent, bytes, memory_order_relaxed);
-    sb__stats_sent(b, c->id, (uint64_t)k, bytes);
-    return commit(c, mb, rec0, i, pos, total, units[0], prio);
+    sb__stats_sent(c->row, (uint64_t)k, bytes);
+    return commit(c, mb, rec0, i, cw, units[0]);
 }
 
 /*
@@ -944,16 +1009,16 @@ static __attribute__((noinline)) int send_batch_ahead(shmbus_client *c, uint32_t
     uint32_t done = 0;
     while (done < want) {
         unsigned i;
-        uint64_t pos;
-        uint32_t total;
-        int k = claim_wait(c, dst, gen, units + done, want - done, prio, flags, deadline, false, &i,
-                           &pos, &total);
+        uint64_t pos, cw;
+        struct sb_rec *rec0;
+        int k = claim_wait(c, dst, gen, mb, units + done, want - done, prio, flags, deadline, false,
+                           &i, &pos, &cw, &rec0);
         if (k < 0) {
             r = k;
             break;
         }
-        r = fill_commit(c, mb, gen, msgs + done, units + done, k, prio, seq + 1 + done, i, pos,
-                        total);
+        r = fill_commit(c, mb, gen, msgs + done, units + done, k, prio, seq + 1 + done, i, pos, cw,
+                        rec0);
         if (r < 0)
             break;
         done += (uint32_t)k;
@@ -997,23 +1062,25 @@ int shmbus_send_batch(shmbus_client *c, uint32_t dst, const struct shmbus_iov *m
     uint64_t deadline = send_deadline(timeout_ms);
     struct sb_mbox *mb = sb__mbox(b, dst);
     unsigned i;
-    uint64_t pos;
-    uint32_t total;
+    uint64_t pos, cw;
+    struct sb_rec *rec0;
     /* A durable bus tries once without waiting: no room means write the journal first. */
     bool ahead = b->j != NULL && !(flags & SHMBUS_SEND_NONBLOCK) && deadline != 0;
-    int k = claim_wait(c, dst, gen, units, want, prio, ahead ? flags | SHMBUS_SEND_NONBLOCK : flags,
-                       deadline, false, &i, &pos, &total);
+    unsigned first = ahead ? flags | SHMBUS_SEND_NONBLOCK : flags;
+    int k = claim_wait(c, dst, gen, mb, units, want, prio, first, deadline, false, &i, &pos, &cw,
+                       &rec0);
     if (k == -EAGAIN && ahead)
         return send_batch_ahead(c, dst, gen, msgs, units, want, prio, flags, deadline);
     if (k < 0)
         return k;
     uint64_t seq = atomic_fetch_add_explicit(&c->e->sent, (uint64_t)k, memory_order_relaxed);
     if (b->j != NULL) { /* a durable bus: the records before the commit */
-        r = journal_claim(c, dst, mb, i, pos, total, msgs, (size_t)k, prio, 0, seq + 1, 0, flags);
+        r = journal_claim(c, dst, mb, i, pos, SB_HW_UNITS(cw), msgs, (size_t)k, prio, 0, seq + 1, 0,
+                          flags);
         if (r < 0)
             return r;
     }
-    r = fill_commit(c, mb, gen, msgs, units, k, prio, seq + 1, i, pos, total);
+    r = fill_commit(c, mb, gen, msgs, units, k, prio, seq + 1, i, pos, cw, rec0);
     if (r < 0 && b->j != NULL)
         sb__journal_cancel(c, seq + 1, (uint32_t)k); /* journaled, never delivered */
     return r < 0 ? r : k;
@@ -1082,15 +1149,16 @@ int sb__mbox_resend(shmbus_client *c, uint32_t dst, uint32_t gen, const struct s
         return -EHOSTUNREACH;
     struct sb_mbox *mb = sb__mbox(b, dst);
     unsigned prio = m->prio & 7u, i;
-    uint32_t units = sb__rec_units(m->len), total;
-    uint64_t pos;
-    r = claim_wait(c, dst, gen, &units, 1, prio, SHMBUS_SEND_NONBLOCK, 0, false, &i, &pos, &total);
+    uint32_t units = sb__rec_units(m->len);
+    uint64_t pos, cw;
+    struct sb_rec *rec;
+    r = claim_wait(c, dst, gen, mb, &units, 1, prio, SHMBUS_SEND_NONBLOCK, 0, false, &i, &pos, &cw,
+                   &rec);
     if (r < 0)
         return r;
     /* Release pairs with the acquire load of pending_hi in find_msg(), as in send_rec(). */
     if (prio > 0)
         atomic_fetch_add_explicit(&mb->pending_hi, 1, memory_order_release);
-    struct sb_rec *rec = sb__unit(b, mb, pos);
     write_rec(rec, c, gen, data, m->len, (m->flags & MSG_FLAGS) | SHMBUS_MSG_REDELIVERED, prio,
               m->seq, m->corr, m->sent_ns);
     /* The original sender, not c: a reply or an ACK goes to it. Plain stores: the claim is
@@ -1098,7 +1166,7 @@ int sb__mbox_resend(shmbus_client *c, uint32_t dst, uint32_t gen, const struct s
     rec->src = m->src;
     rec->src_gen =
         (src_gen & 0xffffffu) | ((uint32_t)((m->flags & MSG_FLAGS) | SHMBUS_MSG_REDELIVERED) << 24);
-    return commit(c, mb, rec, i, pos, total, total, prio);
+    return commit(c, mb, rec, i, cw, SB_HW_UNITS(cw));
 }
 
 /* The receiver took an ACK message: tell its sender. */
@@ -1149,20 +1217,19 @@ static __attribute__((noinline)) void sample_latency(shmbus_client *c, uint64_t 
     uint64_t now = sb__now_ns();
     if (now > sent_ns) {
         add_counter(&c->e->lat_hist[shmbus_hist_bucket(now - sent_ns)], 1);
-        sb__stats_latency(c->bus, c->id, now - sent_ns);
+        sb__stats_latency(c->row, now - sent_ns);
     }
 }
 
-/* The counters of n messages, `bytes` in all, taken from src: the client's (entry) and its
- * id's (stats.c). sent_ns nonzero: one of them is a latency sample. Every receive path
- * counts through here, per message or per run of one sender's messages. */
+/* The counters of n messages, `bytes` in all, taken from src: its id's (stats.c), from which
+ * the client's own are read (less their base at join, registry.c). sent_ns nonzero: one of them is
+ * a latency sample. Every receive path counts through here, per message or per run of one sender's
+ * messages. */
 static inline __attribute__((always_inline)) void count_taken(shmbus_client *c, uint32_t src,
                                                               uint64_t n, uint64_t bytes,
                                                               uint64_t sent_ns)
 {
-    add_counter(&c->e->received, n);
-    add_counter(&c->e->bytes_received, bytes);
-    sb__stats_taken(c->bus, c->id, src, n, bytes);
+    sb__stats_taken(c->row, src, n, bytes); /* the entry's received counts derive from these */
     if (sent_ns != 0)
         sample_latency(c, sent_ns);
 }
@@ -1240,7 +1307,10 @@ static int advance(shmbus_client *c)
  * has drained to half (a woken producer then finds room for many messages), or always when
  * `all` (the consumer is about to sleep, or skipped a dead claim producers may wait behind).
  */
-static void publish_at(const shmbus_bus *b, struct sb_mbox *mb, uint64_t h, bool all)
+static __attribute__((noinline)) void wake_space(const shmbus_bus *b, struct sb_mbox *mb,
+                                                 uint64_t h, bool all);
+
+HOT void publish_at(const shmbus_bus *b, struct sb_mbox *mb, uint64_t h, bool all)
 {
     /* seq_cst: the release half pairs with the producers' acquire loads of head in
      * refresh_head() (zeroing and reads below h come first); the rest is the Dekker pair
@@ -1256,8 +1326,13 @@ static void publish_at(const shmbus_bus *b, struct sb_mbox *mb, uint64_t h, bool
         if (t == h && atomic_load_explicit(&mb->passed, memory_order_relaxed) != k)
             atomic_store_explicit(&mb->passed, k, memory_order_relaxed);
     }
-    if (atomic_load_explicit(&mb->space_waiters, memory_order_seq_cst) == 0)
-        return;
+    if (atomic_load_explicit(&mb->space_waiters, memory_order_seq_cst) != 0)
+        wake_space(b, mb, h, all);
+}
+
+/* publish_at()'s wake-up, out of line: producers wait for room only when the ring is full. */
+static void wake_space(const shmbus_bus *b, struct sb_mbox *mb, uint64_t h, bool all)
+{
     uint64_t t = SB_TAIL_POS(atomic_load_explicit(&mb->tail, memory_order_relaxed));
     if (!all && pdiff(t, h) > b->lay.ring_units / 2)
         return;
@@ -1276,17 +1351,25 @@ static void publish(shmbus_client *c, bool all)
  * two are not optional: we may just have zeroed the last claim's header (caught up: a
  * claim of one record; stopped at an SB_HW_INNER record: a batch's first record), and the
  * chain rule lets producers past a zero there only once head says it was consumed. */
-HOT void maybe_publish(shmbus_client *c)
+HOT void maybe_publish_at(shmbus_client *c, const struct rv *r, uint64_t h)
 {
-    shmbus_bus *b = c->bus;
-    if (c->h == c->hpub)
+    if (h == c->hpub)
         return;
     uint64_t v;
-    if (pdiff(c->h, c->hpub) >= b->lay.ring_units / 4 ||
-        atomic_load_explicit(&c->mb->space_waiters, memory_order_relaxed) != 0 ||
-        (v = atomic_load_explicit(hw_at(b, c->mb, c->h), memory_order_relaxed)) == 0 ||
-        (v & SB_HW_INNER))
-        publish(c, false);
+    /* Caught up (a zero word at h) first: a ping-pong's every receive publishes there. */
+    if ((v = atomic_load_explicit(&rv_rec(r, h)->hw, memory_order_relaxed)) == 0 ||
+        (v & SB_HW_INNER) || pdiff(h, c->hpub) >= r->units / 4 ||
+        atomic_load_explicit(&c->mb->space_waiters, memory_order_relaxed) != 0) {
+        c->hpub = h;
+        publish_at(c->bus, c->mb, h, false);
+    }
+}
+
+/* maybe_publish_at() at c->h, for the general paths. */
+static void maybe_publish(shmbus_client *c)
+{
+    const struct rv r = rv_of(c->bus, c->mb);
+    maybe_publish_at(c, &r, c->h);
 }
 
 /*
@@ -1945,7 +2028,7 @@ HOT int recv_fast(shmbus_client *c, struct shmbus_msg *hdr, void *buf, size_t ca
     const struct sb_rec *rc = rv_rec(&r, h);
     /* Acquire pairs with the commit CAS in commit(): the fields and payload are visible. */
     uint64_t v = atomic_load_explicit(&rc->hw, memory_order_acquire);
-    if ((v & 0x1f) != SB_HW_READY || !rv_valid(&r, v, h)) { /* READY at priority 0 */
+    if (!rv_ready0(&r, v, h)) {
         if (empty != NULL)
             /* Nothing at h: unless a dead consumer before us left zeroed units here
              * (advance() steps over those), nothing to take. */
@@ -1984,13 +2067,14 @@ HOT int recv_fast(shmbus_client *c, struct shmbus_msg *hdr, void *buf, size_t ca
      * only a drain ever consumes after a dead consumer, and it drops READY records. */
     if (ref == NULL) {
         rv_zero(&r, h, u);
-        c->h = padd(h, u);
+        h = padd(h, u);
+        c->h = h;
     }
     note_passed(mb, 1);
     /* The histogram's sample, as recv_common(): every message waited for, else one in 16. */
     bool sample = waited || (c->recv_count++ & 15) == 0;
     count_taken(c, src, 1, len, sample ? sent_ns : 0);
-    maybe_publish(c);
+    maybe_publish_at(c, &r, h);
     return (int)len;
 }
 
@@ -2239,17 +2323,15 @@ HOT size_t take_run_as(shmbus_client *c, struct shmbus_msg *hdrs, uint8_t *bufs,
         struct sb_rec *rc = rv_rec(&r, h);
         /* Acquire pairs with the commit CAS in commit(). */
         uint64_t v = atomic_load_explicit(&rc->hw, memory_order_acquire);
-        if (!rv_valid(&r, v, h))
-            break;
         uint32_t u = SB_HW_UNITS(v);
-        if (SB_HW_STATE(v) == SB_HW_DONE) {
+        if (!rv_ready0(&r, v, h)) { /* not the common record: passed if DONE, else we stop */
+            if (!rv_valid(&r, v, h) || SB_HW_STATE(v) != SB_HW_DONE)
+                break;
             if (!durable)
                 rv_zero(&r, h, u);
             h = padd(h, u);
             continue;
         }
-        if (SB_HW_STATE(v) != SB_HW_READY || SB_HW_PRIO(v) != 0)
-            break;
         uint32_t len = rc->len, src = rc->src, sg = rc->src_gen;
         unsigned flags = (sg >> 24) & MSG_FLAGS;
         if ((flags & SLOW_FLAGS) || len > stride)
@@ -2453,18 +2535,20 @@ int shmbus_loan(shmbus_client *c, uint32_t dst, size_t len, unsigned flags, int 
     if (r < 0)
         return r;
     uint64_t deadline = send_deadline(timeout_ms);
-    uint32_t units = sb__rec_units(len), total;
+    uint32_t units = sb__rec_units(len);
     unsigned i;
-    uint64_t pos;
-    r = claim_wait(c, dst, gen, &units, 1, prio, flags, deadline, true, &i, &pos, &total);
+    uint64_t pos, cw;
+    struct sb_mbox *mb = sb__mbox(b, dst);
+    struct sb_rec *rec;
+    r = claim_wait(c, dst, gen, mb, &units, 1, prio, flags, deadline, true, &i, &pos, &cw, &rec);
     if (r < 0)
         return r;
     sb__tp(SB_TP_RESERVED); /* test-only: claimed, not yet filled */
-    loan->data = (uint8_t *)sb__unit(b, sb__mbox(b, dst), pos) + SB_REC_HDR;
+    loan->data = (uint8_t *)rec + SB_REC_HDR;
     loan->cap = len;
     loan->priv_[0] = pos;
     loan->priv_[1] = (uint64_t)dst | (uint64_t)gen << 32;
-    loan->priv_[2] = (uint64_t)total | (uint64_t)i << 32 | (uint64_t)prio << 40;
+    loan->priv_[2] = (uint64_t)SB_HW_UNITS(cw) | (uint64_t)i << 32 | (uint64_t)prio << 40;
     loan->priv_[3] = loan_tag(c);
     return 0;
 }
@@ -2501,14 +2585,13 @@ int shmbus_loan_commit(shmbus_client *c, struct shmbus_loan *loan, size_t used)
     shmbus_bus *b = c->bus;
     struct sb_mbox *mb = sb__mbox(b, dst);
     uint64_t seq = atomic_fetch_add_explicit(&c->e->sent, 1, memory_order_relaxed) + 1;
-    atomic_fetch_add_explicit(&c->e->bytes_sent, used, memory_order_relaxed);
-    sb__stats_sent(b, c->id, 1, used);
+    sb__stats_sent(c->row, 1, used);
     if (prio > 0) /* release pairs with the acquire load in find_msg(), as in send_rec() */
         atomic_fetch_add_explicit(&mb->pending_hi, 1, memory_order_release);
     struct sb_rec *rec = sb__unit(b, mb, pos);
     write_rec(rec, c, gen, NULL, used, 0, prio, seq, 0, sb__now_ns());
     loan->data = NULL;
-    return commit(c, mb, rec, i, pos, total, total, prio);
+    return commit(c, mb, rec, i, SB_HW(SB_HW_CLAIMED, total, prio, lap_of(b, pos)), total);
 }
 
 int shmbus_loan_cancel(shmbus_client *c, struct shmbus_loan *loan)
@@ -2604,6 +2687,7 @@ static uint64_t start_pos(shmbus_bus *b, struct sb_mbox *mb)
 
 void sb__mbox_attach(shmbus_client *c)
 {
+    mbox_warm(c->bus, c->id);
     c->hcache = calloc(c->bus->lay.max_clients, sizeof(*c->hcache)); /* NULL: no cache */
     c->h = c->hpub = start_pos(c->bus, c->mb);
     c->inherited = true; /* a dead predecessor may have left zeroed units above head */

@@ -327,7 +327,7 @@ static int claim_any_id(shmbus_bus *b, const char *name, uint32_t *id, uint32_t 
     return -EUSERS;
 }
 
-static void reset_entry(struct sb_entry *e, const char *name)
+static void reset_entry(struct sb_entry *e, const struct sb_flow_row *row, const char *name)
 {
     atomic_store_explicit(&e->start_time, my_start_time(), memory_order_relaxed);
     e->joined_ns = sb__realtime_ns();
@@ -335,12 +335,19 @@ static void reset_entry(struct sb_entry *e, const char *name)
     if (name != NULL)
         snprintf(e->name, sizeof(e->name), "%s", name);
     atomic_store_explicit(&e->sent, 0, memory_order_relaxed);
-    atomic_store_explicit(&e->bytes_sent, 0, memory_order_relaxed);
+    /* The row's counts now: nobody else adds to them, the id being ours. */
+    atomic_store_explicit(&e->bytes_sent_base,
+                          atomic_load_explicit(&row->bytes_sent, memory_order_relaxed),
+                          memory_order_relaxed);
     atomic_store_explicit(&e->full_waits, 0, memory_order_relaxed);
     for (unsigned i = 0; i < SB_INTENTS; i++)
         atomic_store_explicit(&e->intent[i].n, 0, memory_order_relaxed);
-    atomic_store_explicit(&e->received, 0, memory_order_relaxed);
-    atomic_store_explicit(&e->bytes_received, 0, memory_order_relaxed);
+    atomic_store_explicit(&e->received_base,
+                          atomic_load_explicit(&row->received, memory_order_relaxed),
+                          memory_order_relaxed);
+    atomic_store_explicit(&e->bytes_received_base,
+                          atomic_load_explicit(&row->bytes_received, memory_order_relaxed),
+                          memory_order_relaxed);
     atomic_store_explicit(&e->wakeups, 0, memory_order_relaxed);
     atomic_store_explicit(&e->spins, 0, memory_order_relaxed);
     atomic_store_explicit(&e->dropped, 0, memory_order_relaxed);
@@ -384,7 +391,7 @@ int shmbus_join(shmbus_bus *b, uint32_t id, const char *name, shmbus_client **ou
     struct sb_entry *e = sb__entry(b, id);
     struct sb_mbox *mb = sb__mbox(b, id);
     sb__tp(SB_TP_JOINING); /* test-only: claimed, not yet LIVE */
-    reset_entry(e, name);
+    reset_entry(e, sb__flow_row(b, id), name);
     atomic_store_explicit(&mb->sleeping, 0, memory_order_relaxed);
     /* Release: the reset entry is visible to whoever sees LIVE. Pairs with the acquire in
      * sb__dest_state() and cleanup_entry(). */
@@ -393,6 +400,7 @@ int shmbus_join(shmbus_bus *b, uint32_t id, const char *name, shmbus_client **ou
     c->bus = b;
     c->e = e;
     c->mb = mb;
+    c->row = sb__flow_row(b, id);
     c->id = id;
     c->gen = gen;
     c->kept_gen = kept;
@@ -500,12 +508,23 @@ void shmbus_client_set_spin(shmbus_client *c, unsigned usec)
         c->spin_ns = (uint64_t)usec * 1000u;
 }
 
-static void read_counters(const struct sb_entry *e, struct shmbus_counters *k)
+/* A client's count kept as its id's row count less the base stored at join (sb_entry). The
+ * base is loaded first: a join between the two loads can only make the base older, never
+ * the row's count smaller; a scribbled base gives 0 or a wrong count. */
+static uint64_t since_join(const _Atomic uint64_t *base, const _Atomic uint64_t *row)
+{
+    uint64_t b0 = atomic_load_explicit(base, memory_order_relaxed);
+    uint64_t now = atomic_load_explicit(row, memory_order_relaxed);
+    return now >= b0 ? now - b0 : 0;
+}
+
+static void read_counters(const struct sb_entry *e, const struct sb_flow_row *row,
+                          struct shmbus_counters *k)
 {
     k->sent = atomic_load_explicit(&e->sent, memory_order_relaxed);
-    k->received = atomic_load_explicit(&e->received, memory_order_relaxed);
-    k->bytes_sent = atomic_load_explicit(&e->bytes_sent, memory_order_relaxed);
-    k->bytes_received = atomic_load_explicit(&e->bytes_received, memory_order_relaxed);
+    k->received = since_join(&e->received_base, &row->received);
+    k->bytes_sent = since_join(&e->bytes_sent_base, &row->bytes_sent);
+    k->bytes_received = since_join(&e->bytes_received_base, &row->bytes_received);
     k->full_waits = atomic_load_explicit(&e->full_waits, memory_order_relaxed);
     k->wakeups = atomic_load_explicit(&e->wakeups, memory_order_relaxed);
     k->spins = atomic_load_explicit(&e->spins, memory_order_relaxed);
@@ -553,7 +572,7 @@ int shmbus_list(shmbus_bus *b, struct shmbus_client_info *out, size_t n)
             ci->joined_ns = e->joined_ns;
             ci->depth = depth;
             ci->capacity = sb__mbox_capacity(b);
-            read_counters(e, &ci->counters);
+            read_counters(e, sb__flow_row(b, id), &ci->counters);
         }
         count++;
     }

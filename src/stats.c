@@ -30,16 +30,8 @@
 
 #include "internal.h"
 
-void sb__stats_sent(shmbus_bus *b, uint32_t src, uint64_t n, uint64_t bytes)
+void sb__stats_latency(struct sb_flow_row *r, uint64_t ns)
 {
-    struct sb_flow_row *r = sb__flow_row(b, src);
-    atomic_fetch_add_explicit(&r->sent, n, memory_order_relaxed);
-    atomic_fetch_add_explicit(&r->bytes_sent, bytes, memory_order_relaxed);
-}
-
-void sb__stats_latency(shmbus_bus *b, uint32_t dst, uint64_t ns)
-{
-    struct sb_flow_row *r = sb__flow_row(b, dst);
     sb__bump(&r->lat_count, 1);
     sb__bump(&r->lat_sum_ns, ns);
     sb__bump(&r->lat_hist[shmbus_hist_bucket(ns)], 1);

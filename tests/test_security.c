@@ -15,7 +15,8 @@
  *   - a creator killed between making the segment and writing the key file: the next create
  *     works, and clean removes the half-made segment;
  *   - a bus whose header was scribbled: destroy refuses it, destroy_force removes it;
- *   - a umask of 0277 at first use.
+ *   - a umask of 0277 at first use;
+ *   - a record header that names another lap of the ring: never delivered.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -614,6 +615,39 @@ static int scribble(const char *arg)
     return 0;
 }
 
+/* A record whose header word says READY but names another lap of the ring (a stale header,
+ * or a scribble) is not a message: the receive fails with -EBADMSG and delivers nothing,
+ * whichever path looks at it (the fast one checks the whole word at once, rv_ready0()).
+ * Put back as it was, the same record is taken. */
+static void test_header_of_another_lap(void **state)
+{
+    (void)state;
+    const char *name = th_name("lap");
+    struct shmbus_bus_opts o = {.max_clients = 4, .msg_size = 64};
+    shmbus_bus *b;
+    shmbus_client *a, *c;
+    assert_int_equal(shmbus_bus_open(name, &o, SHMBUS_OPEN_CREATE, &b), 0);
+    assert_int_equal(shmbus_join(b, 1, "a", &a), 0);
+    assert_int_equal(shmbus_join(b, 2, "c", &c), 0);
+    uint8_t *raw = attach_raw(b);
+    char msg[64] = "one lap", buf[64];
+    assert_int_equal(shmbus_send(a, 2, msg, sizeof(msg), 0, 0), 0);
+    /* A new mailbox's first record is at unit 0 of its ring. */
+    _Atomic uint64_t *hw = &((struct sb_rec *)(void *)raw_mbox(raw, 2)->ring)->hw;
+    uint64_t v = atomic_load(hw);
+    assert_int_equal(SB_HW_STATE(v), SB_HW_READY);
+    atomic_store(hw, v + (1ull << 24)); /* the next lap's */
+    assert_int_equal(shmbus_recv(c, NULL, buf, sizeof(buf), 0), -EBADMSG);
+    atomic_store(hw, v);
+    assert_int_equal(shmbus_recv(c, NULL, buf, sizeof(buf), 0), (int)sizeof(msg));
+    assert_memory_equal(buf, msg, sizeof(msg));
+    shmdt(raw);
+    shmbus_leave(c);
+    shmbus_leave(a);
+    shmbus_bus_close(b);
+    assert_int_equal(shmbus_bus_destroy(name), 0);
+}
+
 int main(int argc, char **argv)
 {
     if (argc == 3 && strcmp(argv[1], "scribble") == 0)
@@ -629,6 +663,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_planted_segment_refused),
         cmocka_unit_test(test_force_scribbled),
         cmocka_unit_test(test_umask_0277),
+        cmocka_unit_test(test_header_of_another_lap),
     };
     return cmocka_run_group_tests(tests, NULL, th_cleanup);
 }
