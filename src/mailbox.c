@@ -955,9 +955,9 @@ int shmbus_send(shmbus_client *c, uint32_t dst, const void *data, size_t len, un
  * CAS (docs/mailbox-v2.md, 4, "Batches"): the first header stays CLAIMED(whole claim) while
  * records 2..k get READY headers. The commit's result (-ECONNRESET: the claim was skipped).
  */
-static int fill_commit(shmbus_client *c, struct sb_mbox *mb, uint32_t gen,
-                       const struct shmbus_iov *msgs, const uint32_t *units, int k, unsigned prio,
-                       uint64_t seq1, unsigned i, uint64_t pos, uint64_t cw, struct sb_rec *rec0)
+HOT int fill_commit(shmbus_client *c, struct sb_mbox *mb, uint32_t gen,
+                    const struct shmbus_iov *msgs, const uint32_t *units, int k, unsigned prio,
+                    uint64_t seq1, unsigned i, uint64_t pos, uint64_t cw, struct sb_rec *rec0)
 {
     shmbus_bus *b = c->bus;
     uint64_t bytes = msgs[0].len;
