@@ -13,7 +13,8 @@
  *   - a receive batch writes one taken marker per run of a sender's messages, and takes
  *     nothing when it cannot write them;
  *   - a send batch that waits for room (its records written ahead) delivers everything once
- *     and in order, and what it could not place before its deadline never comes back.
+ *     and in order, and what it could not place before its deadline never comes back; if
+ *     its sender is killed before placing it, the rebuild delivers it once, in order.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -1089,6 +1090,74 @@ static void test_batch_ahead_cancelled(void **state)
     th_rm_rf(jdir);
 }
 
+/* The sender of test_batch_ahead_killed: fills client 2's mailbox, then waits in a blocking
+ * send_batch of five more (written ahead) until it is killed. */
+static int ahead_killed_child(void *arg)
+{
+    const char *name = arg;
+    shmbus_bus *b = NULL;
+    shmbus_client *s;
+    if (shmbus_bus_open(name, NULL, 0, &b) < 0 || shmbus_join(b, 1, NULL, &s) < 0)
+        return 10;
+    int full = fill_ring(s);
+    char m[5][16];
+    struct shmbus_iov v[5];
+    for (int i = 0; i < 5; i++) {
+        int len = snprintf(m[i], sizeof(m[i]), "msg-%d", full + i);
+        v[i] = (struct shmbus_iov){m[i], (size_t)len};
+    }
+    shmbus_send_batch(s, 2, v, 5, 0, -1); /* waits for room until killed */
+    return 11;
+}
+
+/* A sender killed after writing a batch ahead and before placing it: its send never
+ * returned, so the rebuild may deliver the batch, and does, once, after what it had sent
+ * before, in order (as for a sender killed between its record and its commit). */
+static void test_batch_ahead_killed(void **state)
+{
+    (void)state;
+    const char *name = th_name("akill");
+    new_jdir("akill");
+    shmbus_bus *b = open_durable(name, SHMBUS_SYNC_NONE, NULL);
+    shmbus_client *r;
+    assert_int_equal(shmbus_join(b, 2, NULL, &r), 0);
+    char p[1024];
+    jfile(name, p, sizeof(p));
+    pid_t pid = th_fork(ahead_killed_child, (void *)name);
+    /* The ring holds 1024 one-unit messages (64 KiB): wait for those and five more. */
+    uint64_t give_up = th_now_ns() + 10000000000ull;
+    while (fsize(p) < (off_t)sizeof(struct sb_jfile_hdr) + (1024 + 5) * REC &&
+           th_now_ns() < give_up)
+        usleep(1000); /* polling the condition, with a deadline */
+    kill(pid, SIGKILL);
+    assert_int_equal(th_wait(pid, 10000), 128 + SIGKILL);
+    shmbus_leave(r);
+    shmbus_bus_close(b);
+    th_reboot_sim(name);
+
+    /* The mailbox holds 1024: the five written ahead wait in the journal (deferred) and come
+     * at the next rebuild, after the others were taken. */
+    b = open_durable(name, SHMBUS_SYNC_NONE, NULL);
+    struct shmbus_journal_stats js;
+    assert_int_equal(shmbus_journal_stats(b, &js), 0);
+    assert_int_equal(js.rebuilt, 1024);
+    assert_int_equal(js.deferred, 5);
+    assert_int_equal(shmbus_join(b, 2, NULL, &r), 0);
+    assert_int_equal(drain_expect(r, 0, 1), 1024);
+    shmbus_leave(r);
+    shmbus_bus_close(b);
+    th_reboot_sim(name);
+    b = open_durable(name, SHMBUS_SYNC_NONE, NULL);
+    assert_int_equal(shmbus_journal_stats(b, &js), 0);
+    assert_int_equal(js.rebuilt, 5);
+    assert_int_equal(shmbus_join(b, 2, NULL, &r), 0);
+    assert_int_equal(drain_expect(r, 1024, 1), 5);
+    shmbus_leave(r);
+    shmbus_bus_close(b);
+    assert_int_equal(shmbus_bus_destroy(name), 0);
+    th_rm_rf(jdir);
+}
+
 #define AHEAD_MORE 3000
 
 struct ahead_arg {
@@ -1198,6 +1267,7 @@ int main(void)
         cmocka_unit_test(test_batch_receive_markers),
         cmocka_unit_test(test_batch_ahead_cancelled),
         cmocka_unit_test(test_batch_ahead_stream),
+        cmocka_unit_test(test_batch_ahead_killed),
     };
     th_filter_from_env();
     return cmocka_run_group_tests(tests, NULL, th_cleanup);
