@@ -636,7 +636,10 @@ struct shmbus_iov {
  * Send n messages to `dst` at one priority (flags: SHMBUS_PRIO(n), SHMBUS_SEND_NONBLOCK),
  * reserving mailbox room for as many as fit at once: one atomic operation and at most one
  * wake-up per batch instead of per message. Returns how many were sent (1..n), in order;
- * waits as shmbus_send() only when none fit. Errors as shmbus_send() without an ACK's, and
+ * waits as shmbus_send() only when none fit. On a durable bus a batch that has to wait
+ * writes its journal records first (at most 256 messages) and then places all of them,
+ * waiting for room as often as needed until timeout_ms; those it could not place are
+ * cancelled in the journal and not counted. Errors as shmbus_send() without an ACK's, and
  * -EINVAL also for msgs NULL, n 0, a msgs[k].data NULL with len > 0, or SHMBUS_SEND_ACK;
  * -EMSGSIZE if any message is too large (then none is sent).
  */

@@ -797,7 +797,7 @@ struct sb_taken_run {
 };
 int sb__journal_taken_runs(shmbus_client *c, const struct sb_taken_run *runs, size_t n);
 /* A sender whose journaled message was not delivered after all (its claim was skipped). */
-void sb__journal_cancel(shmbus_client *c, uint64_t seq);
+void sb__journal_cancel(shmbus_client *c, uint64_t seq, uint32_t count);
 
 /* mailbox.c */
 /* Drain mailbox mb as its consumer (a cleaner of a dead receiver, or a leaver): drop every

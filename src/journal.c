@@ -7,8 +7,11 @@
  * One journal file per bus incarnation, <dir>/<bus>.<epoch, 16 hex digits>.jnl, opened
  * O_APPEND by every process attached to the bus. A sender writes each message's record
  * (with one writev(2) for a batch) after it claimed room in the destination's ring and
- * before it commits there, so a message is never visible before its record is written; a
- * receiver appends a taken marker (src, generation, seq) before its receive call returns.
+ * before it commits there, or, for a send batch that found no room, before it claims
+ * (send_batch_ahead() in mailbox.c: the write overlaps the receiver's work, and what is
+ * not placed gets a CANCEL run); either way a message is never visible before its record
+ * is written. A receiver appends a taken marker (src, generation, seq) before its receive
+ * call returns.
  * A receive batch writes one marker per run of consecutive seqs of one sender generation
  * (format 2: the marker's `rest` counts the seqs after the first), all in one writev,
  * before it passes any of them in the ring (take_run() in mailbox.c): the write costs are
@@ -480,8 +483,9 @@ static bool grow(void **p, size_t *cap, size_t n, size_t elem)
  * DROP_WINDOW survivors now (rb->drop_taken only), rather than keep every message of the
  * file until split_taken() sorts the markers. In a stream nearly every message is taken
  * by the time a compaction reads it, and its marker follows it closely in the file (a
- * record is written after its sender claimed room in the ring and before the commit, so
- * at most the rings' capacity of messages lies between a message and its marker): the
+ * record is written just before its sender claims room in the ring or between the claim
+ * and the commit, so about the rings' capacity of messages, and a send batch of each
+ * sender, lie between a message and its marker): the
  * survivor array stays as small as what is live, instead of growing to every record of
  * the file (page faults, copies, a large sort-and-filter afterwards). The scan runs from
  * the newest survivor back and stops once the whole run is found, so a stream pays about
@@ -1635,9 +1639,9 @@ int sb__journal_taken(shmbus_client *c, const struct shmbus_msg *m, uint32_t src
     return sb__journal_taken_runs(c, &run, 1);
 }
 
-void sb__journal_cancel(shmbus_client *c, uint64_t seq)
+void sb__journal_cancel(shmbus_client *c, uint64_t seq, uint32_t count)
 {
-    struct sb_taken_run run = {.src = c->id, .src_gen = c->gen, .seq = seq, .count = 1};
+    struct sb_taken_run run = {.src = c->id, .src_gen = c->gen, .seq = seq, .count = count};
     markers(c, SB_JREC_CANCEL, &run, 1);
 }
 

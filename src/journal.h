@@ -47,7 +47,8 @@ struct sb_jrec {
     uint32_t rest; /* MSG: records of the same write that follow this one (a batch is kept
                     * whole or not at all: a write cut short loses all of it). TAKEN: the
                     * marker covers a run: seq, seq + 1, ..., seq + rest of (src, src_gen)
-                    * (one marker per run of a receive batch, format 2). CANCEL: 0. */
+                    * (one marker per run of a receive batch, format 2). CANCEL: a run
+                    * too (the messages of a send batch that were never placed). */
     uint64_t seq;
     uint64_t corr;
     uint64_t time_ns; /* CLOCK_REALTIME when written */

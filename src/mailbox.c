@@ -913,7 +913,7 @@ HOT int send_rec(shmbus_client *c, uint32_t dst, const void *data, size_t len, u
     r = commit(c, mb, rec, i, cw, SB_HW_UNITS(cw));
     if (r < 0) {
         if (b->j != NULL)
-            sb__journal_cancel(c, seq); /* journaled, but never delivered */
+            sb__journal_cancel(c, seq, 1); /* journaled, but never delivered */
         return r;
     }
     if (seq_out != NULL)
@@ -951,9 +951,87 @@ int shmbus_send(shmbus_client *c, uint32_t dst, const void *data, size_t len, un
 }
 
 /*
- * One claim for as many of the messages as fit (docs/mailbox-v2.md, 4, "Batches"): the
- * first header stays CLAIMED(whole claim) while records 2..k get READY headers, and one
- * commit CAS publishes them all.
+ * Fill the k records of a claim at pos (msgs[0..k), seqs seq1..) and commit them with one
+ * CAS (docs/mailbox-v2.md, 4, "Batches"): the first header stays CLAIMED(whole claim) while
+ * records 2..k get READY headers. The commit's result (-ECONNRESET: the claim was skipped).
+ */
+HOT int fill_commit(shmbus_client *c, struct sb_mbox *mb, uint32_t gen,
+                    const struct shmbus_iov *msgs, const uint32_t *units, int k, unsigned prio,
+                    uint64_t seq1, unsigned i, uint64_t pos, uint64_t cw, struct sb_rec *rec0)
+{
+    shmbus_bus *b = c->bus;
+    uint64_t bytes = msgs[0].len;
+    uint64_t now = sb__now_ns();
+    if (prio > 0) /* release pairs with the acquire load in find_msg(), as in send_rec() */
+        atomic_fetch_add_explicit(&mb->pending_hi, k, memory_order_release);
+    const struct rv rg = rv_of(b, mb); /* geometry in registers across our stores */
+    write_rec(rec0, c, gen, msgs[0].data, msgs[0].len, 0, prio, seq1, 0, now);
+    if (k > 1)
+        sb__tp(SB_TP_BATCH_PART); /* test-only: part of a batch written */
+    uint64_t p = padd(pos, units[0]);
+    /* A claim never crosses the ring's end: its records share pos's lap. */
+    const uint64_t ready = SB_HW(SB_HW_READY, 0, prio, rv_lap(&rg, pos)) | SB_HW_INNER;
+    for (int j = 1; j < k; j++) {
+        struct sb_rec *rec = rv_rec(&rg, p);
+        write_rec_as(rec, c, gen, msgs[j].data, msgs[j].len, 0, prio, seq1 + (uint64_t)j, 0, now,
+                     true);
+        /* Relaxed: nobody reads inside a CLAIMED claim; the commit CAS's release publishes
+         * this header with the rest. */
+        atomic_store_explicit(&rec->hw, ready | SB_HW(0, units[j], 0, 0), memory_order_relaxed);
+        bytes += msgs[j].len;
+        p = padd(p, units[j]);
+    }
+    sb__stats_sent(c->row, (uint64_t)k, bytes);
+    return commit(c, mb, rec0, i, cw, units[0]);
+}
+
+/*
+ * A durable bus whose destination had no room for the first message: write the records of
+ * all `want` messages now, while the receiver frees room (the two sides overlap: the
+ * journal write is most of a durable send's cost, and a stream's send batch fills the
+ * default ring, so writing it only after the claim makes each side wait for the other's
+ * whole batch), then place them in as many claims as room allows, waiting for room as
+ * claim_wait() does, until the deadline. What is not placed (the deadline, the destination
+ * gone, a claim skipped) gets one CANCEL marker for the run: journaled, never delivered.
+ * The records are written before any of them is visible, as on the other path.
+ */
+static __attribute__((noinline)) int send_batch_ahead(shmbus_client *c, uint32_t dst, uint32_t gen,
+                                                      const struct shmbus_iov *msgs,
+                                                      const uint32_t *units, uint32_t want,
+                                                      unsigned prio, unsigned flags,
+                                                      uint64_t deadline)
+{
+    struct sb_mbox *mb = sb__mbox(c->bus, dst);
+    uint64_t seq = atomic_fetch_add_explicit(&c->e->sent, want, memory_order_relaxed);
+    int r = sb__journal_msgs(c, dst, msgs, want, prio, 0, seq + 1, 0, flags);
+    if (r < 0)
+        return r; /* nothing accepted, nothing claimed */
+    uint32_t done = 0;
+    while (done < want) {
+        unsigned i;
+        uint64_t pos, cw;
+        struct sb_rec *rec0;
+        int k = claim_wait(c, dst, gen, mb, units + done, want - done, prio, flags, deadline, false,
+                           &i, &pos, &cw, &rec0);
+        if (k < 0) {
+            r = k;
+            break;
+        }
+        r = fill_commit(c, mb, gen, msgs + done, units + done, k, prio, seq + 1 + done, i, pos, cw,
+                        rec0);
+        if (r < 0)
+            break;
+        done += (uint32_t)k;
+    }
+    if (done < want)
+        sb__journal_cancel(c, seq + 1 + done, want - done); /* journaled, never delivered */
+    return done > 0 ? (int)done : r;
+}
+
+/*
+ * One claim for as many of the messages as fit (docs/mailbox-v2.md, 4, "Batches"), filled
+ * and committed at once; on a durable bus the records are written between the claim and
+ * the commit, or, when there was no room at first, before the claims (send_batch_ahead()).
  */
 int shmbus_send_batch(shmbus_client *c, uint32_t dst, const struct shmbus_iov *msgs, size_t n,
                       unsigned flags, int timeout_ms)
@@ -986,8 +1064,13 @@ int shmbus_send_batch(shmbus_client *c, uint32_t dst, const struct shmbus_iov *m
     unsigned i;
     uint64_t pos, cw;
     struct sb_rec *rec0;
-    int k = claim_wait(c, dst, gen, mb, units, want, prio, flags, deadline, false, &i, &pos, &cw,
+    /* A durable bus tries once without waiting: no room means write the journal first. */
+    bool ahead = b->j != NULL && !(flags & SHMBUS_SEND_NONBLOCK) && deadline != 0;
+    unsigned first = ahead ? flags | SHMBUS_SEND_NONBLOCK : flags;
+    int k = claim_wait(c, dst, gen, mb, units, want, prio, first, deadline, false, &i, &pos, &cw,
                        &rec0);
+    if (k == -EAGAIN && ahead)
+        return send_batch_ahead(c, dst, gen, msgs, units, want, prio, flags, deadline);
     if (k < 0)
         return k;
     uint64_t seq = atomic_fetch_add_explicit(&c->e->sent, (uint64_t)k, memory_order_relaxed);
@@ -997,32 +1080,9 @@ int shmbus_send_batch(shmbus_client *c, uint32_t dst, const struct shmbus_iov *m
         if (r < 0)
             return r;
     }
-    uint64_t bytes = msgs[0].len;
-    uint64_t now = sb__now_ns();
-    if (prio > 0) /* release pairs with the acquire load in find_msg(), as in send_rec() */
-        atomic_fetch_add_explicit(&mb->pending_hi, k, memory_order_release);
-    const struct rv rg = rv_of(b, mb); /* geometry in registers across our stores */
-    write_rec(rec0, c, gen, msgs[0].data, msgs[0].len, 0, prio, seq + 1, 0, now);
-    if (k > 1)
-        sb__tp(SB_TP_BATCH_PART); /* test-only: part of a batch written */
-    uint64_t p = padd(pos, units[0]);
-    /* A claim never crosses the ring's end: its records share pos's lap. */
-    const uint64_t ready = SB_HW(SB_HW_READY, 0, prio, rv_lap(&rg, pos)) | SB_HW_INNER;
-    for (int j = 1; j < k; j++) {
-        struct sb_rec *rec = rv_rec(&rg, p);
-        write_rec_as(rec, c, gen, msgs[j].data, msgs[j].len, 0, prio, seq + 1 + (uint64_t)j, 0,
-                     now, true);
-        /* Relaxed: nobody reads inside a CLAIMED claim; the commit CAS's release publishes
-         * this header with the rest. */
-        atomic_store_explicit(&rec->hw, ready | SB_HW(0, units[j], 0, 0), memory_order_relaxed);
-        bytes += msgs[j].len;
-        p = padd(p, units[j]);
-    }
-    sb__stats_sent(c->row, (uint64_t)k, bytes);
-    r = commit(c, mb, rec0, i, cw, units[0]);
+    r = fill_commit(c, mb, gen, msgs, units, k, prio, seq + 1, i, pos, cw, rec0);
     if (r < 0 && b->j != NULL)
-        for (int j = 0; j < k; j++)
-            sb__journal_cancel(c, seq + 1 + (uint64_t)j); /* journaled, never delivered */
+        sb__journal_cancel(c, seq + 1, (uint32_t)k); /* journaled, never delivered */
     return r < 0 ? r : k;
 }
 

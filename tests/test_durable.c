@@ -11,11 +11,15 @@
  *   - a full disk (a file-size limit) fails the send with -ENOSPC, loses nothing accepted,
  *     and the bus works again once there is room;
  *   - a receive batch writes one taken marker per run of a sender's messages, and takes
- *     nothing when it cannot write them.
+ *     nothing when it cannot write them;
+ *   - a send batch that waits for room (its records written ahead) delivers everything once
+ *     and in order, and what it could not place before its deadline never comes back; if
+ *     its sender is killed before placing it, the rebuild delivers it once, in order.
  */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -992,6 +996,257 @@ static void test_batch_receive_markers(void **state)
     assert_int_equal(js.rebuilt, 3);
 }
 
+/* Fill client 2's mailbox with msg-0.. from s by non-blocking send_batch calls; how many
+ * were accepted. */
+static int fill_ring(shmbus_client *s)
+{
+    char m[64][16];
+    struct shmbus_iov v[64];
+    int sent = 0;
+    for (;;) {
+        for (int i = 0; i < 64; i++) {
+            int n = snprintf(m[i], sizeof(m[i]), "msg-%d", sent + i);
+            v[i] = (struct shmbus_iov){m[i], (size_t)n};
+        }
+        int k = shmbus_send_batch(s, 2, v, 64, SHMBUS_SEND_NONBLOCK, 0);
+        if (k == -EAGAIN)
+            return sent;
+        assert_true(k > 0);
+        sent += k;
+    }
+}
+
+struct ahead_send {
+    shmbus_client *s;
+    int first, n, result;
+};
+
+/* A sending thread: msg-first .. msg-(first + n - 1) in one blocking send_batch. */
+static void *ahead_send_thread(void *arg)
+{
+    struct ahead_send *a = arg;
+    char m[16][16];
+    struct shmbus_iov v[16];
+    for (int i = 0; i < a->n; i++) {
+        int len = snprintf(m[i], sizeof(m[i]), "msg-%d", a->first + i);
+        v[i] = (struct shmbus_iov){m[i], (size_t)len};
+    }
+    a->result = shmbus_send_batch(a->s, 2, v, (size_t)a->n, 0, 10000);
+    return NULL;
+}
+
+/* A blocking send_batch that finds no room writes its records first and places them as
+ * room comes (send_batch_ahead()). What it could not place before its deadline is
+ * cancelled; what it placed after waiting is kept like any message. After a reboot exactly
+ * the messages that were accepted and not taken come back, once, in order. */
+static void test_batch_ahead_cancelled(void **state)
+{
+    (void)state;
+    const char *name = th_name("ahead");
+    new_jdir("ahead");
+    shmbus_bus *b = open_durable(name, SHMBUS_SYNC_NONE, NULL);
+    shmbus_client *s, *r;
+    assert_int_equal(shmbus_join(b, 1, NULL, &s), 0);
+    assert_int_equal(shmbus_join(b, 2, NULL, &r), 0);
+    int full = fill_ring(s);
+    assert_true(full > 100);
+    char p[1024];
+    jfile(name, p, sizeof(p));
+    off_t before = fsize(p);
+    struct shmbus_iov late[5] = {
+        {"late0", 5}, {"late1", 5}, {"late2", 5}, {"late3", 5}, {"late4", 5}};
+    assert_int_equal(shmbus_send_batch(s, 2, late, 5, 0, 30), -ETIMEDOUT);
+    /* Written ahead (five records), then one CANCEL marker for the five. */
+    before += 5 * REC + 56;
+    assert_int_equal(fsize(p), before);
+    /* Another one waits in a thread: once its records are written, make room. */
+    struct ahead_send a = {.s = s, .first = full, .n = 8};
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, ahead_send_thread, &a), 0);
+    uint64_t give_up = th_now_ns() + 10000000000ull;
+    while (fsize(p) < before + 8 * REC && th_now_ns() < give_up)
+        usleep(1000); /* polling the condition, with a deadline */
+    assert_int_equal(fsize(p), before + 8 * REC);
+    struct shmbus_msg h[20];
+    char bufs[20][32];
+    assert_int_equal(shmbus_recv_batch(r, h, bufs, sizeof(bufs[0]), 20, 0), 20);
+    assert_int_equal(pthread_join(t, NULL), 0);
+    assert_int_equal(a.result, 8);
+    shmbus_leave(r);
+    shmbus_leave(s);
+    shmbus_bus_close(b);
+    th_reboot_sim(name);
+
+    /* msg-20 .. msg-(full + 7): the first 20 were taken, late* cancelled. */
+    b = open_durable(name, SHMBUS_SYNC_NONE, NULL);
+    struct shmbus_journal_stats js;
+    assert_int_equal(shmbus_journal_stats(b, &js), 0);
+    assert_int_equal(js.rebuilt, full - 20 + 8);
+    assert_int_equal(shmbus_join(b, 2, NULL, &r), 0);
+    assert_int_equal(drain_expect(r, 20, 1), full - 20 + 8);
+    shmbus_leave(r);
+    shmbus_bus_close(b);
+    assert_int_equal(shmbus_bus_destroy(name), 0);
+    th_rm_rf(jdir);
+}
+
+/* The sender of test_batch_ahead_killed: fills client 2's mailbox, then waits in a blocking
+ * send_batch of five more (written ahead) until it is killed. */
+static int ahead_killed_child(void *arg)
+{
+    const char *name = arg;
+    shmbus_bus *b = NULL;
+    shmbus_client *s;
+    if (shmbus_bus_open(name, NULL, 0, &b) < 0 || shmbus_join(b, 1, NULL, &s) < 0)
+        return 10;
+    int full = fill_ring(s);
+    char m[5][16];
+    struct shmbus_iov v[5];
+    for (int i = 0; i < 5; i++) {
+        int len = snprintf(m[i], sizeof(m[i]), "msg-%d", full + i);
+        v[i] = (struct shmbus_iov){m[i], (size_t)len};
+    }
+    shmbus_send_batch(s, 2, v, 5, 0, -1); /* waits for room until killed */
+    return 11;
+}
+
+/* A sender killed after writing a batch ahead and before placing it: its send never
+ * returned, so the rebuild may deliver the batch, and does, once, after what it had sent
+ * before, in order (as for a sender killed between its record and its commit). */
+static void test_batch_ahead_killed(void **state)
+{
+    (void)state;
+    const char *name = th_name("akill");
+    new_jdir("akill");
+    shmbus_bus *b = open_durable(name, SHMBUS_SYNC_NONE, NULL);
+    shmbus_client *r;
+    assert_int_equal(shmbus_join(b, 2, NULL, &r), 0);
+    char p[1024];
+    jfile(name, p, sizeof(p));
+    pid_t pid = th_fork(ahead_killed_child, (void *)name);
+    /* The ring holds 1024 one-unit messages (64 KiB): wait for those and five more. */
+    uint64_t give_up = th_now_ns() + 10000000000ull;
+    while (fsize(p) < (off_t)sizeof(struct sb_jfile_hdr) + (1024 + 5) * REC &&
+           th_now_ns() < give_up)
+        usleep(1000); /* polling the condition, with a deadline */
+    kill(pid, SIGKILL);
+    assert_int_equal(th_wait(pid, 10000), 128 + SIGKILL);
+    shmbus_leave(r);
+    shmbus_bus_close(b);
+    th_reboot_sim(name);
+
+    /* The mailbox holds 1024: the five written ahead wait in the journal (deferred) and come
+     * at the next rebuild, after the others were taken. */
+    b = open_durable(name, SHMBUS_SYNC_NONE, NULL);
+    struct shmbus_journal_stats js;
+    assert_int_equal(shmbus_journal_stats(b, &js), 0);
+    assert_int_equal(js.rebuilt, 1024);
+    assert_int_equal(js.deferred, 5);
+    assert_int_equal(shmbus_join(b, 2, NULL, &r), 0);
+    assert_int_equal(drain_expect(r, 0, 1), 1024);
+    shmbus_leave(r);
+    shmbus_bus_close(b);
+    th_reboot_sim(name);
+    b = open_durable(name, SHMBUS_SYNC_NONE, NULL);
+    assert_int_equal(shmbus_journal_stats(b, &js), 0);
+    assert_int_equal(js.rebuilt, 5);
+    assert_int_equal(shmbus_join(b, 2, NULL, &r), 0);
+    assert_int_equal(drain_expect(r, 1024, 1), 5);
+    shmbus_leave(r);
+    shmbus_bus_close(b);
+    assert_int_equal(shmbus_bus_destroy(name), 0);
+    th_rm_rf(jdir);
+}
+
+#define AHEAD_MORE 3000
+
+struct ahead_arg {
+    const char *name;
+    int ready[2], go[2]; /* pipes: the child has joined; the mailbox is full */
+};
+
+/* The receiver of test_batch_ahead_stream: joins as 2, says so, waits until the sender
+ * has filled its mailbox, then takes msg-0 .. in order, by batches, until there are no
+ * more for a second. Exits with 0 only if it got full + AHEAD_MORE of them (read from go). */
+static int ahead_recv_child(void *arg)
+{
+    struct ahead_arg *a = arg;
+    shmbus_bus *b = NULL;
+    shmbus_client *r;
+    if (shmbus_bus_open(a->name, NULL, 0, &b) < 0 || shmbus_join(b, 2, NULL, &r) < 0)
+        return 10;
+    char x = 1;
+    int n = 0;
+    if (write(a->ready[1], &x, 1) != 1 || read(a->go[0], &n, sizeof(n)) != (ssize_t)sizeof(n))
+        return 11;
+    struct shmbus_msg h[64];
+    char bufs[64][32];
+    for (int got = 0; got < n;) {
+        int k = shmbus_recv_batch(r, h, bufs, sizeof(bufs[0]), 64, 10000);
+        if (k <= 0)
+            return 12;
+        for (int i = 0; i < k; i++) {
+            char want[32];
+            int len = snprintf(want, sizeof(want), "msg-%d", got + i);
+            if (h[i].len != (uint32_t)len || memcmp(bufs[i], want, (size_t)len) != 0)
+                return 13;
+        }
+        got += k;
+    }
+    shmbus_leave(r);
+    shmbus_bus_close(b);
+    return 0;
+}
+
+/* A stream whose sender keeps finding the mailbox full (it was filled before the receiver
+ * started), so that its batches go through send_batch_ahead(): everything arrives once, in
+ * order, and after a reboot nothing comes back (everything was taken). */
+static void test_batch_ahead_stream(void **state)
+{
+    (void)state;
+    struct ahead_arg a = {.name = th_name("astream")};
+    new_jdir("astream");
+    shmbus_bus *b = open_durable(a.name, SHMBUS_SYNC_NONE, NULL);
+    assert_int_equal(pipe(a.ready), 0);
+    assert_int_equal(pipe(a.go), 0);
+    pid_t pid = th_fork(ahead_recv_child, &a);
+    char x;
+    assert_int_equal(read(a.ready[0], &x, 1), 1);
+    shmbus_client *s;
+    assert_int_equal(shmbus_join(b, 1, NULL, &s), 0);
+    int full = fill_ring(s), n = full + AHEAD_MORE;
+    assert_int_equal(write(a.go[1], &n, sizeof(n)), (ssize_t)sizeof(n));
+    char m[100][16];
+    struct shmbus_iov v[100];
+    for (int sent = full; sent < n;) {
+        int want = n - sent < 100 ? n - sent : 100;
+        for (int i = 0; i < want; i++) {
+            int len = snprintf(m[i], sizeof(m[i]), "msg-%d", sent + i);
+            v[i] = (struct shmbus_iov){m[i], (size_t)len};
+        }
+        int k = shmbus_send_batch(s, 2, v, (size_t)want, 0, 10000);
+        if (k <= 0)
+            fail_msg("send_batch: %s", shmbus_strerror(k));
+        sent += k;
+    }
+    assert_int_equal(th_wait(pid, 30000), 0);
+    for (int i = 0; i < 2; i++) {
+        close(a.ready[i]);
+        close(a.go[i]);
+    }
+    shmbus_leave(s);
+    shmbus_bus_close(b);
+    th_reboot_sim(a.name);
+
+    b = open_durable(a.name, SHMBUS_SYNC_NONE, NULL);
+    struct shmbus_journal_stats js;
+    assert_int_equal(shmbus_journal_stats(b, &js), 0);
+    assert_int_equal(js.rebuilt, 0);
+    shmbus_bus_close(b);
+    assert_int_equal(shmbus_bus_destroy(a.name), 0);
+    th_rm_rf(jdir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1010,6 +1265,9 @@ int main(void)
         cmocka_unit_test(test_retention_and_replay),
         cmocka_unit_test(test_batch_cut_short),
         cmocka_unit_test(test_batch_receive_markers),
+        cmocka_unit_test(test_batch_ahead_cancelled),
+        cmocka_unit_test(test_batch_ahead_stream),
+        cmocka_unit_test(test_batch_ahead_killed),
     };
     th_filter_from_env();
     return cmocka_run_group_tests(tests, NULL, th_cleanup);
