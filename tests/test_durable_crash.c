@@ -22,11 +22,18 @@
  *     kill between the two leaves the message untaken, so it is delivered again after the
  *     reboot. Such a duplicate is allowed only for the last message that receiver logged.
  *
+ * Every third round its senders use shmbus_send_batch() (batches of 1 to 6 to one receiver,
+ * numbers keeping each receiver's parity): the count it returns are accepted and logged as
+ * above; the rest of the batch (not sent: never to be delivered) are logged to a third log
+ * after the return. Here a batch is refused whole when its receiver is not (or no longer)
+ * there; no mailbox fills in these rounds, so the write-ahead path of a full mailbox
+ * (mailbox.c send_batch_ahead(), its CANCEL marker) is left to test_durable's own tests.
+ *
  * Checks at the end: every accepted message was logged by a receiver, or is one of those
  * taken-but-unlogged ones; no message was logged twice (delivered twice to the
  * application) except that peeked-logged-killed one; for each (receiver, sender) the
  * numbers logged only grow (per-sender order, across rebuilds and compactions too);
- * nothing was delivered that no sender sent.
+ * nothing was delivered that no sender sent, nor anything a batch send said it did not send.
  *
  * SHMBUS_DURABLE_ROUNDS sets the rounds (default 100; `make soak` runs 2000),
  * SHMBUS_DURABLE_SEED the seed (printed, so a failing run can be replayed).
@@ -63,7 +70,7 @@ struct logrec {
 };
 _Static_assert(4096 % sizeof(struct logrec) == 0, "a log record never straddles a page");
 
-static char jdir[500], slog[600], rlog[600];
+static char jdir[500], slog[600], rlog[600], clog[600];
 static const char *bus;
 static unsigned sync_level;
 static uint64_t compact_bytes; /* 0: never in a test round (the 64 MiB default) */
@@ -106,6 +113,41 @@ struct role {
     uint32_t tag;
 };
 
+static bool batch_round(int round)
+{
+    return round % 3 == 2;
+}
+
+/* A batch round's sender: batches of 1..6 to receivers 3 and 4 in turn, each receiver's
+ * numbers of one parity (as in sender()), so order per receiver is checkable as before. */
+static int batch_sender(shmbus_client *c, const struct role *ro, int fd)
+{
+    int cfd = open(clog, O_WRONLY | O_APPEND | O_CLOEXEC);
+    uint64_t next[2] = {0, 1};
+    rng ^= (uint64_t)ro->tag * 0x9e3779b97f4a7c15ull; /* each sender its own batch sizes */
+    for (uint32_t j = 0;; j++) {
+        uint32_t d = j & 1, k = 1 + rnd(6);
+        struct logrec lr[6];
+        struct shmbus_iov iov[6];
+        if (next[d] + 2 * (k - 1) >= MAXN)
+            break;
+        for (uint32_t i = 0; i < k; i++) {
+            lr[i] = (struct logrec){.tag = ro->tag, .dst = 3 + d, .n = next[d] + 2 * i};
+            iov[i] = (struct shmbus_iov){&lr[i], sizeof(lr[i])};
+        }
+        next[d] += 2 * k;
+        unsigned flags = (j % 17 == 0 && sync_level == SHMBUS_SYNC_BATCH) ? SHMBUS_SEND_SYNC : 0;
+        int m = shmbus_send_batch(c, 3 + d, iov, k, flags, 20);
+        if (m < 0)
+            m = 0;
+        for (uint32_t i = 0; i < k; i++)
+            if (write(i < (uint32_t)m ? fd : cfd, &lr[i], sizeof(lr[i])) != (ssize_t)sizeof(lr[i]))
+                return 3;
+    }
+    pause(); /* until killed */
+    return 0;
+}
+
 static int sender(void *arg)
 {
     const struct role *ro = arg;
@@ -114,6 +156,8 @@ static int sender(void *arg)
     if (b == NULL || shmbus_join(b, ro->id, NULL, &c) < 0)
         return 2;
     int fd = open(slog, O_WRONLY | O_APPEND | O_CLOEXEC);
+    if (batch_round(cur_round))
+        return batch_sender(c, ro, fd);
     for (uint64_t n = 0; n < MAXN; n++) {
         struct logrec lr = {.tag = ro->tag, .dst = 3 + (uint32_t)(n & 1), .n = n};
         unsigned flags = (n % 17 == 0 && sync_level == SHMBUS_SYNC_BATCH) ? SHMBUS_SEND_SYNC : 0;
@@ -279,9 +323,10 @@ static bool peek_round(uint32_t round)
 
 static void check(uint32_t ntags, int receiver_kills, uint32_t rounds)
 {
-    size_t na, nl;
+    size_t na, nl, nc;
     struct logrec *acc = load(slog, &na);
     struct logrec *got = load(rlog, &nl);
+    struct logrec *can = load(clog, &nc);
     uint64_t *keys = malloc((nl + 1) * sizeof(*keys));
     uint64_t *last = calloc((size_t)(ntags + 1) * (RECEIVERS + 3), sizeof(*last));
     /* The last entry each (round, receiver) logged, in peek rounds: the one message that may
@@ -329,6 +374,13 @@ static void check(uint32_t ntags, int receiver_kills, uint32_t rounds)
             fail_msg("delivered twice: tag %u n %u", (unsigned)(keys[i] >> 32), (unsigned)keys[i]);
         repeats++;
     }
+    /* What a batch send said it did not send was never delivered. */
+    for (size_t i = 0; i < nc; i++) {
+        uint64_t k = (uint64_t)can[i].tag << 32 | can[i].n;
+        if (bsearch(&k, keys, nl, sizeof(*keys), u64_cmp) != NULL)
+            fail_msg("delivered: tag %u n %llu, which its batch send did not send", can[i].tag,
+                     (unsigned long long)can[i].n);
+    }
     if (ntaken_payloads > 1)
         qsort(taken_payloads, ntaken_payloads, sizeof(*taken_payloads), u64_cmp);
     int missing = 0;
@@ -343,12 +395,13 @@ static void check(uint32_t ntags, int receiver_kills, uint32_t rounds)
     }
     print_message("%zu accepted, %zu delivered and logged, %d taken by a receiver killed "
                   "before its log (at most %d), %d logged by a receiver killed before its "
-                  "consume and delivered again\n",
-                  na, nl, missing, receiver_kills * 2, repeats);
+                  "consume and delivered again; %zu not sent by a batch send, none delivered\n",
+                  na, nl, missing, receiver_kills * 2, repeats, nc);
     assert_true(missing <= receiver_kills * 2);
     assert_true(repeats <= receiver_kills);
     free(acc);
     free(got);
+    free(can);
     free(keys);
     free(last);
     free(tail);
@@ -374,6 +427,8 @@ static void test_crash_reboot(void **state)
     snprintf(jdir, sizeof(jdir), "%s/dcrash-%d", t && t[0] == '/' ? t : "/tmp", (int)getpid());
     snprintf(slog, sizeof(slog), "%s.sent", jdir);
     snprintf(rlog, sizeof(rlog), "%s.recv", jdir);
+    snprintf(clog, sizeof(clog), "%s.cancelled", jdir);
+    close(open(clog, O_WRONLY | O_CREAT | O_TRUNC, 0600));
     close(open(slog, O_WRONLY | O_CREAT | O_TRUNC, 0600));
     close(open(rlog, O_WRONLY | O_CREAT | O_TRUNC, 0600));
     bus = th_name("dcrash");
@@ -464,6 +519,7 @@ static void test_crash_reboot(void **state)
     th_rm_rf(jdir);
     unlink(slog);
     unlink(rlog);
+    unlink(clog);
 }
 
 int main(void)
