@@ -1,8 +1,9 @@
 # shellcheck shell=bash
 # Shared by the bridge's shell tests (tests/test_bridge*.sh): source it after cli_lib.sh and
 # proc_lib.sh. Two buses called $bus in two runtime directories, $A and $B, stand for two
-# hosts; nats-server runs on a free loopback port ($url). The caller sets $bus, $A, $B and
-# adds what it starts in the background to $pids (the server's pid is $nats_pid).
+# hosts (two_hosts() below sets them up and cleans them up); nats-server runs on a free
+# loopback port ($url). The caller adds what it starts in the background to $pids (the
+# server's pid is $nats_pid).
 
 # wait_for comes from cli_lib.sh.
 
@@ -35,6 +36,28 @@ if [ -n "${SAN:-}" ]; then
     chmod +x "$work/sanbin/python3"
     export PATH="$work/sanbin:$PATH"
 fi
+
+# two_hosts NAME: the bus $bus = NAME in two runtime directories $A and $B; $pids and
+# $nats_pid start empty. At exit, whatever the test's outcome: every pid in them stopped,
+# both buses destroyed, the test's own cleanup_extra run if it defines one, and the private
+# SHMBUS_DIR removed if cli_lib.sh made it.
+two_hosts() {
+    bus=$1
+    A=$work/hostA
+    B=$work/hostB
+    mkdir -p "$A" "$B"
+    pids=""
+    nats_pid=""
+    trap two_hosts_cleanup EXIT
+}
+two_hosts_cleanup() {
+    # shellcheck disable=SC2086
+    stop_pids $pids $nats_pid
+    SHMBUS_DIR=$A "$SHMBUS" destroy "$bus" >/dev/null 2>&1
+    SHMBUS_DIR=$B "$SHMBUS" destroy "$bus" >/dev/null 2>&1
+    if declare -F cleanup_extra >/dev/null; then cleanup_extra; fi
+    [ -n "${own_dir:-}" ] && rm -rf "$SHMBUS_DIR"
+}
 
 # free_port: a TCP port on 127.0.0.1 nobody listens on now.
 free_port() {

@@ -23,20 +23,7 @@ TEST_TIMEOUT=120
 . "$SHMBUS_TOP/tests/bridge_lib.sh"
 export BRIDGE_TEST_BUS=bridge-$$
 
-bus=bridge-$$
-A=$work/hostA
-B=$work/hostB
-mkdir -p "$A" "$B"
-pids=""
-nats_pid=""
-cleanup() {
-    # shellcheck disable=SC2086
-    stop_pids $pids $nats_pid
-    SHMBUS_DIR=$A "$SHMBUS" destroy "$bus" >/dev/null 2>&1
-    SHMBUS_DIR=$B "$SHMBUS" destroy "$bus" >/dev/null 2>&1
-    [ -n "${own_dir:-}" ] && rm -rf "$SHMBUS_DIR"
-}
-trap cleanup EXIT
+two_hosts bridge-$$
 
 # The local programs, in Python (the module in python/): sink, serve, send, request.
 cat >"$work/peer.py" <<'EOF'

@@ -17,20 +17,7 @@ TEST_TIMEOUT=180
 . "$SHMBUS_TOP/tests/proc_lib.sh"
 . "$SHMBUS_TOP/tests/bridge_lib.sh"
 
-bus=bbusy-$$
-A=$work/hostA
-B=$work/hostB
-mkdir -p "$A" "$B"
-pids=""
-nats_pid=""
-cleanup() {
-    # shellcheck disable=SC2086
-    stop_pids $pids $nats_pid
-    SHMBUS_DIR=$A "$SHMBUS" destroy "$bus" >/dev/null 2>&1
-    SHMBUS_DIR=$B "$SHMBUS" destroy "$bus" >/dev/null 2>&1
-    [ -n "${own_dir:-}" ] && rm -rf "$SHMBUS_DIR"
-}
-trap cleanup EXIT
+two_hosts bbusy-$$
 
 N=300    # requesters on A
 JOBS=256 # requests that may wait at a bridge (JOBS in bridge/bridge.c, shmbus-bridge(1))

@@ -18,20 +18,7 @@ TEST_TIMEOUT=120
 . "$SHMBUS_TOP/tests/proc_lib.sh"
 . "$SHMBUS_TOP/tests/bridge_lib.sh"
 
-bus=bgroups-$$
-A=$work/hostA
-B=$work/hostB
-mkdir -p "$A" "$B"
-pids=""
-nats_pid=""
-cleanup() {
-    # shellcheck disable=SC2086
-    stop_pids $pids $nats_pid
-    SHMBUS_DIR=$A "$SHMBUS" destroy "$bus" >/dev/null 2>&1
-    SHMBUS_DIR=$B "$SHMBUS" destroy "$bus" >/dev/null 2>&1
-    [ -n "${own_dir:-}" ] && rm -rf "$SHMBUS_DIR"
-}
-trap cleanup EXIT
+two_hosts bgroups-$$
 
 # bg HOSTDIR CMD...: start CMD in the background on that host (exec'd by the shell itself,
 # so that $! is CMD's own pid); the pid joins $pids.

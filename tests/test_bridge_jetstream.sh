@@ -16,21 +16,10 @@ TEST_TIMEOUT=150
 . "$SHMBUS_TOP/tests/proc_lib.sh"
 . "$SHMBUS_TOP/tests/bridge_lib.sh"
 
-bus=bjs-$$
-A=$work/hostA
-B=$work/hostB
-mkdir -p "$A" "$B" "$work/js"
-pids=""
-nats_pid=""
-cleanup() {
-    # shellcheck disable=SC2086
-    stop_pids $pids $nats_pid
-    SHMBUS_DIR=$A "$SHMBUS" destroy "$bus" >/dev/null 2>&1
-    SHMBUS_DIR=$B "$SHMBUS" destroy "$bus" >/dev/null 2>&1
-    [ "$fails" -eq 0 ] && rm -rf "$work/js"
-    [ -n "${own_dir:-}" ] && rm -rf "$SHMBUS_DIR"
-}
-trap cleanup EXIT
+two_hosts bjs-$$
+mkdir -p "$work/js"
+# The JetStream store stays for a failed run to be looked at.
+cleanup_extra() { [ "$fails" -eq 0 ] && rm -rf "$work/js"; }
 
 port=$(free_port)
 url=nats://127.0.0.1:$port
