@@ -371,8 +371,10 @@ static uint64_t refresh_head(shmbus_client *c, struct sb_mbox *mb, uint32_t dst)
      * sb__mbox_drain(): its reads of the records below head, and its zeroing of their units,
      * happen before we write there again. */
     uint64_t h = atomic_load_explicit(&mb->head, memory_order_acquire) & SB_POS_MASK;
+    /* Release: another thread sending on this client that claims by this cached head
+     * (acquire load in claim()) writes there after the consumer's reads too. */
     if (c->hcache != NULL)
-        atomic_store_explicit(&c->hcache[dst - 1], h, memory_order_relaxed);
+        atomic_store_explicit(&c->hcache[dst - 1], h, memory_order_release);
     return h;
 }
 
@@ -406,8 +408,10 @@ HOT int claim(shmbus_client *c, uint32_t dst, struct sb_mbox *mb, unsigned ii,
     bool fresh = c->hcache == NULL;
     uint32_t bad = 0;
     for (;;) {
+        /* Acquire pairs with the release store in refresh_head(), maybe by another thread
+         * of this client: the consumer's reads below that head happen before our writes. */
         uint64_t head = fresh ? refresh_head(c, mb, dst)
-                              : atomic_load_explicit(&c->hcache[dst - 1], memory_order_relaxed);
+                              : atomic_load_explicit(&c->hcache[dst - 1], memory_order_acquire);
         /* Relaxed: the CAS below validates the value. */
         uint64_t tw = atomic_load_explicit(&mb->tail, memory_order_relaxed);
         uint64_t t = SB_TAIL_POS(tw);
