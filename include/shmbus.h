@@ -79,7 +79,8 @@ typedef struct shmbus_client shmbus_client;
  *   -EBUSY         another process holds the key directory's lock for seconds (stopped?)
  *   -EROFS         the bus was opened SHMBUS_OPEN_RDONLY and the call would write to it
  *   -EINTR         a signal handler ran while a blocking call waited (see "Signals" below)
- *   -EBADMSG       the segment's contents are corrupt (a peer wrote garbage)
+ *   -EBADMSG       the segment's contents are corrupt (a peer wrote garbage); for a
+ *                  durable bus also: the journal file its segment names is not there
  *   -EIDRM         the bus was destroyed while attached
  *   -EHOSTUNREACH  no client with that id or name is on the bus (or it left meanwhile)
  *   -ECONNRESET    the destination client died (it is cleaned up shortly after)

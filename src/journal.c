@@ -961,7 +961,9 @@ static int make_handle(shmbus_bus *b, const char *dir, uint32_t sync, uint64_t c
     }
     if (fd < 0) {
         free(j);
-        return fd;
+        /* Still no file of the epoch the segment names: the word is garbage, or the file
+         * was removed behind the bus's back. Either way the bus exists: not -ENOENT. */
+        return fd == -ENOENT ? -EBADMSG : fd;
     }
     pthread_mutex_init(&j->mu, NULL);
     j->fd = fd;
@@ -1535,6 +1537,8 @@ static int flush(shmbus_bus *b)
     return 0;
 }
 
+#define SYNC_GIVE_UP_NS (100 * 1000000ull) /* 20 batch intervals */
+
 /* Batch level: flush if the last flush is older than the batch interval and we can be the
  * flusher; with `wait`, return only once ticket t is on disk (flushing ourselves, after
  * the rest of the interval has let others join the batch). */
@@ -1542,7 +1546,10 @@ static int batch_sync(shmbus_bus *b, uint64_t t, bool wait)
 {
     struct sb_jctl *jc = b->j->ctl;
     const uint64_t ival = (uint64_t)SHMBUS_SYNC_BATCH_MS * 1000000u;
-    uint64_t give_up = sb__now_ns() + 10ull * 1000000000u;
+    /* A flusher that has not raised synced by then is slow or stuck (stopped, or a pid
+     * scribbled into sync_owner): flush ourselves. Flushes of one file overlap in the
+     * kernel, so a second one costs at most its own time, never correctness. */
+    uint64_t give_up = sb__now_ns() + SYNC_GIVE_UP_NS;
     for (;;) {
         /* Acquire pairs with the release CAS of synced in flush() and compact(). */
         if (atomic_load_explicit(&jc->synced, memory_order_acquire) >= t)
