@@ -217,7 +217,9 @@ static int jf_send_writev(void *ep, const void *buf, size_t len, int n)
     size_t pad = (8u - (len & 7u)) & 7u, total = 0;
     uint64_t now = realtime_ns();
     int ni = 0;
-    for (int k = 0; k < n && k < JF_BATCH; k++) {
+    if (n > JF_BATCH)
+        n = JF_BATCH;
+    for (int k = 0; k < n; k++) {
         jf_fill(e, &e->rec[k], k, n, buf, len, now);
         e->iov[ni++] = (struct iovec){&e->rec[k], sizeof(e->rec[k])};
         e->iov[ni++] = (struct iovec){(void *)buf, len};
