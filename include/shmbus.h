@@ -639,7 +639,9 @@ struct shmbus_iov {
  * waits as shmbus_send() only when none fit. On a durable bus a batch that has to wait
  * writes its journal records first (at most 256 messages) and then places all of them,
  * waiting for room as often as needed until timeout_ms; those it could not place are
- * cancelled in the journal and not counted. Errors as shmbus_send() without an ACK's, and
+ * cancelled in the journal and not counted (a cancel that meets a full disk is written by
+ * this bus handle's next journal write or its close; a process that dies before that has
+ * them delivered after the next rebuild). Errors as shmbus_send() without an ACK's, and
  * -EINVAL also for msgs NULL, n 0, a msgs[k].data NULL with len > 0, or SHMBUS_SEND_ACK;
  * -EMSGSIZE if any message is too large (then none is sent).
  */
