@@ -218,7 +218,9 @@ int shmbus_bus_open(const char *name, const struct shmbus_bus_opts *opts, unsign
  * The journal is compacted inline by the send or receive whose record makes it grow past
  * compact_bytes: that call takes as long as reading and rewriting the file. The directory
  * is made 0700: a durable bus is for its owner's processes (group members of a 0660 bus
- * cannot open its journal: -EACCES).
+ * cannot open its journal: -EACCES). A directory that exists must be the caller's own and
+ * not writable by group or others (else -EACCES, whoever opens the bus): anyone who can
+ * create a file there could plant a journal that a rebuild or a replay would deliver.
  */
 /* Sync levels (shmbus_durable.sync), and what a rebuild after a power cut or kernel crash
  * finds (docs/design.md, "What a power cut leaves"; in every case per-sender order holds,
@@ -265,7 +267,8 @@ struct shmbus_durable {
  * Errors: those of shmbus_bus_open(), and -EINVAL (dur NULL, dir not absolute or longer
  * than SHMBUS_JOURNAL_DIR_MAX, bad sync level), -EPROTO (the journal in dir belongs to
  * another bus, or its header is not a journal header), -EPROTONOSUPPORT (a journal of
- * another format version), -ENOSPC, and -errno of the file system for the journal.
+ * another format version), -EACCES (dir is another user's, or writable by group or
+ * others), -ENOTDIR, -ENOSPC, and -errno of the file system for the journal.
  */
 int shmbus_bus_open_durable(const char *name, const struct shmbus_bus_opts *opts,
                             const struct shmbus_durable *dur, unsigned flags, shmbus_bus **out);

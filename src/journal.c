@@ -895,19 +895,38 @@ out:
     return err;
 }
 
-static int open_jdir(const char *dir)
+/*
+ * Open the journal directory (creating it 0700 if asked). It must be a directory of the
+ * caller's own that nobody else can write to: whoever can create a file there can plant a
+ * journal of this bus's name that the next rebuild, or a replay, would deliver (-EACCES).
+ */
+static int open_jdir(const char *dir, bool create)
 {
-    if (mkdir(dir, 0700) != 0 && errno != EEXIST)
+    if (create && mkdir(dir, 0700) != 0 && errno != EEXIST)
         return -errno;
     int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    return fd < 0 ? -errno : fd;
+    if (fd < 0)
+        return -errno;
+    struct stat st;
+    int r = fstat(fd, &st) != 0 ? -errno : 0;
+    if (r == 0 && (st.st_uid != geteuid() || (st.st_mode & 0022) != 0))
+        r = -EACCES;
+    if (r < 0) {
+        close(fd);
+        return r;
+    }
+    return fd;
 }
 
 static int open_file(const char *bus, const char *dir, uint64_t epoch, uint64_t jid)
 {
-    char path[SHMBUS_JOURNAL_DIR_MAX + 128];
-    snprintf(path, sizeof(path), "%s/%s.%016" PRIx64 ".jnl", dir, bus, epoch);
-    int fd = open(path, O_RDWR | O_APPEND | O_CLOEXEC | O_NOFOLLOW);
+    int dfd = open_jdir(dir, false);
+    if (dfd < 0)
+        return dfd;
+    char file[128];
+    snprintf(file, sizeof(file), "%s.%016" PRIx64 ".jnl", bus, epoch);
+    int fd = openat(dfd, file, O_RDWR | O_APPEND | O_CLOEXEC | O_NOFOLLOW);
+    close(dfd);
     if (fd < 0)
         return -errno;
     uint8_t buf[sizeof(struct sb_jfile_hdr)];
@@ -962,7 +981,7 @@ int sb__journal_create(shmbus_bus *b, const struct shmbus_durable *dur)
     if (dur == NULL)
         return 0;
     struct sb_jctl *jc = &b->hdr->journal;
-    int dirfd = open_jdir(dur->dir);
+    int dirfd = open_jdir(dur->dir, true);
     if (dirfd < 0)
         return dirfd;
     uint64_t epoch = 0, jid = 0;

@@ -16,7 +16,8 @@
  *     and in order, and what it could not place before its deadline never comes back; if
  *     its sender is killed before placing it, the rebuild delivers it once, in order;
  *   - what a send batch reported as not sent stays undelivered when its CANCEL marker met a
- *     full disk: the marker is written once there is room (next write, or the close).
+ *     full disk: the marker is written once there is room (next write, or the close);
+ *   - a journal directory that is another user's or that others can write to is refused.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -1092,6 +1093,61 @@ static void test_batch_ahead_cancelled(void **state)
     th_rm_rf(jdir);
 }
 
+/* A journal directory others can write to would let them plant a journal that the next
+ * rebuild delivers: such a directory is refused at creation, and an attached process
+ * refuses it too once someone loosened it; so is another user's, and a file. Nothing is
+ * written into a refused directory. */
+static void test_journal_dir_refused(void **state)
+{
+    (void)state;
+    const char *name = th_name("jdir");
+    new_jdir("jdir");
+    int err;
+    assert_int_equal(mkdir(jdir, 0700), 0);
+    const mode_t loose[] = {0777, 0770, 0702, 01777};
+    for (size_t i = 0; i < sizeof(loose) / sizeof(loose[0]); i++) {
+        assert_int_equal(chmod(jdir, loose[i]), 0);
+        assert_null(open_durable(name, SHMBUS_SYNC_NONE, &err));
+        assert_int_equal(err, -EACCES);
+    }
+    assert_int_equal(chmod(jdir, 0700), 0);
+    if (geteuid() == 0) { /* another user's directory, however private */
+        assert_int_equal(chown(jdir, 65534, 65534), 0);
+        assert_null(open_durable(name, SHMBUS_SYNC_NONE, &err));
+        assert_int_equal(err, -EACCES);
+        assert_int_equal(chown(jdir, 0, 0), 0);
+    }
+    DIR *d = opendir(jdir);
+    assert_non_null(d);
+    int files = 0;
+    for (struct dirent *de; (de = readdir(d)) != NULL;)
+        files += de->d_name[0] != '.';
+    closedir(d);
+    assert_int_equal(files, 0);
+    /* A file where the directory should be. */
+    char file[600];
+    snprintf(file, sizeof(file), "%s/plain", jdir);
+    int fd = open(file, O_WRONLY | O_CREAT | O_EXCL, 0600);
+    assert_true(fd >= 0);
+    close(fd);
+    struct shmbus_bus_opts o = {.max_clients = 8, .msg_size = 256, .ring_bytes = 64 * 1024};
+    struct shmbus_durable dd = {.dir = file, .sync = SHMBUS_SYNC_NONE};
+    shmbus_bus *b = NULL;
+    assert_int_equal(shmbus_bus_open_durable(name, &o, &dd, SHMBUS_OPEN_CREATE, &b), -ENOTDIR);
+    assert_int_equal(unlink(file), 0);
+    /* Private again: it works; loosened while the bus runs, a new process refuses it. */
+    b = open_durable(name, SHMBUS_SYNC_NONE, NULL);
+    assert_int_equal(chmod(jdir, 0777), 0);
+    shmbus_bus *b2 = NULL;
+    assert_int_equal(shmbus_bus_open(name, NULL, 0, &b2), -EACCES);
+    assert_int_equal(chmod(jdir, 0700), 0);
+    assert_int_equal(shmbus_bus_open(name, NULL, 0, &b2), 0);
+    shmbus_bus_close(b2);
+    shmbus_bus_close(b);
+    assert_int_equal(shmbus_bus_destroy(name), 0);
+    th_rm_rf(jdir);
+}
+
 /* The child of test_cancel_pending: a batch written ahead whose CANCEL marker finds the
  * disk full (a file-size limit with room for the records only), twice. The first marker
  * goes out before the handle's next record (a receive's taken marker), the second at the
@@ -1359,6 +1415,7 @@ int main(void)
         cmocka_unit_test(test_batch_ahead_stream),
         cmocka_unit_test(test_batch_ahead_killed),
         cmocka_unit_test(test_cancel_pending),
+        cmocka_unit_test(test_journal_dir_refused),
     };
     th_filter_from_env();
     return cmocka_run_group_tests(tests, NULL, th_cleanup);
