@@ -478,6 +478,7 @@ static void test_memory_grows_with_use(void **state)
 
 int main(void)
 {
+    th_filter_from_env();
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_create_open_close),
         cmocka_unit_test(test_bad_arguments),

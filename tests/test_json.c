@@ -76,6 +76,7 @@ static void test_payload(void **state)
 
 int main(void)
 {
+    th_filter_from_env();
     const struct CMUnitTest tests[] = {cmocka_unit_test(test_escapes),
                                        cmocka_unit_test(test_payload)};
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -361,6 +361,7 @@ static void test_scribbled_kept_gen(void **state)
 
 int main(void)
 {
+    th_filter_from_env();
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_keep_hands_over),    cmocka_unit_test(test_plain_leave_drains),
         cmocka_unit_test(test_keep_by_name),       cmocka_unit_test(test_keep_ack_released_by_next),

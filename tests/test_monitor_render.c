@@ -336,6 +336,7 @@ static void test_bridges(void **state)
 
 int main(void)
 {
+    th_filter_from_env();
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_json_edges), cmocka_unit_test(test_json_hostile_names),
         cmocka_unit_test(test_metrics),    cmocka_unit_test(test_bus_gone),

@@ -274,6 +274,7 @@ static void test_scribbled(void **state)
 
 int main(void)
 {
+    th_filter_from_env();
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_peek_leaves_message),
         cmocka_unit_test(test_peek_waits),

@@ -336,6 +336,7 @@ int main(void)
         printf("skip: the other-uid tests need root, to become nobody in a child\n");
         return 77;
     }
+    th_filter_from_env();
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_nobody_private_dir),  cmocka_unit_test(test_nobody_open_dir),
         cmocka_unit_test(test_group_mode_outsider), cmocka_unit_test(test_group_member),

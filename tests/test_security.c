@@ -787,6 +787,7 @@ int main(int argc, char **argv)
 {
     if (argc == 3 && strcmp(argv[1], "scribble") == 0)
         return scribble(argv[2]);
+    th_filter_from_env();
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_scribbled_semaphores),
         cmocka_unit_test(test_scribbled_forever_sleeps),
