@@ -217,7 +217,10 @@ int shmbus_bus_open(const char *name, const struct shmbus_bus_opts *opts, unsign
  * (shmbus_loan()) are refused on a durable bus (-EOPNOTSUPP). Messages a send was still
  * writing when its process died may or may not be delivered after a rebuild (never twice).
  * The journal is compacted inline by the send or receive whose record makes it grow past
- * compact_bytes: that call takes as long as reading and rewriting the file. The directory
+ * compact_bytes: that call takes as long as reading and rewriting the file. A process
+ * stopped (SIGSTOP, a debugger) inside a journal write or a compaction holds the journal's
+ * lock: other calls wait for it until their timeout, and at least a second, then fail with
+ * -ETIMEDOUT (-EAGAIN for a call that does not wait), having accepted or taken nothing. The directory
  * is made 0700: a durable bus is for its owner's processes (group members of a 0660 bus
  * cannot open its journal: -EACCES). A directory that exists must be the caller's own and
  * not writable by group or others (else -EACCES, whoever opens the bus): anyone who can

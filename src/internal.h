@@ -423,6 +423,10 @@ struct shmbus_client {
      * last head published (docs/mailbox-v2.md, 5). */
     uint64_t h, hpub;
     bool inherited; /* h came from a published head and no header has been read since */
+    /* Receiver, on a durable bus: the deadline of the receive call in progress, for its
+     * taken markers' wait for the journal's lock (journal.c lock_wait(); 0: none of its
+     * own, UINT64_MAX: as long as it takes). */
+    uint64_t jdl;
     /* Sender: per intent record, the mailbox and end of its last claim, for the chain
      * rule's fast path (our own claim's header is known to be there). */
     uint32_t last_mbox[SB_INTENTS];
@@ -432,7 +436,8 @@ struct shmbus_client {
     uint32_t nheld;
     uint64_t held[SB_HELD];
     /* Sender: cached head per destination (index id - 1), a lower bound of the real one;
-     * NULL until the first send. Relaxed atomics: several sending threads share it. */
+     * NULL until the first send. Several sending threads share it: stored with release and
+     * loaded with acquire (mailbox.c refresh_head() and claim()). */
     _Atomic uint64_t *hcache;
     _Atomic uint32_t intent_busy; /* which of the entry's intent records a thread holds */
     /* Receiver: the message shmbus_peek() copied out and left in place, for
@@ -648,7 +653,9 @@ enum {
     SB_TP_JOINING = 3,
     SB_TP_CLEANING = 4,
     SB_TP_LEAVING = 5,
-    SB_TP_CREATING = 6
+    SB_TP_CREATING = 6,
+    SB_TP_JOURNAL_WRITE = 7, /* a journal write holding the file's shared lock */
+    SB_TP_COMPACT_EXCL = 8   /* a compaction holding the file's exclusive lock */
 };
 void sb__test_point(int where) __attribute__((weak));
 static inline void sb__tp(int where)
@@ -781,11 +788,15 @@ int sb__bus_open(const char *name, const struct shmbus_bus_opts *opts,
 int sb__journal_attach(shmbus_bus *b);
 void sb__journal_close(shmbus_bus *b);
 /* A sender: records for n messages to dst, seqs seq0.., written before they are committed.
- * flags: the send flags (SHMBUS_SEND_SYNC). 0 or -ENOSPC / -errno; nothing written then
- * except possibly a torn fragment, which a rebuild skips. */
+ * flags: the send flags (SHMBUS_SEND_SYNC); deadline: the send's (0: it does not wait),
+ * for the wait for the journal's lock. 0 or -ENOSPC / -ETIMEDOUT / -EAGAIN / -errno; then
+ * nothing is accepted: nothing written but possibly a torn fragment, which a rebuild skips,
+ * or records written and cancelled (a failed flush). */
 int sb__journal_msgs(shmbus_client *c, uint32_t dst, const struct shmbus_iov *msgs, size_t n,
-                     unsigned prio, unsigned mflags, uint64_t seq0, uint64_t corr, unsigned flags);
-/* A receiver takes message m (sender generation src_gen): its taken marker. */
+                     unsigned prio, unsigned mflags, uint64_t seq0, uint64_t corr, unsigned flags,
+                     uint64_t deadline);
+/* A receiver takes message m (sender generation src_gen): its taken marker, waiting for the
+ * journal's lock until c->jdl. */
 int sb__journal_taken(shmbus_client *c, const struct shmbus_msg *m, uint32_t src_gen);
 /* A receive batch takes runs of messages: for each, count consecutive seqs from seq of one
  * (src, src_gen). One marker per run, all in one write; 0 or -errno (nothing taken then). */

@@ -116,6 +116,7 @@ struct sb_journal {
      * marker. Written before this handle's next record, and at its close. Under mu. */
     struct sb_taken_run *pend;
     uint32_t npend, pend_cap;
+    uint64_t compact_retry_ns; /* no compaction by this handle before (a failed one). Under mu */
 };
 
 /* ---- CRC32C (Castagnoli, reflected polynomial 0x82F63B78) ------------------------------
@@ -1069,11 +1070,72 @@ int sb__journal_attach(shmbus_bus *b)
 
 /* ---- the file in use: the shared flock, the epoch, compaction ------------------------- */
 
-static int lock_file(int fd, int how)
+/*
+ * How long a journal write waits for the file's lock beyond its call's own deadline (at
+ * least this long, also for a call that does not wait, such as a non-blocking send or
+ * shmbus_consume()). Holders are brief: a write holds the shared lock for one writev, a
+ * compaction the exclusive one while it copies what came after its scan and renames. Only
+ * a process stopped (SIGSTOP, a debugger) while it holds the lock holds it longer, and that
+ * must not hold up everyone else's calls past their timeouts.
+ */
+#define JLOCK_GRACE_NS (1000 * 1000000ull)
+
+/* One wait between two tries of a lock that was busy, by the rule above: deadline is the
+ * call's (0: none of its own); the clock is read only once a lock was found busy. 0 to try
+ * again, -ETIMEDOUT once the wait is over. */
+struct lock_wait {
+    uint64_t until, pause;
+};
+
+static int lock_wait(struct lock_wait *w, uint64_t deadline)
 {
-    while (flock(fd, how) != 0)
-        if (errno != EINTR)
+    uint64_t now = sb__now_ns();
+    if (w->until == 0) {
+        w->until = deadline > now + JLOCK_GRACE_NS ? deadline : now + JLOCK_GRACE_NS;
+        w->pause = 20000;
+    }
+    if (now >= w->until)
+        return -ETIMEDOUT;
+    uint64_t d = w->until - now < w->pause ? w->until - now : w->pause;
+    struct timespec ts = {0, (long)d};
+    nanosleep(&ts, NULL);
+    if (w->pause < 1000000)
+        w->pause *= 2;
+    return 0;
+}
+
+/* flock(fd, how), waiting by lock_wait() (deadline UINT64_MAX: as long as it takes).
+ * 0, -ETIMEDOUT, or -errno. */
+static int lock_file(int fd, int how, uint64_t deadline)
+{
+    if (deadline == UINT64_MAX) {
+        while (flock(fd, how) != 0)
+            if (errno != EINTR)
+                return -errno;
+        return 0;
+    }
+    struct lock_wait w = {0, 0};
+    while (flock(fd, how | LOCK_NB) != 0) {
+        if (errno != EWOULDBLOCK && errno != EINTR)
             return -errno;
+        if (lock_wait(&w, deadline) != 0)
+            return -ETIMEDOUT;
+    }
+    return 0;
+}
+
+/* Our process's journal mutex, the same way: another thread of ours may be the one
+ * waiting for a stopped process's lock. */
+static int lock_mu(struct sb_journal *j, uint64_t deadline)
+{
+    if (deadline == UINT64_MAX) {
+        pthread_mutex_lock(&j->mu);
+        return 0;
+    }
+    struct lock_wait w = {0, 0};
+    while (pthread_mutex_trylock(&j->mu) != 0)
+        if (lock_wait(&w, deadline) != 0)
+            return -ETIMEDOUT;
     return 0;
 }
 
@@ -1093,10 +1155,10 @@ static int reopen(shmbus_bus *b, struct sb_journal *j, uint64_t e)
 /* A compactor died after renaming its new file in and before finishing (compact_target
  * set, seen under our shared lock, so its exclusive lock is gone with it): under the
  * exclusive lock, make the old file the newest again, or finish publishing. */
-static int repair(shmbus_bus *b, struct sb_journal *j)
+static int repair(shmbus_bus *b, struct sb_journal *j, uint64_t deadline)
 {
     struct sb_jctl *jc = j->ctl;
-    int r = lock_file(j->fd, LOCK_EX);
+    int r = lock_file(j->fd, LOCK_EX, deadline);
     if (r < 0)
         return r;
     /* Acquire pairs with the release stores of compact_target and epoch in compact(). */
@@ -1119,8 +1181,8 @@ static int repair(shmbus_bus *b, struct sb_journal *j)
 }
 
 /* Hold the current file's flock shared, reopening first if it was compacted away or we
- * are a forked child. With j->mu held. */
-static int enter(shmbus_bus *b, struct sb_journal *j)
+ * are a forked child. With j->mu held; waits for the lock as lock_file() says. */
+static int enter(shmbus_bus *b, struct sb_journal *j, uint64_t deadline)
 {
     struct sb_jctl *jc = j->ctl;
     for (int tries = 0; tries < 1000; tries++) {
@@ -1133,7 +1195,7 @@ static int enter(shmbus_bus *b, struct sb_journal *j)
             if (r < 0)
                 return r;
         }
-        r = lock_file(j->fd, LOCK_SH);
+        r = lock_file(j->fd, LOCK_SH, deadline);
         if (r < 0)
             return r;
         /* First: is fd the file in use? Only the compactor of that file changes the epoch,
@@ -1152,7 +1214,7 @@ static int enter(shmbus_bus *b, struct sb_journal *j)
          * with the release stores in compact() and repair(). */
         if (atomic_load_explicit(&jc->compact_target, memory_order_acquire) != 0) {
             flock(j->fd, LOCK_UN);
-            r = repair(b, j);
+            r = repair(b, j, deadline);
             if (r < 0)
                 return r;
             continue;
@@ -1321,6 +1383,8 @@ static void copy_rec(const struct sb_jrec *r, const uint8_t *payload, size_t off
  * Compact the file in use (design notes above). With j->mu held and no flock. Any failure
  * leaves the old file in use, whole; the next writer past the size tries again.
  */
+#define COMPACT_RETRY_NS (1000 * 1000000ull) /* after a compaction that failed */
+
 static void compact(shmbus_bus *b, struct sb_journal *j)
 {
     struct sb_jctl *jc = j->ctl;
@@ -1383,13 +1447,19 @@ static void compact(shmbus_bus *b, struct sb_journal *j)
         err = payload == NULL ? -EIO : put_rec(tfd, &r, payload);
         bytes += (sv->r.size + 7u) & ~7u;
     }
+    /* The bulk on disk before the exclusive phase, which then flushes only the tail. */
+    if (err == 0 && fdatasync(tfd) != 0)
+        err = errno == ENOSPC || errno == EDQUOT ? -ENOSPC : -errno;
     if (err != 0)
         goto out;
-    /* 2. Exclusive: nobody is writing; copy what came after X, switch files. */
-    err = lock_file(j->fd, LOCK_EX);
+    /* 2. Exclusive: nobody is writing; copy what came after X, switch files. A writer
+     * stopped inside its write holds us off: give up after the grace (lock_file()) and
+     * let a later write try again. */
+    err = lock_file(j->fd, LOCK_EX, 0);
     if (err != 0)
         goto out;
     locked = true;
+    sb__tp(SB_TP_COMPACT_EXCL); /* test-only: holding the exclusive lock */
     /* Acquire pairs with the release stores in compact() and repair(). */
     if (atomic_load_explicit(&jc->epoch, memory_order_acquire) != e ||
         atomic_load_explicit(&jc->compact_target, memory_order_acquire) != 0) {
@@ -1455,8 +1525,11 @@ out:
         flock(j->fd, LOCK_UN);
     if (tfd >= 0)
         close(tfd);
-    if (err != 0)
+    if (err != 0) {
         unlink(tmp);
+        /* Not at every write from now on: each try reads the whole file again. */
+        j->compact_retry_ns = sb__now_ns() + COMPACT_RETRY_NS;
+    }
     snap_close(&sn);
     free(tail);
     free(rb.msg);
@@ -1482,14 +1555,17 @@ static int write_pending(struct sb_journal *j, size_t *bytes);
  * the file in use, after any CANCEL markers left pending by a full disk (if those still
  * cannot be written, neither is this: nothing is accepted while the disk is full). Then
  * compact if the file grew past its limit. */
-static int jwrite(shmbus_bus *b, struct iovec *iov, int n, size_t total)
+static int jwrite(shmbus_bus *b, struct iovec *iov, int n, size_t total, uint64_t deadline)
 {
     struct sb_journal *j = b->j;
     struct sb_jctl *jc = j->ctl;
-    pthread_mutex_lock(&j->mu);
+    int r = lock_mu(j, deadline);
+    if (r < 0)
+        return deadline == 0 ? -EAGAIN : r;
     size_t extra = 0;
-    int r = enter(b, j);
+    r = enter(b, j, deadline);
     if (r == 0) {
+        sb__tp(SB_TP_JOURNAL_WRITE); /* test-only: holding the shared lock */
         if (j->npend != 0)
             r = write_pending(j, &extra);
         if (r == 0)
@@ -1497,11 +1573,15 @@ static int jwrite(shmbus_bus *b, struct iovec *iov, int n, size_t total)
         flock(j->fd, LOCK_UN);
     }
     total += extra;
-    if (r == 0 && atomic_fetch_add_explicit(&jc->bytes, total, memory_order_relaxed) + total >
-                      j->compact_bytes)
+    if (r == 0 &&
+        atomic_fetch_add_explicit(&jc->bytes, total, memory_order_relaxed) + total >
+            j->compact_bytes &&
+        (j->compact_retry_ns == 0 || sb__now_ns() >= j->compact_retry_ns))
         compact(b, j);
     pthread_mutex_unlock(&j->mu);
-    return r;
+    /* The lock still held by a stopped process: -ETIMEDOUT for a call that had a deadline
+     * of its own, -EAGAIN ("not now") for one that does not wait. */
+    return r == -ETIMEDOUT && deadline == 0 ? -EAGAIN : r;
 }
 
 /* ---- flushing --------------------------------------------------------------------------- */
@@ -1510,10 +1590,12 @@ static int flush(shmbus_bus *b)
 {
     struct sb_journal *j = b->j;
     struct sb_jctl *jc = j->ctl;
-    pthread_mutex_lock(&j->mu);
+    int r = lock_mu(j, 0);
+    if (r < 0)
+        return r;
     /* Under the shared flock, on the file in use: a compaction cannot switch files between
      * our load of appended and the fdatasync() (what it moved, it flushed itself). */
-    int r = enter(b, j);
+    r = enter(b, j, 0);
     if (r < 0) {
         pthread_mutex_unlock(&j->mu);
         return r;
@@ -1621,7 +1703,8 @@ static void fill_rec(struct sb_jrec *r, unsigned type, uint32_t src, uint32_t sr
 #define JBATCH 256 /* records per writev: a whole send_batch claim (BATCH_MAX in mailbox.c) */
 
 int sb__journal_msgs(shmbus_client *c, uint32_t dst, const struct shmbus_iov *msgs, size_t n,
-                     unsigned prio, unsigned mflags, uint64_t seq0, uint64_t corr, unsigned flags)
+                     unsigned prio, unsigned mflags, uint64_t seq0, uint64_t corr, unsigned flags,
+                     uint64_t deadline)
 {
     static const uint8_t zero[8];
     struct sb_jrec recs[JBATCH];
@@ -1643,12 +1726,18 @@ int sb__journal_msgs(shmbus_client *c, uint32_t dst, const struct shmbus_iov *ms
                 iov[ni++] = (struct iovec){(void *)zero, pad};
             total += sizeof(recs[k]) + m->len + pad;
         }
-        int r = jwrite(c->bus, iov, ni, total);
-        if (r < 0)
+        int r = jwrite(c->bus, iov, ni, total, deadline);
+        if (r < 0) {
+            if (done > 0) /* earlier parts are written: the send fails, so not sent */
+                sb__journal_cancel(c, seq0, (uint32_t)done);
             return r;
+        }
         done += k;
     }
-    return after_write(c->bus, flags & SHMBUS_SEND_SYNC);
+    int r = after_write(c->bus, flags & SHMBUS_SEND_SYNC);
+    if (r < 0) /* written, not flushed as asked (or not at all): the send fails */
+        sb__journal_cancel(c, seq0, (uint32_t)n);
+    return r;
 }
 
 /* Markers of type for n runs (n <= SB_TAKEN_RUNS), written with one writev. */
@@ -1664,7 +1753,9 @@ static int markers(shmbus_client *c, unsigned type, const struct sb_taken_run *r
                  runs[i].count - 1, now);
         iov[i] = (struct iovec){&r[i], sizeof(r[i])};
     }
-    int e = jwrite(c->bus, iov, (int)n, n * sizeof(r[0]));
+    /* A receive's own deadline (c->jdl, set by the receive call: only one thread receives
+     * per client). */
+    int e = jwrite(c->bus, iov, (int)n, n * sizeof(r[0]), c->jdl);
     return e < 0 ? e : after_write(c->bus, false);
 }
 
@@ -1713,7 +1804,7 @@ void sb__journal_cancel(shmbus_client *c, uint64_t seq, uint32_t count)
     fill_rec(&rec, SB_JREC_CANCEL, run.src, run.src_gen, c->id, seq, 0, 0, 0, NULL, 0, count - 1,
              sb__realtime_ns());
     struct iovec iov = {&rec, sizeof(rec)};
-    if (jwrite(c->bus, &iov, 1, sizeof(rec)) == 0) {
+    if (jwrite(c->bus, &iov, 1, sizeof(rec), 0) == 0) {
         after_write(c->bus, false);
         return;
     }
@@ -1743,10 +1834,9 @@ void sb__journal_close(shmbus_bus *b)
         atomic_load_explicit(&jc->synced, memory_order_acquire) <
             atomic_load_explicit(&jc->appended, memory_order_acquire))
         flush(b); /* acquires pair with the releases in flush() and take_ticket() */
-    if (j->npend != 0 && !sb__destroyed(b)) { /* last chance for pending CANCEL markers */
-        pthread_mutex_lock(&j->mu);
+    if (j->npend != 0 && !sb__destroyed(b) && lock_mu(j, 0) == 0) { /* pending CANCELs */
         size_t bytes = 0;
-        if (enter(b, j) == 0) {
+        if (enter(b, j, 0) == 0) {
             write_pending(j, &bytes);
             flock(j->fd, LOCK_UN);
         }

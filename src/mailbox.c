@@ -872,9 +872,10 @@ static __attribute__((noinline)) int journal_claim(shmbus_client *c, uint32_t ds
                                                    struct sb_mbox *mb, unsigned i, uint64_t pos,
                                                    uint32_t total, const struct shmbus_iov *msgs,
                                                    size_t n, unsigned prio, unsigned mflags,
-                                                   uint64_t seq0, uint64_t corr, unsigned flags)
+                                                   uint64_t seq0, uint64_t corr, unsigned flags,
+                                                   uint64_t deadline)
 {
-    int r = sb__journal_msgs(c, dst, msgs, n, prio, mflags, seq0, corr, flags);
+    int r = sb__journal_msgs(c, dst, msgs, n, prio, mflags, seq0, corr, flags, deadline);
     if (r < 0)
         cancel_claim(c, mb, i, pos, total, prio, (uint32_t)n);
     return r;
@@ -904,7 +905,7 @@ HOT int send_rec(shmbus_client *c, uint32_t dst, const void *data, size_t len, u
     if (b->j != NULL) { /* a durable bus: the record before the commit */
         struct shmbus_iov m = {data, len};
         r = journal_claim(c, dst, mb, i, pos, SB_HW_UNITS(cw), &m, 1, prio, mflags, seq, corr,
-                          flags);
+                          flags, deadline);
         if (r < 0)
             return r;
     }
@@ -1007,7 +1008,7 @@ static __attribute__((noinline)) int send_batch_ahead(shmbus_client *c, uint32_t
 {
     struct sb_mbox *mb = sb__mbox(c->bus, dst);
     uint64_t seq = atomic_fetch_add_explicit(&c->e->sent, want, memory_order_relaxed);
-    int r = sb__journal_msgs(c, dst, msgs, want, prio, 0, seq + 1, 0, flags);
+    int r = sb__journal_msgs(c, dst, msgs, want, prio, 0, seq + 1, 0, flags, deadline);
     if (r < 0)
         return r; /* nothing accepted, nothing claimed */
     uint32_t done = 0;
@@ -1080,7 +1081,7 @@ int shmbus_send_batch(shmbus_client *c, uint32_t dst, const struct shmbus_iov *m
     uint64_t seq = atomic_fetch_add_explicit(&c->e->sent, (uint64_t)k, memory_order_relaxed);
     if (b->j != NULL) { /* a durable bus: the records before the commit */
         r = journal_claim(c, dst, mb, i, pos, SB_HW_UNITS(cw), msgs, (size_t)k, prio, 0, seq + 1, 0,
-                          flags);
+                          flags, deadline);
         if (r < 0)
             return r;
     }
@@ -2090,6 +2091,7 @@ static int recv_common(shmbus_client *c, const struct want *w, struct shmbus_msg
     /* The latency histogram samples one message in 16 found at once (a clock read costs
      * about as much as the rest of a receive), and every message that was waited for. */
     bool sample = (c->recv_count++ & 15) == 0;
+    c->jdl = timeout_ms < 0 ? UINT64_MAX : 0; /* until the clock is read, below */
     int r = try_take(c, w, hdr, buf, cap, sample);
     if (r != -EAGAIN)
         return r;
@@ -2099,6 +2101,8 @@ static int recv_common(shmbus_client *c, const struct want *w, struct shmbus_msg
         publish(c, false);
     uint64_t deadline;
     deadline_of(timeout_ms, &deadline);
+    if (timeout_ms > 0)
+        c->jdl = deadline; /* the taken markers' wait for the journal's lock (journal.c) */
     uint64_t spin_until = c->spin_ns ? sb__now_ns() + c->spin_ns : 0;
     bool spinning = false;
     uint32_t spins = 0;
@@ -2226,6 +2230,7 @@ static int consume_peeked(shmbus_client *c)
 {
     if (!c->peek_valid)
         return -ENOMSG;
+    c->jdl = 0; /* does not wait: the journal's lock only for its grace (journal.c) */
     c->peek_valid = false;
     shmbus_bus *b = c->bus;
     if (sb__destroyed(b))
@@ -2433,6 +2438,7 @@ static int recv_batch(shmbus_client *c, struct shmbus_msg *hdrs, void *bufs, siz
 {
     struct want w = {0};
     uint8_t *out = bufs;
+    c->jdl = timeout_ms < 0 ? UINT64_MAX : 0; /* journal.c's lock wait: at least its grace */
     size_t got = take_run(c, hdrs, out, stride, n);
     if (got == 0 && c->bus->j != NULL) {
         /* A durable bus: wait for a message without taking it (a peek writes nothing),

@@ -1015,6 +1015,174 @@ static int teardown(void **state)
     return th_cleanup(state);
 }
 
+/* ---- a process stopped while it holds the journal's lock ---------------------------------- */
+
+/* A durable bus compacted every 4 KiB (so a few dozen messages make a compaction), its
+ * journal in the runner's temporary directory. */
+static char jdir_stop[512];
+
+static shmbus_bus *open_durable_stop(const char *name, bool create)
+{
+    const char *t = getenv("TEST_TMPDIR");
+    snprintf(jdir_stop, sizeof(jdir_stop), "%s/jstop-%d", t && t[0] == '/' ? t : "/tmp",
+             (int)getpid());
+    struct shmbus_bus_opts o = {.max_clients = MAXC, .msg_size = 64, .ring_bytes = 64 * 1024};
+    struct shmbus_durable d = {.dir = jdir_stop, .sync = SHMBUS_SYNC_NONE, .compact_bytes = 4096};
+    shmbus_bus *b = NULL;
+    int r = create ? shmbus_bus_open_durable(name, &o, &d, SHMBUS_OPEN_CREATE, &b)
+                   : shmbus_bus_open(name, NULL, 0, &b);
+    return r < 0 ? NULL : b;
+}
+
+struct jstop {
+    const char *name;
+    int point, hit; /* stop at the hit-th passage of SB_TP_* point */
+    int count;      /* messages m0.. to send to RECV_ID, then exit 0 */
+};
+
+static int jstop_sender(void *arg)
+{
+    const struct jstop *js = arg;
+    shmbus_bus *b;
+    shmbus_client *c;
+    if (shmbus_bus_open(js->name, NULL, 0, &b) < 0 || shmbus_join(b, 2, NULL, &c) < 0)
+        return 10;
+    tp_point = js->point;
+    tp_left = js->hit;
+    for (int i = 0; i < js->count; i++) {
+        char m[16];
+        int n = snprintf(m, sizeof(m), "m%d", i);
+        if (shmbus_send(c, RECV_ID, m, (size_t)n, 0, -1) != 0)
+            return 11;
+    }
+    shmbus_leave(c);
+    shmbus_bus_close(b);
+    return 0;
+}
+
+/* Receive m<first>.. from client 2 until none is waiting: how many, checked in order. */
+static int jstop_drain(shmbus_client *me, int first)
+{
+    int k = 0;
+    char buf[64];
+    struct shmbus_msg m;
+    int r;
+    while ((r = shmbus_recv(me, &m, buf, sizeof(buf) - 1, 0)) >= 0) {
+        buf[r] = '\0';
+        char want[16];
+        snprintf(want, sizeof(want), "m%d", first + k);
+        assert_string_equal(buf, want);
+        assert_int_equal(m.src, 2);
+        k++;
+    }
+    assert_int_equal(r, -EAGAIN);
+    return k;
+}
+
+/* A compactor stopped while it holds the journal's exclusive lock holds up every other
+ * write to the journal, but no call past its timeout (at least the journal's 1 s grace):
+ * a receive that must write its taken marker, a non-blocking send. Nothing is taken or
+ * accepted by them; once the compactor goes on, everything arrives, once, in order. */
+static void test_sigstop_compactor(void **state)
+{
+    (void)state;
+    const char *name = th_name("jstopc");
+    shmbus_bus *b = open_durable_stop(name, true);
+    assert_non_null(b);
+    shmbus_client *me, *other;
+    assert_int_equal(shmbus_join(b, RECV_ID, NULL, &me), 0);
+    assert_int_equal(shmbus_join(b, 3, NULL, &other), 0);
+    struct jstop js = {.name = name, .point = SB_TP_COMPACT_EXCL, .hit = 1, .count = 200};
+    pid_t s = th_fork(jstop_sender, &js);
+    assert_int_equal(wait_stopped(s, 10000), 0);
+    struct shmbus_journal_stats st0, st1;
+    assert_int_equal(shmbus_journal_stats(b, &st0), 0);
+
+    uint64_t t0 = th_now_ns();
+    char buf[64];
+    struct shmbus_msg m;
+    assert_int_equal(shmbus_recv(me, &m, buf, sizeof(buf), 200), -ETIMEDOUT);
+    uint64_t took = th_now_ns() - t0;
+    assert_true(took >= 900000000ull && took < 3000000000ull); /* the grace, not forever */
+    t0 = th_now_ns();
+    assert_int_equal(shmbus_send(other, RECV_ID, "x", 1, SHMBUS_SEND_NONBLOCK, 0), -EAGAIN);
+    assert_true(th_now_ns() - t0 < 3000000000ull);
+
+    assert_int_equal(kill(s, SIGCONT), 0);
+    assert_int_equal(th_wait(s, 20000), 0);
+    assert_int_equal(shmbus_journal_stats(b, &st1), 0);
+    assert_true(st1.compactions > st0.compactions);
+    assert_int_equal(jstop_drain(me, 0), 200); /* and no "x" */
+    shmbus_leave(other);
+    shmbus_leave(me);
+    shmbus_bus_close(b);
+    assert_int_equal(shmbus_bus_destroy(name), 0);
+    th_rm_rf(jdir_stop);
+}
+
+/* A writer stopped while it holds the shared lock holds off compaction: the write that
+ * crossed the limit still returns, after at most the grace, with its message accepted,
+ * and the compaction happens later, once the writer goes on. */
+static void test_sigstop_journal_writer(void **state)
+{
+    (void)state;
+    const char *name = th_name("jstopw");
+    shmbus_bus *b = open_durable_stop(name, true);
+    assert_non_null(b);
+    shmbus_client *me, *other;
+    assert_int_equal(shmbus_join(b, RECV_ID, NULL, &me), 0);
+    assert_int_equal(shmbus_join(b, 3, NULL, &other), 0);
+    struct jstop js = {.name = name, .point = SB_TP_JOURNAL_WRITE, .hit = 3, .count = 10};
+    pid_t s = th_fork(jstop_sender, &js);
+    assert_int_equal(wait_stopped(s, 10000), 0);
+    assert_int_equal(jstop_drain(me, 0), 2); /* the two before the stop */
+    struct shmbus_journal_stats st0, st1;
+    struct shmbus_msg m_unused;
+    char buf_unused[64];
+    assert_int_equal(shmbus_journal_stats(b, &st0), 0);
+    /* The journal passes its 4 KiB limit after about 60 of these, and every write past it
+     * would compact: the first try gives up after the 1 s grace, and the handle does not
+     * try again for 1 s (not at each of the next 140 writes, a second each). */
+    uint64_t t0 = th_now_ns();
+    for (int i = 0; i < 200; i++)
+        assert_int_equal(shmbus_send(other, RECV_ID, "y", 1, 0, 1000), 0);
+    assert_true(th_now_ns() - t0 < 10000000000ull);
+    assert_int_equal(shmbus_journal_stats(b, &st1), 0);
+    assert_int_equal(st1.compactions, st0.compactions); /* held off */
+    assert_int_equal(kill(s, SIGCONT), 0);
+    assert_int_equal(th_wait(s, 20000), 0);
+    /* Everything, once, each sender in order: m2..m9 from 2 (the stopped writer's claim
+     * came first), 200 of "y" from 3. */
+    int next2 = 2, ys = 0, r;
+    while ((r = shmbus_recv(me, &m_unused, buf_unused, sizeof(buf_unused) - 1, 0)) >= 0) {
+        buf_unused[r] = '\0';
+        if (m_unused.src == 3) {
+            assert_string_equal(buf_unused, "y");
+            ys++;
+            continue;
+        }
+        char want[16];
+        snprintf(want, sizeof(want), "m%d", next2++);
+        assert_string_equal(buf_unused, want);
+    }
+    assert_int_equal(r, -EAGAIN);
+    assert_int_equal(next2, 10);
+    assert_int_equal(ys, 200);
+    /* And compaction works again, once the failed one's retry pause is over. */
+    uint64_t deadline = th_now_ns() + 10000000000ull;
+    while (shmbus_journal_stats(b, &st1) == 0 && st1.compactions == st0.compactions) {
+        assert_true(th_now_ns() < deadline);
+        assert_int_equal(shmbus_send(other, RECV_ID, "z", 1, 0, 1000), 0);
+        assert_int_equal(shmbus_recv(me, &m_unused, buf_unused, sizeof(buf_unused), 1000), 1);
+        pause_ms(10); /* polling a state, with a deadline */
+    }
+    shmbus_leave(other);
+    shmbus_leave(me);
+    shmbus_bus_close(b);
+    assert_int_equal(shmbus_bus_destroy(name), 0);
+    th_rm_rf(jdir_stop);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1028,6 +1196,8 @@ int main(void)
         cmocka_unit_test(test_reap_during_stale_intent),
         cmocka_unit_test(test_sigstop_sender),
         cmocka_unit_test(test_sigstop_receiver),
+        cmocka_unit_test(test_sigstop_compactor),
+        cmocka_unit_test(test_sigstop_journal_writer),
         cmocka_unit_test(test_kill_random),
     };
     th_filter_from_env();
