@@ -648,7 +648,8 @@ enum {
     SB_TP_JOINING = 3,
     SB_TP_CLEANING = 4,
     SB_TP_LEAVING = 5,
-    SB_TP_CREATING = 6
+    SB_TP_CREATING = 6,
+    SB_TP_AHEAD = 7 /* a durable send batch wrote its records ahead, placed none yet */
 };
 void sb__test_point(int where) __attribute__((weak));
 static inline void sb__tp(int where)
