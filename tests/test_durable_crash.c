@@ -616,15 +616,16 @@ static void test_crash_reboot(void **state)
     assert_true(rebuilt > 0);
     check((uint32_t)(rounds * SENDERS), receiver_kills, (uint32_t)rounds + 1);
     /* The full rounds reach the write-ahead path, end some of its calls with a CANCEL and
-     * kill senders inside it: far more than these minimums in every seed tried (about 15
-     * calls written ahead and one kill inside per full round). A change that stops that
+     * kill senders inside it: far more than these minimums in every seed tried (per full
+     * round about 15 calls written ahead, 1.5 returned short, one kill inside; under
+     * ASan+UBSan at worst 0.6 short and 0.4 kills: the floors are 1/8). A change that stops that
      * (a ring that no longer fills, a path no longer taken) fails here, not silently;
      * after check(), so that a mutant that breaks a rule is named by the rule it breaks. */
     if (full_rounds >= 10) {
         assert_true(seen->ahead >= (uint64_t)full_rounds);
-        assert_true(seen->short_ahead >= (uint64_t)full_rounds / 4);
-        assert_true(killed_inside >= full_rounds / 4);
-        assert_true(cancel_markers >= (uint64_t)full_rounds / 4);
+        assert_true(seen->short_ahead >= (uint64_t)full_rounds / 8);
+        assert_true(killed_inside >= full_rounds / 8);
+        assert_true(cancel_markers >= (uint64_t)full_rounds / 8);
         assert_true(deferred > 0);
     }
     munmap(seen, sizeof(*seen));
