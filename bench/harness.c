@@ -19,6 +19,8 @@
  *   the consumer stops once every producer is done and it has received `expected` messages.
  *   Because the count is published before the last chunk is sent, the consumer can never be
  *   left blocked waiting for a message that will not come.
+ * - Alone (BENCH_CAP_ALONE, the journal floor): one child on CPU A, no receiver; one chunk
+ *   before the clock starts (first touches), then chunks until the duration is over.
  * - A child that fails writes why into the shared area and exits 1; the parent then kills the
  *   others at once. A child still running at the deadline is killed. Either way teardown runs.
  */
@@ -321,6 +323,33 @@ static int consumer_side(struct child_ctx *c, void *ep)
     return rc < 0 ? rc : 0;
 }
 
+static int alone_side(struct child_ctx *c, void *ep)
+{
+    struct bench_shared *sh = c->sh;
+    void *buf = alloc_buf(c->size);
+    if (!buf)
+        return child_fail(sh, "%s%s", "out of memory", 0);
+    uint64_t seq = 0, sent = 0;
+    memcpy(buf, &seq, sizeof(seq));
+    int rc = send_chunk(c->t, ep, buf, c->size, STREAM_CHUNK);
+    uint64_t start = bench_now_ns(), end = start + c->p->duration_ns, now = start;
+    while (rc == 0 && now < end) {
+        seq++;
+        memcpy(buf, &seq, sizeof(seq));
+        rc = send_chunk(c->t, ep, buf, c->size, STREAM_CHUNK);
+        sent += STREAM_CHUNK;
+        now = bench_now_ns();
+    }
+    if (rc == 0 && c->t->stream_flush)
+        rc = c->t->stream_flush(ep);
+    sh->out.seconds = (double)(now - start) / 1e9;
+    sh->out.messages = sent;
+    if (rc < 0)
+        child_fail(sh, "%s: %s", "send", rc);
+    free(buf);
+    return rc;
+}
+
 void bench_pin(int cpu)
 {
     if (cpu < 0)
@@ -350,6 +379,9 @@ static int child_main(struct child_ctx *c, enum bench_role role)
         break;
     case BENCH_CONSUMER:
         rc = consumer_side(c, ep);
+        break;
+    case BENCH_ALONE:
+        rc = alone_side(c, ep);
         break;
     }
     c->t->close(ep);
@@ -447,7 +479,9 @@ static int run(const struct bench_transport *t, size_t size, int nprod, int stre
         .t = t, .ch = ch, .sh = sh, .p = p, .size = size, .nprod = nprod, .open_loop = open_loop};
     pid_t pids[BENCH_MAX_PRODUCERS + 1];
     int n = 0;
-    if (!streaming) {
+    if (t->caps & BENCH_CAP_ALONE) {
+        pids[n++] = spawn(&c, BENCH_ALONE, p->cpu_a);
+    } else if (!streaming) {
         pids[n++] = spawn(&c, BENCH_PONG, p->cpu_b);
         pids[n++] = spawn(&c, BENCH_PING, p->cpu_a);
     } else {
@@ -493,4 +527,10 @@ int bench_run_stream(const struct bench_transport *t, size_t size, int nprod,
                      const struct bench_params *p, struct bench_outcome *out)
 {
     return run(t, size, nprod, 1, 0, p, out);
+}
+
+int bench_run_alone(const struct bench_transport *t, size_t size, const struct bench_params *p,
+                    struct bench_outcome *out)
+{
+    return run(t, size, 1, 1, 0, p, out);
 }

@@ -35,4 +35,10 @@ int bench_run_latency(const struct bench_transport *t, size_t size, int open_loo
 int bench_run_stream(const struct bench_transport *t, size_t size, int nprod,
                      const struct bench_params *p, struct bench_outcome *out);
 
+/* One process on CPU A calls t->stream_send() in chunks for the duration, with nobody
+ * receiving (BENCH_CAP_ALONE); out->messages / out->seconds is the rate. 0 or -1 with
+ * out->why. */
+int bench_run_alone(const struct bench_transport *t, size_t size, const struct bench_params *p,
+                    struct bench_outcome *out);
+
 #endif

@@ -64,18 +64,22 @@ int bench_hist_selftest(FILE *out);
 /* ---- transports ---- */
 
 enum bench_kind { BENCH_FLOOR, BENCH_PEER, BENCH_SHMBUS };
-enum bench_wait { BENCH_SPIN, BENCH_SLEEP, BENCH_HYBRID };
-enum bench_role { BENCH_PING, BENCH_PONG, BENCH_PRODUCER, BENCH_CONSUMER };
+enum bench_wait { BENCH_SPIN, BENCH_SLEEP, BENCH_HYBRID, BENCH_NONE /* no receiver at all */ };
+enum bench_role { BENCH_PING, BENCH_PONG, BENCH_PRODUCER, BENCH_CONSUMER, BENCH_ALONE };
 
 /* What a transport can be measured for. */
 #define BENCH_CAP_LATENCY 1u /* ping-pong round trips */
 #define BENCH_CAP_STREAM  2u /* one producer to one consumer */
 #define BENCH_CAP_FANIN   4u /* eight producers to one consumer */
+/* One process alone, pinned like a producer, calling stream_send() for the duration; no
+ * receiver. Its rate is a 64 B stream figure (the journal floor, floor_journal.c). */
+#define BENCH_CAP_ALONE 8u
 
 struct bench_chan; /* one transport's shared objects, made by setup() */
 
 struct bench_transport {
     const char *name;  /* short, for the table and the JSON ("pipe", "shmbus-spin") */
+    const char *group; /* --only also selects the row by this name; NULL: none */
     const char *about; /* one line: what exactly is measured */
     enum bench_kind kind;
     enum bench_wait wait;
@@ -108,6 +112,8 @@ struct bench_transport {
 
 /* Rows, in the order the report shows them (floors.c, peers.c, iceoryx.c, shmbus.c). */
 extern const struct bench_transport bench_floor_spin, bench_floor_sem, bench_floor_ring;
+/* The journal floor (floor_journal.c): a durable bus's least work per message, one thread. */
+extern const struct bench_transport bench_floor_journal_writev, bench_floor_journal_mapped;
 extern const struct bench_transport bench_peer_pipe, bench_peer_uds, bench_peer_posixmq,
     bench_peer_sysvmq, bench_peer_zmq;
 extern const struct bench_transport bench_peer_iox_poll, bench_peer_iox_wait;

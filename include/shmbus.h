@@ -79,7 +79,8 @@ typedef struct shmbus_client shmbus_client;
  *   -EBUSY         another process holds the key directory's lock for seconds (stopped?)
  *   -EROFS         the bus was opened SHMBUS_OPEN_RDONLY and the call would write to it
  *   -EINTR         a signal handler ran while a blocking call waited (see "Signals" below)
- *   -EBADMSG       the segment's contents are corrupt (a peer wrote garbage)
+ *   -EBADMSG       the segment's contents are corrupt (a peer wrote garbage); for a
+ *                  durable bus also: the journal file its segment names is not there
  *   -EIDRM         the bus was destroyed while attached
  *   -EHOSTUNREACH  no client with that id or name is on the bus (or it left meanwhile)
  *   -ECONNRESET    the destination client died (it is cleaned up shortly after)
@@ -218,7 +219,9 @@ int shmbus_bus_open(const char *name, const struct shmbus_bus_opts *opts, unsign
  * The journal is compacted inline by the send or receive whose record makes it grow past
  * compact_bytes: that call takes as long as reading and rewriting the file. The directory
  * is made 0700: a durable bus is for its owner's processes (group members of a 0660 bus
- * cannot open its journal: -EACCES).
+ * cannot open its journal: -EACCES). A directory that exists must be the caller's own and
+ * not writable by group or others (else -EACCES, whoever opens the bus): anyone who can
+ * create a file there could plant a journal that a rebuild or a replay would deliver.
  */
 /* Sync levels (shmbus_durable.sync), and what a rebuild after a power cut or kernel crash
  * finds (docs/design.md, "What a power cut leaves"; in every case per-sender order holds,
@@ -265,7 +268,8 @@ struct shmbus_durable {
  * Errors: those of shmbus_bus_open(), and -EINVAL (dur NULL, dir not absolute or longer
  * than SHMBUS_JOURNAL_DIR_MAX, bad sync level), -EPROTO (the journal in dir belongs to
  * another bus, or its header is not a journal header), -EPROTONOSUPPORT (a journal of
- * another format version), -ENOSPC, and -errno of the file system for the journal.
+ * another format version), -EACCES (dir is another user's, or writable by group or
+ * others), -ENOTDIR, -ENOSPC, and -errno of the file system for the journal.
  */
 int shmbus_bus_open_durable(const char *name, const struct shmbus_bus_opts *opts,
                             const struct shmbus_durable *dur, unsigned flags, shmbus_bus **out);
@@ -639,7 +643,9 @@ struct shmbus_iov {
  * waits as shmbus_send() only when none fit. On a durable bus a batch that has to wait
  * writes its journal records first (at most 256 messages) and then places all of them,
  * waiting for room as often as needed until timeout_ms; those it could not place are
- * cancelled in the journal and not counted. Errors as shmbus_send() without an ACK's, and
+ * cancelled in the journal and not counted (a cancel that meets a full disk is written by
+ * this bus handle's next journal write or its close; a process that dies before that has
+ * them delivered after the next rebuild). Errors as shmbus_send() without an ACK's, and
  * -EINVAL also for msgs NULL, n 0, a msgs[k].data NULL with len > 0, or SHMBUS_SEND_ACK;
  * -EMSGSIZE if any message is too large (then none is sent).
  */

@@ -111,6 +111,11 @@ struct sb_journal {
     uint64_t retain_bytes, retain_ns;
     struct sb_jctl *ctl; /* in the segment */
     char dir[SHMBUS_JOURNAL_DIR_MAX + 1];
+    /* CANCEL runs whose marker could not be written (a full disk): what a send reported
+     * as not sent must never be delivered, and a rebuild would deliver it without its
+     * marker. Written before this handle's next record, and at its close. Under mu. */
+    struct sb_taken_run *pend;
+    uint32_t npend, pend_cap;
 };
 
 /* ---- CRC32C (Castagnoli, reflected polynomial 0x82F63B78) ------------------------------
@@ -890,19 +895,38 @@ out:
     return err;
 }
 
-static int open_jdir(const char *dir)
+/*
+ * Open the journal directory (creating it 0700 if asked). It must be a directory of the
+ * caller's own that nobody else can write to: whoever can create a file there can plant a
+ * journal of this bus's name that the next rebuild, or a replay, would deliver (-EACCES).
+ */
+static int open_jdir(const char *dir, bool create)
 {
-    if (mkdir(dir, 0700) != 0 && errno != EEXIST)
+    if (create && mkdir(dir, 0700) != 0 && errno != EEXIST)
         return -errno;
     int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    return fd < 0 ? -errno : fd;
+    if (fd < 0)
+        return -errno;
+    struct stat st;
+    int r = fstat(fd, &st) != 0 ? -errno : 0;
+    if (r == 0 && (st.st_uid != geteuid() || (st.st_mode & 0022) != 0))
+        r = -EACCES;
+    if (r < 0) {
+        close(fd);
+        return r;
+    }
+    return fd;
 }
 
 static int open_file(const char *bus, const char *dir, uint64_t epoch, uint64_t jid)
 {
-    char path[SHMBUS_JOURNAL_DIR_MAX + 128];
-    snprintf(path, sizeof(path), "%s/%s.%016" PRIx64 ".jnl", dir, bus, epoch);
-    int fd = open(path, O_RDWR | O_APPEND | O_CLOEXEC | O_NOFOLLOW);
+    int dfd = open_jdir(dir, false);
+    if (dfd < 0)
+        return dfd;
+    char file[128];
+    snprintf(file, sizeof(file), "%s.%016" PRIx64 ".jnl", bus, epoch);
+    int fd = openat(dfd, file, O_RDWR | O_APPEND | O_CLOEXEC | O_NOFOLLOW);
+    close(dfd);
     if (fd < 0)
         return -errno;
     uint8_t buf[sizeof(struct sb_jfile_hdr)];
@@ -937,7 +961,9 @@ static int make_handle(shmbus_bus *b, const char *dir, uint32_t sync, uint64_t c
     }
     if (fd < 0) {
         free(j);
-        return fd;
+        /* Still no file of the epoch the segment names: the word is garbage, or the file
+         * was removed behind the bus's back. Either way the bus exists: not -ENOENT. */
+        return fd == -ENOENT ? -EBADMSG : fd;
     }
     pthread_mutex_init(&j->mu, NULL);
     j->fd = fd;
@@ -957,7 +983,7 @@ int sb__journal_create(shmbus_bus *b, const struct shmbus_durable *dur)
     if (dur == NULL)
         return 0;
     struct sb_jctl *jc = &b->hdr->journal;
-    int dirfd = open_jdir(dur->dir);
+    int dirfd = open_jdir(dur->dir, true);
     if (dirfd < 0)
         return dirfd;
     uint64_t epoch = 0, jid = 0;
@@ -1450,18 +1476,27 @@ static int writev_all(int fd, struct iovec *iov, int n, size_t total)
     return (size_t)k == total ? 0 : -ENOSPC; /* cut short: a torn fragment, skipped later */
 }
 
+static int write_pending(struct sb_journal *j, size_t *bytes);
+
 /* Write one record or a batch's records: under our mutex and the file's shared flock, to
- * the file in use. Then compact if the file grew past its limit. */
+ * the file in use, after any CANCEL markers left pending by a full disk (if those still
+ * cannot be written, neither is this: nothing is accepted while the disk is full). Then
+ * compact if the file grew past its limit. */
 static int jwrite(shmbus_bus *b, struct iovec *iov, int n, size_t total)
 {
     struct sb_journal *j = b->j;
     struct sb_jctl *jc = j->ctl;
     pthread_mutex_lock(&j->mu);
+    size_t extra = 0;
     int r = enter(b, j);
     if (r == 0) {
-        r = writev_all(j->fd, iov, n, total);
+        if (j->npend != 0)
+            r = write_pending(j, &extra);
+        if (r == 0)
+            r = writev_all(j->fd, iov, n, total);
         flock(j->fd, LOCK_UN);
     }
+    total += extra;
     if (r == 0 && atomic_fetch_add_explicit(&jc->bytes, total, memory_order_relaxed) + total >
                       j->compact_bytes)
         compact(b, j);
@@ -1502,6 +1537,8 @@ static int flush(shmbus_bus *b)
     return 0;
 }
 
+#define SYNC_GIVE_UP_NS (100 * 1000000ull) /* 20 batch intervals */
+
 /* Batch level: flush if the last flush is older than the batch interval and we can be the
  * flusher; with `wait`, return only once ticket t is on disk (flushing ourselves, after
  * the rest of the interval has let others join the batch). */
@@ -1509,7 +1546,10 @@ static int batch_sync(shmbus_bus *b, uint64_t t, bool wait)
 {
     struct sb_jctl *jc = b->j->ctl;
     const uint64_t ival = (uint64_t)SHMBUS_SYNC_BATCH_MS * 1000000u;
-    uint64_t give_up = sb__now_ns() + 10ull * 1000000000u;
+    /* A flusher that has not raised synced by then is slow or stuck (stopped, or a pid
+     * scribbled into sync_owner): flush ourselves. Flushes of one file overlap in the
+     * kernel, so a second one costs at most its own time, never correctness. */
+    uint64_t give_up = sb__now_ns() + SYNC_GIVE_UP_NS;
     for (;;) {
         /* Acquire pairs with the release CAS of synced in flush() and compact(). */
         if (atomic_load_explicit(&jc->synced, memory_order_acquire) >= t)
@@ -1639,10 +1679,58 @@ int sb__journal_taken(shmbus_client *c, const struct shmbus_msg *m, uint32_t src
     return sb__journal_taken_runs(c, &run, 1);
 }
 
+/* CANCEL markers left pending: runs named by their sender, who is also the marker's dst
+ * (as markers() writes them). Up to SB_TAKEN_RUNS per writev. Under mu and the shared
+ * flock; on success the list is empty and *bytes grew by what was written. A write cut
+ * short keeps the whole list: a marker written twice is harmless (readers merge runs). */
+static int write_pending(struct sb_journal *j, size_t *bytes)
+{
+    struct sb_jrec r[SB_TAKEN_RUNS];
+    struct iovec iov[SB_TAKEN_RUNS];
+    const uint64_t now = sb__realtime_ns();
+    for (uint32_t done = 0; done < j->npend;) {
+        uint32_t n = j->npend - done < SB_TAKEN_RUNS ? j->npend - done : SB_TAKEN_RUNS;
+        for (uint32_t i = 0; i < n; i++) {
+            const struct sb_taken_run *p = &j->pend[done + i];
+            fill_rec(&r[i], SB_JREC_CANCEL, p->src, p->src_gen, p->src, p->seq, 0, 0, 0, NULL, 0,
+                     p->count - 1, now);
+            iov[i] = (struct iovec){&r[i], sizeof(r[i])};
+        }
+        int e = writev_all(j->fd, iov, (int)n, n * sizeof(r[0]));
+        if (e < 0)
+            return e;
+        *bytes += n * sizeof(r[0]);
+        done += n;
+    }
+    j->npend = 0;
+    return 0;
+}
+
 void sb__journal_cancel(shmbus_client *c, uint64_t seq, uint32_t count)
 {
     struct sb_taken_run run = {.src = c->id, .src_gen = c->gen, .seq = seq, .count = count};
-    markers(c, SB_JREC_CANCEL, &run, 1);
+    struct sb_jrec rec;
+    fill_rec(&rec, SB_JREC_CANCEL, run.src, run.src_gen, c->id, seq, 0, 0, 0, NULL, 0, count - 1,
+             sb__realtime_ns());
+    struct iovec iov = {&rec, sizeof(rec)};
+    if (jwrite(c->bus, &iov, 1, sizeof(rec)) == 0) {
+        after_write(c->bus, false);
+        return;
+    }
+    /* Not written (a full disk): keep it for this handle's next write or its close. */
+    struct sb_journal *j = c->bus->j;
+    pthread_mutex_lock(&j->mu);
+    if (j->npend == j->pend_cap) {
+        uint32_t cap = j->pend_cap ? 2 * j->pend_cap : 8;
+        struct sb_taken_run *p = realloc(j->pend, cap * sizeof(*p));
+        if (p != NULL) {
+            j->pend = p;
+            j->pend_cap = cap;
+        }
+    }
+    if (j->npend < j->pend_cap) /* else out of memory too: the run is lost (docs/design.md) */
+        j->pend[j->npend++] = run;
+    pthread_mutex_unlock(&j->mu);
 }
 
 void sb__journal_close(shmbus_bus *b)
@@ -1655,6 +1743,16 @@ void sb__journal_close(shmbus_bus *b)
         atomic_load_explicit(&jc->synced, memory_order_acquire) <
             atomic_load_explicit(&jc->appended, memory_order_acquire))
         flush(b); /* acquires pair with the releases in flush() and take_ticket() */
+    if (j->npend != 0 && !sb__destroyed(b)) { /* last chance for pending CANCEL markers */
+        pthread_mutex_lock(&j->mu);
+        size_t bytes = 0;
+        if (enter(b, j) == 0) {
+            write_pending(j, &bytes);
+            flock(j->fd, LOCK_UN);
+        }
+        pthread_mutex_unlock(&j->mu);
+    }
+    free(j->pend);
     close(j->fd);
     pthread_mutex_destroy(&j->mu);
     free(j);

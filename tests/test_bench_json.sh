@@ -7,8 +7,10 @@
 # each under its issue (5, 11, 12, 13), issue 11's from its own rows (shmbus-percall,
 # shmbus-loan) and from the Memory section's buses, and that the run left nothing behind:
 # no System V message queue, no /dev/shm entry, no iox-roudi, no RouDi socket or lock in
-# /tmp. Then the table of an --only run: the one-message-per-call row and the Targets
-# section with its issue blocks. Bad options exit 2.
+# /tmp. The journal floor rows are measured and the durable-none target quotes them with the
+# bound they imply. Then the table of an --only run: the one-message-per-call row, the
+# journal floor's rows (selected by their group name), and the Targets section with its
+# issue blocks. Bad options exit 2.
 set -u
 bin="$BUILD/bin/shmbus-bench"
 tmp="${TEST_TMPDIR:-$(mktemp -d)}"
@@ -125,7 +127,8 @@ names = {t["name"] for t in doc["transports"]}
 for n in ("floor-spin", "floor-sem", "floor-ring", "pipe", "uds", "posix-mq", "sysv-mq",
           "zmq-ipc", "iceoryx-poll", "iceoryx-wait", "shmbus-spin", "shmbus-sleep",
           "shmbus-default", "shmbus-percall", "shmbus-loan", "shmbus-durable-none",
-          "shmbus-durable-batch", "shmbus-durable-always", "sqlite-wal", "shmbus-tapped"):
+          "shmbus-durable-batch", "shmbus-durable-always", "sqlite-wal", "shmbus-tapped",
+          "floor-journal-writev", "floor-journal-mapped"):
     need(n in names, "transport row missing: " + n)
 
 lat_fields = ("samples", "seconds", "median_ns", "p99_ns", "p999_ns", "max_ns", "mean_ns")
@@ -162,6 +165,9 @@ for size in (64, 1024, 65536):
         need(measured(lat, t, size), "floor not measured: %s %d B" % (t, size))
 for size in (64, 1024):
     need(measured(tput, "floor-ring", size), "floor-ring not measured at %d B" % size)
+# The journal floor needs the kernel and the library's CRC only: always measured, at 64 B.
+for t in ("floor-journal-writev", "floor-journal-mapped"):
+    need(measured(tput, t, 64), "journal floor not measured: " + t)
 need({r["size"] for r in lat} >= {64, 1024, 65536}, "latency sizes missing")
 
 need(len(doc["scale"]) == 3 and [s["clients"] for s in doc["scale"]] == [3, 16, 64],
@@ -243,6 +249,12 @@ for prefix, row in want.items():
     for t in ts:
         need(t["status"] in ("MET", "MISSED") and "value" in t and row in t["detail"],
              "target %r not evaluated from %s: %r" % (prefix, row, t))
+# The durable-none line quotes the journal floor and the best a sender doing its work could
+# reach (a ratio of the in-memory bus, so between 0 and 1).
+for t in [t for t in doc["targets"] if t["target"].startswith("durable bus, sync none")]:
+    need("journal floor" in t["detail"] and "writev" in t["detail"] and "mapped" in t["detail"],
+         "the durable-none target does not quote the journal floor: %r" % t["detail"])
+    need(0 < t.get("bound", 0) < 1, "the durable-none target has no bound in (0, 1): %r" % t)
 for t in doc["targets"]:
     need(t.get("status") in ("MET", "MISSED", "NOT MEASURED"), "bad target status: %r" % t)
     need(t.get("detail"), "target without detail: %r" % t.get("target"))
@@ -270,11 +282,18 @@ print("JSON shape ok: %d latency, %d open-loop, %d throughput, %d fan-in entries
       % (len(lat), len(doc["open_loop"]), len(tput), len(doc["fan_in"])))
 EOF
 
-# The table of a short run of two rows: the one-message-per-call row is in the 1:1
-# throughput section, and the Targets section lists the issues with a block each.
-"$bin" --quick --only shmbus-percall,floor-ring >"$tmp/only.txt" 2>/dev/null
+# The table of a short run of a few rows: the one-message-per-call row is in the 1:1
+# throughput section, so are both journal floor rows (the group name selects them, the
+# receiver is none), and the Targets section lists the issues with a block each.
+"$bin" --quick --only shmbus-percall,floor-ring,floor-journal >"$tmp/only.txt" 2>/dev/null
 rc=$?
-[ $rc -eq 0 ] || { echo "FAIL: --only shmbus-percall,floor-ring exited $rc"; fail=1; }
+[ $rc -eq 0 ] || { echo "FAIL: --only shmbus-percall,floor-ring,floor-journal exited $rc"; fail=1; }
+for row in floor-journal-writev floor-journal-mapped; do
+    sed -n '/^== Throughput, 1 producer/,/^$/p' "$tmp/only.txt" | grep -q "^$row  *none  *64 B  *[0-9.]* [kMG]*msg/s" || {
+        echo "FAIL: no $row 64 B row in the 1:1 throughput table"
+        fail=1
+    }
+done
 sed -n '/^== Throughput, 1 producer/,/^$/p' "$tmp/only.txt" | grep -q '^shmbus-percall  *spin+sleep  *64 B  *[0-9.]* [kMG]*msg/s' || {
     echo "FAIL: no shmbus-percall 64 B row in the 1:1 throughput table"
     fail=1
@@ -292,6 +311,6 @@ sed -n '/^-- issue 11: /,/^-- issue 12: /p' "$tmp/only.txt" |
     fail=1
 }
 grep -q '^== Memory: ' "$tmp/only.txt" || { echo "FAIL: no Memory section"; fail=1; }
-[ $fail -eq 0 ] && echo "table shape ok: shmbus-percall row, Targets by issue, Memory"
+[ $fail -eq 0 ] && echo "table shape ok: shmbus-percall and journal floor rows, Targets by issue, Memory"
 
 exit $fail

@@ -48,6 +48,13 @@ err_has "--sync needs --durable"
 expect 2 "$SHMBUS" create "$bus" --durable "$jdir" --sync sometimes
 err_has "--sync: none, batch or always"
 
+# A journal directory others can write to is refused, and nothing is written into it.
+mkdir -m 0700 "$jdir" && chmod 0777 "$jdir"
+expect 1 "$SHMBUS" create "$bus" --durable "$jdir"
+err_has "not writable by group or others"
+[ -z "$(ls -A "$jdir")" ] || fail "files written into a refused journal directory"
+rmdir "$jdir"
+
 # Take one message; then a receiver that is killed while it holds two more (peeked, its
 # line written to a pipe nobody reads, so not consumed: shmbus recv takes a message only
 # once its reader has read the line).

@@ -14,7 +14,10 @@
  *     nothing when it cannot write them;
  *   - a send batch that waits for room (its records written ahead) delivers everything once
  *     and in order, and what it could not place before its deadline never comes back; if
- *     its sender is killed before placing it, the rebuild delivers it once, in order.
+ *     its sender is killed before placing it, the rebuild delivers it once, in order;
+ *   - what a send batch reported as not sent stays undelivered when its CANCEL marker met a
+ *     full disk: the marker is written once there is room (next write, or the close);
+ *   - a journal directory that is another user's or that others can write to is refused.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -1090,6 +1093,149 @@ static void test_batch_ahead_cancelled(void **state)
     th_rm_rf(jdir);
 }
 
+/* A journal directory others can write to would let them plant a journal that the next
+ * rebuild delivers: such a directory is refused at creation, and an attached process
+ * refuses it too once someone loosened it; so is another user's, and a file. Nothing is
+ * written into a refused directory. */
+static void test_journal_dir_refused(void **state)
+{
+    (void)state;
+    const char *name = th_name("jdir");
+    new_jdir("jdir");
+    int err;
+    assert_int_equal(mkdir(jdir, 0700), 0);
+    const mode_t loose[] = {0777, 0770, 0702, 01777};
+    for (size_t i = 0; i < sizeof(loose) / sizeof(loose[0]); i++) {
+        assert_int_equal(chmod(jdir, loose[i]), 0);
+        assert_null(open_durable(name, SHMBUS_SYNC_NONE, &err));
+        assert_int_equal(err, -EACCES);
+    }
+    assert_int_equal(chmod(jdir, 0700), 0);
+    if (geteuid() == 0) { /* another user's directory, however private */
+        assert_int_equal(chown(jdir, 65534, 65534), 0);
+        assert_null(open_durable(name, SHMBUS_SYNC_NONE, &err));
+        assert_int_equal(err, -EACCES);
+        assert_int_equal(chown(jdir, 0, 0), 0);
+    }
+    DIR *d = opendir(jdir);
+    assert_non_null(d);
+    int files = 0;
+    for (struct dirent *de; (de = readdir(d)) != NULL;)
+        files += de->d_name[0] != '.';
+    closedir(d);
+    assert_int_equal(files, 0);
+    /* A file where the directory should be. */
+    char file[600];
+    snprintf(file, sizeof(file), "%s/plain", jdir);
+    int fd = open(file, O_WRONLY | O_CREAT | O_EXCL, 0600);
+    assert_true(fd >= 0);
+    close(fd);
+    struct shmbus_bus_opts o = {.max_clients = 8, .msg_size = 256, .ring_bytes = 64 * 1024};
+    struct shmbus_durable dd = {.dir = file, .sync = SHMBUS_SYNC_NONE};
+    shmbus_bus *b = NULL;
+    assert_int_equal(shmbus_bus_open_durable(name, &o, &dd, SHMBUS_OPEN_CREATE, &b), -ENOTDIR);
+    assert_int_equal(unlink(file), 0);
+    /* Private again: it works; loosened while the bus runs, a new process refuses it. */
+    b = open_durable(name, SHMBUS_SYNC_NONE, NULL);
+    assert_int_equal(chmod(jdir, 0777), 0);
+    shmbus_bus *b2 = NULL;
+    assert_int_equal(shmbus_bus_open(name, NULL, 0, &b2), -EACCES);
+    assert_int_equal(chmod(jdir, 0700), 0);
+    assert_int_equal(shmbus_bus_open(name, NULL, 0, &b2), 0);
+    shmbus_bus_close(b2);
+    shmbus_bus_close(b);
+    assert_int_equal(shmbus_bus_destroy(name), 0);
+    th_rm_rf(jdir);
+}
+
+/* The child of test_cancel_pending: a batch written ahead whose CANCEL marker finds the
+ * disk full (a file-size limit with room for the records only), twice. The first marker
+ * goes out before the handle's next record (a receive's taken marker), the second at the
+ * handle's close. Returns 0, or the step that failed. */
+static int cancel_pending_child(void *arg)
+{
+    const char *name = arg;
+    signal(SIGXFSZ, SIG_IGN);
+    shmbus_bus *b = open_durable(name, SHMBUS_SYNC_NONE, NULL);
+    shmbus_client *s, *r;
+    if (b == NULL || shmbus_join(b, 1, NULL, &s) || shmbus_join(b, 2, NULL, &r))
+        return 10;
+    int full = fill_ring(s);
+    for (;; full++) { /* and the last bits of room a batch of 64 did not take */
+        char m[16];
+        int len = snprintf(m, sizeof(m), "msg-%d", full);
+        if (shmbus_send(s, 2, m, (size_t)len, SHMBUS_SEND_NONBLOCK, 0) != 0)
+            break;
+    }
+    if (full < 100)
+        return 11;
+    char p[1024];
+    jfile(name, p, sizeof(p));
+    struct rlimit rl;
+    getrlimit(RLIMIT_FSIZE, &rl);
+    struct shmbus_iov late[3] = {{"late0", 5}, {"late1", 5}, {"late2", 5}};
+    for (int round = 0; round < 2; round++) {
+        off_t before = fsize(p);
+        struct rlimit lim = {.rlim_cur = (rlim_t)before + 3 * REC, .rlim_max = rl.rlim_max};
+        if (setrlimit(RLIMIT_FSIZE, &lim) != 0)
+            return 12;
+        /* No room in the ring: written ahead, not placed by the deadline, not sent. */
+        if (shmbus_send_batch(s, 2, late, 3, 0, 30) != -ETIMEDOUT)
+            return 13;
+        if (fsize(p) != before + 3 * REC) /* the records, not their CANCEL marker */
+            return 14;
+        if (setrlimit(RLIMIT_FSIZE, &rl) != 0)
+            return 15;
+        if (round == 1)
+            break;
+        /* Room again: the next write of this handle takes msg-0 (its taken marker), and
+         * the pending CANCEL marker goes first. */
+        char buf[64];
+        struct shmbus_msg hm;
+        if (shmbus_recv(r, &hm, buf, sizeof(buf), 0) != 5 || memcmp(buf, "msg-0", 5) != 0)
+            return 16;
+        if (fsize(p) != before + 3 * REC + 2 * 56)
+            return 17;
+        char m[16]; /* the ring full again */
+        int len = snprintf(m, sizeof(m), "msg-%d", full);
+        if (shmbus_send(s, 2, m, (size_t)len, SHMBUS_SEND_NONBLOCK, 0) != 0)
+            return 18;
+    }
+    off_t before = fsize(p);
+    shmbus_leave(r);
+    shmbus_leave(s);
+    shmbus_bus_close(b); /* writes the second pending marker */
+    return fsize(p) == before + 56 ? 0 : 19;
+}
+
+/* A send batch that reported messages as not sent must never have them delivered, even
+ * when its CANCEL marker could not be written at once (a full disk): the marker waits in
+ * the bus handle and is written first when there is room. After the reboot client 2 gets
+ * msg-1 .. msg-full, once each, in order, and none of the six late ones. */
+static void test_cancel_pending(void **state)
+{
+    (void)state;
+    const char *name = th_name("cpend");
+    new_jdir("cpend");
+    pid_t pid = th_fork(cancel_pending_child, (void *)name);
+    assert_int_equal(th_wait(pid, 20000), 0); /* else the step that failed */
+    th_reboot_sim(name);
+    shmbus_bus *b = open_durable(name, SHMBUS_SYNC_NONE, NULL);
+    struct shmbus_journal_stats js;
+    assert_int_equal(shmbus_journal_stats(b, &js), 0);
+    assert_int_equal(js.damaged, 0);
+    assert_int_equal(js.deferred, 0);
+    shmbus_client *r;
+    assert_int_equal(shmbus_join(b, 2, NULL, &r), 0);
+    int n = drain_expect(r, 1, 1); /* a late* message would fail its check */
+    assert_true(n >= 100);
+    assert_int_equal((uint64_t)n, js.rebuilt);
+    shmbus_leave(r);
+    shmbus_bus_close(b);
+    assert_int_equal(shmbus_bus_destroy(name), 0);
+    th_rm_rf(jdir);
+}
+
 /* The sender of test_batch_ahead_killed: fills client 2's mailbox, then waits in a blocking
  * send_batch of five more (written ahead) until it is killed. */
 static int ahead_killed_child(void *arg)
@@ -1268,6 +1414,8 @@ int main(void)
         cmocka_unit_test(test_batch_ahead_cancelled),
         cmocka_unit_test(test_batch_ahead_stream),
         cmocka_unit_test(test_batch_ahead_killed),
+        cmocka_unit_test(test_cancel_pending),
+        cmocka_unit_test(test_journal_dir_refused),
     };
     th_filter_from_env();
     return cmocka_run_group_tests(tests, NULL, th_cleanup);

@@ -544,6 +544,141 @@ static void test_planted_segment_refused(void **state)
     assert_int_equal(shmctl(info.shmid, IPC_STAT, &ds), -1);
 }
 
+/* ---- a durable bus's journal control -------------------------------------------------- */
+
+/* Each word of the journal control block in the segment scribbled while the bus runs (a
+ * buggy process of the owner can do that): sends, receives and attaches return at once
+ * with an error or work, never crash or hang past their timeout, and once the word is put
+ * back nothing accepted is lost. */
+static void test_scribbled_journal_control(void **state)
+{
+    (void)state;
+    const char *name = th_name("jctl");
+    const char *tmp = getenv("TEST_TMPDIR");
+    char dir[512];
+    snprintf(dir, sizeof(dir), "%s/jctl-%d", tmp != NULL && tmp[0] == '/' ? tmp : "/tmp",
+             (int)getpid());
+    struct shmbus_bus_opts o = {.max_clients = 4, .msg_size = 64, .ring_bytes = 64 * 1024};
+    struct shmbus_durable d = {.dir = dir, .sync = SHMBUS_SYNC_BATCH};
+    shmbus_bus *b, *x;
+    shmbus_client *a, *c;
+    assert_int_equal(shmbus_bus_open_durable(name, &o, &d, SHMBUS_OPEN_CREATE, &b), 0);
+    assert_int_equal(shmbus_join(b, 1, "a", &a), 0);
+    assert_int_equal(shmbus_join(b, 2, "c", &c), 0);
+    uint8_t *raw = attach_raw(b);
+    struct sb_jctl *jc = &((struct sb_header *)raw)->journal;
+    int sent = 0, got = 0;
+    char buf[64];
+    struct shmbus_msg m;
+    enum {
+        EPOCH,
+        EPOCH0,
+        TARGET,
+        TARGET_CUR,
+        SYNC_OWNER,
+        COMPACT_OWNER,
+        SYNCED,
+        DIR,
+        MAGIC,
+        NWORDS
+    };
+    for (int w = 0; w < NWORDS; w++) {
+        uint64_t e = atomic_load(&jc->epoch);
+        char savedir[sizeof(jc->dir)];
+        memcpy(savedir, jc->dir, sizeof(savedir));
+        uint64_t saved[NWORDS] = {e, e, 0, 0, 0, 0, atomic_load(&jc->synced), 0, jc->magic};
+        switch (w) {
+        case EPOCH:
+            atomic_store(&jc->epoch, e + 7);
+            break;
+        case EPOCH0:
+            atomic_store(&jc->epoch, 0);
+            break;
+        case TARGET:
+            atomic_store(&jc->compact_target, e + 1);
+            break;
+        case TARGET_CUR:
+            atomic_store(&jc->compact_target, e);
+            break;
+        case SYNC_OWNER:
+            atomic_store(&jc->sync_owner, 1); /* init: alive, not us */
+            break;
+        case COMPACT_OWNER:
+            atomic_store(&jc->compact_owner, 1);
+            break;
+        case SYNCED:
+            atomic_store(&jc->synced, ~0ull >> 1);
+            break;
+        case DIR:
+            snprintf(jc->dir, sizeof(jc->dir), "/");
+            break;
+        case MAGIC:
+            jc->magic ^= 1;
+            break;
+        }
+        /* A send through the open handle: its file is the one in use, unless the epoch
+         * names another (no such file: the segment is garbage). A synchronous send does
+         * not wait long for a flusher that never flushes (a live pid, not ours). */
+        struct span s = span_start();
+        char msg[16];
+        int n = snprintf(msg, sizeof(msg), "m%d", sent);
+        int r = shmbus_send(a, 2, msg, (size_t)n, SHMBUS_SEND_SYNC, 100);
+        span_check(s, 100, "send");
+        assert_int_equal(r, w == EPOCH || w == EPOCH0 ? -EBADMSG : 0);
+        sent += r == 0;
+        /* A new process attaching checks what the segment says of the journal. */
+        s = span_start();
+        r = shmbus_bus_open(name, NULL, 0, &x);
+        span_check(s, 0, "attach");
+        if (r == 0)
+            shmbus_bus_close(x);
+        if (w == DIR) /* "/": another user's (-EACCES), or ours with no such file */
+            assert_true(r == (geteuid() == 0 ? -EBADMSG : -EACCES));
+        else
+            assert_int_equal(r, w == EPOCH || w == EPOCH0 || w == MAGIC ? -EBADMSG : 0);
+        switch (w) {
+        case EPOCH:
+        case EPOCH0:
+            atomic_store(&jc->epoch, saved[w]);
+            break;
+        case TARGET:
+        case TARGET_CUR:
+            atomic_store(&jc->compact_target, 0);
+            break;
+        case SYNC_OWNER:
+            atomic_store(&jc->sync_owner, 0);
+            break;
+        case COMPACT_OWNER:
+            atomic_store(&jc->compact_owner, 0);
+            break;
+        case SYNCED:
+            atomic_store(&jc->synced, saved[w]);
+            break;
+        case DIR:
+            memcpy(jc->dir, savedir, sizeof(savedir));
+            break;
+        case MAGIC:
+            jc->magic = saved[w];
+            break;
+        }
+        /* Put back: everything sent so far arrives, in order. */
+        while ((r = shmbus_recv(c, &m, buf, sizeof(buf) - 1, 0)) >= 0) {
+            buf[r] = '\0';
+            char want[16];
+            snprintf(want, sizeof(want), "m%d", got++);
+            assert_string_equal(buf, want);
+        }
+        assert_int_equal(r, -EAGAIN);
+        assert_int_equal(got, sent);
+    }
+    shmdt(raw);
+    shmbus_leave(a);
+    shmbus_leave(c);
+    shmbus_bus_close(b);
+    assert_int_equal(shmbus_bus_destroy(name), 0);
+    th_rm_rf(dir);
+}
+
 /* ---- destroy --force --------------------------------------------------------------------- */
 
 static void test_force_scribbled(void **state)
@@ -664,6 +799,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_force_scribbled),
         cmocka_unit_test(test_umask_0277),
         cmocka_unit_test(test_header_of_another_lap),
+        cmocka_unit_test(test_scribbled_journal_control),
     };
     return cmocka_run_group_tests(tests, NULL, th_cleanup);
 }

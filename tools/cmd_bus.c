@@ -198,6 +198,13 @@ int sb_cmd_create(int argc, char **argv)
                               : "written in another journal format version; left untouched");
         return SB_EXIT_FAIL;
     }
+    if (durable != NULL && rc == -EACCES) {
+        sb_errf("create %s", name,
+                "journal in %s: permission denied (the directory must be yours, and not "
+                "writable by group or others)",
+                dur.dir);
+        return SB_EXIT_FAIL;
+    }
     if (durable != NULL && rc < 0 && rc != -EEXIST) {
         sb_errf("create %s", name, "journal in %s: %s", dur.dir, shmbus_strerror(rc));
         return SB_EXIT_FAIL;
