@@ -654,8 +654,9 @@ enum {
     SB_TP_CLEANING = 4,
     SB_TP_LEAVING = 5,
     SB_TP_CREATING = 6,
-    SB_TP_JOURNAL_WRITE = 7, /* a journal write holding the file's shared lock */
-    SB_TP_COMPACT_EXCL = 8   /* a compaction holding the file's exclusive lock */
+    SB_TP_AHEAD = 7,         /* a durable send batch wrote its records ahead, placed none yet */
+    SB_TP_JOURNAL_WRITE = 8, /* a journal write holding the file's shared lock */
+    SB_TP_COMPACT_EXCL = 9   /* a compaction holding the file's exclusive lock */
 };
 void sb__test_point(int where) __attribute__((weak));
 static inline void sb__tp(int where)

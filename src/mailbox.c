@@ -1011,6 +1011,7 @@ static __attribute__((noinline)) int send_batch_ahead(shmbus_client *c, uint32_t
     int r = sb__journal_msgs(c, dst, msgs, want, prio, 0, seq + 1, 0, flags, deadline);
     if (r < 0)
         return r; /* nothing accepted, nothing claimed */
+    sb__tp(SB_TP_AHEAD); /* test-only: written ahead, nothing placed */
     uint32_t done = 0;
     while (done < want) {
         unsigned i;
