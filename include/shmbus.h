@@ -209,10 +209,13 @@ int shmbus_bus_open(const char *name, const struct shmbus_bus_opts *opts, unsign
  * fresh journal holding only them (flushed) and removes the old one. A torn or damaged
  * record is skipped and counted (shmbus_journal_stats()), never delivered.
  *
- * Limits, stated rather than hidden: messages waiting in the mailbox of a client that
- * leaves or dies are discarded from the live bus as on any bus, but they are not taken:
- * they come back at the next rebuild, after whatever the id's next client took meanwhile.
- * A rebuilt mailbox holds what fits in its ring; messages beyond it stay in the journal
+ * A client that leaves (shmbus_leave() too) or dies leaves its mailbox kept for the id's
+ * next client, as shmbus_leave_keep() keeps one: what was not taken waits, in order. Except
+ * a mailbox holding group messages (shmbus_send_group()): it is drained as on any bus, its
+ * group messages going to the group's other members, and its other messages come back at
+ * the next rebuild, after whatever the id's next client took meanwhile.
+ *
+ * Limits, stated rather than hidden: a rebuilt mailbox holds what fits in its ring; messages beyond it stay in the journal
  * for the next rebuild (counted in shmbus_journal_stats.deferred). Loans
  * (shmbus_loan()) are refused on a durable bus (-EOPNOTSUPP). Messages a send was still
  * writing when its process died may or may not be delivered after a rebuild (never twice).
@@ -399,7 +402,8 @@ int shmbus_bus_shmid(const char *name);
  */
 int shmbus_join(shmbus_bus *bus, uint32_t id, const char *name, shmbus_client **out);
 
-/* Leave the bus: the id becomes free, messages still in the mailbox are discarded, senders
+/* Leave the bus: the id becomes free, messages still in the mailbox are discarded (on a
+ * durable bus: kept, as shmbus_leave_keep() does, see shmbus_bus_open_durable()), senders
  * get -EHOSTUNREACH from then on. Frees the handle. NULL is a no-op. Must not race with
  * other calls on the same client. */
 void shmbus_leave(shmbus_client *c);
@@ -417,9 +421,9 @@ void shmbus_leave(shmbus_client *c);
  * priority, with priorities as usual, and ACKs their senders when it takes them. A join with
  * id 0 and another name prefers ids with no kept mailbox; if only kept ones are free it
  * takes one and drops what was kept (counted in `dropped`). shmbus_list() shows a kept
- * mailbox that holds messages as SHMBUS_CLIENT_KEPT. Keeping is only ever asked for: a
- * client whose process dies (even inside this call) is cleaned up and its mailbox drained
- * as before. A kept mailbox goes with its bus when the bus is destroyed.
+ * mailbox that holds messages as SHMBUS_CLIENT_KEPT. Keeping is only ever asked for (but on
+ * a durable bus, which keeps every mailbox): a client whose process dies (even inside this
+ * call) is cleaned up and its mailbox drained as before. A kept mailbox goes with its bus when the bus is destroyed.
  *
  * Limits: a message whose sender was still writing it while the mailbox changed hands twice
  * (keep, take over, keep again) may be dropped; replies to this client's requests that

@@ -833,7 +833,11 @@ int sb__mbox_resend(shmbus_client *c, uint32_t dst, uint32_t gen, const struct s
                     uint32_t src_gen, const void *data);
 /* A cleaner: end a dead client's intents and wake the consumers they name. */
 void sb__mbox_skip_intents(shmbus_bus *b, struct sb_entry *dead);
+/* The mailbox's consumer (a leaver, or a cleaner of its dead owner): READY records stamped
+ * from_gen get to_gen (a kept mailbox keeps one generation); does it hold a READY group
+ * message (one that other members of its group could take)? */
 void sb__mbox_restamp(shmbus_bus *b, struct sb_mbox *mb, uint32_t from_gen, uint32_t to_gen);
+bool sb__mbox_holds_group(shmbus_bus *b, struct sb_mbox *mb);
 /* The joining client becomes its mailbox's consumer: start at the published head. */
 void sb__mbox_attach(shmbus_client *c);
 /* The consumer publishes its private position (before it leaves). */

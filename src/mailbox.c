@@ -2789,13 +2789,19 @@ uint64_t sb__mbox_drain_each(shmbus_bus *b, struct sb_mbox *mb, sb__drain_fn fn,
     return n;
 }
 
-void sb__mbox_restamp(shmbus_bus *b, struct sb_mbox *mb, uint32_t from_gen, uint32_t to_gen)
+/*
+ * Walk the committed records of mailbox mb from its published head as a consumer would,
+ * stepping over a dead consumer's zeroed units, up to the first record not committed yet
+ * (or the first invalid header): fn(rec, state, arg) for each, until it returns true. Only
+ * for whoever is the mailbox's consumer now: a leaver, or a cleaner of its dead owner (the
+ * entry CLEANING). Returns whether fn stopped the walk.
+ */
+static bool walk_committed(shmbus_bus *b, struct sb_mbox *mb,
+                           bool (*fn)(struct sb_rec *rc, unsigned state, void *arg), void *arg)
 {
     uint64_t p = start_pos(b, mb), cap = b->lay.ring_units;
     for (uint64_t steps = 0; steps < cap;) {
-        /* Acquire pairs with the commit CAS in commit(): dst_gen is written. A READY record
-         * belongs to the consumer (the caller) until it takes it; the release store of FREE
-         * in leave() publishes the new stamp. */
+        /* Acquire pairs with the commit CAS in commit(): the record's fields are written. */
         uint64_t v = atomic_load_explicit(hw_at(b, mb, p), memory_order_acquire);
         if (v == 0) {
             int z = zero_step(b, mb, p);
@@ -2809,12 +2815,43 @@ void sb__mbox_restamp(shmbus_bus *b, struct sb_mbox *mb, uint32_t from_gen, uint
         }
         if (!hw_valid(b, v, p) || SB_HW_STATE(v) == SB_HW_CLAIMED)
             break;
-        struct sb_rec *rc = sb__unit(b, mb, p);
-        if (SB_HW_STATE(v) == SB_HW_READY && rc->dst_gen == from_gen)
-            rc->dst_gen = to_gen;
+        if (fn(sb__unit(b, mb, p), SB_HW_STATE(v), arg))
+            return true;
         p = padd(p, SB_HW_UNITS(v));
         steps += SB_HW_UNITS(v);
     }
+    return false;
+}
+
+struct restamp {
+    uint32_t from, to;
+};
+
+static bool restamp_one(struct sb_rec *rc, unsigned state, void *arg)
+{
+    const struct restamp *g = arg;
+    /* A READY record belongs to the consumer (the caller) until it takes it; the release
+     * store of FREE in leave() or cleanup_entry() publishes the new stamp. */
+    if (state == SB_HW_READY && rc->dst_gen == g->from)
+        rc->dst_gen = g->to;
+    return false;
+}
+
+void sb__mbox_restamp(shmbus_bus *b, struct sb_mbox *mb, uint32_t from_gen, uint32_t to_gen)
+{
+    struct restamp g = {from_gen, to_gen};
+    walk_committed(b, mb, restamp_one, &g);
+}
+
+static bool is_group(struct sb_rec *rc, unsigned state, void *arg)
+{
+    (void)arg;
+    return state == SB_HW_READY && ((rc->src_gen >> 24) & SHMBUS_MSG_GROUP) != 0;
+}
+
+bool sb__mbox_holds_group(shmbus_bus *b, struct sb_mbox *mb)
+{
+    return walk_committed(b, mb, is_group, NULL);
 }
 
 uint32_t sb__mbox_depth(shmbus_bus *b, uint32_t id)

@@ -126,6 +126,19 @@ static void park_entry(shmbus_bus *b, uint32_t id, uint64_t mine)
     sb__post_waiters(b, &mb->space_sem, w);
 }
 
+/*
+ * On a durable bus the messages waiting in a mailbox were accepted and not taken: whether
+ * its owner leaves or dies, the mailbox is kept for the id's next client (as
+ * shmbus_leave_keep() keeps one) rather than drained, which would leave them to come back
+ * only at the next rebuild, after what the next client received meanwhile. Not when it
+ * holds group messages: those go to the group's other members, as on any bus (the drain).
+ * The caller is the mailbox's consumer now (a leaver, or the cleaner of its dead owner).
+ */
+static bool keeps_mailbox(shmbus_bus *b, struct sb_mbox *mb)
+{
+    return b->j != NULL && !sb__mbox_holds_group(b, mb);
+}
+
 /* Clean up entry `id` if its owner is dead. Returns 1 if this call cleaned it. */
 static int cleanup_entry(shmbus_bus *b, uint32_t id)
 {
@@ -149,9 +162,22 @@ static int cleanup_entry(shmbus_bus *b, uint32_t id)
     sb__groups_forget(b, id, SB_ST_GEN(s)); /* a dead client is nobody's member or leader */
     sb__tp(SB_TP_CLEANING);                 /* test-only: a cleaner half-way */
     struct sb_mbox *mb = sb__mbox(b, id);
-    /* Its group messages go to other members (redeliver.c), the rest is drained. */
+    uint32_t gen = SB_ST_GEN(s), kept = sb__kept_gen(e, mine);
     uint64_t n;
-    bool done = sb__salvage(b, id, SB_ST_GEN(s), sb__kept_gen(e, mine), true, true, &n);
+    bool done;
+    if (keeps_mailbox(b, mb)) {
+        /* As leave() with keep: one kept generation (we are the consumer now), its
+         * unconfirmed group messages to other members; the kept_gen store is published by
+         * the release store of FREE below. */
+        if (kept != 0)
+            sb__mbox_restamp(b, mb, kept, gen);
+        done = sb__salvage(b, id, gen, kept, false, true, &n);
+        if (done)
+            atomic_store_explicit(&e->kept_gen, gen, memory_order_relaxed);
+    } else {
+        /* Its group messages go to other members (redeliver.c), the rest is drained. */
+        done = sb__salvage(b, id, gen, kept, true, true, &n);
+    }
     sb__note_dropped(e, n);
     if (!done) {
         park_entry(b, id, mine);
@@ -159,8 +185,8 @@ static int cleanup_entry(shmbus_bus *b, uint32_t id)
     }
     atomic_store_explicit(&mb->sleeping, 0, memory_order_relaxed);
 
-    /* Release: the drained mailbox is visible before the id can be joined again. Pairs
-     * with the acquire load in try_claim(). */
+    /* Release: the drained mailbox (or the kept one, restamped, and kept_gen) is visible
+     * before the id can be joined again. Pairs with the acquire load in try_claim(). */
     atomic_store_explicit(&e->state, SB_ST(SB_FREE, SB_ST_GEN(s), 0), memory_order_release);
     /* Senders blocked on the full mailbox re-check the state when woken. */
     uint32_t w = atomic_exchange_explicit(&mb->space_waiters, 0, memory_order_acq_rel);
@@ -439,7 +465,7 @@ static int leave(shmbus_client *c, bool keep)
     sb__mbox_publish(c);                 /* the drain or the next client starts where we stopped */
     sb__mbox_skip_intents(b, e);
     uint64_t dropped;
-    if (keep) {
+    if (keep || keeps_mailbox(b, c->mb)) {
         /* One kept generation only: ours. Messages still stamped with the one we took
          * over get ours (we are their consumer, nobody else writes a committed slot). */
         if (c->kept_gen != 0)

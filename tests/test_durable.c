@@ -17,7 +17,8 @@
  *     its sender is killed before placing it, the rebuild delivers it once, in order;
  *   - what a send batch reported as not sent stays undelivered when its CANCEL marker met a
  *     full disk: the marker is written once there is room (next write, or the close);
- *   - a journal directory that is another user's or that others can write to is refused.
+ *   - a journal directory that is another user's or that others can write to is refused;
+ *   - a receiver's mailbox outlives it: killed or gone, its next client gets the rest.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -1148,6 +1149,130 @@ static void test_journal_dir_refused(void **state)
     th_rm_rf(jdir);
 }
 
+/* The receiver of test_dead_receiver_kept: joins id 2, says so, waits for the word, takes
+ * three messages (one by one, or as one batch) and dies at once with SIGKILL, its private
+ * position unpublished (three of ten taken: not caught up). */
+struct kept_child {
+    const char *name;
+    int fd[2], batch;
+};
+
+static int kept_receiver(void *arg)
+{
+    struct kept_child *k = arg;
+    shmbus_bus *b;
+    shmbus_client *r;
+    if (shmbus_bus_open(k->name, NULL, 0, &b) < 0 || shmbus_join(b, 2, NULL, &r) < 0)
+        return 10;
+    char go = 1;
+    if (write(k->fd[1], &go, 1) != 1 || read(k->fd[0], &go, 1) != 1)
+        return 11;
+    struct shmbus_msg h[3];
+    char bufs[3][32];
+    if (k->batch) {
+        if (shmbus_recv_batch(r, h, bufs, sizeof(bufs[0]), 3, 1000) != 3)
+            return 12;
+    } else {
+        for (int i = 0; i < 3; i++)
+            if (shmbus_recv(r, &h[i], bufs[i], sizeof(bufs[i]), 1000) < 0)
+                return 12;
+    }
+    raise(SIGKILL);
+    return 13;
+}
+
+/* On a durable bus a receiver's mailbox outlives the receiver: killed after taking three
+ * of ten messages (by recv, then by recv_batch), it is cleaned up and its mailbox kept, and
+ * the next client of its id gets the other seven, once, in order; a client that leaves
+ * keeps its mailbox too. Nothing comes back after a reboot: everything was taken. */
+static void test_dead_receiver_kept(void **state)
+{
+    (void)state;
+    const char *name = th_name("kept");
+    new_jdir("kept");
+    shmbus_bus *b = open_durable(name, SHMBUS_SYNC_NONE, NULL);
+    shmbus_client *s, *r;
+    assert_int_equal(shmbus_join(b, 1, NULL, &s), 0);
+    int next = 0;
+    for (int batch = 0; batch < 2; batch++) {
+        struct kept_child k = {.name = name, .batch = batch};
+        int up[2], down[2];
+        assert_int_equal(pipe(up), 0);
+        assert_int_equal(pipe(down), 0);
+        k.fd[0] = down[0];
+        k.fd[1] = up[1];
+        pid_t pid = th_fork(kept_receiver, &k);
+        char c;
+        assert_int_equal(read(up[0], &c, 1), 1); /* joined */
+        send_n(s, 2, next, next + 10);
+        assert_int_equal(write(down[1], &c, 1), 1);
+        assert_int_equal(th_wait(pid, 20000), 128 + SIGKILL);
+        for (int i = 0; i < 2; i++) {
+            close(up[i]);
+            close(down[i]);
+        }
+        assert_int_equal(shmbus_reap(b), 1);
+        struct shmbus_client_info info[8];
+        int n = shmbus_list(b, info, 8);
+        assert_int_equal(n, 2);
+        assert_int_equal(info[1].id, 2);
+        assert_int_equal(info[1].state, SHMBUS_CLIENT_KEPT);
+        assert_int_equal(shmbus_join(b, 2, NULL, &r), 0);
+        assert_int_equal(drain_expect(r, next + 3, 1), 7);
+        next += 10;
+        /* A plain leave keeps what is left, for the next client of the id. */
+        send_n(s, 2, next, next + 4);
+        char buf[32];
+        struct shmbus_msg m;
+        assert_int_equal(shmbus_recv(r, &m, buf, sizeof(buf), 0), 5 + (next >= 10));
+        shmbus_leave(r);
+        assert_int_equal(shmbus_join(b, 2, NULL, &r), 0);
+        assert_int_equal(drain_expect(r, next + 1, 1), 3);
+        shmbus_leave(r);
+        next += 4;
+    }
+    /* Ten more left in the mailbox at a reboot: the rebuilt mailbox is kept (stamped with
+     * a generation of the rebuild's). Its first client dies after three: the next gets the
+     * other seven (a mailbox kept twice keeps one generation: the cleaner restamps). */
+    assert_int_equal(shmbus_join(b, 2, NULL, &r), 0);
+    send_n(s, 2, next, next + 10);
+    shmbus_leave(r);
+    shmbus_leave(s);
+    shmbus_bus_close(b);
+    th_reboot_sim(name);
+    b = open_durable(name, SHMBUS_SYNC_NONE, NULL);
+    struct shmbus_journal_stats js;
+    assert_int_equal(shmbus_journal_stats(b, &js), 0);
+    assert_int_equal(js.rebuilt, 10);
+    struct kept_child k = {.name = name, .batch = 0};
+    int up[2], down[2];
+    assert_int_equal(pipe(up), 0);
+    assert_int_equal(pipe(down), 0);
+    k.fd[0] = down[0];
+    k.fd[1] = up[1];
+    pid_t pid = th_fork(kept_receiver, &k);
+    char c = 0;
+    assert_int_equal(read(up[0], &c, 1), 1);
+    assert_int_equal(write(down[1], &c, 1), 1);
+    assert_int_equal(th_wait(pid, 20000), 128 + SIGKILL);
+    for (int i = 0; i < 2; i++) {
+        close(up[i]);
+        close(down[i]);
+    }
+    assert_int_equal(shmbus_reap(b), 1);
+    assert_int_equal(shmbus_join(b, 2, NULL, &r), 0);
+    assert_int_equal(drain_expect(r, next + 3, 1), 7);
+    shmbus_leave(r);
+    shmbus_bus_close(b);
+    th_reboot_sim(name);
+    b = open_durable(name, SHMBUS_SYNC_NONE, NULL);
+    assert_int_equal(shmbus_journal_stats(b, &js), 0);
+    assert_int_equal(js.rebuilt, 0); /* everything was taken */
+    shmbus_bus_close(b);
+    assert_int_equal(shmbus_bus_destroy(name), 0);
+    th_rm_rf(jdir);
+}
+
 /* The child of test_cancel_pending: a batch written ahead whose CANCEL marker finds the
  * disk full (a file-size limit with room for the records only), twice. The first marker
  * goes out before the handle's next record (a receive's taken marker), the second at the
@@ -1416,6 +1541,7 @@ int main(void)
         cmocka_unit_test(test_batch_ahead_killed),
         cmocka_unit_test(test_cancel_pending),
         cmocka_unit_test(test_journal_dir_refused),
+        cmocka_unit_test(test_dead_receiver_kept),
     };
     th_filter_from_env();
     return cmocka_run_group_tests(tests, NULL, th_cleanup);
