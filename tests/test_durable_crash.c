@@ -307,7 +307,7 @@ static void note_first(const struct role *ro, const struct logrec *lr)
         return;
     first_seen = true;
     uint32_t base = (uint32_t)cur_round * SENDERS + 1;
-    if (lr->tag < base || lr->n < before_join[lr->tag - base])
+    if (lr->tag < base || (lr->tag - base < SENDERS && lr->n < before_join[lr->tag - base]))
         atomic_fetch_add_explicit(&seen->kept_taken, 1, memory_order_relaxed);
 }
 
@@ -707,8 +707,11 @@ static void test_crash_reboot(void **state)
         round_epoch = js.epoch;
         /* A small ring may not hold what the last round left: the rest waits in the journal
          * for the next rebuild, which is on the large ring and must place everything. */
-        if (!full_round(round))
-            assert_int_equal(js.deferred, 0);
+        if (!full_round(round) && js.deferred != 0)
+            fail_msg("round %d: the rebuild (%llu messages placed) deferred %llu; the last "
+                     "round was %sa full round",
+                     round, (unsigned long long)js.rebuilt, (unsigned long long)js.deferred,
+                     round > 0 && full_round(round - 1) ? "" : "not ");
         deferred += js.deferred;
         rebuilt += js.rebuilt;
         pid_t pids[SENDERS + RECEIVERS];
