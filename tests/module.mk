@@ -16,7 +16,7 @@ $(BUILD)/tests/tsan_%: $(BUILD)/tests/tsan_%.o $(LIB_A)
 tsan:
 	@$(DEPS) build
 	$(MAKE) --no-print-directory SAN=thread tsan-build
-	d=$$(mktemp -d) && SHMBUS_DIR=$$d/run TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" \
+	d=$$(mktemp -d) && SHMBUS_DIR=$$d/run TSAN_JOURNAL=$$d TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" \
 	    timeout 300 build/san-thread/tests/tsan_threads; rc=$$?; rm -rf $$d; exit $$rc
 
 tsan-build: $(BUILD)/tests/tsan_threads

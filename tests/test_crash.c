@@ -1021,7 +1021,7 @@ static int teardown(void **state)
  * journal in the runner's temporary directory. */
 static char jdir_stop[512];
 
-static shmbus_bus *open_durable_stop(const char *name, bool create)
+static shmbus_bus *open_durable_stop(const char *name)
 {
     const char *t = getenv("TEST_TMPDIR");
     snprintf(jdir_stop, sizeof(jdir_stop), "%s/jstop-%d", t && t[0] == '/' ? t : "/tmp",
@@ -1029,9 +1029,7 @@ static shmbus_bus *open_durable_stop(const char *name, bool create)
     struct shmbus_bus_opts o = {.max_clients = MAXC, .msg_size = 64, .ring_bytes = 64 * 1024};
     struct shmbus_durable d = {.dir = jdir_stop, .sync = SHMBUS_SYNC_NONE, .compact_bytes = 4096};
     shmbus_bus *b = NULL;
-    int r = create ? shmbus_bus_open_durable(name, &o, &d, SHMBUS_OPEN_CREATE, &b)
-                   : shmbus_bus_open(name, NULL, 0, &b);
-    return r < 0 ? NULL : b;
+    return shmbus_bus_open_durable(name, &o, &d, SHMBUS_OPEN_CREATE, &b) < 0 ? NULL : b;
 }
 
 struct jstop {
@@ -1079,6 +1077,30 @@ static int jstop_drain(shmbus_client *me, int first)
     return k;
 }
 
+/* Both tests below: a durable bus with RECV_ID (*me) and 3 (*other) joined here, and a
+ * sender child (id 2) stopped at its hit-th passage of test point `point`. */
+static pid_t jstop_start(const char *name, int point, int hit, int count, shmbus_bus **b,
+                         shmbus_client **me, shmbus_client **other, struct jstop *js)
+{
+    *b = open_durable_stop(name);
+    assert_non_null(*b);
+    assert_int_equal(shmbus_join(*b, RECV_ID, NULL, me), 0);
+    assert_int_equal(shmbus_join(*b, 3, NULL, other), 0);
+    *js = (struct jstop){.name = name, .point = point, .hit = hit, .count = count};
+    pid_t s = th_fork(jstop_sender, js);
+    assert_int_equal(wait_stopped(s, 10000), 0);
+    return s;
+}
+
+static void jstop_end(const char *name, shmbus_bus *b, shmbus_client *me, shmbus_client *other)
+{
+    shmbus_leave(other);
+    shmbus_leave(me);
+    shmbus_bus_close(b);
+    assert_int_equal(shmbus_bus_destroy(name), 0);
+    th_rm_rf(jdir_stop);
+}
+
 /* A compactor stopped while it holds the journal's exclusive lock holds up every other
  * write to the journal, but no call past its timeout (at least the journal's 1 s grace):
  * a receive that must write its taken marker, a non-blocking send. Nothing is taken or
@@ -1087,14 +1109,10 @@ static void test_sigstop_compactor(void **state)
 {
     (void)state;
     const char *name = th_name("jstopc");
-    shmbus_bus *b = open_durable_stop(name, true);
-    assert_non_null(b);
+    shmbus_bus *b;
     shmbus_client *me, *other;
-    assert_int_equal(shmbus_join(b, RECV_ID, NULL, &me), 0);
-    assert_int_equal(shmbus_join(b, 3, NULL, &other), 0);
-    struct jstop js = {.name = name, .point = SB_TP_COMPACT_EXCL, .hit = 1, .count = 200};
-    pid_t s = th_fork(jstop_sender, &js);
-    assert_int_equal(wait_stopped(s, 10000), 0);
+    struct jstop js;
+    pid_t s = jstop_start(name, SB_TP_COMPACT_EXCL, 1, 200, &b, &me, &other, &js);
     struct shmbus_journal_stats st0, st1;
     assert_int_equal(shmbus_journal_stats(b, &st0), 0);
 
@@ -1113,11 +1131,7 @@ static void test_sigstop_compactor(void **state)
     assert_int_equal(shmbus_journal_stats(b, &st1), 0);
     assert_true(st1.compactions > st0.compactions);
     assert_int_equal(jstop_drain(me, 0), 200); /* and no "x" */
-    shmbus_leave(other);
-    shmbus_leave(me);
-    shmbus_bus_close(b);
-    assert_int_equal(shmbus_bus_destroy(name), 0);
-    th_rm_rf(jdir_stop);
+    jstop_end(name, b, me, other);
 }
 
 /* A writer stopped while it holds the shared lock holds off compaction: the write that
@@ -1127,14 +1141,10 @@ static void test_sigstop_journal_writer(void **state)
 {
     (void)state;
     const char *name = th_name("jstopw");
-    shmbus_bus *b = open_durable_stop(name, true);
-    assert_non_null(b);
+    shmbus_bus *b;
     shmbus_client *me, *other;
-    assert_int_equal(shmbus_join(b, RECV_ID, NULL, &me), 0);
-    assert_int_equal(shmbus_join(b, 3, NULL, &other), 0);
-    struct jstop js = {.name = name, .point = SB_TP_JOURNAL_WRITE, .hit = 3, .count = 10};
-    pid_t s = th_fork(jstop_sender, &js);
-    assert_int_equal(wait_stopped(s, 10000), 0);
+    struct jstop js;
+    pid_t s = jstop_start(name, SB_TP_JOURNAL_WRITE, 3, 10, &b, &me, &other, &js);
     assert_int_equal(jstop_drain(me, 0), 2); /* the two before the stop */
     struct shmbus_journal_stats st0, st1;
     struct shmbus_msg m_unused;
@@ -1176,11 +1186,7 @@ static void test_sigstop_journal_writer(void **state)
         assert_int_equal(shmbus_recv(me, &m_unused, buf_unused, sizeof(buf_unused), 1000), 1);
         pause_ms(10); /* polling a state, with a deadline */
     }
-    shmbus_leave(other);
-    shmbus_leave(me);
-    shmbus_bus_close(b);
-    assert_int_equal(shmbus_bus_destroy(name), 0);
-    th_rm_rf(jdir_stop);
+    jstop_end(name, b, me, other);
 }
 
 int main(void)

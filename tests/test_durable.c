@@ -1181,6 +1181,29 @@ static int kept_receiver(void *arg)
     return 13;
 }
 
+/* Run kept_receiver (batch or not) until it has died after its three messages; the ten
+ * messages from..from + 9 are sent to id 2 once it has joined (n of them, 0 for none). */
+static void kill_after_three(const char *name, int batch, shmbus_client *s, int from, int n)
+{
+    struct kept_child k = {.name = name, .batch = batch};
+    int up[2], down[2];
+    assert_int_equal(pipe(up), 0);
+    assert_int_equal(pipe(down), 0);
+    k.fd[0] = down[0];
+    k.fd[1] = up[1];
+    pid_t pid = th_fork(kept_receiver, &k);
+    char c = 0;
+    assert_int_equal(read(up[0], &c, 1), 1); /* joined */
+    if (n > 0)
+        send_n(s, 2, from, from + n);
+    assert_int_equal(write(down[1], &c, 1), 1);
+    assert_int_equal(th_wait(pid, 20000), 128 + SIGKILL);
+    for (int i = 0; i < 2; i++) {
+        close(up[i]);
+        close(down[i]);
+    }
+}
+
 /* On a durable bus a receiver's mailbox outlives the receiver: killed after taking three
  * of ten messages (by recv, then by recv_batch), it is cleaned up and its mailbox kept, and
  * the next client of its id gets the other seven, once, in order; a client that leaves
@@ -1195,22 +1218,7 @@ static void test_dead_receiver_kept(void **state)
     assert_int_equal(shmbus_join(b, 1, NULL, &s), 0);
     int next = 0;
     for (int batch = 0; batch < 2; batch++) {
-        struct kept_child k = {.name = name, .batch = batch};
-        int up[2], down[2];
-        assert_int_equal(pipe(up), 0);
-        assert_int_equal(pipe(down), 0);
-        k.fd[0] = down[0];
-        k.fd[1] = up[1];
-        pid_t pid = th_fork(kept_receiver, &k);
-        char c;
-        assert_int_equal(read(up[0], &c, 1), 1); /* joined */
-        send_n(s, 2, next, next + 10);
-        assert_int_equal(write(down[1], &c, 1), 1);
-        assert_int_equal(th_wait(pid, 20000), 128 + SIGKILL);
-        for (int i = 0; i < 2; i++) {
-            close(up[i]);
-            close(down[i]);
-        }
+        kill_after_three(name, batch, s, next, 10);
         assert_int_equal(shmbus_reap(b), 1);
         struct shmbus_client_info info[8];
         int n = shmbus_list(b, info, 8);
@@ -1244,21 +1252,7 @@ static void test_dead_receiver_kept(void **state)
     struct shmbus_journal_stats js;
     assert_int_equal(shmbus_journal_stats(b, &js), 0);
     assert_int_equal(js.rebuilt, 10);
-    struct kept_child k = {.name = name, .batch = 0};
-    int up[2], down[2];
-    assert_int_equal(pipe(up), 0);
-    assert_int_equal(pipe(down), 0);
-    k.fd[0] = down[0];
-    k.fd[1] = up[1];
-    pid_t pid = th_fork(kept_receiver, &k);
-    char c = 0;
-    assert_int_equal(read(up[0], &c, 1), 1);
-    assert_int_equal(write(down[1], &c, 1), 1);
-    assert_int_equal(th_wait(pid, 20000), 128 + SIGKILL);
-    for (int i = 0; i < 2; i++) {
-        close(up[i]);
-        close(down[i]);
-    }
+    kill_after_three(name, 0, NULL, 0, 0);
     assert_int_equal(shmbus_reap(b), 1);
     assert_int_equal(shmbus_join(b, 2, NULL, &r), 0);
     assert_int_equal(drain_expect(r, next + 3, 1), 7);

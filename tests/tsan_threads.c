@@ -6,7 +6,11 @@
  * singly, in batches, with priorities, and with ACK; plus a thread that lists and reaps
  * the whole time. Every message is checked for order per (sender thread) and counted.
  * TSan reports any data race in the library's use of memory; the test itself checks that
- * nothing was lost or duplicated. Exits 0 on success.
+ * nothing was lost or duplicated. Then the same on a durable bus (sync level batch, the
+ * journal compacted every 64 KiB), where the threads also share the bus handle's journal:
+ * its mutex, the flock taken around each write, group commit and compactions run by
+ * whichever thread crosses the limit. The journal goes to $TSAN_JOURNAL (made by `make
+ * tsan`), or a fresh directory under /tmp. Exits 0 on success.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -23,7 +27,9 @@
 #define CLIENTS            4
 #define SENDERS_PER_CLIENT 2
 #define PER_SENDER         20000
+#define PER_SENDER_DURABLE 4000 /* each message also a journal write: slower under TSan */
 
+static uint64_t per_sender;
 static shmbus_client *clients[CLIENTS];
 static atomic_int done_senders;
 
@@ -62,7 +68,7 @@ static void *sender(void *p)
     uint32_t t = (uint32_t)(uintptr_t)p;
     shmbus_client *c = clients[t / SENDERS_PER_CLIENT];
     uint64_t n[CLIENTS + 1] = {0};
-    for (uint64_t i = 0; i < PER_SENDER; i++) {
+    for (uint64_t i = 0; i < per_sender; i++) {
         uint32_t dst = 1 + (uint32_t)(i % CLIENTS);
         unsigned prio = prio_of(t);
         struct msg m = {t, dst, n[dst], prio, 0};
@@ -167,15 +173,23 @@ static void *watcher(void *p)
     return NULL;
 }
 
-int main(void)
+/* One run of the harness on a fresh bus, durable (journal in jdir) or not. */
+static void run(const char *jdir)
 {
     char name[64];
-    snprintf(name, sizeof(name), "tsan-%d", (int)getpid());
+    snprintf(name, sizeof(name), "tsan-%s%d", jdir ? "dur-" : "", (int)getpid());
     struct shmbus_bus_opts o = {.max_clients = CLIENTS, .slots = 64, .msg_size = 32};
+    struct shmbus_durable d = {.dir = jdir, .sync = SHMBUS_SYNC_BATCH, .compact_bytes = 65536};
     shmbus_bus *b;
-    int r = shmbus_bus_open(name, &o, SHMBUS_OPEN_CREATE | SHMBUS_OPEN_EXCL, &b);
+    int r = jdir ? shmbus_bus_open_durable(name, &o, &d, SHMBUS_OPEN_CREATE | SHMBUS_OPEN_EXCL, &b)
+                 : shmbus_bus_open(name, &o, SHMBUS_OPEN_CREATE | SHMBUS_OPEN_EXCL, &b);
     if (r < 0)
         die("open", r);
+    per_sender = jdir ? PER_SENDER_DURABLE : PER_SENDER;
+    atomic_store(&done_senders, 0);
+    atomic_store(&acks_sent, 0);
+    atomic_store(&acks_seen, 0);
+    atomic_store(&prio_seen, 0);
     for (uint32_t i = 0; i < CLIENTS; i++) {
         r = shmbus_join(b, i + 1, NULL, &clients[i]);
         if (r < 0)
@@ -192,26 +206,52 @@ int main(void)
     for (int i = 0; i < CLIENTS; i++)
         pthread_join(recv_t[i], NULL);
     pthread_join(watch_t, NULL);
+    struct shmbus_journal_stats js = {0};
+    if (jdir && (r = shmbus_journal_stats(b, &js)) < 0)
+        die("journal stats", r);
     for (int i = 0; i < CLIENTS; i++)
         shmbus_leave(clients[i]);
     shmbus_bus_close(b);
     r = shmbus_bus_destroy(name);
     if (r < 0)
         die("destroy", r);
-    printf("tsan_threads: %d sender threads x %d messages to %d receiver threads: all "
-           "delivered in order; %llu ACK sends acknowledged, %llu messages above priority 0\n",
-           CLIENTS * SENDERS_PER_CLIENT, PER_SENDER, CLIENTS,
-           (unsigned long long)atomic_load(&acks_sent),
+    printf("tsan_threads: %s bus: %d sender threads x %llu messages to %d receiver threads: "
+           "all delivered in order; %llu ACK sends acknowledged, %llu messages above priority "
+           "0",
+           jdir ? "durable" : "in-memory", CLIENTS * SENDERS_PER_CLIENT,
+           (unsigned long long)per_sender, CLIENTS, (unsigned long long)atomic_load(&acks_sent),
            (unsigned long long)atomic_load(&prio_seen));
+    if (jdir)
+        printf("; %llu compactions, %llu flushes", (unsigned long long)js.compactions,
+               (unsigned long long)js.syncs);
+    printf("\n");
     /* The harness must really have used what it claims to exercise. */
     if (atomic_load(&acks_sent) == 0 || atomic_load(&acks_seen) != atomic_load(&acks_sent) ||
-        atomic_load(&prio_seen) == 0) {
+        atomic_load(&prio_seen) == 0 || (jdir && (js.compactions == 0 || js.syncs == 0))) {
         fprintf(stderr, "tsan_threads: ACKs sent %llu, seen %llu; prioritised %llu\n",
                 (unsigned long long)atomic_load(&acks_sent),
                 (unsigned long long)atomic_load(&acks_seen),
                 (unsigned long long)atomic_load(&prio_seen));
+        exit(1);
+    }
+}
+
+int main(void)
+{
+    run(NULL);
+    char tmp[] = "/tmp/tsan-journal-XXXXXX", jdir[600];
+    const char *j = getenv("TSAN_JOURNAL");
+    bool made = j == NULL || j[0] != '/';
+    if (made && mkdtemp(tmp) == NULL) {
+        perror("tsan_threads: mkdtemp");
         return 1;
     }
+    snprintf(jdir, sizeof(jdir), "%s/jnl", made ? tmp : j);
+    run(jdir);
+    char cmd[700];
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", made ? tmp : jdir);
+    if (system(cmd) != 0)
+        fprintf(stderr, "tsan_threads: could not remove %s\n", made ? tmp : jdir);
     printf("1 passed, 0 failed\n");
     return 0;
 }
