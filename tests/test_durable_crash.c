@@ -491,6 +491,35 @@ static void scan_journal(void)
     closedir(d);
 }
 
+static void on_rec_dst(const struct sb_jrec *r, const uint8_t *payload, size_t off, void *arg)
+{
+    (void)payload;
+    (void)off;
+    uint64_t *to = arg;
+    if (r->type == SB_JREC_MSG && r->dst < RECEIVERS + 3)
+        to[r->dst]++;
+}
+
+/* For a failure message: the messages to each receiver in the journal (the file a rebuild
+ * just wrote holds its survivors only, placed and deferred). */
+static void count_by_dst(uint64_t *to)
+{
+    DIR *d = opendir(jdir);
+    struct dirent *de;
+    while (d != NULL && (de = readdir(d)) != NULL) {
+        uint8_t *buf;
+        size_t len;
+        struct sb_jscan st;
+        if (strstr(de->d_name, ".jnl") == NULL ||
+            sb__journal_read(dirfd(d), de->d_name, &buf, &len))
+            continue;
+        sb__journal_parse(buf, len, on_rec_dst, to, &st);
+        free(buf);
+    }
+    if (d != NULL)
+        closedir(d);
+}
+
 /* ---- checks ----------------------------------------------------------------------------- */
 
 static struct logrec *load(const char *path, size_t *n)
@@ -707,11 +736,15 @@ static void test_crash_reboot(void **state)
         round_epoch = js.epoch;
         /* A small ring may not hold what the last round left: the rest waits in the journal
          * for the next rebuild, which is on the large ring and must place everything. */
-        if (!full_round(round) && js.deferred != 0)
+        if (!full_round(round) && js.deferred != 0) {
+            uint64_t to[RECEIVERS + 3] = {0};
+            count_by_dst(to);
             fail_msg("round %d: the rebuild (%llu messages placed) deferred %llu; the last "
-                     "round was %sa full round",
+                     "round was %sa full round; the journal holds %llu messages to 3, %llu to 4",
                      round, (unsigned long long)js.rebuilt, (unsigned long long)js.deferred,
-                     round > 0 && full_round(round - 1) ? "" : "not ");
+                     round > 0 && full_round(round - 1) ? "" : "not ", (unsigned long long)to[3],
+                     (unsigned long long)to[4]);
+        }
         deferred += js.deferred;
         rebuilt += js.rebuilt;
         pid_t pids[SENDERS + RECEIVERS];
