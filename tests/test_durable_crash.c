@@ -914,9 +914,10 @@ static void test_crash_reboot(void **state)
         assert_true(cancel_markers >= (uint64_t)full_rounds / 8);
         assert_true(deferred > 0);
     }
-    /* Restarted receivers took over kept mailboxes that held messages: 0.4-0.6 restarts and
-     * 0.15-0.2 such takeovers a round in the seeds tried; the floors are about 1/8. Without
-     * kept mailboxes (a drain at the kill) there are none. */
+    /* Restarted receivers took over kept mailboxes that held messages: 0.37-0.51 restarts
+     * and 0.09-0.28 such takeovers a round over 100 rounds in the seeds tried (0.5 and 0.22
+     * over 2000); the floors are about 1/8 of the typical rates. Without kept mailboxes (a
+     * drain at the kill) there are none. */
     if (rounds >= 50) {
         assert_true(restarts >= rounds / 16);
         assert_true(seen->kept_taken >= (uint64_t)rounds / 50);
